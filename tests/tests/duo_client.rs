@@ -2,6 +2,8 @@
 //! call, every signature version, the retry policy under injected faults, and
 //! malformed answers from a raw TCP server.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
 use std::time::Duration;
 
 use duo_admin::{

@@ -3,6 +3,8 @@
 //! signatures independently the way Duo does, accepts them; and the same
 //! request signed with another key is refused (so the property can fail).
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
 use std::sync::OnceLock;
 
 use duo_admin::{
