@@ -1,0 +1,183 @@
+//! What the IdP said happened, in one vocabulary for every source.
+//!
+//! Parsers (`okta`, `auth0_events`, `auth0_logs`) turn a verified delivery
+//! into [`IdpEvent`]s; the planner turns those into Duo operations. An event
+//! carries only what the IdP sent: fields it did not send are `None`, and the
+//! planner decides whether to fetch them from the IdP or skip.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Where a delivery came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// Okta event hook (`POST /okta`).
+    Okta,
+    /// Auth0 Event Streams webhook (`POST /auth0`).
+    Auth0Events,
+    /// Auth0 Log Streams custom webhook (`POST /auth0/logs`).
+    Auth0Logs,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Okta => "okta",
+            Self::Auth0Events => "auth0",
+            Self::Auth0Logs => "auth0-logs",
+        }
+    }
+
+    /// The prefix of ids this IdP owns, as stored on Duo objects
+    /// (`okta:00u…`, `auth0:auth0|…`). Both Auth0 channels share it.
+    pub fn idp_prefix(self) -> &'static str {
+        match self {
+            Self::Okta => "okta",
+            Self::Auth0Events | Self::Auth0Logs => "auth0",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The idempotency key of one event: the source plus the IdP's own event id
+/// (Okta `uuid`, Auth0 event `id`, Auth0 log `log_id`), e.g. `okta:a1b2…`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn new(source: Source, idp_event_id: &str) -> Self {
+        Self(format!("{}:{}", source.as_str(), idp_event_id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user as an event names it: the IdP's immutable id, its login, or both.
+/// Parsers never build one with neither (such events are skipped).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UserRef {
+    /// Okta `00u…` / Auth0 `auth0|…`.
+    pub idp_id: Option<String>,
+    /// Okta login / Auth0 email: the Duo username by default.
+    pub login: Option<String>,
+}
+
+/// Profile values an event carried. `None` = not in the event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UserProfile {
+    pub login: Option<String>,
+    pub email: Option<String>,
+    /// Full name (Duo `realname`).
+    pub display_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// A group (Okta group, Auth0 role) as an event names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupRef {
+    /// Okta `00g…` / Auth0 `rol_…`.
+    pub idp_id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Whether a user may sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserState {
+    Active,
+    /// Suspended, deactivated or blocked in the IdP.
+    Disabled,
+}
+
+/// Which authenticators an MFA reset concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MfaScope {
+    /// Every factor was reset in the IdP.
+    All,
+    /// Only the Duo factor was reset.
+    Duo,
+}
+
+/// What happened, in the relay's vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// Created, or seen with a full profile (Auth0 `user.created`). `state`
+    /// is set when the event also says whether the user may sign in.
+    UserUpserted {
+        user: UserRef,
+        profile: UserProfile,
+        state: Option<UserState>,
+    },
+    /// Activated, reactivated, unsuspended, unblocked → `Active`;
+    /// suspended, deactivated, blocked → `Disabled`.
+    UserStateChanged { user: UserRef, state: UserState },
+    /// The profile changed. `profile` is `None` when the event does not carry
+    /// the new values (Okta `user.account.update_profile`): the planner must
+    /// fetch them from the IdP. `previous_login` is set when known, so a
+    /// rename finds the old Duo user.
+    UserProfileChanged {
+        user: UserRef,
+        profile: Option<UserProfile>,
+        previous_login: Option<String>,
+    },
+    UserDeleted { user: UserRef },
+    MembershipAdded { user: UserRef, group: GroupRef },
+    MembershipRemoved { user: UserRef, group: GroupRef },
+    GroupCreated { group: GroupRef },
+    /// `new_name` is `None` when the event does not carry it (Okta
+    /// `group.profile.update`).
+    GroupRenamed {
+        group: GroupRef,
+        new_name: Option<String>,
+    },
+    GroupDeleted { group: GroupRef },
+    MfaReset { user: UserRef, scope: MfaScope },
+}
+
+/// One event from one delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdpEvent {
+    pub id: EventId,
+    pub source: Source,
+    /// The IdP's event type as sent (`user.lifecycle.create`,
+    /// `user.updated`, or for log streams `sapi patch /api/v2/users/{id}`).
+    pub event_type: String,
+    /// When it happened, as the IdP wrote it (ISO-8601), for ordering.
+    pub occurred_at: Option<String>,
+    pub change: Change,
+}
+
+/// An event a parser read but will not act on, and why — logged, answered 200.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The IdP's event id when there was one.
+    pub id: Option<String>,
+    pub event_type: Option<String>,
+    pub reason: String,
+}
+
+/// What a parser made of one delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Parsed {
+    pub events: Vec<IdpEvent>,
+    pub skipped: Vec<Skipped>,
+}

@@ -1,0 +1,13 @@
+//! The relay's domain, free of HTTP frameworks and cloud SDKs.
+//!
+//! Data flows one way: a request → a verified request → [`event::IdpEvent`]s →
+//! Duo operations → outcomes. Each stage is a plain type that a test can build
+//! without the stages around it. Entry crates (server, Lambda, Azure, Cloud
+//! Run) only adapt their platform's request and response and decide where
+//! secrets and state live.
+
+pub mod config;
+pub mod event;
+pub mod verified;
+
+pub use duo_admin::Secret;
