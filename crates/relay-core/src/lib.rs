@@ -8,6 +8,8 @@
 
 pub mod config;
 pub mod event;
+pub mod operation;
+pub mod plan;
 pub mod verified;
 
 pub use duo_admin::Secret;
