@@ -129,7 +129,10 @@ pub enum Change {
     },
     /// Activated, reactivated, unsuspended, unblocked → `Active`;
     /// suspended, deactivated, blocked → `Disabled`.
-    UserStateChanged { user: UserRef, state: UserState },
+    UserStateChanged {
+        user: UserRef,
+        state: UserState,
+    },
     /// The profile changed. `profile` is `None` when the event does not carry
     /// the new values (Okta `user.account.update_profile`): the planner must
     /// fetch them from the IdP. `previous_login` is set when known, so a
@@ -139,18 +142,33 @@ pub enum Change {
         profile: Option<UserProfile>,
         previous_login: Option<String>,
     },
-    UserDeleted { user: UserRef },
-    MembershipAdded { user: UserRef, group: GroupRef },
-    MembershipRemoved { user: UserRef, group: GroupRef },
-    GroupCreated { group: GroupRef },
+    UserDeleted {
+        user: UserRef,
+    },
+    MembershipAdded {
+        user: UserRef,
+        group: GroupRef,
+    },
+    MembershipRemoved {
+        user: UserRef,
+        group: GroupRef,
+    },
+    GroupCreated {
+        group: GroupRef,
+    },
     /// `new_name` is `None` when the event does not carry it (Okta
     /// `group.profile.update`).
     GroupRenamed {
         group: GroupRef,
         new_name: Option<String>,
     },
-    GroupDeleted { group: GroupRef },
-    MfaReset { user: UserRef, scope: MfaScope },
+    GroupDeleted {
+        group: GroupRef,
+    },
+    MfaReset {
+        user: UserRef,
+        scope: MfaScope,
+    },
 }
 
 /// One event from one delivery.
