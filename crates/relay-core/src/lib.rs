@@ -6,6 +6,7 @@
 //! Run) only adapt their platform's request and response and decide where
 //! secrets and state live.
 
+pub mod apply;
 pub mod config;
 pub mod event;
 pub mod operation;

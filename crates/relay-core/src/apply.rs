@@ -1,0 +1,561 @@
+//! Operations → Duo calls, idempotently.
+//!
+//! [`Directory`] is what the apply stage needs from Duo; [`DuoDirectory`]
+//! implements it with the Admin API client, and a dry run implements it by
+//! recording. Every operation reads before it writes, so applying one twice
+//! changes nothing the second time.
+//!
+//! Minimum Duo calls per operation, with a warm group index (the reasoning the
+//! benchmark issue counts against):
+//! - upsert user: 1 lookup (+1 create or +1 modify when something differs)
+//! - set state: 1 lookup (+1 modify when different)
+//! - membership add: 1 user lookup (its answer embeds the user's groups) + 1 add
+//! - membership remove: 1 user lookup + 1 remove
+//! - reset MFA: 1 lookup (phones, tokens, WebAuthn and U2F are embedded in the
+//!   user) + 1 bypass-code list + 1 call per device or code removed
+//!
+//! A user is looked up by its IdP id alias first (a username lookup matches
+//! aliases too), then by username, so at most 2 lookups.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use duo_admin::{
+    DuoClient, DuoError, DuoGroupId, Group, GroupFields, User, UserFields, UserStatus,
+};
+
+use crate::event::UserState;
+use crate::operation::{GroupKey, Operation, UserAttrs, UserKey};
+
+/// The alias slot (1-4) that holds the IdP's user id. Slot 4, because admins
+/// who use aliases by hand fill them from slot 1.
+pub const IDP_ALIAS_SLOT: usize = 4;
+
+/// How one operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// Duo was changed.
+    Changed(String),
+    /// Duo already matched; nothing was written.
+    Unchanged(String),
+}
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Retrying later may succeed (429, 5xx, timeouts).
+    #[error("transient: {0}")]
+    Transient(DuoError),
+    /// Retrying cannot help until someone changes something.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<DuoError> for ApplyError {
+    fn from(e: DuoError) -> Self {
+        if e.is_transient() {
+            Self::Transient(e)
+        } else {
+            Self::Permanent(e.to_string())
+        }
+    }
+}
+
+impl ApplyError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+/// Where operations are applied.
+pub trait Directory: Send + Sync {
+    fn apply(
+        &self,
+        op: &Operation,
+    ) -> impl std::future::Future<Output = Result<OpOutcome, ApplyError>> + Send;
+
+    /// Duo requests made so far (for the per-event summary line).
+    fn calls(&self) -> u64;
+}
+
+/// Group lookups without paging through every Duo group on every event: a
+/// name/tag index, filled on first use and refreshed on a miss (at most once
+/// per `REFRESH_MIN_INTERVAL`, so a burst of events for an unknown group
+/// costs one listing, not one each).
+#[derive(Debug, Default)]
+struct GroupIndex {
+    by_tag: HashMap<String, Group>,
+    by_name: HashMap<String, Group>,
+    refreshed_at: Option<Instant>,
+}
+
+const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(2);
+
+impl GroupIndex {
+    fn insert(&mut self, group: Group) {
+        if let Some(tag) = group.desc.as_deref().and_then(managed_tag) {
+            self.by_tag.insert(tag.to_owned(), group.clone());
+        }
+        self.by_name.insert(group.name.to_lowercase(), group);
+    }
+
+    fn remove(&mut self, id: &DuoGroupId) {
+        self.by_tag.retain(|_, g| &g.group_id != id);
+        self.by_name.retain(|_, g| &g.group_id != id);
+    }
+
+    fn find(&self, key: &GroupKey) -> Option<Group> {
+        key.idp_tag
+            .as_ref()
+            .and_then(|t| self.by_tag.get(t))
+            .or_else(|| {
+                key.name
+                    .as_ref()
+                    .and_then(|n| self.by_name.get(&n.to_lowercase()))
+            })
+            .cloned()
+    }
+}
+
+/// The IdP tag the relay writes at the start of a group's description
+/// (`okta:00g… synced by idp-duo-relay`).
+pub fn managed_tag(desc: &str) -> Option<&str> {
+    let first = desc.split_whitespace().next()?;
+    let (prefix, id) = first.split_once(':')?;
+    (matches!(prefix, "okta" | "auth0") && !id.is_empty()).then_some(first)
+}
+
+fn group_desc(tag: &str) -> String {
+    format!("{tag} synced by idp-duo-relay")
+}
+
+/// [`Directory`] on the Duo Admin API.
+#[derive(Debug)]
+pub struct DuoDirectory {
+    duo: DuoClient,
+    groups: tokio::sync::Mutex<GroupIndex>,
+    group_filter: Option<regex_lite::Regex>,
+}
+
+impl DuoDirectory {
+    pub fn new(duo: DuoClient, group_filter: Option<regex_lite::Regex>) -> Self {
+        Self {
+            duo,
+            groups: tokio::sync::Mutex::new(GroupIndex::default()),
+            group_filter,
+        }
+    }
+
+    pub fn client(&self) -> &DuoClient {
+        &self.duo
+    }
+
+    async fn find_user(&self, key: &UserKey) -> Result<Option<User>, DuoError> {
+        if let Some(alias) = &key.idp_alias
+            && let Some(user) = self.duo.find_user_by_username(alias).await?
+        {
+            return Ok(Some(user));
+        }
+        match &key.username {
+            Some(username) => self.duo.find_user_by_username(username).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn find_group(&self, key: &GroupKey) -> Result<Option<Group>, DuoError> {
+        let mut index = self.groups.lock().await;
+        if let Some(group) = index.find(key) {
+            return Ok(Some(group));
+        }
+        let stale = index
+            .refreshed_at
+            .is_none_or(|at| at.elapsed() >= REFRESH_MIN_INTERVAL);
+        if !stale {
+            return Ok(None);
+        }
+        let all = self.duo.list_groups().collect_all().await?;
+        *index = GroupIndex::default();
+        for group in all {
+            index.insert(group);
+        }
+        index.refreshed_at = Some(Instant::now());
+        Ok(index.find(key))
+    }
+
+    fn group_allowed(&self, name: &str) -> bool {
+        self.group_filter.as_ref().is_none_or(|f| f.is_match(name))
+    }
+
+    /// Finds the user, or creates it when its username is known.
+    async fn ensure_user(
+        &self,
+        key: &UserKey,
+        attrs: &UserAttrs,
+        state: Option<UserState>,
+    ) -> Result<(User, bool), ApplyError> {
+        if let Some(user) = self.find_user(key).await? {
+            return Ok((user, false));
+        }
+        let Some(username) = &key.username else {
+            return Err(ApplyError::Permanent(format!(
+                "user {key} is not in Duo and the event carries no login to create it with"
+            )));
+        };
+        let mut fields = fields_from(attrs);
+        fields.username = Some(username.clone());
+        if let Some(alias) = &key.idp_alias {
+            fields.aliases[IDP_ALIAS_SLOT - 1] = Some(alias.clone());
+        }
+        fields.status = state.map(duo_status);
+        match self.duo.create_user(&fields).await {
+            Ok(user) => Ok((user, true)),
+            // Lost a race with a concurrent create (or a lost answer): the
+            // user exists now, which is what we wanted.
+            Err(DuoError::InvalidParameter(_)) => match self.find_user(key).await? {
+                Some(user) => Ok((user, false)),
+                None => Err(ApplyError::Permanent(format!(
+                    "Duo refused to create user {username} (invalid parameter)"
+                ))),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn ensure_group(&self, key: &GroupKey) -> Result<(Group, bool), ApplyError> {
+        if let Some(group) = self.find_group(key).await? {
+            return Ok((group, false));
+        }
+        let Some(name) = &key.name else {
+            return Err(ApplyError::Permanent(format!(
+                "group {key} is not in Duo and the event carries no name to create it with"
+            )));
+        };
+        if !self.group_allowed(name) {
+            return Err(ApplyError::Permanent(format!(
+                "group {name} does not match GROUP_FILTER"
+            )));
+        }
+        let fields = GroupFields {
+            name: Some(name.clone()),
+            desc: key.idp_tag.as_deref().map(group_desc),
+        };
+        let group = match self.duo.create_group(&fields).await {
+            Ok(group) => group,
+            Err(DuoError::InvalidParameter(_)) => {
+                // Created meanwhile by someone else: force a re-read.
+                self.groups.lock().await.refreshed_at = None;
+                self.find_group(key).await?.ok_or_else(|| {
+                    ApplyError::Permanent(format!("Duo refused to create group {name}"))
+                })?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.groups.lock().await.insert(group.clone());
+        Ok((group, true))
+    }
+
+    async fn update_user(
+        &self,
+        user: &User,
+        key: &UserKey,
+        attrs: &UserAttrs,
+        state: Option<UserState>,
+    ) -> Result<OpOutcome, ApplyError> {
+        let mut fields = UserFields::default();
+        let differs = |current: &Option<String>, wanted: &Option<String>| {
+            wanted
+                .as_ref()
+                .filter(|w| current.as_ref() != Some(*w))
+                .cloned()
+        };
+        fields.realname = differs(&user.realname, &attrs.realname);
+        fields.firstname = differs(&user.firstname, &attrs.firstname);
+        fields.lastname = differs(&user.lastname, &attrs.lastname);
+        fields.email = differs(&user.email, &attrs.email);
+        if let Some(username) = &key.username
+            && !username.eq_ignore_ascii_case(&user.username)
+        {
+            fields.username = Some(username.clone());
+        }
+        if let Some(alias) = &key.idp_alias
+            && !user.aliases().iter().any(|a| *a == Some(alias.as_str()))
+        {
+            fields.aliases[IDP_ALIAS_SLOT - 1] = Some(alias.clone());
+        }
+        if let Some(state) = state
+            && !status_matches(&user.status, state)
+        {
+            fields.status = Some(duo_status(state));
+        }
+        if fields.is_empty() {
+            return Ok(OpOutcome::Unchanged(format!(
+                "user {} already up to date",
+                user.username
+            )));
+        }
+        self.duo.modify_user(&user.user_id, &fields).await?;
+        Ok(OpOutcome::Changed(format!(
+            "modified user {}",
+            user.username
+        )))
+    }
+
+    async fn reset_mfa(&self, user: &User) -> Result<OpOutcome, ApplyError> {
+        let id = &user.user_id;
+        let mut removed = 0usize;
+        // Duo answers 404 for a device already gone: that is the goal state.
+        let gone = |r: Result<(), DuoError>| match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(ApplyError::from(e)),
+        };
+        for phone in &user.phones {
+            removed += usize::from(gone(self.duo.detach_phone(id, &phone.phone_id).await)?);
+        }
+        for token in &user.tokens {
+            removed += usize::from(gone(self.duo.detach_token(id, &token.token_id).await)?);
+        }
+        for cred in &user.webauthncredentials {
+            removed += usize::from(gone(self.duo.delete_webauthn(&cred.webauthnkey).await)?);
+        }
+        for u2f in &user.u2ftokens {
+            removed += usize::from(gone(self.duo.delete_u2f(&u2f.registration_id).await)?);
+        }
+        for code in self.duo.list_user_bypass_codes(id).await? {
+            removed += usize::from(gone(
+                self.duo.delete_bypass_code(&code.bypass_code_id).await,
+            )?);
+        }
+        Ok(if removed == 0 {
+            OpOutcome::Unchanged(format!("user {} has no devices", user.username))
+        } else {
+            OpOutcome::Changed(format!(
+                "removed {removed} devices/codes of user {}",
+                user.username
+            ))
+        })
+    }
+}
+
+fn fields_from(attrs: &UserAttrs) -> UserFields {
+    UserFields {
+        realname: attrs.realname.clone(),
+        firstname: attrs.firstname.clone(),
+        lastname: attrs.lastname.clone(),
+        email: attrs.email.clone(),
+        ..UserFields::default()
+    }
+}
+
+fn duo_status(state: UserState) -> UserStatus {
+    match state {
+        UserState::Active => UserStatus::Active,
+        UserState::Disabled => UserStatus::Disabled,
+    }
+}
+
+/// `bypass` and `locked out` count as active: the relay does not override an
+/// admin's bypass or Duo's own lockout when the IdP says "active".
+fn status_matches(current: &UserStatus, wanted: UserState) -> bool {
+    match wanted {
+        UserState::Active => !matches!(current, UserStatus::Disabled),
+        UserState::Disabled => matches!(current, UserStatus::Disabled),
+    }
+}
+
+impl Directory for DuoDirectory {
+    async fn apply(&self, op: &Operation) -> Result<OpOutcome, ApplyError> {
+        match op {
+            Operation::UpsertUser { user, attrs, state } => {
+                let (found, created) = self.ensure_user(user, attrs, *state).await?;
+                if created {
+                    return Ok(OpOutcome::Changed(format!(
+                        "created user {}",
+                        found.username
+                    )));
+                }
+                self.update_user(&found, user, attrs, *state).await
+            }
+            Operation::SetUserState { user, state, attrs } => {
+                match self.find_user(user).await? {
+                    Some(found) => {
+                        // Only the state: a state event must not rename.
+                        let key = UserKey {
+                            idp_alias: user.idp_alias.clone(),
+                            username: None,
+                        };
+                        self.update_user(&found, &key, attrs, Some(*state)).await
+                    }
+                    None if *state == UserState::Disabled => Ok(OpOutcome::Unchanged(format!(
+                        "user {user} is not in Duo; nothing to disable"
+                    ))),
+                    None => {
+                        let (found, _) = self.ensure_user(user, attrs, Some(*state)).await?;
+                        Ok(OpOutcome::Changed(format!(
+                            "created user {}",
+                            found.username
+                        )))
+                    }
+                }
+            }
+            Operation::UpdateUser {
+                user,
+                attrs,
+                previous_username,
+            } => {
+                let mut found = self.find_user(user).await?;
+                if found.is_none()
+                    && let Some(previous) = previous_username
+                {
+                    found = self.duo.find_user_by_username(previous).await?;
+                }
+                match found {
+                    Some(found) => self.update_user(&found, user, attrs, None).await,
+                    None => {
+                        let (created, _) = self.ensure_user(user, attrs, None).await?;
+                        Ok(OpOutcome::Changed(format!(
+                            "created user {}",
+                            created.username
+                        )))
+                    }
+                }
+            }
+            Operation::DeleteUser { user } => match self.find_user(user).await? {
+                Some(found) => {
+                    self.duo.delete_user(&found.user_id).await?;
+                    Ok(OpOutcome::Changed(format!(
+                        "deleted user {}",
+                        found.username
+                    )))
+                }
+                None => Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo"))),
+            },
+            Operation::AddMembership { user, group } => {
+                let (found, _) = self.ensure_user(user, &UserAttrs::default(), None).await?;
+                let (g, _) = self.ensure_group(group).await?;
+                if !self.group_allowed(&g.name) {
+                    return Ok(OpOutcome::Unchanged(format!(
+                        "group {} does not match GROUP_FILTER",
+                        g.name
+                    )));
+                }
+                if found.groups.iter().any(|m| m.group_id == g.group_id) {
+                    return Ok(OpOutcome::Unchanged(format!(
+                        "{} is already in {}",
+                        found.username, g.name
+                    )));
+                }
+                self.duo
+                    .add_user_to_group(&found.user_id, &g.group_id)
+                    .await?;
+                Ok(OpOutcome::Changed(format!(
+                    "added {} to {}",
+                    found.username, g.name
+                )))
+            }
+            Operation::RemoveMembership { user, group } => {
+                let Some(found) = self.find_user(user).await? else {
+                    return Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo")));
+                };
+                let member = found.groups.iter().find(|m| {
+                    group
+                        .idp_tag
+                        .as_deref()
+                        .is_some_and(|t| m.desc.as_deref().and_then(managed_tag) == Some(t))
+                        || group
+                            .name
+                            .as_deref()
+                            .is_some_and(|n| m.name.eq_ignore_ascii_case(n))
+                });
+                match member {
+                    Some(m) => {
+                        self.duo
+                            .remove_user_from_group(&found.user_id, &m.group_id)
+                            .await?;
+                        Ok(OpOutcome::Changed(format!(
+                            "removed {} from {}",
+                            found.username, m.name
+                        )))
+                    }
+                    None => Ok(OpOutcome::Unchanged(format!(
+                        "{} is not in group {group}",
+                        found.username
+                    ))),
+                }
+            }
+            Operation::CreateGroup { group } => {
+                let (g, created) = self.ensure_group(group).await?;
+                Ok(if created {
+                    OpOutcome::Changed(format!("created group {}", g.name))
+                } else {
+                    OpOutcome::Unchanged(format!("group {} exists", g.name))
+                })
+            }
+            Operation::RenameGroup { group, new_name } => {
+                let Some(g) = self.find_group(group).await? else {
+                    let key = GroupKey {
+                        idp_tag: group.idp_tag.clone(),
+                        name: Some(new_name.clone()),
+                    };
+                    let (g, _) = self.ensure_group(&key).await?;
+                    return Ok(OpOutcome::Changed(format!("created group {}", g.name)));
+                };
+                if g.name == *new_name {
+                    return Ok(OpOutcome::Unchanged(format!(
+                        "group {new_name} already named so"
+                    )));
+                }
+                let renamed = self
+                    .duo
+                    .modify_group(
+                        &g.group_id,
+                        &GroupFields {
+                            name: Some(new_name.clone()),
+                            desc: None,
+                        },
+                    )
+                    .await?;
+                let mut index = self.groups.lock().await;
+                index.remove(&g.group_id);
+                index.insert(renamed);
+                Ok(OpOutcome::Changed(format!(
+                    "renamed group {} to {new_name}",
+                    g.name
+                )))
+            }
+            Operation::DeleteGroup { group } => match self.find_group(group).await? {
+                Some(g) => {
+                    self.duo.delete_group(&g.group_id).await?;
+                    self.groups.lock().await.remove(&g.group_id);
+                    Ok(OpOutcome::Changed(format!("deleted group {}", g.name)))
+                }
+                None => Ok(OpOutcome::Unchanged(format!("group {group} is not in Duo"))),
+            },
+            Operation::ResetMfa { user, .. } => match self.find_user(user).await? {
+                Some(found) => self.reset_mfa(&found).await,
+                None => Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo"))),
+            },
+        }
+    }
+
+    fn calls(&self) -> u64 {
+        self.duo.stats().requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_tags_are_read_from_descriptions() {
+        assert_eq!(
+            managed_tag("okta:00g1 synced by idp-duo-relay"),
+            Some("okta:00g1")
+        );
+        assert_eq!(managed_tag(&group_desc("auth0:rol_9")), Some("auth0:rol_9"));
+        assert_eq!(managed_tag("Engineering team"), None);
+        assert_eq!(managed_tag("http://x"), None);
+        assert_eq!(managed_tag(""), None);
+    }
+}
