@@ -11,6 +11,7 @@ pub mod config;
 pub mod event;
 pub mod operation;
 pub mod plan;
+pub mod store;
 pub mod verified;
 
 pub use duo_admin::Secret;
