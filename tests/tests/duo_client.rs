@@ -592,3 +592,24 @@ async fn repeated_keys_cannot_go_in_a_json_body() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn calls_are_counted_per_task() {
+    let sim = DuoSim::start().await;
+    let duo = client_for(&sim, SigVersion::V5);
+    let (a, b) = tokio::join!(
+        duo_admin::count_calls(async {
+            for _ in 0..3 {
+                duo.find_user_by_username("a").await.unwrap();
+            }
+        }),
+        duo_admin::count_calls(async {
+            duo.find_user_by_username("b").await.unwrap();
+        }),
+    );
+    assert_eq!((a.1, b.1), (3, 1));
+    // Retries count as calls.
+    sim.set_faults(Faults { rate_429: 1.0, ..Faults::default() });
+    let (_, n) = duo_admin::count_calls(duo.find_user_by_username("c")).await;
+    assert_eq!(n, 4);
+}

@@ -137,6 +137,23 @@ struct Counters {
     retries: AtomicU64,
 }
 
+tokio::task_local! {
+    static TASK_CALLS: std::cell::Cell<u64>;
+}
+
+/// Runs `fut` and counts the Duo requests it sent (every attempt counts),
+/// whichever client sent them. The count is per task, so concurrent work on
+/// other tasks does not leak into it: this is how the relay reports "Duo
+/// calls" per event.
+pub async fn count_calls<F: std::future::Future>(fut: F) -> (F::Output, u64) {
+    TASK_CALLS
+        .scope(std::cell::Cell::new(0), async move {
+            let out = fut.await;
+            (out, TASK_CALLS.with(std::cell::Cell::get))
+        })
+        .await
+}
+
 /// `metadata` of a list answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageMetadata {
@@ -379,6 +396,7 @@ impl DuoClient {
 
         let counters = &self.inner.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        let _ = TASK_CALLS.try_with(|c| c.set(c.get() + 1));
         let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) => {

@@ -34,3 +34,73 @@ pub fn optional<'a>(raw: &'a RawConfig, name: &str) -> Option<&'a str> {
 pub fn required<'a>(raw: &'a RawConfig, name: &'static str) -> Result<&'a str, ConfigError> {
     optional(raw, name).ok_or_else(|| ConfigError::new(name, "is not set"))
 }
+
+/// The Duo client configuration from `DUO_API_HOST`, `DUO_IKEY`, `DUO_SKEY`,
+/// `DUO_API_URL` and `DUO_SIG_VERSION`. The retry policy is the caller's: a
+/// webhook answered in sync mode cannot sleep for a minute.
+pub fn duo_config(
+    raw: &RawConfig,
+    retry: duo_admin::RetryPolicy,
+) -> Result<duo_admin::DuoConfig, ConfigError> {
+    let host = required(raw, "DUO_API_HOST")?;
+    if host.contains("://") || host.contains('/') || host.contains(' ') {
+        return Err(ConfigError::new(
+            "DUO_API_HOST",
+            "must be a bare host name like api-1234abcd.duosecurity.com (use DUO_API_URL for a full URL)",
+        ));
+    }
+    let ikey = required(raw, "DUO_IKEY")?;
+    let skey = required(raw, "DUO_SKEY")?;
+    let mut config = duo_admin::DuoConfig::new(host, ikey, duo_admin::Secret::new(skey));
+    if let Some(version) = optional(raw, "DUO_SIG_VERSION") {
+        config.sig_version = duo_admin::SigVersion::parse(version)
+            .ok_or_else(|| ConfigError::new("DUO_SIG_VERSION", "must be 5 or 2"))?;
+    }
+    config.base_url = optional(raw, "DUO_API_URL").map(str::to_owned);
+    config.retry = retry;
+    Ok(config)
+}
+
+/// Builds the Duo client, naming the variable at fault when it refuses.
+pub fn duo_client(config: duo_admin::DuoConfig) -> Result<duo_admin::DuoClient, ConfigError> {
+    let has_url = config.base_url.is_some();
+    duo_admin::DuoClient::new(config).map_err(|e| {
+        let variable = if has_url { "DUO_API_URL" } else { "DUO_API_HOST" };
+        ConfigError::new(variable, e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> RawConfig {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn duo_config_names_missing_and_bad_variables() {
+        let retry = duo_admin::RetryPolicy::none();
+        let err = duo_config(&raw(&[]), retry.clone()).unwrap_err();
+        assert_eq!(err.variable, "DUO_API_HOST");
+        let base = [
+            ("DUO_API_HOST", "api-x.duosecurity.com"),
+            ("DUO_IKEY", "DIX"),
+        ];
+        assert_eq!(duo_config(&raw(&base), retry.clone()).unwrap_err().variable, "DUO_SKEY");
+        let mut full = base.to_vec();
+        full.push(("DUO_SKEY", "very-secret-skey-value"));
+        full.push(("DUO_SIG_VERSION", "3"));
+        let err = duo_config(&raw(&full), retry.clone()).unwrap_err();
+        assert_eq!(err.variable, "DUO_SIG_VERSION");
+        assert!(!err.to_string().contains("very-secret"));
+        full.pop();
+        full.push(("DUO_API_URL", "ftp://nope"));
+        let cfg = duo_config(&raw(&full), retry).unwrap();
+        assert!(!format!("{cfg:?}").contains("very-secret"));
+        assert_eq!(duo_client(cfg).unwrap_err().variable, "DUO_API_URL");
+    }
+}
