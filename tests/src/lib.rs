@@ -1,3 +1,125 @@
-//! Workspace end-to-end tests live in `tests/*.rs` next to this crate; this
-//! library is empty on purpose (shared helpers go here when they are needed
-//! by more than one test file).
+//! Helpers for the workspace end-to-end tests in `tests/*.rs`: a running
+//! relay (the real router on a real socket) in front of the Duo simulator.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test harness: fail loudly
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duo_sim::DuoSim;
+use relay_core::apply::DuoDirectory;
+use relay_core::config::{RawConfig, duo_client, duo_config};
+use relay_core::pipeline::Relay;
+use relay_core::plan::PlanRules;
+use relay_core::store::MemoryStore;
+use relay_core::verify::InboundAuth;
+
+/// The shared secret every test relay accepts (Okta and Auth0).
+pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
+
+/// A relay listening on loopback, backed by a fresh Duo simulator.
+#[derive(Debug)]
+pub struct TestRelay {
+    pub sim: DuoSim,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestRelay {
+    /// Starts with default rules.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra configuration (e.g. `GROUP_FILTER`).
+    pub async fn start_with(extra: &[(&str, &str)]) -> Self {
+        let sim = DuoSim::start().await;
+        let cfg = sim.config();
+        let mut raw: RawConfig = BTreeMap::from([
+            ("DUO_API_HOST".to_owned(), cfg.host.clone()),
+            ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
+            ("DUO_SKEY".to_owned(), cfg.skey.clone()),
+            ("DUO_API_URL".to_owned(), sim.base_url()),
+            ("OKTA_AUTH_SECRET".to_owned(), SECRET.to_owned()),
+            ("AUTH0_AUTH_SECRET".to_owned(), SECRET.to_owned()),
+        ]);
+        for (k, v) in extra {
+            raw.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let retry = duo_admin::RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            max_jitter: Duration::ZERO,
+            budget: Duration::from_millis(50),
+        };
+        let rules = PlanRules::from_config(&raw).unwrap();
+        let directory = DuoDirectory::new(
+            duo_client(duo_config(&raw, retry).unwrap()).unwrap(),
+            rules.group_filter.clone(),
+        );
+        let relay = Arc::new(Relay::new(
+            InboundAuth::from_config(&raw).unwrap(),
+            rules,
+            directory,
+            MemoryStore::default(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(relay_server::serve(
+            listener,
+            relay_server::app(relay),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            sim,
+            addr,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs `body` to `path` with the shared secret and a JSON content type.
+    pub async fn deliver(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("Authorization", SECRET)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs a fixture file from `tests/fixtures/`.
+    pub async fn deliver_fixture(&self, path: &str, fixture: &str) -> reqwest::Response {
+        self.deliver(path, fixture_text(fixture)).await
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The text of `tests/fixtures/<name>`.
+pub fn fixture_text(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}

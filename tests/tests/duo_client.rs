@@ -609,7 +609,10 @@ async fn calls_are_counted_per_task() {
     );
     assert_eq!((a.1, b.1), (3, 1));
     // Retries count as calls.
-    sim.set_faults(Faults { rate_429: 1.0, ..Faults::default() });
+    sim.set_faults(Faults {
+        rate_429: 1.0,
+        ..Faults::default()
+    });
     let (_, n) = duo_admin::count_calls(duo.find_user_by_username("c")).await;
     assert_eq!(n, 4);
 }

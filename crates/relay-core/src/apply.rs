@@ -278,7 +278,7 @@ impl DuoDirectory {
             fields.username = Some(username.clone());
         }
         if let Some(alias) = &key.idp_alias
-            && !user.aliases().iter().any(|a| *a == Some(alias.as_str()))
+            && !user.aliases().contains(&Some(alias.as_str()))
         {
             fields.aliases[IDP_ALIAS_SLOT - 1] = Some(alias.clone());
         }
@@ -540,6 +540,37 @@ impl Directory for DuoDirectory {
 
     fn calls(&self) -> u64 {
         self.duo.stats().requests
+    }
+}
+
+/// A [`Directory`] that applies nothing and records what it would do
+/// (`idp-duo-relay replay --dry-run`).
+#[derive(Debug, Default)]
+pub struct DryRun {
+    planned: std::sync::Mutex<Vec<Operation>>,
+}
+
+impl DryRun {
+    /// Every operation seen, in order.
+    pub fn planned(&self) -> Vec<Operation> {
+        self.planned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Directory for DryRun {
+    async fn apply(&self, op: &Operation) -> Result<OpOutcome, ApplyError> {
+        self.planned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(op.clone());
+        Ok(OpOutcome::Unchanged(format!("dry run: would {op}")))
+    }
+
+    fn calls(&self) -> u64 {
+        0
     }
 }
 

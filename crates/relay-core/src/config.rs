@@ -65,7 +65,11 @@ pub fn duo_config(
 pub fn duo_client(config: duo_admin::DuoConfig) -> Result<duo_admin::DuoClient, ConfigError> {
     let has_url = config.base_url.is_some();
     duo_admin::DuoClient::new(config).map_err(|e| {
-        let variable = if has_url { "DUO_API_URL" } else { "DUO_API_HOST" };
+        let variable = if has_url {
+            "DUO_API_URL"
+        } else {
+            "DUO_API_HOST"
+        };
         ConfigError::new(variable, e.to_string())
     })
 }
@@ -90,7 +94,10 @@ mod tests {
             ("DUO_API_HOST", "api-x.duosecurity.com"),
             ("DUO_IKEY", "DIX"),
         ];
-        assert_eq!(duo_config(&raw(&base), retry.clone()).unwrap_err().variable, "DUO_SKEY");
+        assert_eq!(
+            duo_config(&raw(&base), retry.clone()).unwrap_err().variable,
+            "DUO_SKEY"
+        );
         let mut full = base.to_vec();
         full.push(("DUO_SKEY", "very-secret-skey-value"));
         full.push(("DUO_SIG_VERSION", "3"));

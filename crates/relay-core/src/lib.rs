@@ -7,11 +7,17 @@
 //! secrets and state live.
 
 pub mod apply;
+pub mod auth0_events;
+pub mod auth0_logs;
 pub mod config;
 pub mod event;
+pub mod okta;
 pub mod operation;
+pub mod parse_util;
+pub mod pipeline;
 pub mod plan;
 pub mod store;
 pub mod verified;
+pub mod verify;
 
 pub use duo_admin::Secret;

@@ -27,6 +27,14 @@ impl Verified {
         }
     }
 
+    /// A delivery the operator recorded and hands to `idp-duo-relay replay`
+    /// from a local file. It skips inbound authentication on purpose: the
+    /// person running the command is the authority, not an HTTP header. The
+    /// network path never calls this.
+    pub fn trusted_local_file(source: Source, body: impl Into<Bytes>) -> Self {
+        Self::new(source, body.into(), None)
+    }
+
     pub fn source(&self) -> Source {
         self.source
     }

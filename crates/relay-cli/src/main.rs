@@ -1,0 +1,366 @@
+//! `idp-duo-relay`: the relay on one machine.
+//!
+//! - `serve`  — the webhook routes, configured from the environment.
+//! - `demo`   — the Duo simulator and the relay in one process, with a
+//!   ready-to-paste delivery: no cloud account, no Duo tenant.
+//! - `replay` — recorded deliveries through the pipeline (`--dry-run` prints
+//!   the Duo operations instead of making them).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use relay_core::apply::{DryRun, DuoDirectory};
+use relay_core::config::{RawConfig, duo_client, duo_config, optional};
+use relay_core::event::Source;
+use relay_core::pipeline::{EventReport, Relay};
+use relay_core::plan::PlanRules;
+use relay_core::store::{DEFAULT_TTL, FileStore, MemoryStore};
+use relay_core::verified::Verified;
+use relay_core::verify::InboundAuth;
+
+const USAGE: &str = "\
+idp-duo-relay — keep Duo in sync with Okta and Auth0
+
+USAGE:
+    idp-duo-relay serve                 serve the webhook routes (configuration: environment, see README)
+    idp-duo-relay demo [--once]         Duo simulator + relay in one process, with a sample delivery
+    idp-duo-relay replay [--dry-run] [--source okta|auth0|auth0-logs] FILE...
+                                        run recorded deliveries through the pipeline
+    idp-duo-relay --version | --help
+";
+
+/// A sample Okta delivery for the demo (the same shape as the test fixtures).
+const SAMPLE_OKTA_DELIVERY: &str =
+    include_str!("../../../tests/fixtures/okta/user-lifecycle-create.json");
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Vec<String>) -> anyhow::Result<()> {
+    let raw: RawConfig = std::env::vars().collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&raw).await,
+        Some("demo") => demo(&raw, args.iter().any(|a| a == "--once")).await,
+        Some("replay") => replay(&raw, &args[1..]).await,
+        Some("--version" | "-V") => {
+            println!("idp-duo-relay {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("--help" | "-h" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// `RELAY_LOG_FORMAT`: `json` (the default, what log platforms parse) or
+/// `pretty`; `pretty` is also the default on a terminal.
+fn init_logging(raw: &RawConfig, default_pretty: bool) -> anyhow::Result<()> {
+    init_logging_with(raw, default_pretty, "info")
+}
+
+fn init_logging_with(
+    raw: &RawConfig,
+    default_pretty: bool,
+    default_filter: &str,
+) -> anyhow::Result<()> {
+    let pretty = match optional(raw, "RELAY_LOG_FORMAT") {
+        Some("json") => false,
+        Some("pretty") => true,
+        Some(_) => bail!("RELAY_LOG_FORMAT: must be `json` or `pretty`"),
+        None => default_pretty,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = if pretty {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    };
+    result.map_err(|e| anyhow::anyhow!("logging: {e}"))
+}
+
+/// The retry policy for answering a webhook in the request: Okta gives up
+/// after 3 s, so Duo retries must fit well inside that.
+fn sync_retry() -> duo_admin::RetryPolicy {
+    duo_admin::RetryPolicy::short(Duration::from_millis(1500))
+}
+
+fn port(raw: &RawConfig) -> anyhow::Result<u16> {
+    match optional(raw, "PORT") {
+        None => Ok(8080),
+        Some(p) => p
+            .parse()
+            .map_err(|_| anyhow::anyhow!("PORT: must be a port number (1-65535)")),
+    }
+}
+
+async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
+    init_logging(raw, std::io::stdout().is_terminal())?;
+    let auth = InboundAuth::from_config(raw)?;
+    let rules = PlanRules::from_config(raw)?;
+    let mut duo = duo_config(raw, sync_retry())?;
+    duo.timeout = Duration::from_secs(2);
+    let directory = DuoDirectory::new(duo_client(duo)?, rules.group_filter.clone());
+    let state_dir = optional(raw, "RELAY_STATE_DIR").unwrap_or(".idp-duo-relay");
+    let store = FileStore::open(PathBuf::from(state_dir).join("applied.log"), DEFAULT_TTL)
+        .with_context(|| {
+            format!("RELAY_STATE_DIR: cannot open the idempotency store in {state_dir}")
+        })?;
+    let port = port(raw)?;
+    let relay = Arc::new(Relay::new(auth, rules, directory, store));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+        .await
+        .with_context(|| format!("PORT: cannot listen on {port}"))?;
+    tracing::info!(
+        port,
+        state_dir,
+        "idp-duo-relay serving /okta, /auth0, /auth0/logs, /healthz"
+    );
+    relay_server::serve(
+        listener,
+        relay_server::app(relay),
+        relay_server::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+fn random_secret() -> String {
+    let mut rng = fastrand::Rng::new();
+    (0..32).map(|_| rng.alphanumeric()).collect()
+}
+
+async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
+    // The simulator's per-call lines would drown the relay's summary lines.
+    init_logging_with(raw, true, "info,duo_sim=warn")?;
+    let sim = duo_sim::DuoSim::start_with(duo_sim::SimConfig::default())
+        .await
+        .context("cannot start the Duo simulator")?;
+    let secret = random_secret();
+    let cfg = sim.config();
+    let env: RawConfig = BTreeMap::from([
+        ("DUO_API_HOST".to_owned(), cfg.host.clone()),
+        ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
+        ("DUO_SKEY".to_owned(), cfg.skey.clone()),
+        ("DUO_API_URL".to_owned(), sim.base_url()),
+        ("OKTA_AUTH_SECRET".to_owned(), secret.clone()),
+        ("AUTH0_AUTH_SECRET".to_owned(), secret.clone()),
+    ]);
+    let auth = InboundAuth::from_config(&env)?;
+    let rules = PlanRules::from_config(raw)?;
+    let directory = DuoDirectory::new(
+        duo_client(duo_config(&env, sync_retry())?)?,
+        rules.group_filter.clone(),
+    );
+    let relay = Arc::new(Relay::new(auth, rules, directory, MemoryStore::default()));
+
+    let wanted = port(raw)?;
+    let listener =
+        match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], wanted))).await {
+            Ok(l) => l,
+            Err(_) => tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .context("cannot listen on loopback")?,
+        };
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(relay_server::serve(
+        listener,
+        relay_server::app(relay),
+        async move {
+            tokio::select! {
+                _ = stop_rx => {},
+                () = relay_server::shutdown_signal() => {},
+            }
+        },
+    ));
+
+    let sample = std::env::temp_dir().join("idp-duo-relay-demo-okta.json");
+    std::fs::write(&sample, SAMPLE_OKTA_DELIVERY).context("cannot write the sample delivery")?;
+    let url = format!("http://{addr}/okta");
+    println!();
+    println!("  idp-duo-relay demo — a Duo simulator and the relay, no cloud needed");
+    println!();
+    println!("  Okta hook URL        {url}");
+    println!("  Auth0 stream URLs    http://{addr}/auth0   http://{addr}/auth0/logs");
+    println!("  Shared secret        {secret}   (OKTA_AUTH_SECRET / AUTH0_AUTH_SECRET)");
+    println!(
+        "  Duo simulator        {} (state: {}/_sim/state)",
+        sim.base_url(),
+        sim.base_url()
+    );
+    println!();
+    println!("  Send an Okta 'user created' delivery:");
+    println!("    curl -i -X POST {url} \\");
+    println!("      -H 'Authorization: {secret}' -H 'Content-Type: application/json' \\");
+    println!("      --data-binary @{}", sample.display());
+    println!();
+
+    // Send it once ourselves, so the newcomer sees a Duo user appear.
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("Authorization", &secret)
+        .header("Content-Type", "application/json")
+        .body(SAMPLE_OKTA_DELIVERY)
+        .send()
+        .await
+        .context("the demo could not reach its own relay")?;
+    println!(
+        "  Sent it once: HTTP {}. Duo users now:",
+        response.status().as_u16()
+    );
+    for user in sim.snapshot().users {
+        println!(
+            "    {:<28} {:<22} status={:<8} idp-id={}",
+            user.username,
+            user.realname,
+            user.status,
+            user.aliases[3].as_deref().unwrap_or("-")
+        );
+    }
+    println!();
+    if once {
+        let _ = stop_tx.send(());
+    } else {
+        println!("  Serving until Ctrl-C. Send it again: it is applied once (idempotent).");
+    }
+    server.await.context("server task")??;
+    Ok(())
+}
+
+/// Guesses the source of a recorded delivery from its shape.
+fn detect_source(body: &str) -> Source {
+    let trimmed = body.trim_start();
+    if trimmed.contains("\"com.okta.event_hook\"") || trimmed.contains("\"data\":{\"events\"") {
+        Source::Okta
+    } else if trimmed.starts_with('{') && trimmed.contains("\"specversion\"") {
+        Source::Auth0Events
+    } else {
+        Source::Auth0Logs
+    }
+}
+
+async fn replay(raw: &RawConfig, args: &[String]) -> anyhow::Result<()> {
+    let mut dry_run = false;
+    let mut source: Option<Source> = None;
+    let mut files = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--dry-run" => dry_run = true,
+            "--source" => {
+                source = Some(match it.next().map(String::as_str) {
+                    Some("okta") => Source::Okta,
+                    Some("auth0") => Source::Auth0Events,
+                    Some("auth0-logs") => Source::Auth0Logs,
+                    _ => bail!("--source takes okta, auth0 or auth0-logs"),
+                });
+            }
+            flag if flag.starts_with("--") => bail!("unknown flag {flag}\n\n{USAGE}"),
+            file => files.push(PathBuf::from(file)),
+        }
+    }
+    if files.is_empty() {
+        bail!("replay needs at least one FILE\n\n{USAGE}");
+    }
+    init_logging(raw, std::io::stdout().is_terminal())?;
+    let rules = PlanRules::from_config(raw)?;
+    let mut reports: Vec<EventReport> = Vec::new();
+    if dry_run {
+        let relay = Relay::new(
+            replay_auth()?,
+            rules,
+            DryRun::default(),
+            MemoryStore::default(),
+        );
+        for file in &files {
+            reports.extend(replay_file(&relay, file, source).await?);
+        }
+        for op in relay.directory().planned() {
+            println!("would: {op}");
+        }
+    } else {
+        let duo = duo_client(duo_config(raw, duo_admin::RetryPolicy::default())?)?;
+        let directory = DuoDirectory::new(duo, rules.group_filter.clone());
+        let relay = Relay::new(replay_auth()?, rules, directory, MemoryStore::default());
+        for file in &files {
+            reports.extend(replay_file(&relay, file, source).await?);
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&reports)?);
+    Ok(())
+}
+
+/// Replay never authenticates (files are trusted), but a Relay needs an
+/// InboundAuth; this one accepts nothing over HTTP.
+fn replay_auth() -> anyhow::Result<InboundAuth> {
+    let raw = BTreeMap::from([("OKTA_AUTH_SECRET".to_owned(), random_secret())]);
+    Ok(InboundAuth::from_config(&raw)?)
+}
+
+async fn replay_file<D, S>(
+    relay: &Relay<D, S>,
+    file: &PathBuf,
+    source: Option<Source>,
+) -> anyhow::Result<Vec<EventReport>>
+where
+    D: relay_core::apply::Directory,
+    S: relay_core::store::IdempotencyStore,
+{
+    let body =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source = source.unwrap_or_else(|| detect_source(&body));
+    let delivery = Verified::trusted_local_file(source, body);
+    relay
+        .accept_and_apply(&delivery)
+        .await
+        .with_context(|| format!("{} is not a valid {source} delivery", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_detected_by_shape() {
+        assert_eq!(detect_source(SAMPLE_OKTA_DELIVERY), Source::Okta);
+        assert_eq!(
+            detect_source(r#"{"id":"evt_1","specversion":"1.0","type":"user.created"}"#),
+            Source::Auth0Events
+        );
+        assert_eq!(
+            detect_source("{\"log_id\":\"1\"}\n{\"log_id\":\"2\"}"),
+            Source::Auth0Logs
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! The relay, end to end and HTTP-agnostic: headers and body in, status and
+//! body out. Two stages, so a queue can later sit between them:
+//!
+//! 1. **accept** — verify, parse, and give each event its idempotency key;
+//! 2. **apply** — plan and execute against Duo, record the outcome, and write
+//!    exactly one summary line per event.
+//!
+//! In `sync` mode (this module) both run inside the request.
+//!
+//! Answers to the IdP: 401 for bad credentials (empty body), 400 for a body
+//! that is not a delivery, 200 when every event is applied, skipped or has
+//! failed permanently (retrying cannot help, so the IdP must not retry
+//! forever), 503 when an event failed transiently (429/5xx/timeouts from
+//! Duo) — nothing durable holds it yet, so the IdP's retry is what saves it;
+//! the idempotency store makes sure the events that did apply are not
+//! applied twice.
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::apply::{Directory, OpOutcome};
+use crate::event::{Change, IdpEvent, Parsed, Skipped, Source};
+use crate::parse_util::ParseError;
+use crate::plan::{PlanRules, Planned, plan_event};
+use crate::store::{Claim, IdempotencyStore};
+use crate::verified::Verified;
+use crate::verify::InboundAuth;
+use crate::{auth0_events, auth0_logs, okta};
+
+/// The relay's inbound routes (the HTTP layer maps paths onto these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /okta`: the one-time verification challenge.
+    OktaChallenge,
+    /// `POST /okta`
+    Okta,
+    /// `POST /auth0`
+    Auth0Events,
+    /// `POST /auth0/logs`
+    Auth0Logs,
+}
+
+impl Route {
+    pub fn source(self) -> Source {
+        match self {
+            Self::OktaChallenge | Self::Okta => Source::Okta,
+            Self::Auth0Events => Source::Auth0Events,
+            Self::Auth0Logs => Source::Auth0Logs,
+        }
+    }
+}
+
+/// Parses a verified delivery with the parser of its source.
+pub fn parse_delivery(delivery: &Verified) -> Result<Parsed, ParseError> {
+    match delivery.source() {
+        Source::Okta => okta::parse(delivery),
+        Source::Auth0Events => auth0_events::parse(delivery),
+        Source::Auth0Logs => auth0_logs::parse(delivery),
+    }
+}
+
+/// How one event ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
+pub enum EventOutcome {
+    /// Operations ran and at least one changed Duo.
+    Applied(String),
+    /// Operations ran and Duo already matched.
+    Unchanged(String),
+    /// Already applied (or being applied) for an earlier delivery.
+    Duplicate,
+    /// Nothing to do in Duo, and why.
+    Skipped(String),
+    /// Failed; a retry may succeed (the event was released for it).
+    FailedTransient(String),
+    /// Failed; a retry cannot help (recorded, not retried).
+    FailedPermanent(String),
+}
+
+impl EventOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Applied(_) => "applied",
+            Self::Unchanged(_) => "unchanged",
+            Self::Duplicate => "duplicate",
+            Self::Skipped(_) => "skipped",
+            Self::FailedTransient(_) => "failed_transient",
+            Self::FailedPermanent(_) => "failed_permanent",
+        }
+    }
+
+    fn detail(&self) -> &str {
+        match self {
+            Self::Applied(d)
+            | Self::Unchanged(d)
+            | Self::Skipped(d)
+            | Self::FailedTransient(d)
+            | Self::FailedPermanent(d) => d,
+            Self::Duplicate => "already applied for an earlier delivery",
+        }
+    }
+}
+
+/// What happened to one event, as the summary line and `replay` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventReport {
+    pub event_id: String,
+    pub source: Source,
+    pub event_type: String,
+    pub subject: String,
+    pub operations: Vec<String>,
+    #[serde(flatten)]
+    pub outcome: EventOutcome,
+    pub duo_calls: u64,
+    pub duration_ms: u64,
+}
+
+/// The relay: inbound auth, rules, where operations go and what was applied.
+#[derive(Debug)]
+pub struct Relay<D, S> {
+    auth: InboundAuth,
+    rules: PlanRules,
+    directory: D,
+    store: S,
+}
+
+impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
+    pub fn new(auth: InboundAuth, rules: PlanRules, directory: D, store: S) -> Self {
+        Self {
+            auth,
+            rules,
+            directory,
+            store,
+        }
+    }
+
+    pub fn directory(&self) -> &D {
+        &self.directory
+    }
+
+    /// Handles one request on one route. Never panics on input.
+    pub async fn handle(&self, route: Route, headers: &HeaderMap, body: Bytes) -> Response<Bytes> {
+        let source = route.source();
+        if route == Route::OktaChallenge {
+            return match self.auth.verify_okta_challenge(headers) {
+                Ok(challenge) => {
+                    tracing::info!(source = %source, "okta verification challenge answered");
+                    let body = serde_json::json!({ "verification": challenge }).to_string();
+                    json_response(StatusCode::OK, body)
+                }
+                Err(e) => {
+                    tracing::warn!(source = %source, verify_failure = e.reason(), "okta verification challenge refused");
+                    let status = if e.is_bad_request() {
+                        StatusCode::BAD_REQUEST
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    };
+                    empty_response(status)
+                }
+            };
+        }
+        let delivery = match self.auth.verify(source, headers, body, SystemTime::now()) {
+            Ok(delivery) => delivery,
+            Err(e) => {
+                tracing::warn!(source = %source, verify_failure = e.reason(), "delivery refused: {e}");
+                return empty_response(StatusCode::UNAUTHORIZED);
+            }
+        };
+        let reports = match self.accept_and_apply(&delivery).await {
+            Ok(reports) => reports,
+            Err(e) => {
+                tracing::warn!(source = %source, parse_error = %e, "delivery is not a valid {source} payload");
+                let body = serde_json::json!({ "error": e.to_string() }).to_string();
+                return json_response(StatusCode::BAD_REQUEST, body);
+            }
+        };
+        let transient = reports
+            .iter()
+            .any(|r| matches!(r.outcome, EventOutcome::FailedTransient(_)));
+        if transient {
+            // Ask the IdP to retry; what did apply is remembered and skipped.
+            empty_response(StatusCode::SERVICE_UNAVAILABLE)
+        } else {
+            empty_response(StatusCode::OK)
+        }
+    }
+
+    /// Parses a verified delivery and applies each event, in order.
+    pub async fn accept_and_apply(
+        &self,
+        delivery: &Verified,
+    ) -> Result<Vec<EventReport>, ParseError> {
+        let parsed = parse_delivery(delivery)?;
+        let mut reports = Vec::with_capacity(parsed.events.len() + parsed.skipped.len());
+        for skipped in &parsed.skipped {
+            let report = skipped_report(delivery.source(), skipped);
+            log_report(&report);
+            reports.push(report);
+        }
+        for event in &parsed.events {
+            reports.push(self.apply_event(event).await);
+        }
+        Ok(reports)
+    }
+
+    /// Applies one event exactly once, and writes its summary line.
+    pub async fn apply_event(&self, event: &IdpEvent) -> EventReport {
+        let started = Instant::now();
+        let (result, duo_calls) = duo_admin::count_calls(self.apply_inner(event)).await;
+        let (operations, outcome) = result;
+        let report = EventReport {
+            event_id: event.id.to_string(),
+            source: event.source,
+            event_type: event.event_type.clone(),
+            subject: subject(&event.change),
+            operations,
+            outcome,
+            duo_calls,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        log_report(&report);
+        report
+    }
+
+    async fn apply_inner(&self, event: &IdpEvent) -> (Vec<String>, EventOutcome) {
+        match self.store.claim(&event.id).await {
+            Ok(Claim::New) => {}
+            Ok(Claim::Done | Claim::InProgress) => return (Vec::new(), EventOutcome::Duplicate),
+            Err(e) => {
+                return (
+                    Vec::new(),
+                    EventOutcome::FailedTransient(format!("idempotency store: {e}")),
+                );
+            }
+        }
+        let operations = match plan_event(event, &self.rules) {
+            Planned::Operations(ops) => ops,
+            Planned::Skip(reason) => {
+                self.finish(event, true).await;
+                return (Vec::new(), EventOutcome::Skipped(reason));
+            }
+        };
+        let names: Vec<String> = operations.iter().map(|op| op.name().to_owned()).collect();
+        let mut changed = Vec::new();
+        let mut unchanged = Vec::new();
+        for op in &operations {
+            match self.directory.apply(op).await {
+                Ok(OpOutcome::Changed(what)) => changed.push(what),
+                Ok(OpOutcome::Unchanged(what)) => unchanged.push(what),
+                Err(e) => {
+                    let transient = e.is_transient();
+                    self.finish(event, !transient).await;
+                    let detail = format!("{op}: {e}");
+                    return (
+                        names,
+                        if transient {
+                            EventOutcome::FailedTransient(detail)
+                        } else {
+                            EventOutcome::FailedPermanent(detail)
+                        },
+                    );
+                }
+            }
+        }
+        self.finish(event, true).await;
+        let outcome = if changed.is_empty() {
+            EventOutcome::Unchanged(unchanged.join("; "))
+        } else {
+            EventOutcome::Applied(changed.join("; "))
+        };
+        (names, outcome)
+    }
+
+    /// Records the event as done, or releases it for a retry.
+    async fn finish(&self, event: &IdpEvent, done: bool) {
+        let result = if done {
+            self.store.complete(&event.id).await
+        } else {
+            self.store.release(&event.id).await
+        };
+        if let Err(e) = result {
+            tracing::error!(event_id = %event.id, error = %e, "idempotency store write failed");
+        }
+    }
+}
+
+fn skipped_report(source: Source, skipped: &Skipped) -> EventReport {
+    EventReport {
+        event_id: skipped
+            .id
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |id| format!("{}:{id}", source.as_str())),
+        source,
+        event_type: skipped.event_type.clone().unwrap_or_else(|| "-".into()),
+        subject: "-".into(),
+        operations: Vec::new(),
+        outcome: EventOutcome::Skipped(skipped.reason.clone()),
+        duo_calls: 0,
+        duration_ms: 0,
+    }
+}
+
+/// The one summary line per event. Field names are stable: on-call queries
+/// depend on them.
+fn log_report(r: &EventReport) {
+    let operations = r.operations.join(",");
+    let failed = matches!(
+        r.outcome,
+        EventOutcome::FailedTransient(_) | EventOutcome::FailedPermanent(_)
+    );
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                event_id = %r.event_id,
+                source = %r.source,
+                event_type = %r.event_type,
+                subject = %r.subject,
+                operations = %operations,
+                outcome = r.outcome.label(),
+                detail = %r.outcome.detail(),
+                duo_calls = r.duo_calls,
+                duration_ms = r.duration_ms,
+                "event"
+            )
+        };
+    }
+    if failed {
+        line!(warn);
+    } else {
+        line!(info);
+    }
+}
+
+/// Who an event is about, for the summary line: the user's login (else its
+/// IdP id) or the group's name (else its id).
+pub fn subject(change: &Change) -> String {
+    let user = |u: &crate::event::UserRef| {
+        u.login
+            .clone()
+            .or_else(|| u.idp_id.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    let group = |g: &crate::event::GroupRef| {
+        g.name
+            .clone()
+            .or_else(|| g.idp_id.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    match change {
+        Change::UserUpserted { user: u, .. }
+        | Change::UserStateChanged { user: u, .. }
+        | Change::UserProfileChanged { user: u, .. }
+        | Change::UserDeleted { user: u }
+        | Change::MfaReset { user: u, .. } => user(u),
+        Change::MembershipAdded { user: u, group: g }
+        | Change::MembershipRemoved { user: u, group: g } => format!("{} / {}", user(u), group(g)),
+        Change::GroupCreated { group: g }
+        | Change::GroupRenamed { group: g, .. }
+        | Change::GroupDeleted { group: g } => group(g),
+    }
+}
+
+fn empty_response(status: StatusCode) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = status;
+    response
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
