@@ -21,3 +21,4 @@ pub mod verified;
 pub mod verify;
 
 pub use duo_admin::Secret;
+pub mod idp;

@@ -1,0 +1,414 @@
+//! Auth0 Management API with a machine-to-machine (client-credentials) token.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
+
+use super::{
+    Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, base_url, decode,
+    form_body, origin, path_segment, present, status_error,
+};
+use crate::Secret;
+use crate::config::{ConfigError, RawConfig, optional};
+use crate::event::{UserProfile, UserState};
+
+const DOMAIN: &str = "AUTH0_DOMAIN";
+const CLIENT_ID: &str = "AUTH0_CLIENT_ID";
+const CLIENT_SECRET: &str = "AUTH0_CLIENT_SECRET";
+/// Auth0's default page size for `/users/{id}/roles`.
+const ROLES_PER_PAGE: usize = 50;
+/// A token is replaced this long before it expires (see [`refresh_after`]).
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+/// Assumed lifetime when the answer has no `expires_in`; a 401 still
+/// refreshes it early.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(600);
+/// Only the fields the relay maps.
+const USER_FIELDS: &str =
+    "fields=user_id,email,name,given_name,family_name,blocked&include_fields=true";
+
+/// Client for the Auth0 Management API of one tenant. Cheap to clone; clones
+/// share the cached token. `Debug` shows the base URL and client id, never
+/// the client secret or a token.
+#[derive(Clone)]
+pub struct Auth0Api {
+    http: Http,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// `https://acme.us.auth0.com` (or a loopback stand-in), no trailing slash.
+    base: String,
+    /// `https://{domain}/api/v2/`.
+    audience: String,
+    client_id: String,
+    client_secret: Secret,
+    /// Held across a fetch, so concurrent callers wait for one fetch.
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+impl fmt::Debug for Auth0Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth0Api")
+            .field("base_url", &self.shared.base)
+            .field("client_id", &self.shared.client_id)
+            .field("client_secret", &self.shared.client_secret)
+            .field("policy", &self.http.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth0Api {
+    /// From `AUTH0_DOMAIN` (`acme.us.auth0.com`: the tenant's canonical
+    /// domain, not a custom domain, since it names the Management API
+    /// audience; or a full `http://127.0.0.1:port` base for tests),
+    /// `AUTH0_CLIENT_ID` and `AUTH0_CLIENT_SECRET`. `None` when none is set;
+    /// an error naming the first missing one when only some are.
+    pub fn from_config(raw: &RawConfig) -> Result<Option<Self>, ConfigError> {
+        let names = [DOMAIN, CLIENT_ID, CLIENT_SECRET];
+        let values = names.map(|name| optional(raw, name));
+        let (domain, client_id, client_secret) = match values {
+            [None, None, None] => return Ok(None),
+            [Some(d), Some(id), Some(secret)] => (d, id, secret),
+            _ => {
+                let missing = names
+                    .into_iter()
+                    .zip(values)
+                    .find_map(|(name, value)| value.is_none().then_some(name))
+                    .unwrap_or(DOMAIN);
+                return Err(ConfigError::new(
+                    missing,
+                    "is not set but other AUTH0_DOMAIN/AUTH0_CLIENT_ID/AUTH0_CLIENT_SECRET variables are; all three are needed for the Management API",
+                ));
+            }
+        };
+        let url = base_url(DOMAIN, domain, "acme.us.auth0.com")?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| ConfigError::new(DOMAIN, "must name a host"))?;
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Ok(Some(Self {
+            http: Http::new("auth0", "x-ratelimit-reset", DOMAIN)?,
+            shared: Arc::new(Shared {
+                base: origin(&url),
+                audience: format!("https://{authority}/api/v2/"),
+                client_id: client_id.to_owned(),
+                client_secret: Secret::new(client_secret),
+                token: tokio::sync::Mutex::new(None),
+            }),
+        }))
+    }
+
+    /// Replaces the default timeout and rate-limit policy.
+    pub fn with_policy(mut self, policy: CallPolicy) -> Self {
+        self.http.policy = policy;
+        self
+    }
+
+    /// The roles assigned to a user, following `page`/`per_page` paging.
+    pub async fn list_user_roles(&self, user_id: &str) -> Result<Vec<IdpGroup>, IdpError> {
+        let path = format!("/api/v2/users/{}/roles", path_segment(user_id)?);
+        let mut roles = Vec::new();
+        for page in 0..MAX_PAGES {
+            let answer = self
+                .api_get(
+                    &format!("{path}?page={page}&per_page={ROLES_PER_PAGE}&include_totals=true"),
+                    "users.roles",
+                )
+                .await?;
+            let (batch, total) = match decode(&answer.body, "Auth0 roles page")? {
+                RolesPage::WithTotals { roles, total } => (roles, total),
+                RolesPage::Bare(roles) => (roles, None),
+            };
+            let batch_len = batch.len();
+            roles.extend(batch.into_iter().map(Auth0Role::into_idp));
+            let done = batch_len < ROLES_PER_PAGE
+                || total.is_some_and(|total| roles.len() as u64 >= total);
+            if done {
+                return Ok(roles);
+            }
+        }
+        Err(IdpError::Decode(format!("more than {MAX_PAGES} pages")))
+    }
+
+    /// A cached token, or one fetched now. The lock is held across the
+    /// fetch so concurrent callers share it.
+    async fn token(&self) -> Result<Secret, IdpError> {
+        let mut slot = self.shared.token.lock().await;
+        if let Some(cached) = slot.as_ref()
+            && Instant::now() < cached.refresh_at
+        {
+            return Ok(cached.value.clone());
+        }
+        let fresh = self.fetch_token().await?;
+        let value = fresh.value.clone();
+        *slot = Some(fresh);
+        Ok(value)
+    }
+
+    /// Drops `rejected` from the cache unless another caller replaced it.
+    async fn forget_token(&self, rejected: &Secret) {
+        let mut slot = self.shared.token.lock().await;
+        if slot.as_ref().is_some_and(|c| &c.value == rejected) {
+            *slot = None;
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<CachedToken, IdpError> {
+        let shared = &*self.shared;
+        let url = format!("{}/oauth/token", shared.base);
+        let body = form_body(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &shared.client_id),
+            ("client_secret", shared.client_secret.expose()),
+            ("audience", &shared.audience),
+        ]);
+        let requested = Instant::now();
+        let answer = self
+            .http
+            .send("oauth.token", |client| {
+                client
+                    .post(&url)
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(ACCEPT, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        match answer.status {
+            200..=299 => {}
+            401 => {
+                return Err(IdpError::Unauthorized {
+                    status: 401,
+                    variable: CLIENT_SECRET,
+                    hint: "Auth0 refused the client credentials; check AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET",
+                });
+            }
+            403 => {
+                return Err(IdpError::Unauthorized {
+                    status: 403,
+                    variable: CLIENT_ID,
+                    hint: "the application AUTH0_CLIENT_ID is not authorized for the Management API of AUTH0_DOMAIN (add a client grant)",
+                });
+            }
+            status => return Err(status_error(status)),
+        }
+        // Never serde's message here: it could quote the token.
+        let token: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|_| {
+            IdpError::Decode("token answer is not {access_token, expires_in}".into())
+        })?;
+        if token.access_token.is_empty()
+            || HeaderValue::from_str(&format!("Bearer {}", token.access_token)).is_err()
+        {
+            return Err(IdpError::Decode(
+                "token answer holds no usable access_token".into(),
+            ));
+        }
+        let lifetime = token
+            .expires_in
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        tracing::debug!(
+            idp = "auth0",
+            expires_in_s = lifetime.as_secs(),
+            "fetched a Management API token"
+        );
+        Ok(CachedToken {
+            value: Secret::new(token.access_token),
+            refresh_at: requested + refresh_after(lifetime),
+        })
+    }
+
+    /// `GET {base}{path_and_query}` with the bearer token. A 401 drops the
+    /// token and retries once with a fresh one (revoked, or expired early).
+    async fn api_get(
+        &self,
+        path_and_query: &str,
+        endpoint: &'static str,
+    ) -> Result<Answer, IdpError> {
+        let url = Url::parse(&format!("{}{path_and_query}", self.shared.base))
+            .map_err(|e| IdpError::Decode(format!("cannot build the request URL: {e}")))?;
+        let mut refreshed = false;
+        loop {
+            let token = self.token().await?;
+            let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| IdpError::Decode("token is not a valid header value".into()))?;
+            authorization.set_sensitive(true);
+            let answer = self
+                .http
+                .send(endpoint, |client| {
+                    client
+                        .get(url.clone())
+                        .header(AUTHORIZATION, authorization.clone())
+                        .header(ACCEPT, "application/json")
+                })
+                .await?;
+            match answer.status {
+                200..=299 => return Ok(answer),
+                401 if !refreshed => {
+                    tracing::info!(idp = "auth0", endpoint, "token refused; fetching a new one");
+                    self.forget_token(&token).await;
+                    refreshed = true;
+                }
+                401 => {
+                    return Err(IdpError::Unauthorized {
+                        status: 401,
+                        variable: DOMAIN,
+                        hint: "Auth0 refused a freshly issued token; check that AUTH0_DOMAIN is the tenant's canonical domain (it names the audience)",
+                    });
+                }
+                403 => {
+                    return Err(IdpError::Unauthorized {
+                        status: 403,
+                        variable: CLIENT_ID,
+                        hint: "the token of AUTH0_CLIENT_ID lacks a scope; grant read:users and read:roles to the application",
+                    });
+                }
+                status => return Err(status_error(status)),
+            }
+        }
+    }
+}
+
+/// How long a token is reused: until 60 s before it expires, or half its
+/// life when it lives less than two minutes.
+fn refresh_after(lifetime: Duration) -> Duration {
+    lifetime - TOKEN_MARGIN.min(lifetime / 2)
+}
+
+impl IdpLookup for Auth0Api {
+    /// `GET /api/v2/users/{id}` (`auth0|abc` travels as `auth0%7Cabc`).
+    /// The email is the login (the Duo username by default).
+    async fn user(&self, idp_id: &str) -> Result<IdpUser, IdpError> {
+        let path = format!("/api/v2/users/{}?{USER_FIELDS}", path_segment(idp_id)?);
+        let answer = self.api_get(&path, "users.get").await?;
+        let user: Auth0User = decode(&answer.body, "Auth0 user")?;
+        Ok(user.into_idp())
+    }
+
+    /// `GET /api/v2/roles/{id}`: Auth0 roles are the relay's groups.
+    async fn group(&self, idp_id: &str) -> Result<IdpGroup, IdpError> {
+        let path = format!("/api/v2/roles/{}", path_segment(idp_id)?);
+        let answer = self.api_get(&path, "roles.get").await?;
+        let role: Auth0Role = decode(&answer.body, "Auth0 role")?;
+        Ok(role.into_idp())
+    }
+}
+
+/// Deliberately no `Debug`: it holds the token.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Auth0User {
+    user_id: String,
+    email: Option<String>,
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    blocked: Option<bool>,
+}
+
+impl Auth0User {
+    fn into_idp(self) -> IdpUser {
+        let email = present(self.email);
+        IdpUser {
+            idp_id: self.user_id,
+            state: if self.blocked == Some(true) {
+                UserState::Disabled
+            } else {
+                UserState::Active
+            },
+            profile: UserProfile {
+                login: email.clone(),
+                email,
+                display_name: present(self.name),
+                first_name: present(self.given_name),
+                last_name: present(self.family_name),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Auth0Role {
+    id: String,
+    name: String,
+}
+
+impl Auth0Role {
+    fn into_idp(self) -> IdpGroup {
+        IdpGroup {
+            idp_id: self.id,
+            name: self.name,
+        }
+    }
+}
+
+/// `include_totals=true` wraps the page; without it the page is a bare array.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RolesPage {
+    WithTotals {
+        roles: Vec<Auth0Role>,
+        total: Option<u64>,
+    },
+    Bare(Vec<Auth0Role>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_reused_until_a_minute_before_expiry() {
+        assert_eq!(
+            refresh_after(Duration::from_secs(86_400)),
+            Duration::from_secs(86_340)
+        );
+        assert_eq!(
+            refresh_after(Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn roles_pages_with_and_without_totals() {
+        let wrapped: RolesPage = serde_json::from_str(
+            r#"{"roles":[{"id":"rol_1","name":"Admins","description":null}],"start":0,"limit":50,"total":1}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(wrapped, RolesPage::WithTotals { total: Some(1), ref roles }
+                if roles.len() == 1)
+        );
+        let bare: RolesPage = serde_json::from_str(r#"[{"id":"rol_1","name":"Admins"}]"#).unwrap();
+        assert!(matches!(bare, RolesPage::Bare(ref roles) if roles.len() == 1));
+    }
+
+    #[test]
+    fn user_maps_email_to_login_and_blocked_to_disabled() {
+        let user: Auth0User = serde_json::from_str(
+            r#"{"user_id":"auth0|abc","email":"ada@example.com","name":"Ada Lovelace",
+                "given_name":"Ada","family_name":"Lovelace","blocked":true}"#,
+        )
+        .unwrap();
+        let user = user.into_idp();
+        assert_eq!(user.state, UserState::Disabled);
+        assert_eq!(user.profile.login.as_deref(), Some("ada@example.com"));
+        assert_eq!(user.profile.display_name.as_deref(), Some("Ada Lovelace"));
+    }
+}
