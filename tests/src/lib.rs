@@ -12,7 +12,7 @@ use std::time::Duration;
 use duo_sim::DuoSim;
 use relay_core::apply::DuoDirectory;
 use relay_core::config::{RawConfig, duo_client, duo_config};
-use relay_core::pipeline::Relay;
+use relay_core::pipeline::{IdpLookups, Relay};
 use relay_core::plan::PlanRules;
 use relay_core::store::MemoryStore;
 use relay_core::verify::InboundAuth;
@@ -62,12 +62,15 @@ impl TestRelay {
             duo_client(duo_config(&raw, retry).unwrap()).unwrap(),
             rules.group_filter.clone(),
         );
-        let relay = Arc::new(Relay::new(
-            InboundAuth::from_config(&raw).unwrap(),
-            rules,
-            directory,
-            MemoryStore::default(),
-        ));
+        let relay = Arc::new(
+            Relay::new(
+                InboundAuth::from_config(&raw).unwrap(),
+                rules,
+                directory,
+                MemoryStore::default(),
+            )
+            .with_lookups(IdpLookups::from_config(&raw).unwrap()),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

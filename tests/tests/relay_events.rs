@@ -288,3 +288,73 @@ async fn group_filter_limits_what_is_synced() {
     assert!(relay.sim.group_by_name("duo-users").is_some());
     assert!(relay.sim.group_by_name("Engineering").is_none());
 }
+
+/// A tiny stand-in for Okta's Users and Groups API, serving the current
+/// values the event hook does not carry.
+async fn okta_stand_in() -> String {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/users/{id}",
+            get(|axum::extract::Path(id): axum::extract::Path<String>, headers: axum::http::HeaderMap| async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("SSWS okta-test-token") {
+                    return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+                }
+                if id != "00uNEWUSER0000000001" {
+                    return (axum::http::StatusCode::NOT_FOUND, String::new());
+                }
+                (
+                    axum::http::StatusCode::OK,
+                    serde_json::json!({
+                        "id": id, "status": "ACTIVE",
+                        "profile": {"login": "jane.smith@example.com", "email": "jane.smith@example.com",
+                                    "firstName": "Jane", "lastName": "Smith"}
+                    })
+                    .to_string(),
+                )
+            }),
+        )
+        .route(
+            "/api/v1/groups/{id}",
+            get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
+                axum::Json(serde_json::json!({
+                    "id": id, "type": "OKTA_GROUP",
+                    "profile": {"name": "Platform Engineering", "description": null}
+                }))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn with_okta_api_access_profile_updates_and_group_renames_apply() {
+    let okta = okta_stand_in().await;
+    let relay = TestRelay::start_with(&[
+        ("OKTA_ORG_URL", okta.as_str()),
+        ("OKTA_API_TOKEN", "okta-test-token"),
+    ])
+    .await;
+    ok(&relay, "/okta", "okta/user-lifecycle-create.json").await;
+    let before = relay.sim.user_by_username(JANE).unwrap();
+    // The event says only "profile updated"; the relay fetches the new
+    // login and names, and renames the same Duo user.
+    ok(&relay, "/okta", "okta/update-profile.json").await;
+    let users = relay.sim.snapshot().users;
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].user_id, before.user_id);
+    assert_eq!(users[0].username, "jane.smith@example.com");
+    assert_eq!(users[0].email, "jane.smith@example.com");
+    assert_eq!(
+        (users[0].firstname.as_str(), users[0].lastname.as_str()),
+        ("Jane", "Smith")
+    );
+
+    ok(&relay, "/okta", "okta/group-create.json").await;
+    ok(&relay, "/okta", "okta/group-profile-update.json").await;
+    assert!(relay.sim.group_by_name("Engineering").is_none());
+    let renamed = relay.sim.group_by_name("Platform Engineering").unwrap();
+    assert!(renamed.desc.starts_with("okta:00gENGINEERS00000003"));
+}

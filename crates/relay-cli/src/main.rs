@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use relay_core::apply::{DryRun, DuoDirectory};
 use relay_core::config::{RawConfig, duo_client, duo_config, optional};
 use relay_core::event::Source;
-use relay_core::pipeline::{EventReport, Relay};
+use relay_core::pipeline::{EventReport, IdpLookups, Relay};
 use relay_core::plan::PlanRules;
 use relay_core::store::{DEFAULT_TTL, FileStore, MemoryStore};
 use relay_core::verified::Verified;
@@ -137,7 +137,13 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
             format!("RELAY_STATE_DIR: cannot open the idempotency store in {state_dir}")
         })?;
     let port = port(raw)?;
-    let relay = Arc::new(Relay::new(auth, rules, directory, store));
+    let lookups = IdpLookups::from_config(raw)?;
+    if lookups.okta.is_none() && lookups.auth0.is_none() {
+        tracing::info!(
+            "no IdP API credentials: profile updates and group renames whose events lack the new values will be skipped (set OKTA_ORG_URL + OKTA_API_TOKEN or AUTH0_DOMAIN + AUTH0_CLIENT_ID + AUTH0_CLIENT_SECRET)"
+        );
+    }
+    let relay = Arc::new(Relay::new(auth, rules, directory, store).with_lookups(lookups));
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
         .await
         .with_context(|| format!("PORT: cannot listen on {port}"))?;
@@ -312,7 +318,8 @@ async fn replay(raw: &RawConfig, args: &[String]) -> anyhow::Result<()> {
     } else {
         let duo = duo_client(duo_config(raw, duo_admin::RetryPolicy::default())?)?;
         let directory = DuoDirectory::new(duo, rules.group_filter.clone());
-        let relay = Relay::new(replay_auth()?, rules, directory, MemoryStore::default());
+        let relay = Relay::new(replay_auth()?, rules, directory, MemoryStore::default())
+            .with_lookups(IdpLookups::from_config(raw)?);
         for file in &files {
             reports.extend(replay_file(&relay, file, source).await?);
         }

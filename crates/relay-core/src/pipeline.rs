@@ -22,7 +22,9 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use crate::apply::{Directory, OpOutcome};
-use crate::event::{Change, IdpEvent, Parsed, Skipped, Source};
+use crate::config::{ConfigError, RawConfig};
+use crate::event::{Change, GroupRef, IdpEvent, Parsed, Skipped, Source};
+use crate::idp::{Auth0Api, IdpError, IdpLookup, OktaApi};
 use crate::parse_util::ParseError;
 use crate::plan::{PlanRules, Planned, plan_event};
 use crate::store::{Claim, IdempotencyStore};
@@ -118,6 +120,48 @@ pub struct EventReport {
     pub duration_ms: u64,
 }
 
+/// The IdP APIs the relay may ask for values an event does not carry (Okta
+/// profile updates and group renames, Auth0 role names). Each is optional:
+/// without it those events are skipped with a log line saying what to set.
+#[derive(Debug, Clone, Default)]
+pub struct IdpLookups {
+    pub okta: Option<OktaApi>,
+    pub auth0: Option<Auth0Api>,
+}
+
+impl IdpLookups {
+    /// From `OKTA_ORG_URL` + `OKTA_API_TOKEN` and `AUTH0_DOMAIN` +
+    /// `AUTH0_CLIENT_ID` + `AUTH0_CLIENT_SECRET`.
+    pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            okta: OktaApi::from_config(raw)?,
+            auth0: Auth0Api::from_config(raw)?,
+        })
+    }
+
+    async fn user(
+        &self,
+        source: Source,
+        id: &str,
+    ) -> Option<Result<crate::idp::IdpUser, IdpError>> {
+        match source {
+            Source::Okta => Some(self.okta.as_ref()?.user(id).await),
+            Source::Auth0Events | Source::Auth0Logs => Some(self.auth0.as_ref()?.user(id).await),
+        }
+    }
+
+    async fn group(
+        &self,
+        source: Source,
+        id: &str,
+    ) -> Option<Result<crate::idp::IdpGroup, IdpError>> {
+        match source {
+            Source::Okta => Some(self.okta.as_ref()?.group(id).await),
+            Source::Auth0Events | Source::Auth0Logs => Some(self.auth0.as_ref()?.group(id).await),
+        }
+    }
+}
+
 /// The relay: inbound auth, rules, where operations go and what was applied.
 #[derive(Debug)]
 pub struct Relay<D, S> {
@@ -125,6 +169,7 @@ pub struct Relay<D, S> {
     rules: PlanRules,
     directory: D,
     store: S,
+    lookups: IdpLookups,
 }
 
 impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
@@ -134,7 +179,15 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             rules,
             directory,
             store,
+            lookups: IdpLookups::default(),
         }
+    }
+
+    /// Lets the relay fetch what events do not carry from the IdP.
+    #[must_use]
+    pub fn with_lookups(mut self, lookups: IdpLookups) -> Self {
+        self.lookups = lookups;
+        self
     }
 
     pub fn directory(&self) -> &D {
@@ -236,6 +289,23 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 );
             }
         }
+        let enriched = match self.enrich(event).await {
+            Ok(enriched) => enriched,
+            Err(e) => {
+                let transient = e.is_transient();
+                self.finish(event, !transient).await;
+                let detail = format!("fetching current values from the IdP: {e}");
+                return (
+                    Vec::new(),
+                    if transient {
+                        EventOutcome::FailedTransient(detail)
+                    } else {
+                        EventOutcome::FailedPermanent(detail)
+                    },
+                );
+            }
+        };
+        let event = &enriched;
         let operations = match plan_event(event, &self.rules) {
             Planned::Operations(ops) => ops,
             Planned::Skip(reason) => {
@@ -272,6 +342,64 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             EventOutcome::Applied(changed.join("; "))
         };
         (names, outcome)
+    }
+
+    /// Fills in what the event does not carry, from the IdP API when one is
+    /// configured: the new profile of an Okta profile update, the new name of
+    /// a renamed group, the name of a group/role known only by id. A user or
+    /// group the IdP no longer has is left as it is (the planner decides).
+    async fn enrich(&self, event: &IdpEvent) -> Result<IdpEvent, IdpError> {
+        let mut event = event.clone();
+        let source = event.source;
+        match &mut event.change {
+            Change::UserProfileChanged {
+                user,
+                profile: profile @ None,
+                ..
+            } => {
+                if let Some(id) = user.idp_id.clone()
+                    && let Some(found) = self.lookups.user(source, &id).await
+                {
+                    match found {
+                        Ok(found) => *profile = Some(found.profile),
+                        Err(IdpError::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Change::GroupRenamed {
+                group,
+                new_name: new_name @ None,
+            } => {
+                if let Some(name) = self.group_name(source, group).await? {
+                    *new_name = Some(name);
+                }
+            }
+            Change::MembershipAdded { group, .. }
+            | Change::MembershipRemoved { group, .. }
+            | Change::GroupCreated { group } => {
+                if group.name.is_none() {
+                    group.name = self.group_name(source, group).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(event)
+    }
+
+    async fn group_name(
+        &self,
+        source: Source,
+        group: &GroupRef,
+    ) -> Result<Option<String>, IdpError> {
+        let Some(id) = &group.idp_id else {
+            return Ok(None);
+        };
+        match self.lookups.group(source, id).await {
+            None | Some(Err(IdpError::NotFound)) => Ok(None),
+            Some(Ok(found)) => Ok(Some(found.name)),
+            Some(Err(e)) => Err(e),
+        }
     }
 
     /// Records the event as done, or releases it for a retry.
