@@ -377,10 +377,10 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             }
             Change::MembershipAdded { group, .. }
             | Change::MembershipRemoved { group, .. }
-            | Change::GroupCreated { group } => {
-                if group.name.is_none() {
-                    group.name = self.group_name(source, group).await?;
-                }
+            | Change::GroupCreated { group }
+                if group.name.is_none() =>
+            {
+                group.name = self.group_name(source, group).await?;
             }
             _ => {}
         }
