@@ -1,0 +1,93 @@
+//! The `idp-duo-relay` binary as a user runs it.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idp-duo-relay"));
+    // Start from a clean environment so a developer's shell cannot leak in.
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn replay_dry_run_prints_the_operations_and_calls_nobody() {
+    let out = bin()
+        .args(["replay", "--dry-run", &fixture("okta/batch-mixed.json")])
+        .env("RELAY_LOG_FORMAT", "json")
+        .output()
+        .expect("run idp-duo-relay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("would: upsert user ben.ito@example.com (okta:00uBENUSER0000000002)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "would: add ben.ito@example.com (okta:00uBENUSER0000000002) to group duo-users"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"outcome\": \"skipped\""), "{stdout}");
+    assert!(!stdout.contains("would: upsert user carla"), "{stdout}");
+}
+
+#[test]
+fn serve_without_configuration_names_the_missing_variable() {
+    let out = bin().arg("serve").output().expect("run idp-duo-relay");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("OKTA_AUTH_SECRET"), "{stderr}");
+
+    let out = bin()
+        .arg("serve")
+        .env("OKTA_AUTH_SECRET", "a-long-enough-shared-secret")
+        .output()
+        .expect("run idp-duo-relay");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DUO_API_HOST"), "{stderr}");
+    assert!(!stderr.contains("a-long-enough-shared-secret"), "{stderr}");
+}
+
+#[test]
+fn demo_once_shows_a_duo_user_appear() {
+    let out = bin()
+        .args(["demo", "--once"])
+        .env("PORT", "0")
+        .output()
+        .expect("run idp-duo-relay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Sent it once: HTTP 200"), "{stdout}");
+    assert!(stdout.contains("jane.doe@example.com"), "{stdout}");
+    assert!(
+        stdout.contains("idp-id=okta:00uNEWUSER0000000001"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unknown_commands_and_flags_fail_with_usage() {
+    let out = bin().arg("frobnicate").output().expect("run idp-duo-relay");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("USAGE"));
+    let out = bin()
+        .args(["replay", "--bogus"])
+        .output()
+        .expect("run idp-duo-relay");
+    assert!(!out.status.success());
+}
