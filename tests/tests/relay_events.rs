@@ -358,3 +358,53 @@ async fn with_okta_api_access_profile_updates_and_group_renames_apply() {
     let renamed = relay.sim.group_by_name("Platform Engineering").unwrap();
     assert!(renamed.desc.starts_with("okta:00gENGINEERS00000003"));
 }
+
+#[tokio::test]
+async fn auth0_log_stream_mfa_reset_and_single_object_delete() {
+    let relay = TestRelay::start().await;
+    relay.sim.seed(Seed {
+        groups: vec![],
+        users: vec![SeedUser {
+            username: "jane.smith@example.com".into(),
+            aliases: vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                "auth0:auth0|65f0c0ffee0000000000a001".into(),
+            ],
+            groups: vec!["staff".into()],
+            phones: 1,
+            webauthn: 2,
+            bypass_codes: 2,
+            ..SeedUser::default()
+        }],
+    });
+    let before = relay
+        .sim
+        .user_by_username("jane.smith@example.com")
+        .unwrap();
+    ok(&relay, "/auth0/logs", "auth0/logs-mfa-reset.json").await;
+    let after = relay
+        .sim
+        .user_by_username("jane.smith@example.com")
+        .unwrap();
+    assert!(after.phones.is_empty() && after.webauthncredentials.is_empty());
+    assert!(after.bypass_codes.is_empty());
+    assert_eq!(
+        (after.user_id.as_str(), after.groups.clone()),
+        (before.user_id.as_str(), vec!["staff".to_owned()])
+    );
+    // Four resets in one batch, each device removed once: the later resets
+    // find nothing left to remove.
+    let removals = relay
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .count();
+    assert_eq!(removals, 5);
+
+    // A single-object log delivery (JSONOBJECT format): the user is deleted.
+    ok(&relay, "/auth0/logs", "auth0/logs-object.json").await;
+    assert!(relay.sim.snapshot().users.is_empty());
+}
