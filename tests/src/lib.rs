@@ -10,12 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use duo_sim::DuoSim;
-use relay_core::apply::DuoDirectory;
-use relay_core::config::{RawConfig, duo_client, duo_config};
-use relay_core::pipeline::{IdpLookups, Relay};
-use relay_core::plan::PlanRules;
+use relay_core::config::RawConfig;
+use relay_core::pipeline::duo_relay;
 use relay_core::store::MemoryStore;
-use relay_core::verify::InboundAuth;
 
 /// The shared secret every test relay accepts (Okta and Auth0).
 pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
@@ -57,19 +54,8 @@ impl TestRelay {
             max_jitter: Duration::ZERO,
             budget: Duration::from_millis(50),
         };
-        let rules = PlanRules::from_config(&raw).unwrap();
-        let directory = DuoDirectory::new(
-            duo_client(duo_config(&raw, retry).unwrap()).unwrap(),
-            rules.group_filter.clone(),
-        );
         let relay = Arc::new(
-            Relay::new(
-                InboundAuth::from_config(&raw).unwrap(),
-                rules,
-                directory,
-                MemoryStore::default(),
-            )
-            .with_lookups(IdpLookups::from_config(&raw).unwrap()),
+            duo_relay(&raw, MemoryStore::default(), retry, Duration::from_secs(2)).unwrap(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

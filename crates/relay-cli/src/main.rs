@@ -11,13 +11,12 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use relay_core::apply::{DryRun, DuoDirectory};
 use relay_core::config::{RawConfig, duo_client, duo_config, optional};
 use relay_core::event::Source;
-use relay_core::pipeline::{EventReport, IdpLookups, Relay};
+use relay_core::pipeline::{EventReport, IdpLookups, Relay, duo_relay, sync_retry};
 use relay_core::plan::PlanRules;
 use relay_core::store::{DEFAULT_TTL, FileStore, MemoryStore};
 use relay_core::verified::Verified;
@@ -109,12 +108,6 @@ fn init_logging_with(
     result.map_err(|e| anyhow::anyhow!("logging: {e}"))
 }
 
-/// The retry policy for answering a webhook in the request: Okta gives up
-/// after 3 s, so Duo retries must fit well inside that.
-fn sync_retry() -> duo_admin::RetryPolicy {
-    duo_admin::RetryPolicy::short(Duration::from_millis(1500))
-}
-
 fn port(raw: &RawConfig) -> anyhow::Result<u16> {
     match optional(raw, "PORT") {
         None => Ok(8080),
@@ -126,24 +119,20 @@ fn port(raw: &RawConfig) -> anyhow::Result<u16> {
 
 async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     init_logging(raw, std::io::stdout().is_terminal())?;
-    let auth = InboundAuth::from_config(raw)?;
-    let rules = PlanRules::from_config(raw)?;
-    let mut duo = duo_config(raw, sync_retry())?;
-    duo.timeout = Duration::from_secs(2);
-    let directory = DuoDirectory::new(duo_client(duo)?, rules.group_filter.clone());
     let state_dir = optional(raw, "RELAY_STATE_DIR").unwrap_or(".idp-duo-relay");
     let store = FileStore::open(PathBuf::from(state_dir).join("applied.log"), DEFAULT_TTL)
         .with_context(|| {
             format!("RELAY_STATE_DIR: cannot open the idempotency store in {state_dir}")
         })?;
-    let port = port(raw)?;
+    let (retry, timeout) = sync_retry();
+    let relay = duo_relay(raw, store, retry, timeout)?;
     let lookups = IdpLookups::from_config(raw)?;
     if lookups.okta.is_none() && lookups.auth0.is_none() {
         tracing::info!(
             "no IdP API credentials: profile updates and group renames whose events lack the new values will be skipped (set OKTA_ORG_URL + OKTA_API_TOKEN or AUTH0_DOMAIN + AUTH0_CLIENT_ID + AUTH0_CLIENT_SECRET)"
         );
     }
-    let relay = Arc::new(Relay::new(auth, rules, directory, store).with_lookups(lookups));
+    let port = port(raw)?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
         .await
         .with_context(|| format!("PORT: cannot listen on {port}"))?;
@@ -154,7 +143,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     );
     relay_server::serve(
         listener,
-        relay_server::app(relay),
+        relay_server::app(Arc::new(relay)),
         relay_server::shutdown_signal(),
     )
     .await?;
@@ -182,13 +171,14 @@ async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
         ("OKTA_AUTH_SECRET".to_owned(), secret.clone()),
         ("AUTH0_AUTH_SECRET".to_owned(), secret.clone()),
     ]);
-    let auth = InboundAuth::from_config(&env)?;
-    let rules = PlanRules::from_config(raw)?;
-    let directory = DuoDirectory::new(
-        duo_client(duo_config(&env, sync_retry())?)?,
-        rules.group_filter.clone(),
-    );
-    let relay = Arc::new(Relay::new(auth, rules, directory, MemoryStore::default()));
+    let mut env = env;
+    for key in ["GROUP_FILTER", "DEPROVISION_ACTION"] {
+        if let Some(v) = optional(raw, key) {
+            env.insert(key.to_owned(), v.to_owned());
+        }
+    }
+    let (retry, timeout) = sync_retry();
+    let relay = Arc::new(duo_relay(&env, MemoryStore::default(), retry, timeout)?);
 
     let wanted = port(raw)?;
     let listener =

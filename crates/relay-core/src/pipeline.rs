@@ -162,6 +162,37 @@ impl IdpLookups {
     }
 }
 
+/// Builds the relay every entry point runs: inbound auth, rules, the Duo
+/// directory and the IdP lookups from configuration, with the entry's own
+/// idempotency store. `retry`/`timeout` bound the Duo calls: a webhook
+/// answered in the request cannot sleep for a minute.
+pub fn duo_relay<S: IdempotencyStore>(
+    raw: &RawConfig,
+    store: S,
+    retry: duo_admin::RetryPolicy,
+    timeout: std::time::Duration,
+) -> Result<Relay<crate::apply::DuoDirectory, S>, ConfigError> {
+    let auth = InboundAuth::from_config(raw)?;
+    let rules = PlanRules::from_config(raw)?;
+    let mut duo = crate::config::duo_config(raw, retry)?;
+    duo.timeout = timeout;
+    let directory = crate::apply::DuoDirectory::new(
+        crate::config::duo_client(duo)?,
+        rules.group_filter.clone(),
+    );
+    let lookups = IdpLookups::from_config(raw)?;
+    Ok(Relay::new(auth, rules, directory, store).with_lookups(lookups))
+}
+
+/// The Duo retry policy for answering a webhook inside the request: Okta
+/// gives up after 3 s, so retries get 1.5 s in all and each attempt 2 s.
+pub fn sync_retry() -> (duo_admin::RetryPolicy, std::time::Duration) {
+    (
+        duo_admin::RetryPolicy::short(std::time::Duration::from_millis(1500)),
+        std::time::Duration::from_secs(2),
+    )
+}
+
 /// The relay: inbound auth, rules, where operations go and what was applied.
 #[derive(Debug)]
 pub struct Relay<D, S> {
@@ -188,6 +219,11 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     pub fn with_lookups(mut self, lookups: IdpLookups) -> Self {
         self.lookups = lookups;
         self
+    }
+
+    /// Whether a source has a shared secret configured (for start-up logs).
+    pub fn auth(&self) -> &InboundAuth {
+        &self.auth
     }
 
     pub fn directory(&self) -> &D {
