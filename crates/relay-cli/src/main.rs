@@ -87,25 +87,15 @@ fn init_logging_with(
     default_pretty: bool,
     default_filter: &str,
 ) -> anyhow::Result<()> {
-    let pretty = match optional(raw, "RELAY_LOG_FORMAT") {
-        Some("json") => false,
-        Some("pretty") => true,
-        Some(_) => bail!("RELAY_LOG_FORMAT: must be `json` or `pretty`"),
-        None => default_pretty,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if pretty {
-        builder.try_init()
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init()
-    };
-    result.map_err(|e| anyhow::anyhow!("logging: {e}"))
+    use relay_server::logging::{LogFormat, init};
+    let format = LogFormat::parse(optional(raw, "RELAY_LOG_FORMAT"))
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or(if default_pretty {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        });
+    init(format, default_filter).map_err(anyhow::Error::msg)
 }
 
 fn port(raw: &RawConfig) -> anyhow::Result<u16> {

@@ -6,6 +6,8 @@
 //! `app(relay)` serves the plain paths (`/okta`, …); `app_with_prefix(relay,
 //! "/api")` the same under a prefix, as Azure Functions route them.
 
+pub mod logging;
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -1,0 +1,214 @@
+//! Log output for every entry point: one JSON object per line that
+//! CloudWatch Logs Insights, Log Analytics (`parse_json`) and Cloud Logging
+//! all read by field, or human-readable lines on a terminal.
+//!
+//! Each JSON line has `timestamp` (RFC 3339), `severity` (Cloud Logging's
+//! name: `DEBUG`, `INFO`, `WARNING`, `ERROR`), `level` (the tracing level, for
+//! CloudWatch habits), `message`, `target`, and every field of the event at the
+//! top level (`event_id`, `outcome`, `duo_calls`, …).
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default off a terminal and in the cloud).
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+impl LogFormat {
+    /// `RELAY_LOG_FORMAT`: `json` or `pretty`; `None` when unset.
+    pub fn parse(value: Option<&str>) -> Result<Option<Self>, String> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some("json") => Ok(Some(Self::Json)),
+            Some("pretty") => Ok(Some(Self::Pretty)),
+            Some(_) => Err("RELAY_LOG_FORMAT: must be `json` or `pretty`".into()),
+        }
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides `default_filter`.
+pub fn init(format: LogFormat, default_filter: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
+    };
+    result.map_err(|e| format!("logging: {e}"))
+}
+
+/// The JSON line format described in the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonLines;
+
+fn severity(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        Level::DEBUG | Level::TRACE => "DEBUG",
+    }
+}
+
+struct Fields(Map<String, Value>);
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut fields = Fields(Map::new());
+        event.record(&mut fields);
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::from(rfc3339_now()));
+        line.insert("severity".into(), Value::from(severity(meta.level())));
+        line.insert("level".into(), Value::from(meta.level().as_str()));
+        let message = fields.0.remove("message").unwrap_or(Value::from(""));
+        line.insert("message".into(), message);
+        line.insert("target".into(), Value::from(meta.target()));
+        for (k, v) in fields.0 {
+            // Event fields never overwrite the envelope.
+            line.entry(k).or_insert(v);
+        }
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let millis = now.subsec_millis();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + u64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_severity_message_and_fields() {
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(buf.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                event_id = "okta:1",
+                duo_calls = 3_u64,
+                outcome = "applied",
+                "event"
+            );
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["severity"], "WARNING");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["message"], "event");
+        assert_eq!(line["event_id"], "okta:1");
+        assert_eq!(line["duo_calls"], 3);
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn format_parses() {
+        assert_eq!(LogFormat::parse(Some("json")), Ok(Some(LogFormat::Json)));
+        assert_eq!(LogFormat::parse(None), Ok(None));
+        assert!(LogFormat::parse(Some("xml")).is_err());
+    }
+}
