@@ -498,8 +498,9 @@ impl Tenant {
                 created: now,
                 ..User::default()
             };
+            // An empty string leaves the slot unset, as Duo's API treats it.
             for (slot, alias) in u.aliases.iter_mut().zip(s.aliases) {
-                *slot = Some(alias);
+                *slot = (!alias.is_empty()).then_some(alias);
             }
             for name in s.groups {
                 let gid = match self.group_by_name(&name) {
@@ -1086,6 +1087,28 @@ mod tests {
         assert_eq!(t.snapshot().users[0].groups.len(), 98);
         let (members, _) = page(t.group_users(&gids[2], &params(&[])));
         assert_eq!(members, vec![json!({"user_id": uid, "username": "u"})]);
+    }
+
+    #[test]
+    fn empty_seed_aliases_leave_the_slot_unset() {
+        // Regression (found by relay-bench): seeding aliases ["", "", "", x]
+        // stored three empty aliases, which then "repeated each other" and
+        // made every later modify of that user fail with 40002.
+        let mut t = Tenant::default();
+        t.seed(
+            Seed {
+                groups: vec![],
+                users: vec![SeedUser {
+                    username: "u".into(),
+                    aliases: vec![String::new(), String::new(), String::new(), "okta:1".into()],
+                    ..SeedUser::default()
+                }],
+            },
+            0,
+        );
+        let id = t.users[0].user_id.clone();
+        assert_eq!(t.users[0].aliases, [None, None, None, Some("okta:1".to_owned())]);
+        assert!(t.modify_user(&id, &params(&[("status", "disabled")])).is_ok());
     }
 
     #[test]

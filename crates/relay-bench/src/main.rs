@@ -1,0 +1,473 @@
+//! `relay-bench`: the load harness.
+//!
+//! Starts `duo-sim` seeded with a large tenant and `idp-duo-relay serve` in
+//! front of it (two child processes), replays a generated, realistic event mix
+//! over HTTP from this process, and reports events/s, hook acknowledgement
+//! latency (p50/p99/max), Duo calls per event type against the minimum that
+//! type needs, the relay's peak RSS, and process start → first 200.
+//! Results go to `<out>/results.json`, `<out>/results.md` and
+//! `<out>/latency.svg`.
+//!
+//! ```sh
+//! cargo run --release -p relay-bench -- [--users 20000] [--groups 5000] [--events 5000] [--concurrency 16] [--out bench/out]
+//! ```
+
+mod plot;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::workload::{Delivery, Workload};
+
+const SECRET: &str = "bench-shared-secret-0123456789";
+const HOST: &str = "api-bench.duosecurity.com";
+const IKEY: &str = "DIBENCH0000000000000";
+const SKEY: &str = "benchsecretkeybenchsecretkeybenchsecret0";
+
+#[derive(Debug, Clone)]
+struct Args {
+    users: usize,
+    groups: usize,
+    events: usize,
+    concurrency: usize,
+    out: PathBuf,
+    seed: u64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        users: 20_000,
+        groups: 5_000,
+        events: 5_000,
+        concurrency: 16,
+        out: PathBuf::from("bench/out"),
+        seed: 7,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--users" => a.users = value()?.parse()?,
+            "--groups" => a.groups = value()?.parse()?,
+            "--events" => a.events = value()?.parse()?,
+            "--concurrency" => a.concurrency = value()?.parse()?,
+            "--out" => a.out = PathBuf::from(value()?),
+            "--seed" => a.seed = value()?.parse()?,
+            "--help" | "-h" => {
+                println!(
+                    "relay-bench [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    if a.users < 20 || a.groups < 2 || a.events == 0 || a.concurrency == 0 {
+        bail!("need --users >= 20, --groups >= 2, --events >= 1, --concurrency >= 1");
+    }
+    Ok(a)
+}
+
+/// Kills the child when dropped, so an early error leaves no process behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Builds the two binaries with this binary's own profile and returns their
+/// directory.
+fn build_binaries() -> anyhow::Result<PathBuf> {
+    let release = !cfg!(debug_assertions);
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "duo-sim",
+        "-p",
+        "relay-cli",
+        "--bins",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of duo-sim and relay-cli failed");
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("binary directory")?.to_path_buf())
+}
+
+async fn wait_for_200(
+    client: &reqwest::Client,
+    url: &str,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status() == 200
+        {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            bail!("{url} did not answer 200 within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn wait_for_port(port: u16, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if started.elapsed() > limit {
+            bail!("nothing listens on port {port} after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Peak resident set size of a process, from /proc (Linux).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Sample {
+    /// Seconds since the replay started, when the request was sent.
+    at_s: f64,
+    latency_ms: f64,
+    status: u16,
+    events: usize,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+struct TypeStats {
+    events: u64,
+    duo_calls: u64,
+    min_calls: u64,
+    max_calls: u64,
+    /// The fewest calls this type can need (see `workload::minimum_calls`).
+    minimum_needed: Option<u64>,
+    outcomes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    users: usize,
+    groups: usize,
+    deliveries: usize,
+    events: usize,
+    concurrency: usize,
+    profile: &'static str,
+    seconds: f64,
+    events_per_second: f64,
+    ack_latency_ms: Latency,
+    non_200: usize,
+    duo_calls_total: u64,
+    duo_calls_by_type: BTreeMap<String, TypeStats>,
+    relay_peak_rss_mib: Option<f64>,
+    start_to_first_200_ms: f64,
+    duo_sim_seed_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Reads the relay's per-event summary lines (JSON) from its stdout.
+fn collect_event_lines(
+    stdout: std::process::ChildStdout,
+    sink: Arc<Mutex<Vec<serde_json::Value>>>,
+) {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v.get("message").and_then(|m| m.as_str()) == Some("event")
+                && let Ok(mut lines) = sink.lock()
+            {
+                lines.push(v);
+            }
+        }
+    });
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    std::fs::create_dir_all(&args.out)?;
+    let bin = build_binaries()?;
+    let work = Workload::generate(args.users, args.groups, args.events, args.seed);
+    let seed_path = args.out.join("seed.json");
+    std::fs::write(&seed_path, serde_json::to_vec(&work.seed)?)?;
+
+    // 1. The Duo simulator with the large tenant.
+    let sim_port = free_port()?;
+    let seed_started = Instant::now();
+    let sim = Proc(
+        Command::new(bin.join("duo-sim"))
+            .args([
+                "--port",
+                &sim_port.to_string(),
+                "--host",
+                HOST,
+                "--ikey",
+                IKEY,
+                "--skey",
+                SKEY,
+            ])
+            .arg("--seed")
+            .arg(&seed_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting duo-sim")?,
+    );
+    wait_for_port(sim_port, Duration::from_secs(120)).await?;
+    let seed_seconds = seed_started.elapsed().as_secs_f64();
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    client
+        .post(format!("{sim_url}/_sim/calls/reset"))
+        .send()
+        .await?;
+
+    // 2. The relay, timed from spawn to its first 200.
+    let relay_port = free_port()?;
+    let state_dir = args.out.join("state");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let spawned = Instant::now();
+    let mut relay = Proc(
+        Command::new(bin.join("idp-duo-relay"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs([
+                ("DUO_API_HOST", HOST.to_owned()),
+                ("DUO_IKEY", IKEY.to_owned()),
+                ("DUO_SKEY", SKEY.to_owned()),
+                ("DUO_API_URL", sim_url.clone()),
+                ("OKTA_AUTH_SECRET", SECRET.to_owned()),
+                ("AUTH0_AUTH_SECRET", SECRET.to_owned()),
+                ("PORT", relay_port.to_string()),
+                ("RELAY_LOG_FORMAT", "json".to_owned()),
+                ("RUST_LOG", "info,duo_sim=warn".to_owned()),
+            ])
+            .env("RELAY_STATE_DIR", &state_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting idp-duo-relay serve")?,
+    );
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    if let Some(stdout) = relay.0.stdout.take() {
+        collect_event_lines(stdout, lines.clone());
+    }
+    let base = format!("http://127.0.0.1:{relay_port}");
+    let first_200 = {
+        let waited =
+            wait_for_200(&client, &format!("{base}/healthz"), Duration::from_secs(30)).await?;
+        (spawned.elapsed().max(waited)).as_secs_f64() * 1000.0
+    };
+
+    // 3. Replay the deliveries with N concurrent senders.
+    let queue = Arc::new(Mutex::new(work.deliveries.clone().into_iter()));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let queue = queue.clone();
+        let samples = samples.clone();
+        let client = client.clone();
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next: Option<Delivery> = queue.lock().ok().and_then(|mut q| q.next());
+                let Some(d) = next else { break };
+                let sent = Instant::now();
+                let at_s = started.elapsed().as_secs_f64();
+                let status = client
+                    .post(format!("{base}{}", d.path))
+                    .header("Authorization", SECRET)
+                    .header("Content-Type", "application/json")
+                    .body(d.body)
+                    .send()
+                    .await
+                    .map_or(0, |r| r.status().as_u16());
+                let latency_ms = sent.elapsed().as_secs_f64() * 1000.0;
+                if let Ok(mut s) = samples.lock() {
+                    s.push(Sample {
+                        at_s,
+                        latency_ms,
+                        status,
+                        events: d.events,
+                    });
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Let the last summary lines reach the reader thread.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let peak_rss = peak_rss_kib(relay.0.id()).map(|k| k as f64 / 1024.0);
+    drop(relay);
+    drop(sim);
+
+    // 4. Figures.
+    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut latencies: Vec<f64> = samples.iter().map(|s| s.latency_ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    let events_sent: usize = samples.iter().map(|s| s.events).sum();
+    let mut by_type: BTreeMap<String, TypeStats> = BTreeMap::new();
+    let mut total_calls = 0;
+    for line in lines.lock().map(|l| l.clone()).unwrap_or_default() {
+        let event_type = line["event_type"].as_str().unwrap_or("?").to_owned();
+        let calls = line["duo_calls"].as_u64().unwrap_or(0);
+        let outcome = line["outcome"].as_str().unwrap_or("?").to_owned();
+        total_calls += calls;
+        let stats = by_type.entry(event_type.clone()).or_default();
+        if stats.events == 0 {
+            stats.min_calls = calls;
+        }
+        stats.events += 1;
+        stats.duo_calls += calls;
+        stats.min_calls = stats.min_calls.min(calls);
+        stats.max_calls = stats.max_calls.max(calls);
+        stats.minimum_needed = workload::minimum_calls(&event_type);
+        *stats.outcomes.entry(outcome).or_default() += 1;
+    }
+    let results = Results {
+        users: args.users,
+        groups: args.groups,
+        deliveries: samples.len(),
+        events: events_sent,
+        concurrency: args.concurrency,
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        seconds,
+        events_per_second: events_sent as f64 / seconds.max(1e-9),
+        ack_latency_ms: Latency {
+            p50: percentile(&latencies, 50.0),
+            p99: percentile(&latencies, 99.0),
+            max: latencies.last().copied().unwrap_or(0.0),
+        },
+        non_200: samples.iter().filter(|s| s.status != 200).count(),
+        duo_calls_total: total_calls,
+        duo_calls_by_type: by_type,
+        relay_peak_rss_mib: peak_rss,
+        start_to_first_200_ms: first_200,
+        duo_sim_seed_seconds: seed_seconds,
+    };
+    write_reports(&args.out, &results, &samples)?;
+    if results.non_200 > 0 {
+        bail!("{} deliveries were not answered 200", results.non_200);
+    }
+    Ok(())
+}
+
+fn write_reports(out: &Path, r: &Results, samples: &[Sample]) -> anyhow::Result<()> {
+    std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(r)?)?;
+    let mut md = String::new();
+    md.push_str(&format!(
+        "# relay-bench ({} build)\n\n| figure | value |\n| --- | --- |\n\
+         | tenant | {} users, {} groups |\n| deliveries / events | {} / {} |\n| concurrency | {} |\n\
+         | events/s | {:.0} |\n| ack latency p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |\n\
+         | non-200 answers | {} |\n| Duo calls | {} ({:.2} per event) |\n| relay peak RSS | {} |\n\
+         | relay start → first 200 | {:.0} ms |\n\n",
+        r.profile,
+        r.users,
+        r.groups,
+        r.deliveries,
+        r.events,
+        r.concurrency,
+        r.events_per_second,
+        r.ack_latency_ms.p50,
+        r.ack_latency_ms.p99,
+        r.ack_latency_ms.max,
+        r.non_200,
+        r.duo_calls_total,
+        r.duo_calls_total as f64 / r.events.max(1) as f64,
+        r.relay_peak_rss_mib.map_or("n/a".into(), |m| format!("{m:.1} MiB")),
+        r.start_to_first_200_ms,
+    ));
+    md.push_str("| event type | events | Duo calls avg | min | max | minimum needed | outcomes |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    for (t, s) in &r.duo_calls_by_type {
+        md.push_str(&format!(
+            "| {t} | {} | {:.2} | {} | {} | {} | {} |\n",
+            s.events,
+            s.duo_calls as f64 / s.events.max(1) as f64,
+            s.min_calls,
+            s.max_calls,
+            s.minimum_needed.map_or("-".into(), |m| m.to_string()),
+            s.outcomes
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    std::fs::write(out.join("results.md"), &md)?;
+    std::fs::write(
+        out.join("latency.svg"),
+        plot::latency_svg(samples.iter().map(|s| (s.at_s, s.latency_ms))),
+    )?;
+    println!("{md}");
+    println!(
+        "written: {}/results.json, results.md, latency.svg",
+        out.display()
+    );
+    Ok(())
+}
