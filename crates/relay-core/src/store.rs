@@ -42,6 +42,10 @@ pub enum Claim {
 pub enum StoreError {
     #[error("idempotency store I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A cloud store's backend refused or could not be reached (the
+    /// message names the operation and the service's error, never a value).
+    #[error("idempotency store backend: {0}")]
+    Backend(String),
 }
 
 /// Remembers which events were applied.

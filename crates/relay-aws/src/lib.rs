@@ -1,0 +1,548 @@
+//! The relay on AWS Lambda: the shared router (`relay-server`) behind a
+//! Lambda Function URL or API Gateway (HTTP API payload v2 and REST API v1),
+//! with the secret configuration in AWS Secrets Manager and the idempotency
+//! store in DynamoDB. The binary `bootstrap` only wires these together.
+//!
+//! This crate owns where secrets and state live on AWS and how a Lambda
+//! event becomes an HTTP request; it knows nothing of IdP payloads or Duo
+//! (that is `relay-core`'s) and adds no route (that is `relay-server`'s).
+//!
+//! Configuration: the contract's variables in the Lambda environment, except
+//! the secret ones, which come from one secret ([`secrets`]), plus:
+//! - `RELAY_SECRET_ID` — id or ARN of that secret (required);
+//! - `RELAY_TABLE_NAME` — the DynamoDB table of the idempotency store
+//!   (required; see [`dynamo`] for its shape);
+//! - `RELAY_SECRET_TTL_SECS` — how long a fetched secret is trusted before it
+//!   is read again (default 300), so a rotation is picked up without a
+//!   redeploy;
+//! - `AWS_ENDPOINT_URL` (the SDK's own variable) points both SDK clients at
+//!   another endpoint, e.g. moto in tests.
+//!
+//! Secret rotation: after `RELAY_SECRET_TTL_SECS` the secret is read again and,
+//! only if its content changed, the relay is rebuilt (otherwise the old one,
+//! with its Duo group cache, stays). A delivery refused because its secret
+//! did not match forces one early read — at most once per
+//! [`Settings::FORCED_REFRESH_INTERVAL`], so refused requests cannot make us
+//! hammer Secrets Manager — and is handled again if the secret changed.
+
+pub mod dynamo;
+pub mod secrets;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use lambda_http::RequestExt as _;
+use lambda_http::request::RequestContext;
+use lambda_http::tower::ServiceExt as _;
+use relay_core::apply::DuoDirectory;
+use relay_core::config::{ConfigError, RawConfig, optional, required};
+use relay_core::pipeline::{Relay, Route, duo_relay, sync_retry};
+use relay_core::verify::VerifyFailure;
+
+pub use dynamo::DynamoStore;
+pub use secrets::{SecretError, SecretSource, SecretValues};
+
+/// The relay as this entry runs it.
+pub type LambdaRelay = Relay<DuoDirectory, DynamoStore>;
+
+/// The AWS-specific settings, from the plain environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `RELAY_SECRET_ID`: id or ARN of the secret.
+    pub secret_id: String,
+    /// `RELAY_TABLE_NAME`: the idempotency table.
+    pub table_name: String,
+    /// `RELAY_SECRET_TTL_SECS`: how long a fetched secret is trusted.
+    pub secret_ttl: Duration,
+    /// Least time between two reads forced by refused deliveries.
+    pub forced_refresh_interval: Duration,
+}
+
+impl Settings {
+    pub const DEFAULT_SECRET_TTL: Duration = Duration::from_secs(300);
+    pub const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+    /// Reads `RELAY_SECRET_ID`, `RELAY_TABLE_NAME` and `RELAY_SECRET_TTL_SECS`.
+    pub fn from_env(env: &RawConfig) -> Result<Self, ConfigError> {
+        let secret_id = required(env, "RELAY_SECRET_ID").map_err(|_| {
+            ConfigError::new(
+                "RELAY_SECRET_ID",
+                "is not set; set it to the id or ARN of the Secrets Manager secret holding DUO_SKEY, OKTA_AUTH_SECRET, …",
+            )
+        })?;
+        let table_name = required(env, "RELAY_TABLE_NAME").map_err(|_| {
+            ConfigError::new(
+                "RELAY_TABLE_NAME",
+                "is not set; set it to the DynamoDB table of the idempotency store",
+            )
+        })?;
+        let secret_ttl = match optional(env, "RELAY_SECRET_TTL_SECS") {
+            None => Self::DEFAULT_SECRET_TTL,
+            Some(secs) => Duration::from_secs(secs.parse().map_err(|_| {
+                ConfigError::new("RELAY_SECRET_TTL_SECS", "must be a whole number of seconds")
+            })?),
+        };
+        Ok(Self {
+            secret_id: secret_id.to_owned(),
+            table_name: table_name.to_owned(),
+            secret_ttl,
+            forced_refresh_interval: Self::FORCED_REFRESH_INTERVAL,
+        })
+    }
+}
+
+/// Why the function cannot start. Names the variable, the secret or the key;
+/// never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Secret(#[from] SecretError),
+}
+
+/// The SDK configuration the Lambda runtime provides: region, credentials of
+/// the execution role, and `AWS_ENDPOINT_URL` when set.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+/// A DynamoDB client whose calls fit in a webhook answer: Okta gives up
+/// after about 3 s, and a store that does not answer must turn into a 503
+/// (the IdP retries) rather than a timeout.
+pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(1))
+        .operation_timeout(Duration::from_secs(2))
+        .build();
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .timeout_config(timeouts)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// An SDK error as one line: each cause's message, outermost first (the
+/// SDK's own `Display` says only "service error" or "dispatch failure").
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The relay built from one version of the secret, with its router.
+struct Active {
+    relay: Arc<LambdaRelay>,
+    router: axum::Router,
+    digest: [u8; 32],
+}
+
+struct Schedule {
+    active: Arc<Active>,
+    /// When the secret is read again.
+    next_check: Instant,
+    /// The last read forced by a refused delivery.
+    last_forced: Option<Instant>,
+}
+
+/// The function's state across invocations: the current relay and where to
+/// reload it from.
+pub struct AwsRelay {
+    /// The plain environment; the secret is laid over it on every rebuild.
+    env: RawConfig,
+    secrets: SecretSource,
+    store: DynamoStore,
+    settings: Settings,
+    schedule: Mutex<Schedule>,
+    /// One read of the secret at a time.
+    refreshing: tokio::sync::Mutex<()>,
+    fetches: AtomicU64,
+}
+
+impl fmt::Debug for AwsRelay {
+    // The environment may hold secrets someone put there by mistake.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsRelay")
+            .field("settings", &self.settings)
+            .field("secret_fetches", &self.secret_fetches())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsRelay {
+    /// Start-up in Lambda: settings and SDK configuration from the process
+    /// environment, then [`AwsRelay::start`].
+    pub async fn from_env(env: RawConfig) -> Result<Self, StartupError> {
+        let settings = Settings::from_env(&env)?;
+        let sdk = sdk_config().await;
+        let store = DynamoStore::new(dynamodb_client(&sdk), &settings.table_name);
+        let secrets = SecretSource::new(&sdk, &settings.secret_id);
+        Self::start(env, settings, secrets, store).await
+    }
+
+    /// Reads the secret once and builds the relay; fails naming what is wrong
+    /// (an unreadable secret, a missing key, a bad variable).
+    pub async fn start(
+        env: RawConfig,
+        settings: Settings,
+        secrets: SecretSource,
+        store: DynamoStore,
+    ) -> Result<Self, StartupError> {
+        let misplaced = secrets::secrets_in_plain_env(&env);
+        if !misplaced.is_empty() {
+            tracing::warn!(
+                variables = %misplaced.join(","),
+                "secret variables are set in the Lambda environment; keep them in the secret (RELAY_SECRET_ID), whose values win"
+            );
+        }
+        let values = secrets.fetch().await?;
+        let active = build(&env, &values, &store)?;
+        let relay = &active.relay;
+        tracing::info!(
+            secret_id = %secrets.secret_id(),
+            table = %store.table(),
+            secret_ttl_secs = settings.secret_ttl.as_secs(),
+            okta = relay.auth().is_configured(relay_core::event::Source::Okta),
+            auth0 = relay.auth().is_configured(relay_core::event::Source::Auth0Events),
+            "idp-duo-relay ready on Lambda: /okta, /auth0, /auth0/logs, /healthz"
+        );
+        Ok(Self {
+            env,
+            secrets,
+            store,
+            schedule: Mutex::new(Schedule {
+                active: Arc::new(active),
+                next_check: Instant::now() + settings.secret_ttl,
+                last_forced: None,
+            }),
+            settings,
+            refreshing: tokio::sync::Mutex::new(()),
+            fetches: AtomicU64::new(1),
+        })
+    }
+
+    /// How many times the secret was read (start-up included).
+    pub fn secret_fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The relay currently serving (changes when a rotated secret is loaded).
+    pub fn relay(&self) -> Arc<LambdaRelay> {
+        Arc::clone(&self.schedule().active.relay)
+    }
+
+    /// Handles one Lambda HTTP event (Function URL, HTTP API or REST API).
+    pub async fn handle(&self, request: lambda_http::Request) -> http::Response<lambda_http::Body> {
+        let request = Buffered::from_lambda(request);
+        let active = self.active().await;
+        let mut response = dispatch(&active.router, &request).await;
+        if response.status() == StatusCode::UNAUTHORIZED
+            && refused_for_its_secret(&active.relay, &request)
+            && let Some(fresh) = self.forced_refresh(&active).await
+        {
+            response = dispatch(&fresh.router, &request).await;
+        }
+        into_lambda(response)
+    }
+
+    fn schedule(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current relay, re-reading the secret first when its TTL ran out.
+    async fn active(&self) -> Arc<Active> {
+        {
+            let schedule = self.schedule();
+            if Instant::now() < schedule.next_check {
+                return Arc::clone(&schedule.active);
+            }
+        }
+        let _one_at_a_time = self.refreshing.lock().await;
+        {
+            // Another request may have read it while we waited.
+            let schedule = self.schedule();
+            if Instant::now() < schedule.next_check {
+                return Arc::clone(&schedule.active);
+            }
+        }
+        self.refresh().await
+    }
+
+    /// A read forced by a delivery refused for its secret: `Some` with the
+    /// new relay when the secret changed, `None` when it did not or when the
+    /// last forced read is too recent.
+    async fn forced_refresh(&self, seen: &Arc<Active>) -> Option<Arc<Active>> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        {
+            let mut schedule = self.schedule();
+            if !Arc::ptr_eq(&schedule.active, seen) {
+                // Rebuilt while this request ran: try the new one, no read.
+                return Some(Arc::clone(&schedule.active));
+            }
+            let now = Instant::now();
+            if schedule.last_forced.is_some_and(|last| {
+                now.duration_since(last) < self.settings.forced_refresh_interval
+            }) {
+                tracing::debug!(
+                    "secret mismatch: a forced secret read ran recently; not reading again"
+                );
+                return None;
+            }
+            schedule.last_forced = Some(now);
+        }
+        tracing::info!(
+            secret_id = %self.secrets.secret_id(),
+            "a delivery was refused for its secret: reading the secret again in case it was rotated"
+        );
+        let after = self.refresh().await;
+        (!Arc::ptr_eq(&after, seen)).then_some(after)
+    }
+
+    /// Reads the secret and rebuilds the relay if its content changed. A
+    /// failed read or an invalid new version keeps the current relay (it
+    /// still works with the previous secret) and is logged. Call with
+    /// `refreshing` held.
+    async fn refresh(&self) -> Arc<Active> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = self.secrets.fetch().await;
+        let current = Arc::clone(&self.schedule().active);
+        let next = match fetched {
+            Ok(values) if values.same_content(&current.digest) => current,
+            Ok(values) => match build(&self.env, &values, &self.store) {
+                Ok(active) => {
+                    tracing::info!(
+                        secret_id = %self.secrets.secret_id(),
+                        "the secret changed: configuration reloaded"
+                    );
+                    Arc::new(active)
+                }
+                Err(e) => {
+                    tracing::error!(
+                        secret_id = %self.secrets.secret_id(),
+                        error = %e,
+                        "the secret changed but its new version is not usable; keeping the previous configuration"
+                    );
+                    current
+                }
+            },
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot read the secret again; keeping the previous configuration"
+                );
+                current
+            }
+        };
+        let mut schedule = self.schedule();
+        schedule.active = Arc::clone(&next);
+        schedule.next_check = Instant::now() + self.settings.secret_ttl;
+        next
+    }
+}
+
+/// Builds the relay from the environment with the secret laid over it.
+fn build(
+    env: &RawConfig,
+    values: &SecretValues,
+    store: &DynamoStore,
+) -> Result<Active, ConfigError> {
+    let (retry, timeout) = sync_retry();
+    let relay = Arc::new(duo_relay(
+        &values.merged_over(env),
+        store.clone(),
+        retry,
+        timeout,
+    )?);
+    Ok(Active {
+        router: relay_server::app(Arc::clone(&relay)),
+        relay,
+        digest: values.digest(),
+    })
+}
+
+/// One request, read whole, so it can be handled a second time.
+struct Buffered {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Buffered {
+    fn from_lambda(request: lambda_http::Request) -> Self {
+        let uri = stage_less_uri(&request);
+        let (parts, body) = request.into_parts();
+        let body = match body {
+            lambda_http::Body::Empty => Bytes::new(),
+            lambda_http::Body::Text(text) => Bytes::from(text),
+            lambda_http::Body::Binary(bytes) => Bytes::from(bytes),
+            other => Bytes::copy_from_slice(other.as_ref()),
+        };
+        Self {
+            method: parts.method,
+            uri,
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
+/// The request's path and query without the API Gateway stage: lambda_http
+/// puts a named stage in front of the path (`/prod/okta`), the routes have
+/// none. A Function URL or a `$default` stage has nothing to strip.
+fn stage_less_uri(request: &lambda_http::Request) -> Uri {
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.as_deref(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.as_deref(),
+        _ => None,
+    };
+    let uri = request.uri();
+    let path = strip_stage(uri.path(), stage);
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    path_and_query.parse().unwrap_or_else(|_| uri.clone())
+}
+
+fn strip_stage<'a>(path: &'a str, stage: Option<&str>) -> &'a str {
+    let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") else {
+        return path;
+    };
+    match path.strip_prefix('/').and_then(|p| p.strip_prefix(stage)) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+/// Whether a 401 came from a secret that did not match (or a source with no
+/// secret yet): the case a rotation explains. A missing or duplicated header
+/// is not worth a read of the secret. The routes are `relay-server`'s; only
+/// the ones that authenticate are named here.
+fn refused_for_its_secret(relay: &LambdaRelay, request: &Buffered) -> bool {
+    let route = match (&request.method, request.uri.path()) {
+        (&Method::GET, "/okta") => Route::OktaChallenge,
+        (&Method::POST, "/okta") => Route::Okta,
+        (&Method::POST, "/auth0") => Route::Auth0Events,
+        (&Method::POST, "/auth0/logs") => Route::Auth0Logs,
+        _ => return false,
+    };
+    let failure = if route == Route::OktaChallenge {
+        relay.auth().verify_okta_challenge(&request.headers).err()
+    } else {
+        relay
+            .auth()
+            .verify(
+                route.source(),
+                &request.headers,
+                request.body.clone(),
+                SystemTime::now(),
+            )
+            .err()
+    };
+    matches!(
+        failure,
+        Some(
+            VerifyFailure::SecretMismatch { .. }
+                | VerifyFailure::SignatureMismatch
+                | VerifyFailure::NotConfigured { .. }
+        )
+    )
+}
+
+/// Runs the request through the router and reads the answer whole.
+async fn dispatch(router: &axum::Router, request: &Buffered) -> http::Response<Bytes> {
+    let mut http_request = http::Request::new(axum::body::Body::from(request.body.clone()));
+    *http_request.method_mut() = request.method.clone();
+    *http_request.uri_mut() = request.uri.clone();
+    *http_request.headers_mut() = request.headers.clone();
+    let response = match router.clone().oneshot(http_request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => http::Response::from_parts(parts, bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the router's answer");
+            let mut response = http::Response::new(Bytes::new());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
+}
+
+/// The answer as lambda_http sends it back (text when it is UTF-8, which
+/// every answer of the router is; base64 otherwise).
+fn into_lambda(response: http::Response<Bytes>) -> http::Response<lambda_http::Body> {
+    let (parts, body) = response.into_parts();
+    let body = if body.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        match String::from_utf8(body.to_vec()) {
+            Ok(text) => lambda_http::Body::Text(text),
+            Err(e) => lambda_http::Body::Binary(e.into_bytes()),
+        }
+    };
+    http::Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_are_stripped_only_when_named_and_present() {
+        assert_eq!(strip_stage("/prod/okta", Some("prod")), "/okta");
+        assert_eq!(strip_stage("/prod", Some("prod")), "/");
+        assert_eq!(strip_stage("/okta", Some("$default")), "/okta");
+        assert_eq!(strip_stage("/okta", None), "/okta");
+        assert_eq!(
+            strip_stage("/production/okta", Some("prod")),
+            "/production/okta"
+        );
+        assert_eq!(strip_stage("/okta/okta", Some("okta")), "/okta");
+    }
+
+    #[test]
+    fn settings_name_the_missing_or_bad_variable() {
+        let env = |pairs: &[(&str, &str)]| -> RawConfig {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let err = Settings::from_env(&env(&[])).unwrap_err();
+        assert_eq!(err.variable, "RELAY_SECRET_ID");
+        let err = Settings::from_env(&env(&[("RELAY_SECRET_ID", "relay")])).unwrap_err();
+        assert_eq!(err.variable, "RELAY_TABLE_NAME");
+        let base = [("RELAY_SECRET_ID", "relay"), ("RELAY_TABLE_NAME", "t")];
+        let settings = Settings::from_env(&env(&base)).unwrap();
+        assert_eq!(settings.secret_ttl, Settings::DEFAULT_SECRET_TTL);
+        let mut bad = base.to_vec();
+        bad.push(("RELAY_SECRET_TTL_SECS", "five"));
+        assert_eq!(
+            Settings::from_env(&env(&bad)).unwrap_err().variable,
+            "RELAY_SECRET_TTL_SECS"
+        );
+        bad.pop();
+        bad.push(("RELAY_SECRET_TTL_SECS", "0"));
+        assert_eq!(
+            Settings::from_env(&env(&bad)).unwrap().secret_ttl,
+            Duration::ZERO
+        );
+    }
+}

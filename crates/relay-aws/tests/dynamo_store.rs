@@ -1,0 +1,145 @@
+//! The DynamoDB idempotency store on moto: the semantics of relay-core's
+//! MemoryStore, atomic under concurrent claims, and errors as StoreError.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use relay_aws::DynamoStore;
+use relay_core::event::{EventId, Source};
+use relay_core::store::{Claim, IdempotencyStore, StoreError};
+
+fn id(s: &str) -> EventId {
+    EventId::new(Source::Okta, s)
+}
+
+async fn store(moto: &str) -> (aws_config::SdkConfig, DynamoStore) {
+    let sdk = sdk(moto).await;
+    let table = create_table(&sdk).await;
+    let store = DynamoStore::new(relay_aws::dynamodb_client(&sdk), table);
+    (sdk, store)
+}
+
+#[tokio::test]
+async fn claim_complete_release() {
+    let Some(moto) = moto_url() else { return };
+    let (_, store) = store(&moto).await;
+    assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::New);
+    assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::InProgress);
+    store.release(&id("a")).await.unwrap();
+    assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::New);
+    store.complete(&id("a")).await.unwrap();
+    assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::Done);
+    // Release after completion does not forget the outcome.
+    store.release(&id("a")).await.unwrap();
+    assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::Done);
+    // Releasing what was never claimed is fine.
+    store.release(&id("never")).await.unwrap();
+    // Keys are per event id, sources apart.
+    assert_eq!(
+        store
+            .claim(&EventId::new(Source::Auth0Events, "a"))
+            .await
+            .unwrap(),
+        Claim::New
+    );
+}
+
+#[tokio::test]
+async fn the_item_carries_the_ttl_attribute_in_epoch_seconds() {
+    let Some(moto) = moto_url() else { return };
+    let (sdk, store) = store(&moto).await;
+    store.claim(&id("ttl")).await.unwrap();
+    store.complete(&id("ttl")).await.unwrap();
+    let item = aws_sdk_dynamodb::Client::new(&sdk)
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("okta:ttl".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["state"].as_s().unwrap(), "done");
+    let expires: u64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let week = 7 * 24 * 3600;
+    assert!(
+        (now + week - 5..=now + week + 5).contains(&expires),
+        "{expires}"
+    );
+}
+
+#[tokio::test]
+async fn ten_concurrent_claims_of_one_event_have_one_winner() {
+    let Some(moto) = moto_url() else { return };
+    let (_, store) = store(&moto).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.claim(&id("race")).await.unwrap()
+        }));
+    }
+    let mut claims = Vec::new();
+    for task in tasks {
+        claims.push(task.await.unwrap());
+    }
+    assert_eq!(
+        claims.iter().filter(|c| **c == Claim::New).count(),
+        1,
+        "{claims:?}"
+    );
+    assert_eq!(
+        claims.iter().filter(|c| **c == Claim::InProgress).count(),
+        9
+    );
+}
+
+#[tokio::test]
+async fn a_stale_claim_expires_and_a_zero_ttl_forgets() {
+    let Some(moto) = moto_url() else { return };
+    let (_, store) = store(&moto).await;
+    // A worker that claimed and died: after the claim timeout, claimable.
+    let crashed = store.clone().with_claim_timeout(Duration::ZERO);
+    assert_eq!(crashed.claim(&id("stale")).await.unwrap(), Claim::New);
+    assert_eq!(store.claim(&id("stale")).await.unwrap(), Claim::New);
+    // ... and the new claim (normal timeout) blocks others.
+    assert_eq!(store.claim(&id("stale")).await.unwrap(), Claim::InProgress);
+
+    // An expired done entry (DynamoDB's TTL deletes lazily) is claimable.
+    let forgetful = store.clone().with_ttl(Duration::ZERO);
+    assert_eq!(forgetful.claim(&id("old")).await.unwrap(), Claim::New);
+    forgetful.complete(&id("old")).await.unwrap();
+    assert_eq!(forgetful.claim(&id("old")).await.unwrap(), Claim::New);
+}
+
+#[tokio::test]
+async fn backend_failures_are_store_errors() {
+    let Some(moto) = moto_url() else { return };
+    let sdk = sdk(&moto).await;
+    let missing = DynamoStore::new(relay_aws::dynamodb_client(&sdk), "no-such-table");
+    let err = missing.claim(&id("x")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+    assert!(err.to_string().contains("no-such-table"), "{err}");
+    assert!(missing.complete(&id("x")).await.is_err());
+    assert!(missing.release(&id("x")).await.is_err());
+
+    let dead = common::sdk("http://127.0.0.1:9").await;
+    let unreachable = DynamoStore::new(relay_aws::dynamodb_client(&dead), "t");
+    let err = unreachable.claim(&id("x")).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("idempotency store backend: DynamoDB PutItem on table t"),
+        "{err}"
+    );
+}

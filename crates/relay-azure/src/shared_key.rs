@@ -1,0 +1,164 @@
+//! SharedKey authorization for the Azure Table service, as a pure function of
+//! (verb, content type, date, request path, account, key) — no clock, no I/O —
+//! so a known-answer test pins it.
+//!
+//! The Table service's SharedKey string-to-sign is shorter than the Blob and
+//! Queue one (no canonicalized `x-ms-*` headers):
+//!
+//! ```text
+//! VERB \n Content-MD5 \n Content-Type \n Date \n CanonicalizedResource
+//! ```
+//!
+//! where Date is the `x-ms-date` value when that header is sent (we always
+//! send it) and CanonicalizedResource is `/` + account name + the request's
+//! encoded URI path, plus `?comp=…` when the query has a `comp` parameter (our
+//! four calls never do). Sources: Microsoft's "Authorize with Shared Key"
+//! (learn.microsoft.com/rest/api/storageservices/authorize-with-shared-key,
+//! "Shared Key authorization for the Table service"); the same shape in
+//! azure-sdk-for-python `azure/data/tables/_authentication.py` and in
+//! Azurite's verifier `src/table/authentication/TableSharedKeyAuthenticator.ts`.
+//! With a path-style endpoint (Azurite, `http://127.0.0.1:10002/devstoreaccount1`)
+//! the path already starts with the account, so it appears twice:
+//! `/devstoreaccount1/devstoreaccount1/Tables`.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{KeyInit, Mac};
+
+/// `x-ms-version` of every request. 2019-02-02 is the first Table service
+/// version that also accepts Microsoft Entra ID (bearer) tokens, so the
+/// managed-identity mode uses the same version.
+pub const API_VERSION: &str = "2019-02-02";
+
+/// A storage account key (the decoded bytes of the base64 `AccountKey`).
+/// Never printed.
+#[derive(Clone)]
+pub struct AccountKey(Vec<u8>);
+
+impl AccountKey {
+    /// Decodes the base64 key of a connection string. `None` when it is not
+    /// base64 (the caller names the variable; the value is never echoed).
+    pub fn from_base64(value: &str) -> Option<Self> {
+        BASE64
+            .decode(value.trim())
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(Self)
+    }
+}
+
+impl fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// `/account/path[?comp=…]` for the Table service.
+pub fn canonicalized_resource(account: &str, encoded_path: &str, comp: Option<&str>) -> String {
+    let mut resource = format!("/{account}{encoded_path}");
+    if let Some(comp) = comp {
+        resource.push_str("?comp=");
+        resource.push_str(comp);
+    }
+    resource
+}
+
+/// The Table service SharedKey string-to-sign. `content_md5` and
+/// `content_type` are empty when the request has no such header.
+pub fn string_to_sign(
+    verb: &str,
+    content_md5: &str,
+    content_type: &str,
+    date: &str,
+    canonicalized_resource: &str,
+) -> String {
+    format!("{verb}\n{content_md5}\n{content_type}\n{date}\n{canonicalized_resource}")
+}
+
+/// `SharedKey <account>:<base64 HMAC-SHA256(key, string_to_sign)>`.
+pub fn authorization(account: &str, key: &AccountKey, string_to_sign: &str) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key.0)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(string_to_sign.as_bytes());
+    let signature = BASE64.encode(mac.finalize().into_bytes());
+    format!("SharedKey {account}:{signature}")
+}
+
+/// RFC 1123 date in GMT (`Sun, 11 Oct 2009 21:49:13 GMT`), the form
+/// `x-ms-date` takes.
+pub fn rfc1123(time: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil(days);
+    // 1970-01-01 was a Thursday.
+    let weekday = DAYS[usize::try_from(days % 7).unwrap_or(0)];
+    let month = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
+    format!(
+        "{weekday}, {day:02} {month} {year:04} {:02}:{:02}:{:02} GMT",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month 1-12, day 1-31), proleptic Gregorian.
+fn civil(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + u64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc1123_dates() {
+        // The example date of Microsoft's "Authorize with Shared Key" page.
+        let t = UNIX_EPOCH + Duration::from_secs(1_255_297_753);
+        assert_eq!(rfc1123(t), "Sun, 11 Oct 2009 21:49:13 GMT");
+        assert_eq!(rfc1123(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc1123(leap), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn resource_and_string_to_sign_shape() {
+        assert_eq!(
+            canonicalized_resource("devstoreaccount1", "/devstoreaccount1/Tables", None),
+            "/devstoreaccount1/devstoreaccount1/Tables"
+        );
+        assert_eq!(
+            canonicalized_resource("myaccount", "/mytable", Some("acl")),
+            "/myaccount/mytable?comp=acl"
+        );
+        assert_eq!(
+            string_to_sign("GET", "", "", "D", "/a/t"),
+            "GET\n\n\nD\n/a/t"
+        );
+    }
+
+    #[test]
+    fn keys_are_redacted_and_checked() {
+        let key = AccountKey::from_base64("c2VjcmV0LWtleS1ieXRlcw==").unwrap();
+        assert_eq!(format!("{key:?}"), "[redacted]");
+        assert!(AccountKey::from_base64("not base64!").is_none());
+        assert!(AccountKey::from_base64("").is_none());
+    }
+}

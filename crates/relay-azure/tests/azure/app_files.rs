@@ -1,0 +1,124 @@
+//! The Function App files parse and say what the relay serves: host.json's
+//! custom handler names this binary and forwards HTTP requests; one
+//! function.json per route, anonymous, httpTrigger in + http `$return` out.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn app_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("app")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// The host's function-name rule (Azure/azure-functions-host
+/// `FunctionNameValidationRegex`: `^[a-z][a-z0-9_\-]{0,127}$`, not `host`).
+fn valid_function_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && name.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !name.eq_ignore_ascii_case("host")
+}
+
+#[test]
+fn host_json_runs_this_binary_with_forwarding() {
+    let host = read_json(&app_dir().join("host.json"));
+    assert_eq!(host["version"], "2.0");
+    let binary = Path::new(env!("CARGO_BIN_EXE_relay-azure"))
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        host["customHandler"]["description"]["defaultExecutablePath"],
+        binary.as_str()
+    );
+    assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
+    assert_eq!(
+        host["extensionBundle"]["id"],
+        "Microsoft.Azure.Functions.ExtensionBundle"
+    );
+    // The binary serves /api/…: the prefix must stay `api`.
+    assert_eq!(host["extensions"]["http"]["routePrefix"], "api");
+    // The handler's stdout (our JSON lines) is logged under this category.
+    assert_eq!(
+        host["logging"]["logLevel"]["Host.Function.Console"],
+        "Information"
+    );
+}
+
+#[test]
+fn one_function_per_route() {
+    let expected: BTreeMap<&str, (&str, Vec<&str>)> = BTreeMap::from([
+        ("okta", ("okta", vec!["get", "post"])),
+        ("auth0", ("auth0", vec!["post"])),
+        ("auth0-logs", ("auth0/logs", vec!["post"])),
+        ("healthz", ("healthz", vec!["get"])),
+    ]);
+    let mut found = BTreeMap::new();
+    for entry in std::fs::read_dir(app_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if !entry.file_type().unwrap().is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_str().unwrap().to_owned();
+        assert!(
+            valid_function_name(&name),
+            "{name} is not a valid function name"
+        );
+        let function = read_json(&entry.path().join("function.json"));
+        let bindings = function["bindings"].as_array().unwrap();
+        assert_eq!(
+            bindings.len(),
+            2,
+            "{name}: forwarding needs exactly http in + http out"
+        );
+        let trigger = &bindings[0];
+        assert_eq!(trigger["type"], "httpTrigger");
+        assert_eq!(trigger["direction"], "in");
+        assert_eq!(
+            trigger["authLevel"], "anonymous",
+            "{name}: the relay authenticates itself"
+        );
+        let methods: Vec<String> = trigger["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_owned())
+            .collect();
+        let out = &bindings[1];
+        assert_eq!(out["type"], "http");
+        assert_eq!(out["direction"], "out");
+        assert_eq!(out["name"], "$return");
+        found.insert(
+            name,
+            (trigger["route"].as_str().unwrap().to_owned(), methods),
+        );
+    }
+    let found: BTreeMap<&str, (&str, Vec<&str>)> = found
+        .iter()
+        .map(|(k, (r, m))| {
+            (
+                k.as_str(),
+                (r.as_str(), m.iter().map(String::as_str).collect()),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn package_script_ships_every_function() {
+    let script =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("package.sh")).unwrap();
+    assert!(script.contains("for function in okta auth0 auth0-logs healthz; do"));
+    assert!(script.contains("x86_64-unknown-linux-gnu"));
+    assert!(script.contains("--release"));
+}
