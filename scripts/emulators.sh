@@ -3,8 +3,10 @@
 # on exit. Exports where they listen:
 #   RELAY_TEST_MOTO_URL            moto server (AWS: Secrets Manager, DynamoDB, SQS)
 #   RELAY_TEST_AZURITE_TABLE_URL   Azurite Table service (Azure Table Storage)
+#   RELAY_TEST_FIRESTORE_URL       Firestore emulator (GCP)
 # and RELAY_TEST_REQUIRE_EMULATORS=1, so a test that cannot reach them fails
-# instead of skipping. Needs python3 (venv + pip) and node/npm.
+# instead of skipping. Needs python3 (venv + pip), node/npm, and java with
+# the Google Cloud CLI's Firestore emulator package.
 
 TOOLS="$PWD/.tools"
 EMULATOR_LOGS="$TOOLS/logs"
@@ -60,3 +62,24 @@ export RELAY_TEST_MOTO_URL="http://127.0.0.1:$MOTO_PORT"
 export RELAY_TEST_AZURITE_TABLE_URL="http://127.0.0.1:$AZURITE_PORT"
 export RELAY_TEST_REQUIRE_EMULATORS=1
 echo "emulators: moto $RELAY_TEST_MOTO_URL, azurite table $RELAY_TEST_AZURITE_TABLE_URL" >&2
+
+# --- Firestore emulator (GCP), from the Google Cloud CLI's apt package
+# google-cloud-cli-firestore-emulator (part of this machine image; elsewhere
+# `gcloud components install cloud-firestore-emulator`); needs Java 11+.
+# Started as java itself so that stop_emulators stops it (the SDK's wrapper
+# script does not exec).
+FIRESTORE_JAR=""
+if command -v gcloud >/dev/null 2>&1; then
+  FIRESTORE_JAR="$(dirname "$(readlink -f "$(command -v gcloud)")")/../platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
+fi
+if [ ! -f "$FIRESTORE_JAR" ] || ! command -v java >/dev/null 2>&1; then
+  echo "the Firestore emulator is missing: apt-get install google-cloud-cli-firestore-emulator default-jre-headless" >&2
+  return 1
+fi
+FIRESTORE_PORT=$(free_port)
+java -Duser.language=en -cp "$FIRESTORE_JAR" com.google.cloud.datastore.emulator.firestore.CloudFirestore \
+  --host 127.0.0.1 --port "$FIRESTORE_PORT" >"$EMULATOR_LOGS/firestore.log" 2>&1 &
+EMULATOR_PIDS+=($!)
+wait_port "$FIRESTORE_PORT" firestore 60
+export RELAY_TEST_FIRESTORE_URL="http://127.0.0.1:$FIRESTORE_PORT"
+echo "emulators: firestore $RELAY_TEST_FIRESTORE_URL" >&2

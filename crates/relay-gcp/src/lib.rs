@@ -1,0 +1,91 @@
+//! The relay on Google Cloud Run: what is specific to GCP and nothing else.
+//!
+//! - **Secrets** arrive as environment variables: Cloud Run resolves Secret
+//!   Manager references (`--set-secrets DUO_SKEY=duo-skey:latest`, or
+//!   `secretKeyRef` in the service spec) before the process starts, so the
+//!   binary reads `std::env::vars()` like every other entry point and never
+//!   talks to Secret Manager itself.
+//! - **State** (the idempotency store) lives in Firestore, over its REST API
+//!   with the metadata server's token ([`firestore`], [`metadata`]).
+//!   Firestore rather than Memorystore/Redis: it is serverless like Cloud
+//!   Run — no VPC connector, no instance running (and billed) while the
+//!   service has scaled to zero — and its free tier covers a webhook's load.
+//! - `RELAY_STORE=memory` keeps the store in the process instead: only for a
+//!   single-instance trial (`--max-instances=1`), since each instance and
+//!   each cold start forgets what was applied.
+//!
+//! Routing, verification and everything behind it are `relay-server`'s and
+//! `relay-core`'s; this crate must not know about Okta, Auth0 or Duo.
+
+pub mod firestore;
+pub mod metadata;
+mod timestamp;
+
+use std::fmt;
+
+use relay_core::config::{ConfigError, RawConfig, optional};
+use relay_core::event::EventId;
+use relay_core::store::{Claim, IdempotencyStore, MemoryStore, StoreError};
+
+pub use firestore::{FirestoreConfig, FirestoreStore};
+
+/// The store the Cloud Run service uses, chosen by `RELAY_STORE`.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per process, built once at start
+pub enum GcpStore {
+    /// `firestore` (the default).
+    Firestore(FirestoreStore),
+    /// `memory`: one instance only; forgets on every cold start.
+    Memory(MemoryStore),
+}
+
+impl GcpStore {
+    /// From `RELAY_STORE` (`firestore`, the default, or `memory`) and, for
+    /// Firestore, the variables of [`FirestoreConfig::from_config`]. Fails
+    /// naming `GOOGLE_CLOUD_PROJECT` when no project can be found.
+    pub async fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
+        match optional(raw, "RELAY_STORE") {
+            None | Some("firestore") => {
+                let config = FirestoreConfig::from_config(raw)?;
+                Ok(Self::Firestore(FirestoreStore::connect(config).await?))
+            }
+            Some("memory") => Ok(Self::Memory(MemoryStore::default())),
+            Some(_) => Err(ConfigError::new(
+                "RELAY_STORE",
+                "must be `firestore` (the default) or `memory`",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for GcpStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Firestore(store) => store.fmt(f),
+            Self::Memory(_) => f.write_str("memory (this instance only)"),
+        }
+    }
+}
+
+impl IdempotencyStore for GcpStore {
+    async fn claim(&self, key: &EventId) -> Result<Claim, StoreError> {
+        match self {
+            Self::Firestore(store) => store.claim(key).await,
+            Self::Memory(store) => store.claim(key).await,
+        }
+    }
+
+    async fn complete(&self, key: &EventId) -> Result<(), StoreError> {
+        match self {
+            Self::Firestore(store) => store.complete(key).await,
+            Self::Memory(store) => store.complete(key).await,
+        }
+    }
+
+    async fn release(&self, key: &EventId) -> Result<(), StoreError> {
+        match self {
+            Self::Firestore(store) => store.release(key).await,
+            Self::Memory(store) => store.release(key).await,
+        }
+    }
+}
