@@ -1122,8 +1122,14 @@ mod tests {
             0,
         );
         let id = t.users[0].user_id.clone();
-        assert_eq!(t.users[0].aliases, [None, None, None, Some("okta:1".to_owned())]);
-        assert!(t.modify_user(&id, &params(&[("status", "disabled")])).is_ok());
+        assert_eq!(
+            t.users[0].aliases,
+            [None, None, None, Some("okta:1".to_owned())]
+        );
+        assert!(
+            t.modify_user(&id, &params(&[("status", "disabled")]))
+                .is_ok()
+        );
     }
 
     #[test]
