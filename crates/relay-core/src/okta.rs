@@ -75,28 +75,53 @@ enum Kind {
     FactorDeactivated,
 }
 
+/// Every Okta event type the relay acts on — the one list. The event hook
+/// registration (Terraform, `terraform/idp/okta-event-types.json`) is
+/// generated from it and a test keeps the two equal.
+const KINDS: &[(&str, Kind)] = &[
+    ("user.lifecycle.create", Kind::UserCreated),
+    (
+        "user.lifecycle.activate",
+        Kind::UserState(UserState::Active),
+    ),
+    (
+        "user.lifecycle.reactivate",
+        Kind::UserState(UserState::Active),
+    ),
+    (
+        "user.lifecycle.unsuspend",
+        Kind::UserState(UserState::Active),
+    ),
+    (
+        "user.lifecycle.deactivate",
+        Kind::UserState(UserState::Disabled),
+    ),
+    (
+        "user.lifecycle.suspend",
+        Kind::UserState(UserState::Disabled),
+    ),
+    ("user.lifecycle.delete.initiated", Kind::UserDeleteInitiated),
+    ("user.account.update_profile", Kind::ProfileUpdated),
+    ("group.user_membership.add", Kind::MembershipAdded),
+    ("group.user_membership.remove", Kind::MembershipRemoved),
+    ("group.lifecycle.create", Kind::GroupCreated),
+    ("group.lifecycle.delete", Kind::GroupDeleted),
+    ("group.profile.update", Kind::GroupProfileUpdated),
+    ("user.mfa.factor.reset_all", Kind::FactorResetAll),
+    ("user.mfa.factor.deactivate", Kind::FactorDeactivated),
+];
+
+/// The Okta event types to subscribe the event hook to.
+pub fn handled_event_types() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|(name, _)| *name)
+}
+
 impl Kind {
     fn of(event_type: &str) -> Option<Self> {
-        let kind = match event_type.to_ascii_lowercase().as_str() {
-            "user.lifecycle.create" => Self::UserCreated,
-            "user.lifecycle.activate"
-            | "user.lifecycle.reactivate"
-            | "user.lifecycle.unsuspend" => Self::UserState(UserState::Active),
-            "user.lifecycle.deactivate" | "user.lifecycle.suspend" => {
-                Self::UserState(UserState::Disabled)
-            }
-            "user.lifecycle.delete.initiated" => Self::UserDeleteInitiated,
-            "user.account.update_profile" => Self::ProfileUpdated,
-            "group.user_membership.add" => Self::MembershipAdded,
-            "group.user_membership.remove" => Self::MembershipRemoved,
-            "group.lifecycle.create" => Self::GroupCreated,
-            "group.lifecycle.delete" => Self::GroupDeleted,
-            "group.profile.update" => Self::GroupProfileUpdated,
-            "user.mfa.factor.reset_all" => Self::FactorResetAll,
-            "user.mfa.factor.deactivate" => Self::FactorDeactivated,
-            _ => return None,
-        };
-        Some(kind)
+        KINDS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(event_type))
+            .map(|(_, kind)| *kind)
     }
 }
 
