@@ -44,7 +44,27 @@ use relay_core::pipeline::{Relay, Route, duo_relay, sync_retry};
 use relay_core::verify::VerifyFailure;
 
 pub use dynamo::DynamoStore;
-pub use secrets::{SecretError, SecretSource, SecretValues};
+pub use secrets::{
+    HOOK_SECRET_KEYS, REQUIRED_SECRET_KEYS, SecretError, SecretSource, SecretValues,
+};
+
+/// The plain (non-secret) environment variables without which `bootstrap`
+/// refuses to start: its own two ([`Settings::from_env`]) and the Duo
+/// client's non-secret ones (`relay_core::config::duo_config`). The keys the
+/// secret must hold are [`REQUIRED_SECRET_KEYS`] and one of
+/// [`HOOK_SECRET_KEYS`]. `DUO_API_HOST` and `DUO_IKEY` may also come from the
+/// secret (its keys win), but Terraform sets them in the function's
+/// environment, where they are visible to the operator.
+///
+/// `terraform/modules/aws/required-env.json` is generated from this list and
+/// kept equal to it by `tests/required_env.rs`, which also checks that
+/// removing any one of these stops start-up naming it.
+pub const REQUIRED_ENV: &[&str] = &[
+    "RELAY_SECRET_ID",
+    "RELAY_TABLE_NAME",
+    "DUO_API_HOST",
+    "DUO_IKEY",
+];
 
 /// The relay as this entry runs it.
 pub type LambdaRelay = Relay<DuoDirectory, DynamoStore>;

@@ -25,10 +25,13 @@ pub const SECRET_VARIABLES: &[&str] = &[
     "AUTH0_CLIENT_SECRET",
 ];
 
-/// Keys the secret must hold: the Duo secret key always, and the shared
-/// secret of at least one IdP (checked separately: either will do).
-const REQUIRED_KEYS: &[&str] = &["DUO_SKEY"];
-const HOOK_SECRET_KEYS: &[&str] = &["OKTA_AUTH_SECRET", "AUTH0_AUTH_SECRET"];
+/// Keys the secret must hold, every one (the Duo secret key). Terraform's
+/// `terraform/modules/aws/required-secret-keys.json` is generated from this
+/// and [`HOOK_SECRET_KEYS`] (`tests/required_env.rs`).
+pub const REQUIRED_SECRET_KEYS: &[&str] = &["DUO_SKEY"];
+/// Keys of which the secret must hold at least one: the shared secret of
+/// each IdP (either will do).
+pub const HOOK_SECRET_KEYS: &[&str] = &["OKTA_AUTH_SECRET", "AUTH0_AUTH_SECRET"];
 
 /// Why the secret could not be used. `Display` names the secret and the key,
 /// never a value.
@@ -93,7 +96,7 @@ impl SecretValues {
             values.insert(key, value);
         }
         let present = |key: &str| values.get(key).is_some_and(|v| !v.trim().is_empty());
-        if let Some(missing) = REQUIRED_KEYS.iter().find(|k| !present(k)) {
+        if let Some(missing) = REQUIRED_SECRET_KEYS.iter().find(|k| !present(k)) {
             return Err(SecretError::MissingKey {
                 secret_id: secret_id.to_owned(),
                 key: (*missing).to_owned(),

@@ -25,3 +25,38 @@ pub mod table;
 
 pub use settings::{TableSettings, check_key_vault_references, listen};
 pub use table::TableStore;
+
+/// The app settings `relay-azure` refuses to start without under the
+/// Functions host, whatever else the Function App holds (each missing one
+/// stops start-up with a message naming it). `DUO_SKEY` is normally a Key
+/// Vault reference the platform resolves before the process starts.
+/// `RELAY_TABLE_NAME` is not among them: it defaults to
+/// [`settings::DEFAULT_TABLE_NAME`]. `tests/required_env.rs` checks this list
+/// against the start-up code and writes it to
+/// `terraform/modules/azure/required-env.json`, which the Terraform tests read.
+pub const REQUIRED_ENV: &[&str] = &["DUO_API_HOST", "DUO_IKEY", "DUO_SKEY"];
+
+/// At least one of these must be set as well (a source without its secret
+/// answers 401): not a plain list, so not part of [`REQUIRED_ENV`].
+pub const REQUIRED_ONE_OF_ENV: &[&str] = &["OKTA_AUTH_SECRET", "AUTH0_AUTH_SECRET"];
+
+/// Where the idempotency table is: one of these must be set.
+/// `AZURE_STORAGE_TABLE_ENDPOINT` selects the managed identity (role *Storage
+/// Table Data Contributor*); without it the table is reached with the account
+/// key of the `AzureWebJobsStorage` connection string. A Function App whose
+/// host storage is identity-based (`AzureWebJobsStorage__accountName`, no
+/// connection string — what the Terraform module deploys) therefore needs
+/// `AZURE_STORAGE_TABLE_ENDPOINT`.
+pub const TABLE_ONE_OF_ENV: &[&str] = &["AZURE_STORAGE_TABLE_ENDPOINT", "AzureWebJobsStorage"];
+
+/// Required too, but set by the platform, never by a deployment:
+/// `FUNCTIONS_CUSTOMHANDLER_PORT` by the Functions host for its custom
+/// handler (required once `FUNCTIONS_WORKER_RUNTIME` says the process runs
+/// under the host), `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` by App Service
+/// when the app has a managed identity (required with
+/// `AZURE_STORAGE_TABLE_ENDPOINT`).
+pub const PLATFORM_ENV: &[&str] = &[
+    "FUNCTIONS_CUSTOMHANDLER_PORT",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+];

@@ -29,6 +29,19 @@ use relay_core::store::{Claim, IdempotencyStore, MemoryStore, StoreError};
 
 pub use firestore::{FirestoreConfig, FirestoreStore};
 
+/// The environment variables `relay-gcp` refuses to start without on Cloud
+/// Run (each missing one stops start-up with a message naming it). `PORT` is
+/// not among them: Cloud Run sets it, and 8080 is the default elsewhere. Nor
+/// is `GOOGLE_CLOUD_PROJECT`: on Cloud Run the metadata server tells the
+/// project when it is unset. `tests/required_env.rs` checks this list
+/// against the start-up code and writes it to
+/// `terraform/modules/gcp/required-env.json`, which the Terraform tests read.
+pub const REQUIRED_ENV: &[&str] = &["DUO_API_HOST", "DUO_IKEY", "DUO_SKEY"];
+
+/// At least one of these must be set as well (a source without its secret
+/// answers 401): not a plain list, so not part of [`REQUIRED_ENV`].
+pub const REQUIRED_ONE_OF_ENV: &[&str] = &["OKTA_AUTH_SECRET", "AUTH0_AUTH_SECRET"];
+
 /// The store the Cloud Run service uses, chosen by `RELAY_STORE`.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per process, built once at start

@@ -1,0 +1,132 @@
+# --- Where it runs -----------------------------------------------------------
+
+variable "name" {
+  description = "Prefix of every resource name (and the Okta hook's display name)."
+  type        = string
+  default     = "idp-duo-relay"
+}
+
+variable "region" {
+  description = "AWS region to deploy into, e.g. us-east-1."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$", var.region))
+    error_message = "region must be an AWS region name such as us-east-1 or eu-central-1."
+  }
+}
+
+variable "lambda_zip_path" {
+  description = "The built function: cargo lambda build --release --arm64 -p relay-aws --output-format zip writes target/lambda/bootstrap/bootstrap.zip."
+  type        = string
+  default     = "../../../target/lambda/bootstrap/bootstrap.zip"
+}
+
+variable "tags" {
+  description = "Tags added to every AWS resource."
+  type        = map(string)
+  default     = {}
+}
+
+# --- Duo Admin API (Duo Admin Panel → Applications → Admin API) ---------------
+
+variable "duo_api_host" {
+  description = "API hostname of the Admin API application, e.g. api-1234abcd.duosecurity.com."
+  type        = string
+}
+
+variable "duo_ikey" {
+  description = "Integration key of the Admin API application (DI…, 20 characters)."
+  type        = string
+}
+
+variable "duo_skey" {
+  description = "Secret key of the Admin API application. Stored in Secrets Manager, never in a plain environment variable."
+  type        = string
+  sensitive   = true
+}
+
+# --- Okta ---------------------------------------------------------------------
+
+variable "okta_org_url" {
+  description = "Your Okta org, e.g. https://acme.okta.com (not the -admin address)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https://[^./]+\\.[^/]+/?$", var.okta_org_url)) && !strcontains(var.okta_org_url, "-admin.")
+    error_message = "okta_org_url must look like https://acme.okta.com (the org URL, not the -admin console address)."
+  }
+}
+
+variable "okta_api_token" {
+  description = "API token Terraform uses to create the event hook (an admin allowed to manage event hooks). null: the provider reads OKTA_API_TOKEN, or OAuth settings, from the environment."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "register_hook" {
+  description = "Create and verify the Okta event hook. false: register it by hand with the okta_hook_url and hook_secret outputs (the Okta provider is still configured, see README)."
+  type        = bool
+  default     = true
+}
+
+variable "okta_auth_header" {
+  description = "Header Okta sends the secret in."
+  type        = string
+  default     = "Authorization"
+}
+
+variable "relay_okta_api_token" {
+  description = "Optional read-only Okta API token for the relay itself, to fetch new profiles on user.account.update_profile (renames). null: such events are skipped with a log line. Better a different, read-only token than okta_api_token."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+# --- Hook secret rotation (README: "Rotate the hook secret") -------------------
+
+variable "hook_rotation" {
+  description = "Change this (1 → 2 → …) to generate a new hook secret."
+  type        = number
+  default     = 1
+}
+
+variable "previous_hook_secret" {
+  description = "During a rotation only: the secret being replaced, so the relay accepts both until Okta sends the new one. Set it from `terraform output -raw hook_secret` before changing hook_rotation, and back to null afterwards."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+# --- Behaviour -------------------------------------------------------------------
+
+variable "deprovision_action" {
+  description = "What a deleted Okta user becomes in Duo: delete or disable."
+  type        = string
+  default     = "delete"
+}
+
+variable "group_filter" {
+  description = "Optional regex: only matching Okta groups are synced to Duo."
+  type        = string
+  default     = null
+}
+
+variable "log_retention_days" {
+  description = "CloudWatch Logs retention of the function's log group, in days."
+  type        = number
+  default     = 30
+}
+
+variable "alert_email" {
+  description = "Optional address the alarms (function errors, throttles) notify."
+  type        = string
+  default     = null
+}
+
+variable "queue_enabled" {
+  description = "Create the SQS queue + dead-letter queue for durable delivery (queue mode). The current relay ignores it (sync mode); leave false until queue mode ships."
+  type        = bool
+  default     = false
+}

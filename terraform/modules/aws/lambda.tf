@@ -1,0 +1,79 @@
+resource "aws_lambda_function" "relay" {
+  #checkov:skip=CKV_AWS_117:No VPC on purpose: the function only calls public endpoints (Duo's Admin API, Okta, Auth0, and AWS APIs); there is no private resource to reach, and a VPC would need a NAT gateway for internet egress.
+  #checkov:skip=CKV_AWS_116:A dead-letter queue only catches asynchronous invocations; this function is invoked synchronously through its function URL, where the IdP sees the error and retries.
+  #checkov:skip=CKV_AWS_272:The artifact is built locally by cargo lambda and pinned by source_code_hash; AWS Signer is not part of this build, so a code-signing config would refuse every deploy.
+  function_name    = var.name
+  description      = "idp-duo-relay: keeps Duo in step with Okta/Auth0 (hooks at the function URL)"
+  role             = aws_iam_role.relay.arn
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  filename         = var.lambda_zip_path
+  source_code_hash = filebase64sha256(var.lambda_zip_path)
+  timeout          = 10
+  memory_size      = 256
+  kms_key_arn      = var.kms_key_arn
+  tags             = var.tags
+
+  # No reservation (-1) unless var.reserved_concurrency is set: an account
+  # with the default quota of 10 cannot reserve any, and a low cap turns
+  # deliveries into 429s (Okta retries only once).
+  reserved_concurrent_executions = var.reserved_concurrency == null ? -1 : var.reserved_concurrency
+
+  environment {
+    variables = local.environment
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  # The relay writes one JSON object per line itself; the "Text" format
+  # keeps each line as it is (JSON format would wrap it in another object).
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.relay.name
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.existing_secret_arn != null || var.duo_skey != null
+      error_message = "duo_skey is required (the Duo Admin API secret key), unless existing_secret_arn names a secret that holds DUO_SKEY."
+    }
+    precondition {
+      condition     = var.existing_secret_arn != null || var.okta_auth_secret != null || var.auth0_auth_secret != null
+      error_message = "Set okta_auth_secret, auth0_auth_secret or both: the relay refuses to start without a secret to check deliveries against."
+    }
+    precondition {
+      condition     = var.existing_secret_arn != null || (var.okta_org_url == null) == (var.okta_api_token == null)
+      error_message = "okta_org_url and okta_api_token go together: set both (Okta API lookups) or neither."
+    }
+    precondition {
+      condition     = (var.auth0_domain == null) == (var.auth0_client_id == null) && (var.existing_secret_arn != null || (var.auth0_domain == null) == (var.auth0_client_secret == null))
+      error_message = "auth0_domain, auth0_client_id and auth0_client_secret go together: set all three (Auth0 Management API lookups) or none."
+    }
+  }
+
+  # The role's policy, the secret's value and the log group exist before
+  # the first cold start reads the secret or writes a line.
+  depends_on = [
+    aws_iam_role_policy.relay,
+    aws_secretsmanager_secret_version.relay,
+    aws_cloudwatch_log_group.relay,
+  ]
+}
+
+# The IdPs call this URL. Authorization type NONE on purpose: Okta and Auth0
+# cannot sign requests with SigV4, and the relay authenticates every delivery
+# itself (the shared secret in OKTA_AUTH_HEADER or the Auth0 bearer token,
+# compared in constant time; optionally a Standard Webhooks signature), so a
+# request without the secret is answered 401 before any Duo call.
+# With NONE, the provider (>= 6.28) also adds the resource-based statements
+# that let anyone invoke the function through this URL, and only through it
+# (lambda:InvokeFunctionUrl, and lambda:InvokeFunction with
+# lambda:InvokedViaFunctionUrl).
+resource "aws_lambda_function_url" "relay" {
+  #checkov:skip=CKV_AWS_258:Okta and Auth0 cannot sign requests with SigV4; the relay authenticates every delivery itself (shared secret or bearer token, optionally Standard Webhooks signatures) and answers 401 otherwise.
+  function_name      = aws_lambda_function.relay.function_name
+  authorization_type = "NONE"
+}

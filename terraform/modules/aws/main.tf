@@ -1,0 +1,58 @@
+# idp-duo-relay on AWS: one Lambda function (binary `bootstrap`) behind a
+# function URL, its configuration in one Secrets Manager secret, idempotency
+# in DynamoDB, logs in CloudWatch Logs, alarms to an SNS topic. Files:
+# lambda.tf (function, URL), secret.tf, storage.tf (table, queues), iam.tf
+# (execution role), monitoring.tf (log group, topic, alarms).
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+locals {
+  log_group_name = "/aws/lambda/${var.name}"
+  create_secret  = var.existing_secret_arn == null
+  secret_arn     = local.create_secret ? aws_secretsmanager_secret.relay[0].arn : var.existing_secret_arn
+  base_url       = trimsuffix(aws_lambda_function_url.relay.function_url, "/")
+
+  # The plain environment of the function: what `bootstrap` requires
+  # (crates/relay-aws REQUIRED_ENV, generated into required-env.json) and the
+  # non-secret settings. Secrets never go here: they are in the secret.
+  environment_base = {
+    RELAY_SECRET_ID       = local.secret_arn
+    RELAY_TABLE_NAME      = aws_dynamodb_table.idempotency.name
+    RELAY_SECRET_TTL_SECS = tostring(var.secret_ttl_seconds)
+    RELAY_LOG_FORMAT      = "json"
+    DUO_API_HOST          = var.duo_api_host
+    DUO_IKEY              = var.duo_ikey
+    OKTA_AUTH_HEADER      = var.okta_auth_header
+    DEPROVISION_ACTION    = var.deprovision_action
+  }
+
+  # Optional settings, set only when given.
+  environment_optional = {
+    for key, value in {
+      GROUP_FILTER    = var.group_filter
+      OKTA_ORG_URL    = var.okta_org_url
+      AUTH0_DOMAIN    = var.auth0_domain
+      AUTH0_CLIENT_ID = var.auth0_client_id
+    } : key => value if value != null
+  }
+
+  # RELAY_MODE is for the durable-delivery issue; today's bootstrap ignores it.
+  environment_queue = var.queue_enabled ? { RELAY_MODE = "queue" } : {}
+
+  environment = merge(local.environment_base, local.environment_optional, local.environment_queue)
+
+  # The secret's JSON object: only the keys whose variable is set (the relay
+  # treats a present key as configured).
+  secret_values = merge(
+    var.duo_skey == null ? {} : { DUO_SKEY = var.duo_skey },
+    var.okta_auth_secret == null ? {} : { OKTA_AUTH_SECRET = var.okta_auth_secret },
+    var.auth0_auth_secret == null ? {} : { AUTH0_AUTH_SECRET = var.auth0_auth_secret },
+    var.okta_api_token == null ? {} : { OKTA_API_TOKEN = var.okta_api_token },
+    var.auth0_client_secret == null ? {} : { AUTH0_CLIENT_SECRET = var.auth0_client_secret },
+    var.webhook_signing_secrets == null ? {} : { WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets },
+  )
+}

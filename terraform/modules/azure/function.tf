@@ -1,0 +1,127 @@
+resource "azurerm_service_plan" "relay" {
+  #checkov:skip=CKV_AZURE_211:The Consumption plan (Y1) is the intended production plan for this workload: a few webhook deliveries a minute, scale to zero, pay per execution (main.tf says why not Flex Consumption).
+  #checkov:skip=CKV_AZURE_212:Instance counts do not apply to the Consumption plan: the platform adds instances on demand, up to max_instances.
+  #checkov:skip=CKV_AZURE_225:Zone redundancy is not available on the Consumption plan; a failed delivery is retried by the IdP.
+  name                = "${var.name}-plan"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  os_type             = "Linux"
+  sku_name            = "Y1"
+  tags                = var.tags
+}
+
+locals {
+  # OKTA_AUTH_SECRET, AUTH0_AUTH_SECRET, OKTA_API_TOKEN, AUTH0_CLIENT_SECRET,
+  # WEBHOOK_SIGNING_SECRETS when set: Key Vault references pinned to the
+  # secret version this apply wrote, so a changed value restarts the app
+  # with it at once (DUO_SKEY, always set, is listed in app_settings).
+  optional_secret_settings = {
+    for env in local.secrets_set :
+    env => "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.relay[env].id})" if env != "DUO_SKEY"
+  }
+
+  # Optional plain settings, set only when given.
+  optional_plain_settings = {
+    for env, value in {
+      GROUP_FILTER    = var.group_filter
+      OKTA_ORG_URL    = var.okta_org_url
+      AUTH0_DOMAIN    = var.auth0_domain
+      AUTH0_CLIENT_ID = var.auth0_client_id
+    } : env => value if value != null
+  }
+
+  # Queue mode is a later issue: today's relay-azure ignores these.
+  queue_settings = var.queue_enabled ? {
+    RELAY_MODE                   = "queue"
+    RELAY_QUEUE_NAME             = local.queue_name
+    AZURE_STORAGE_QUEUE_ENDPOINT = trimsuffix(azurerm_storage_account.relay.primary_queue_endpoint, "/")
+  } : {}
+}
+
+# Public and without App Service authentication on purpose: Okta event hooks
+# and Auth0 streams can neither sign in nor send a Functions key, so the
+# functions are authLevel anonymous (crates/relay-azure/app/README.md) and
+# the relay authenticates every delivery itself (shared secret compared in
+# constant time, optional Standard Webhooks signature), answering 401 first.
+resource "azurerm_linux_function_app" "relay" {
+  #checkov:skip=CKV_AZURE_221:The IdPs call the hook URLs from the internet, so the app must be public.
+  name                                           = local.function_app_name
+  resource_group_name                            = local.resource_group_name
+  location                                       = var.location
+  service_plan_id                                = azurerm_service_plan.relay.id
+  functions_extension_version                    = "~4"
+  storage_account_name                           = azurerm_storage_account.relay.name
+  storage_uses_managed_identity                  = true
+  key_vault_reference_identity_id                = azurerm_user_assigned_identity.relay.id
+  https_only                                     = true
+  public_network_access_enabled                  = true
+  builtin_logging_enabled                        = false
+  ftp_publish_basic_authentication_enabled       = false
+  webdeploy_publish_basic_authentication_enabled = false
+  tags                                           = var.tags
+
+  # What relay-azure reads (README: "Azure Functions") and what the host
+  # needs to run it. AzureWebJobsStorage__accountName and
+  # APPLICATIONINSIGHTS_CONNECTION_STRING are written by the provider from
+  # storage_uses_managed_identity and site_config below; listing them here
+  # too would make every plan show a change.
+  app_settings = merge(
+    {
+      FUNCTIONS_WORKER_RUNTIME = "custom"
+
+      # The package, fetched with the user-assigned identity.
+      WEBSITE_RUN_FROM_PACKAGE                     = azurerm_storage_blob.package.url
+      WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID = azurerm_user_assigned_identity.relay.id
+
+      # Identity-based host storage with the same identity.
+      AzureWebJobsStorage__credential = "managedidentity"
+      AzureWebJobsStorage__clientId   = azurerm_user_assigned_identity.relay.client_id
+
+      # The idempotency table, with the same identity (relay-azure asks
+      # IDENTITY_ENDPOINT for a token for AZURE_CLIENT_ID).
+      AZURE_STORAGE_TABLE_ENDPOINT = trimsuffix(azurerm_storage_account.relay.primary_table_endpoint, "/")
+      AZURE_CLIENT_ID              = azurerm_user_assigned_identity.relay.client_id
+      RELAY_TABLE_NAME             = local.table_name
+
+      DUO_API_HOST       = var.duo_api_host
+      DUO_IKEY           = var.duo_ikey
+      DUO_SKEY           = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.relay["DUO_SKEY"].id})"
+      OKTA_AUTH_HEADER   = var.okta_auth_header
+      DEPROVISION_ACTION = var.deprovision_action
+      RELAY_LOG_FORMAT   = "json"
+    },
+    local.optional_secret_settings,
+    local.optional_plain_settings,
+    local.queue_settings,
+  )
+
+  identity {
+    type         = "UserAssigned"
+    identity_ids = [azurerm_user_assigned_identity.relay.id]
+  }
+
+  site_config {
+    application_insights_connection_string = azurerm_application_insights.relay.connection_string
+    app_scale_limit                        = var.max_instances
+    ftps_state                             = "Disabled"
+    http2_enabled                          = true
+    minimum_tls_version                    = "1.2"
+    scm_minimum_tls_version                = "1.2"
+    remote_debugging_enabled               = false
+
+    application_stack {
+      use_custom_runtime = true
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.okta_auth_secret != null || var.auth0_auth_secret != null
+      error_message = "Set okta_auth_secret and/or auth0_auth_secret: the relay refuses to start without at least one (a source without its secret answers 401)."
+    }
+  }
+
+  # The identity's roles must be in force before the first start: it fetches
+  # the package and resolves the Key Vault references at once.
+  depends_on = [time_sleep.role_propagation]
+}

@@ -1,0 +1,65 @@
+# The relay's secrets, one Key Vault secret per secret variable that is set.
+# The Function App's settings are Key Vault references the platform resolves
+# with the app's identity (Key Vault Secrets User on this vault only) and
+# hands to relay-azure as plain environment variables; a reference that does
+# not resolve stops start-up naming the setting.
+resource "azurerm_key_vault" "relay" {
+  #checkov:skip=CKV_AZURE_109:Linux Consumption apps have no virtual network integration and Key Vault references are not a trusted-service bypass, so the platform resolves them over the public endpoint: a default-deny firewall would leave every reference unresolved. Access is by Azure RBAC only.
+  #checkov:skip=CKV_AZURE_189:Same reason: public network access must stay on for the references of a Consumption-plan app (and for Terraform writing the secrets).
+  #checkov:skip=CKV2_AZURE_32:Private endpoints need a virtual network the Consumption plan cannot join.
+  name                          = local.key_vault_name
+  resource_group_name           = local.resource_group_name
+  location                      = var.location
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = "standard"
+  rbac_authorization_enabled    = true
+  purge_protection_enabled      = true
+  soft_delete_retention_days    = 90
+  public_network_access_enabled = true
+  tags                          = var.tags
+
+  network_acls {
+    default_action = "Allow"
+    bypass         = "AzureServices"
+  }
+}
+
+locals {
+  # Environment variable => Key Vault secret name, for the secret variables.
+  secret_names = {
+    DUO_SKEY                = "duo-skey"
+    OKTA_AUTH_SECRET        = "okta-auth-secret"
+    AUTH0_AUTH_SECRET       = "auth0-auth-secret"
+    OKTA_API_TOKEN          = "okta-api-token"
+    AUTH0_CLIENT_SECRET     = "auth0-client-secret"
+    WEBHOOK_SIGNING_SECRETS = "webhook-signing-secrets"
+  }
+
+  secret_values = {
+    DUO_SKEY                = var.duo_skey
+    OKTA_AUTH_SECRET        = var.okta_auth_secret
+    AUTH0_AUTH_SECRET       = var.auth0_auth_secret
+    OKTA_API_TOKEN          = var.okta_api_token
+    AUTH0_CLIENT_SECRET     = var.auth0_client_secret
+    WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets
+  }
+
+  # Which secrets are set is not secret (only their values are): the names
+  # become resource keys and app setting names.
+  secrets_set = toset(nonsensitive([for env, value in local.secret_values : env if value != null]))
+}
+
+resource "azurerm_key_vault_secret" "relay" {
+  #checkov:skip=CKV_AZURE_41:No expiry date: the values are rotated by changing the variable and applying (README: rotation), and an expiry in code would be a deadline for an apply that nothing enforces.
+  for_each = local.secrets_set
+
+  name         = local.secret_names[each.key]
+  value        = local.secret_values[each.key]
+  key_vault_id = azurerm_key_vault.relay.id
+  content_type = "text/plain"
+  tags         = var.tags
+
+  # Terraform writes these with its own role (Key Vault Secrets Officer),
+  # which must have taken effect first.
+  depends_on = [time_sleep.role_propagation]
+}

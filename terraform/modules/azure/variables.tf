@@ -1,0 +1,284 @@
+# ---------------------------------------------------------------------------
+# Where it runs
+# ---------------------------------------------------------------------------
+
+variable "location" {
+  description = "Azure region for every resource, e.g. westeurope or eastus2 (one that offers Linux Consumption Function Apps)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]+[a-z0-9]*$", var.location))
+    error_message = "location must be an Azure region name such as westeurope or eastus2 (lowercase, no spaces)."
+  }
+}
+
+variable "resource_group_name" {
+  description = "An existing resource group to deploy into; null (default) creates one named <name>-rg in location."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.resource_group_name == null ? true : can(regex("^[-\\w.()]{1,89}[-\\w()]$", var.resource_group_name))
+    error_message = "resource_group_name must be 1-90 letters, digits, underscores, hyphens, periods or parentheses, not ending with a period."
+  }
+}
+
+variable "name" {
+  description = "Prefix of every resource name (resource group, Function App, plan, identity, workspace, alerts); the storage account and Key Vault take a shortened form plus a random suffix."
+  type        = string
+  default     = "idp-duo-relay"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "name must be 3-32 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "package_zip_path" {
+  description = "The built Function App zip: crates/relay-azure/package.sh writes target/azure-function-app.zip. Uploaded to a private blob the app runs from (WEBSITE_RUN_FROM_PACKAGE); a new build is a new blob and restarts the app on the next apply."
+  type        = string
+
+  validation {
+    condition     = endswith(var.package_zip_path, ".zip") && fileexists(var.package_zip_path)
+    error_message = "package_zip_path must be an existing .zip file: build it first with crates/relay-azure/package.sh (it writes target/azure-function-app.zip); a relative path is taken from the directory terraform runs in."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------
+# Duo Admin API
+# ---------------------------------------------------------------------------
+
+variable "duo_api_host" {
+  description = "Duo Admin API hostname (DUO_API_HOST)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^api-[a-z0-9]+\\.duosecurity\\.com$", var.duo_api_host))
+    error_message = "duo_api_host must look like api-1234abcd.duosecurity.com (Duo Admin Panel → Applications → Admin API)."
+  }
+}
+
+variable "duo_ikey" {
+  description = "Duo Admin API integration key (DUO_IKEY); not secret, set as a plain app setting."
+  type        = string
+
+  validation {
+    condition     = can(regex("^DI[A-Z0-9]{18}$", var.duo_ikey))
+    error_message = "duo_ikey must be the Admin API integration key: DI followed by 18 uppercase letters or digits."
+  }
+}
+
+variable "duo_skey" {
+  description = "Duo Admin API secret key (DUO_SKEY); stored in Key Vault, the app setting is a Key Vault reference."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(trimspace(var.duo_skey)) >= 40
+    error_message = "duo_skey must be the Admin API secret key (40 characters), not empty."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# IdP side: the shared secrets the relay checks on every delivery
+# ---------------------------------------------------------------------------
+
+variable "okta_auth_secret" {
+  description = "Value Okta sends in okta_auth_header on every event hook delivery (OKTA_AUTH_SECRET; during a rotation \"new,old\"). Stored in Key Vault. Set this and/or auth0_auth_secret."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition = var.okta_auth_secret == null ? true : (
+      length(split(",", var.okta_auth_secret)) <= 3 &&
+      alltrue([for s in split(",", var.okta_auth_secret) : length(trimspace(s)) >= 16 && can(regex("^[ -~]+$", s))])
+    )
+    error_message = "okta_auth_secret must be at least 16 printable ASCII characters (the relay refuses shorter); for a rotation give at most 3 comma-separated values, each at least 16 characters."
+  }
+}
+
+variable "auth0_auth_secret" {
+  description = "Token Auth0 sends (Event Streams bearer token / Log Streams authorization token) (AUTH0_AUTH_SECRET; during a rotation \"new,old\"). Stored in Key Vault. Set this and/or okta_auth_secret."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition = var.auth0_auth_secret == null ? true : (
+      length(split(",", var.auth0_auth_secret)) <= 3 &&
+      alltrue([for s in split(",", var.auth0_auth_secret) : length(trimspace(s)) >= 16 && can(regex("^[ -~]+$", s))])
+    )
+    error_message = "auth0_auth_secret must be at least 16 printable ASCII characters (the relay refuses shorter); for a rotation give at most 3 comma-separated values, each at least 16 characters."
+  }
+}
+
+variable "okta_auth_header" {
+  description = "Header Okta sends the secret in (OKTA_AUTH_HEADER)."
+  type        = string
+  default     = "Authorization"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", var.okta_auth_header))
+    error_message = "okta_auth_header must be an HTTP header name such as Authorization or X-Okta-Secret."
+  }
+}
+
+variable "webhook_signing_secrets" {
+  description = "Optional Standard Webhooks secrets (WEBHOOK_SIGNING_SECRETS: whsec_…, comma-separated for a rotation). When set, every delivery must also carry a valid signature. Stored in Key Vault."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.webhook_signing_secrets == null ? true : alltrue([for s in split(",", var.webhook_signing_secrets) : startswith(trimspace(s), "whsec_")])
+    error_message = "webhook_signing_secrets must be one or more comma-separated Standard Webhooks secrets, each starting with whsec_; leave it unset (null) for none."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Optional IdP API access (profile and group lookups)
+# ---------------------------------------------------------------------------
+
+variable "okta_org_url" {
+  description = "Okta org URL, e.g. https://example.okta.com (OKTA_ORG_URL); with okta_api_token, lets the relay fetch new profiles on profile updates."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.okta_org_url == null ? true : can(regex("^https://[A-Za-z0-9.-]+(:[0-9]+)?/?$", var.okta_org_url))
+    error_message = "okta_org_url must be an https URL such as https://example.okta.com (no path)."
+  }
+}
+
+variable "okta_api_token" {
+  description = "Okta API token, SSWS, read-only admin is enough (OKTA_API_TOKEN); stored in Key Vault."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.okta_api_token == null ? true : length(trimspace(var.okta_api_token)) > 0
+    error_message = "okta_api_token must not be empty: leave it unset (null) instead."
+  }
+}
+
+variable "auth0_domain" {
+  description = "Auth0 tenant domain, e.g. example.eu.auth0.com (AUTH0_DOMAIN); with the client id/secret, lets the relay read role names."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.auth0_domain == null ? true : can(regex("^[A-Za-z0-9.-]+$", var.auth0_domain))
+    error_message = "auth0_domain must be a hostname such as example.eu.auth0.com (no https://, no path)."
+  }
+}
+
+variable "auth0_client_id" {
+  description = "Auth0 Management API M2M client id (AUTH0_CLIENT_ID)."
+  type        = string
+  default     = null
+}
+
+variable "auth0_client_secret" {
+  description = "Auth0 Management API M2M client secret (AUTH0_CLIENT_SECRET); stored in Key Vault."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.auth0_client_secret == null ? true : length(trimspace(var.auth0_client_secret)) > 0
+    error_message = "auth0_client_secret must not be empty: leave it unset (null) instead."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Behaviour
+# ---------------------------------------------------------------------------
+
+variable "deprovision_action" {
+  description = "What an IdP user deletion does in Duo (DEPROVISION_ACTION): delete or disable."
+  type        = string
+  default     = "delete"
+
+  validation {
+    condition     = contains(["delete", "disable"], var.deprovision_action)
+    error_message = "deprovision_action must be delete or disable."
+  }
+}
+
+variable "group_filter" {
+  description = "Optional regex (GROUP_FILTER): only IdP groups/roles whose name matches are synced."
+  type        = string
+  default     = null
+}
+
+variable "queue_enabled" {
+  description = "Create the Storage Queue and its poison queue for durable delivery (queue mode), give the app's identity access to them, alert on poison messages, and set RELAY_MODE=queue. Queue mode is a later issue: the current relay-azure binary ignores RELAY_MODE and still applies events in the request."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Function App and storage
+# ---------------------------------------------------------------------------
+
+variable "max_instances" {
+  description = "Most instances the Consumption plan may scale the app out to (site_config.app_scale_limit); bounds the concurrency against Duo's Admin API rate limits."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances <= 200 && floor(var.max_instances) == var.max_instances
+    error_message = "max_instances must be a whole number from 1 to 200 (the Linux Consumption plan's limit)."
+  }
+}
+
+variable "storage_replication_type" {
+  description = "Replication of the storage account (host state, the package blob, the idempotency table and the queues). LRS is enough: every record expires within 7 days and the package is rebuilt from source; ZRS where the region offers it survives a zone outage."
+  type        = string
+  default     = "LRS"
+
+  validation {
+    condition     = contains(["LRS", "ZRS", "GRS", "RAGRS", "GZRS", "RAGZRS"], var.storage_replication_type)
+    error_message = "storage_replication_type must be one of LRS, ZRS, GRS, RAGRS, GZRS, RAGZRS."
+  }
+}
+
+variable "shared_access_key_enabled" {
+  description = "Keep the storage account's shared keys enabled. The Function App never uses them (host storage, package, table and queues all go through its managed identity); they are on by default only so Terraform can upload the package blob with the provider's defaults. Set false to disable them: the azurerm provider then needs storage_use_azuread = true, and this module gives the identity running Terraform Storage Blob Data Contributor on the package container."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------
+# Logs and alerts
+# ---------------------------------------------------------------------------
+
+variable "log_retention_days" {
+  description = "Days the Log Analytics workspace (and so Application Insights, which stores there) keeps the relay's logs."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([30, 60, 90, 120, 180, 270, 365, 550, 730], var.log_retention_days)
+    error_message = "log_retention_days must be one of 30, 60, 90, 120, 180, 270, 365, 550 or 730 (the values Application Insights accepts)."
+  }
+}
+
+variable "alert_email" {
+  description = "Email address the alerts notify (one action group with an email receiver); null = alerts fire in Azure Monitor without notifying anyone."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alert_email == null ? true : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be an email address such as oncall@example.com."
+  }
+}

@@ -1,0 +1,86 @@
+# The relay on Cloud Run: one service (crates/relay-gcp), its own service
+# account, secrets in Secret Manager, idempotency in Firestore, logs in a
+# dedicated bucket, a log-based alert, and (queue_enabled) Pub/Sub.
+
+locals {
+  labels = merge({ app = "idp-duo-relay", "managed-by" = "terraform" }, var.labels)
+
+  # A named database by default: creating "(default)" fails when the project
+  # already has one (Firestore or Datastore mode, e.g. from App Engine), and a
+  # database of its own keeps the relay's data and IAM apart from the rest of
+  # the project. Database ids need 4 characters; `name` may have 3.
+  firestore_database   = coalesce(var.firestore_database, length(var.name) >= 4 ? var.name : "${var.name}-db")
+  firestore_collection = "relay-idempotency"
+  firestore_location   = coalesce(var.firestore_location, var.region)
+
+  # Service account ids are 6-30 characters.
+  service_account_id = "${substr(var.name, 0, 25)}-run"
+
+  # Secret Manager holds every secret; Cloud Run resolves them into the
+  # environment variables of the same name at instance start. Only the ones
+  # that are set get a secret (whether one is set is not itself secret).
+  secret_values = {
+    DUO_SKEY            = var.duo_skey
+    OKTA_AUTH_SECRET    = var.okta_auth_secret
+    AUTH0_AUTH_SECRET   = var.auth0_auth_secret
+    OKTA_API_TOKEN      = var.okta_api_token
+    AUTH0_CLIENT_SECRET = var.auth0_client_secret
+  }
+  secret_env = toset([for k, v in local.secret_values : k if nonsensitive(v != null)])
+  # DUO_SKEY is always set and gets its own env block in run.tf.
+  optional_secret_env = setsubtract(local.secret_env, ["DUO_SKEY"])
+
+  # Optional plain (not secret) variables, set only when given.
+  optional_plain_env = {
+    for k, v in {
+      OKTA_ORG_URL    = var.okta_org_url
+      AUTH0_DOMAIN    = var.auth0_domain
+      AUTH0_CLIENT_ID = var.auth0_client_id
+      GROUP_FILTER    = var.group_filter
+      # Queue mode is a later issue: relay-gcp ignores these today.
+      RELAY_MODE                = var.queue_enabled ? "queue" : null
+      RELAY_PUBSUB_TOPIC        = one(google_pubsub_topic.events[*].name)
+      RELAY_PUBSUB_SUBSCRIPTION = one(google_pubsub_subscription.worker[*].name)
+    } : k => v if v != null
+  }
+
+  apis = toset(concat(
+    [
+      "run.googleapis.com",
+      "iam.googleapis.com",
+      "secretmanager.googleapis.com",
+      "firestore.googleapis.com",
+      "logging.googleapis.com",
+      "monitoring.googleapis.com",
+    ],
+    var.queue_enabled ? ["pubsub.googleapis.com"] : [],
+  ))
+
+  # This service's log entries (stdout JSON lines become jsonPayload).
+  service_log_filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=\"${var.name}\"",
+  ])
+}
+
+resource "google_project_service" "enabled" {
+  for_each = local.apis
+
+  project = var.project
+  service = each.value
+
+  # Other workloads in the project may use these APIs: never switch them off.
+  disable_on_destroy         = false
+  disable_dependent_services = false
+}
+
+# The identity the Cloud Run instances run as: it can read this module's
+# secrets and use this module's Firestore database, nothing else.
+resource "google_service_account" "relay" {
+  project      = var.project
+  account_id   = local.service_account_id
+  display_name = "idp-duo-relay (${var.name}) Cloud Run service"
+  description  = "Runs the ${var.name} Cloud Run service: reads its Secret Manager secrets and its Firestore database."
+
+  depends_on = [google_project_service.enabled]
+}

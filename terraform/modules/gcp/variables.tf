@@ -1,0 +1,310 @@
+# ---------------------------------------------------------------------------
+# Where it runs
+# ---------------------------------------------------------------------------
+
+variable "project" {
+  description = "GCP project id that receives everything (Cloud Run service, Firestore database, secrets, logs, alerts)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project))
+    error_message = "project must be a project id (6-30 lowercase letters, digits and hyphens, starting with a letter), not its name or number."
+  }
+}
+
+variable "region" {
+  description = "Cloud Run region, e.g. europe-west1; also the location of the log bucket and (unless firestore_location is set) of the Firestore database."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a GCP region such as us-central1 or europe-west1 (not a zone such as europe-west1-b, nor a multi-region)."
+  }
+}
+
+variable "image" {
+  description = "Container image built from crates/relay-gcp/Dockerfile and pushed to Artifact Registry, e.g. europe-west1-docker.pkg.dev/PROJECT/REPO/relay-gcp@sha256:... (a digest pins exactly what runs; a tag works too)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})?$", var.image))
+    error_message = "image must be an image reference such as REGION-docker.pkg.dev/PROJECT/REPO/relay-gcp:TAG or ...@sha256:DIGEST."
+  }
+}
+
+variable "name" {
+  description = "Prefix of every resource name (service, service account, secrets, database, log bucket, topics)."
+  type        = string
+  default     = "idp-duo-relay"
+
+  validation {
+    # Cloud Run service names must also start with a letter and not end with a hyphen.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "name must be 3-32 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------
+# Duo Admin API
+# ---------------------------------------------------------------------------
+
+variable "duo_api_host" {
+  description = "Duo Admin API hostname (DUO_API_HOST)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^api-[a-z0-9]+\\.duosecurity\\.com$", var.duo_api_host))
+    error_message = "duo_api_host must look like api-1234abcd.duosecurity.com (Duo Admin Panel → Applications → Admin API)."
+  }
+}
+
+variable "duo_ikey" {
+  description = "Duo Admin API integration key (DUO_IKEY); not secret, set as a plain environment variable."
+  type        = string
+
+  validation {
+    condition     = can(regex("^DI[A-Z0-9]{18}$", var.duo_ikey))
+    error_message = "duo_ikey must be the Admin API integration key: DI followed by 18 uppercase letters or digits."
+  }
+}
+
+variable "duo_skey" {
+  description = "Duo Admin API secret key (DUO_SKEY); stored in Secret Manager."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(trimspace(var.duo_skey)) >= 40
+    error_message = "duo_skey must be the Admin API secret key (40 characters), not empty."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# IdP side: the shared secrets the relay checks on every delivery
+# ---------------------------------------------------------------------------
+
+variable "okta_auth_secret" {
+  description = "Value Okta sends in okta_auth_header on every event hook delivery (OKTA_AUTH_SECRET; during a rotation \"new,old\"). Stored in Secret Manager. Set this and/or auth0_auth_secret."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition = var.okta_auth_secret == null ? true : (
+      length(split(",", var.okta_auth_secret)) <= 3 &&
+      alltrue([for s in split(",", var.okta_auth_secret) : length(trimspace(s)) >= 16 && can(regex("^[ -~]+$", s))])
+    )
+    error_message = "okta_auth_secret must be at least 16 printable ASCII characters (the relay refuses shorter); for a rotation give at most 3 comma-separated values, each at least 16 characters."
+  }
+}
+
+variable "auth0_auth_secret" {
+  description = "Token Auth0 sends (Event Streams bearer token / Log Streams authorization token) (AUTH0_AUTH_SECRET; during a rotation \"new,old\"). Stored in Secret Manager. Set this and/or okta_auth_secret."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition = var.auth0_auth_secret == null ? true : (
+      length(split(",", var.auth0_auth_secret)) <= 3 &&
+      alltrue([for s in split(",", var.auth0_auth_secret) : length(trimspace(s)) >= 16 && can(regex("^[ -~]+$", s))])
+    )
+    error_message = "auth0_auth_secret must be at least 16 printable ASCII characters (the relay refuses shorter); for a rotation give at most 3 comma-separated values, each at least 16 characters."
+  }
+}
+
+variable "okta_auth_header" {
+  description = "Header Okta sends the secret in (OKTA_AUTH_HEADER)."
+  type        = string
+  default     = "Authorization"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", var.okta_auth_header))
+    error_message = "okta_auth_header must be an HTTP header name such as Authorization or X-Okta-Secret."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Optional IdP API access (profile and group lookups)
+# ---------------------------------------------------------------------------
+
+variable "okta_org_url" {
+  description = "Okta org URL, e.g. https://example.okta.com (OKTA_ORG_URL); with okta_api_token, lets the relay fetch new profiles on profile updates."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.okta_org_url == null ? true : can(regex("^https://[A-Za-z0-9.-]+(:[0-9]+)?/?$", var.okta_org_url))
+    error_message = "okta_org_url must be an https URL such as https://example.okta.com (no path)."
+  }
+}
+
+variable "okta_api_token" {
+  description = "Okta API token, SSWS, read-only admin is enough (OKTA_API_TOKEN); stored in Secret Manager."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.okta_api_token == null ? true : length(trimspace(var.okta_api_token)) > 0
+    error_message = "okta_api_token must not be empty: leave it unset (null) instead."
+  }
+}
+
+variable "auth0_domain" {
+  description = "Auth0 tenant domain, e.g. example.eu.auth0.com (AUTH0_DOMAIN); with the client id/secret, lets the relay read role names."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.auth0_domain == null ? true : can(regex("^[A-Za-z0-9.-]+$", var.auth0_domain))
+    error_message = "auth0_domain must be a hostname such as example.eu.auth0.com (no https://, no path)."
+  }
+}
+
+variable "auth0_client_id" {
+  description = "Auth0 Management API M2M client id (AUTH0_CLIENT_ID)."
+  type        = string
+  default     = null
+}
+
+variable "auth0_client_secret" {
+  description = "Auth0 Management API M2M client secret (AUTH0_CLIENT_SECRET); stored in Secret Manager."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.auth0_client_secret == null ? true : length(trimspace(var.auth0_client_secret)) > 0
+    error_message = "auth0_client_secret must not be empty: leave it unset (null) instead."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Behaviour
+# ---------------------------------------------------------------------------
+
+variable "deprovision_action" {
+  description = "What an IdP user deletion does in Duo (DEPROVISION_ACTION): delete or disable."
+  type        = string
+  default     = "delete"
+
+  validation {
+    condition     = contains(["delete", "disable"], var.deprovision_action)
+    error_message = "deprovision_action must be delete or disable."
+  }
+}
+
+variable "group_filter" {
+  description = "Optional regex (GROUP_FILTER): only IdP groups/roles whose name matches are synced."
+  type        = string
+  default     = null
+}
+
+variable "queue_enabled" {
+  description = "Create the Pub/Sub topic, ordered subscription and dead-letter topic for durable delivery (queue mode) and pass RELAY_MODE=queue. Queue mode is a later issue: the current relay-gcp binary ignores RELAY_MODE and still applies events in the request."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Cloud Run
+# ---------------------------------------------------------------------------
+
+variable "min_instances" {
+  description = "Minimum Cloud Run instances. 0 scales to zero (a cold start of a few hundred ms on the first delivery after idling); 1 keeps one warm and is billed."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.min_instances >= 0 && var.min_instances <= 100 && floor(var.min_instances) == var.min_instances
+    error_message = "min_instances must be a whole number from 0 to 100."
+  }
+}
+
+variable "max_instances" {
+  description = "Maximum Cloud Run instances; bounds the concurrency against Duo's Admin API rate limits (each instance serves up to 80 requests at once)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances <= 1000 && floor(var.max_instances) == var.max_instances
+    error_message = "max_instances must be a whole number from 1 to 1000."
+  }
+}
+
+variable "invoker_iam_disabled" {
+  description = "false (default): grant roles/run.invoker to allUsers on this service. true: switch the service's invoker check off instead, for organisations whose policy (iam.allowedPolicyMemberDomains) refuses allUsers bindings. Either way the relay authenticates every delivery itself."
+  type        = bool
+  default     = false
+}
+
+variable "deletion_protection" {
+  description = "Protect the Cloud Run service and the Firestore database from terraform destroy. The database only holds idempotency records that expire after 7 days, so it is off by default."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Firestore (idempotency store)
+# ---------------------------------------------------------------------------
+
+variable "firestore_database" {
+  description = "Firestore database id for the idempotency records (RELAY_FIRESTORE_DATABASE). Default: a database named after `name`, so the module never touches a project's (default) database."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.firestore_database == null ? true : (var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database)))
+    error_message = "firestore_database must be (default) or 4-63 lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "create_firestore_database" {
+  description = "Create the Firestore database (native mode). Set false to use an existing native-mode database named firestore_database (e.g. a (default) database that already exists); the TTL policy is still added to its relay-idempotency collection group."
+  type        = bool
+  default     = true
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as europe-west1, or a multi-region such as eur3/nam5). Default: region."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.firestore_location == null ? true : can(regex("^[a-z]+(-[a-z]+[0-9]+|[0-9]+)$", var.firestore_location))
+    error_message = "firestore_location must be a Firestore location such as europe-west1, nam5 or eur3."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Logs and alerts
+# ---------------------------------------------------------------------------
+
+variable "log_retention_days" {
+  description = "Days the service's logs are kept in the dedicated log bucket this module creates (1-3650). The project's _Default bucket also receives them and keeps its own retention (30 days unless changed project-wide)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.log_retention_days >= 1 && var.log_retention_days <= 3650 && floor(var.log_retention_days) == var.log_retention_days
+    error_message = "log_retention_days must be a whole number of days from 1 to 3650 (Cloud Logging's limits for a log bucket)."
+  }
+}
+
+variable "alert_email" {
+  description = "Email address the alert policies notify (one email notification channel); null = incidents are only shown in Cloud Monitoring."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alert_email == null ? true : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be an email address such as oncall@example.com."
+  }
+}

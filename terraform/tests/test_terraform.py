@@ -1,0 +1,1101 @@
+"""Static checks of the Terraform under terraform/ (no terraform binary, no cloud).
+
+Run: pytest -q terraform/tests   (needs python-hcl2 and pytest; see requirements.txt)
+
+What is checked, and why each check can fail (the self-tests at the end feed
+the helpers inline HCL that must be caught):
+- every .tf file parses;
+- (a) each cloud module sets every environment variable its entry binary
+  requires (terraform/modules/<cloud>/required-env.json, generated from the
+  crate's REQUIRED_ENV), at least one of each required-one-of group, and
+  (AWS) the secret holds the required keys;
+- (b) every IAM permission / role binding targets a resource the module
+  itself declares;
+- (c) the Okta event hook subscribes to the generated okta-event-types.json,
+  never a typed list, and that file equals the relay's KINDS table;
+- (d) secret-named variables and secret-bearing outputs are sensitive;
+- (e) the examples pass every required module input, no unknown input, use
+  only outputs the modules have, and pin providers compatibly with them;
+- modules configure no provider (the root does) and every directory pins
+  Terraform >= 1.6 and each provider it uses.
+
+A cloud module whose directory does not exist yet is skipped, not passed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+import hcl2
+import pytest
+
+# checkov depends on bc-python-hcl2, which installs the same `hcl2` package
+# (an old fork whose output wraps every attribute in a list). Installed in
+# one venv, the two overwrite each other's files. Say so instead of failing
+# every test with a confusing message.
+if isinstance(hcl2.loads('a = "b"\n').get("a"), list):
+    raise ImportError(
+        "the `hcl2` module here is bc-python-hcl2 (checkov's fork), not python-hcl2 >= 7: "
+        "install checkov and python-hcl2 in separate venvs (terraform/tests/requirements.txt)"
+    )
+
+TF_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = TF_ROOT.parent
+CLOUDS = ("aws", "azure", "gcp")
+EXAMPLES = ("okta-aws", "auth0-azure", "okta-gcp")
+IDP_DIR = TF_ROOT / "idp"
+OKTA_EVENT_TYPES_JSON = IDP_DIR / "okta-event-types.json"
+OKTA_RS = REPO_ROOT / "crates" / "relay-core" / "src" / "okta.rs"
+
+# Keys python-hcl2 adds that are not part of the configuration.
+_META_KEYS = {"__is_block__", "__comments__", "__inline_comments__", "__start_line__", "__end_line__"}
+
+# Resource types of the providers this project uses (a reference is
+# TYPE.NAME, TYPE always containing an underscore: var.x, local.x, each.key,
+# path.module are never matched).
+_REF_RE = re.compile(
+    r"(?<![\w.\-])(data\.)?((?:aws|azurerm|azuread|azapi|google|google-beta|random|okta|auth0|archive|null|time|local|tls)_[a-z0-9_]+)\.([A-Za-z_][A-Za-z0-9_\-]*)"
+)
+_LOCAL_RE = re.compile(r"(?<![\w.])local\.([A-Za-z_][A-Za-z0-9_\-]*)")
+_VAR_RE = re.compile(r"(?<![\w.])var\.([A-Za-z_][A-Za-z0-9_\-]*)")
+# A map key inside an expression string: `KEY = value` or `"KEY" = value`
+# (not `==`, not `=>`).
+_KEY_RE = re.compile(r"""(?:^|[{,\s(])"?([A-Za-z_][A-Za-z0-9_]*)"?\s*=(?![=>])""")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Names that carry a secret value: contain one of these words...
+_SECRET_WORD_RE = re.compile(r"secret|skey|token|password|connection_string|access_key")
+# ...unless they end in a suffix that names metadata about a secret, not the
+# secret itself (existing_secret_arn, secret_ttl_seconds, hook_secret_version).
+_NOT_A_SECRET_SUFFIX_RE = re.compile(
+    r"_(arn|arns|id|ids|name|names|ttl|seconds|days|version|versions|header|enabled|uri|url|path|count|rotation)$"
+)
+
+# AWS actions that have no resource-level permissions: "*" is the only
+# Resource they accept (Service Authorization Reference).
+AWS_WILDCARD_ONLY_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "cloudwatch:PutMetricData",
+}
+# AWS-managed policies a module may attach (documented in the relay-aws README).
+AWS_ALLOWED_MANAGED_POLICIES = {"AWSLambdaBasicExecutionRole"}
+# GCP roles that exist only at project level (no resource to grant them on).
+GCP_PROJECT_ONLY_ROLES = {
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/cloudtrace.agent",
+}
+
+# Arguments of a module block that are not input variables.
+_MODULE_META_ARGS = {"source", "version", "providers", "depends_on", "count", "for_each"}
+
+
+# --------------------------------------------------------------------------
+# Parsing helpers
+# --------------------------------------------------------------------------
+
+
+def _unquote(s: str) -> str:
+    """python-hcl2 >= 7 keeps the quotes of string literals ('"abc"');
+    older versions drop them. Either way, return the text inside."""
+    if len(s) >= 2 and s[0] == '"' and s[-1] == '"':
+        return s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return s
+
+
+def _norm(value):
+    if isinstance(value, dict):
+        return {_unquote(k): _norm(v) for k, v in value.items() if k not in _META_KEYS}
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    if isinstance(value, str):
+        return _unquote(value)
+    return value
+
+
+def parse_text(text: str) -> dict:
+    return _norm(hcl2.loads(text))
+
+
+@functools.lru_cache(maxsize=None)
+def parse_file(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return _norm(hcl2.load(f))
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _text(value) -> str:
+    """Any parsed value as one searchable string."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+class Module:
+    """The merged top-level blocks of one directory's .tf files."""
+
+    def __init__(self, directory: Path, parsed: list[dict] | None = None):
+        self.dir = directory
+        if parsed is None:
+            parsed = [parse_file(p) for p in sorted(directory.glob("*.tf"))]
+        self.resources: dict[tuple[str, str], dict] = {}
+        self.data: dict[tuple[str, str], dict] = {}
+        self.variables: dict[str, dict] = {}
+        self.outputs: dict[str, dict] = {}
+        self.modules: dict[str, dict] = {}
+        self.locals: dict = {}
+        self.providers: list[str] = []
+        self.terraform: list[dict] = []
+        for doc in parsed:
+            for block in _as_list(doc.get("resource")):
+                for rtype, named in block.items():
+                    for name, body in named.items():
+                        self.resources[(rtype, name)] = body
+            for block in _as_list(doc.get("data")):
+                for dtype, named in block.items():
+                    for name, body in named.items():
+                        self.data[(dtype, name)] = body
+            for attr, target in (("variable", self.variables), ("output", self.outputs), ("module", self.modules)):
+                for block in _as_list(doc.get(attr)):
+                    target.update(block)
+            for block in _as_list(doc.get("locals")):
+                self.locals.update(block)
+            for block in _as_list(doc.get("provider")):
+                self.providers.extend(block.keys())
+            self.terraform.extend(_as_list(doc.get("terraform")))
+
+    @classmethod
+    def from_text(cls, text: str, directory: Path = Path(".")) -> "Module":
+        return cls(directory, [parse_text(text)])
+
+    def of_type(self, pattern: str) -> list[tuple[str, str, dict]]:
+        rx = re.compile(pattern)
+        return [(t, n, b) for (t, n), b in self.resources.items() if rx.fullmatch(t)]
+
+    def expand(self, value, declassify: bool = False, _seen: frozenset = frozenset()) -> str:
+        """The value's text followed by the text of every local it uses,
+        recursively: enough to see what an expression finally refers to.
+        declassify: leave out locals wrapped in nonsensitive(…) (for the
+        sensitivity check: Terraform drops their sensitivity)."""
+        text = _text(value)
+        parts = [text]
+        for name in _LOCAL_RE.findall(text):
+            if name in self.locals and name not in _seen:
+                if declassify and "nonsensitive(" in _text(self.locals[name]):
+                    continue
+                parts.append(self.expand(self.locals[name], declassify, _seen | {name}))
+        return "\n".join(parts)
+
+    def declared_refs(self, text: str) -> tuple[set[str], set[str]]:
+        """(managed resources of this module referenced in text,
+        references to resources this module does not declare)."""
+        ours, foreign = set(), set()
+        for data, rtype, name in _REF_RE.findall(text):
+            key = f"{data}{rtype}.{name}"
+            declared = (rtype, name) in (self.data if data else self.resources)
+            if not declared:
+                foreign.add(key)
+            elif not data:
+                ours.add(key)
+        return ours, foreign
+
+    def sensitive_variables(self) -> set[str]:
+        return {n for n, b in self.variables.items() if b.get("sensitive") is True}
+
+
+def tf_dirs() -> list[Path]:
+    return sorted({p.parent for p in TF_ROOT.rglob("*.tf") if ".terraform" not in p.parts})
+
+
+def all_tf_files() -> list[Path]:
+    return sorted(p for p in TF_ROOT.rglob("*.tf") if ".terraform" not in p.parts)
+
+
+def cloud_module(cloud: str) -> Module:
+    directory = TF_ROOT / "modules" / cloud
+    if not directory.is_dir():
+        pytest.skip(f"terraform/modules/{cloud} does not exist yet")
+    return Module(directory)
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT))
+
+
+# --------------------------------------------------------------------------
+# Environment variables a module sets
+# --------------------------------------------------------------------------
+
+# Compute resources whose environment the relay runs with.
+_COMPUTE_TYPES = r"aws_lambda_function|azurerm_(linux_|windows_)?function_app(_flex_consumption)?|google_cloud_run_v2_service|google_cloud_run_service"
+
+
+def _walk(value):
+    """Every (key, value) pair of nested dicts/lists."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k, v
+            yield from _walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk(v)
+
+
+def keys_of(module: Module, value, identifiers_too: bool = False, _seen: frozenset = frozenset()) -> set[str]:
+    """Map keys a value can produce: a literal map's keys; for an
+    expression string, the KEY = … pairs written in it and, recursively, the
+    keys of the locals it uses (merge(local.a, {B = …}), conditionals,
+    for-expressions). identifiers_too: plain identifier strings in lists
+    count as well (for_each = ["A", "B"] with name = each.value)."""
+    keys: set[str] = set()
+    if isinstance(value, dict):
+        keys.update(value.keys())
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str) and identifiers_too and _ENV_NAME_RE.match(item):
+                keys.add(item)
+            else:
+                keys |= keys_of(module, item, identifiers_too, _seen)
+    elif isinstance(value, str):
+        keys.update(_KEY_RE.findall(value))
+        if identifiers_too:
+            keys.update(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', value))
+        for name in _LOCAL_RE.findall(value):
+            if name in module.locals and name not in _seen:
+                keys |= keys_of(module, module.locals[name], identifiers_too, _seen | {name})
+    return keys
+
+
+def env_keys(module: Module) -> set[str]:
+    """Every environment variable / app setting name the module's compute
+    resources set: Lambda environment.variables, Function App app_settings,
+    Cloud Run env blocks (plain and dynamic)."""
+    keys: set[str] = set()
+    for _, _, body in module.of_type(_COMPUTE_TYPES):
+        for key, value in _walk(body):
+            if key in ("variables", "app_settings"):
+                keys |= keys_of(module, value)
+            elif key == "env":
+                for block in _as_list(value):
+                    if isinstance(block, dict) and isinstance(block.get("name"), str):
+                        name = block["name"]
+                        if _ENV_NAME_RE.match(name):
+                            keys.add(name)
+            elif key == "dynamic":
+                for dyn in _as_list(value):
+                    if isinstance(dyn, dict) and isinstance(dyn.get("env"), dict):
+                        keys |= keys_of(module, dyn["env"].get("for_each"), identifiers_too=True)
+    return keys
+
+
+def _load_json(path: Path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _one_of_groups(data) -> list[list[str]]:
+    """required-one-of-env.json: one list of names, or a list of such lists."""
+    assert isinstance(data, list) and data, "expected a non-empty JSON list"
+    if all(isinstance(x, str) for x in data):
+        return [data]
+    assert all(isinstance(g, list) and g and all(isinstance(x, str) for x in g) for g in data), (
+        "expected a list of names or a list of lists of names"
+    )
+    return data
+
+
+# --------------------------------------------------------------------------
+# IAM: what each permission targets
+# --------------------------------------------------------------------------
+
+
+def _dynamic_candidates(module: Module, for_each) -> list[str]:
+    """The items a dynamic block iterates over, as expressions:
+    `cond ? [X] : []` → [X]; `local.l` → its items."""
+    text = _text(for_each)
+    items = []
+    # List literals, not index accesses (x[0]); an item may hold an index.
+    for inner in re.findall(r"(?<![\w\])])\[((?:[^\[\]]|\[[^\[\]]*\])*)\]", text):
+        items += [i.strip() for i in inner.split(",") if i.strip()]
+    if not items:
+        items = [text]
+    return [i if i.startswith("${") or i.startswith('"') else "${" + i + "}" for i in items]
+
+
+def _aws_entry_ok(module: Module, entry: str) -> bool:
+    """A Resource entry is fine when it refers to a resource this module
+    declares (directly or through locals), or is exactly one input variable
+    (an ARN the user hands in, e.g. a customer-managed KMS key)."""
+    ours, foreign = module.declared_refs(module.expand(entry))
+    if foreign:
+        return False
+    if ours:
+        return True
+    return re.fullmatch(r"\$\{var\.[A-Za-z_][A-Za-z0-9_]*\}", entry.strip()) is not None
+
+
+def aws_iam_problems(module: Module) -> list[str]:
+    problems = []
+    statements: list[tuple[str, dict, str | None]] = []  # (where, statement, dynamic for_each)
+    for (dtype, dname), body in module.data.items():
+        if dtype != "aws_iam_policy_document":
+            continue
+        for st in _as_list(body.get("statement")):
+            statements.append((f"data.{dtype}.{dname}", st, None))
+        for dyn in _as_list(body.get("dynamic")):
+            if isinstance(dyn, dict) and "statement" in dyn:
+                for st in _as_list(dyn["statement"].get("content")):
+                    statements.append((f"data.{dtype}.{dname} (dynamic)", st, dyn["statement"].get("for_each")))
+    for where, st, for_each in statements:
+        if st.get("principals") or st.get("not_principals"):
+            continue  # a trust or resource policy, not the role's permissions
+        if st.get("not_resources") or st.get("not_actions"):
+            problems.append(f"{where}: not_resources/not_actions grant everything else")
+            continue
+        actions = {a for a in _as_list(st.get("actions")) if isinstance(a, str)}
+        resources = _as_list(st.get("resources"))
+        if not resources:
+            problems.append(f"{where}: a statement without resources")
+        for entry in resources:
+            entry = _text(entry)
+            if entry == "*":
+                if not actions or not actions <= AWS_WILDCARD_ONLY_ACTIONS:
+                    problems.append(f"{where}: Resource \"*\" for {sorted(actions)}")
+                continue
+            if for_each is not None and re.search(r"\b\w+\.value\b", entry):
+                bad = [c for c in _dynamic_candidates(module, for_each) if not _aws_entry_ok(module, c)]
+                if bad:
+                    problems.append(f"{where}: dynamic resources {bad} are not this module's resources")
+                continue
+            if not _aws_entry_ok(module, entry):
+                problems.append(f"{where}: Resource {entry!r} is not a resource this module declares")
+    # Inline JSON policies (jsonencode) instead of policy documents.
+    for rtype, name, body in module.of_type(r"aws_iam_(role_)?policy"):
+        policy = _text(body.get("policy", ""))
+        if "aws_iam_policy_document" in policy:
+            continue
+        if re.search(r"NotResource|NotAction", policy):
+            problems.append(f"{rtype}.{name}: NotResource/NotAction")
+        for entry in re.findall(r"Resource\"?\s*[=:]\s*(\[[^\]]*\]|\"[^\"]*\"|[^\s,}]+)", policy):
+            if "*" == entry.strip('"[] '):
+                problems.append(f"{rtype}.{name}: Resource \"*\" in an inline policy")
+            elif not module.declared_refs(module.expand(entry))[0]:
+                problems.append(f"{rtype}.{name}: Resource {entry!r} is not a resource this module declares")
+    for rtype, name, body in module.of_type(r"aws_iam_(role_policy_attachment|policy_attachment)"):
+        arn = _text(body.get("policy_arn", ""))
+        if module.declared_refs(module.expand(arn))[0]:
+            continue
+        if arn.rsplit("/", 1)[-1] not in AWS_ALLOWED_MANAGED_POLICIES:
+            problems.append(f"{rtype}.{name}: attaches {arn}")
+    for rtype, name, body in module.of_type(r"aws_iam_role"):
+        for arn in _as_list(body.get("managed_policy_arns")):
+            if _text(arn).rsplit("/", 1)[-1] not in AWS_ALLOWED_MANAGED_POLICIES and not module.declared_refs(module.expand(arn))[0]:
+                problems.append(f"aws_iam_role.{name}: managed policy {arn}")
+    return problems
+
+
+def _attr(module: Module, body: dict, attr: str) -> str:
+    """An attribute's expanded text; each.key/each.value stand for the
+    resource's for_each (for_each = azurerm_storage_queue.relay → each.value.id
+    refers to those queues)."""
+    text = module.expand(body.get(attr, ""))
+    if re.search(r"(?<![\w.])each\.(value|key)", text) and "for_each" in body:
+        text += "\n" + module.expand(body["for_each"])
+    return text
+
+
+def azure_iam_problems(module: Module) -> list[str]:
+    problems = []
+    for rtype, name, body in module.of_type(r"azurerm_role_assignment"):
+        scope = _attr(module, body, "scope")
+        ours, foreign = module.declared_refs(scope)
+        if not ours or foreign:
+            problems.append(f"{rtype}.{name}: scope {body.get('scope')!r} is not a resource this module declares")
+        principal = _attr(module, body, "principal_id")
+        ours, foreign = module.declared_refs(principal)
+        if not (ours or "data.azurerm_client_config" in principal) or foreign:
+            problems.append(
+                f"{rtype}.{name}: principal {body.get('principal_id')!r} is neither this module's identity nor the deploying identity"
+            )
+    for rtype, name, body in module.of_type(r"azurerm_key_vault_access_policy"):
+        ours, foreign = module.declared_refs(_attr(module, body, "key_vault_id"))
+        if not ours or foreign:
+            problems.append(f"{rtype}.{name}: key_vault_id is not this module's vault")
+    return problems
+
+
+# The attribute of each resource-level GCP IAM resource that names its target.
+_GCP_TARGET_ATTRS = (
+    "secret_id", "name", "service", "topic", "subscription", "bucket", "dataset_id",
+    "crypto_key_id", "key_ring_id", "repository", "instance_name", "database",
+)
+
+
+def gcp_iam_problems(module: Module) -> list[str]:
+    problems = []
+    for rtype, name, body in module.of_type(r"google_[a-z0-9_]+_iam_(member|binding|policy)"):
+        where = f"{rtype}.{name}"
+        if rtype.endswith("_iam_policy"):
+            problems.append(f"{where}: an authoritative IAM policy replaces every other grant")
+            continue
+        role = _text(body.get("role", ""))
+        members = [_text(m) for m in _as_list(body.get("member")) + _as_list(body.get("members"))]
+        if rtype.startswith(("google_project_iam", "google_folder_iam", "google_organization_iam")):
+            if rtype.startswith(("google_folder_iam", "google_organization_iam")):
+                problems.append(f"{where}: a grant above the project")
+            elif role not in GCP_PROJECT_ONLY_ROLES and not body.get("condition"):
+                problems.append(f"{where}: project-wide {role} without a condition narrowing it to this module's resource")
+        else:
+            targets = [a for a in _GCP_TARGET_ATTRS if a in body]
+            if not targets:
+                problems.append(f"{where}: no target attribute found")
+            for attr in targets:
+                ours, foreign = module.declared_refs(_attr(module, body, attr))
+                if not ours or foreign:
+                    problems.append(f"{where}: target {body[attr]!r} is not a resource this module declares")
+        for member in members:
+            expanded = module.expand(member)
+            if re.search(r"(?<![\w.])each\.(value|key)", expanded) and "for_each" in body:
+                expanded += "\n" + module.expand(body["for_each"])
+            ours, foreign = module.declared_refs(expanded)
+            if foreign:
+                problems.append(f"{where}: member {member!r} refers to {sorted(foreign)}")
+            elif any(r.startswith("google_service_account.") for r in ours):
+                continue
+            elif member == "allUsers":
+                if not (role == "roles/run.invoker" and rtype.startswith("google_cloud_run")):
+                    problems.append(f"{where}: allUsers on {rtype} {role}")
+            elif "gcp-sa-" in expanded:
+                continue  # a Google-managed service agent (e.g. Pub/Sub dead-lettering)
+            else:
+                problems.append(f"{where}: member {member!r} is not this module's service account")
+    return problems
+
+
+IAM_CHECKS = {"aws": aws_iam_problems, "azure": azure_iam_problems, "gcp": gcp_iam_problems}
+
+
+# --------------------------------------------------------------------------
+# Sensitivity
+# --------------------------------------------------------------------------
+
+
+def names_a_secret(name: str) -> bool:
+    return bool(_SECRET_WORD_RE.search(name)) and not _NOT_A_SECRET_SUFFIX_RE.search(name)
+
+
+def sensitivity_problems(module: Module) -> list[str]:
+    problems = []
+    sensitive_vars = module.sensitive_variables()
+    for name, body in module.variables.items():
+        if names_a_secret(name) and body.get("sensitive") is not True:
+            problems.append(f"variable {name}: holds a secret but is not sensitive = true")
+    for name, body in module.outputs.items():
+        if body.get("sensitive") is True:
+            continue
+        value = body.get("value", "")
+        raw = _text(value)
+        if "nonsensitive(" in raw:
+            continue
+        expanded = module.expand(value, declassify=True)
+        why = []
+        if names_a_secret(name):
+            why.append("its name")
+        why += [f"var.{v}" for v in _VAR_RE.findall(expanded) if v in sensitive_vars]
+        if re.search(r"random_password\.[\w-]+(\[[^\]]*\])?\.(result|bcrypt_hash)", expanded):
+            why.append("random_password")
+        if re.search(r"\.(secret_string|secret_data|secret_binary)\b", expanded):
+            why.append("a secret's value")
+        for ref in re.findall(r"module\.[\w-]+(?:\[[^\]]*\])?\.([\w-]+)", expanded):
+            if names_a_secret(ref):
+                why.append(f"module output {ref}")
+        if why:
+            problems.append(f"output {name}: exposes {', '.join(sorted(set(why)))} but is not sensitive = true")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# Version constraints
+# --------------------------------------------------------------------------
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+
+def version_interval(constraint: str) -> tuple[tuple, tuple | None]:
+    """A Terraform version constraint as [low, high) (high None = unbounded).
+    Supports =, >=, >, <=, <, ~> joined by commas (what this repo uses)."""
+    low: tuple = (0,)
+    high: tuple | None = None
+
+    def lower(v):
+        nonlocal low
+        low = max(low, v)
+
+    def upper(v):
+        nonlocal high
+        high = v if high is None else min(high, v)
+
+    for part in [p.strip() for p in constraint.split(",") if p.strip()]:
+        m = re.fullmatch(r"(~>|>=|<=|!=|=|>|<)?\s*v?(\d+(?:\.\d+){0,2})", part)
+        assert m, f"unsupported version constraint {part!r}"
+        op, v = m.group(1) or "=", _version(m.group(2))
+        if op == "~>":
+            lower(v)
+            bump = list(v[:-1]) if len(v) > 1 else [v[0]]
+            bump[-1] += 1
+            upper(tuple(bump))
+        elif op == ">=":
+            lower(v)
+        elif op == ">":
+            lower(v + (0,) * (3 - len(v)) + (1,))
+        elif op == "<":
+            upper(v)
+        elif op == "<=":
+            upper(v + (0,) * (3 - len(v)) + (1,))
+        elif op == "=":
+            lower(v)
+            upper(v + (0,) * (3 - len(v)) + (1,))
+    return low, high
+
+
+def intervals_meet(a: str, b: str) -> bool:
+    (alow, ahigh), (blow, bhigh) = version_interval(a), version_interval(b)
+    low = max(alow, blow)
+    highs = [h for h in (ahigh, bhigh) if h is not None]
+    return not highs or low < min(highs)
+
+
+def required_providers(module: Module) -> dict[str, dict]:
+    out = {}
+    for block in module.terraform:
+        for rp in _as_list(block.get("required_providers")):
+            for local_name, spec in rp.items():
+                out[local_name] = spec if isinstance(spec, dict) else {"version": spec}
+    return out
+
+
+def required_version(module: Module) -> str | None:
+    for block in module.terraform:
+        if "required_version" in block:
+            return _text(block["required_version"])
+    return None
+
+
+# ==========================================================================
+# Tests
+# ==========================================================================
+
+
+@pytest.mark.parametrize("path", all_tf_files(), ids=lambda p: _rel(p))
+def test_every_tf_file_parses(path):
+    parsed = parse_file(path)
+    assert isinstance(parsed, dict)
+
+
+def test_there_is_terraform_to_check():
+    files = all_tf_files()
+    assert any(p.is_relative_to(IDP_DIR) for p in files), "terraform/idp has no .tf file"
+    for example in EXAMPLES:
+        assert (TF_ROOT / "examples" / example / "main.tf").is_file(), f"examples/{example}/main.tf is missing"
+
+
+# --- (a) required environment ----------------------------------------------
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_module_sets_every_required_env_var(cloud):
+    module = cloud_module(cloud)
+    path = module.dir / "required-env.json"
+    assert path.is_file(), f"{_rel(path)} is missing: it is generated by the {cloud} entry crate's required_env test"
+    required = _load_json(path)
+    assert isinstance(required, list) and required and all(isinstance(x, str) for x in required), (
+        f"{_rel(path)} must be a non-empty JSON list of variable names"
+    )
+    assert module.of_type(_COMPUTE_TYPES), f"modules/{cloud} declares no function/service resource"
+    missing = sorted(set(required) - env_keys(module))
+    assert not missing, f"modules/{cloud} does not set {missing} (required by the entry binary, {_rel(path)})"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_module_sets_one_of_each_required_group(cloud):
+    module = cloud_module(cloud)
+    path = module.dir / "required-one-of-env.json"
+    if not path.is_file():
+        pytest.skip(f"{_rel(path)} not generated for {cloud}")
+    keys = env_keys(module)
+    for group in _one_of_groups(_load_json(path)):
+        assert keys & set(group), f"modules/{cloud} sets none of {group} ({_rel(path)})"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_module_secret_holds_required_keys(cloud):
+    module = cloud_module(cloud)
+    path = module.dir / "required-secret-keys.json"
+    if not path.is_file():
+        pytest.skip(f"{_rel(path)} not generated for {cloud}")
+    spec = _load_json(path)
+    assert isinstance(spec, dict) and set(spec) <= {"all_of", "one_of"} and spec, f"{_rel(path)}: expected all_of/one_of"
+    versions = module.of_type(r"aws_secretsmanager_secret_version|azurerm_key_vault_secret|google_secret_manager_secret")
+    assert versions, f"modules/{cloud} writes no secret"
+    keys: set[str] = set()
+    for rtype, _, body in versions:
+        if rtype == "aws_secretsmanager_secret_version":
+            keys |= keys_of(module, body.get("secret_string"))
+        elif rtype == "google_secret_manager_secret":
+            keys |= keys_of(module, body.get("for_each"), identifiers_too=True)
+        else:
+            keys |= keys_of(module, body.get("for_each"), identifiers_too=True) | {_text(body.get("name", ""))}
+    missing = sorted(set(spec.get("all_of", [])) - keys)
+    assert not missing, f"modules/{cloud}: the secret never holds {missing} ({_rel(path)})"
+    if spec.get("one_of"):
+        assert keys & set(spec["one_of"]), f"modules/{cloud}: the secret holds none of {spec['one_of']}"
+
+
+# --- (b) IAM on the module's own resources -----------------------------------
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_iam_grants_only_on_the_modules_own_resources(cloud):
+    module = cloud_module(cloud)
+    if not any(module.dir.glob("*.tf")):
+        pytest.fail(f"modules/{cloud} exists but has no .tf file")
+    problems = IAM_CHECKS[cloud](module)
+    assert not problems, "\n".join(problems)
+
+
+def test_aws_module_has_an_execution_policy():
+    module = cloud_module("aws")
+    docs = [k for k in module.data if k[0] == "aws_iam_policy_document"]
+    inline = module.of_type(r"aws_iam_(role_)?policy")
+    assert docs or inline, "modules/aws grants the function nothing: the IAM check would be vacuous"
+
+
+# --- (c) Okta event types ------------------------------------------------------
+
+
+def _okta_hooks() -> list[tuple[Module, str, dict]]:
+    hooks = []
+    for directory in sorted({p.parent for p in IDP_DIR.rglob("*.tf")}):
+        module = Module(directory)
+        hooks += [(module, n, b) for _, n, b in module.of_type("okta_event_hook")]
+    return hooks
+
+
+def okta_events_problems(module: Module, body: dict) -> list[str]:
+    events = body.get("events")
+    if isinstance(events, list):
+        return [f"events is a typed list ({len(events)} items): use the generated {OKTA_EVENT_TYPES_JSON.name}"]
+    expanded = module.expand(events)
+    problems = []
+    m = re.search(r'jsondecode\(\s*file\(\s*\\?"\$\{path\.module\}/([^"\\]+)\\?"\s*\)\s*\)', expanded)
+    if not m:
+        problems.append(f"events {events!r} is not jsondecode(file(\"${{path.module}}/…\"))")
+    elif (module.dir / m.group(1)).resolve() != OKTA_EVENT_TYPES_JSON.resolve():
+        problems.append(f"events reads {m.group(1)}, not {_rel(OKTA_EVENT_TYPES_JSON)}")
+    return problems
+
+
+def test_okta_event_hook_subscribes_to_the_generated_list():
+    hooks = _okta_hooks()
+    assert hooks, "no okta_event_hook under terraform/idp"
+    for module, name, body in hooks:
+        problems = okta_events_problems(module, body)
+        assert not problems, f"{_rel(module.dir)} okta_event_hook.{name}: " + "; ".join(problems)
+        assert (body.get("auth") or {}).get("value") not in (None, ""), f"okta_event_hook.{name} sends no secret"
+
+
+def test_okta_event_types_json_is_a_list_of_event_types():
+    types = _load_json(OKTA_EVENT_TYPES_JSON)
+    assert isinstance(types, list) and types, "okta-event-types.json must be a non-empty list"
+    assert all(isinstance(t, str) and re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", t) for t in types), types
+    assert len(set(types)) == len(types), "duplicate event types"
+
+
+def rust_okta_kinds(source: str) -> list[str]:
+    m = re.search(r"const KINDS\s*:[^=]*=\s*&\[(.*?)\n\];", source, re.S)
+    assert m, "const KINDS not found in okta.rs"
+    return re.findall(r'\(\s*"([^"]+)"\s*,', m.group(1))
+
+
+def test_okta_event_types_json_equals_the_relays_kinds():
+    if not OKTA_RS.is_file():
+        pytest.skip("crates/relay-core/src/okta.rs not found")
+    kinds = rust_okta_kinds(OKTA_RS.read_text(encoding="utf-8"))
+    assert kinds, "KINDS is empty"
+    assert _load_json(OKTA_EVENT_TYPES_JSON) == kinds, (
+        "okta-event-types.json differs from relay_core::okta KINDS: "
+        "UPDATE_OKTA_EVENT_TYPES=1 cargo test -p relay-core --test okta_event_types"
+    )
+
+
+# --- (d) sensitive values ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("directory", tf_dirs(), ids=lambda p: _rel(p))
+def test_secrets_are_sensitive(directory):
+    problems = sensitivity_problems(Module(directory))
+    assert not problems, "\n".join(problems)
+
+
+# --- (e) examples ----------------------------------------------------------------------
+
+
+def _module_calls(example: str) -> list[tuple[str, dict, Path]]:
+    ex = Module(TF_ROOT / "examples" / example)
+    calls = []
+    for name, body in ex.modules.items():
+        source = _text(body.get("source", ""))
+        assert source.startswith("../"), f"examples/{example} module {name}: source {source!r} is not a local path"
+        calls.append((name, body, (ex.dir / source).resolve()))
+    return calls
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_passes_every_required_input_and_no_unknown_one(example):
+    calls = _module_calls(example)
+    assert calls, f"examples/{example} calls no module"
+    checked = 0
+    for name, body, target in calls:
+        if not target.is_dir():
+            continue  # a cloud module still being written
+        mod = Module(target)
+        assert mod.variables, f"{_rel(target)} declares no variable"
+        required = {v for v, b in mod.variables.items() if "default" not in b}
+        given = set(body) - _MODULE_META_ARGS
+        missing = sorted(required - given)
+        unknown = sorted(given - set(mod.variables))
+        assert not missing, f"examples/{example} module {name} misses required inputs {missing}"
+        assert not unknown, f"examples/{example} module {name} passes inputs {_rel(target)} does not declare: {unknown}"
+        checked += 1
+    if not checked:
+        pytest.skip(f"no module examples/{example} calls exists yet")
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_uses_only_outputs_the_modules_have(example):
+    ex = Module(TF_ROOT / "examples" / example)
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(ex.dir.glob("*.tf")))
+    targets = {name: target for name, _, target in _module_calls(example)}
+    checked = 0
+    for call, output in set(re.findall(r"\bmodule\.([\w-]+)\.([\w-]+)", text)):
+        assert call in targets, f"examples/{example} refers to module.{call}, which it does not call"
+        if not targets[call].is_dir():
+            continue
+        outputs = Module(targets[call]).outputs
+        assert output in outputs, f"examples/{example}: module.{call}.{output} is not an output of {_rel(targets[call])}"
+        checked += 1
+    if not checked:
+        pytest.skip(f"no module examples/{example} calls exists yet")
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_generates_the_hook_secret_once(example):
+    ex = Module(TF_ROOT / "examples" / example)
+    passwords = [(n, b) for t, n, b in ex.of_type("random_password")]
+    assert len(passwords) == 1, f"examples/{example}: expected one random_password, found {len(passwords)}"
+    name, body = passwords[0]
+    assert body.get("length", 0) >= 32 and body.get("special") is False, "hook secret: length >= 32, special = false"
+    ref = f"random_password.{name}.result"
+    users = [call for call, b in ex.modules.items() if ref in ex.expand({k: v for k, v in b.items() if k != "depends_on"})]
+    assert len(users) >= 2, f"examples/{example}: the secret should reach the relay and the IdP module, reaches {users}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_provider_pins_meet_the_modules(example):
+    ex = Module(TF_ROOT / "examples" / example)
+    root = required_providers(ex)
+    checked = 0
+    for call, _, target in _module_calls(example):
+        if not target.is_dir():
+            continue
+        for local_name, spec in required_providers(Module(target)).items():
+            if local_name not in root:
+                continue  # only the module requires it; nothing to reconcile
+            assert _text(root[local_name].get("source")) == _text(spec.get("source")), (
+                f"{local_name}: examples/{example} and {_rel(target)} name different sources"
+            )
+            if spec.get("version") and root[local_name].get("version"):
+                assert intervals_meet(_text(root[local_name]["version"]), _text(spec["version"])), (
+                    f"{local_name}: examples/{example} pins {root[local_name]['version']!r}, "
+                    f"{_rel(target)} pins {spec['version']!r}: no version satisfies both"
+                )
+            checked += 1
+    if not checked:
+        pytest.skip(f"no module examples/{example} calls exists yet")
+
+
+# --- structure shared by all directories ------------------------------------------
+
+
+@pytest.mark.parametrize("directory", tf_dirs(), ids=lambda p: _rel(p))
+def test_pins_terraform_and_every_provider_it_uses(directory):
+    module = Module(directory)
+    version = required_version(module)
+    assert version, f"{_rel(directory)}: no required_version"
+    assert intervals_meet(version, ">= 1.6") and version_interval(version)[0] >= (1, 6), (
+        f"{_rel(directory)}: required_version {version!r} must not allow Terraform < 1.6"
+    )
+    pinned = required_providers(module)
+    used = {t.split("_", 1)[0] for t, _ in list(module.resources) + list(module.data)}
+    used |= set(module.providers)
+    for prefix in sorted(used):
+        assert prefix in pinned, f"{_rel(directory)} uses {prefix}_* but does not pin it in required_providers"
+        assert pinned[prefix].get("version"), f"{_rel(directory)}: provider {prefix} has no version constraint"
+
+
+@pytest.mark.parametrize(
+    "directory",
+    [d for d in tf_dirs() if not d.is_relative_to(TF_ROOT / "examples")],
+    ids=lambda p: _rel(p),
+)
+def test_reusable_modules_configure_no_provider(directory):
+    assert not Module(directory).providers, f"{_rel(directory)} configures a provider: the root module does that"
+
+
+# ==========================================================================
+# Self-tests: the helpers catch what they are meant to catch
+# ==========================================================================
+
+
+def test_self_parsing_strips_quotes_and_meta():
+    doc = parse_text('variable "x" {\n  type    = string\n  default = "a\\"b"\n}\n')
+    assert doc["variable"][0]["x"]["default"] == 'a"b'
+    assert "__is_block__" not in doc["variable"][0]["x"]
+
+
+def test_self_env_keys_follow_locals_and_catch_a_missing_variable():
+    module = Module.from_text(
+        """
+locals {
+  base = { DUO_API_HOST = var.host }
+  opt  = { for k, v in { GROUP_FILTER = var.gf } : k => v if v != null }
+  env  = merge(local.base, local.opt, var.q ? { RELAY_MODE = "queue" } : {})
+}
+resource "aws_lambda_function" "f" {
+  environment {
+    variables = local.env
+  }
+}
+resource "google_cloud_run_v2_service" "s" {
+  template {
+    containers {
+      env {
+        name  = "DUO_IKEY"
+        value = var.ikey
+      }
+      dynamic "env" {
+        for_each = setsubtract(local.secrets, ["X"])
+        content {
+          name = env.value
+        }
+      }
+    }
+  }
+}
+locals {
+  secrets = toset([for k, v in local.secret_values : k if v != null])
+  secret_values = { DUO_SKEY = var.skey }
+}
+"""
+    )
+    keys = env_keys(module)
+    assert {"DUO_API_HOST", "GROUP_FILTER", "RELAY_MODE", "DUO_IKEY", "DUO_SKEY"} <= keys
+    assert "RELAY_TABLE_NAME" not in keys
+    assert "v" not in keys and "k" not in keys
+
+
+def test_self_aws_iam_catches_foreign_and_wildcard_resources():
+    good = Module.from_text(
+        """
+resource "aws_dynamodb_table" "t" {}
+resource "aws_secretsmanager_secret" "s" {}
+resource "aws_sqs_queue" "q" {}
+locals { secret_arn = var.existing == null ? aws_secretsmanager_secret.s.arn : var.existing }
+data "aws_iam_policy_document" "p" {
+  statement {
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.t.arn, "${aws_dynamodb_table.t.arn}/index/*"]
+  }
+  statement {
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.secret_arn]
+  }
+  statement {
+    actions   = ["xray:PutTraceSegments"]
+    resources = ["*"]
+  }
+  dynamic "statement" {
+    for_each = var.kms == null ? [] : [var.kms]
+    content {
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.queue ? [aws_sqs_queue.q[0].arn] : []
+    content {
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value]
+    }
+  }
+}
+"""
+    )
+    assert aws_iam_problems(good) == []
+    bad = Module.from_text(
+        """
+resource "aws_dynamodb_table" "t" {}
+data "aws_iam_policy_document" "p" {
+  statement {
+    actions   = ["dynamodb:PutItem"]
+    resources = ["*"]
+  }
+  statement {
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.elsewhere.arn]
+  }
+  statement {
+    actions   = ["logs:PutLogEvents"]
+    resources = ["arn:aws:logs:*:*:*"]
+  }
+  dynamic "statement" {
+    for_each = var.queue ? ["arn:aws:sqs:*:*:*"] : []
+    content {
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value]
+    }
+  }
+}
+resource "aws_iam_role_policy_attachment" "admin" {
+  policy_arn = "arn:aws:iam::aws:policy/AdministratorAccess"
+}
+"""
+    )
+    assert len(aws_iam_problems(bad)) == 5, aws_iam_problems(bad)
+
+
+def test_self_gcp_and_azure_iam_catch_grants_elsewhere():
+    gcp = Module.from_text(
+        """
+resource "google_service_account" "sa" {}
+resource "google_secret_manager_secret" "s" {}
+resource "google_secret_manager_secret_iam_member" "ok" {
+  secret_id = google_secret_manager_secret.s.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.sa.member
+}
+resource "google_secret_manager_secret_iam_member" "other_secret" {
+  secret_id = "someone-elses-secret"
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.sa.member
+}
+resource "google_project_iam_member" "project_wide" {
+  project = var.project
+  role    = "roles/secretmanager.secretAccessor"
+  member  = google_service_account.sa.member
+}
+resource "google_secret_manager_secret_iam_member" "public" {
+  secret_id = google_secret_manager_secret.s.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "allUsers"
+}
+"""
+    )
+    assert len(gcp_iam_problems(gcp)) == 3, gcp_iam_problems(gcp)
+    azure = Module.from_text(
+        """
+resource "azurerm_key_vault" "kv" {}
+resource "azurerm_user_assigned_identity" "id" {}
+resource "azurerm_role_assignment" "ok" {
+  scope        = azurerm_key_vault.kv.id
+  principal_id = azurerm_user_assigned_identity.id.principal_id
+}
+resource "azurerm_storage_queue" "q" {
+  for_each = toset(["a", "b"])
+}
+resource "azurerm_role_assignment" "queues" {
+  for_each     = azurerm_storage_queue.q
+  scope        = each.value.resource_manager_id
+  principal_id = azurerm_user_assigned_identity.id.principal_id
+}
+resource "azurerm_role_assignment" "each_elsewhere" {
+  for_each     = toset(var.scopes)
+  scope        = each.value
+  principal_id = azurerm_user_assigned_identity.id.principal_id
+}
+resource "azurerm_role_assignment" "subscription" {
+  scope        = "/subscriptions/${var.sub}"
+  principal_id = azurerm_user_assigned_identity.id.principal_id
+}
+"""
+    )
+    assert len(azure_iam_problems(azure)) == 2, azure_iam_problems(azure)
+
+
+def test_self_okta_events_must_come_from_the_generated_file():
+    typed = Module.from_text('resource "okta_event_hook" "h" {\n  events = ["user.lifecycle.create"]\n}\n', IDP_DIR / "okta")
+    assert okta_events_problems(typed, typed.resources[("okta_event_hook", "h")])
+    other = Module.from_text(
+        'resource "okta_event_hook" "h" {\n  events = jsondecode(file("${path.module}/mine.json"))\n}\n', IDP_DIR / "okta"
+    )
+    assert okta_events_problems(other, other.resources[("okta_event_hook", "h")])
+    via_local = Module.from_text(
+        'locals {\n  t = jsondecode(file("${path.module}/../okta-event-types.json"))\n}\n'
+        'resource "okta_event_hook" "h" {\n  events = local.t\n}\n',
+        IDP_DIR / "okta",
+    )
+    assert okta_events_problems(via_local, via_local.resources[("okta_event_hook", "h")]) == []
+    assert rust_okta_kinds('const KINDS: &[(&str, Kind)] = &[\n    ("a.b", Kind::A),\n    (\n        "c.d",\n        Kind::B,\n    ),\n];') == [
+        "a.b",
+        "c.d",
+    ]
+
+
+def test_self_sensitivity_catches_plain_secrets():
+    module = Module.from_text(
+        """
+variable "duo_skey" { type = string }
+variable "api_token" {
+  type      = string
+  sensitive = true
+}
+variable "secret_ttl_seconds" { type = number }
+resource "random_password" "p" { length = 48 }
+output "leak" { value = var.api_token }
+output "password" { value = random_password.p.result }
+output "fine" {
+  value     = random_password.p.result
+  sensitive = true
+}
+output "ttl" { value = var.secret_ttl_seconds }
+locals {
+  names   = toset(nonsensitive([for k, v in { A = var.api_token } : k if v != null]))
+  values  = { A = var.api_token }
+}
+output "names" { value = local.names }
+output "values" { value = local.values }
+"""
+    )
+    problems = sensitivity_problems(module)
+    assert len(problems) == 4, problems
+    assert not any(p.startswith("output names:") for p in problems)
+    assert not names_a_secret("existing_secret_arn") and names_a_secret("webhook_signing_secrets")
+
+
+def test_self_version_intervals():
+    assert intervals_meet(">= 6.28, < 7.0", ">= 6.0")
+    assert not intervals_meet("~> 5.0", ">= 6.28, < 7.0")
+    assert intervals_meet("~> 6.8", ">= 6.0, < 7.0")
+    assert not intervals_meet("~> 6.8.1", ">= 6.9")
+    assert version_interval(">= 1.6")[0] == (1, 6)
