@@ -97,7 +97,7 @@ fn read_event(event: &Value, seen: &mut SeenIds, out: &mut Vec<IdpEvent>) -> Res
         login: owned_text(object, &["email"]),
     };
     let new_event = |suffix: &str, change: Change| IdpEvent {
-        id: EventId::new(Source::Auth0Events, &format!("{id}{suffix}")),
+        id: EventId::with_suffix(Source::Auth0Events, id, suffix),
         source: Source::Auth0Events,
         event_type: event_type.to_owned(),
         occurred_at: owned_text(event, &["time"]),
@@ -230,7 +230,13 @@ mod tests {
 
     fn event(id: &str, event_type: &str, time: &str, change: Change) -> IdpEvent {
         IdpEvent {
-            id: EventId::new(Source::Auth0Events, id),
+            // Tests write "evt_x#state" for the suffixed ids.
+            id: match id.split_once('#') {
+                Some((base, rest)) => {
+                    EventId::with_suffix(Source::Auth0Events, base, &format!("#{rest}"))
+                }
+                None => EventId::new(Source::Auth0Events, id),
+            },
             source: Source::Auth0Events,
             event_type: event_type.to_owned(),
             occurred_at: Some(time.to_owned()),

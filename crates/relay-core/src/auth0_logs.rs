@@ -125,7 +125,7 @@ fn read_record(record: &Value, seen: &mut SeenIds) -> Result<Vec<IdpEvent>, Skip
     Ok(changes
         .into_iter()
         .map(|(suffix, change)| IdpEvent {
-            id: EventId::new(Source::Auth0Logs, &format!("{log_id}{suffix}")),
+            id: EventId::with_suffix(Source::Auth0Logs, log_id, &suffix),
             source: Source::Auth0Logs,
             event_type: event_type.clone(),
             occurred_at: occurred_at.clone(),
@@ -435,7 +435,13 @@ mod tests {
 
     fn event(id: &str, event_type: &str, date: &str, change: Change) -> IdpEvent {
         IdpEvent {
-            id: EventId::new(Source::Auth0Logs, id),
+            // Tests write "9005#state" for the suffixed ids.
+            id: match id.split_once('#') {
+                Some((base, rest)) => {
+                    EventId::with_suffix(Source::Auth0Logs, base, &format!("#{rest}"))
+                }
+                None => EventId::new(Source::Auth0Logs, id),
+            },
             source: Source::Auth0Logs,
             event_type: event_type.to_owned(),
             occurred_at: Some(date.to_owned()),
@@ -863,7 +869,7 @@ mod tests {
         assert_eq!(
             parsed.events,
             vec![IdpEvent {
-                id: EventId::new(Source::Auth0Logs, "9005#state"),
+                id: EventId::with_suffix(Source::Auth0Logs, "9005", "#state"),
                 source: Source::Auth0Logs,
                 event_type: "sapi patch /api/v2/users/{id}".to_owned(),
                 occurred_at: None,

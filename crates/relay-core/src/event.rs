@@ -54,7 +54,19 @@ pub struct EventId(String);
 
 impl EventId {
     pub fn new(source: Source, idp_event_id: &str) -> Self {
-        Self(format!("{}:{}", source.as_str(), idp_event_id))
+        Self(format!("{}:{}", source.as_str(), escape_id(idp_event_id)))
+    }
+
+    /// The id of one of several events read from one IdP record: the
+    /// record's id, then `suffix` (which starts with `#`, e.g. `#state`).
+    /// The record id is escaped so it never contains `#` itself: an IdP id
+    /// that happens to end in `#state` cannot collide with a suffixed one.
+    pub fn with_suffix(source: Source, idp_event_id: &str, suffix: &str) -> Self {
+        Self(format!(
+            "{}:{}{suffix}",
+            source.as_str(),
+            escape_id(idp_event_id)
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -65,6 +77,15 @@ impl EventId {
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// `%` and `#` percent-encoded, so `#` only ever separates a suffix.
+fn escape_id(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.contains(['%', '#']) {
+        std::borrow::Cow::Owned(id.replace('%', "%25").replace('#', "%23"))
+    } else {
+        std::borrow::Cow::Borrowed(id)
     }
 }
 
@@ -198,4 +219,22 @@ pub struct Skipped {
 pub struct Parsed {
     pub events: Vec<IdpEvent>,
     pub skipped: Vec<Skipped>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixed_ids_cannot_collide_with_plain_ones() {
+        // Regression (found by the parser property test): a record whose id
+        // is literally "evt_1#state" next to a user.updated "evt_1".
+        let plain = EventId::new(Source::Auth0Events, "evt_1#state");
+        let suffixed = EventId::with_suffix(Source::Auth0Events, "evt_1", "#state");
+        assert_ne!(plain, suffixed);
+        assert_eq!(suffixed.as_str(), "auth0:evt_1#state");
+        assert_eq!(plain.as_str(), "auth0:evt_1%23state");
+        assert_eq!(EventId::new(Source::Okta, "a%b").as_str(), "okta:a%25b");
+        assert_eq!(EventId::new(Source::Okta, "uuid-1").as_str(), "okta:uuid-1");
+    }
 }
