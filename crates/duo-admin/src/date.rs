@@ -42,7 +42,7 @@ pub fn rfc2822_from_unix(secs: u64) -> String {
 /// Proleptic Gregorian (year, month 1-12, day 1-31) for a count of days since
 /// 1970-01-01, using 400-year eras of 146 097 days whose years start in March
 /// (so the leap day falls at the end of a year).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468; // days since 0000-03-01
     let era = z / 146_097;
     let doe = z % 146_097; // day of era, 0..=146096

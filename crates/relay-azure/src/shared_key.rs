@@ -98,7 +98,7 @@ pub fn rfc1123(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (year, month, day) = civil(days);
+    let (year, month, day) = duo_admin::date::civil_from_days(days);
     // 1970-01-01 was a Thursday.
     let weekday = DAYS[usize::try_from(days % 7).unwrap_or(0)];
     let month = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
@@ -108,19 +108,6 @@ pub fn rfc1123(time: SystemTime) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
-}
-
-/// Days since 1970-01-01 → (year, month 1-12, day 1-31), proleptic Gregorian.
-fn civil(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

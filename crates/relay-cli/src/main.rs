@@ -116,7 +116,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
         })?;
     let (retry, timeout) = sync_retry();
     let relay = duo_relay(raw, store, retry, timeout)?;
-    let lookups = IdpLookups::from_config(raw)?;
+    let lookups = relay.lookups();
     if lookups.okta.is_none() && lookups.auth0.is_none() {
         tracing::info!(
             "no IdP API credentials: profile updates and group renames whose events lack the new values will be skipped (set OKTA_ORG_URL + OKTA_API_TOKEN or AUTH0_DOMAIN + AUTH0_CLIENT_ID + AUTH0_CLIENT_SECRET)"

@@ -73,9 +73,6 @@ pub trait Directory: Send + Sync {
         &self,
         op: &Operation,
     ) -> impl std::future::Future<Output = Result<OpOutcome, ApplyError>> + Send;
-
-    /// Duo requests made so far (for the per-event summary line).
-    fn calls(&self) -> u64;
 }
 
 /// Group lookups without paging through every Duo group on every event: a
@@ -537,10 +534,6 @@ impl Directory for DuoDirectory {
             },
         }
     }
-
-    fn calls(&self) -> u64 {
-        self.duo.stats().requests
-    }
 }
 
 /// A [`Directory`] that applies nothing and records what it would do
@@ -567,10 +560,6 @@ impl Directory for DryRun {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(op.clone());
         Ok(OpOutcome::Unchanged(format!("dry run: would {op}")))
-    }
-
-    fn calls(&self) -> u64 {
-        0
     }
 }
 

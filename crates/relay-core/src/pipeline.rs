@@ -221,6 +221,11 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         self
     }
 
+    /// The IdP APIs the relay may ask (for start-up logs).
+    pub fn lookups(&self) -> &IdpLookups {
+        &self.lookups
+    }
+
     /// Whether a source has a shared secret configured (for start-up logs).
     pub fn auth(&self) -> &InboundAuth {
         &self.auth

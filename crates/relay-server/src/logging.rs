@@ -123,26 +123,13 @@ fn rfc3339_now() -> String {
     let millis = now.subsec_millis();
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (y, m, d) = civil(days);
+    let (y, m, d) = duo_admin::date::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
     )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]
@@ -197,12 +184,6 @@ mod tests {
         assert_eq!(line["event_id"], "okta:1");
         assert_eq!(line["duo_calls"], 3);
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(11_016), (2000, 2, 29));
     }
 
     #[test]
