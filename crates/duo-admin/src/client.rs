@@ -138,7 +138,16 @@ struct Counters {
 }
 
 tokio::task_local! {
-    static TASK_CALLS: std::cell::Cell<u64>;
+    static TASK_CALLS: std::cell::Cell<TaskCalls>;
+}
+
+/// What one task's Duo requests met (see [`count_task_calls`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCalls {
+    /// HTTP requests sent (every attempt counts).
+    pub requests: u64,
+    /// Of those, answered 429 (rate limited).
+    pub rate_limited: u64,
 }
 
 /// Runs `fut` and counts the Duo requests it sent (every attempt counts),
@@ -146,8 +155,14 @@ tokio::task_local! {
 /// other tasks does not leak into it: this is how the relay reports "Duo
 /// calls" per event.
 pub async fn count_calls<F: std::future::Future>(fut: F) -> (F::Output, u64) {
+    let (out, calls) = count_task_calls(fut).await;
+    (out, calls.requests)
+}
+
+/// Like [`count_calls`], and also counts the 429 answers among them.
+pub async fn count_task_calls<F: std::future::Future>(fut: F) -> (F::Output, TaskCalls) {
     TASK_CALLS
-        .scope(std::cell::Cell::new(0), async move {
+        .scope(std::cell::Cell::new(TaskCalls::default()), async move {
             let out = fut.await;
             (out, TASK_CALLS.with(std::cell::Cell::get))
         })
@@ -396,7 +411,11 @@ impl DuoClient {
 
         let counters = &self.inner.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
-        let _ = TASK_CALLS.try_with(|c| c.set(c.get() + 1));
+        let _ = TASK_CALLS.try_with(|c| {
+            let mut n = c.get();
+            n.requests += 1;
+            c.set(n);
+        });
         let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -407,6 +426,11 @@ impl DuoClient {
         let status = response.status().as_u16();
         if status == 429 {
             counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let _ = TASK_CALLS.try_with(|c| {
+                let mut n = c.get();
+                n.rate_limited += 1;
+                c.set(n);
+            });
         } else if status >= 500 {
             counters.server_errors.fetch_add(1, Ordering::Relaxed);
         }

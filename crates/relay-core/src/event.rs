@@ -7,10 +7,10 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a delivery came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// Okta event hook (`POST /okta`).
@@ -48,7 +48,7 @@ impl fmt::Display for Source {
 
 /// The idempotency key of one event: the source plus the IdP's own event id
 /// (Okta `uuid`, Auth0 event `id`, Auth0 log `log_id`), e.g. `okta:a1b2…`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventId(String);
 
@@ -91,7 +91,7 @@ fn escape_id(id: &str) -> std::borrow::Cow<'_, str> {
 
 /// A user as an event names it: the IdP's immutable id, its login, or both.
 /// Parsers never build one with neither (such events are skipped).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRef {
     /// Okta `00u…` / Auth0 `auth0|…`.
     pub idp_id: Option<String>,
@@ -100,7 +100,7 @@ pub struct UserRef {
 }
 
 /// Profile values an event carried. `None` = not in the event.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserProfile {
     pub login: Option<String>,
     pub email: Option<String>,
@@ -111,7 +111,7 @@ pub struct UserProfile {
 }
 
 /// A group (Okta group, Auth0 role) as an event names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupRef {
     /// Okta `00g…` / Auth0 `rol_…`.
     pub idp_id: Option<String>,
@@ -119,7 +119,7 @@ pub struct GroupRef {
 }
 
 /// Whether a user may sign in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UserState {
     Active,
@@ -128,7 +128,7 @@ pub enum UserState {
 }
 
 /// Which authenticators an MFA reset concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MfaScope {
     /// Every factor was reset in the IdP.
@@ -138,7 +138,7 @@ pub enum MfaScope {
 }
 
 /// What happened, in the relay's vocabulary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     /// Created, or seen with a full profile (Auth0 `user.created`). `state`
@@ -193,7 +193,7 @@ pub enum Change {
 }
 
 /// One event from one delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdpEvent {
     pub id: EventId,
     pub source: Source,

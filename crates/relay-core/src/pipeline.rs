@@ -5,7 +5,9 @@
 //! 2. **apply** — plan and execute against Duo, record the outcome, and write
 //!    exactly one summary line per event.
 //!
-//! In `sync` mode (this module) both run inside the request.
+//! In `sync` mode both run inside the request. In `queue` mode
+//! ([`Relay::with_queue`]) the request only accepts (verify, parse, enqueue
+//! durably, answer 200) and a worker calls [`Relay::process`] per message.
 //!
 //! Answers to the IdP: 401 for bad credentials (empty body), 400 for a body
 //! that is not a delivery, 200 when every event is applied, skipped or has
@@ -15,6 +17,7 @@
 //! the idempotency store makes sure the events that did apply are not
 //! applied twice.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -25,8 +28,10 @@ use crate::apply::{Directory, OpOutcome};
 use crate::config::{ConfigError, RawConfig};
 use crate::event::{Change, GroupRef, IdpEvent, Parsed, Skipped, Source};
 use crate::idp::{Auth0Api, IdpError, IdpLookup, OktaApi};
+use crate::order::{Role, aspects, parse_time_ms};
 use crate::parse_util::ParseError;
 use crate::plan::{PlanRules, Planned, plan_event};
+use crate::queue::{DeadLetter, Disposition, EventQueue, QueuePolicy, QueuedEvent};
 use crate::store::{Claim, IdempotencyStore};
 use crate::verified::Verified;
 use crate::verify::InboundAuth;
@@ -117,6 +122,8 @@ pub struct EventReport {
     #[serde(flatten)]
     pub outcome: EventOutcome,
     pub duo_calls: u64,
+    /// Of `duo_calls`, how many Duo answered 429 (rate limited).
+    pub duo_throttled: u64,
     pub duration_ms: u64,
 }
 
@@ -201,6 +208,7 @@ pub struct Relay<D, S> {
     directory: D,
     store: S,
     lookups: IdpLookups,
+    queue: Option<Arc<dyn EventQueue>>,
 }
 
 impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
@@ -211,7 +219,29 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             directory,
             store,
             lookups: IdpLookups::default(),
+            queue: None,
         }
+    }
+
+    /// Queue mode: deliveries are accepted into `queue` and answered at
+    /// once; a worker applies them with [`Relay::process`].
+    #[must_use]
+    pub fn with_queue(mut self, queue: Arc<dyn EventQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// `"queue"` or `"sync"` (for start-up logs).
+    pub fn mode(&self) -> &'static str {
+        if self.queue.is_some() {
+            "queue"
+        } else {
+            "sync"
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// Lets the relay fetch what events do not carry from the IdP.
@@ -263,6 +293,9 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 return empty_response(StatusCode::UNAUTHORIZED);
             }
         };
+        if let Some(queue) = &self.queue {
+            return self.accept_into(queue.as_ref(), &delivery).await;
+        }
         let reports = match self.accept_and_apply(&delivery).await {
             Ok(reports) => reports,
             Err(e) => {
@@ -280,6 +313,72 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         } else {
             empty_response(StatusCode::OK)
         }
+    }
+
+    /// Queue mode's accept stage: parse, log what is skipped, enqueue the
+    /// rest durably, answer 200 (or 503 when the queue is unavailable: nothing
+    /// holds the events, so the IdP must retry).
+    async fn accept_into(&self, queue: &dyn EventQueue, delivery: &Verified) -> Response<Bytes> {
+        let source = delivery.source();
+        let parsed = match parse_delivery(delivery) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(source = %source, parse_error = %e, "delivery is not a valid {source} payload");
+                let body = serde_json::json!({ "error": e.to_string() }).to_string();
+                return json_response(StatusCode::BAD_REQUEST, body);
+            }
+        };
+        for skipped in &parsed.skipped {
+            log_report(&skipped_report(source, skipped));
+        }
+        if parsed.events.is_empty() {
+            return empty_response(StatusCode::OK);
+        }
+        let messages: Vec<QueuedEvent> = parsed.events.into_iter().map(QueuedEvent::new).collect();
+        match queue.enqueue(&messages).await {
+            Ok(()) => {
+                let ids: Vec<&str> = messages.iter().map(|m| m.event.id.as_str()).collect();
+                tracing::info!(source = %source, queued = messages.len(), event_ids = %ids.join(","), "delivery accepted into the queue");
+                empty_response(StatusCode::OK)
+            }
+            Err(e) => {
+                tracing::error!(source = %source, error = %e, events = messages.len(), "could not enqueue the delivery; answering 503 so the IdP retries");
+                empty_response(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        }
+    }
+
+    /// Queue mode's apply stage, for one message body on its `attempt`-th
+    /// delivery (from 1): applies the event (exactly once, in event-time
+    /// order per subject) and says what the queue should do with the
+    /// message. A poison message (unreadable, or a permanent failure) and
+    /// one out of attempts become dead letters, logged with their reason;
+    /// their claim is released so `dlq replay` can apply them later.
+    pub async fn process(
+        &self,
+        body: &str,
+        attempt: u32,
+        policy: &QueuePolicy,
+    ) -> (Option<EventReport>, Disposition) {
+        let message = match QueuedEvent::from_json(body) {
+            Ok(message) => message,
+            Err(reason) => {
+                DeadLetter::new(body, &reason, attempt).log("-");
+                return (None, Disposition::DeadLetter { reason });
+            }
+        };
+        let report = self.apply_event_with(&message.event, false).await;
+        let disposition = crate::queue::decide(&report, attempt, policy);
+        match &disposition {
+            Disposition::DeadLetter { reason } => {
+                DeadLetter::new(body, reason, attempt).log(message.event.source.as_str());
+            }
+            Disposition::Retry { reason } => {
+                tracing::info!(event_id = %message.event.id, attempt, max_attempts = policy.max_attempts, reason = %reason, "will retry");
+            }
+            Disposition::Done => {}
+        }
+        (Some(report), disposition)
     }
 
     /// Parses a verified delivery and applies each event, in order.
@@ -302,8 +401,16 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
 
     /// Applies one event exactly once, and writes its summary line.
     pub async fn apply_event(&self, event: &IdpEvent) -> EventReport {
+        self.apply_event_with(event, true).await
+    }
+
+    /// `permanent_is_final`: a permanent failure is recorded as done (sync
+    /// mode: the IdP must not retry it forever) or released (queue mode: it
+    /// goes to dead letters, and a replay must be able to apply it).
+    async fn apply_event_with(&self, event: &IdpEvent, permanent_is_final: bool) -> EventReport {
         let started = Instant::now();
-        let (result, duo_calls) = duo_admin::count_calls(self.apply_inner(event)).await;
+        let (result, calls) =
+            duo_admin::count_task_calls(self.apply_inner(event, permanent_is_final)).await;
         let (operations, outcome) = result;
         let report = EventReport {
             event_id: event.id.to_string(),
@@ -312,14 +419,19 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             subject: subject(&event.change),
             operations,
             outcome,
-            duo_calls,
+            duo_calls: calls.requests,
+            duo_throttled: calls.rate_limited,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
         log_report(&report);
         report
     }
 
-    async fn apply_inner(&self, event: &IdpEvent) -> (Vec<String>, EventOutcome) {
+    async fn apply_inner(
+        &self,
+        event: &IdpEvent,
+        permanent_is_final: bool,
+    ) -> (Vec<String>, EventOutcome) {
         match self.store.claim(&event.id).await {
             Ok(Claim::New) => {}
             Ok(Claim::Done | Claim::InProgress) => return (Vec::new(), EventOutcome::Duplicate),
@@ -330,11 +442,26 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 );
             }
         }
+        let (event, advance) = match self.order(event).await {
+            Ok(Ordered::Apply(event, advance)) => (event, advance),
+            Ok(Ordered::Stale(reason)) => {
+                self.finish(event, true).await;
+                return (Vec::new(), EventOutcome::Skipped(reason));
+            }
+            Err(e) => {
+                self.finish(event, false).await;
+                return (
+                    Vec::new(),
+                    EventOutcome::FailedTransient(format!("idempotency store: {e}")),
+                );
+            }
+        };
+        let event = &event;
         let enriched = match self.enrich(event).await {
             Ok(enriched) => enriched,
             Err(e) => {
                 let transient = e.is_transient();
-                self.finish(event, !transient).await;
+                self.finish(event, !transient && permanent_is_final).await;
                 let detail = format!("fetching current values from the IdP: {e}");
                 return (
                     Vec::new(),
@@ -363,7 +490,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 Ok(OpOutcome::Unchanged(what)) => unchanged.push(what),
                 Err(e) => {
                     let transient = e.is_transient();
-                    self.finish(event, !transient).await;
+                    self.finish(event, !transient && permanent_is_final).await;
                     let detail = format!("{op}: {e}");
                     return (
                         names,
@@ -373,6 +500,13 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                             EventOutcome::FailedPermanent(detail)
                         },
                     );
+                }
+            }
+        }
+        if let Some(at) = advance.0 {
+            for key in &advance.1 {
+                if let Err(e) = self.store.set_watermark(key, at).await {
+                    tracing::error!(event_id = %event.id, error = %e, "watermark write failed");
                 }
             }
         }
@@ -443,6 +577,61 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         }
     }
 
+    /// Compares the event's time with the watermarks of what it touches
+    /// (see [`crate::order`]): stale → skip; a create whose state (or
+    /// profile) is stale drops that part. Answers the event to apply and
+    /// the watermarks to advance once it has applied.
+    async fn order(&self, event: &IdpEvent) -> Result<Ordered, crate::store::StoreError> {
+        let Some(at) = event.occurred_at.as_deref().and_then(parse_time_ms) else {
+            return Ok(Ordered::Apply(event.clone(), (None, Vec::new())));
+        };
+        let mut event = event.clone();
+        let mut advance = Vec::new();
+        let mut drop_state = false;
+        let mut drop_profile = false;
+        for aspect in aspects(&event) {
+            let newer = self.store.watermark(&aspect.key).await?.filter(|w| *w > at);
+            match (aspect.role, newer) {
+                (Role::Guard | Role::Sets, Some(w)) => {
+                    return Ok(Ordered::Stale(format!(
+                        "stale: {} changed by a newer event ({}) than this one ({})",
+                        aspect.key,
+                        fmt_ms(w),
+                        fmt_ms(at)
+                    )));
+                }
+                (Role::UpsertState, Some(_)) => drop_state = true,
+                (Role::UpsertProfile, Some(_)) => drop_profile = true,
+                (Role::Guard, None) => {}
+                (Role::Sets | Role::UpsertState | Role::UpsertProfile, None) => {
+                    advance.push(aspect.key);
+                }
+            }
+        }
+        if let Change::UserUpserted { user, state, .. } = &mut event.change {
+            if drop_state {
+                *state = None;
+            }
+            if drop_profile {
+                match *state {
+                    Some(state) => {
+                        event.change = Change::UserStateChanged {
+                            user: user.clone(),
+                            state,
+                        };
+                    }
+                    None => {
+                        return Ok(Ordered::Stale(
+                            "stale: the user's profile and state were changed by newer events"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Ordered::Apply(event, (Some(at), advance)))
+    }
+
     /// Records the event as done, or releases it for a retry.
     async fn finish(&self, event: &IdpEvent, done: bool) {
         let result = if done {
@@ -454,6 +643,28 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             tracing::error!(event_id = %event.id, error = %e, "idempotency store write failed");
         }
     }
+}
+
+/// What [`Relay::order`] decided.
+enum Ordered {
+    /// Apply this (possibly trimmed) event; then advance these watermarks
+    /// to this time.
+    Apply(IdpEvent, (Option<i64>, Vec<String>)),
+    Stale(String),
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = u64::try_from(secs.div_euclid(86_400)).unwrap_or(0);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = duo_admin::date::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
 }
 
 fn skipped_report(source: Source, skipped: &Skipped) -> EventReport {
@@ -468,6 +679,7 @@ fn skipped_report(source: Source, skipped: &Skipped) -> EventReport {
         operations: Vec::new(),
         outcome: EventOutcome::Skipped(skipped.reason.clone()),
         duo_calls: 0,
+        duo_throttled: 0,
         duration_ms: 0,
     }
 }
@@ -491,6 +703,7 @@ fn log_report(r: &EventReport) {
                 outcome = r.outcome.label(),
                 detail = %r.outcome.detail(),
                 duo_calls = r.duo_calls,
+                duo_throttled = r.duo_throttled,
                 duration_ms = r.duration_ms,
                 "event"
             )

@@ -53,6 +53,26 @@ pub trait IdempotencyStore: Send + Sync {
     fn claim(&self, key: &EventId) -> impl Future<Output = Result<Claim, StoreError>> + Send;
     fn complete(&self, key: &EventId) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn release(&self, key: &EventId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The event time (ms since the epoch) of the newest event applied to
+    /// one aspect of a subject (see [`crate::order`]), if any is remembered.
+    /// A store without watermarks answers `None`: events then apply in the
+    /// order they are processed.
+    fn watermark(&self, key: &str) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send {
+        let _ = key;
+        async { Ok(None) }
+    }
+
+    /// Records that an event of time `at_ms` was applied to `key` (keeps the
+    /// newer of the stored and the given time).
+    fn set_watermark(
+        &self,
+        key: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (key, at_ms);
+        async { Ok(()) }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +90,8 @@ fn now_secs() -> u64 {
 #[derive(Debug)]
 struct Table {
     entries: HashMap<String, Entry>,
+    /// Watermark key → (event time in ms, expiry in epoch seconds).
+    marks: HashMap<String, (i64, u64)>,
     ttl: Duration,
 }
 
@@ -77,8 +99,27 @@ impl Table {
     fn new(ttl: Duration) -> Self {
         Self {
             entries: HashMap::new(),
+            marks: HashMap::new(),
             ttl,
         }
+    }
+
+    fn watermark(&self, key: &str, now: u64) -> Option<i64> {
+        self.marks
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(at, _)| *at)
+    }
+
+    /// Keeps the newer time; answers the expiry written, or `None` when the
+    /// stored time was already newer.
+    fn set_watermark(&mut self, key: &str, at_ms: i64, now: u64) -> Option<u64> {
+        if self.watermark(key, now).is_some_and(|old| old >= at_ms) {
+            return None;
+        }
+        let until = now + self.ttl.as_secs();
+        self.marks.insert(key.to_owned(), (at_ms, until));
+        Some(until)
     }
 
     fn claim(&mut self, key: &str, now: u64) -> Claim {
@@ -113,6 +154,7 @@ impl Table {
         self.entries.retain(|_, e| match e {
             Entry::Claimed { until } | Entry::Done { until } => *until > now,
         });
+        self.marks.retain(|_, (_, until)| *until > now);
     }
 }
 
@@ -161,10 +203,20 @@ impl IdempotencyStore for MemoryStore {
         self.table().release(key.as_str());
         Ok(())
     }
+
+    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.table().watermark(key, now_secs()))
+    }
+
+    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.table().set_watermark(key, at_ms, now_secs());
+        Ok(())
+    }
 }
 
 /// An embedded on-disk store: completed keys are appended to a file (one
-/// `<expiry-epoch> <key>` line each, fsync'd) and loaded at start, so a
+/// `<expiry-epoch> <key>` line each, fsync'd; watermarks as
+/// `W <expiry-epoch> <event-time-ms> <key>`) and loaded at start, so a
 /// restarted `serve` still knows what it applied. Claims live in memory: a
 /// crash mid-apply releases them, which is right because the IdP retries and
 /// every operation is idempotent. The file is compacted (expired lines
@@ -187,6 +239,21 @@ impl FileStore {
         if path.exists() {
             for line in BufReader::new(File::open(&path)?).lines() {
                 let line = line?;
+                if let Some(rest) = line.strip_prefix("W ") {
+                    let mut parts = rest.splitn(3, ' ');
+                    if let (Some(until), Some(at), Some(key)) =
+                        (parts.next(), parts.next(), parts.next())
+                        && let (Ok(until), Ok(at)) = (until.parse::<u64>(), at.parse::<i64>())
+                        && until > now
+                        && !key.is_empty()
+                    {
+                        let newer = table.marks.get(key).is_none_or(|(old, _)| *old < at);
+                        if newer {
+                            table.marks.insert(key.to_owned(), (at, until));
+                        }
+                    }
+                    continue;
+                }
                 // A torn last line after a crash is ignored, not fatal.
                 if let Some((until, key)) = line.split_once(' ')
                     && let Ok(until) = until.parse::<u64>()
@@ -205,6 +272,9 @@ impl FileStore {
                 if let Entry::Done { until } = entry {
                     writeln!(out, "{until} {key}")?;
                 }
+            }
+            for (key, (at, until)) in &table.marks {
+                writeln!(out, "W {until} {at} {key}")?;
             }
             out.sync_all()?;
         }
@@ -253,6 +323,24 @@ impl IdempotencyStore for FileStore {
 
     async fn release(&self, key: &EventId) -> Result<(), StoreError> {
         self.table().release(key.as_str());
+        Ok(())
+    }
+
+    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.table().watermark(key, now_secs()))
+    }
+
+    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
+        let clean: String = key.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+        let Some(until) = self.table().set_watermark(key, at_ms, now_secs()) else {
+            return Ok(());
+        };
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        writeln!(file, "W {until} {at_ms} {clean}")?;
+        file.sync_data()?;
         Ok(())
     }
 }
@@ -307,6 +395,50 @@ mod tests {
         let store = FileStore::open(&path, DEFAULT_TTL).unwrap();
         assert_eq!(store.claim(&id("x")).await.unwrap(), Claim::Done);
         assert_eq!(store.claim(&id("y")).await.unwrap(), Claim::New);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn watermarks_keep_the_newest_time_and_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("relay-marks-{}", std::process::id()));
+        let path = dir.join("applied.log");
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let store = FileStore::open(&path, DEFAULT_TTL).unwrap();
+            assert_eq!(store.watermark("user:okta:1/state").await.unwrap(), None);
+            store
+                .set_watermark("user:okta:1/state", 2_000)
+                .await
+                .unwrap();
+            store
+                .set_watermark("user:okta:1/state", 1_000)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.watermark("user:okta:1/state").await.unwrap(),
+                Some(2_000)
+            );
+            store
+                .set_watermark("user:okta:1/member/group:okta:a b", 5)
+                .await
+                .unwrap();
+        }
+        let store = FileStore::open(&path, DEFAULT_TTL).unwrap();
+        assert_eq!(
+            store.watermark("user:okta:1/state").await.unwrap(),
+            Some(2_000)
+        );
+        assert_eq!(
+            store
+                .watermark("user:okta:1/member/group:okta:a b")
+                .await
+                .unwrap(),
+            Some(5)
+        );
+        let memory = MemoryStore::default();
+        memory.set_watermark("k", 7).await.unwrap();
+        memory.set_watermark("k", 3).await.unwrap();
+        assert_eq!(memory.watermark("k").await.unwrap(), Some(7));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,314 @@
+//! Stale-event protection: a late event never undoes a newer state.
+//!
+//! IdPs deliver at least once and in no guaranteed order, and a queue's
+//! redelivery after a failure reorders further. So every event that sets a
+//! piece of state carries the IdP's event time (`published` / `time` /
+//! `date`), and the relay keeps, per subject and per *aspect* of it, the time
+//! of the newest event applied (a watermark, in the idempotency store). An
+//! event older than the watermark of an aspect it sets is stale: it is
+//! skipped (or, for a create that also sets a state, the stale part is
+//! dropped). Aspects are independent, so an old profile change still applies
+//! after a newer suspension:
+//!
+//! | event | must not be older than | sets |
+//! |---|---|---|
+//! | user upsert (create) | `deleted` | `profile`, and `state` when it carries one |
+//! | user state change | `deleted`, `state` | `state` |
+//! | user profile change | `deleted`, `profile` | `profile` |
+//! | user delete | `deleted` | `deleted` |
+//! | membership add/remove | user `deleted`, group `deleted`, that membership | that membership |
+//! | MFA reset | `deleted` | — (an action, not a state; exactly once by its id) |
+//! | group create/rename | group `deleted`, `name` | `name` |
+//! | group delete | group `deleted` | `deleted` |
+//!
+//! Events without a readable time apply as they come (nothing to compare).
+//! When the IdP API is configured, user events are instead planned from the
+//! IdP's current state ("make this user right"), which is stale-proof by
+//! construction; the watermarks still guard deletes and groups.
+
+use crate::event::{Change, GroupRef, IdpEvent, Source, UserRef};
+use crate::plan::idp_alias;
+
+/// How a stale aspect affects the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Stale ⇒ skip the event; never advanced by it.
+    Guard,
+    /// Stale ⇒ skip the event; advanced when it applies.
+    Sets,
+    /// The user state carried by an upsert: stale ⇒ drop the state, apply
+    /// the rest; advanced when it applies.
+    UpsertState,
+    /// The profile carried by an upsert: stale ⇒ apply only its state (if
+    /// any); advanced when it applies.
+    UpsertProfile,
+}
+
+/// One watermark an event is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aspect {
+    pub key: String,
+    pub role: Role,
+}
+
+/// The watermarks an event is checked against and advances.
+pub fn aspects(event: &IdpEvent) -> Vec<Aspect> {
+    let source = event.source;
+    let a = |key: String, role| Aspect { key, role };
+    match &event.change {
+        Change::UserUpserted { user, state, .. } => {
+            let u = user_key(source, user);
+            let mut out = vec![
+                a(format!("{u}/deleted"), Role::Guard),
+                a(format!("{u}/profile"), Role::UpsertProfile),
+            ];
+            if state.is_some() {
+                out.push(a(format!("{u}/state"), Role::UpsertState));
+            }
+            out
+        }
+        Change::UserStateChanged { user, .. } => {
+            let u = user_key(source, user);
+            vec![
+                a(format!("{u}/deleted"), Role::Guard),
+                a(format!("{u}/state"), Role::Sets),
+            ]
+        }
+        Change::UserProfileChanged { user, .. } => {
+            let u = user_key(source, user);
+            vec![
+                a(format!("{u}/deleted"), Role::Guard),
+                a(format!("{u}/profile"), Role::Sets),
+            ]
+        }
+        Change::UserDeleted { user } => {
+            vec![a(format!("{}/deleted", user_key(source, user)), Role::Sets)]
+        }
+        Change::MembershipAdded { user, group } | Change::MembershipRemoved { user, group } => {
+            let u = user_key(source, user);
+            let g = group_key(source, group);
+            vec![
+                a(format!("{u}/deleted"), Role::Guard),
+                a(format!("{g}/deleted"), Role::Guard),
+                a(format!("{u}/member/{g}"), Role::Sets),
+            ]
+        }
+        Change::MfaReset { user, .. } => {
+            vec![a(
+                format!("{}/deleted", user_key(source, user)),
+                Role::Guard,
+            )]
+        }
+        Change::GroupCreated { group } | Change::GroupRenamed { group, .. } => {
+            let g = group_key(source, group);
+            vec![
+                a(format!("{g}/deleted"), Role::Guard),
+                a(format!("{g}/name"), Role::Sets),
+            ]
+        }
+        Change::GroupDeleted { group } => {
+            vec![a(
+                format!("{}/deleted", group_key(source, group)),
+                Role::Sets,
+            )]
+        }
+    }
+}
+
+/// The subject an event is about, as a stable key: the IdP id when the event
+/// carries it (it survives renames), else the login or name. Queues use it to
+/// keep one subject's events in order (SQS `MessageGroupId`, Pub/Sub
+/// ordering key); memberships order with their user.
+pub fn subject_key(event: &IdpEvent) -> String {
+    let source = event.source;
+    match &event.change {
+        Change::UserUpserted { user, .. }
+        | Change::UserStateChanged { user, .. }
+        | Change::UserProfileChanged { user, .. }
+        | Change::UserDeleted { user }
+        | Change::MembershipAdded { user, .. }
+        | Change::MembershipRemoved { user, .. }
+        | Change::MfaReset { user, .. } => user_key(source, user),
+        Change::GroupCreated { group }
+        | Change::GroupRenamed { group, .. }
+        | Change::GroupDeleted { group } => group_key(source, group),
+    }
+}
+
+fn user_key(source: Source, user: &UserRef) -> String {
+    match (&user.idp_id, &user.login) {
+        (Some(id), _) => format!("user:{}", idp_alias(source, id)),
+        (None, Some(login)) => format!(
+            "user:{}:login:{}",
+            source.idp_prefix(),
+            login.to_lowercase()
+        ),
+        (None, None) => format!("user:{}:-", source.idp_prefix()),
+    }
+}
+
+fn group_key(source: Source, group: &GroupRef) -> String {
+    match (&group.idp_id, &group.name) {
+        (Some(id), _) => format!("group:{}", idp_alias(source, id)),
+        (None, Some(name)) => format!("group:{}:name:{name}", source.idp_prefix()),
+        (None, None) => format!("group:{}:-", source.idp_prefix()),
+    }
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 / ISO-8601 time as IdPs
+/// write it (`2024-03-01T12:00:00.123Z`, `…+02:00`, fraction optional).
+/// `None` for anything else: such an event is not ordered.
+pub fn parse_time_ms(s: &str) -> Option<i64> {
+    let b = s.trim().as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let digits = &b[start..i.min(start + 3)];
+        let mut ms = 0i64;
+        for (k, d) in digits.iter().enumerate() {
+            ms += i64::from(d - b'0') * [100, 10, 1][k];
+        }
+        millis = ms;
+    }
+    let offset_min = match b.get(i) {
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
+            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'+' { m } else { -m }
+        }
+        None => 0,
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// published algorithm, the inverse of `duo_admin::date::civil_from_days`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventId, UserState};
+
+    #[test]
+    fn parses_idp_times() {
+        assert_eq!(parse_time_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_time_ms("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(
+            parse_time_ms("2024-03-01T12:00:00.123Z"),
+            Some(1_709_294_400_123)
+        );
+        // The same instant with an offset, and with microseconds.
+        assert_eq!(
+            parse_time_ms("2024-03-01T14:00:00.123456+02:00"),
+            Some(1_709_294_400_123)
+        );
+        assert_eq!(parse_time_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-03-01",
+            "2024-03-01T00:00:00Zjunk",
+            "2024-03-01T00:00:00.Z",
+            "２０２４-03-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_time_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn days_from_civil_inverts_duo_admins_calendar() {
+        for days in [0u64, 1, 59, 365, 10_957, 19_783, 47_482] {
+            let (y, m, d) = duo_admin::date::civil_from_days(days);
+            let back = days_from_civil(
+                i64::try_from(y).expect("small"),
+                i64::try_from(m).expect("small"),
+                i64::try_from(d).expect("small"),
+            );
+            assert_eq!(back, i64::try_from(days).expect("small"));
+        }
+    }
+
+    fn event(change: Change) -> IdpEvent {
+        IdpEvent {
+            id: EventId::new(Source::Okta, "e"),
+            source: Source::Okta,
+            event_type: "t".into(),
+            occurred_at: None,
+            change,
+        }
+    }
+
+    #[test]
+    fn user_events_share_a_subject_key_across_renames() {
+        let jane = |login: &str| UserRef {
+            idp_id: Some("00u1".into()),
+            login: Some(login.into()),
+        };
+        let a = event(Change::UserStateChanged {
+            user: jane("jane@a.example"),
+            state: UserState::Disabled,
+        });
+        let b = event(Change::MembershipAdded {
+            user: jane("jane.doe@a.example"),
+            group: GroupRef {
+                idp_id: Some("00g1".into()),
+                name: None,
+            },
+        });
+        assert_eq!(subject_key(&a), "user:okta:00u1");
+        assert_eq!(subject_key(&a), subject_key(&b));
+        let keys: Vec<_> = aspects(&b).into_iter().map(|a| a.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "user:okta:00u1/deleted",
+                "group:okta:00g1/deleted",
+                "user:okta:00u1/member/group:okta:00g1"
+            ]
+        );
+    }
+}
