@@ -9,13 +9,13 @@ use std::sync::Arc;
 use lambda_http::{Error, service_fn};
 use relay_aws::AwsRelay;
 use relay_core::config::{RawConfig, optional};
-use relay_server::logging::{LogFormat, init};
+use relay_server::logging::{LogFormat, Metrics, init_with_metrics};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let env: RawConfig = std::env::vars().collect();
-    let format = LogFormat::parse(optional(&env, "RELAY_LOG_FORMAT"))?;
-    init(format.unwrap_or(LogFormat::Json), "info")?;
+    let format = LogFormat::parse(optional(&env, "RELAY_LOG_FORMAT"))?.unwrap_or(LogFormat::Json);
+    init_with_metrics(format, "info", Metrics::from_env(&env, format)?)?;
     let relay = match AwsRelay::from_env(env).await {
         Ok(relay) => Arc::new(relay),
         Err(e) => {

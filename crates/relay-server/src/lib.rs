@@ -7,6 +7,7 @@
 //! "/api")` the same under a prefix, as Azure Functions route them.
 
 pub mod logging;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -33,6 +34,19 @@ where
     app_with_prefix(relay, "")
 }
 
+/// What `/healthz` adds to `{"status":"ok"}` (e.g. the local queue's depth).
+pub type Health = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// The router on the plain paths, with `/healthz` also reporting `health()`
+/// under `"queue"`.
+pub fn app_with_health<D, S>(relay: Arc<Relay<D, S>>, health: Health) -> Router
+where
+    D: Directory + 'static,
+    S: IdempotencyStore + 'static,
+{
+    app_with_prefix(relay, "").layer(axum::Extension(health))
+}
+
 /// The router with every route under `prefix` (e.g. `/api`).
 pub fn app_with_prefix<D, S>(relay: Arc<Relay<D, S>>, prefix: &str) -> Router
 where
@@ -54,12 +68,14 @@ where
     router.fallback(not_found)
 }
 
-async fn healthz() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
+async fn healthz(health: Option<axum::Extension<Health>>) -> Response {
+    let body = match health {
+        Some(axum::Extension(health)) => {
+            serde_json::json!({ "status": "ok", "queue": health() }).to_string()
+        }
+        None => r#"{"status":"ok"}"#.to_owned(),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn not_found() -> StatusCode {

@@ -6,6 +6,10 @@
 //! name: `DEBUG`, `INFO`, `WARNING`, `ERROR`), `level` (the tracing level, for
 //! CloudWatch habits), `message`, `target`, and every field of the event at the
 //! top level (`event_id`, `outcome`, `duo_calls`, …).
+//!
+//! With `RELAY_METRICS=emf` (the default on Lambda) the per-event summary
+//! and dead-letter lines also carry CloudWatch EMF metrics: see
+//! [`crate::metrics`].
 
 use std::fmt;
 
@@ -15,6 +19,9 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::metrics::Emf;
+pub use crate::metrics::Metrics;
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,19 +46,51 @@ impl LogFormat {
 
 /// Installs the global subscriber. `RUST_LOG` overrides `default_filter`.
 pub fn init(format: LogFormat, default_filter: &str) -> Result<(), String> {
+    init_with_metrics(format, default_filter, Metrics::Off)
+}
+
+/// [`init`], with metrics in the log lines ([`crate::metrics`]; CloudWatch
+/// EMF needs [`LogFormat::Json`], see [`Metrics::from_env`]).
+pub fn init_with_metrics(
+    format: LogFormat,
+    default_filter: &str,
+    metrics: Metrics,
+) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.event_format(JsonLines).try_init(),
+    let result = match (format, metrics) {
+        (LogFormat::Pretty, Metrics::Off) => builder.try_init(),
+        (LogFormat::Pretty, Metrics::Emf(_)) => {
+            return Err("RELAY_METRICS: `emf` needs JSON log lines (RELAY_LOG_FORMAT=json)".into());
+        }
+        (LogFormat::Json, Metrics::Off) => builder.event_format(JsonLines::new()).try_init(),
+        (LogFormat::Json, Metrics::Emf(emf)) => {
+            builder.event_format(JsonLines::with_emf(emf)).try_init()
+        }
     };
     result.map_err(|e| format!("logging: {e}"))
 }
 
-/// The JSON line format described in the module docs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonLines;
+/// The JSON line format described in the module docs; with
+/// [`JsonLines::with_emf`], the per-event summary and dead-letter lines are
+/// also CloudWatch EMF documents ([`crate::metrics`]).
+#[derive(Debug, Clone, Default)]
+pub struct JsonLines {
+    emf: Option<Emf>,
+}
+
+impl JsonLines {
+    /// Plain JSON lines.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// JSON lines whose summary and dead-letter lines carry EMF metrics.
+    pub fn with_emf(emf: Emf) -> Self {
+        Self { emf: Some(emf) }
+    }
+}
 
 fn severity(level: &Level) -> &'static str {
     match *level {
@@ -100,8 +139,11 @@ where
         let meta = event.metadata();
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let mut line = Map::new();
-        line.insert("timestamp".into(), Value::from(rfc3339_now()));
+        line.insert("timestamp".into(), Value::from(rfc3339(now)));
         line.insert("severity".into(), Value::from(severity(meta.level())));
         line.insert("level".into(), Value::from(meta.level().as_str()));
         let message = fields.0.remove("message").unwrap_or(Value::from(""));
@@ -111,14 +153,17 @@ where
             // Event fields never overwrite the envelope.
             line.entry(k).or_insert(v);
         }
+        if let Some(emf) = &self.emf {
+            // Same instant as `timestamp`, in milliseconds.
+            let millis = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+            emf.annotate(&mut line, millis);
+        }
         writeln!(writer, "{}", Value::Object(line))
     }
 }
 
-fn rfc3339_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+/// `now` (since the epoch) as RFC 3339 UTC with milliseconds.
+fn rfc3339(now: std::time::Duration) -> String {
     let secs = now.as_secs();
     let millis = now.subsec_millis();
     let days = secs / 86_400;
@@ -165,7 +210,7 @@ mod tests {
     fn json_lines_carry_severity_message_and_fields() {
         let buf = Buf::default();
         let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLines)
+            .event_format(JsonLines::new())
             .with_writer(buf.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
