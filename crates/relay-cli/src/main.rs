@@ -5,6 +5,7 @@
 //!   ready-to-paste delivery: no cloud account, no Duo tenant.
 //! - `replay` — recorded deliveries through the pipeline (`--dry-run` prints
 //!   the Duo operations instead of making them).
+//! - `dlq`    — the local queue's dead letters (`RELAY_MODE=queue`).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -18,6 +19,8 @@ use relay_core::config::{RawConfig, duo_client, duo_config, optional};
 use relay_core::event::Source;
 use relay_core::pipeline::{EventReport, IdpLookups, Relay, duo_relay, sync_retry};
 use relay_core::plan::PlanRules;
+use relay_core::queue::QueuePolicy;
+use relay_core::queue::disk::{DeadLettersSnapshot, DiskQueue};
 use relay_core::store::{DEFAULT_TTL, FileStore, MemoryStore};
 use relay_core::verified::Verified;
 use relay_core::verify::InboundAuth;
@@ -30,6 +33,8 @@ USAGE:
     idp-duo-relay demo [--once]         Duo simulator + relay in one process, with a sample delivery
     idp-duo-relay replay [--dry-run] [--source okta|auth0|auth0-logs] FILE...
                                         run recorded deliveries through the pipeline
+    idp-duo-relay dlq list [--json] | show ID | replay ID...|--all
+                                        dead letters of the local queue (RELAY_STATE_DIR/queue)
     idp-duo-relay --version | --help
 ";
 
@@ -64,6 +69,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
         Some("serve") => serve(&raw).await,
         Some("demo") => demo(&raw, args.iter().any(|a| a == "--once")).await,
         Some("replay") => replay(&raw, &args[1..]).await,
+        Some("dlq") => dlq(&raw, &args[1..]).await,
         Some("--version" | "-V") => {
             println!("idp-duo-relay {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -107,15 +113,65 @@ fn port(raw: &RawConfig) -> anyhow::Result<u16> {
     }
 }
 
+/// `RELAY_MODE`: `sync` (default) or `queue`.
+fn queue_mode(raw: &RawConfig) -> anyhow::Result<bool> {
+    match optional(raw, "RELAY_MODE") {
+        None | Some("sync") => Ok(false),
+        Some("queue") => Ok(true),
+        Some(_) => bail!("RELAY_MODE: must be sync or queue"),
+    }
+}
+
+/// `RELAY_QUEUE_CONCURRENCY`: how many queue workers `serve` runs (default 4).
+fn queue_concurrency(raw: &RawConfig) -> anyhow::Result<usize> {
+    match optional(raw, "RELAY_QUEUE_CONCURRENCY") {
+        None => Ok(4),
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| anyhow::anyhow!("RELAY_QUEUE_CONCURRENCY: must be 1 to 64")),
+    }
+}
+
+fn state_dir(raw: &RawConfig) -> &str {
+    optional(raw, "RELAY_STATE_DIR").unwrap_or(".idp-duo-relay")
+}
+
 async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     init_logging(raw, std::io::stdout().is_terminal())?;
-    let state_dir = optional(raw, "RELAY_STATE_DIR").unwrap_or(".idp-duo-relay");
+    let state_dir = state_dir(raw);
+    let queued = queue_mode(raw)?;
+    let policy = QueuePolicy::from_config(raw)?;
+    let concurrency = queue_concurrency(raw)?;
     let store = FileStore::open(PathBuf::from(state_dir).join("applied.log"), DEFAULT_TTL)
         .with_context(|| {
             format!("RELAY_STATE_DIR: cannot open the idempotency store in {state_dir}")
         })?;
-    let (retry, timeout) = sync_retry();
-    let relay = duo_relay(raw, store, retry, timeout)?;
+    // In the request, Duo retries must fit Okta's 3 s; a queue worker can
+    // wait longer, and the queue retries after that.
+    let (retry, timeout) = if queued {
+        (
+            duo_admin::RetryPolicy::short(std::time::Duration::from_secs(10)),
+            std::time::Duration::from_secs(10),
+        )
+    } else {
+        sync_retry()
+    };
+    let mut relay = duo_relay(raw, store, retry, timeout)?;
+    let queue = if queued {
+        let dir = PathBuf::from(state_dir).join("queue");
+        let queue = Arc::new(DiskQueue::open(&dir).with_context(|| {
+            format!(
+                "RELAY_STATE_DIR: cannot open the queue in {}",
+                dir.display()
+            )
+        })?);
+        relay = relay.with_queue(queue.clone());
+        Some(queue)
+    } else {
+        None
+    };
     let lookups = relay.lookups();
     if lookups.okta.is_none() && lookups.auth0.is_none() {
         tracing::info!(
@@ -126,18 +182,84 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
         .await
         .with_context(|| format!("PORT: cannot listen on {port}"))?;
+    let relay = Arc::new(relay);
+    let Some(queue) = queue else {
+        tracing::info!(
+            port,
+            state_dir,
+            mode = "sync",
+            "idp-duo-relay serving /okta, /auth0, /auth0/logs, /healthz"
+        );
+        relay_server::serve(
+            listener,
+            relay_server::app(relay),
+            relay_server::shutdown_signal(),
+        )
+        .await?;
+        return Ok(());
+    };
+    let stats = queue.stats();
     tracing::info!(
         port,
         state_dir,
-        "idp-duo-relay serving /okta, /auth0, /auth0/logs, /healthz"
+        mode = "queue",
+        pending = stats.pending,
+        dead_letters = stats.dead_letters,
+        concurrency,
+        max_attempts = policy.max_attempts,
+        "idp-duo-relay serving /okta, /auth0, /auth0/logs, /healthz; queue workers started"
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        relay_server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let health_queue = queue.clone();
+    let health: relay_server::Health =
+        Arc::new(move || serde_json::to_value(health_queue.stats()).unwrap_or_default());
+    let workers = tokio::spawn(relay_core::queue::disk::run_workers(
+        queue.clone(),
+        relay.clone(),
+        policy,
+        concurrency,
+        stopped(stop_rx.clone()),
+    ));
     relay_server::serve(
         listener,
-        relay_server::app(Arc::new(relay)),
-        relay_server::shutdown_signal(),
+        relay_server::app_with_health(relay, health),
+        stopped(stop_rx),
     )
     .await?;
+    workers.await?;
+    let stats = queue.stats();
+    tracing::info!(
+        pending = stats.pending,
+        dead_letters = stats.dead_letters,
+        "stopped; pending messages resume at the next start"
+    );
     Ok(())
+}
+
+/// `dlq list|show|replay` over `RELAY_STATE_DIR/queue`. Listing works while
+/// `serve` runs; a replay needs the queue's lock, so `serve` must be stopped.
+async fn dlq(raw: &RawConfig, args: &[String]) -> anyhow::Result<()> {
+    let dir = PathBuf::from(state_dir(raw)).join("queue");
+    let mut out = std::io::stdout();
+    let code = if args.first().map(String::as_str) == Some("replay") {
+        let queue = DiskQueue::open(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        relay_core::queue::dlq_command(args, &queue, &mut out).await
+    } else {
+        let snapshot = DeadLettersSnapshot::read(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        relay_core::queue::dlq_command(args, &snapshot, &mut out).await
+    };
+    if code == 0 {
+        Ok(())
+    } else {
+        bail!("dlq {} failed (exit {code})", args.join(" "))
+    }
 }
 
 fn random_secret() -> String {

@@ -73,6 +73,13 @@ pub trait Directory: Send + Sync {
         &self,
         op: &Operation,
     ) -> impl std::future::Future<Output = Result<OpOutcome, ApplyError>> + Send;
+
+    /// The Duo client behind this directory, if any: planners that compare
+    /// with Duo's current state (reconcile, per-user on the event path) read
+    /// through it. A dry run has none.
+    fn duo_client(&self) -> Option<&DuoClient> {
+        None
+    }
 }
 
 /// Group lookups without paging through every Duo group on every event: a
@@ -361,6 +368,10 @@ fn status_matches(current: &UserStatus, wanted: UserState) -> bool {
 }
 
 impl Directory for DuoDirectory {
+    fn duo_client(&self) -> Option<&DuoClient> {
+        Some(&self.duo)
+    }
+
     async fn apply(&self, op: &Operation) -> Result<OpOutcome, ApplyError> {
         match op {
             Operation::UpsertUser { user, attrs, state } => {
@@ -383,9 +394,22 @@ impl Directory for DuoDirectory {
                         };
                         self.update_user(&found, &key, attrs, Some(*state)).await
                     }
-                    None if *state == UserState::Disabled => Ok(OpOutcome::Unchanged(format!(
-                        "user {user} is not in Duo; nothing to disable"
-                    ))),
+                    // Not in Duo and no username to create it with.
+                    None if *state == UserState::Disabled && user.username.is_none() => {
+                        Ok(OpOutcome::Unchanged(format!(
+                            "user {user} is not in Duo; nothing to disable"
+                        )))
+                    }
+                    // A suspension that arrived before the user's creation
+                    // (IdPs deliver out of order): the IdP has this user, so
+                    // create it disabled rather than lose the state.
+                    None if *state == UserState::Disabled => {
+                        let (found, _) = self.ensure_user(user, attrs, Some(*state)).await?;
+                        Ok(OpOutcome::Changed(format!(
+                            "created user {} as disabled",
+                            found.username
+                        )))
+                    }
                     None => {
                         let (found, _) = self.ensure_user(user, attrs, Some(*state)).await?;
                         Ok(OpOutcome::Changed(format!(

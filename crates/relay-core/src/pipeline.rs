@@ -456,7 +456,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 );
             }
         };
-        let event = &event;
+        let event: &IdpEvent = &event;
         let enriched = match self.enrich(event).await {
             Ok(enriched) => enriched,
             Err(e) => {
@@ -583,7 +583,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// the watermarks to advance once it has applied.
     async fn order(&self, event: &IdpEvent) -> Result<Ordered, crate::store::StoreError> {
         let Some(at) = event.occurred_at.as_deref().and_then(parse_time_ms) else {
-            return Ok(Ordered::Apply(event.clone(), (None, Vec::new())));
+            return Ok(Ordered::Apply(Box::new(event.clone()), (None, Vec::new())));
         };
         let mut event = event.clone();
         let mut advance = Vec::new();
@@ -629,7 +629,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 }
             }
         }
-        Ok(Ordered::Apply(event, (Some(at), advance)))
+        Ok(Ordered::Apply(Box::new(event), (Some(at), advance)))
     }
 
     /// Records the event as done, or releases it for a retry.
@@ -649,7 +649,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
 enum Ordered {
     /// Apply this (possibly trimmed) event; then advance these watermarks
     /// to this time.
-    Apply(IdpEvent, (Option<i64>, Vec<String>)),
+    Apply(Box<IdpEvent>, (Option<i64>, Vec<String>)),
     Stale(String),
 }
 

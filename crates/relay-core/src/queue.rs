@@ -162,7 +162,7 @@ impl QueuePolicy {
                 .ok()
                 .filter(|n: &u32| (1..=100).contains(n))
                 .ok_or_else(|| crate::config::ConfigError {
-                    variable: "RELAY_QUEUE_MAX_ATTEMPTS".into(),
+                    variable: "RELAY_QUEUE_MAX_ATTEMPTS",
                     problem: "must be a whole number from 1 to 100".into(),
                 })?;
         }
@@ -176,7 +176,7 @@ impl QueuePolicy {
                 .ok()
                 .filter(|n: &u64| *n <= 3_600_000)
                 .ok_or_else(|| crate::config::ConfigError {
-                    variable: "RELAY_QUEUE_BACKOFF_MS".into(),
+                    variable: "RELAY_QUEUE_BACKOFF_MS",
                     problem: "must be milliseconds from 0 to 3600000".into(),
                 })?;
             policy.initial_backoff = Duration::from_millis(ms);

@@ -80,60 +80,123 @@ pub struct Lease {
     key: String,
 }
 
-/// The embedded queue. Cheap to share behind an `Arc`.
+/// The embedded queue. Cheap to share behind an `Arc`. One process at a
+/// time: [`DiskQueue::open`] takes an exclusive lock on `queue.lock` (held
+/// until drop), so `dlq replay` cannot write beside a running `serve`.
 #[derive(Debug)]
 pub struct DiskQueue {
     state: Mutex<State>,
     journal: Mutex<File>,
     path: PathBuf,
     notify: Notify,
+    _lock: File,
+}
+
+/// The dead letters of a queue directory, read without taking the lock
+/// (what `dlq list|show` use while `serve` runs).
+#[derive(Debug)]
+pub struct DeadLettersSnapshot(Vec<DeadLetterEntry>);
+
+impl DeadLettersSnapshot {
+    pub fn read(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
+        let path = dir.as_ref().join("queue.log");
+        let state = if path.exists() {
+            load(&path)?
+        } else {
+            State::default()
+        };
+        Ok(Self(
+            state
+                .dead
+                .into_iter()
+                .map(|(seq, letter)| DeadLetterEntry {
+                    id: seq.to_string(),
+                    letter,
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl DeadLetterStore for DeadLettersSnapshot {
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetterEntry>, QueueError>> {
+        let entries = self.0.iter().take(limit).cloned().collect();
+        Box::pin(async move { Ok(entries) })
+    }
+
+    fn replay<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async {
+            Err(QueueError::Io(
+                "the queue is in use by a running `idp-duo-relay serve`: stop it, replay, start it again (pending work resumes)".into(),
+            ))
+        })
+    }
+}
+
+fn load(path: &Path) -> Result<State, QueueError> {
+    let mut state = State::default();
+    for line in BufReader::new(File::open(path)?).lines() {
+        let line = line?;
+        // A torn last line (a crash mid-write) is not a record.
+        let Ok(record) = serde_json::from_str::<Record>(&line) else {
+            continue;
+        };
+        state.next_seq = state.next_seq.max(record_seq(&record) + 1);
+        match record {
+            Record::Put { seq, key, body } => {
+                state.pending.insert(
+                    seq,
+                    Item {
+                        key,
+                        body,
+                        attempts: 0,
+                        not_before: None,
+                    },
+                );
+            }
+            Record::Try { seq } => {
+                if let Some(item) = state.pending.get_mut(&seq) {
+                    item.attempts += 1;
+                }
+            }
+            Record::Ack { seq } => {
+                state.pending.remove(&seq);
+            }
+            Record::Dead { seq, letter } => {
+                state.pending.remove(&seq);
+                state.dead.insert(seq, letter);
+            }
+            Record::Undead { seq } => {
+                state.dead.remove(&seq);
+            }
+        }
+    }
+    Ok(state)
 }
 
 impl DiskQueue {
-    /// Opens (or creates) the queue in `dir` and compacts its journal.
+    /// Opens (or creates) the queue in `dir`, locks it, and compacts its
+    /// journal. Fails if another process holds the lock.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)?;
-        let path = dir.join("queue.log");
-        let mut state = State::default();
-        if path.exists() {
-            for line in BufReader::new(File::open(&path)?).lines() {
-                let line = line?;
-                // A torn last line (a crash mid-write) is not a record.
-                let Ok(record) = serde_json::from_str::<Record>(&line) else {
-                    continue;
-                };
-                state.next_seq = state.next_seq.max(record_seq(&record) + 1);
-                match record {
-                    Record::Put { seq, key, body } => {
-                        state.pending.insert(
-                            seq,
-                            Item {
-                                key,
-                                body,
-                                attempts: 0,
-                                not_before: None,
-                            },
-                        );
-                    }
-                    Record::Try { seq } => {
-                        if let Some(item) = state.pending.get_mut(&seq) {
-                            item.attempts += 1;
-                        }
-                    }
-                    Record::Ack { seq } => {
-                        state.pending.remove(&seq);
-                    }
-                    Record::Dead { seq, letter } => {
-                        state.pending.remove(&seq);
-                        state.dead.insert(seq, letter);
-                    }
-                    Record::Undead { seq } => {
-                        state.dead.remove(&seq);
-                    }
-                }
-            }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("queue.lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(QueueError::Io(format!(
+                "{} is in use by another process (a running `idp-duo-relay serve`?)",
+                dir.display()
+            )));
         }
+        let path = dir.join("queue.log");
+        let state = if path.exists() {
+            load(&path)?
+        } else {
+            State::default()
+        };
         // Compact: rewrite what is live, then append from there.
         let tmp = path.with_extension("tmp");
         {
@@ -171,6 +234,7 @@ impl DiskQueue {
             journal: Mutex::new(journal),
             path,
             notify: Notify::new(),
+            _lock: lock,
         })
     }
 

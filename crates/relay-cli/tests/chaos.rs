@@ -1,0 +1,592 @@
+//! The chaos test of queue mode (`RELAY_MODE=queue`): nothing lost, nothing
+//! doubled, nothing stale wins — with the real `idp-duo-relay serve` process,
+//! over real sockets, against `duo-sim`.
+//!
+//! 2,000 Okta events over 200 users (creates, suspensions, memberships, MFA
+//! resets, deletes), each delivered 3 times, in shuffled order, by a sender
+//! that retries refused deliveries as an IdP would. For part of the run Duo
+//! answers 30% of calls with 429 or 500; halfway through, the relay is killed
+//! with SIGKILL and started again on the same state directory. The run ends
+//! when the relay's queue is empty (bounded wait). Then:
+//! - the final Duo state equals the state the event log implies when applied
+//!   in event-time order (so no event was lost and no stale event won);
+//! - every MFA reset detached each device exactly once, and every deleted
+//!   user was deleted at most once (exactly once when it existed), counted in
+//!   the simulator's call log;
+//! - no dead letters.
+//!
+//! It lives in relay-cli because it runs this package's binary. Figures are
+//! printed (`--nocapture` or nextest's output on failure).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use duo_sim::{DuoSim, Faults, Seed, SeedGroup, SeedUser};
+use serde_json::{Value, json};
+
+const USERS: usize = 200;
+const SEEDED: usize = 150;
+const GROUPS: usize = 10;
+const EVENTS: usize = 2000;
+const COPIES: usize = 3;
+const SECRET: &str = "chaos-test-shared-secret-0123456789";
+
+fn user_id(i: usize) -> String {
+    format!("00uCHAOS{i:012}")
+}
+fn login(i: usize) -> String {
+    format!("user{i:03}@chaos.example")
+}
+fn group_id(j: usize) -> String {
+    format!("00gCHAOS{j:012}")
+}
+fn group_name(j: usize) -> String {
+    format!("chaos-g{j}")
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Create,
+    Suspend,
+    Unsuspend,
+    Add(usize),
+    Remove(usize),
+    Reset,
+    Delete,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Expected {
+    exists: bool,
+    active: bool,
+    groups: BTreeSet<String>,
+    reset: bool,
+}
+
+/// The event log: (time ms, user, event), in time order.
+fn generate(rng: &mut fastrand::Rng) -> Vec<(i64, usize, Ev)> {
+    // Per-user event lists in that user's own order.
+    let mut per_user: Vec<Vec<Ev>> = vec![Vec::new(); USERS];
+    for (i, evs) in per_user.iter_mut().enumerate() {
+        if i >= SEEDED {
+            evs.push(Ev::Create);
+        }
+    }
+    let reset_users: BTreeSet<usize> = (0..SEEDED).filter(|i| i % 3 == 0).collect();
+    let delete_users: BTreeSet<usize> = (0..USERS).filter(|i| i % 10 == 7).collect();
+    let fixed: usize =
+        per_user.iter().map(Vec::len).sum::<usize>() + reset_users.len() + delete_users.len();
+    let mut remaining = EVENTS - fixed;
+    while remaining > 0 {
+        let u = rng.usize(0..USERS);
+        let ev = match rng.u8(0..4) {
+            0 => Ev::Suspend,
+            1 => Ev::Unsuspend,
+            2 => Ev::Add(rng.usize(0..GROUPS)),
+            _ => Ev::Remove(rng.usize(0..GROUPS)),
+        };
+        per_user[u].push(ev);
+        remaining -= 1;
+    }
+    for &u in &reset_users {
+        let at = rng.usize(0..=per_user[u].len());
+        per_user[u].insert(at, Ev::Reset);
+    }
+    for &u in &delete_users {
+        per_user[u].push(Ev::Delete);
+    }
+    // Interleave users along one timeline, keeping each user's order.
+    let mut cursors = vec![0usize; USERS];
+    let mut log = Vec::with_capacity(EVENTS);
+    let t0 = 1_767_225_600_000i64; // 2026-01-01T00:00:00Z
+    while log.len() < EVENTS {
+        let u = rng.usize(0..USERS);
+        if cursors[u] < per_user[u].len() {
+            let t = t0 + i64::try_from(log.len()).expect("small") * 1000;
+            log.push((t, u, per_user[u][cursors[u]].clone()));
+            cursors[u] += 1;
+        }
+    }
+    log
+}
+
+fn expected(log: &[(i64, usize, Ev)]) -> Vec<Expected> {
+    let mut state: Vec<Expected> = (0..USERS)
+        .map(|i| Expected {
+            exists: i < SEEDED,
+            active: true,
+            ..Expected::default()
+        })
+        .collect();
+    for (_, u, ev) in log {
+        let s = &mut state[*u];
+        match ev {
+            Ev::Create => s.exists = true,
+            Ev::Suspend => {
+                s.exists = true;
+                s.active = false;
+            }
+            Ev::Unsuspend => {
+                s.exists = true;
+                s.active = true;
+            }
+            Ev::Add(g) => {
+                s.exists = true;
+                s.groups.insert(group_name(*g));
+            }
+            Ev::Remove(g) => {
+                s.groups.remove(&group_name(*g));
+            }
+            Ev::Reset => s.reset = true,
+            Ev::Delete => s.exists = false,
+        }
+    }
+    state
+}
+
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = u64::try_from(secs.div_euclid(86_400)).expect("after 1970");
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = duo_admin::date::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+fn okta_event(seq: usize, t: i64, u: usize, ev: &Ev) -> Value {
+    let user = json!({"id": user_id(u), "type": "User", "alternateId": login(u), "displayName": format!("User {u}")});
+    let group = |g: usize| json!({"id": group_id(g), "type": "UserGroup", "alternateId": "unknown", "displayName": group_name(g)});
+    let (event_type, target) = match ev {
+        Ev::Create => ("user.lifecycle.create", json!([user])),
+        Ev::Suspend => ("user.lifecycle.suspend", json!([user])),
+        Ev::Unsuspend => ("user.lifecycle.unsuspend", json!([user])),
+        Ev::Add(g) => ("group.user_membership.add", json!([user, group(*g)])),
+        Ev::Remove(g) => ("group.user_membership.remove", json!([user, group(*g)])),
+        Ev::Reset => ("user.mfa.factor.reset_all", json!([user])),
+        Ev::Delete => ("user.lifecycle.delete.initiated", json!([user])),
+    };
+    json!({
+        "uuid": format!("chaos-{seq:05}"),
+        "published": rfc3339(t),
+        "eventType": event_type,
+        "version": "0",
+        "displayMessage": event_type,
+        "severity": "INFO",
+        "actor": {"id": "00uADMIN", "type": "User", "alternateId": "admin@chaos.example"},
+        "outcome": {"result": "SUCCESS", "reason": null},
+        "target": target,
+    })
+}
+
+struct RelayProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+fn start_relay(sim: &DuoSim, state: &Path, port: u16, generation: usize) -> RelayProcess {
+    let cfg = sim.config();
+    let log = state.join(format!("relay-{generation}.log"));
+    let out = std::fs::File::create(&log).expect("relay log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_idp-duo-relay"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DUO_API_HOST", &cfg.host)
+        .env("DUO_IKEY", &cfg.ikey)
+        .env("DUO_SKEY", &cfg.skey)
+        .env("DUO_API_URL", sim.base_url())
+        .env("OKTA_AUTH_SECRET", SECRET)
+        .env("RELAY_MODE", "queue")
+        .env("RELAY_STATE_DIR", state)
+        .env("RELAY_QUEUE_BACKOFF_MS", "100")
+        .env("RELAY_QUEUE_MAX_ATTEMPTS", "40")
+        .env("RELAY_QUEUE_CONCURRENCY", "6")
+        .env("RELAY_LOG_FORMAT", "json")
+        .env("PORT", port.to_string())
+        .stdout(out.try_clone().expect("log handle"))
+        .stderr(out)
+        .spawn()
+        .expect("start idp-duo-relay serve");
+    RelayProcess { child, log }
+}
+
+fn tail(path: &Path) -> String {
+    let mut s = String::new();
+    let _ = std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut s));
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str, relay: &RelayProcess) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+            && let Ok(text) = r.text().await
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relay did not become healthy; its log:\n{}",
+            tail(&relay.log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
+    let started = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(0x000c_4a05);
+    let sim = DuoSim::start().await;
+    sim.seed(Seed {
+        groups: (0..GROUPS)
+            .map(|j| SeedGroup {
+                name: group_name(j),
+                desc: format!("okta:{} synced by idp-duo-relay", group_id(j)),
+                ..SeedGroup::default()
+            })
+            .collect(),
+        users: (0..SEEDED)
+            .map(|i| SeedUser {
+                username: login(i),
+                realname: format!("User {i}"),
+                phones: 2,
+                tokens: 1,
+                ..SeedUser::default()
+            })
+            .collect(),
+    });
+    let seeded_ids: HashMap<String, usize> = (0..SEEDED)
+        .map(|i| {
+            let u = sim.user_by_username(&login(i)).expect("seeded user");
+            (u.user_id, i)
+        })
+        .collect();
+
+    let log = generate(&mut rng);
+    let want = expected(&log);
+
+    // Deliveries: batches of 1–4 events of the log, each sent COPIES times,
+    // all shuffled.
+    let mut events: Vec<Value> = log
+        .iter()
+        .enumerate()
+        .map(|(seq, (t, u, ev))| okta_event(seq, *t, *u, ev))
+        .collect();
+    rng.shuffle(&mut events);
+    let mut deliveries = Vec::new();
+    let mut rest = &events[..];
+    while !rest.is_empty() {
+        let n = rng.usize(1..=4).min(rest.len());
+        let body =
+            json!({"eventType": "com.okta.event_hook", "data": {"events": &rest[..n]}}).to_string();
+        for _ in 0..COPIES {
+            deliveries.push(body.clone());
+        }
+        rest = &rest[n..];
+    }
+    rng.shuffle(&mut deliveries);
+    let total = deliveries.len();
+
+    let dir = std::env::temp_dir().join(format!("relay-chaos-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("state dir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+    let mut relay = start_relay(&sim, &dir, port, 0);
+    wait_healthy(&http, &base, &relay).await;
+
+    // Send with 8 concurrent senders; a refused or failed delivery is sent
+    // again (an IdP retries a non-2xx), until it is answered 200.
+    let next = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let resent = Arc::new(AtomicUsize::new(0));
+    let deliveries = Arc::new(deliveries);
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (next, sent, resent, deliveries, http, url) = (
+            next.clone(),
+            sent.clone(),
+            resent.clone(),
+            deliveries.clone(),
+            http.clone(),
+            format!("{base}/okta"),
+        );
+        senders.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(body) = deliveries.get(i) else { break };
+                let give_up = Instant::now() + Duration::from_secs(120);
+                loop {
+                    let answer = http
+                        .post(&url)
+                        .header("Authorization", SECRET)
+                        .header("Content-Type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if matches!(&answer, Ok(r) if r.status() == 200) {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < give_up,
+                        "delivery {i} never accepted: {answer:?}"
+                    );
+                    resent.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+
+    // The script: faults on at 20% of deliveries, a SIGKILL + restart at
+    // 50%, faults off at 60%.
+    let mut faults_on = false;
+    let mut faults_since = Instant::now();
+    let mut faults_done = false;
+    let mut restarts = 0;
+    loop {
+        let done = sent.load(Ordering::SeqCst);
+        if !faults_on && !faults_done && done >= total / 5 {
+            sim.set_faults(Faults {
+                rate_429: 0.15,
+                rate_500: 0.15,
+                seed: Some(7),
+                ..Faults::default()
+            });
+            faults_on = true;
+            faults_since = Instant::now();
+        }
+        if restarts == 0 && done >= total / 2 {
+            relay.child.kill().expect("SIGKILL the relay");
+            let _ = relay.child.wait();
+            restarts += 1;
+            relay = start_relay(&sim, &dir, port, restarts);
+            wait_healthy(&http, &base, &relay).await;
+        }
+        // At least 5 s of faults, so they hit the workers and not only the
+        // accept stage (which makes no Duo call).
+        if faults_on && done >= total * 3 / 5 && faults_since.elapsed() >= Duration::from_secs(5) {
+            sim.set_faults(Faults::default());
+            faults_on = false;
+            faults_done = true;
+        }
+        if senders.is_empty() && !faults_on {
+            break;
+        }
+        if let Some(joined) = tokio::time::timeout(Duration::from_millis(20), senders.join_next())
+            .await
+            .ok()
+            .flatten()
+        {
+            joined.expect("a sender panicked");
+        }
+    }
+    sim.set_faults(Faults::default());
+    let faults_injected = sim
+        .calls()
+        .iter()
+        .filter(|c| c.status == 429 || c.status >= 500)
+        .count();
+
+    // The run ends by itself: wait (bounded) for the queue to drain.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let health = loop {
+        let h = wait_healthy(&http, &base, &relay).await;
+        let q = &h["queue"];
+        if q["pending"] == 0 && q["in_flight"] == 0 {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "queue did not drain: {h}; relay log:\n{}",
+            tail(&relay.log)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = relay.child.kill();
+    let _ = relay.child.wait();
+
+    // Final state equals the event log applied in time order.
+    let snap = sim.snapshot();
+    let by_name: HashMap<&str, &duo_sim::SimUser> = snap
+        .users
+        .iter()
+        .map(|u| (u.username.as_str(), u))
+        .collect();
+    let mut wrong = Vec::new();
+    for (i, want) in want.iter().enumerate() {
+        let got = by_name.get(login(i).as_str());
+        match (want.exists, got) {
+            (false, None) => {}
+            (false, Some(_)) => wrong.push(format!("{}: should be deleted", login(i))),
+            (true, None) => wrong.push(format!("{}: missing", login(i))),
+            (true, Some(u)) => {
+                let active = u.status == "active";
+                if active != want.active {
+                    wrong.push(format!(
+                        "{}: status {} want active={}",
+                        login(i),
+                        u.status,
+                        want.active
+                    ));
+                }
+                let groups: BTreeSet<String> = u.groups.iter().cloned().collect();
+                if groups != want.groups {
+                    wrong.push(format!(
+                        "{}: groups {groups:?} want {:?}",
+                        login(i),
+                        want.groups
+                    ));
+                }
+                let devices = u.phones.len() + u.tokens.len();
+                let want_devices = if i < SEEDED && !want.reset { 3 } else { 0 };
+                if devices != want_devices {
+                    wrong.push(format!(
+                        "{}: {devices} devices want {want_devices}",
+                        login(i)
+                    ));
+                }
+                // Written by any operation that updates the user (a reset or
+                // a removal alone leaves a seeded user's aliases as they are).
+                let alias = format!("okta:{}", user_id(i));
+                if u.aliases[3].as_deref().is_some_and(|a| a != alias)
+                    || (i >= SEEDED && u.aliases[3].is_none())
+                {
+                    wrong.push(format!("{}: alias slot 4 {:?}", login(i), u.aliases[3]));
+                }
+            }
+        }
+    }
+    let dup_names = snap.users.len()
+        - snap
+            .users
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect::<BTreeSet<_>>()
+            .len();
+    assert_eq!(dup_names, 0, "duplicate Duo users were created");
+    assert_eq!(snap.groups.len(), GROUPS, "no duplicate groups");
+
+    // Exactly once, from the call log: each reset device detached once,
+    // each deleted user deleted at most once.
+    let calls = sim.calls();
+    let mut detaches: BTreeMap<String, usize> = BTreeMap::new();
+    let mut deletes: BTreeMap<String, usize> = BTreeMap::new();
+    for c in calls.iter().filter(|c| c.status == 200) {
+        let user_of = || c.path.split('/').nth(4).unwrap_or("").to_owned();
+        match c.route.as_str() {
+            "DELETE /admin/v1/users/{user_id}/phones/{phone_id}"
+            | "DELETE /admin/v1/users/{user_id}/tokens/{token_id}" => {
+                *detaches.entry(c.path.clone()).or_default() += 1;
+            }
+            "DELETE /admin/v1/users/{user_id}" => *deletes.entry(user_of()).or_default() += 1,
+            _ => {}
+        }
+    }
+    let doubled_detaches = detaches.values().filter(|n| **n > 1).count();
+    let doubled_deletes = deletes.values().filter(|n| **n > 1).count();
+    let resets = log
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Ev::Reset))
+        .count();
+    // Detaches per Duo user id: 3 (2 phones + 1 token) for every seeded
+    // user that was reset and still exists; a user deleted after its reset
+    // may have been deleted before the (older) reset arrived: then the reset
+    // is stale and detaches nothing.
+    let mut detached_per_user: HashMap<String, usize> = HashMap::new();
+    for path in detaches.keys() {
+        let id = path.split('/').nth(4).unwrap_or("").to_owned();
+        *detached_per_user.entry(id).or_default() += 1;
+    }
+    let mut reset_wrong = Vec::new();
+    for (id, i) in &seeded_ids {
+        let n = detached_per_user.get(id).copied().unwrap_or(0);
+        let w = &want[*i];
+        let ok = match (w.reset, w.exists) {
+            (true, true) => n == 3,
+            (true, false) => n <= 3,
+            (false, _) => n == 0,
+        };
+        if !ok {
+            reset_wrong.push(format!("{}: {n} devices detached", login(*i)));
+        }
+    }
+    let deleted_seeded: usize = want
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| *i < SEEDED && !w.exists)
+        .count();
+    let seeded_deleted_once = deletes
+        .iter()
+        .filter(|(id, n)| seeded_ids.contains_key(*id) && **n == 1)
+        .count();
+
+    println!("chaos figures:");
+    println!(
+        "  events                 {EVENTS} over {USERS} users ({resets} MFA resets, {} deletes)",
+        log.iter()
+            .filter(|(_, _, e)| matches!(e, Ev::Delete))
+            .count()
+    );
+    println!("  deliveries             {total} ({COPIES}x duplicated, shuffled, 1-4 events each)");
+    println!(
+        "  deliveries re-sent     {} (refused while the relay was down or restarting)",
+        resent.load(Ordering::Relaxed)
+    );
+    println!("  Duo faults injected    {faults_injected} (429/5xx answers)");
+    println!("  relay restarts         {restarts} (SIGKILL mid-run)");
+    println!("  Duo calls              {}", calls.len());
+    println!("  lost / wrong users     {}", wrong.len());
+    println!("  doubled resets/deletes {doubled_detaches}/{doubled_deletes}");
+    println!(
+        "  dead letters           {}",
+        health["queue"]["dead_letters"]
+    );
+    println!(
+        "  wall time              {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    assert!(
+        wrong.is_empty(),
+        "final state differs from the event log:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(doubled_detaches, 0, "a device was detached twice");
+    assert_eq!(doubled_deletes, 0, "a user was deleted twice");
+    assert!(reset_wrong.is_empty(), "MFA resets: {reset_wrong:?}");
+    assert_eq!(
+        seeded_deleted_once, deleted_seeded,
+        "every deleted seeded user deleted once"
+    );
+    assert_eq!(health["queue"]["dead_letters"], 0, "no dead letters");
+    assert!(faults_injected > 0, "the fault phase injected faults");
+    assert_eq!(restarts, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
