@@ -18,6 +18,7 @@ pub mod parse_util;
 pub mod pipeline;
 pub mod plan;
 pub mod queue;
+pub mod reconcile;
 pub mod store;
 pub mod verified;
 pub mod verify;

@@ -474,7 +474,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             }
         };
         let event = &enriched;
-        let operations = match plan_event(event, &self.rules) {
+        let operations = match self.plan_with_idp(event).await {
             Planned::Operations(ops) => ops,
             Planned::Skip(reason) => {
                 self.finish(event, true).await;
@@ -642,6 +642,20 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         if let Err(e) = result {
             tracing::error!(event_id = %event.id, error = %e, "idempotency store write failed");
         }
+    }
+
+    // ---- reconcile on the event path (issue 8) ----
+
+    /// Plans one event. With the IdP API of its source configured, an event
+    /// about one user becomes "make this user match the IdP"
+    /// ([`crate::reconcile::plan_event_with_idp`]), so stale, repeated and
+    /// missed events heal; otherwise the event alone decides ([`plan_event`]).
+    async fn plan_with_idp(&self, event: &IdpEvent) -> Planned {
+        if self.lookups.okta.is_none() && self.lookups.auth0.is_none() {
+            return plan_event(event, &self.rules);
+        }
+        crate::reconcile::plan_event_with_idp(event, &self.rules, &self.lookups, &self.directory)
+            .await
     }
 }
 

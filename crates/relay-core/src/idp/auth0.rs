@@ -16,6 +16,8 @@ use crate::Secret;
 use crate::config::{ConfigError, RawConfig, optional};
 use crate::event::{UserProfile, UserState};
 
+mod listing;
+
 const DOMAIN: &str = "AUTH0_DOMAIN";
 const CLIENT_ID: &str = "AUTH0_CLIENT_ID";
 const CLIENT_SECRET: &str = "AUTH0_CLIENT_SECRET";
@@ -235,6 +237,19 @@ impl Auth0Api {
         path_and_query: &str,
         endpoint: &'static str,
     ) -> Result<Answer, IdpError> {
+        self.api_call(reqwest::Method::GET, path_and_query, None, endpoint)
+            .await
+    }
+
+    /// A Management API call with the bearer token and an optional JSON
+    /// body, with [`Self::api_get`]'s 401 handling.
+    async fn api_call(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        json_body: Option<&str>,
+        endpoint: &'static str,
+    ) -> Result<Answer, IdpError> {
         let url = Url::parse(&format!("{}{path_and_query}", self.shared.base))
             .map_err(|e| IdpError::Decode(format!("cannot build the request URL: {e}")))?;
         let mut refreshed = false;
@@ -246,10 +261,16 @@ impl Auth0Api {
             let answer = self
                 .http
                 .send(endpoint, |client| {
-                    client
-                        .get(url.clone())
+                    let request = client
+                        .request(method.clone(), url.clone())
                         .header(AUTHORIZATION, authorization.clone())
-                        .header(ACCEPT, "application/json")
+                        .header(ACCEPT, "application/json");
+                    match json_body {
+                        Some(body) => request
+                            .header(CONTENT_TYPE, "application/json")
+                            .body(body.to_owned()),
+                        None => request,
+                    }
                 })
                 .await?;
             match answer.status {

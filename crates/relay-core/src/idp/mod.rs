@@ -12,6 +12,8 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Url;
@@ -152,6 +154,9 @@ struct Http {
     idp: &'static str,
     /// Epoch-seconds header announcing the rate-limit reset.
     reset_header: &'static str,
+    /// HTTP requests sent (every attempt, 429s included), shared by clones:
+    /// what a reconcile reports as its IdP calls.
+    requests: Arc<AtomicU64>,
 }
 
 impl Http {
@@ -176,7 +181,13 @@ impl Http {
             policy,
             idp,
             reset_header,
+            requests: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Requests sent so far by this client and its clones.
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// Sends the request `build` makes, waiting out 429s per the policy.
@@ -224,6 +235,7 @@ impl Http {
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, IdpError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let mut response = request
             .timeout(self.policy.timeout)
             .send()

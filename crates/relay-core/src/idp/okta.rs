@@ -18,6 +18,10 @@ const ORG_URL: &str = "OKTA_ORG_URL";
 const API_TOKEN: &str = "OKTA_API_TOKEN";
 /// Okta's largest page for users; groups allow more, 200 keeps pages small.
 const PAGE_LIMIT: u32 = 200;
+/// Okta's largest (and default) page of a group's members.
+const MEMBERS_PAGE_LIMIT: u32 = 1000;
+/// The group type Okta gives its own `Everyone` group.
+const BUILT_IN: &str = "BUILT_IN";
 
 /// Client for `GET /api/v1/users…` and `/api/v1/groups…` of one Okta org.
 /// Cheap to clone. `Debug` shows the org URL, never the token.
@@ -102,6 +106,51 @@ impl OktaApi {
         let url = self.url(&format!("/api/v1/users/{}/groups", path_segment(idp_id)?))?;
         let groups: Vec<OktaGroup> = self.list(url, "users.groups").await?;
         groups.into_iter().map(OktaGroup::into_idp).collect()
+    }
+
+    /// HTTP requests this client and its clones have sent (every attempt,
+    /// 429s included).
+    pub fn calls(&self) -> u64 {
+        self.http.requests()
+    }
+
+    /// The `DEPROVISIONED` (deactivated) users, which [`Self::list_users`]
+    /// leaves out: `filter=status eq "DEPROVISIONED"`, paged like users.
+    pub async fn list_deprovisioned_users(&self) -> Result<Vec<IdpUser>, IdpError> {
+        let url = self.url(&format!(
+            "/api/v1/users?filter=status%20eq%20%22DEPROVISIONED%22&limit={PAGE_LIMIT}"
+        ))?;
+        let users: Vec<OktaUser> = self.list(url, "users.list").await?;
+        Ok(users.into_iter().map(OktaUser::into_idp).collect())
+    }
+
+    /// Every group except Okta's `BUILT_IN` `Everyone` group, which holds
+    /// every user implicitly and has no membership events.
+    pub async fn list_groups_except_built_in(&self) -> Result<Vec<IdpGroup>, IdpError> {
+        let url = self.url(&format!("/api/v1/groups?limit={PAGE_LIMIT}"))?;
+        let groups: Vec<OktaGroup> = self.list(url, "groups.list").await?;
+        without_built_in(groups)
+    }
+
+    /// The groups one user belongs to, `Everyone` left out.
+    pub async fn list_user_groups_except_built_in(
+        &self,
+        idp_id: &str,
+    ) -> Result<Vec<IdpGroup>, IdpError> {
+        let url = self.url(&format!("/api/v1/users/{}/groups", path_segment(idp_id)?))?;
+        let groups: Vec<OktaGroup> = self.list(url, "users.groups").await?;
+        without_built_in(groups)
+    }
+
+    /// The members of one group (`GET /api/v1/groups/{id}/users`, 1000 per
+    /// page, following `Link: rel="next"`).
+    pub async fn list_group_members(&self, group_id: &str) -> Result<Vec<IdpUser>, IdpError> {
+        let url = self.url(&format!(
+            "/api/v1/groups/{}/users?limit={MEMBERS_PAGE_LIMIT}",
+            path_segment(group_id)?
+        ))?;
+        let users: Vec<OktaUser> = self.list(url, "groups.users").await?;
+        Ok(users.into_iter().map(OktaUser::into_idp).collect())
     }
 
     fn url(&self, path_and_query: &str) -> Result<Url, IdpError> {
@@ -263,8 +312,19 @@ fn user_state(status: Option<&str>) -> UserState {
 #[derive(Deserialize)]
 struct OktaGroup {
     id: String,
+    /// `OKTA_GROUP`, `APP_GROUP` or `BUILT_IN`.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
     #[serde(default)]
     profile: OktaGroupProfile,
+}
+
+fn without_built_in(groups: Vec<OktaGroup>) -> Result<Vec<IdpGroup>, IdpError> {
+    groups
+        .into_iter()
+        .filter(|g| g.kind.as_deref() != Some(BUILT_IN))
+        .map(OktaGroup::into_idp)
+        .collect()
 }
 
 #[derive(Default, Deserialize)]

@@ -1,0 +1,394 @@
+//! Reconcile: make Duo match the IdP, on demand and on a schedule.
+//!
+//! Events get lost before they reach the relay (an IdP outage, a hook
+//! disabled for an hour, a stream paused after failures), and tenants carry
+//! drift from before the relay existed. A run reads the IdP's users, their
+//! state and their (filtered) group/role memberships, reads Duo's users and
+//! groups, plans the [`Operation`]s that make Duo match — the same
+//! vocabulary events use — checks the safety cap, and applies them through
+//! the same [`Directory`] as events. Reading everything first means an IdP
+//! or Duo error aborts the run before anything is written.
+//!
+//! Layers, each usable alone (tests drive them with stand-ins):
+//! - [`read`]: [`IdpReader`] (Okta, Auth0) and [`DuoReader`] → snapshots;
+//! - [`diff`]: two snapshots → a [`Plan`] (pure; the scope rules live there);
+//! - [`user`]: one user → its plan (for `--user` and the event path);
+//! - [`execute`]: a plan → Duo, through a [`Directory`], one log line per
+//!   user or group;
+//! - [`report`]: the [`ReconcileReport`] (JSON and a table).
+//!
+//! [`run_from_config`] is what the CLI and the cloud entries call;
+//! [`plan_event_with_idp`] is what the event path calls.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use duo_admin::DuoError;
+use serde::Serialize;
+
+use crate::apply::{Directory, DuoDirectory};
+use crate::config::{ConfigError, RawConfig};
+use crate::event::{Change, IdpEvent, Source, UserRef};
+use crate::idp::{Auth0Api, IdpError, OktaApi};
+use crate::operation::Operation;
+use crate::pipeline::IdpLookups;
+use crate::plan::{DeprovisionAction, PlanRules, Planned, plan_event};
+
+pub mod diff;
+pub mod execute;
+pub mod read;
+pub mod report;
+pub mod user;
+
+pub use diff::{Action, Category, Plan, PlanScope, Subject, TenantStats, Unit, Untouched, plan};
+pub use execute::{ActionOutcome, UnitResult};
+pub use read::{DuoReader, DuoSnapshot, IdpReader, IdpSnapshot, read_duo, read_idp};
+pub use report::{
+    ActionReport, CallCounts, Counts, ItemReport, ReconcileReport, RunStatus, ScopeReport,
+};
+pub use user::{UserPlan, UsernameMatch, plan_user};
+
+/// Which IdP a run converges Duo to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdpKind {
+    Okta,
+    Auth0,
+}
+
+impl IdpKind {
+    /// `okta` / `auth0`, as `--source` spells it.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "okta" => Some(Self::Okta),
+            "auth0" => Some(Self::Auth0),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Okta => "okta",
+            Self::Auth0 => "auth0",
+        }
+    }
+
+    /// The event source whose ids (alias and group-tag prefix) this IdP
+    /// shares: both Auth0 channels use `auth0:`.
+    pub fn source(self) -> Source {
+        match self {
+            Self::Okta => Source::Okta,
+            Self::Auth0 => Source::Auth0Events,
+        }
+    }
+
+    /// The IdP an event came from.
+    pub fn of(source: Source) -> Self {
+        match source {
+            Source::Okta => Self::Okta,
+            Source::Auth0Events | Source::Auth0Logs => Self::Auth0,
+        }
+    }
+}
+
+impl std::fmt::Display for IdpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--max-deletes` when not given: small, so a misconfigured run (a token
+/// that sees only part of the IdP, the wrong org) stops and reports.
+pub const DEFAULT_MAX_DELETES: usize = 10;
+
+/// How to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileOptions {
+    pub source: IdpKind,
+    /// Plan and report; write nothing.
+    pub dry_run: bool,
+    /// Only this login (the IdP's login / Auth0 email, or a Duo username).
+    pub user: Option<String>,
+    /// More planned deletions/deprovisions than this stop the run before
+    /// anything is applied.
+    pub max_deletes: usize,
+    /// Also deprovision Duo-only accounts (no IdP id, no IdP login).
+    pub include_unmanaged: bool,
+}
+
+impl ReconcileOptions {
+    /// The whole tenant, applied, [`DEFAULT_MAX_DELETES`], unmanaged
+    /// accounts left alone.
+    pub fn new(source: IdpKind) -> Self {
+        Self {
+            source,
+            dry_run: false,
+            user: None,
+            max_deletes: DEFAULT_MAX_DELETES,
+            include_unmanaged: false,
+        }
+    }
+}
+
+/// Why a run stopped before it could plan. Nothing was written to Duo.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// A missing or malformed variable (named, never quoted).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("reading {idp} failed; nothing was applied: {error}")]
+    Idp { idp: IdpKind, error: IdpError },
+    #[error("reading Duo failed; nothing was applied: {0}")]
+    Duo(DuoError),
+}
+
+impl ReconcileError {
+    /// Whether the next run may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Config(_) => false,
+            Self::Idp { error, .. } => error.is_transient(),
+            Self::Duo(e) => e.is_transient(),
+        }
+    }
+}
+
+/// Runs a reconcile configured from the environment: the Duo variables,
+/// `GROUP_FILTER`, `DEPROVISION_ACTION`, and the IdP API of `opts.source`
+/// (`OKTA_ORG_URL` + `OKTA_API_TOKEN`, or `AUTH0_DOMAIN` + `AUTH0_CLIENT_ID`
+/// + `AUTH0_CLIENT_SECRET`). Duo calls use the full retry policy: a batch
+///   job can wait out a rate limit.
+pub async fn run_from_config(
+    raw: &RawConfig,
+    opts: &ReconcileOptions,
+) -> Result<ReconcileReport, ReconcileError> {
+    let rules = PlanRules::from_config(raw)?;
+    let duo = crate::config::duo_client(crate::config::duo_config(
+        raw,
+        duo_admin::RetryPolicy::default(),
+    )?)?;
+    let directory = DuoDirectory::new(duo.clone(), rules.group_filter.clone());
+    match opts.source {
+        IdpKind::Okta => {
+            let api = OktaApi::from_config(raw)?.ok_or_else(|| {
+                ConfigError::new(
+                    "OKTA_ORG_URL",
+                    "is not set; reconcile --source okta reads users and groups with OKTA_ORG_URL and OKTA_API_TOKEN",
+                )
+            })?;
+            run(&api, &duo, &directory, &rules, opts).await
+        }
+        IdpKind::Auth0 => {
+            let api = Auth0Api::from_config(raw)?.ok_or_else(|| {
+                ConfigError::new(
+                    "AUTH0_DOMAIN",
+                    "is not set; reconcile --source auth0 reads users and roles with AUTH0_DOMAIN, AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET",
+                )
+            })?;
+            run(&api, &duo, &directory, &rules, opts).await
+        }
+    }
+}
+
+/// Runs a reconcile: read both sides, plan, check the cap, apply (unless
+/// `dry_run`), report. The IdP's kind is `idp.kind()`. Errors only when a
+/// read failed, before anything was written.
+pub async fn run<I: IdpReader, R: DuoReader, D: Directory>(
+    idp: &I,
+    duo: &R,
+    directory: &D,
+    rules: &PlanRules,
+    opts: &ReconcileOptions,
+) -> Result<ReconcileReport, ReconcileError> {
+    let started = Instant::now();
+    let run_id = new_run_id();
+    let kind = idp.kind();
+    let idp_calls_before = idp.calls();
+    let scope = PlanScope {
+        kind,
+        rules,
+        include_unmanaged: opts.include_unmanaged,
+    };
+    let idp_err = |error| ReconcileError::Idp {
+        idp: kind,
+        error,
+    };
+    let (plan, duo_read) = match &opts.user {
+        None => {
+            let (idp_snapshot, (duo_snapshot, duo_read)) = tokio::join!(
+                read_idp(idp, rules),
+                duo_admin::count_calls(read_duo(duo))
+            );
+            let idp_snapshot = idp_snapshot.map_err(idp_err)?;
+            let duo_snapshot = duo_snapshot.map_err(ReconcileError::Duo)?;
+            (plan(&idp_snapshot, &duo_snapshot, &scope), duo_read)
+        }
+        Some(login) => {
+            let target = UserRef {
+                idp_id: None,
+                login: Some(login.clone()),
+            };
+            let username_match = if opts.include_unmanaged {
+                UsernameMatch::Managed
+            } else {
+                UsernameMatch::Unmanaged
+            };
+            let (user_plan, duo_read) = duo_admin::count_calls(plan_user(
+                idp,
+                duo,
+                &scope,
+                &target,
+                username_match,
+            ))
+            .await;
+            let user_plan = user_plan?;
+            let plan = Plan {
+                ghosts: usize::from(user_plan.ghost),
+                unmanaged: user_plan.untouched.into_iter().collect(),
+                units: user_plan.unit.into_iter().collect(),
+                ..Plan::default()
+            };
+            (plan, duo_read)
+        }
+    };
+    let cap_exceeded = plan.deprovisions() > opts.max_deletes;
+    if cap_exceeded {
+        tracing::warn!(
+            event_id = %format!("reconcile:{run_id}"),
+            source = kind.as_str(),
+            deprovisions = plan.deprovisions(),
+            max_deletes = opts.max_deletes,
+            "reconcile plans more deletions/deprovisions than --max-deletes allows; nothing is applied"
+        );
+    }
+    let results: Vec<UnitResult> = if opts.dry_run || cap_exceeded {
+        plan.units.iter().map(UnitResult::planned).collect()
+    } else {
+        execute::apply_units(&plan.units, directory, kind, &run_id).await
+    };
+    let calls = CallCounts {
+        idp: idp.calls().saturating_sub(idp_calls_before),
+        duo_read,
+        duo_apply: results.iter().map(|r| r.duo_calls).sum(),
+    };
+    let report = ReconcileReport::build(report::ReportInput {
+        run_id,
+        source: kind,
+        dry_run: opts.dry_run,
+        cap_exceeded,
+        scope: ScopeReport {
+            user: opts.user.clone(),
+            group_filter: rules.group_filter.as_ref().map(|f| f.as_str().to_owned()),
+            deprovision_action: match rules.deprovision {
+                DeprovisionAction::Delete => "delete",
+                DeprovisionAction::Disable => "disable",
+            },
+            include_unmanaged: opts.include_unmanaged,
+            max_deletes: opts.max_deletes,
+        },
+        plan: &plan,
+        results: &results,
+        calls,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    report.log_summary();
+    Ok(report)
+}
+
+/// The operations that make one user match the IdP: the IdP user (by id,
+/// else by login) with its groups/roles filtered by `GROUP_FILTER`, against
+/// the Duo user. A user the IdP answers 404 for is deprovisioned
+/// (`DEPROVISION_ACTION`) when its Duo user is the relay's: it carries this
+/// IdP's id, or no IdP id and the login `user` names (the caller knows the
+/// IdP named it). Empty when Duo already matches.
+pub async fn reconcile_user<I: IdpReader, R: DuoReader>(
+    idp: &I,
+    duo: &R,
+    rules: &PlanRules,
+    user: &UserRef,
+) -> Result<Vec<Operation>, ReconcileError> {
+    let scope = PlanScope {
+        kind: idp.kind(),
+        rules,
+        include_unmanaged: false,
+    };
+    let plan = plan_user(idp, duo, &scope, user, UsernameMatch::Managed).await?;
+    Ok(plan
+        .unit
+        .map(|unit| unit.actions.into_iter().map(|a| a.operation).collect())
+        .unwrap_or_default())
+}
+
+/// The event path's planner. An event about one user (created, state,
+/// profile, deleted, membership added/removed) becomes "make this user
+/// right" when the IdP API of its source is configured and the directory
+/// can read Duo: out-of-order, repeated and missed events heal. MFA resets
+/// (actions, not state), group events and events without a configured API
+/// are planned from the event itself ([`plan_event`]), as is an event whose
+/// IdP lookup fails (logged): the event is still the best information then.
+pub async fn plan_event_with_idp<D: Directory>(
+    event: &IdpEvent,
+    rules: &PlanRules,
+    lookups: &IdpLookups,
+    directory: &D,
+) -> Planned {
+    let user = match &event.change {
+        Change::UserUpserted { user, .. }
+        | Change::UserStateChanged { user, .. }
+        | Change::UserProfileChanged { user, .. }
+        | Change::UserDeleted { user }
+        | Change::MembershipAdded { user, .. }
+        | Change::MembershipRemoved { user, .. } => user,
+        Change::GroupCreated { .. }
+        | Change::GroupRenamed { .. }
+        | Change::GroupDeleted { .. }
+        | Change::MfaReset { .. } => return plan_event(event, rules),
+    };
+    let Some(duo) = directory.duo_client() else {
+        return plan_event(event, rules);
+    };
+    let result = match IdpKind::of(event.source) {
+        IdpKind::Okta => match &lookups.okta {
+            Some(api) => reconcile_user(api, duo, rules, user).await,
+            None => return plan_event(event, rules),
+        },
+        IdpKind::Auth0 => match &lookups.auth0 {
+            Some(api) => reconcile_user(api, duo, rules, user).await,
+            None => return plan_event(event, rules),
+        },
+    };
+    match result {
+        Ok(ops) if ops.is_empty() => {
+            Planned::Skip("Duo already matches the IdP for this user (reconciled)".into())
+        }
+        Ok(ops) => Planned::Operations(ops),
+        Err(e) => {
+            tracing::warn!(
+                event_id = %event.id,
+                source = %event.source,
+                error = %e,
+                "could not reconcile the user with the IdP; planning from the event as sent"
+            );
+            plan_event(event, rules)
+        }
+    }
+}
+
+/// A short id for one run: its start time (UTC, to the millisecond) and a
+/// few bits of the clock's nanoseconds, which is unique enough to tell
+/// runs apart in logs.
+fn new_run_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = duo_admin::date::civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{:03}Z-{:04x}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis(),
+        now.subsec_nanos() & 0xffff
+    )
+}

@@ -1,0 +1,734 @@
+//! The plan: two snapshots in, the operations that make Duo match out. Pure
+//! (no I/O), so every rule is a unit test.
+//!
+//! Scope rules, in one place:
+//! - A Duo user is *managed* when one of its aliases carries this IdP's id
+//!   (`okta:00u…`), or when its username (or alias) is the login of an IdP
+//!   user. Only managed users are updated, disabled or deleted. A Duo user
+//!   with this IdP's alias whose IdP user no longer exists is a *ghost* and
+//!   is deprovisioned (`DEPROVISION_ACTION`). Any other Duo user is
+//!   *unmanaged*: reported, and touched only with `include_unmanaged`. Users
+//!   carrying the other IdP's alias are never touched.
+//! - A Duo group is *managed* when its description starts with this IdP's
+//!   tag (`okta:00g…`); only managed groups are renamed or deleted, and
+//!   members are removed only from managed groups. An IdP group whose Duo
+//!   counterpart has no tag but the same name uses that group (members are
+//!   added, never removed). `GROUP_FILTER` limits everything: a group whose
+//!   name does not match is never created, joined, left, renamed or deleted.
+//! - An IdP user that is disabled and absent from Duo is not created.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use duo_admin::{DuoGroupId, Group, User, UserStatus};
+use serde::Serialize;
+
+use super::IdpKind;
+use super::read::{DuoSnapshot, IdpSnapshot};
+use crate::apply::managed_tag;
+use crate::event::UserState;
+use crate::idp::{IdpGroup, IdpUser};
+use crate::operation::{GroupKey, Operation, UserAttrs, UserKey};
+use crate::plan::{DeprovisionAction, PlanRules, idp_alias};
+
+/// What one action does, as the report counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    CreateGroup,
+    RenameGroup,
+    CreateUser,
+    UpdateUser,
+    EnableUser,
+    DisableUser,
+    AddMembership,
+    RemoveMembership,
+    DeleteUser,
+    DeleteGroup,
+}
+
+impl Category {
+    /// How the report's table names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::CreateGroup => "create group",
+            Self::RenameGroup => "rename group",
+            Self::CreateUser => "create user",
+            Self::UpdateUser => "update user",
+            Self::EnableUser => "enable user",
+            Self::DisableUser => "disable user",
+            Self::AddMembership => "add membership",
+            Self::RemoveMembership => "remove membership",
+            Self::DeleteUser => "delete user",
+            Self::DeleteGroup => "delete group",
+        }
+    }
+}
+
+/// One operation, why, and how the report files it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub category: Category,
+    /// What differs, for a person: `realname "Jane Doe" → "Jane Smith"`.
+    pub detail: String,
+    pub operation: Operation,
+    /// Counts against `max_deletes`: a user deleted or disabled because the
+    /// IdP no longer has it (or it is unmanaged), a group deleted.
+    pub deprovision: bool,
+}
+
+/// Whether a unit is about a user or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    User,
+    Group,
+}
+
+/// The actions about one user or one group, applied in order; the first
+/// failure stops the rest of its unit (a membership of a user that could
+/// not be created would only fail again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub subject_kind: Subject,
+    /// The login or username, or the group name.
+    pub subject: String,
+    pub actions: Vec<Action>,
+}
+
+/// A Duo account the reconcile leaves alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Untouched {
+    pub username: String,
+    pub reason: String,
+}
+
+/// Sizes of both sides, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TenantStats {
+    pub idp_users: usize,
+    pub idp_groups: usize,
+    pub groups_in_scope: usize,
+    pub duo_users: usize,
+    pub duo_groups: usize,
+}
+
+/// Everything a run would do, in the order it would do it: group creates
+/// and renames, then users (updates before creates, so a login freed by a
+/// rename can be taken), then deprovisions, then group deletes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub units: Vec<Unit>,
+    /// Duo-only accounts (no IdP alias, no IdP login): not touched unless
+    /// `include_unmanaged`.
+    pub unmanaged: Vec<Untouched>,
+    /// Managed Duo users whose IdP user is gone (deprovisioned above, or
+    /// already disabled).
+    pub ghosts: usize,
+    /// Duo users that carry the other IdP's alias.
+    pub other_idp: usize,
+    /// IdP users the relay cannot map (no login, a login another IdP user
+    /// also has).
+    pub conflicts: Vec<Untouched>,
+    pub stats: TenantStats,
+}
+
+impl Plan {
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.units.iter().flat_map(|u| u.actions.iter())
+    }
+
+    /// Actions that count against `max_deletes`.
+    pub fn deprovisions(&self) -> usize {
+        self.actions().filter(|a| a.deprovision).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.units.iter().all(|u| u.actions.is_empty())
+    }
+}
+
+/// How the planner was asked to work.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanScope<'a> {
+    pub kind: IdpKind,
+    pub rules: &'a PlanRules,
+    pub include_unmanaged: bool,
+}
+
+impl PlanScope<'_> {
+    pub(crate) fn tag(&self, idp_id: &str) -> String {
+        idp_alias(self.kind.source(), idp_id)
+    }
+
+    /// `okta:` / `auth0:`.
+    pub(crate) fn prefix(&self) -> String {
+        format!("{}:", self.kind.source().idp_prefix())
+    }
+
+    pub(crate) fn other_prefix(&self) -> String {
+        let other = match self.kind {
+            IdpKind::Okta => IdpKind::Auth0,
+            IdpKind::Auth0 => IdpKind::Okta,
+        };
+        format!("{}:", other.source().idp_prefix())
+    }
+
+    /// This IdP's alias on a Duo user, if any (any slot: the relay writes
+    /// slot 4, an admin may have moved it).
+    pub(crate) fn our_alias<'u>(&self, user: &'u User) -> Option<&'u str> {
+        let prefix = self.prefix();
+        user.aliases()
+            .into_iter()
+            .flatten()
+            .find(|a| starts_with_ignore_case(a, &prefix))
+    }
+
+    pub(crate) fn has_other_alias(&self, user: &User) -> bool {
+        let prefix = self.other_prefix();
+        user.aliases()
+            .into_iter()
+            .flatten()
+            .any(|a| starts_with_ignore_case(a, &prefix))
+    }
+
+    /// This IdP's tag at the start of a Duo group's description.
+    pub(crate) fn our_group_tag<'g>(&self, group: &'g Group) -> Option<&'g str> {
+        let tag = group.desc.as_deref().and_then(managed_tag)?;
+        starts_with_ignore_case(tag, &self.prefix()).then_some(tag)
+    }
+
+    pub(crate) fn deprovision(&self, key: UserKey, user: &User, why: &str) -> Option<Action> {
+        match self.rules.deprovision {
+            DeprovisionAction::Delete => Some(Action {
+                category: Category::DeleteUser,
+                detail: why.to_owned(),
+                operation: Operation::DeleteUser { user: key },
+                deprovision: true,
+            }),
+            DeprovisionAction::Disable if user.status == UserStatus::Disabled => None,
+            DeprovisionAction::Disable => Some(Action {
+                category: Category::DisableUser,
+                detail: format!("{why} (DEPROVISION_ACTION=disable)"),
+                operation: Operation::SetUserState {
+                    user: key,
+                    state: UserState::Disabled,
+                    attrs: UserAttrs::default(),
+                },
+                deprovision: true,
+            }),
+        }
+    }
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn lower(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// The attributes the IdP holds, as Duo fields.
+pub(crate) fn attrs_of(user: &IdpUser) -> UserAttrs {
+    let p = &user.profile;
+    UserAttrs {
+        realname: p.display_name.clone(),
+        firstname: p.first_name.clone(),
+        lastname: p.last_name.clone(),
+        email: p.email.clone(),
+    }
+}
+
+/// `bypass` and `locked out` count as active, as in the apply stage: the
+/// relay does not override an admin's bypass or Duo's own lockout.
+fn status_matches(current: &UserStatus, wanted: UserState) -> bool {
+    match wanted {
+        UserState::Active => !matches!(current, UserStatus::Disabled),
+        UserState::Disabled => matches!(current, UserStatus::Disabled),
+    }
+}
+
+/// The update, enable and disable actions that bring `duo` to `idp`.
+pub(crate) fn user_changes(scope: &PlanScope<'_>, idp: &IdpUser, duo: &User) -> Vec<Action> {
+    let tag = scope.tag(&idp.idp_id);
+    let key = UserKey {
+        idp_alias: Some(tag.clone()),
+        username: idp
+            .profile
+            .login
+            .clone()
+            .or_else(|| Some(duo.username.clone())),
+    };
+    let attrs = attrs_of(idp);
+    let mut changes = Vec::new();
+    let mut renamed = None;
+    if let Some(login) = &idp.profile.login
+        && !login.eq_ignore_ascii_case(&duo.username)
+    {
+        changes.push(format!("username {} → {login}", duo.username));
+        renamed = Some(duo.username.clone());
+    }
+    for (field, current, wanted) in [
+        ("realname", &duo.realname, &attrs.realname),
+        ("firstname", &duo.firstname, &attrs.firstname),
+        ("lastname", &duo.lastname, &attrs.lastname),
+        ("email", &duo.email, &attrs.email),
+    ] {
+        if let Some(wanted) = wanted
+            && current.as_deref() != Some(wanted.as_str())
+        {
+            let was = current.as_deref().unwrap_or("");
+            changes.push(format!("{field} {was:?} → {wanted:?}"));
+        }
+    }
+    if !duo
+        .aliases()
+        .into_iter()
+        .flatten()
+        .any(|a| a.eq_ignore_ascii_case(&tag))
+    {
+        changes.push(format!("IdP id {tag} linked"));
+    }
+    let mut actions = Vec::new();
+    if !changes.is_empty() {
+        actions.push(Action {
+            category: Category::UpdateUser,
+            detail: changes.join("; "),
+            operation: Operation::UpdateUser {
+                user: key.clone(),
+                attrs,
+                previous_username: renamed,
+            },
+            deprovision: false,
+        });
+    }
+    if !status_matches(&duo.status, idp.state) {
+        let (category, detail) = match idp.state {
+            UserState::Active => (
+                Category::EnableUser,
+                format!("active in {}; {} in Duo", scope.kind, duo.status.as_str()),
+            ),
+            UserState::Disabled => (
+                Category::DisableUser,
+                format!(
+                    "suspended, deactivated or blocked in {}; {} in Duo",
+                    scope.kind,
+                    duo.status.as_str()
+                ),
+            ),
+        };
+        actions.push(Action {
+            category,
+            detail,
+            operation: Operation::SetUserState {
+                user: key,
+                state: idp.state,
+                attrs: UserAttrs::default(),
+            },
+            deprovision: false,
+        });
+    }
+    actions
+}
+
+/// Creating a user the IdP has and Duo does not.
+pub(crate) fn create_user(scope: &PlanScope<'_>, idp: &IdpUser, login: &str) -> Action {
+    let attrs = attrs_of(idp);
+    let name = attrs.realname.clone().unwrap_or_default();
+    Action {
+        category: Category::CreateUser,
+        detail: if name.is_empty() {
+            format!("in {}, not in Duo", scope.kind)
+        } else {
+            format!("{name}; in {}, not in Duo", scope.kind)
+        },
+        operation: Operation::UpsertUser {
+            user: UserKey {
+                idp_alias: Some(scope.tag(&idp.idp_id)),
+                username: Some(login.to_owned()),
+            },
+            attrs,
+            state: Some(UserState::Active),
+        },
+        deprovision: false,
+    }
+}
+
+pub(crate) fn add_membership(key: &UserKey, group: &IdpGroup, tag: String) -> Action {
+    Action {
+        category: Category::AddMembership,
+        detail: format!("member of {} in the IdP", group.name),
+        operation: Operation::AddMembership {
+            user: key.clone(),
+            group: GroupKey {
+                idp_tag: Some(tag),
+                name: Some(group.name.clone()),
+            },
+        },
+        deprovision: false,
+    }
+}
+
+pub(crate) fn remove_membership(key: &UserKey, group: &Group, tag: &str) -> Action {
+    Action {
+        category: Category::RemoveMembership,
+        detail: format!("not a member of {} in the IdP", group.name),
+        operation: Operation::RemoveMembership {
+            user: key.clone(),
+            group: GroupKey {
+                idp_tag: Some(tag.to_owned()),
+                name: Some(group.name.clone()),
+            },
+        },
+        deprovision: false,
+    }
+}
+
+/// The Duo side of one in-scope IdP group.
+struct GroupMatch<'a> {
+    idp: &'a IdpGroup,
+    tag: String,
+    duo: Option<&'a Group>,
+    /// The Duo group carries this IdP group's tag (else it was found by
+    /// name, or is to be created).
+    tagged: bool,
+}
+
+/// Compares the two snapshots.
+pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan {
+    let rules = scope.rules;
+    let mut out = Plan {
+        stats: TenantStats {
+            idp_users: idp.users.len(),
+            idp_groups: idp.groups.len(),
+            groups_in_scope: 0,
+            duo_users: duo.users.len(),
+            duo_groups: duo.groups.len(),
+        },
+        ..Plan::default()
+    };
+
+    // ---- groups ----
+    let mut duo_by_tag: HashMap<String, &Group> = HashMap::new();
+    let mut duo_by_name: HashMap<String, &Group> = HashMap::new();
+    for g in &duo.groups {
+        if let Some(tag) = scope.our_group_tag(g) {
+            duo_by_tag.insert(lower(tag), g);
+        }
+        duo_by_name.insert(lower(&g.name), g);
+    }
+    let idp_group_ids: HashSet<&str> = idp.groups.iter().map(|g| g.idp_id.as_str()).collect();
+    let mut matches: Vec<GroupMatch<'_>> = Vec::new();
+    let mut claimed_groups: HashSet<&DuoGroupId> = HashSet::new();
+    for g in idp
+        .groups
+        .iter()
+        .filter(|g| rules.group_allowed(Some(&g.name)))
+    {
+        let tag = scope.tag(&g.idp_id);
+        let (found, tagged) = match duo_by_tag.get(&lower(&tag)) {
+            Some(d) => (Some(*d), true),
+            None => (duo_by_name.get(&lower(&g.name)).copied(), false),
+        };
+        if let Some(d) = found {
+            claimed_groups.insert(&d.group_id);
+        }
+        matches.push(GroupMatch {
+            idp: g,
+            tag,
+            duo: found,
+            tagged,
+        });
+    }
+    out.stats.groups_in_scope = matches.len();
+    matches.sort_by(|a, b| a.idp.name.cmp(&b.idp.name));
+    for m in &matches {
+        let action = match m.duo {
+            None => Action {
+                category: Category::CreateGroup,
+                detail: format!("group {} in the IdP, not in Duo", m.tag),
+                operation: Operation::CreateGroup {
+                    group: GroupKey {
+                        idp_tag: Some(m.tag.clone()),
+                        name: Some(m.idp.name.clone()),
+                    },
+                },
+                deprovision: false,
+            },
+            Some(d) if m.tagged && d.name != m.idp.name => Action {
+                category: Category::RenameGroup,
+                detail: format!("renamed in the IdP: {} → {}", d.name, m.idp.name),
+                operation: Operation::RenameGroup {
+                    group: GroupKey {
+                        idp_tag: Some(m.tag.clone()),
+                        name: Some(d.name.clone()),
+                    },
+                    new_name: m.idp.name.clone(),
+                },
+                deprovision: false,
+            },
+            Some(_) => continue,
+        };
+        out.units.push(Unit {
+            subject_kind: Subject::Group,
+            subject: m.idp.name.clone(),
+            actions: vec![action],
+        });
+    }
+    // Duo group id → the in-scope IdP group it stands for, and whether
+    // members may be removed from it (managed, i.e. tagged).
+    let duo_group_role: HashMap<&DuoGroupId, (&IdpGroup, bool)> = matches
+        .iter()
+        .filter_map(|m| Some((&m.duo?.group_id, (m.idp, m.tagged))))
+        .collect();
+    let group_tag: HashMap<&str, &str> = matches
+        .iter()
+        .map(|m| (m.idp.idp_id.as_str(), m.tag.as_str()))
+        .collect();
+    // IdP user id → in-scope groups it is a member of.
+    let mut wanted_groups: HashMap<&str, Vec<&IdpGroup>> = HashMap::new();
+    for m in &matches {
+        for member in idp.members.get(&m.idp.idp_id).into_iter().flatten() {
+            wanted_groups.entry(member.as_str()).or_default().push(m.idp);
+        }
+    }
+
+    // ---- users: match ----
+    let mut by_alias: HashMap<String, usize> = HashMap::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (i, u) in duo.users.iter().enumerate() {
+        for alias in u.aliases().into_iter().flatten() {
+            by_alias.entry(lower(alias)).or_insert(i);
+        }
+        by_name.insert(lower(&u.username), i);
+    }
+    // The IdP users that share a login: the first (by id) keeps it unless
+    // another already owns the Duo user by its alias.
+    let mut idp_users: Vec<&IdpUser> = idp.users.iter().collect();
+    idp_users.sort_by(|a, b| a.idp_id.cmp(&b.idp_id));
+    let mut duo_of: BTreeMap<usize, usize> = BTreeMap::new(); // idp index → duo index
+    let mut owner_of: HashMap<usize, usize> = HashMap::new(); // duo index → idp index
+    for (i, u) in idp_users.iter().enumerate() {
+        if let Some(&d) = by_alias.get(&lower(&scope.tag(&u.idp_id))) {
+            duo_of.insert(i, d);
+            owner_of.insert(d, i);
+        }
+    }
+    let mut login_taken: HashMap<String, usize> = HashMap::new();
+    for (i, u) in idp_users.iter().enumerate() {
+        if let Some(login) = &u.profile.login
+            && duo_of.contains_key(&i)
+        {
+            login_taken.entry(lower(login)).or_insert(i);
+        }
+    }
+    let mut creates: Vec<(usize, String)> = Vec::new();
+    for (i, u) in idp_users.iter().enumerate() {
+        if duo_of.contains_key(&i) {
+            continue;
+        }
+        let Some(login) = u.profile.login.clone() else {
+            out.conflicts.push(Untouched {
+                username: scope.tag(&u.idp_id),
+                reason: "the IdP user has no login (Auth0: no email) to use as the Duo username"
+                    .into(),
+            });
+            continue;
+        };
+        if let Some(&other) = login_taken.get(&lower(&login)) {
+            out.conflicts.push(Untouched {
+                username: login.clone(),
+                reason: format!(
+                    "{} also has this login; the Duo user belongs to it",
+                    scope.tag(&idp_users[other].idp_id)
+                ),
+            });
+            continue;
+        }
+        login_taken.insert(lower(&login), i);
+        let found = by_name
+            .get(&lower(&login))
+            .or_else(|| by_alias.get(&lower(&login)))
+            .copied();
+        match found {
+            Some(d) if !owner_of.contains_key(&d) => {
+                duo_of.insert(i, d);
+                owner_of.insert(d, i);
+            }
+            // The username belongs to another IdP user's Duo account: that
+            // one is renamed first (updates run before creates).
+            _ => creates.push((i, login)),
+        }
+    }
+
+    // ---- users: plan ----
+    let memberships = |key: &UserKey, idp_user: &IdpUser, duo_user: Option<&User>| {
+        let wanted = wanted_groups
+            .get(idp_user.idp_id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let current: HashSet<&DuoGroupId> = duo_user
+            .map(|d| d.groups.iter().map(|g| &g.group_id).collect())
+            .unwrap_or_default();
+        let mut actions = Vec::new();
+        let mut wanted_ids: HashSet<&str> = HashSet::new();
+        let mut sorted: Vec<&&IdpGroup> = wanted.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        for g in sorted {
+            wanted_ids.insert(g.idp_id.as_str());
+            let counterpart = matches
+                .iter()
+                .find(|m| m.idp.idp_id == g.idp_id)
+                .and_then(|m| m.duo);
+            if counterpart.is_some_and(|d| current.contains(&d.group_id)) {
+                continue;
+            }
+            let tag = group_tag
+                .get(g.idp_id.as_str())
+                .map_or_else(|| scope.tag(&g.idp_id), |t| (*t).to_owned());
+            actions.push(add_membership(key, g, tag));
+        }
+        if let Some(d) = duo_user {
+            for m in &d.groups {
+                if let Some((g, true)) = duo_group_role.get(&m.group_id)
+                    && !wanted_ids.contains(g.idp_id.as_str())
+                {
+                    actions.push(remove_membership(key, m, &scope.tag(&g.idp_id)));
+                }
+            }
+        }
+        actions
+    };
+    let mut updates = Vec::new();
+    for (&i, &d) in &duo_of {
+        let idp_user = idp_users[i];
+        let duo_user = &duo.users[d];
+        let mut actions = user_changes(scope, idp_user, duo_user);
+        let key = UserKey {
+            idp_alias: Some(scope.tag(&idp_user.idp_id)),
+            username: idp_user
+                .profile
+                .login
+                .clone()
+                .or_else(|| Some(duo_user.username.clone())),
+        };
+        actions.extend(memberships(&key, idp_user, Some(duo_user)));
+        if !actions.is_empty() {
+            updates.push(Unit {
+                subject_kind: Subject::User,
+                subject: key.username.clone().unwrap_or_default(),
+                actions,
+            });
+        }
+    }
+    updates.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let mut created = Vec::new();
+    for (i, login) in creates {
+        let idp_user = idp_users[i];
+        if idp_user.state == UserState::Disabled {
+            continue;
+        }
+        let mut actions = vec![create_user(scope, idp_user, &login)];
+        let key = UserKey {
+            idp_alias: Some(scope.tag(&idp_user.idp_id)),
+            username: Some(login.clone()),
+        };
+        actions.extend(memberships(&key, idp_user, None));
+        created.push(Unit {
+            subject_kind: Subject::User,
+            subject: login,
+            actions,
+        });
+    }
+    created.sort_by(|a, b| a.subject.cmp(&b.subject));
+    out.units.extend(updates);
+    out.units.extend(created);
+
+    // ---- Duo users no IdP user claims ----
+    let mut deprovisions = Vec::new();
+    for (d, user) in duo.users.iter().enumerate() {
+        if owner_of.contains_key(&d) {
+            continue;
+        }
+        let action = if let Some(alias) = scope.our_alias(user) {
+            out.ghosts += 1;
+            scope.deprovision(
+                UserKey {
+                    idp_alias: Some(alias.to_owned()),
+                    username: Some(user.username.clone()),
+                },
+                user,
+                &format!("{alias} is no longer in {}", scope.kind),
+            )
+        } else if scope.has_other_alias(user) {
+            out.other_idp += 1;
+            None
+        } else {
+            out.unmanaged.push(Untouched {
+                username: user.username.clone(),
+                reason: if scope.include_unmanaged {
+                    "Duo-only account (deprovisioned: --include-unmanaged)".into()
+                } else {
+                    "Duo-only account, left alone (--include-unmanaged would deprovision it)"
+                        .into()
+                },
+            });
+            if !scope.include_unmanaged {
+                continue;
+            }
+            scope.deprovision(
+                UserKey {
+                    idp_alias: None,
+                    username: Some(user.username.clone()),
+                },
+                user,
+                &format!("not in {} and carries no IdP id", scope.kind),
+            )
+        };
+        if let Some(action) = action {
+            deprovisions.push(Unit {
+                subject_kind: Subject::User,
+                subject: user.username.clone(),
+                actions: vec![action],
+            });
+        }
+    }
+    deprovisions.sort_by(|a, b| a.subject.cmp(&b.subject));
+    out.units.extend(deprovisions);
+    out.unmanaged.sort_by(|a, b| a.username.cmp(&b.username));
+
+    // ---- managed Duo groups whose IdP group is gone ----
+    let mut group_deletes = Vec::new();
+    for g in &duo.groups {
+        let Some(tag) = scope.our_group_tag(g) else {
+            continue;
+        };
+        let id = &tag[scope.prefix().len()..];
+        if claimed_groups.contains(&g.group_id)
+            || idp_group_ids.contains(id)
+            || !rules.group_allowed(Some(&g.name))
+        {
+            continue;
+        }
+        group_deletes.push(Unit {
+            subject_kind: Subject::Group,
+            subject: g.name.clone(),
+            actions: vec![Action {
+                category: Category::DeleteGroup,
+                detail: format!("{tag} is no longer in {}", scope.kind),
+                operation: Operation::DeleteGroup {
+                    group: GroupKey {
+                        idp_tag: Some(tag.to_owned()),
+                        name: Some(g.name.clone()),
+                    },
+                },
+                deprovision: true,
+            }],
+        });
+    }
+    group_deletes.sort_by(|a, b| a.subject.cmp(&b.subject));
+    out.units.extend(group_deletes);
+    out
+}

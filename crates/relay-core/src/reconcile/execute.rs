@@ -1,0 +1,218 @@
+//! Applying a plan through the same [`Directory`] the events use, one unit
+//! (a user or a group) at a time, with one summary line per unit in the
+//! event line's format (`message = "event"`, `event_type = "reconcile"`), so
+//! "everything that happened to user X" finds reconcile changes too.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::IdpKind;
+use super::diff::{Category, Unit};
+use crate::apply::{Directory, OpOutcome};
+use crate::operation::Operation;
+
+/// How one action ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
+pub enum ActionOutcome {
+    /// Dry run, or held back by the safety cap.
+    Planned,
+    Applied(String),
+    /// Duo already matched when the operation ran.
+    Unchanged(String),
+    FailedTransient(String),
+    FailedPermanent(String),
+    /// Not tried: an earlier action of the same unit (or the group it
+    /// needs) failed.
+    NotAttempted(String),
+}
+
+impl ActionOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Planned => "planned",
+            Self::Applied(_) => "applied",
+            Self::Unchanged(_) => "unchanged",
+            Self::FailedTransient(_) => "failed_transient",
+            Self::FailedPermanent(_) => "failed_permanent",
+            Self::NotAttempted(_) => "not_attempted",
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::FailedTransient(_) | Self::FailedPermanent(_) | Self::NotAttempted(_)
+        )
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Planned => "",
+            Self::Applied(d)
+            | Self::Unchanged(d)
+            | Self::FailedTransient(d)
+            | Self::FailedPermanent(d)
+            | Self::NotAttempted(d) => d,
+        }
+    }
+}
+
+/// What applying one unit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitResult {
+    pub outcomes: Vec<ActionOutcome>,
+    pub duo_calls: u64,
+    pub duration_ms: u64,
+}
+
+impl UnitResult {
+    pub(crate) fn planned(unit: &Unit) -> Self {
+        Self {
+            outcomes: vec![ActionOutcome::Planned; unit.actions.len()],
+            duo_calls: 0,
+            duration_ms: 0,
+        }
+    }
+
+    /// The unit's outcome as the summary line labels it.
+    pub fn label(&self) -> &'static str {
+        if let Some(failed) = self.outcomes.iter().find(|o| {
+            matches!(
+                o,
+                ActionOutcome::FailedTransient(_) | ActionOutcome::FailedPermanent(_)
+            )
+        }) {
+            return failed.label();
+        }
+        if self
+            .outcomes
+            .iter()
+            .any(|o| matches!(o, ActionOutcome::Applied(_)))
+        {
+            "applied"
+        } else if self.outcomes.iter().all(|o| *o == ActionOutcome::Planned) {
+            "planned"
+        } else {
+            "unchanged"
+        }
+    }
+}
+
+/// The group an action needs to exist.
+fn needed_group(op: &Operation) -> Option<&str> {
+    match op {
+        Operation::AddMembership { group, .. } => group.idp_tag.as_deref(),
+        _ => None,
+    }
+}
+
+/// Applies the units in order. A failure stops the rest of its unit only;
+/// memberships in a group whose creation failed are not attempted.
+pub(crate) async fn apply_units<D: Directory>(
+    units: &[Unit],
+    directory: &D,
+    kind: IdpKind,
+    run_id: &str,
+) -> Vec<UnitResult> {
+    let mut failed_groups: HashSet<String> = HashSet::new();
+    let mut results = Vec::with_capacity(units.len());
+    for unit in units {
+        let started = Instant::now();
+        let (outcomes, duo_calls) =
+            duo_admin::count_calls(apply_unit(unit, directory, &failed_groups)).await;
+        for (action, outcome) in unit.actions.iter().zip(&outcomes) {
+            if action.category == Category::CreateGroup
+                && outcome.is_failure()
+                && let Operation::CreateGroup { group } = &action.operation
+                && let Some(tag) = &group.idp_tag
+            {
+                failed_groups.insert(tag.clone());
+            }
+        }
+        let result = UnitResult {
+            outcomes,
+            duo_calls,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        log_unit(kind, run_id, unit, &result);
+        results.push(result);
+    }
+    results
+}
+
+async fn apply_unit<D: Directory>(
+    unit: &Unit,
+    directory: &D,
+    failed_groups: &HashSet<String>,
+) -> Vec<ActionOutcome> {
+    let mut outcomes = Vec::with_capacity(unit.actions.len());
+    let mut stopped: Option<String> = None;
+    for action in &unit.actions {
+        if let Some(why) = &stopped {
+            outcomes.push(ActionOutcome::NotAttempted(why.clone()));
+            continue;
+        }
+        if let Some(tag) = needed_group(&action.operation)
+            && failed_groups.contains(tag)
+        {
+            outcomes.push(ActionOutcome::NotAttempted(format!(
+                "group {tag} could not be created"
+            )));
+            continue;
+        }
+        let outcome = match directory.apply(&action.operation).await {
+            Ok(OpOutcome::Changed(what)) => ActionOutcome::Applied(what),
+            Ok(OpOutcome::Unchanged(what)) => ActionOutcome::Unchanged(what),
+            Err(e) => {
+                let detail = format!("{}: {e}", action.operation);
+                stopped = Some(format!("an earlier action failed ({detail})"));
+                if e.is_transient() {
+                    ActionOutcome::FailedTransient(detail)
+                } else {
+                    ActionOutcome::FailedPermanent(detail)
+                }
+            }
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// One line per unit, with the event line's fields.
+fn log_unit(kind: IdpKind, run_id: &str, unit: &Unit, result: &UnitResult) {
+    let operations: Vec<&str> = unit.actions.iter().map(|a| a.operation.name()).collect();
+    let operations = operations.join(",");
+    let detail: Vec<&str> = result
+        .outcomes
+        .iter()
+        .map(ActionOutcome::detail)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let detail = detail.join("; ");
+    let event_id = format!("reconcile:{run_id}");
+    let outcome = result.label();
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                event_id = %event_id,
+                source = kind.as_str(),
+                event_type = "reconcile",
+                subject = %unit.subject,
+                operations = %operations,
+                outcome,
+                detail = %detail,
+                duo_calls = result.duo_calls,
+                duration_ms = result.duration_ms,
+                "event"
+            )
+        };
+    }
+    if outcome.starts_with("failed") {
+        line!(warn);
+    } else {
+        line!(info);
+    }
+}

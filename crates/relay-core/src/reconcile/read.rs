@@ -1,0 +1,324 @@
+//! Reading both sides: the IdP through [`IdpReader`] (Okta's Users/Groups
+//! API, Auth0's Management API, or anything a test supplies) and Duo through
+//! [`DuoReader`] (the Admin API client), into plain snapshots the planner
+//! compares. Everything is read before anything is planned, so an error here
+//! stops a run before Duo is touched.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use duo_admin::{DuoClient, DuoError, Group, User};
+
+use super::IdpKind;
+use crate::idp::{Auth0Api, IdpError, IdpGroup, IdpLookup, IdpUser, OktaApi};
+use crate::operation::UserKey;
+use crate::plan::PlanRules;
+
+/// Group member listings in flight at once: enough to hide latency, few
+/// enough to stay inside the IdPs' concurrency limits (Okta counts
+/// concurrent requests per org; the waits on 429 cover the rest).
+const MEMBER_LISTINGS_IN_FLIGHT: usize = 4;
+
+/// What a reconcile needs from an IdP. Implemented for [`OktaApi`] and
+/// [`Auth0Api`]; tests may implement it in memory.
+pub trait IdpReader: Send + Sync {
+    fn kind(&self) -> IdpKind;
+
+    /// Every user, including deactivated/blocked ones (as `Disabled`): a
+    /// user missing here is read as deleted in the IdP.
+    fn list_users(&self) -> impl Future<Output = Result<Vec<IdpUser>, IdpError>> + Send;
+
+    /// Every group (Okta group, Auth0 role) the relay may sync, before
+    /// `GROUP_FILTER`.
+    fn list_groups(&self) -> impl Future<Output = Result<Vec<IdpGroup>, IdpError>> + Send;
+
+    /// The IdP ids of one group's members.
+    fn list_member_ids(
+        &self,
+        group_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, IdpError>> + Send;
+
+    /// One user by id; `None` when the IdP says 404.
+    fn user(&self, idp_id: &str)
+    -> impl Future<Output = Result<Option<IdpUser>, IdpError>> + Send;
+
+    /// The users whose login is `login` (Okta logins are unique; Auth0
+    /// emails need not be).
+    fn users_by_login(
+        &self,
+        login: &str,
+    ) -> impl Future<Output = Result<Vec<IdpUser>, IdpError>> + Send;
+
+    /// The groups one user belongs to, before `GROUP_FILTER`.
+    fn user_groups(
+        &self,
+        idp_id: &str,
+    ) -> impl Future<Output = Result<Vec<IdpGroup>, IdpError>> + Send;
+
+    /// HTTP requests sent so far (for the report; 0 when not counted).
+    fn calls(&self) -> u64;
+}
+
+fn none_if_not_found(result: Result<IdpUser, IdpError>) -> Result<Option<IdpUser>, IdpError> {
+    match result {
+        Ok(user) => Ok(Some(user)),
+        Err(IdpError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl IdpReader for OktaApi {
+    fn kind(&self) -> IdpKind {
+        IdpKind::Okta
+    }
+
+    /// `GET /api/v1/users` leaves deactivated users out, so they are listed
+    /// separately: a deactivated user is disabled in Duo, not deleted.
+    async fn list_users(&self) -> Result<Vec<IdpUser>, IdpError> {
+        let (listed, deprovisioned) =
+            tokio::join!(OktaApi::list_users(self), self.list_deprovisioned_users());
+        let mut users = listed?;
+        let mut seen: HashSet<String> = users.iter().map(|u| u.idp_id.clone()).collect();
+        users.extend(
+            deprovisioned?
+                .into_iter()
+                .filter(|u| seen.insert(u.idp_id.clone())),
+        );
+        Ok(users)
+    }
+
+    async fn list_groups(&self) -> Result<Vec<IdpGroup>, IdpError> {
+        self.list_groups_except_built_in().await
+    }
+
+    async fn list_member_ids(&self, group_id: &str) -> Result<Vec<String>, IdpError> {
+        Ok(self
+            .list_group_members(group_id)
+            .await?
+            .into_iter()
+            .map(|u| u.idp_id)
+            .collect())
+    }
+
+    async fn user(&self, idp_id: &str) -> Result<Option<IdpUser>, IdpError> {
+        none_if_not_found(IdpLookup::user(self, idp_id).await)
+    }
+
+    /// Okta takes a login where an id is expected (`GET /api/v1/users/{login}`).
+    async fn users_by_login(&self, login: &str) -> Result<Vec<IdpUser>, IdpError> {
+        Ok(none_if_not_found(IdpLookup::user(self, login).await)?
+            .into_iter()
+            .collect())
+    }
+
+    async fn user_groups(&self, idp_id: &str) -> Result<Vec<IdpGroup>, IdpError> {
+        self.list_user_groups_except_built_in(idp_id).await
+    }
+
+    fn calls(&self) -> u64 {
+        OktaApi::calls(self)
+    }
+}
+
+impl IdpReader for Auth0Api {
+    fn kind(&self) -> IdpKind {
+        IdpKind::Auth0
+    }
+
+    async fn list_users(&self) -> Result<Vec<IdpUser>, IdpError> {
+        Auth0Api::list_users(self).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<IdpGroup>, IdpError> {
+        self.list_roles().await
+    }
+
+    async fn list_member_ids(&self, group_id: &str) -> Result<Vec<String>, IdpError> {
+        self.list_role_member_ids(group_id).await
+    }
+
+    async fn user(&self, idp_id: &str) -> Result<Option<IdpUser>, IdpError> {
+        none_if_not_found(IdpLookup::user(self, idp_id).await)
+    }
+
+    async fn users_by_login(&self, login: &str) -> Result<Vec<IdpUser>, IdpError> {
+        self.users_by_email(login).await
+    }
+
+    async fn user_groups(&self, idp_id: &str) -> Result<Vec<IdpGroup>, IdpError> {
+        self.list_user_roles(idp_id).await
+    }
+
+    fn calls(&self) -> u64 {
+        Auth0Api::calls(self)
+    }
+}
+
+/// What a reconcile needs to read from Duo.
+pub trait DuoReader: Send + Sync {
+    /// Every user, with its groups (Duo embeds them in the user object).
+    fn list_users(&self) -> impl Future<Output = Result<Vec<User>, DuoError>> + Send;
+    fn list_groups(&self) -> impl Future<Output = Result<Vec<Group>, DuoError>> + Send;
+    /// The user an IdP id alias names, else the one a username names (a
+    /// username lookup matches aliases too), as the apply stage finds it.
+    fn find_user(
+        &self,
+        key: &UserKey,
+    ) -> impl Future<Output = Result<Option<User>, DuoError>> + Send;
+}
+
+impl DuoReader for DuoClient {
+    /// 300 per page, Duo's maximum.
+    async fn list_users(&self) -> Result<Vec<User>, DuoError> {
+        DuoClient::list_users(self).collect_all().await
+    }
+
+    /// 100 per page, Duo's maximum.
+    async fn list_groups(&self) -> Result<Vec<Group>, DuoError> {
+        DuoClient::list_groups(self).collect_all().await
+    }
+
+    async fn find_user(&self, key: &UserKey) -> Result<Option<User>, DuoError> {
+        if let Some(alias) = &key.idp_alias
+            && let Some(user) = self.find_user_by_username(alias).await?
+        {
+            return Ok(Some(user));
+        }
+        match &key.username {
+            Some(username) => self.find_user_by_username(username).await,
+            None => Ok(None),
+        }
+    }
+}
+
+/// The IdP as a reconcile sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdpSnapshot {
+    pub users: Vec<IdpUser>,
+    /// Every syncable group, before `GROUP_FILTER`.
+    pub groups: Vec<IdpGroup>,
+    /// The member ids of each group that passes `GROUP_FILTER`, by group id.
+    pub members: HashMap<String, Vec<String>>,
+}
+
+/// Duo as a reconcile sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DuoSnapshot {
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+}
+
+/// Reads the whole IdP: users and groups at once, then the members of each
+/// group in scope, a few listings at a time. Any error aborts the read.
+pub async fn read_idp<I: IdpReader>(idp: &I, rules: &PlanRules) -> Result<IdpSnapshot, IdpError> {
+    let (users, groups) = tokio::join!(idp.list_users(), idp.list_groups());
+    let (users, groups) = (users?, groups?);
+    let in_scope: Vec<&IdpGroup> = groups
+        .iter()
+        .filter(|g| rules.group_allowed(Some(&g.name)))
+        .collect();
+    let listings = in_scope.iter().map(|g| async move {
+        let ids = idp.list_member_ids(&g.idp_id).await?;
+        Ok::<_, IdpError>((g.idp_id.clone(), ids))
+    });
+    let members = try_join_bounded(listings, MEMBER_LISTINGS_IN_FLIGHT)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(IdpSnapshot {
+        users,
+        groups,
+        members,
+    })
+}
+
+/// Reads every Duo user (with their groups) and every Duo group.
+pub async fn read_duo<R: DuoReader>(duo: &R) -> Result<DuoSnapshot, DuoError> {
+    let (users, groups) = tokio::join!(duo.list_users(), duo.list_groups());
+    Ok(DuoSnapshot {
+        users: users?,
+        groups: groups?,
+    })
+}
+
+/// Runs `futures` with at most `limit` in flight, on the current task (so
+/// task-local call counting sees them), returning their outputs in order or
+/// the first error (the others are dropped unfinished).
+pub(crate) async fn try_join_bounded<T, E, F>(
+    futures: impl IntoIterator<Item = F>,
+    limit: usize,
+) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let mut pending = futures.into_iter().enumerate();
+    let mut running: Vec<(usize, Pin<Box<F>>)> = Vec::new();
+    let mut done: Vec<(usize, T)> = Vec::new();
+    loop {
+        while running.len() < limit.max(1) {
+            match pending.next() {
+                Some((i, f)) => running.push((i, Box::pin(f))),
+                None => break,
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let (slot, index, output) = std::future::poll_fn(|cx| {
+            for (slot, (index, future)) in running.iter_mut().enumerate() {
+                if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                    return Poll::Ready((slot, *index, output));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        // A finished future is never polled again.
+        drop(running.swap_remove(slot));
+        done.push((index, output?));
+    }
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn bounded_join_keeps_order_and_limit() {
+        let in_flight = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let futures = (0..10u64).map(|i| {
+            let (in_flight, peak) = (&in_flight, &peak);
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10 - i)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, ()>(i)
+            }
+        });
+        let out = try_join_bounded(futures, 3).await.unwrap();
+        assert_eq!(out, (0..10).collect::<Vec<_>>());
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn bounded_join_stops_at_the_first_error() {
+        let started = AtomicUsize::new(0);
+        let futures = (0..10u32).map(|i| {
+            let started = &started;
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                if i == 2 { Err(i) } else { Ok(i) }
+            }
+        });
+        assert_eq!(try_join_bounded(futures, 2).await, Err(2));
+        assert!(started.load(Ordering::SeqCst) < 10);
+    }
+}
