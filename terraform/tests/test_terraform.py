@@ -17,7 +17,11 @@ the helpers inline HCL that must be caught):
 - (e) the examples pass every required module input, no unknown input, use
   only outputs the modules have, and pin providers compatibly with them;
 - modules configure no provider (the root does) and every directory pins
-  Terraform >= 1.6 and each provider it uses.
+  Terraform >= 1.6 and each provider it uses;
+- (f) alarms, log-based metrics and KQL alerts read metrics, dimensions and
+  log-line fields the relay writes (terraform/relay-metrics.json, generated
+  from crates/relay-server/src/metrics.rs), and cover failures, Duo 429s and
+  dead letters.
 
 A cloud module whose directory does not exist yet is skipped, not passed.
 """
@@ -1099,3 +1103,284 @@ def test_self_version_intervals():
     assert intervals_meet("~> 6.8", ">= 6.0, < 7.0")
     assert not intervals_meet("~> 6.8.1", ">= 6.9")
     assert version_interval(">= 1.6")[0] == (1, 6)
+
+
+# ==========================================================================
+# (f) Metrics and alarms read what the relay writes
+# ==========================================================================
+#
+# terraform/relay-metrics.json is generated from crates/relay-server/src/
+# metrics.rs (kept equal by `cargo test -p relay-server --test emf`): the EMF
+# metrics with their dimension sets, and the fields of the two log lines
+# metrics are taken from (`event`, `dead_letter`). A renamed metric, field or
+# dimension in one place and not the other fails here.
+
+RELAY_METRICS_JSON = TF_ROOT / "relay-metrics.json"
+
+_GCP_LINE_RE = re.compile(r'jsonPayload\.message\s*=\s*\\?"([A-Za-z_]+)\\?"')
+_GCP_FIELD_RE = re.compile(r"jsonPayload\.([A-Za-z_][A-Za-z0-9_]*)")
+_KQL_LINE_RE = re.compile(r'\be\.message\s*==\s*\\?"([A-Za-z_]+)\\?"')
+_KQL_FIELD_RE = re.compile(r"\be\.([A-Za-z_][A-Za-z0-9_]*)")
+_USER_METRIC_RE = re.compile(r"logging\.googleapis\.com/user/\$\{google_logging_metric\.([A-Za-z0-9_\-]+)\.name\}")
+
+
+@functools.lru_cache(maxsize=None)
+def relay_metrics() -> dict:
+    return _load_json(RELAY_METRICS_JSON)
+
+
+def _line_fields(contract: dict, kind: str) -> set[str]:
+    return set(contract["log_lines"].get(kind, [])) | {"message"}
+
+
+def aws_metric_alarm_problems(module: Module, contract: dict) -> list[str]:
+    """Alarms outside AWS/* namespaces must read the relay's namespace, a
+    metric it writes, with one of that metric's dimension sets."""
+    metrics = {m["name"]: m for m in contract["emf"]["metrics"]}
+    problems = []
+    for _, name, body in module.of_type("aws_cloudwatch_metric_alarm"):
+        namespace = _text(body.get("namespace", ""))
+        if namespace.startswith("AWS/"):
+            continue
+        where = f"aws_cloudwatch_metric_alarm.{name}"
+        if "local.metrics_namespace" not in namespace:
+            problems.append(f"{where}: namespace {namespace!r} is neither AWS/* nor local.metrics_namespace")
+        spec = metrics.get(_text(body.get("metric_name", "")))
+        if spec is None:
+            problems.append(f"{where}: the relay writes no metric {body.get('metric_name')!r}")
+            continue
+        dimensions = body.get("dimensions") or {}
+        if not isinstance(dimensions, dict):
+            problems.append(f"{where}: dimensions is not a literal map")
+            continue
+        if sorted(dimensions) not in [sorted(s) for s in spec["dimension_sets"]]:
+            problems.append(f"{where}: {spec['name']} has no dimension set {sorted(dimensions)}")
+        if "Outcome" in dimensions and dimensions["Outcome"] not in contract["outcomes"]:
+            problems.append(f"{where}: outcome {dimensions['Outcome']!r} is not one the relay logs")
+        if body.get("treat_missing_data") != "notBreaching":
+            problems.append(
+                f"{where}: an EMF metric exists only from its first data point: treat_missing_data must be notBreaching"
+            )
+    return problems
+
+
+def gcp_log_metric_problems(module: Module, contract: dict) -> list[str]:
+    """Each log-based metric selects one relay line by message and reads only
+    fields that line has."""
+    problems = []
+    for _, name, body in module.of_type("google_logging_metric"):
+        where = f"google_logging_metric.{name}"
+        text = module.expand(body.get("filter"))
+        kinds = set(_GCP_LINE_RE.findall(text))
+        if len(kinds) != 1 or not kinds <= set(contract["log_lines"]):
+            problems.append(
+                f"{where}: the filter selects {sorted(kinds) or 'no'} relay line(s) by message,"
+                f" not one of {sorted(contract['log_lines'])}"
+            )
+            continue
+        kind = kinds.pop()
+        read = text + _text(body.get("label_extractors", "")) + _text(body.get("value_extractor", ""))
+        unknown = set(_GCP_FIELD_RE.findall(read)) - _line_fields(contract, kind)
+        if unknown:
+            problems.append(f"{where}: the {kind!r} line has no field(s) {sorted(unknown)}")
+    for _, name, body in module.of_type("google_monitoring_alert_policy"):
+        for metric in _USER_METRIC_RE.findall(_text(body.get("conditions", ""))):
+            if ("google_logging_metric", metric) not in module.resources:
+                problems.append(f"google_monitoring_alert_policy.{name}: no google_logging_metric.{metric}")
+    return problems
+
+
+def azure_query_problems(module: Module, contract: dict) -> list[str]:
+    """Each KQL query over the relay's JSON lines (parse_json(message))
+    selects one line by message and reads only fields it has; an alert's
+    metric_measure_column is a column its query makes."""
+    queries = [(f"local.{k}", v) for k, v in module.locals.items() if k.endswith("_query") and v is not None]
+    for _, name, body in module.of_type("azurerm_monitor_scheduled_query_rules_alert_v2"):
+        for criteria in _as_list(body.get("criteria")):
+            queries.append((f"{name}.criteria.query", criteria.get("query")))
+            column = criteria.get("metric_measure_column")
+            makes = rf"\b(extend|summarize|project)\b[^|]*\b{re.escape(column or '')}\s*="
+            if column and not re.search(makes, module.expand(criteria.get("query"))):
+                queries.append((f"{name}.metric_measure_column", f"<no column {column}>"))
+    problems = []
+    for where, query in queries:
+        text = module.expand(query)
+        if text.startswith("<no column"):
+            problems.append(f"{where}: the query makes {text[1:-1]}")
+            continue
+        if "parse_json(message)" not in text:
+            continue
+        kinds = set(_KQL_LINE_RE.findall(text))
+        if len(kinds) != 1 or not kinds <= set(contract["log_lines"]):
+            problems.append(f"{where}: selects {sorted(kinds) or 'no'} relay line(s) by e.message")
+            continue
+        kind = kinds.pop()
+        unknown = set(_KQL_FIELD_RE.findall(text)) - _line_fields(contract, kind)
+        if unknown:
+            problems.append(f"{where}: the {kind!r} line has no field(s) {sorted(unknown)}")
+    return problems
+
+
+def _env_value(module: Module, key: str):
+    for value in [module.locals] + [b for _, _, b in module.of_type(_COMPUTE_TYPES)]:
+        for k, v in _walk(value):
+            if k == key:
+                return v
+    return None
+
+
+def test_relay_metrics_json_lists_metrics_and_log_lines():
+    contract = relay_metrics()
+    names = {m["name"] for m in contract["emf"]["metrics"]}
+    assert {"Events", "DuoCalls", "DuoThrottled", "DeadLetters"} <= names
+    assert {"outcome", "source", "duo_calls", "duo_throttled"} <= set(contract["log_lines"]["event"])
+    assert "failed_permanent" in contract["outcomes"]
+
+
+def test_aws_alarms_read_metrics_the_relay_writes():
+    module = cloud_module("aws")
+    problems = aws_metric_alarm_problems(module, relay_metrics())
+    assert not problems, "\n".join(problems)
+    alarms = [
+        b
+        for _, _, b in module.of_type("aws_cloudwatch_metric_alarm")
+        if "local.metrics_namespace" in _text(b.get("namespace", ""))
+    ]
+    watched = {(_text(b["metric_name"]), json.dumps(b.get("dimensions") or {}, sort_keys=True)) for b in alarms}
+    for needed in [("Events", '{"Outcome": "failed_permanent"}'), ("DuoThrottled", "{}"), ("DeadLetters", "{}")]:
+        assert needed in watched, f"modules/aws has no alarm on {needed[0]} {needed[1]}"
+    for _, name, body in module.of_type("aws_cloudwatch_metric_alarm"):
+        assert "local.alarm_actions" in _text(body.get("alarm_actions", "")), f"alarm {name} notifies nobody"
+    assert "var.alarm_actions" in _text(module.locals.get("alarm_actions")), "var.alarm_actions is not used"
+
+
+def test_aws_function_writes_metrics_where_its_alarms_read():
+    module = cloud_module("aws")
+    assert _text(_env_value(module, "RELAY_METRICS")) == "emf"
+    assert "local.metrics_namespace" in _text(_env_value(module, "RELAY_METRICS_NAMESPACE"))
+
+
+def test_gcp_log_metrics_read_fields_the_relay_logs():
+    module = cloud_module("gcp")
+    problems = gcp_log_metric_problems(module, relay_metrics())
+    assert not problems, "\n".join(problems)
+    metrics = {n: module.expand(b.get("filter")) + _text(b) for _, n, b in module.of_type("google_logging_metric")}
+    assert any("EXTRACT(jsonPayload.outcome)" in t for t in metrics.values()), "no metric of events by outcome"
+    assert any("EXTRACT(jsonPayload.duo_calls)" in t for t in metrics.values()), "no metric of Duo calls"
+    throttled = [n for n, t in metrics.items() if "jsonPayload.duo_throttled" in t]
+    dead = [n for n, t in metrics.items() if 'message=\\"dead_letter\\"' in t or 'message="dead_letter"' in t]
+    assert throttled and dead, "no log-based metric for Duo 429s or dead letters"
+    alerted = set()
+    for _, name, body in module.of_type("google_monitoring_alert_policy"):
+        alerted |= set(_USER_METRIC_RE.findall(_text(body.get("conditions", ""))))
+        channels = _text(body.get("notification_channels", ""))
+        assert "local.notification_channels" in channels, f"alert policy {name} notifies nobody"
+    assert set(throttled) & alerted and set(dead) & alerted, "Duo 429s and dead letters must have alert policies"
+    assert "var.notification_channels" in _text(module.locals.get("notification_channels"))
+
+
+def test_azure_queries_read_fields_the_relay_logs():
+    module = cloud_module("azure")
+    problems = azure_query_problems(module, relay_metrics())
+    assert not problems, "\n".join(problems)
+    alert_queries = [
+        module.expand(c.get("query"))
+        for _, _, b in module.of_type("azurerm_monitor_scheduled_query_rules_alert_v2")
+        for c in _as_list(b.get("criteria"))
+    ]
+    assert any("e.duo_throttled" in q for q in alert_queries), "no alert on Duo 429s (duo_throttled)"
+    assert any('dead_letter' in q for q in alert_queries), "no alert on dead_letter lines"
+    assert "var.action_group_ids" in _text(module.locals.get("action_group_ids"))
+
+
+def test_self_metric_checks_catch_wrong_names_fields_and_dimensions():
+    contract = relay_metrics()
+    aws = Module.from_text(
+        """
+resource "aws_cloudwatch_metric_alarm" "ok" {
+  namespace          = local.metrics_namespace
+  metric_name        = "Events"
+  dimensions         = { Outcome = "failed_permanent" }
+  treat_missing_data = "notBreaching"
+}
+resource "aws_cloudwatch_metric_alarm" "lambda" {
+  namespace   = "AWS/Lambda"
+  metric_name = "Errors"
+}
+resource "aws_cloudwatch_metric_alarm" "unknown_metric" {
+  namespace          = local.metrics_namespace
+  metric_name        = "DuoThrottles"
+  treat_missing_data = "notBreaching"
+}
+resource "aws_cloudwatch_metric_alarm" "unknown_dimension_set" {
+  namespace          = local.metrics_namespace
+  metric_name        = "DuoCalls"
+  dimensions         = { Source = "okta" }
+  treat_missing_data = "notBreaching"
+}
+resource "aws_cloudwatch_metric_alarm" "unknown_outcome" {
+  namespace          = local.metrics_namespace
+  metric_name        = "Events"
+  dimensions         = { Outcome = "failed" }
+  treat_missing_data = "notBreaching"
+}
+resource "aws_cloudwatch_metric_alarm" "other_namespace_and_missing_data" {
+  namespace   = "IdpDuoRelay"
+  metric_name = "DeadLetters"
+}
+"""
+    )
+    problems = aws_metric_alarm_problems(aws, contract)
+    assert len(problems) == 5, problems
+    assert not any("alarm.ok" in p or "alarm.lambda" in p for p in problems)
+    gcp = Module.from_text(
+        r"""
+locals {
+  lines = join(" AND ", [local.svc, "jsonPayload.message=\"event\""])
+  svc   = "resource.type=\"cloud_run_revision\""
+}
+resource "google_logging_metric" "ok" {
+  filter           = "${local.lines} AND jsonPayload.duo_throttled>0"
+  label_extractors = { outcome = "EXTRACT(jsonPayload.outcome)" }
+}
+resource "google_logging_metric" "typo" {
+  filter          = local.lines
+  value_extractor = "EXTRACT(jsonPayload.duo_call)"
+}
+resource "google_logging_metric" "no_line" {
+  filter = local.svc
+}
+resource "google_logging_metric" "wrong_line_field" {
+  filter = "resource.type=\"cloud_run_revision\" AND jsonPayload.message=\"dead_letter\" AND jsonPayload.outcome=\"x\""
+}
+resource "google_monitoring_alert_policy" "p" {
+  conditions {
+    condition_threshold {
+      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.gone.name}\""
+    }
+  }
+}
+"""
+    )
+    problems = gcp_log_metric_problems(gcp, contract)
+    assert len(problems) == 4, problems
+    assert not any("metric.ok" in p for p in problems)
+    azure = Module.from_text(
+        r"""
+locals {
+  ok_query   = join("\n", ["traces", "| extend e = parse_json(message)", "| where e.message == \"event\"", "| extend t = toint(e.duo_throttled)"])
+  typo_query = join("\n", ["traces", "| extend e = parse_json(message)", "| where e.message == \"event\" and e.duo_throtled > 0"])
+  line_query = join("\n", ["traces", "| extend e = parse_json(message)", "| where e.message == \"dead_letter\" and e.outcome == \"x\""])
+  host_query = "traces | where message has \"MaxDequeueCount\""
+}
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "a" {
+  criteria {
+    query                 = local.ok_query
+    metric_measure_column = "throttled"
+  }
+}
+"""
+    )
+    problems = azure_query_problems(azure, contract)
+    assert len(problems) == 3, problems
+    assert any("no column throttled" in p for p in problems)

@@ -28,6 +28,11 @@ locals {
     DUO_IKEY              = var.duo_ikey
     OKTA_AUTH_HEADER      = var.okta_auth_header
     DEPROVISION_ACTION    = var.deprovision_action
+
+    # Metrics from the log lines (CloudWatch embedded metric format); the
+    # alarms in monitoring.tf read this namespace.
+    RELAY_METRICS           = "emf"
+    RELAY_METRICS_NAMESPACE = local.metrics_namespace
   }
 
   # Optional settings, set only when given.
@@ -55,4 +60,8 @@ locals {
     var.auth0_client_secret == null ? {} : { AUTH0_CLIENT_SECRET = var.auth0_client_secret },
     var.webhook_signing_secrets == null ? {} : { WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets },
   )
+
+  # Namespace of the relay's EMF metrics (crates/relay-server/src/metrics.rs),
+  # one per deployment; monitoring.tf alarms on it.
+  metrics_namespace = coalesce(var.metrics_namespace, "IdpDuoRelay/${var.name}")
 }

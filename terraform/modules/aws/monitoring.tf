@@ -67,7 +67,7 @@ resource "aws_sns_topic_subscription" "email" {
 }
 
 locals {
-  alarm_actions = [aws_sns_topic.alerts.arn]
+  alarm_actions = concat([aws_sns_topic.alerts.arn], var.alarm_actions)
 }
 
 # The function failed: a crash, a timeout, or a cold start that stopped on
@@ -140,6 +140,77 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = aws_sqs_queue.dead_letters[0].name }
   statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  actions_enabled     = true
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+# ---------------------------------------------------------------------------
+# The relay's own metrics. With RELAY_METRICS=emf each per-event summary
+# line (and each dead-letter line) is also a CloudWatch embedded metric
+# format document, so CloudWatch Logs extracts these metrics with no agent
+# (crates/relay-server/src/metrics.rs; terraform/relay-metrics.json lists
+# them): Events (dimensions Outcome + Source, and Outcome), DuoCalls,
+# DuoThrottled, DurationMs, DeadLetters. A metric exists from its first data
+# point, so no data means nothing happened: missing data is not breaching.
+# ---------------------------------------------------------------------------
+
+# Duo refused an event for good (README runbook: Duo 401 / 40103, Duo 403,
+# a user is missing in Duo). The IdP got 200: nobody else will notice.
+resource "aws_cloudwatch_metric_alarm" "failed_permanent" {
+  alarm_name          = "${var.name}-failed-permanent"
+  alarm_description   = "idp-duo-relay ${var.name}: Duo refused at least one event for good (outcome failed_permanent: wrong keys or clock 401/40103, missing API grant 403, data Duo rejects). Retrying cannot help. Logs Insights on ${local.log_group_name}: filter outcome = \"failed_permanent\" (the detail field says why); fix, then idp-duo-relay replay."
+  namespace           = local.metrics_namespace
+  metric_name         = "Events"
+  dimensions          = { Outcome = "failed_permanent" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  actions_enabled     = true
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+# Duo kept answering 429 for 15 minutes (README runbook: 429 storm).
+resource "aws_cloudwatch_metric_alarm" "duo_throttled" {
+  alarm_name          = "${var.name}-duo-throttled"
+  alarm_description   = "idp-duo-relay ${var.name}: Duo answered 429 at least ${var.duo_throttled_alarm_threshold} times in each of 3 consecutive 5-minute periods (metric DuoThrottled): a bulk change in the IdP or another Admin API client is using up Duo's rate limit. Events fail transiently (sync mode: the IdP is answered 503 and retries). See README runbook \"429 storm\"."
+  namespace           = local.metrics_namespace
+  metric_name         = "DuoThrottled"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  threshold           = var.duo_throttled_alarm_threshold
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  actions_enabled     = true
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+# Queue mode: the relay gave up on a message and logged a dead_letter line
+# (README runbook: dead letters piling up). The SQS dead-letter queue alarm
+# above watches the queue itself; this one counts the relay's own verdicts.
+resource "aws_cloudwatch_metric_alarm" "dead_letter_events" {
+  count = var.queue_enabled ? 1 : 0
+
+  alarm_name          = "${var.name}-dead-letter-events"
+  alarm_description   = "idp-duo-relay ${var.name}: the relay moved at least one event to dead letters (metric DeadLetters). Logs Insights on ${local.log_group_name}: filter message = \"dead_letter\" (reason, attempts); fix the cause, then replay the dead letters."
+  namespace           = local.metrics_namespace
+  metric_name         = "DeadLetters"
+  statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
   threshold           = 1

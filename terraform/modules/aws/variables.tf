@@ -184,6 +184,36 @@ variable "alert_email" {
   }
 }
 
+variable "alarm_actions" {
+  description = "More ARNs every alarm notifies (ALARM and OK) besides the module's own SNS topic, e.g. an existing on-call topic."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the relay's own metrics (embedded metric format in its log lines; sets RELAY_METRICS_NAMESPACE). Null = IdpDuoRelay/<name>, so two deployments in one account keep their metrics and alarms apart."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.metrics_namespace == null ? true : (can(regex("^[^:][ -~]{0,254}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/"))
+    error_message = "metrics_namespace must be 1-255 printable ASCII characters, not starting with ':' or 'AWS/'."
+  }
+}
+
+variable "duo_throttled_alarm_threshold" {
+  description = "Duo 429 answers (metric DuoThrottled) per 5 minutes that, in 3 periods in a row, raise the duo-throttled alarm. A few 429s are normal during bursts: the relay backs off."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = var.duo_throttled_alarm_threshold >= 1
+    error_message = "duo_throttled_alarm_threshold must be at least 1."
+  }
+}
+
 variable "queue_enabled" {
   description = "Durable delivery (queue mode): create the SQS FIFO queue and its dead-letter queue, grant the function access to the queue, alarm on dead letters, and set RELAY_MODE=queue. Queue mode is a later issue: the current bootstrap ignores RELAY_MODE and still applies events inside the request."
   type        = bool

@@ -40,6 +40,22 @@ locals {
     "| where e.message == \"event\" and tostring(e.outcome) startswith \"failed\"",
   ])
 
+  # Duo 429 answers: the summary lines' duo_throttled, summed by the alert
+  # over each window (README "Metrics and alarms").
+  duo_throttled_query = join("\n", [
+    "traces",
+    "| extend e = parse_json(message)",
+    "| where e.message == \"event\"",
+    "| extend duo_throttled = toint(e.duo_throttled)",
+  ])
+
+  # Queue mode: the relay's own line for a message it moved to dead letters.
+  dead_letter_query = join("\n", [
+    "traces",
+    "| extend e = parse_json(message)",
+    "| where e.message == \"dead_letter\"",
+  ])
+
   # The Functions host's line when a queue message has failed
   # maxDequeueCount times ("Message has reached MaxDequeueCount of 5.
   # Moving message to queue 'relay-events-poison'.").
@@ -69,7 +85,7 @@ resource "azurerm_monitor_action_group" "relay" {
 }
 
 locals {
-  action_group_ids = azurerm_monitor_action_group.relay[*].id
+  action_group_ids = concat(azurerm_monitor_action_group.relay[*].id, var.action_group_ids)
 }
 
 # ---------------------------------------------------------------------------
@@ -159,6 +175,81 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "poison_messages" {
 
   criteria {
     query                   = local.poison_query
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = 0
+
+    failing_periods {
+      minimum_failing_periods_to_trigger_alert = 1
+      number_of_evaluation_periods             = 1
+    }
+  }
+
+  dynamic "action" {
+    for_each = length(local.action_group_ids) == 0 ? [] : [local.action_group_ids]
+
+    content {
+      action_groups = action.value
+    }
+  }
+}
+
+# Duo kept rate-limiting for 15 minutes (README runbook: 429 storm): the
+# summary lines' duo_throttled summed per 5-minute window, at or over the
+# threshold in 3 windows in a row.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "duo_throttled" {
+  name                    = "${var.name}-duo-throttled"
+  resource_group_name     = local.resource_group_name
+  location                = var.location
+  scopes                  = [azurerm_application_insights.relay.id]
+  description             = "Duo answered 429 at least ${var.duo_throttled_alert_threshold} times in each of 3 consecutive 5-minute windows (sum of duo_throttled in the event lines): a bulk change in the IdP or another Admin API client is using up Duo's rate limit. README runbook: 429 storm."
+  severity                = 3
+  evaluation_frequency    = "PT5M"
+  window_duration         = "PT5M"
+  auto_mitigation_enabled = true
+  tags                    = var.tags
+
+  criteria {
+    query                   = local.duo_throttled_query
+    time_aggregation_method = "Total"
+    metric_measure_column   = "duo_throttled"
+    operator                = "GreaterThanOrEqual"
+    threshold               = var.duo_throttled_alert_threshold
+
+    failing_periods {
+      minimum_failing_periods_to_trigger_alert = 3
+      number_of_evaluation_periods             = 3
+    }
+  }
+
+  dynamic "action" {
+    for_each = length(local.action_group_ids) == 0 ? [] : [local.action_group_ids]
+
+    content {
+      action_groups = action.value
+    }
+  }
+}
+
+# Queue mode: the relay moved a message to dead letters and logged a
+# dead_letter line (README runbook: dead letters piling up). The
+# poison_messages alert above catches the Functions host's own moves.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "dead_letter_events" {
+  count = var.queue_enabled ? 1 : 0
+
+  name                    = "${var.name}-dead-letter-events"
+  resource_group_name     = local.resource_group_name
+  location                = var.location
+  scopes                  = [azurerm_application_insights.relay.id]
+  description             = "The relay moved at least one queued event to dead letters in the last 5 minutes (dead_letter lines: reason, attempts). Query: ${local.dead_letter_query}"
+  severity                = 2
+  evaluation_frequency    = "PT5M"
+  window_duration         = "PT5M"
+  auto_mitigation_enabled = true
+  tags                    = var.tags
+
+  criteria {
+    query                   = local.dead_letter_query
     time_aggregation_method = "Count"
     operator                = "GreaterThan"
     threshold               = 0

@@ -282,3 +282,22 @@ variable "alert_email" {
     error_message = "alert_email must be an email address such as oncall@example.com."
   }
 }
+
+variable "action_group_ids" {
+  description = "More Azure Monitor action group ids every alert notifies, besides the alert_email action group."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "duo_throttled_alert_threshold" {
+  description = "Duo 429 answers (sum of the summary lines' duo_throttled) per 5 minutes that, in 3 windows in a row, fire the duo-throttled alert. A few are normal during bursts: the relay backs off."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = var.duo_throttled_alert_threshold >= 1
+    error_message = "duo_throttled_alert_threshold must be at least 1."
+  }
+}

@@ -308,3 +308,22 @@ variable "alert_email" {
     error_message = "alert_email must be an email address such as oncall@example.com."
   }
 }
+
+variable "notification_channels" {
+  description = "More Cloud Monitoring notification channel ids (projects/P/notificationChannels/N: PagerDuty, Slack, …) every alert policy notifies, besides the alert_email channel."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "duo_throttled_alert_threshold" {
+  description = "Events that met Duo 429s (metric <name>-duo-throttled-events) per 5 minutes that, sustained for 15 minutes, open the duo-throttled incident. A few are normal during bursts: the relay backs off."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = var.duo_throttled_alert_threshold >= 1
+    error_message = "duo_throttled_alert_threshold must be at least 1."
+  }
+}
