@@ -91,3 +91,69 @@ fn unknown_commands_and_flags_fail_with_usage() {
         .expect("run idp-duo-relay");
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn dlq_lists_shows_and_replays_the_local_dead_letters() {
+    use relay_core::queue::disk::DiskQueue;
+    use relay_core::queue::{Disposition, EventQueue, QueuePolicy, QueuedEvent};
+    let state = std::env::temp_dir().join(format!("relay-cli-dlq-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let parsed = relay_core::okta::parse(&relay_core::verified::Verified::trusted_local_file(
+        relay_core::event::Source::Okta,
+        std::fs::read(fixture("okta/suspend.json")).expect("fixture"),
+    ))
+    .expect("fixture parses");
+    {
+        let queue = DiskQueue::open(state.join("queue")).expect("open queue");
+        let message = QueuedEvent::new(parsed.events[0].clone());
+        queue.enqueue(&[message]).await.expect("enqueue");
+        let lease = queue.lease().expect("a message");
+        queue.settle(
+            &lease,
+            &Disposition::DeadLetter {
+                reason: "permanent failure: Duo said 40002".into(),
+            },
+            &QueuePolicy::default(),
+        );
+    }
+    let run = |args: &[&str]| {
+        bin()
+            .arg("dlq")
+            .args(args)
+            .env("RELAY_STATE_DIR", &state)
+            .output()
+            .expect("run idp-duo-relay")
+    };
+    let out = run(&["list"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("permanent failure: Duo said 40002"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 dead letter(s)"), "{stdout}");
+    let out = run(&["show", "okta:e5f6a7b8-0005-11f0-9c2e-000000000005"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("user.lifecycle.suspend"), "{stdout}");
+    // A running relay holds the queue: no replay beside it.
+    {
+        let held = DiskQueue::open(state.join("queue")).expect("open queue");
+        let out = run(&["replay", "--all"]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("in use"), "{stderr}");
+        drop(held);
+    }
+    let out = run(&["replay", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let queue = DiskQueue::open(state.join("queue")).expect("open queue");
+    assert_eq!(queue.stats().pending, 1, "back on the queue");
+    assert_eq!(queue.stats().dead_letters, 0);
+    assert!(!run(&["frobnicate"]).status.success());
+    let _ = std::fs::remove_dir_all(&state);
+}
