@@ -276,8 +276,17 @@ pub(crate) fn user_changes(scope: &PlanScope<'_>, idp: &IdpUser, duo: &User) -> 
         ("lastname", &duo.lastname, &attrs.lastname),
         ("email", &duo.email, &attrs.email),
     ] {
+        // Emails compare without case: a directory that lowercases them
+        // must not look drifted on every run.
+        let same = |c: &str, w: &str| {
+            if field == "email" {
+                c.eq_ignore_ascii_case(w)
+            } else {
+                c == w
+            }
+        };
         if let Some(wanted) = wanted
-            && current.as_deref() != Some(wanted.as_str())
+            && !current.as_deref().is_some_and(|c| same(c, wanted))
         {
             let was = current.as_deref().unwrap_or("");
             changes.push(format!("{field} {was:?} → {wanted:?}"));
@@ -731,4 +740,317 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
     group_deletes.sort_by(|a, b| a.subject.cmp(&b.subject));
     out.units.extend(group_deletes);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+    use crate::event::UserProfile;
+    use serde_json::json;
+
+    fn idp_user(id: &str, login: &str, name: &str, state: UserState) -> IdpUser {
+        IdpUser {
+            idp_id: id.into(),
+            state,
+            profile: UserProfile {
+                login: Some(login.into()),
+                email: Some(login.into()),
+                display_name: Some(name.into()),
+                first_name: None,
+                last_name: None,
+            },
+        }
+    }
+
+    fn idp_group(id: &str, name: &str) -> IdpGroup {
+        IdpGroup {
+            idp_id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    fn duo_group(id: &str, name: &str, desc: &str) -> Group {
+        serde_json::from_value(json!({"group_id": id, "name": name, "desc": desc})).unwrap()
+    }
+
+    fn duo_user(
+        id: &str,
+        username: &str,
+        alias4: Option<&str>,
+        realname: &str,
+        status: &str,
+        groups: &[&Group],
+    ) -> User {
+        serde_json::from_value(json!({
+            "user_id": id, "username": username, "alias4": alias4,
+            "realname": realname, "email": username, "status": status,
+            "groups": groups,
+        }))
+        .unwrap()
+    }
+
+    fn rules(pairs: &[(&str, &str)]) -> PlanRules {
+        let raw: RawConfig = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        PlanRules::from_config(&raw).unwrap()
+    }
+
+    fn scope(rules: &PlanRules, include_unmanaged: bool) -> PlanScope<'_> {
+        PlanScope {
+            kind: IdpKind::Okta,
+            rules,
+            include_unmanaged,
+        }
+    }
+
+    /// (category, subject) of every action, in plan order.
+    fn summary(plan: &Plan) -> Vec<(Category, String)> {
+        plan.units
+            .iter()
+            .flat_map(|u| u.actions.iter().map(|a| (a.category, u.subject.clone())))
+            .collect()
+    }
+
+    /// A tenant with one of each kind of drift.
+    fn drifted() -> (IdpSnapshot, DuoSnapshot) {
+        let eng = duo_group("DG1", "duo-eng-old", "okta:00gENG synced by idp-duo-relay");
+        let gone = duo_group("DG2", "duo-gone", "okta:00gGONE synced by idp-duo-relay");
+        let ops = duo_group("DG3", "duo-ops", "made by hand");
+        let admins = duo_group("DG4", "admins", "made by hand");
+        let idp = IdpSnapshot {
+            users: vec![
+                idp_user("00uA", "ann@x.com", "Ann New", UserState::Active),
+                idp_user("00uB", "bob@x.com", "Bob", UserState::Disabled),
+                idp_user("00uC", "cy@x.com", "Cy", UserState::Active),
+                idp_user("00uD", "dee.new@x.com", "Dee", UserState::Active),
+                idp_user("00uE", "eve@x.com", "Eve", UserState::Disabled),
+            ],
+            groups: vec![
+                idp_group("00gENG", "duo-eng"),
+                idp_group("00gOPS", "duo-ops"),
+                idp_group("00gNEW", "duo-new"),
+                idp_group("00gALL", "everyone-else"),
+            ],
+            members: HashMap::from([
+                ("00gENG".into(), vec!["00uA".into(), "00uC".into()]),
+                ("00gOPS".into(), vec!["00uA".into()]),
+                ("00gNEW".into(), vec!["00uC".into()]),
+                ("00gALL".into(), vec!["00uA".into()]),
+            ]),
+        };
+        let duo = DuoSnapshot {
+            users: vec![
+                // Stale name, in a group the IdP removed her from (managed),
+                // and in a hand-made group (never touched).
+                duo_user("DUA", "ann@x.com", Some("okta:00uA"), "Ann Old", "active", &[&gone, &admins]),
+                // Suspended in the IdP, active in Duo.
+                duo_user("DUB", "bob@x.com", Some("okta:00uB"), "Bob", "active", &[]),
+                // Renamed in the IdP (found by alias).
+                duo_user("DUD", "dee@x.com", Some("okta:00uD"), "Dee", "active", &[]),
+                // Deleted in the IdP: a ghost.
+                duo_user("DUG", "ghost@x.com", Some("okta:00uGONE"), "Ghost", "active", &[&eng]),
+                // Duo-only, and the other IdP's.
+                duo_user("DUU", "admin@x.com", None, "Admin", "active", &[]),
+                duo_user("DUZ", "zed@x.com", Some("auth0:auth0|z"), "Zed", "active", &[]),
+            ],
+            groups: vec![eng, gone, ops, admins],
+        };
+        (idp, duo)
+    }
+
+    #[test]
+    fn every_kind_of_drift_is_planned_in_order() {
+        let (idp, duo) = drifted();
+        let rules = rules(&[("GROUP_FILTER", "^duo-")]);
+        let plan = plan(&idp, &duo, &scope(&rules, false));
+        assert_eq!(
+            summary(&plan),
+            vec![
+                (Category::RenameGroup, "duo-eng".into()),
+                (Category::CreateGroup, "duo-new".into()),
+                // updates (by login), then creates
+                (Category::UpdateUser, "ann@x.com".into()),
+                (Category::AddMembership, "ann@x.com".into()),
+                (Category::AddMembership, "ann@x.com".into()),
+                (Category::DisableUser, "bob@x.com".into()),
+                (Category::UpdateUser, "dee.new@x.com".into()),
+                (Category::CreateUser, "cy@x.com".into()),
+                (Category::AddMembership, "cy@x.com".into()),
+                (Category::AddMembership, "cy@x.com".into()),
+                // deprovisions, then group deletes
+                (Category::DeleteUser, "ghost@x.com".into()),
+                (Category::DeleteGroup, "duo-gone".into()),
+            ]
+        );
+        // duo-ops has no tag but the IdP's name: joined by name, never
+        // renamed or deleted; everyone-else is outside GROUP_FILTER.
+        let ann = plan.units.iter().find(|u| u.subject == "ann@x.com").unwrap();
+        assert!(matches!(
+            &ann.actions[0].operation,
+            Operation::UpdateUser { previous_username: None, attrs, .. }
+                if attrs.realname.as_deref() == Some("Ann New")
+        ));
+        let joined: Vec<_> = ann.actions[1..]
+            .iter()
+            .map(|a| match &a.operation {
+                Operation::AddMembership { group, .. } => group.name.clone().unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(joined, ["duo-eng", "duo-ops"]);
+        // Ann stays in duo-gone: the group itself is deleted (the IdP group
+        // is gone), and in the hand-made group.
+        assert!(
+            !plan
+                .actions()
+                .any(|a| a.category == Category::RemoveMembership)
+        );
+        let dee = plan.units.iter().find(|u| u.subject == "dee.new@x.com").unwrap();
+        assert!(matches!(
+            &dee.actions[0].operation,
+            Operation::UpdateUser { previous_username: Some(prev), .. } if prev == "dee@x.com"
+        ));
+        assert_eq!(plan.ghosts, 1);
+        assert_eq!(plan.other_idp, 1);
+        assert_eq!(plan.unmanaged.len(), 1);
+        assert_eq!(plan.unmanaged[0].username, "admin@x.com");
+        // Eve is disabled in the IdP and absent in Duo: not created.
+        assert!(!plan.units.iter().any(|u| u.subject == "eve@x.com"));
+        assert_eq!(plan.deprovisions(), 2);
+        assert_eq!(plan.stats.groups_in_scope, 3);
+    }
+
+    #[test]
+    fn members_leave_managed_groups_only() {
+        let eng = duo_group("DG1", "duo-eng", "okta:00gENG synced by idp-duo-relay");
+        let ops = duo_group("DG3", "duo-ops", "made by hand");
+        let idp = IdpSnapshot {
+            users: vec![idp_user("00uA", "ann@x.com", "Ann", UserState::Active)],
+            groups: vec![idp_group("00gENG", "duo-eng"), idp_group("00gOPS", "duo-ops")],
+            members: HashMap::new(),
+        };
+        let duo = DuoSnapshot {
+            users: vec![duo_user(
+                "DUA",
+                "ann@x.com",
+                Some("okta:00uA"),
+                "Ann",
+                "active",
+                &[&eng, &ops],
+            )],
+            groups: vec![eng, ops],
+        };
+        let rules = PlanRules::default();
+        let plan = plan(&idp, &duo, &scope(&rules, false));
+        assert_eq!(
+            summary(&plan),
+            vec![(Category::RemoveMembership, "ann@x.com".into())]
+        );
+    }
+
+    #[test]
+    fn a_matching_tenant_plans_nothing() {
+        let eng = duo_group("DG1", "duo-eng", "okta:00gENG synced by idp-duo-relay");
+        let idp = IdpSnapshot {
+            users: vec![
+                idp_user("00uA", "ann@x.com", "Ann", UserState::Active),
+                idp_user("00uB", "bob@x.com", "Bob", UserState::Disabled),
+            ],
+            groups: vec![idp_group("00gENG", "duo-eng")],
+            members: HashMap::from([("00gENG".into(), vec!["00uA".into()])]),
+        };
+        let duo = DuoSnapshot {
+            users: vec![
+                // Bypass counts as active: the relay does not undo it.
+                duo_user("DUA", "Ann@X.com", Some("okta:00uA"), "Ann", "bypass", &[&eng]),
+                duo_user("DUB", "bob@x.com", Some("okta:00uB"), "Bob", "disabled", &[]),
+            ],
+            groups: vec![eng],
+        };
+        let rules = PlanRules::default();
+        let plan = plan(&idp, &duo, &scope(&rules, false));
+        assert!(plan.is_empty(), "{:?}", summary(&plan));
+    }
+
+    #[test]
+    fn deprovision_action_disable_and_unmanaged_accounts() {
+        let (idp, duo) = drifted();
+        let rules = rules(&[("GROUP_FILTER", "^duo-"), ("DEPROVISION_ACTION", "disable")]);
+        let plan_ = plan(&idp, &duo, &scope(&rules, true));
+        let deprovisions: Vec<_> = plan_
+            .actions()
+            .filter(|a| a.deprovision)
+            .map(|a| (a.category, a.operation.to_string()))
+            .collect();
+        assert_eq!(
+            deprovisions,
+            vec![
+                (
+                    Category::DisableUser,
+                    "set user admin@x.com Disabled".to_owned()
+                ),
+                (
+                    Category::DisableUser,
+                    "set user ghost@x.com (okta:00uGONE) Disabled".to_owned()
+                ),
+                (
+                    Category::DeleteGroup,
+                    "delete group duo-gone (okta:00gGONE)".to_owned()
+                ),
+            ]
+        );
+        // A ghost that is already disabled needs nothing.
+        let mut duo = duo;
+        duo.users[3].status = UserStatus::Disabled;
+        let plan_ = plan(&idp, &duo, &scope(&rules, false));
+        assert_eq!(plan_.ghosts, 1);
+        assert!(!plan_.units.iter().any(|u| u.subject == "ghost@x.com"));
+    }
+
+    #[test]
+    fn group_filter_keeps_out_of_scope_groups_untouched() {
+        let (idp, duo) = drifted();
+        let rules = rules(&[("GROUP_FILTER", "^nothing$")]);
+        let plan = plan(&idp, &duo, &scope(&rules, false));
+        assert!(!plan.actions().any(|a| matches!(
+            a.category,
+            Category::CreateGroup
+                | Category::RenameGroup
+                | Category::DeleteGroup
+                | Category::AddMembership
+                | Category::RemoveMembership
+        )));
+    }
+
+    #[test]
+    fn usernames_adopt_unlinked_accounts_and_shared_logins_conflict() {
+        let idp = IdpSnapshot {
+            users: vec![
+                idp_user("00uA", "ann@x.com", "Ann", UserState::Active),
+                idp_user("00uB", "shared@x.com", "One", UserState::Active),
+                idp_user("00uC", "shared@x.com", "Two", UserState::Active),
+            ],
+            ..IdpSnapshot::default()
+        };
+        let duo = DuoSnapshot {
+            users: vec![duo_user("DUA", "ann@x.com", None, "Ann", "active", &[])],
+            groups: vec![],
+        };
+        let rules = PlanRules::default();
+        let plan = plan(&idp, &duo, &scope(&rules, false));
+        assert_eq!(
+            summary(&plan),
+            vec![
+                (Category::UpdateUser, "ann@x.com".into()),
+                (Category::CreateUser, "shared@x.com".into()),
+            ]
+        );
+        assert!(plan.units[0].actions[0].detail.contains("okta:00uA linked"));
+        assert!(plan.unmanaged.is_empty());
+        assert_eq!(plan.conflicts.len(), 1);
+        assert!(plan.conflicts[0].reason.contains("okta:00uB"));
+    }
 }
