@@ -39,6 +39,8 @@ struct Args {
     concurrency: usize,
     out: PathBuf,
     seed: u64,
+    /// `sync` (apply inside the request) or `queue` (RELAY_MODE=queue).
+    mode: String,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -49,6 +51,7 @@ fn parse_args() -> anyhow::Result<Args> {
         concurrency: 16,
         out: PathBuf::from("bench/out"),
         seed: 7,
+        mode: "sync".to_owned(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,14 +63,18 @@ fn parse_args() -> anyhow::Result<Args> {
             "--concurrency" => a.concurrency = value()?.parse()?,
             "--out" => a.out = PathBuf::from(value()?),
             "--seed" => a.seed = value()?.parse()?,
+            "--mode" => a.mode = value()?,
             "--help" | "-h" => {
                 println!(
-                    "relay-bench [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N]"
+                    "relay-bench [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue]"
                 );
                 std::process::exit(0);
             }
             other => bail!("unknown flag {other}"),
         }
+    }
+    if a.mode != "sync" && a.mode != "queue" {
+        bail!("--mode must be sync or queue");
     }
     if a.users < 20 || a.groups < 2 || a.events == 0 || a.concurrency == 0 {
         bail!("need --users >= 20, --groups >= 2, --events >= 1, --concurrency >= 1");
@@ -188,6 +195,9 @@ struct Results {
     deliveries: usize,
     events: usize,
     concurrency: usize,
+    mode: String,
+    /// Until the last delivery was answered (queue mode answers before applying).
+    sent_seconds: f64,
     profile: &'static str,
     seconds: f64,
     events_per_second: f64,
@@ -299,6 +309,9 @@ async fn main() -> anyhow::Result<()> {
                 ("PORT", relay_port.to_string()),
                 ("RELAY_LOG_FORMAT", "json".to_owned()),
                 ("RUST_LOG", "info,duo_sim=warn".to_owned()),
+                ("RELAY_MODE", args.mode.clone()),
+                ("RELAY_QUEUE_CONCURRENCY", "8".to_owned()),
+                ("RELAY_QUEUE_BACKOFF_MS", "200".to_owned()),
             ])
             .env("RELAY_STATE_DIR", &state_dir)
             .stdout(Stdio::piped())
@@ -356,6 +369,28 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         t.await?;
     }
+    let sent_seconds = started.elapsed().as_secs_f64();
+    // Queue mode: the IdP got its answers; now wait for the workers to apply
+    // everything (bounded), so events/s measures applied events in both modes.
+    if args.mode == "queue" {
+        let drained = Instant::now();
+        loop {
+            let health: serde_json::Value =
+                match client.get(format!("{base}/healthz")).send().await {
+                    Ok(r) => serde_json::from_str(&r.text().await.unwrap_or_default())
+                        .unwrap_or_default(),
+                    Err(_) => serde_json::Value::Null,
+                };
+            let q = &health["queue"];
+            if q["pending"] == 0 && q["in_flight"] == 0 {
+                break;
+            }
+            if drained.elapsed() > Duration::from_secs(1800) {
+                bail!("the relay's queue did not drain within 30 min: {health}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
     // Let the last summary lines reach the reader thread.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -392,6 +427,8 @@ async fn main() -> anyhow::Result<()> {
         deliveries: samples.len(),
         events: events_sent,
         concurrency: args.concurrency,
+        mode: args.mode.clone(),
+        sent_seconds,
         profile: if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -423,13 +460,15 @@ fn write_reports(out: &Path, r: &Results, samples: &[Sample]) -> anyhow::Result<
     let mut md = String::new();
     md.push_str(&format!(
         "# relay-bench ({} build)\n\n| figure | value |\n| --- | --- |\n\
-         | tenant | {} users, {} groups |\n| deliveries / events | {} / {} |\n| concurrency | {} |\n\
+         | tenant | {} users, {} groups |\n| mode | {} (all answered in {:.1} s) |\n| deliveries / events | {} / {} |\n| concurrency | {} |\n\
          | events/s | {:.0} |\n| ack latency p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |\n\
          | non-200 answers | {} |\n| Duo calls | {} ({:.2} per event) |\n| relay peak RSS | {} |\n\
          | relay start → first 200 | {:.0} ms |\n\n",
         r.profile,
         r.users,
         r.groups,
+        r.mode,
+        r.sent_seconds,
         r.deliveries,
         r.events,
         r.concurrency,
