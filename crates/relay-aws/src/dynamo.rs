@@ -17,6 +17,22 @@
 //!
 //! Any other error is `StoreError::Backend`, which the pipeline answers 503
 //! (the IdP retries).
+//!
+//! Watermarks (queue mode's stale-event protection, `relay_core::order`)
+//! live in the same table: partition key `wm#<key>` (event ids always start
+//! with their source, `okta:` / `auth0…:`, so the two never meet; a key too
+//! long for a partition key is hashed), attribute `at_ms` (number, the event
+//! time) and the same `expires_at` TTL attribute, renewed on every advance.
+//! - watermark: consistent `GetItem`; an expired item counts as absent.
+//! - set_watermark: `UpdateItem` on condition `attribute_not_exists(pk) OR
+//!   at_ms < :at OR expires_at <= :now`, so the newer time always wins, even
+//!   between two writers; a failed condition means a newer (or the same) time
+//!   is stored, which is success.
+//!
+//! The queue worker also counts failed attempts per SQS message here
+//! (`try#<message id>`, attribute `attempts`, same TTL): SQS's
+//! `ApproximateReceiveCount` also counts the receives of messages that
+//! waited behind a failed one of their group and were never attempted.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,6 +47,15 @@ const STATE: &str = "state";
 const EXPIRES_AT: &str = "expires_at";
 const CLAIMED: &str = "claimed";
 const DONE: &str = "done";
+const AT_MS: &str = "at_ms";
+const ATTEMPTS: &str = "attempts";
+/// Partition keys of failed-attempt counters start with this.
+pub const ATTEMPTS_PREFIX: &str = "try#";
+/// Partition keys of watermark items start with this.
+pub const WATERMARK_PREFIX: &str = "wm#";
+/// Longest watermark key kept as it is (DynamoDB allows 2048 bytes of
+/// partition key); longer ones are hashed.
+const MAX_PLAIN_WATERMARK_KEY: usize = 1024;
 
 /// Idempotency store on one DynamoDB table. Cheap to clone (the client is
 /// shared).
@@ -73,6 +98,68 @@ impl DynamoStore {
 
     fn key(event: &EventId) -> AttributeValue {
         AttributeValue::S(event.as_str().to_owned())
+    }
+
+    /// The partition key of a watermark item.
+    pub fn watermark_pk(key: &str) -> String {
+        if key.len() <= MAX_PLAIN_WATERMARK_KEY {
+            format!("{WATERMARK_PREFIX}{key}")
+        } else {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(key.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{WATERMARK_PREFIX}sha256:{hex}")
+        }
+    }
+
+    /// How many attempts at the queue message `message_id` (an SQS message
+    /// id) failed, as [`DynamoStore::record_failed_attempt`] counted them.
+    pub async fn failed_attempts(&self, message_id: &str) -> Result<u32, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                PK,
+                AttributeValue::S(format!("{ATTEMPTS_PREFIX}{message_id}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", &self.table, &e))?;
+        Ok(match output.item().and_then(|item| item.get(ATTEMPTS)) {
+            Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    /// Counts one more failed attempt at the queue message `message_id`;
+    /// answers the new count.
+    pub async fn record_failed_attempt(&self, message_id: &str) -> Result<u32, StoreError> {
+        let until = now_secs() + self.ttl.as_secs();
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                PK,
+                AttributeValue::S(format!("{ATTEMPTS_PREFIX}{message_id}")),
+            )
+            .update_expression("ADD #attempts :one SET #expires_at = :until")
+            .expression_attribute_names("#attempts", ATTEMPTS)
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":until", number(until))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| backend("UpdateItem", &self.table, &e))?;
+        Ok(
+            match output.attributes().and_then(|item| item.get(ATTEMPTS)) {
+                Some(AttributeValue::N(n)) => n.parse().unwrap_or(1),
+                _ => 1,
+            },
+        )
     }
 
     /// Tells `Done` from `InProgress` from the item a failed claim found.
@@ -203,6 +290,70 @@ impl IdempotencyStore for DynamoStore {
                 Ok(())
             }
             Err(e) => Err(backend("DeleteItem", &self.table, &e)),
+        }
+    }
+
+    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(Self::watermark_pk(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", &self.table, &e))?;
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        let expires_at = match item.get(EXPIRES_AT) {
+            Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+            _ => None,
+        };
+        if expires_at.is_some_and(|until| until <= now_secs()) {
+            return Ok(None);
+        }
+        match item.get(AT_MS) {
+            Some(AttributeValue::N(n)) => n.parse::<i64>().map(Some).map_err(|_| {
+                StoreError::Backend(format!(
+                    "DynamoDB table {}: watermark item has a non-integer {AT_MS}",
+                    self.table
+                ))
+            }),
+            _ => Err(StoreError::Backend(format!(
+                "DynamoDB table {}: watermark item without {AT_MS}",
+                self.table
+            ))),
+        }
+    }
+
+    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
+        let now = now_secs();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(Self::watermark_pk(key)))
+            .update_expression("SET #at = :at, #expires_at = :until")
+            .condition_expression("attribute_not_exists(#pk) OR #at < :at OR #expires_at <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#at", AT_MS)
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_values(":at", AttributeValue::N(at_ms.to_string()))
+            .expression_attribute_values(":until", number(now + self.ttl.as_secs()))
+            .expression_attribute_values(":now", number(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer (or the same) time is stored: keep it.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend("UpdateItem", &self.table, &e)),
         }
     }
 }

@@ -15,8 +15,24 @@
 //! - `RELAY_SECRET_TTL_SECS` — how long a fetched secret is trusted before it
 //!   is read again (default 300), so a rotation is picked up without a
 //!   redeploy;
-//! - `AWS_ENDPOINT_URL` (the SDK's own variable) points both SDK clients at
-//!   another endpoint, e.g. moto in tests.
+//! - `AWS_ENDPOINT_URL` (the SDK's own variable) points the SDK clients at
+//!   another endpoint, e.g. moto in tests;
+//! - `RELAY_MODE` — `sync` (default: events are applied inside the request)
+//!   or `queue` (durable delivery, [`sqs`] and [`worker`]): the request only
+//!   verifies, parses and puts the events on the SQS FIFO queue
+//!   `RELAY_QUEUE_URL`; the same function, invoked by the queue's event
+//!   source, applies them, and what cannot be applied goes to the FIFO
+//!   dead-letter queue `RELAY_DLQ_URL` with its reason
+//!   (`RELAY_QUEUE_MAX_ATTEMPTS`, `RELAY_QUEUE_BACKOFF_MS` as in
+//!   `relay_core::queue::QueuePolicy`).
+//!
+//! One function, three kinds of invocation ([`AwsRelay::invoke`] reads the
+//! raw event): an HTTP request (Function URL, HTTP API, REST API), an SQS
+//! batch (`eventSource` `aws:sqs`), or a task
+//! (`{"relay_task":"reconcile","source":"okta"}` from EventBridge
+//! Scheduler). Run locally as `bootstrap dlq list|show|replay …` with AWS
+//! credentials and `RELAY_QUEUE_URL` / `RELAY_DLQ_URL`, it inspects and
+//! re-drives the dead letters ([`dlq_cli`]).
 //!
 //! Secret rotation: after `RELAY_SECRET_TTL_SECS` the secret is read again and,
 //! only if its content changed, the relay is rebuilt (otherwise the old one,
@@ -27,6 +43,8 @@
 
 pub mod dynamo;
 pub mod secrets;
+pub mod sqs;
+pub mod worker;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,12 +59,16 @@ use lambda_http::tower::ServiceExt as _;
 use relay_core::apply::DuoDirectory;
 use relay_core::config::{ConfigError, RawConfig, optional, required};
 use relay_core::pipeline::{Relay, Route, duo_relay, sync_retry};
+use relay_core::queue::{EventQueue, QueuePolicy};
 use relay_core::verify::VerifyFailure;
+use serde_json::Value;
 
 pub use dynamo::DynamoStore;
 pub use secrets::{
     HOOK_SECRET_KEYS, REQUIRED_SECRET_KEYS, SecretError, SecretSource, SecretValues,
 };
+pub use sqs::{SqsDeadLetters, SqsQueue};
+pub use worker::{BatchResponse, Worker};
 
 /// The plain (non-secret) environment variables without which `bootstrap`
 /// refuses to start: its own two ([`Settings::from_env`]) and the Duo
@@ -80,6 +102,50 @@ pub struct Settings {
     pub secret_ttl: Duration,
     /// Least time between two reads forced by refused deliveries.
     pub forced_refresh_interval: Duration,
+    /// Queue mode (`RELAY_MODE=queue`); `None` in sync mode.
+    pub queue: Option<QueueSettings>,
+}
+
+/// Queue mode's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// `RELAY_QUEUE_URL`: the SQS FIFO event queue.
+    pub queue_url: String,
+    /// `RELAY_DLQ_URL`: the SQS FIFO dead-letter queue.
+    pub dlq_url: String,
+    /// `RELAY_QUEUE_MAX_ATTEMPTS`, `RELAY_QUEUE_BACKOFF_MS`.
+    pub policy: QueuePolicy,
+}
+
+impl QueueSettings {
+    /// `RELAY_QUEUE_URL`, `RELAY_DLQ_URL` and the queue policy.
+    pub fn from_env(env: &RawConfig) -> Result<Self, ConfigError> {
+        let queue_url = required(env, "RELAY_QUEUE_URL").map_err(|_| {
+            ConfigError::new(
+                "RELAY_QUEUE_URL",
+                "is not set; queue mode needs the URL of the SQS FIFO event queue",
+            )
+        })?;
+        let dlq_url = required(env, "RELAY_DLQ_URL").map_err(|_| {
+            ConfigError::new(
+                "RELAY_DLQ_URL",
+                "is not set; queue mode needs the URL of the SQS FIFO dead-letter queue",
+            )
+        })?;
+        for (name, url) in [("RELAY_QUEUE_URL", queue_url), ("RELAY_DLQ_URL", dlq_url)] {
+            if !url.ends_with(".fifo") {
+                return Err(ConfigError::new(
+                    name,
+                    "must be the URL of a FIFO queue (its name ends in .fifo): per-user order and deduplication need one",
+                ));
+            }
+        }
+        Ok(Self {
+            queue_url: queue_url.to_owned(),
+            dlq_url: dlq_url.to_owned(),
+            policy: QueuePolicy::from_config(env)?,
+        })
+    }
 }
 
 impl Settings {
@@ -100,6 +166,11 @@ impl Settings {
                 "is not set; set it to the DynamoDB table of the idempotency store",
             )
         })?;
+        let queue = match optional(env, "RELAY_MODE") {
+            None | Some("sync") => None,
+            Some("queue") => Some(QueueSettings::from_env(env)?),
+            Some(_) => return Err(ConfigError::new("RELAY_MODE", "must be sync or queue")),
+        };
         let secret_ttl = match optional(env, "RELAY_SECRET_TTL_SECS") {
             None => Self::DEFAULT_SECRET_TTL,
             Some(secs) => Duration::from_secs(secs.parse().map_err(|_| {
@@ -111,6 +182,7 @@ impl Settings {
             table_name: table_name.to_owned(),
             secret_ttl,
             forced_refresh_interval: Self::FORCED_REFRESH_INTERVAL,
+            queue,
         })
     }
 }
@@ -123,6 +195,26 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Secret(#[from] SecretError),
+}
+
+/// Why an invocation could not be handled (the function reports it as an
+/// error; Lambda or the scheduler retries). Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error(
+        "an SQS batch arrived but RELAY_MODE is not queue: set RELAY_MODE=queue, RELAY_QUEUE_URL and RELAY_DLQ_URL, or remove the event source mapping"
+    )]
+    NotQueueMode,
+    #[error("unknown relay_task {0}; the known task is reconcile")]
+    UnknownTask(String),
+    #[error("relay_task reconcile: {0}")]
+    Reconcile(String),
+    #[error(
+        "the event is neither an HTTP request (Function URL, API Gateway), an SQS batch nor a relay_task: {0}"
+    )]
+    Unrecognized(String),
+    #[error("could not write the answer: {0}")]
+    Answer(String),
 }
 
 /// The SDK configuration the Lambda runtime provides: region, credentials of
@@ -147,6 +239,31 @@ pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client 
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// `bootstrap dlq list|show|replay …`, run by hand with AWS credentials:
+/// the dead letters of the queues `RELAY_QUEUE_URL` / `RELAY_DLQ_URL` in
+/// `env` (see [`SqsDeadLetters`] and `relay_core::queue::dlq_command`).
+/// Answers the exit code.
+pub async fn dlq_cli(args: &[String], env: &RawConfig, out: &mut dyn std::io::Write) -> i32 {
+    let (queue_url, dlq_url) = match (
+        required(env, "RELAY_QUEUE_URL"),
+        required(env, "RELAY_DLQ_URL"),
+    ) {
+        (Ok(queue), Ok(dlq)) => (queue.to_owned(), dlq.to_owned()),
+        _ => {
+            let _ = writeln!(
+                out,
+                "error: set RELAY_QUEUE_URL and RELAY_DLQ_URL (terraform output queue_url and dead_letter_queue_url), and AWS credentials for the account"
+            );
+            return 2;
+        }
+    };
+    let sdk = sdk_config().await;
+    let store = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), queue_url, dlq_url);
+    let code = relay_core::queue::dlq_command(args, &store, out).await;
+    store.release().await;
+    code
+}
+
 /// An SDK error as one line: each cause's message, outermost first (the
 /// SDK's own `Display` says only "service error" or "dispatch failure").
 pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
@@ -160,6 +277,13 @@ pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         next = e.source();
     }
     parts.join(": ")
+}
+
+/// Queue mode's parts: where the accept stage writes, and the worker.
+#[derive(Debug, Clone)]
+struct Queued {
+    queue: Arc<SqsQueue>,
+    worker: Worker,
 }
 
 /// The relay built from one version of the secret, with its router.
@@ -185,6 +309,7 @@ pub struct AwsRelay {
     secrets: SecretSource,
     store: DynamoStore,
     settings: Settings,
+    queued: Option<Queued>,
     schedule: Mutex<Schedule>,
     /// One read of the secret at a time.
     refreshing: tokio::sync::Mutex<()>,
@@ -209,17 +334,32 @@ impl AwsRelay {
         let sdk = sdk_config().await;
         let store = DynamoStore::new(dynamodb_client(&sdk), &settings.table_name);
         let secrets = SecretSource::new(&sdk, &settings.secret_id);
-        Self::start(env, settings, secrets, store).await
+        let sqs = settings.queue.as_ref().map(|_| sqs::sqs_client(&sdk));
+        Self::start(env, settings, secrets, store, sqs).await
     }
 
     /// Reads the secret once and builds the relay; fails naming what is wrong
-    /// (an unreadable secret, a missing key, a bad variable).
+    /// (an unreadable secret, a missing key, a bad variable). Queue mode
+    /// (`settings.queue`) needs `sqs`.
     pub async fn start(
         env: RawConfig,
         settings: Settings,
         secrets: SecretSource,
         store: DynamoStore,
+        sqs: Option<aws_sdk_sqs::Client>,
     ) -> Result<Self, StartupError> {
+        let queued = match (&settings.queue, sqs) {
+            (None, _) => None,
+            (Some(q), Some(client)) => Some(Queued {
+                queue: Arc::new(SqsQueue::new(client.clone(), &q.queue_url)),
+                worker: Worker::new(client, &q.queue_url, &q.dlq_url, q.policy),
+            }),
+            (Some(_), None) => {
+                return Err(
+                    ConfigError::new("RELAY_MODE", "queue mode needs an SQS client").into(),
+                );
+            }
+        };
         let misplaced = secrets::secrets_in_plain_env(&env);
         if !misplaced.is_empty() {
             tracing::warn!(
@@ -228,11 +368,14 @@ impl AwsRelay {
             );
         }
         let values = secrets.fetch().await?;
-        let active = build(&env, &values, &store)?;
+        let active = build(&env, &values, &store, queued.as_ref())?;
         let relay = &active.relay;
         tracing::info!(
             secret_id = %secrets.secret_id(),
             table = %store.table(),
+            mode = relay.mode(),
+            queue = settings.queue.as_ref().map_or("-", |q| q.queue_url.as_str()),
+            dead_letters = settings.queue.as_ref().map_or("-", |q| q.dlq_url.as_str()),
             secret_ttl_secs = settings.secret_ttl.as_secs(),
             okta = relay.auth().is_configured(relay_core::event::Source::Okta),
             auth0 = relay.auth().is_configured(relay_core::event::Source::Auth0Events),
@@ -248,6 +391,7 @@ impl AwsRelay {
                 last_forced: None,
             }),
             settings,
+            queued,
             refreshing: tokio::sync::Mutex::new(()),
             fetches: AtomicU64::new(1),
         })
@@ -261,6 +405,64 @@ impl AwsRelay {
     /// The relay currently serving (changes when a rotated secret is loaded).
     pub fn relay(&self) -> Arc<LambdaRelay> {
         Arc::clone(&self.schedule().active.relay)
+    }
+
+    /// The queue worker (queue mode only).
+    pub fn worker(&self) -> Option<&Worker> {
+        self.queued.as_ref().map(|q| &q.worker)
+    }
+
+    /// Handles one invocation, whatever its kind, from the raw event:
+    /// an SQS batch (queue mode's worker; answers `batchItemFailures`), a
+    /// `relay_task`, or an HTTP request (answers in the shape its origin
+    /// expects). `deadline` is the invocation's.
+    pub async fn invoke(
+        &self,
+        event: Value,
+        deadline: Option<Instant>,
+    ) -> Result<Value, InvokeError> {
+        if let Some(records) = worker::sqs_records(&event) {
+            let answer = self.handle_sqs(records, deadline).await?;
+            return serde_json::to_value(answer).map_err(|e| InvokeError::Answer(e.to_string()));
+        }
+        if let Some(task) = event.get("relay_task") {
+            return self.run_task(task, &event).await;
+        }
+        let origin = HttpOrigin::of(&event).ok_or_else(|| {
+            InvokeError::Unrecognized(
+                "no Records, relay_task, httpMethod or requestContext.http".into(),
+            )
+        })?;
+        let request = lambda_http::request::from_str(&event.to_string())
+            .map_err(|e| InvokeError::Unrecognized(e.to_string()))?;
+        origin.answer(self.handle(request).await)
+    }
+
+    /// Queue mode's worker on one SQS batch.
+    pub async fn handle_sqs(
+        &self,
+        records: Vec<worker::SqsRecord>,
+        deadline: Option<Instant>,
+    ) -> Result<BatchResponse, InvokeError> {
+        let Some(queued) = &self.queued else {
+            return Err(InvokeError::NotQueueMode);
+        };
+        // The current relay: a rotated secret (say DUO_SKEY) is picked up
+        // by the worker as by the requests.
+        let relay = Arc::clone(&self.active().await.relay);
+        Ok(queued.worker.run(relay, records, deadline).await)
+    }
+
+    /// A scheduled task: `{"relay_task":"reconcile","source":"okta"|"auth0"}`.
+    async fn run_task(&self, task: &Value, event: &Value) -> Result<Value, InvokeError> {
+        let _ = event;
+        match task.as_str() {
+            // Filled in when relay_core::reconcile lands.
+            Some("reconcile") => Err(InvokeError::Reconcile(
+                "reconcile is not built into this binary yet".to_owned(),
+            )),
+            _ => Err(InvokeError::UnknownTask(task.to_string())),
+        }
     }
 
     /// Handles one Lambda HTTP event (Function URL, HTTP API or REST API).
@@ -340,7 +542,7 @@ impl AwsRelay {
         let current = Arc::clone(&self.schedule().active);
         let next = match fetched {
             Ok(values) if values.same_content(&current.digest) => current,
-            Ok(values) => match build(&self.env, &values, &self.store) {
+            Ok(values) => match build(&self.env, &values, &self.store, self.queued.as_ref()) {
                 Ok(active) => {
                     tracing::info!(
                         secret_id = %self.secrets.secret_id(),
@@ -373,23 +575,87 @@ impl AwsRelay {
 }
 
 /// Builds the relay from the environment with the secret laid over it.
+/// In queue mode Duo calls happen in the worker, which can wait longer than
+/// a webhook answer.
 fn build(
     env: &RawConfig,
     values: &SecretValues,
     store: &DynamoStore,
+    queued: Option<&Queued>,
 ) -> Result<Active, ConfigError> {
-    let (retry, timeout) = sync_retry();
-    let relay = Arc::new(duo_relay(
-        &values.merged_over(env),
-        store.clone(),
-        retry,
-        timeout,
-    )?);
+    let (retry, timeout) = if queued.is_some() {
+        worker::worker_retry()
+    } else {
+        sync_retry()
+    };
+    let mut relay = duo_relay(&values.merged_over(env), store.clone(), retry, timeout)?;
+    if let Some(queued) = queued {
+        relay = relay.with_queue(Arc::clone(&queued.queue) as Arc<dyn EventQueue>);
+    }
+    let relay = Arc::new(relay);
     Ok(Active {
         router: relay_server::app(Arc::clone(&relay)),
         relay,
         digest: values.digest(),
     })
+}
+
+/// Where an HTTP event came from, which decides the answer's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HttpOrigin {
+    /// API Gateway REST API (payload 1.0).
+    RestApi,
+    /// Function URL or HTTP API (payload 2.0).
+    HttpApi,
+}
+
+impl HttpOrigin {
+    fn of(event: &Value) -> Option<Self> {
+        if event.get("version").and_then(Value::as_str) == Some("2.0")
+            || event.pointer("/requestContext/http").is_some()
+        {
+            Some(Self::HttpApi)
+        } else if event.get("httpMethod").is_some() {
+            Some(Self::RestApi)
+        } else {
+            None
+        }
+    }
+
+    /// The answer as API Gateway / the Function URL reads it.
+    fn answer(self, response: http::Response<lambda_http::Body>) -> Result<Value, InvokeError> {
+        use lambda_http::aws_lambda_events::apigw::{
+            ApiGatewayProxyResponse, ApiGatewayV2httpResponse,
+        };
+        let (parts, body) = response.into_parts();
+        let (is_base64_encoded, body) = match body {
+            lambda_http::Body::Empty => (false, None),
+            text @ lambda_http::Body::Text(_) => (false, Some(text)),
+            binary @ lambda_http::Body::Binary(_) => (true, Some(binary)),
+            _ => (false, None),
+        };
+        let status_code = i64::from(parts.status.as_u16());
+        let value = match self {
+            Self::RestApi => {
+                let mut answer = ApiGatewayProxyResponse::default();
+                answer.status_code = status_code;
+                // Only multi-value headers: API Gateway merges both fields.
+                answer.multi_value_headers = parts.headers;
+                answer.body = body;
+                answer.is_base64_encoded = is_base64_encoded;
+                serde_json::to_value(answer)
+            }
+            Self::HttpApi => {
+                let mut answer = ApiGatewayV2httpResponse::default();
+                answer.status_code = status_code;
+                answer.headers = parts.headers;
+                answer.body = body;
+                answer.is_base64_encoded = is_base64_encoded;
+                serde_json::to_value(answer)
+            }
+        };
+        value.map_err(|e| InvokeError::Answer(e.to_string()))
+    }
 }
 
 /// One request, read whole, so it can be handled a second time.

@@ -249,6 +249,7 @@ async fn an_unreachable_store_answers_503_so_the_idp_retries() {
         settings(&fx.secret_id, &fx.table, TTL),
         SecretSource::new(&fx.sdk, &fx.secret_id),
         store,
+        None,
     )
     .await
     .unwrap();
@@ -277,6 +278,7 @@ async fn an_unreachable_store_answers_503_so_the_idp_retries() {
         settings(&fx.secret_id, "no-such-table", TTL),
         SecretSource::new(&fx.sdk, &fx.secret_id),
         store,
+        None,
     )
     .await
     .unwrap();

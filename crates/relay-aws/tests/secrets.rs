@@ -220,6 +220,7 @@ async fn start_with_secret(fx: &Fixture, value: &str) -> StartupError {
         settings(&id, &fx.table, LONG_TTL),
         SecretSource::new(&fx.sdk, &id),
         fx.store(),
+        None,
     )
     .await
     .unwrap_err()
@@ -263,6 +264,7 @@ async fn unusable_secrets_fail_start_up_naming_the_problem_not_the_value() {
         settings("no-such-secret", &fx.table, LONG_TTL),
         SecretSource::new(&fx.sdk, "no-such-secret"),
         fx.store(),
+        None,
     )
     .await
     .unwrap_err();
@@ -283,6 +285,7 @@ async fn an_unreachable_secrets_manager_fails_start_up_with_a_clear_message() {
         settings(&fx.secret_id, &fx.table, LONG_TTL),
         SecretSource::new(&dead, &fx.secret_id),
         fx.store(),
+        None,
     )
     .await
     .unwrap_err();

@@ -146,6 +146,7 @@ pub fn settings(secret_id: &str, table: &str, ttl: Duration) -> Settings {
         table_name: table.to_owned(),
         secret_ttl: ttl,
         forced_refresh_interval: Settings::FORCED_REFRESH_INTERVAL,
+        queue: None,
     }
 }
 
@@ -181,6 +182,7 @@ impl Fixture {
             settings(&self.secret_id, &self.table, ttl),
             SecretSource::new(&self.sdk, &self.secret_id),
             self.store(),
+            None,
         )
         .await
         .unwrap()
