@@ -143,3 +143,116 @@ async fn backend_failures_are_store_errors() {
         "{err}"
     );
 }
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn watermarks_keep_the_newest_time_with_the_ttl_attribute() {
+    let Some(moto) = moto_url() else { return };
+    let (sdk, store) = store(&moto).await;
+    let key = "user:okta:00u1/state";
+    assert_eq!(store.watermark(key).await.unwrap(), None);
+    store.set_watermark(key, 2_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(2_000));
+    // An older time does not move it back; a newer one moves it on.
+    store.set_watermark(key, 1_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(2_000));
+    store.set_watermark(key, 2_000).await.unwrap();
+    store.set_watermark(key, 3_500).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(3_500));
+    // Keys are independent, and never meet an event id's item.
+    assert_eq!(
+        store.watermark("user:okta:00u1/profile").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.claim(&id("user:okta:00u1/state")).await.unwrap(),
+        Claim::New
+    );
+    assert_eq!(store.watermark(key).await.unwrap(), Some(3_500));
+
+    // The item: `wm#<key>`, the time, and the TTL attribute a week ahead.
+    let item = aws_sdk_dynamodb::Client::new(&sdk)
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("wm#{key}")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["at_ms"].as_n().unwrap(), "3500");
+    let expires: u64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let week = 7 * 24 * 3600;
+    let now = now_secs();
+    assert!(
+        (now + week - 5..=now + week + 5).contains(&expires),
+        "{expires}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_watermark_writes_end_at_the_newest_time() {
+    let Some(moto) = moto_url() else { return };
+    let (_, store) = store(&moto).await;
+    let key = "group:okta:00g1/name";
+    let mut times: Vec<i64> = (1..=20).map(|i| i * 1_000).collect();
+    fastrand::shuffle(&mut times);
+    let mut tasks = Vec::new();
+    for at in times {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.set_watermark(key, at).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.watermark(key).await.unwrap(), Some(20_000));
+}
+
+#[tokio::test]
+async fn an_expired_watermark_is_absent_and_long_keys_are_hashed() {
+    let Some(moto) = moto_url() else { return };
+    let (_, store) = store(&moto).await;
+    // DynamoDB's TTL deletes lazily: an expired item must read as absent,
+    // and a write over it wins whatever its time.
+    let forgetful = store.clone().with_ttl(Duration::ZERO);
+    forgetful.set_watermark("k", 9_000).await.unwrap();
+    assert_eq!(store.watermark("k").await.unwrap(), None);
+    store.set_watermark("k", 10).await.unwrap();
+    assert_eq!(store.watermark("k").await.unwrap(), Some(10));
+
+    let long = format!("user:okta:00u2/member/group:okta:{}", "g".repeat(3000));
+    assert!(DynamoStore::watermark_pk(&long).len() < 100);
+    store.set_watermark(&long, 77).await.unwrap();
+    assert_eq!(store.watermark(&long).await.unwrap(), Some(77));
+    let longer = format!("{long}x");
+    assert_eq!(store.watermark(&longer).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn failed_attempts_are_counted_per_queue_message() {
+    let Some(moto) = moto_url() else { return };
+    let (_, store) = store(&moto).await;
+    assert_eq!(store.failed_attempts("m-1").await.unwrap(), 0);
+    assert_eq!(store.record_failed_attempt("m-1").await.unwrap(), 1);
+    assert_eq!(store.record_failed_attempt("m-1").await.unwrap(), 2);
+    assert_eq!(store.failed_attempts("m-1").await.unwrap(), 2);
+    assert_eq!(store.failed_attempts("m-2").await.unwrap(), 0);
+    let missing = DynamoStore::new(
+        relay_aws::dynamodb_client(&sdk(&moto).await),
+        "no-such-table",
+    );
+    assert!(missing.watermark("k").await.is_err());
+    assert!(missing.set_watermark("k", 1).await.is_err());
+    assert!(missing.record_failed_attempt("m").await.is_err());
+}
