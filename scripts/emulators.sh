@@ -3,10 +3,12 @@
 # on exit. Exports where they listen:
 #   RELAY_TEST_MOTO_URL            moto server (AWS: Secrets Manager, DynamoDB, SQS)
 #   RELAY_TEST_AZURITE_TABLE_URL   Azurite Table service (Azure Table Storage)
+#   RELAY_TEST_AZURITE_QUEUE_URL   Azurite Queue service (Azure Storage Queues)
 #   RELAY_TEST_FIRESTORE_URL       Firestore emulator (GCP)
+#   RELAY_TEST_PUBSUB_URL          Pub/Sub emulator (GCP)
 # and RELAY_TEST_REQUIRE_EMULATORS=1, so a test that cannot reach them fails
 # instead of skipping. Needs python3 (venv + pip), node/npm, and java with
-# the Google Cloud CLI's Firestore emulator package.
+# the Google Cloud CLI's Firestore and Pub/Sub emulator packages.
 
 TOOLS="$PWD/.tools"
 EMULATOR_LOGS="$TOOLS/logs"
@@ -55,13 +57,21 @@ node "$TOOLS/npm/node_modules/azurite/dist/src/table/main.js" \
   --tableHost 127.0.0.1 --tablePort "$AZURITE_PORT" --inMemoryPersistence --skipApiVersionCheck --loose \
   >"$EMULATOR_LOGS/azurite.log" 2>&1 &
 EMULATOR_PIDS+=($!)
+# The Queue service of the same install, on a port of its own.
+AZURITE_QUEUE_PORT=$(free_port)
+node "$TOOLS/npm/node_modules/azurite/dist/src/queue/main.js" \
+  --queueHost 127.0.0.1 --queuePort "$AZURITE_QUEUE_PORT" --inMemoryPersistence --skipApiVersionCheck --loose \
+  >"$EMULATOR_LOGS/azurite-queue.log" 2>&1 &
+EMULATOR_PIDS+=($!)
 
 wait_port "$MOTO_PORT" moto 60
 wait_port "$AZURITE_PORT" azurite 60
+wait_port "$AZURITE_QUEUE_PORT" azurite-queue 60
 export RELAY_TEST_MOTO_URL="http://127.0.0.1:$MOTO_PORT"
 export RELAY_TEST_AZURITE_TABLE_URL="http://127.0.0.1:$AZURITE_PORT"
+export RELAY_TEST_AZURITE_QUEUE_URL="http://127.0.0.1:$AZURITE_QUEUE_PORT"
 export RELAY_TEST_REQUIRE_EMULATORS=1
-echo "emulators: moto $RELAY_TEST_MOTO_URL, azurite table $RELAY_TEST_AZURITE_TABLE_URL" >&2
+echo "emulators: moto $RELAY_TEST_MOTO_URL, azurite table $RELAY_TEST_AZURITE_TABLE_URL, azurite queue $RELAY_TEST_AZURITE_QUEUE_URL" >&2
 
 # --- Firestore emulator (GCP), from the Google Cloud CLI's apt package
 # google-cloud-cli-firestore-emulator (part of this machine image; elsewhere
@@ -83,3 +93,22 @@ EMULATOR_PIDS+=($!)
 wait_port "$FIRESTORE_PORT" firestore 60
 export RELAY_TEST_FIRESTORE_URL="http://127.0.0.1:$FIRESTORE_PORT"
 echo "emulators: firestore $RELAY_TEST_FIRESTORE_URL" >&2
+
+# --- Pub/Sub emulator (GCP), from the same Google Cloud CLI install
+# (google-cloud-cli-pubsub-emulator; elsewhere `gcloud components install
+# pubsub-emulator`). Started as java itself, like the Firestore emulator.
+PUBSUB_JAR=""
+if command -v gcloud >/dev/null 2>&1; then
+  PUBSUB_JAR="$(ls "$(dirname "$(readlink -f "$(command -v gcloud)")")"/../platform/pubsub-emulator/lib/cloud-pubsub-emulator-*.jar 2>/dev/null | head -n 1)"
+fi
+if [ -z "$PUBSUB_JAR" ] || [ ! -f "$PUBSUB_JAR" ]; then
+  echo "the Pub/Sub emulator is missing: apt-get install google-cloud-cli-pubsub-emulator" >&2
+  return 1
+fi
+PUBSUB_PORT=$(free_port)
+java -Duser.language=en -jar "$PUBSUB_JAR" --host=127.0.0.1 --port="$PUBSUB_PORT" \
+  >"$EMULATOR_LOGS/pubsub.log" 2>&1 &
+EMULATOR_PIDS+=($!)
+wait_port "$PUBSUB_PORT" pubsub 60
+export RELAY_TEST_PUBSUB_URL="http://127.0.0.1:$PUBSUB_PORT"
+echo "emulators: pubsub $RELAY_TEST_PUBSUB_URL" >&2

@@ -33,9 +33,12 @@ cargo build --release --locked -p relay-azure --target "$target"
 rm -rf "$out" "$zip_path"
 mkdir -p "$out"
 cp "$crate_dir/app/host.json" "$out/"
-for function in okta auth0 auth0-logs healthz; do
+# Every function folder of app/ (one function.json each).
+for dir in "$crate_dir"/app/*/; do
+  function="$(basename "$dir")"
+  [ -f "$dir/function.json" ] || continue
   mkdir -p "$out/$function"
-  cp "$crate_dir/app/$function/function.json" "$out/$function/"
+  cp "$dir/function.json" "$out/$function/"
 done
 install -m 0755 "$root/target/$target/release/relay-azure" "$out/relay-azure"
 

@@ -13,17 +13,22 @@
 //!
 //! This crate owns what is Azure's and nothing else: reading the Function
 //! App's settings ([`settings`]: port, unresolved Key Vault references, where
-//! the table is) and the idempotency store on Table Storage ([`table`],
-//! SharedKey signing in [`shared_key`], managed-identity tokens). Verifying,
-//! parsing, planning and applying are `relay-core`'s; HTTP is
-//! `relay-server`'s.
+//! the table and the queue are), the idempotency store on Table Storage
+//! ([`table`], SharedKey signing in [`shared_key`], managed-identity tokens)
+//! and queue mode (`RELAY_MODE=queue`): the Storage queue the accept stage
+//! puts events on and the poison queue of dead letters ([`queue`]), and the
+//! queue-trigger worker ([`worker`]). Verifying, parsing, planning and
+//! applying are `relay-core`'s; HTTP is `relay-server`'s.
 
 mod identity;
+pub mod queue;
 pub mod settings;
 pub mod shared_key;
 pub mod table;
+pub mod worker;
 
-pub use settings::{TableSettings, check_key_vault_references, listen};
+pub use queue::{AzureEventQueue, PoisonQueue, StorageQueue};
+pub use settings::{QueueSettings, TableSettings, check_key_vault_references, listen};
 pub use table::TableStore;
 
 /// The app settings `relay-azure` refuses to start without under the

@@ -1,7 +1,13 @@
 //! `relay-azure`: the relay as an Azure Functions custom handler. Reads the
 //! app settings, refuses unresolved Key Vault references, builds the relay
 //! with the Table Storage idempotency store once, and serves the shared
-//! router under `/api` on `FUNCTIONS_CUSTOMHANDLER_PORT`.
+//! router under `/api` on `FUNCTIONS_CUSTOMHANDLER_PORT` — plus, with
+//! `RELAY_MODE=queue`, the queue-trigger worker at `/queue_worker`.
+//!
+//! `relay-azure dlq list|show|replay …` (same app settings, run where they
+//! are: the Function App's SSH console, or a shell with the storage
+//! connection string) lists and re-drives the dead letters on
+//! `<RELAY_QUEUE_NAME>-poison`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use relay_core::config::{RawConfig, optional};
 use relay_core::pipeline::{duo_relay, sync_retry};
+use relay_core::queue::QueuePolicy;
 use relay_server::logging::{LogFormat, init};
 
 fn main() -> std::process::ExitCode {
@@ -22,7 +29,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(std::env::vars().collect())) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let raw: RawConfig = std::env::vars().collect();
+    if args.first().map(String::as_str) == Some("dlq") {
+        let code = runtime.block_on(dlq(&raw, &args[1..]));
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    match runtime.block_on(run(raw)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // stderr reaches the Functions host's logs (and its "worker
@@ -31,6 +44,34 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `RELAY_MODE`: `sync` (default) or `queue`.
+fn queue_mode(raw: &RawConfig) -> anyhow::Result<bool> {
+    match optional(raw, "RELAY_MODE") {
+        None | Some("sync") => Ok(false),
+        Some("queue") => Ok(true),
+        Some(_) => anyhow::bail!("RELAY_MODE: must be sync or queue"),
+    }
+}
+
+/// `relay-azure dlq …`: the poison queue's dead letters.
+async fn dlq(raw: &RawConfig, args: &[String]) -> i32 {
+    let store = match relay_azure::QueueSettings::from_config(raw)
+        .map_err(anyhow::Error::from)
+        .and_then(|settings| {
+            let (main, poison) =
+                relay_azure::StorageQueue::pair(&settings).map_err(anyhow::Error::from)?;
+            Ok(relay_azure::PoisonQueue::new(main, poison))
+        }) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 2;
+        }
+    };
+    let mut out = std::io::stdout();
+    relay_core::queue::dlq_command(args, &store, &mut out).await
 }
 
 async fn run(raw: RawConfig) -> anyhow::Result<()> {
@@ -43,9 +84,21 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
 
     relay_azure::check_key_vault_references(&raw)?;
     let listen = relay_azure::listen(&raw)?;
+    let queued = queue_mode(&raw)?;
+    let policy = QueuePolicy::from_config(&raw)?;
     let store = relay_azure::TableStore::new(relay_azure::TableSettings::from_config(&raw)?)?;
-    let (retry, timeout) = sync_retry();
-    let relay = duo_relay(&raw, store.clone(), retry, timeout)?;
+    // In the request, Duo retries must fit Okta's 3 s. In queue mode the
+    // request only enqueues; the worker may wait longer, and the queue
+    // retries after that.
+    let (retry, timeout) = if queued {
+        (
+            duo_admin::RetryPolicy::short(std::time::Duration::from_secs(10)),
+            std::time::Duration::from_secs(10),
+        )
+    } else {
+        sync_retry()
+    };
+    let mut relay = duo_relay(&raw, store.clone(), retry, timeout)?;
     store.create_table_if_absent().await.with_context(|| {
         format!(
             "idempotency table {} at {}",
@@ -53,6 +106,30 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
             store.endpoint()
         )
     })?;
+    let queues = if queued {
+        let settings = relay_azure::QueueSettings::from_config(&raw)?;
+        let (main, poison) = relay_azure::StorageQueue::pair(&settings)?;
+        for queue in [&main, &poison] {
+            queue.create_if_absent().await.with_context(|| {
+                format!(
+                    "RELAY_QUEUE_NAME: queue {} at {}",
+                    queue.name(),
+                    queue.endpoint()
+                )
+            })?;
+        }
+        if policy.max_attempts >= relay_azure::worker::HOST_MAX_DEQUEUE_COUNT {
+            tracing::warn!(
+                max_attempts = policy.max_attempts,
+                host_max_dequeue_count = relay_azure::worker::HOST_MAX_DEQUEUE_COUNT,
+                "RELAY_QUEUE_MAX_ATTEMPTS is not below host.json maxDequeueCount: the host moves failing messages to the poison queue before the worker records why"
+            );
+        }
+        relay = relay.with_queue(Arc::new(relay_azure::AzureEventQueue::new(main.clone())));
+        Some((main, poison))
+    } else {
+        None
+    };
 
     if listen.defaulted {
         tracing::info!(
@@ -65,16 +142,42 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("FUNCTIONS_CUSTOMHANDLER_PORT: cannot listen on {addr}"))?;
-    tracing::info!(
-        port = listen.port,
-        table = store.table_name(),
-        "relay-azure serving /api/okta, /api/auth0, /api/auth0/logs, /api/healthz"
-    );
-    relay_server::serve(
-        listener,
-        relay_server::app_with_prefix(Arc::new(relay), "/api"),
-        relay_server::shutdown_signal(),
-    )
-    .await?;
+    let relay = Arc::new(relay);
+    let mut router = relay_server::app_with_prefix(relay.clone(), "/api");
+    if let Some((main, poison)) = queues {
+        tracing::info!(
+            port = listen.port,
+            table = store.table_name(),
+            queue = main.name(),
+            poison_queue = poison.name(),
+            max_attempts = policy.max_attempts,
+            mode = "queue",
+            "relay-azure serving /api/okta, /api/auth0, /api/auth0/logs, /api/healthz and the queue worker /{}",
+            relay_azure::worker::FUNCTION_NAME
+        );
+        let worker = Arc::new(relay_azure::worker::Worker {
+            relay,
+            poison,
+            policy,
+        });
+        router = axum::Router::new()
+            .route(
+                &format!("/{}", relay_azure::worker::FUNCTION_NAME),
+                axum::routing::post(relay_azure::worker::invoke),
+            )
+            .layer(axum::extract::DefaultBodyLimit::max(
+                relay_server::MAX_BODY_BYTES,
+            ))
+            .with_state(worker)
+            .merge(router);
+    } else {
+        tracing::info!(
+            port = listen.port,
+            table = store.table_name(),
+            mode = "sync",
+            "relay-azure serving /api/okta, /api/auth0, /api/auth0/logs, /api/healthz"
+        );
+    }
+    relay_server::serve(listener, router, relay_server::shutdown_signal()).await?;
     Ok(())
 }

@@ -172,29 +172,12 @@ impl TableSettings {
                     "must be an http(s) URL like https://<account>.table.core.windows.net",
                 )
             })?;
-            let identity_endpoint = optional(raw, "IDENTITY_ENDPOINT").ok_or_else(|| {
-                ConfigError::new(
-                    "IDENTITY_ENDPOINT",
-                    "is not set: AZURE_STORAGE_TABLE_ENDPOINT selects managed-identity access, which needs the Function App's identity enabled",
-                )
-            })?;
-            let identity_endpoint = Url::parse(identity_endpoint)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https"))
-                .ok_or_else(|| ConfigError::new("IDENTITY_ENDPOINT", "is not an http(s) URL"))?;
-            let header = optional(raw, "IDENTITY_HEADER").ok_or_else(|| {
-                ConfigError::new(
-                    "IDENTITY_HEADER",
-                    "is not set: AZURE_STORAGE_TABLE_ENDPOINT selects managed-identity access, which needs the Function App's identity enabled",
-                )
-            })?;
             return Ok(Self {
                 endpoint,
-                credential: Credential::ManagedIdentity(ManagedIdentity {
-                    endpoint: identity_endpoint,
-                    header: header.to_owned(),
-                    client_id: optional(raw, "AZURE_CLIENT_ID").map(str::to_owned),
-                }),
+                credential: Credential::ManagedIdentity(managed_identity(
+                    raw,
+                    "AZURE_STORAGE_TABLE_ENDPOINT",
+                )?),
                 table,
             });
         }
@@ -233,6 +216,127 @@ fn table_name(raw: &RawConfig) -> Result<String, ConfigError> {
     }
 }
 
+/// The managed identity's token endpoint, as App Service sets it for an
+/// app with an identity (`IDENTITY_ENDPOINT`, `IDENTITY_HEADER`, optional
+/// `AZURE_CLIENT_ID` for a user-assigned identity). `selected_by` names the
+/// variable that chose identity access, for the error.
+fn managed_identity(raw: &RawConfig, selected_by: &str) -> Result<ManagedIdentity, ConfigError> {
+    let identity_endpoint = optional(raw, "IDENTITY_ENDPOINT").ok_or_else(|| {
+        ConfigError::new(
+            "IDENTITY_ENDPOINT",
+            format!(
+                "is not set: {selected_by} selects managed-identity access, which needs the Function App's identity enabled"
+            ),
+        )
+    })?;
+    let identity_endpoint = Url::parse(identity_endpoint)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| ConfigError::new("IDENTITY_ENDPOINT", "is not an http(s) URL"))?;
+    let header = optional(raw, "IDENTITY_HEADER").ok_or_else(|| {
+        ConfigError::new(
+            "IDENTITY_HEADER",
+            format!(
+                "is not set: {selected_by} selects managed-identity access, which needs the Function App's identity enabled"
+            ),
+        )
+    })?;
+    Ok(ManagedIdentity {
+        endpoint: identity_endpoint,
+        header: header.to_owned(),
+        client_id: optional(raw, "AZURE_CLIENT_ID").map(str::to_owned),
+    })
+}
+
+/// The queue when `RELAY_QUEUE_NAME` is unset (the Terraform module's name).
+pub const DEFAULT_QUEUE_NAME: &str = "relay-events";
+
+/// What the Functions host appends to a queue's name for its poison queue.
+pub const POISON_SUFFIX: &str = "-poison";
+
+/// Where the event queue (queue mode) is and how to reach it; its poison
+/// queue is `<queue>-poison`, as the Functions host names it.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// The Queue service endpoint, e.g. `https://acct.queue.core.windows.net`
+    /// or Azurite's `http://127.0.0.1:10001/devstoreaccount1` (no trailing `/`).
+    pub endpoint: Url,
+    pub credential: Credential,
+    pub queue: String,
+}
+
+impl QueueSettings {
+    /// From the environment, like [`TableSettings::from_config`]:
+    /// - `AZURE_STORAGE_QUEUE_ENDPOINT` set → managed identity (role
+    ///   *Storage Queue Data Contributor* on the queue and its poison queue);
+    /// - otherwise the `AzureWebJobsStorage` connection string (its
+    ///   `QueueEndpoint`, or the account's public queue endpoint).
+    ///
+    /// `RELAY_QUEUE_NAME` names the queue (default `relay-events`); the
+    /// queue-trigger function reads the same setting (`%RELAY_QUEUE_NAME%`).
+    pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
+        let queue = queue_name(raw)?;
+        if let Some(endpoint) = optional(raw, "AZURE_STORAGE_QUEUE_ENDPOINT") {
+            let endpoint = parse_endpoint(endpoint).ok_or_else(|| {
+                ConfigError::new(
+                    "AZURE_STORAGE_QUEUE_ENDPOINT",
+                    "must be an http(s) URL like https://<account>.queue.core.windows.net",
+                )
+            })?;
+            return Ok(Self {
+                endpoint,
+                credential: Credential::ManagedIdentity(managed_identity(
+                    raw,
+                    "AZURE_STORAGE_QUEUE_ENDPOINT",
+                )?),
+                queue,
+            });
+        }
+        let connection = optional(raw, "AzureWebJobsStorage").ok_or_else(|| {
+            ConfigError::new(
+                "AzureWebJobsStorage",
+                "is not set: the event queue (RELAY_MODE=queue) needs the Function App's storage connection string \
+                 or AZURE_STORAGE_QUEUE_ENDPOINT for managed-identity access",
+            )
+        })?;
+        let (endpoint, account, key) =
+            parse_connection_string_for(connection, StorageService::Queue)
+                .map_err(|problem| ConfigError::new("AzureWebJobsStorage", problem))?;
+        Ok(Self {
+            endpoint,
+            credential: Credential::SharedKey { account, key },
+            queue,
+        })
+    }
+
+    /// `<queue>-poison`.
+    pub fn poison_queue(&self) -> String {
+        format!("{}{POISON_SUFFIX}", self.queue)
+    }
+}
+
+/// `RELAY_QUEUE_NAME`: the Queue service's rule (3-63 lowercase letters,
+/// digits and single hyphens, starting and ending with a letter or digit),
+/// and short enough that `<name>-poison` is one too.
+fn queue_name(raw: &RawConfig) -> Result<String, ConfigError> {
+    let name = optional(raw, "RELAY_QUEUE_NAME").unwrap_or(DEFAULT_QUEUE_NAME);
+    let valid = (3..=63 - POISON_SUFFIX.len()).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(ConfigError::new(
+            "RELAY_QUEUE_NAME",
+            "must be 3-56 lowercase letters, digits and single hyphens, starting and ending with a letter or digit",
+        ))
+    }
+}
+
 fn parse_endpoint(value: &str) -> Option<Url> {
     let url = Url::parse(value.trim().trim_end_matches('/')).ok()?;
     (matches!(url.scheme(), "http" | "https") && url.host_str().is_some() && url.query().is_none())
@@ -246,17 +350,66 @@ const DEV_ACCOUNT: &str = "devstoreaccount1";
 const DEV_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+/// A storage service a connection string can address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageService {
+    Table,
+    Queue,
+}
+
+impl StorageService {
+    /// The connection-string key of an explicit endpoint (`TableEndpoint`).
+    fn endpoint_key(self) -> &'static str {
+        match self {
+            Self::Table => "tableendpoint",
+            Self::Queue => "queueendpoint",
+        }
+    }
+
+    fn endpoint_name(self) -> &'static str {
+        match self {
+            Self::Table => "TableEndpoint",
+            Self::Queue => "QueueEndpoint",
+        }
+    }
+
+    /// The host label of the public endpoint (`<account>.table.<suffix>`).
+    fn subdomain(self) -> &'static str {
+        match self {
+            Self::Table => "table",
+            Self::Queue => "queue",
+        }
+    }
+
+    /// Azurite's default endpoint (`UseDevelopmentStorage=true`).
+    fn development_endpoint(self) -> &'static str {
+        match self {
+            Self::Table => "http://127.0.0.1:10002/devstoreaccount1",
+            Self::Queue => "http://127.0.0.1:10001/devstoreaccount1",
+        }
+    }
+}
+
 /// Parses a storage connection string into (table endpoint, account, key).
 /// Understands `DefaultEndpointsProtocol`, `AccountName`, `AccountKey`,
 /// `EndpointSuffix`, `TableEndpoint` (how Azurite and custom domains are
 /// addressed) and `UseDevelopmentStorage=true`. Problems never quote the
 /// value: the string holds the account key.
 pub fn parse_connection_string(value: &str) -> Result<(Url, String, AccountKey), String> {
+    parse_connection_string_for(value, StorageService::Table)
+}
+
+/// [`parse_connection_string`] for any service: its endpoint comes from
+/// `TableEndpoint` / `QueueEndpoint`, else from the account and suffix.
+pub fn parse_connection_string_for(
+    value: &str,
+    service: StorageService,
+) -> Result<(Url, String, AccountKey), String> {
     let mut protocol = None;
     let mut account = None;
     let mut key = None;
     let mut suffix = None;
-    let mut table_endpoint = None;
+    let mut explicit_endpoint = None;
     let mut development = false;
     let mut sas = false;
     for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
@@ -273,22 +426,20 @@ pub fn parse_connection_string(value: &str) -> Result<(Url, String, AccountKey),
             "accountname" => account = Some(v),
             "accountkey" => key = Some(v),
             "endpointsuffix" => suffix = Some(v),
-            "tableendpoint" => table_endpoint = Some(v),
             "usedevelopmentstorage" => development = v.eq_ignore_ascii_case("true"),
             "sharedaccesssignature" => sas = true,
-            // BlobEndpoint, QueueEndpoint, FileEndpoint: not ours.
+            other if other == service.endpoint_key() => explicit_endpoint = Some(v),
+            // Other services' endpoints: not ours.
             _ => {}
         }
     }
+    let bad_endpoint = || format!("{} is not an http(s) URL", service.endpoint_name());
     if development {
-        let endpoint = match table_endpoint {
-            Some(e) => parse_endpoint(e),
-            None => parse_endpoint("http://127.0.0.1:10002/devstoreaccount1"),
-        };
+        let endpoint = parse_endpoint(explicit_endpoint.unwrap_or(service.development_endpoint()));
         let key = AccountKey::from_base64(DEV_KEY);
         return match (endpoint, key) {
             (Some(endpoint), Some(key)) => Ok((endpoint, DEV_ACCOUNT.to_owned(), key)),
-            _ => Err("TableEndpoint is not an http(s) URL".into()),
+            _ => Err(bad_endpoint()),
         };
     }
     let account = account
@@ -299,22 +450,25 @@ pub fn parse_connection_string(value: &str) -> Result<(Url, String, AccountKey),
         None if sas => {
             return Err(
                 "holds a SAS token, not an AccountKey: SharedKey needs the account key \
-                        (or use AZURE_STORAGE_TABLE_ENDPOINT with the managed identity)"
+                        (or use the managed identity with AZURE_STORAGE_TABLE_ENDPOINT / AZURE_STORAGE_QUEUE_ENDPOINT)"
                     .into(),
             );
         }
         None => return Err("has no AccountKey".into()),
     };
-    let endpoint = match table_endpoint {
-        Some(e) => parse_endpoint(e).ok_or("TableEndpoint is not an http(s) URL")?,
+    let endpoint = match explicit_endpoint {
+        Some(e) => parse_endpoint(e).ok_or_else(bad_endpoint)?,
         None => {
             let protocol = protocol.unwrap_or("https");
             if !matches!(protocol, "http" | "https") {
                 return Err("DefaultEndpointsProtocol must be http or https".into());
             }
             let suffix = suffix.unwrap_or("core.windows.net");
-            parse_endpoint(&format!("{protocol}://{account}.table.{suffix}"))
-                .ok_or("AccountName and EndpointSuffix do not make a valid host name")?
+            parse_endpoint(&format!(
+                "{protocol}://{account}.{}.{suffix}",
+                service.subdomain()
+            ))
+            .ok_or("AccountName and EndpointSuffix do not make a valid host name")?
         }
     };
     Ok((endpoint, account.to_owned(), key))

@@ -25,6 +25,13 @@
 //!   claim someone else took over (or a `done`) is never removed; 404 and
 //!   412 are fine.
 //!
+//! Watermarks (queue mode's per-subject event times, see
+//! `relay_core::order`) live in the same table under PartitionKey
+//! `watermark`, RowKey = the watermark key in base64url, properties `at_ms`
+//! and `expires_at` (Edm.Int64) and `key` (readable). `set_watermark` keeps
+//! the newer time with optimistic concurrency (insert, or replace with
+//! `If-Match`), so two instances racing on one subject cannot move it back.
+//!
 //! Every failure is a [`StoreError::Backend`]: the pipeline answers 503 and
 //! the IdP retries. The Table service has no TTL of its own: expired
 //! entities stay until the same event id comes again (then they are
@@ -162,15 +169,43 @@ pub fn entity_keys(id: &EventId) -> (String, String) {
                 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
         .unwrap_or("other");
+    (partition.to_owned(), row_key(text))
+}
+
+/// A RowKey for any text: base64url, or `~` + hex SHA-256 when too long.
+fn row_key(text: &str) -> String {
     let encoded = URL_SAFE_NO_PAD.encode(text.as_bytes());
-    let row = if encoded.len() <= MAX_ENCODED_ROW_KEY {
+    if encoded.len() <= MAX_ENCODED_ROW_KEY {
         encoded
     } else {
         let digest = Sha256::digest(text.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         format!("~{hex}")
-    };
-    (partition.to_owned(), row)
+    }
+}
+
+/// The PartitionKey of watermarks: not an event source label, so a
+/// watermark never meets an event's entity.
+pub const WATERMARK_PARTITION: &str = "watermark";
+
+/// (PartitionKey, RowKey) of a watermark key (`user:okta:00u…:state`, …).
+pub fn watermark_keys(key: &str) -> (String, String) {
+    (WATERMARK_PARTITION.to_owned(), row_key(key))
+}
+
+/// A stored watermark as `set_watermark` reads it.
+struct Mark {
+    at_ms: i64,
+    expires_at: u64,
+    etag: String,
+}
+
+fn int_property(value: &Value, name: &str) -> Option<i64> {
+    match value.get(name) {
+        Some(Value::String(s)) => s.parse::<i64>().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    }
 }
 
 impl TableStore {
@@ -330,6 +365,49 @@ impl TableStore {
             expires_at,
             etag,
         }))
+    }
+
+    async fn read_mark(&self, row: &str) -> Result<Option<Mark>, StoreError> {
+        let answer = self
+            .send(
+                "get watermark",
+                Method::GET,
+                &self.entity_path(WATERMARK_PARTITION, row),
+                None,
+                &[],
+            )
+            .await?;
+        match answer.status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(answer.unexpected("get watermark")),
+        }
+        let malformed = || {
+            StoreError::Backend("Azure Table Storage get watermark: unexpected entity shape".into())
+        };
+        let value: Value = serde_json::from_slice(&answer.body).map_err(|_| malformed())?;
+        Ok(Some(Mark {
+            at_ms: int_property(&value, "at_ms").ok_or_else(malformed)?,
+            // A mark without a readable expiry counts as expired.
+            expires_at: int_property(&value, "expires_at")
+                .and_then(|e| u64::try_from(e).ok())
+                .unwrap_or(0),
+            etag: answer.etag.ok_or_else(malformed)?,
+        }))
+    }
+
+    fn mark_body(key: &str, row: &str, at_ms: i64, expires_at: u64) -> String {
+        let readable: String = key.chars().take(MAX_EVENT_ID_PROPERTY).collect();
+        json!({
+            "PartitionKey": WATERMARK_PARTITION,
+            "RowKey": row,
+            "at_ms": at_ms.to_string(),
+            "at_ms@odata.type": "Edm.Int64",
+            "expires_at": expires_at.to_string(),
+            "expires_at@odata.type": "Edm.Int64",
+            "key": readable,
+        })
+        .to_string()
     }
 
     /// One signed request to `<endpoint>/<resource>`.
@@ -522,6 +600,61 @@ impl IdempotencyStore for TableStore {
             StatusCode::NOT_FOUND | StatusCode::PRECONDITION_FAILED => Ok(()),
             _ => Err(answer.unexpected("delete entity")),
         }
+    }
+
+    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let (_, row) = watermark_keys(key);
+        let now = now_secs();
+        Ok(self
+            .read_mark(&row)
+            .await?
+            .filter(|mark| mark.expires_at > now)
+            .map(|mark| mark.at_ms))
+    }
+
+    /// Keeps the newer time, safely against a concurrent writer (another
+    /// instance applying an event of the same subject): the mark is inserted
+    /// (409 if someone else did first) or replaced with `If-Match` = the etag
+    /// read (412 if it changed meanwhile); either conflict reads again.
+    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
+        let (_, row) = watermark_keys(key);
+        for _ in 0..5 {
+            let now = now_secs();
+            let body = Self::mark_body(key, &row, at_ms, now + self.inner.ttl.as_secs());
+            let stored = self.read_mark(&row).await?;
+            let answer = match &stored {
+                Some(mark) if mark.expires_at > now && mark.at_ms >= at_ms => return Ok(()),
+                Some(mark) => {
+                    self.send(
+                        "replace watermark",
+                        Method::PUT,
+                        &self.entity_path(WATERMARK_PARTITION, &row),
+                        Some(body),
+                        &[("If-Match", &mark.etag)],
+                    )
+                    .await?
+                }
+                None => {
+                    self.send(
+                        "insert watermark",
+                        Method::POST,
+                        &self.inner.table,
+                        Some(body),
+                        &[("Prefer", "return-no-content")],
+                    )
+                    .await?
+                }
+            };
+            match answer.status {
+                s if s.is_success() => return Ok(()),
+                // Someone else wrote it (or removed it) meanwhile: decide again.
+                StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND => {}
+                _ => return Err(answer.unexpected("write watermark")),
+            }
+        }
+        Err(StoreError::Backend(
+            "Azure Table Storage watermark: the entity kept changing under us; retry later".into(),
+        ))
     }
 }
 

@@ -1,6 +1,8 @@
 //! The Function App files parse and say what the relay serves: host.json's
 //! custom handler names this binary and forwards HTTP requests; one
-//! function.json per route, anonymous, httpTrigger in + http `$return` out.
+//! function.json per route, anonymous, httpTrigger in + http `$return` out;
+//! the queue worker's queueTrigger on `%RELAY_QUEUE_NAME%` with the queue
+//! settings queue mode relies on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +57,54 @@ fn host_json_runs_this_binary_with_forwarding() {
 }
 
 #[test]
+fn queue_mode_host_settings() {
+    let host = read_json(&app_dir().join("host.json"));
+    let queues = &host["extensions"]["queues"];
+    // The accept stage puts base64 text (relay_azure::queue).
+    assert_eq!(queues["messageEncoding"], "base64");
+    // One message at a time per instance: with one instance in queue mode
+    // (Terraform's app_scale_limit) events apply serially.
+    assert_eq!(queues["batchSize"], 1);
+    assert_eq!(queues["newBatchThreshold"], 0);
+    // The worker gives up (with a reason) before the host does.
+    assert_eq!(
+        queues["maxDequeueCount"],
+        relay_azure::worker::HOST_MAX_DEQUEUE_COUNT
+    );
+    assert!(
+        relay_core::queue::QueuePolicy::default().max_attempts
+            < relay_azure::worker::HOST_MAX_DEQUEUE_COUNT
+    );
+    assert!(
+        queues["visibilityTimeout"]
+            .as_str()
+            .unwrap()
+            .starts_with("00:")
+    );
+}
+
+#[test]
+fn queue_worker_function() {
+    let dir = app_dir().join(relay_azure::worker::FUNCTION_NAME);
+    assert!(valid_function_name(relay_azure::worker::FUNCTION_NAME));
+    let function = read_json(&dir.join("function.json"));
+    let bindings = function["bindings"].as_array().unwrap();
+    assert_eq!(bindings.len(), 1, "a trigger and nothing else");
+    let trigger = &bindings[0];
+    assert_eq!(trigger["type"], "queueTrigger");
+    assert_eq!(trigger["direction"], "in");
+    assert_eq!(trigger["name"], relay_azure::worker::BINDING_NAME);
+    // The same app setting the accept stage reads.
+    assert_eq!(trigger["queueName"], "%RELAY_QUEUE_NAME%");
+    assert_eq!(trigger["connection"], "AzureWebJobsStorage");
+}
+
+/// Function folders that are not HTTP routes, by trigger type.
+fn non_http_functions() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([(relay_azure::worker::FUNCTION_NAME, "queueTrigger")])
+}
+
+#[test]
 fn one_function_per_route() {
     let expected: BTreeMap<&str, (&str, Vec<&str>)> = BTreeMap::from([
         ("okta", ("okta", vec!["get", "post"])),
@@ -75,6 +125,15 @@ fn one_function_per_route() {
         );
         let function = read_json(&entry.path().join("function.json"));
         let bindings = function["bindings"].as_array().unwrap();
+        let trigger_type = bindings[0]["type"].as_str().unwrap();
+        if trigger_type != "httpTrigger" {
+            assert_eq!(
+                non_http_functions().get(name.as_str()).copied(),
+                Some(trigger_type),
+                "{name}: a {trigger_type} function not listed in non_http_functions()"
+            );
+            continue;
+        }
         assert_eq!(
             bindings.len(),
             2,
@@ -118,7 +177,9 @@ fn one_function_per_route() {
 fn package_script_ships_every_function() {
     let script =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("package.sh")).unwrap();
-    assert!(script.contains("for function in okta auth0 auth0-logs healthz; do"));
+    // Every folder of app/ with a function.json, whatever its trigger.
+    assert!(script.contains(r#"for dir in "$crate_dir"/app/*/; do"#));
+    assert!(script.contains(r#"cp "$dir/function.json" "$out/$function/""#));
     assert!(script.contains("x86_64-unknown-linux-gnu"));
     assert!(script.contains("--release"));
 }
