@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod idp_standin;
+
 use duo_sim::DuoSim;
 use relay_core::config::RawConfig;
 use relay_core::pipeline::duo_relay;

@@ -81,7 +81,10 @@ impl Auth0Api {
                     users.push(user.into_idp());
                 }
             }
-            let done = batch_len < PER_PAGE || total.is_some_and(|t| seen.len() as u64 >= t);
+            let done = match total {
+                Some(total) => batch_len == 0 || seen.len() as u64 >= total,
+                None => batch_len < PER_PAGE,
+            };
             if done {
                 return Ok(users);
             }
@@ -109,7 +112,11 @@ impl Auth0Api {
             };
             let batch_len = batch.len();
             roles.extend(batch.into_iter().map(Auth0Role::into_idp));
-            if batch_len < PER_PAGE || total.is_some_and(|t| roles.len() as u64 >= t) {
+            let done = match total {
+                Some(total) => batch_len == 0 || roles.len() as u64 >= total,
+                None => batch_len < PER_PAGE,
+            };
+            if done {
                 return Ok(roles);
             }
         }
