@@ -623,3 +623,47 @@ async fn auth0_past_1000_users_reads_an_export_and_converges() {
     assert_eq!(report.counts.actions(), 0, "{}", report.render_table());
     assert!(w.duo_writes().is_empty());
 }
+
+#[tokio::test]
+async fn events_become_make_this_user_right_when_the_idp_api_is_configured() {
+    const JANE_ID: &str = "00uNEWUSER0000000001";
+    const JANE: &str = "jane.doe@example.com";
+    let idp = IdpStandIn::start(Tenant {
+        users: vec![StandInUser::new(JANE_ID, JANE).named("Jane", "Doe")],
+        groups: vec![
+            StandInGroup::new("00gDUOUSERS000000001", "duo-users", &[JANE_ID]),
+            StandInGroup::new("00gOTHER", "other", &[]),
+        ],
+    })
+    .await;
+    let env = idp.okta_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let relay = relay_tests::TestRelay::start_with(&env).await;
+
+    // A suspension Okta has since undone, for a user Duo never heard of:
+    // the relay makes her what Okta says now — active, in her group.
+    let res = relay.deliver_fixture("/okta", "okta/suspend.json").await;
+    assert_eq!(res.status(), 200);
+    let jane = relay.sim.user_by_username(JANE).unwrap();
+    assert_eq!(jane.status, "active");
+    assert_eq!(jane.realname, "Jane Doe");
+    assert_eq!(jane.groups, ["duo-users"]);
+    assert_eq!(
+        jane.aliases[3].as_deref(),
+        Some("okta:00uNEWUSER0000000001")
+    );
+    assert!(
+        idp.requests()
+            .iter()
+            .any(|r| r.path == format!("/api/v1/users/{JANE_ID}")),
+        "the IdP was not asked"
+    );
+
+    // Okta deleted her: the delete event deprovisions (the IdP says 404).
+    idp.with_tenant(|t| t.users.clear());
+    let res = relay
+        .deliver_fixture("/okta", "okta/delete-initiated.json")
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(relay.sim.user_by_username(JANE).is_none());
+}
