@@ -513,15 +513,16 @@ pub mod spec {
                                 out.push(format!("MetricDefinition has the member `{key}`"));
                             }
                         }
-                        if let Some(unit) = m.get("Unit") {
-                            if !unit.as_str().is_some_and(|u| UNITS.contains(&u)) {
-                                out.push(format!("Unit {unit} is not a CloudWatch unit"));
-                            }
+                        if let Some(unit) = m.get("Unit")
+                            && !unit.as_str().is_some_and(|u| UNITS.contains(&u))
+                        {
+                            out.push(format!("Unit {unit} is not a CloudWatch unit"));
                         }
-                        if let Some(r) = m.get("StorageResolution") {
-                            if r != 1 && r != 60 {
-                                out.push(format!("StorageResolution {r} is not 1 or 60"));
-                            }
+                        if let Some(r) = m.get("StorageResolution")
+                            && r != 1
+                            && r != 60
+                        {
+                            out.push(format!("StorageResolution {r} is not 1 or 60"));
                         }
                         let Some(name) = m
                             .get("Name")
@@ -591,8 +592,10 @@ mod tests {
         assert!(problems.is_empty(), "not valid EMF: {problems:?}\n{v}");
     }
 
-    /// (namespace, dimension sets, metric names+units) of each directive.
-    fn directives(doc: &Map<String, Value>) -> Vec<(String, Value, Vec<(String, String)>)> {
+    /// (namespace, dimension sets, metric names+units) of one directive.
+    type Directive = (String, Value, Vec<(String, String)>);
+
+    fn directives(doc: &Map<String, Value>) -> Vec<Directive> {
         doc["_aws"]["CloudWatchMetrics"]
             .as_array()
             .unwrap()
@@ -770,7 +773,8 @@ mod tests {
         let mut good = summary("applied");
         emf().annotate(&mut good, 1);
         assert_valid(&good);
-        let breakages: [(&str, fn(&mut Map<String, Value>)); 8] = [
+        type Breakage = (&'static str, fn(&mut Map<String, Value>));
+        let breakages: [Breakage; 8] = [
             ("no _aws", |l| {
                 l.remove("_aws");
             }),
