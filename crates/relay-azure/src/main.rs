@@ -86,18 +86,18 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
     let listen = relay_azure::listen(&raw)?;
     let queued = queue_mode(&raw)?;
     let policy = QueuePolicy::from_config(&raw)?;
-    let store = relay_azure::TableStore::new(relay_azure::TableSettings::from_config(&raw)?)?;
-    // In the request, Duo retries must fit Okta's 3 s. In queue mode the
-    // request only enqueues; the worker may wait longer, and the queue
-    // retries after that.
-    let (retry, timeout) = if queued {
-        (
-            duo_admin::RetryPolicy::short(std::time::Duration::from_secs(10)),
-            std::time::Duration::from_secs(10),
-        )
+    // Every setting is read before anything is called.
+    let queue_settings = if queued {
+        Some(relay_azure::QueueSettings::from_config(&raw)?)
     } else {
-        sync_retry()
+        None
     };
+    let store = relay_azure::TableStore::new(relay_azure::TableSettings::from_config(&raw)?)?;
+    // Duo retries inside one invocation stay short in both modes: in sync
+    // mode they must fit Okta's 3 s; in queue mode the queue does the
+    // backing off (host.json visibilityTimeout), and a worker that
+    // processes one message at a time must not sit on one for long.
+    let (retry, timeout) = sync_retry();
     let mut relay = duo_relay(&raw, store.clone(), retry, timeout)?;
     store.create_table_if_absent().await.with_context(|| {
         format!(
@@ -106,8 +106,7 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
             store.endpoint()
         )
     })?;
-    let queues = if queued {
-        let settings = relay_azure::QueueSettings::from_config(&raw)?;
+    let queues = if let Some(settings) = queue_settings {
         let (main, poison) = relay_azure::StorageQueue::pair(&settings)?;
         for queue in [&main, &poison] {
             queue.create_if_absent().await.with_context(|| {

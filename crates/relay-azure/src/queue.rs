@@ -247,7 +247,7 @@ impl StorageQueue {
     }
 
     /// Deletes a dequeued message. `Ok(false)` when it is gone or the pop
-    /// receipt is stale (404).
+    /// receipt is stale (404, or 400 PopReceiptMismatch).
     pub async fn delete(&self, id: &str, pop_receipt: &str) -> Result<bool, QueueError> {
         let (status, body, _) = self
             .send(
@@ -260,7 +260,7 @@ impl StorageQueue {
             .await?;
         match status {
             StatusCode::NO_CONTENT | StatusCode::OK => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
+            _ if gone_or_stale(status, &body) => Ok(false),
             _ => Err(unexpected("delete message", status, &body)),
         }
     }
@@ -288,7 +288,7 @@ impl StorageQueue {
                 .get("x-ms-popreceipt")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)),
-            StatusCode::NOT_FOUND => Ok(None),
+            _ if gone_or_stale(status, &body) => Ok(None),
             _ => Err(unexpected("update message", status, &body)),
         }
     }
@@ -384,6 +384,15 @@ fn path_segment(id: &str) -> Result<&str, QueueError> {
     } else {
         Err(QueueError::NotFound(id.chars().take(128).collect()))
     }
+}
+
+/// 404 MessageNotFound, or 400 PopReceiptMismatch (someone dequeued the
+/// message since this receipt was issued).
+fn gone_or_stale(status: StatusCode, body: &[u8]) -> bool {
+    status == StatusCode::NOT_FOUND
+        || (status == StatusCode::BAD_REQUEST
+            && xml_text(&String::from_utf8_lossy(body), "Code").as_deref()
+                == Some("PopReceiptMismatch"))
 }
 
 fn unexpected(operation: &str, status: StatusCode, body: &[u8]) -> QueueError {
@@ -551,7 +560,8 @@ fn parse_rfc1123_ms(text: &str) -> Option<i64> {
     ];
     let mut parts = text.split_whitespace().skip(1);
     let day: i64 = parts.next()?.parse().ok()?;
-    let month = MONTHS.iter().position(|m| Some(*m) == parts.next())?;
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)?;
     let year: i64 = parts.next()?.parse().ok()?;
     let mut hms = parts.next()?.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);

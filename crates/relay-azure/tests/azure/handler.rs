@@ -5,131 +5,16 @@
 //! under `/api`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use duo_sim::DuoSim;
 use relay_core::event::{EventId, Source};
 use relay_core::store::{Claim, IdempotencyStore};
 
-use crate::common::{DEV_KEY, azurite, connection_string, fresh_table, settings};
-
-const SECRET: &str = "azure-e2e-secret-0123456789abcdef";
-
-fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// The binary with exactly `env` (nothing inherited from the test's
-/// environment but PATH), stdout and stderr into files.
-struct Handler {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Handler {
-    fn spawn(env: &BTreeMap<String, String>) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "relay-azure-test-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let stdout = dir.join("stdout.log");
-        let stderr = dir.join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_relay-azure"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Waits for the process to exit on its own (start-up failures).
-    fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, std::fs::read_to_string(&self.stderr).unwrap());
-            }
-            assert!(Instant::now() < deadline, "relay-azure did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap()
-            + &std::fs::read_to_string(&self.stderr).unwrap()
-    }
-}
-
-impl Drop for Handler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The Function App's settings for the relay against `sim`.
-fn app_settings(sim: &DuoSim, port: u16, storage: &str, table: &str) -> BTreeMap<String, String> {
-    let cfg = sim.config();
-    BTreeMap::from([
-        // What the host sets for a custom handler.
-        ("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into()),
-        ("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string()),
-        ("AzureWebJobsStorage".into(), storage.into()),
-        ("RELAY_TABLE_NAME".into(), table.into()),
-        ("DUO_API_HOST".into(), cfg.host.clone()),
-        ("DUO_IKEY".into(), cfg.ikey.clone()),
-        ("DUO_SKEY".into(), cfg.skey.clone()),
-        ("DUO_API_URL".into(), sim.base_url()),
-        ("OKTA_AUTH_SECRET".into(), SECRET.into()),
-    ])
-}
-
-/// Polls `GET /api/healthz` until 200; the time from spawn to then is the
-/// local cold start.
-async fn wait_ready(handler: &mut Handler, port: u16, started: Instant) -> Duration {
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/api/healthz");
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status() == 200
-        {
-            return started.elapsed();
-        }
-        if let Some(status) = handler.child.try_wait().unwrap() {
-            panic!(
-                "relay-azure exited ({status}) before serving:\n{}",
-                handler.logs()
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "relay-azure not ready:\n{}",
-            handler.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+use crate::common::{
+    DEV_KEY, Handler, SECRET, app_settings, azurite, connection_string, fixture, free_port,
+    fresh_table, settings, wait_ready,
+};
 
 #[tokio::test]
 async fn forwarded_requests_reach_duo_once() {

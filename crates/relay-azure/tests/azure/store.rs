@@ -209,3 +209,74 @@ async fn an_unreachable_store_is_a_backend_error() {
     }
     assert!(!format!("{store:?}").contains(DEV_KEY));
 }
+
+// ---------------------------------------------------------------- watermarks
+
+#[tokio::test]
+async fn watermarks_keep_the_newer_time_and_are_shared() {
+    let Some(url) = azurite() else { return };
+    let store = fresh_store(&url, DEFAULT_TTL, CLAIM).await;
+    let key = "user:okta:00u1abc/state";
+    assert_eq!(store.watermark(key).await.unwrap(), None);
+    store.set_watermark(key, 2_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(2_000));
+    // An older time never moves it back; a newer one does.
+    store.set_watermark(key, 1_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(2_000));
+    store.set_watermark(key, 3_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(3_000));
+    // Keys are independent; another instance reads the same.
+    assert_eq!(
+        store.watermark("user:okta:00u1abc/profile").await.unwrap(),
+        None
+    );
+    let other = TableStore::new(settings(&url, store.table_name(), DEV_KEY)).unwrap();
+    assert_eq!(other.watermark(key).await.unwrap(), Some(3_000));
+    // Awkward keys (the table forbids / \ # ? in keys; base64url has none).
+    let odd = "group:auth0:rol_#?\\/ünï/name";
+    store.set_watermark(odd, 42).await.unwrap();
+    assert_eq!(other.watermark(odd).await.unwrap(), Some(42));
+    // A watermark never answers a claim, nor a claim a watermark.
+    assert_eq!(store.claim(&id(key)).await.unwrap(), Claim::New);
+    assert_eq!(store.watermark(key).await.unwrap(), Some(3_000));
+}
+
+#[tokio::test]
+async fn concurrent_watermark_writers_end_at_the_newest_time() {
+    let Some(url) = azurite() else { return };
+    let store = fresh_store(&url, DEFAULT_TTL, CLAIM).await;
+    let key = "user:okta:00uRACE/state";
+    // Twelve instances write different times at once.
+    let mut tasks = Vec::new();
+    for at in [5_i64, 12, 3, 9, 1, 11, 7, 2, 10, 4, 8, 6] {
+        let store = TableStore::new(settings(&url, store.table_name(), DEV_KEY)).unwrap();
+        tasks.push(tokio::spawn(async move {
+            store.set_watermark(key, at * 1000).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.watermark(key).await.unwrap(), Some(12_000));
+}
+
+#[tokio::test]
+async fn watermarks_expire_like_the_idempotency_entries() {
+    let Some(url) = azurite() else { return };
+    let store = fresh_store(&url, Duration::from_secs(1), CLAIM).await;
+    let key = "group:okta:00gEXP/deleted";
+    store.set_watermark(key, 9_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(9_000));
+    // Expiry is in whole seconds: wait past it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.watermark(key).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watermark did not expire after its 1 s TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // An expired mark is replaced even by an older time.
+    store.set_watermark(key, 1_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(1_000));
+}
