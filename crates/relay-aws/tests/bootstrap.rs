@@ -247,3 +247,158 @@ async fn bootstrap_refuses_a_secret_without_duo_skey() {
     assert!(printed.contains("lacks the key DUO_SKEY"), "{printed}");
     assert!(!printed.contains(OKTA_SECRET), "{printed}");
 }
+
+/// Runs `bootstrap` over `events` (one per invocation) and answers what it
+/// posted back, in order, with everything it printed.
+async fn run_invocations(
+    moto: &str,
+    env: &[(&str, &str)],
+    events: Vec<String>,
+) -> (Vec<(String, String)>, String) {
+    let count = events.len();
+    let (api, mut answers) = runtime_api(events).await;
+    let child = bootstrap(&api, moto, env).spawn().unwrap();
+    let mut out = Vec::new();
+    for _ in 0..count {
+        match tokio::time::timeout(Duration::from_secs(30), answers.recv()).await {
+            Ok(Some(answer)) => out.push(answer),
+            _ => break,
+        }
+    }
+    let printed = stop(child);
+    assert_eq!(
+        out.len(),
+        count,
+        "not every invocation answered:\n{printed}"
+    );
+    (out, printed)
+}
+
+#[tokio::test]
+async fn bootstrap_in_queue_mode_accepts_works_the_queue_and_its_dlq_command_replays() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as Attr;
+    use common::queue::*;
+
+    let Some(moto) = moto_url() else { return };
+    let fx = Fixture::new(&moto).await;
+    let queues = create_queues(&fx.sdk, 30, 50).await;
+    let sqs = sqs(&fx.sdk);
+    let duo_url = fx.sim.base_url();
+    let env = [
+        ("RELAY_SECRET_ID", fx.secret_id.as_str()),
+        ("RELAY_TABLE_NAME", fx.table.as_str()),
+        ("DUO_API_HOST", fx.sim.config().host.as_str()),
+        ("DUO_IKEY", fx.sim.config().ikey.as_str()),
+        ("DUO_API_URL", duo_url.as_str()),
+        ("RELAY_MODE", "queue"),
+        ("RELAY_QUEUE_URL", queues.url.as_str()),
+        ("RELAY_DLQ_URL", queues.dlq_url.as_str()),
+    ];
+
+    // 1. The Function URL delivery goes into the queue: 200, no Duo call.
+    let delivery = okta_fixture("user-lifecycle-create.json");
+    let http = v2_event(
+        "POST",
+        "/okta",
+        "$default",
+        &[
+            ("Authorization", OKTA_SECRET),
+            ("Content-Type", "application/json"),
+        ],
+        Some(&delivery),
+        false,
+    );
+    let (answers, printed) = run_invocations(&moto, &env, vec![http]).await;
+    let answer: serde_json::Value = serde_json::from_str(&answers[0].1).unwrap();
+    assert_eq!(answer["statusCode"], 200, "{printed}");
+    assert_eq!(fx.sim.total_calls(), 0);
+    assert!(printed.contains(r#""mode":"queue""#), "{printed}");
+
+    // 2. The SQS event source hands the binary a batch: the event and a
+    //    poison message behind it in another group.
+    sqs.send_message()
+        .queue_url(&queues.url)
+        .message_body("not a queue message")
+        .message_group_id("poison")
+        .message_deduplication_id("poison")
+        .send()
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    while messages.len() < 2 {
+        let batch = receive(&sqs, &queues.url, 10, 30).await;
+        assert!(
+            !batch.is_empty(),
+            "expected 2 messages, got {}",
+            messages.len()
+        );
+        messages.extend(batch);
+    }
+    let event = sqs_event(&messages, &queues.arn).to_string();
+    let (answers, printed) = run_invocations(&moto, &env, vec![event]).await;
+    let (path, body) = &answers[0];
+    assert!(path.ends_with("/response"), "{path} {body}\n{printed}");
+    let answer: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"batchItemFailures": []}),
+        "{printed}"
+    );
+    assert!(fx.sim.user_by_username(CREATED_USER).is_some());
+    assert!(printed.contains("dead_letter"), "{printed}");
+    for m in &messages {
+        sqs.delete_message()
+            .queue_url(&queues.url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // 3. `bootstrap dlq list --json`, then `dlq replay --all`, by hand.
+    let (api, _answers) = runtime_api(Vec::new()).await;
+    let dlq_env = [
+        ("RELAY_QUEUE_URL", queues.url.as_str()),
+        ("RELAY_DLQ_URL", queues.dlq_url.as_str()),
+    ];
+    let listed = bootstrap(&api, &moto, &dlq_env)
+        .args(["dlq", "list", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let letters: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(letters.len(), 1, "{text}");
+    assert_eq!(letters[0]["body"], "not a queue message");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreadable queue message")
+    );
+
+    let replayed = bootstrap(&api, &moto, &dlq_env)
+        .args(["dlq", "replay", "--all"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&replayed.stdout).into_owned();
+    assert!(replayed.status.success(), "{text}");
+    assert!(text.contains("1 replayed, 0 failed"), "{text}");
+    let back = receive(&sqs, &queues.url, 10, 30).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body().unwrap(), "not a queue message");
+    assert_eq!(attribute(&back[0], Attr::ApproximateReceiveCount), "1");
+    assert!(receive(&sqs, &queues.dlq_url, 10, 30).await.is_empty());
+
+    // Without the queue URLs: a usage error naming them.
+    let usage = bootstrap(&api, &moto, &[])
+        .args(["dlq", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stdout).contains("RELAY_DLQ_URL"));
+}
