@@ -24,6 +24,13 @@
 //!   `updateTime` is still the one of this instance's claim — a claim that
 //!   was taken over or completed meanwhile is left alone.
 //!
+//! Watermarks (queue mode's per-subject event times, `relay_core::order`)
+//! live in the same collection — so the same TTL policy on `expires_at`
+//! removes them — as documents `mark.<key in base64url>` with fields
+//! `at_ms` (integer), `expires_at` and `key` (readable). `set_watermark`
+//! keeps the newer time with a conditional `commit` (`updateTime` as read,
+//! or `exists: false`), so concurrent writers cannot move it back.
+//!
 //! Conditional writes go through `documents:commit` with the precondition in
 //! the JSON body rather than `currentDocument.updateTime` as a query
 //! parameter: the body is plain proto3 JSON (an RFC 3339 string), while the
@@ -449,15 +456,78 @@ impl FirestoreStore {
                     .map(str::to_owned),
             ));
         }
-        // The document changed or vanished since it was read. Firestore
-        // answers FAILED_PRECONDITION (HTTP 400); 412 and NOT_FOUND are
-        // taken the same way.
+        // The document changed or vanished since it was read (or, for an
+        // `exists: false` write, appeared). Firestore answers
+        // FAILED_PRECONDITION (HTTP 400); 412, NOT_FOUND and ALREADY_EXISTS
+        // are taken the same way.
         if status == StatusCode::PRECONDITION_FAILED
-            || matches!(grpc_status(&answer), "FAILED_PRECONDITION" | "NOT_FOUND")
+            || matches!(
+                grpc_status(&answer),
+                "FAILED_PRECONDITION" | "NOT_FOUND" | "ALREADY_EXISTS"
+            )
         {
             return Ok(Commit::PreconditionFailed);
         }
         Err(firestore_error(op, status, &answer))
+    }
+}
+
+/// The prefix of watermark document ids. `.` is not in the base64url
+/// alphabet, so a watermark id never equals an event's; and `mark.` is not
+/// `sha256.`.
+pub const MARK_PREFIX: &str = "mark.";
+
+/// A stored watermark as `set_watermark` reads it.
+#[derive(Debug)]
+struct Mark {
+    at_ms: i64,
+    expires_at: u64,
+    update_time: String,
+}
+
+impl FirestoreStore {
+    /// The document id of a watermark key (`user:okta:00u…/state`, …):
+    /// `mark.` + the key in base64url, or `mark.sha256.` + its hex digest
+    /// when too long.
+    pub fn mark_document_id(key: &str) -> String {
+        let encoded = URL_SAFE_NO_PAD.encode(key);
+        if encoded.len() <= MAX_ENCODED_ID {
+            format!("{MARK_PREFIX}{encoded}")
+        } else {
+            format!("{MARK_PREFIX}sha256.{}", hex_digest(key))
+        }
+    }
+
+    async fn read_mark(&self, id: &str) -> Result<Option<Mark>, StoreError> {
+        let (status, answer) = self
+            .send("read watermark", self.http.get(self.document_url(id)), None)
+            .await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(firestore_error("read watermark", status, &answer));
+        }
+        let update_time = answer["updateTime"]
+            .as_str()
+            .ok_or_else(|| backend("firestore read watermark: the document has no updateTime"))?
+            .to_owned();
+        let fields = &answer["fields"];
+        let at_ms = match &fields["at_ms"]["integerValue"] {
+            Value::String(s) => s.parse::<i64>().ok(),
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        }
+        .ok_or_else(|| backend("firestore read watermark: the document has no at_ms"))?;
+        Ok(Some(Mark {
+            at_ms,
+            // Unreadable deadline: expired.
+            expires_at: fields["expires_at"]["timestampValue"]
+                .as_str()
+                .and_then(parse_rfc3339)
+                .unwrap_or(0),
+            update_time,
+        }))
     }
 }
 
@@ -633,5 +703,49 @@ impl IdempotencyStore for FirestoreStore {
         // PreconditionFailed: taken over or completed meanwhile; leave it.
         self.commit("release", write).await?;
         Ok(())
+    }
+
+    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let now = now_secs();
+        Ok(self
+            .read_mark(&Self::mark_document_id(key))
+            .await?
+            .filter(|mark| mark.expires_at > now)
+            .map(|mark| mark.at_ms))
+    }
+
+    /// Keeps the newer time against concurrent writers: the write is
+    /// conditional on the document being as it was read (`updateTime`, or
+    /// `exists: false` when there was none); a lost race reads again.
+    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
+        let id = Self::mark_document_id(key);
+        let readable: String = key.chars().take(1024).collect();
+        for _ in 0..5 {
+            let now = now_secs();
+            let stored = self.read_mark(&id).await?;
+            let precondition = match &stored {
+                Some(mark) if mark.expires_at > now && mark.at_ms >= at_ms => return Ok(()),
+                Some(mark) => json!({ "updateTime": mark.update_time }),
+                None => json!({ "exists": false }),
+            };
+            let write = json!({
+                "update": {
+                    "name": self.document_name(&id),
+                    "fields": {
+                        "at_ms": { "integerValue": at_ms.to_string() },
+                        "expires_at": { "timestampValue": format_rfc3339(now + self.ttl.as_secs()) },
+                        "key": { "stringValue": readable },
+                    },
+                },
+                "currentDocument": precondition,
+            });
+            match self.commit("write watermark", write).await? {
+                Commit::Written(_) => return Ok(()),
+                Commit::PreconditionFailed => {}
+            }
+        }
+        Err(backend(
+            "firestore watermark: the document kept changing; try again",
+        ))
     }
 }

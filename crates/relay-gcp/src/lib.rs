@@ -101,4 +101,18 @@ impl IdempotencyStore for GcpStore {
             Self::Memory(store) => store.release(key).await,
         }
     }
+
+    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        match self {
+            Self::Firestore(store) => store.watermark(key).await,
+            Self::Memory(store) => store.watermark(key).await,
+        }
+    }
+
+    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Firestore(store) => store.set_watermark(key, at_ms).await,
+            Self::Memory(store) => store.set_watermark(key, at_ms).await,
+        }
+    }
 }

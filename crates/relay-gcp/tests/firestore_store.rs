@@ -517,3 +517,98 @@ async fn debug_output_holds_no_token() {
     let token = relay_gcp::metadata::AccessToken::new(STAND_IN_TOKEN);
     assert_eq!(format!("{token:?}"), "AccessToken([redacted])");
 }
+
+// ---------------------------------------------------------------- watermarks
+// Against the Firestore emulator only (the stand-in does not model
+// `exists: false` preconditions).
+
+#[tokio::test]
+async fn watermarks_keep_the_newer_time_against_the_emulator() {
+    let Some(backend) = Backend::emulator().await else {
+        return;
+    };
+    let store = backend.store().await;
+    let key = "user:okta:00u1abc/state";
+    assert_eq!(store.watermark(key).await.unwrap(), None);
+    store.set_watermark(key, 2_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(2_000));
+    store.set_watermark(key, 1_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(2_000));
+    store.set_watermark(key, 3_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(3_000));
+    assert_eq!(
+        store.watermark("user:okta:00u1abc/profile").await.unwrap(),
+        None
+    );
+    // Another instance reads the same; slashes and other characters in
+    // keys make valid document ids.
+    let other = backend.store().await;
+    assert_eq!(other.watermark(key).await.unwrap(), Some(3_000));
+    let odd = "group:auth0:rol_#?\\/ünï/name";
+    other.set_watermark(odd, 42).await.unwrap();
+    assert_eq!(store.watermark(odd).await.unwrap(), Some(42));
+    let long = "k".repeat(2_000);
+    store.set_watermark(&long, 7).await.unwrap();
+    assert_eq!(store.watermark(&long).await.unwrap(), Some(7));
+    // In the idempotency collection (one TTL policy), never an event's id.
+    let doc = backend
+        .read_doc(DEFAULT_COLLECTION, &FirestoreStore::mark_document_id(key))
+        .await
+        .expect("the watermark document");
+    assert_eq!(doc["fields"]["at_ms"]["integerValue"], "3000");
+    assert!(doc["fields"]["expires_at"]["timestampValue"].is_string());
+    assert_eq!(store.claim(&id(key)).await.unwrap(), Claim::New);
+    assert_eq!(store.watermark(key).await.unwrap(), Some(3_000));
+    // Through the GcpStore the service uses.
+    let raw: relay_core::config::RawConfig = backend.env().into_iter().collect();
+    let gcp = GcpStore::from_config(&raw).await.unwrap();
+    assert_eq!(gcp.watermark(key).await.unwrap(), Some(3_000));
+}
+
+#[tokio::test]
+async fn concurrent_watermark_writers_end_at_the_newest_time() {
+    let Some(backend) = Backend::emulator().await else {
+        return;
+    };
+    let key = "user:okta:00uRACE/state";
+    let backend = Arc::new(backend);
+    let mut tasks = Vec::new();
+    for at in [5_i64, 12, 3, 9, 1, 11, 7, 2, 10, 4, 8, 6] {
+        let backend = backend.clone();
+        tasks.push(tokio::spawn(async move {
+            backend.store().await.set_watermark(key, at * 1000).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        backend.store().await.watermark(key).await.unwrap(),
+        Some(12_000)
+    );
+}
+
+#[tokio::test]
+async fn watermarks_expire_like_the_idempotency_entries() {
+    let Some(backend) = Backend::emulator().await else {
+        return;
+    };
+    let store = backend.store_with(|c| c.ttl = Duration::from_secs(3)).await;
+    let key = "group:okta:00gEXP/deleted";
+    // Warm up (the first call to a fresh table or project can be slow),
+    // then write and read back at once: well within the 3 s (expiry is in
+    // whole seconds, so a mark lives 2 to 3 s).
+    assert_eq!(store.watermark(key).await.unwrap(), None);
+    store.set_watermark(key, 9_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(9_000));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while store.watermark(key).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watermark did not expire after its 3 s TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    store.set_watermark(key, 1_000).await.unwrap();
+    assert_eq!(store.watermark(key).await.unwrap(), Some(1_000));
+}
