@@ -6,6 +6,9 @@
 //! - `replay` — recorded deliveries through the pipeline (`--dry-run` prints
 //!   the Duo operations instead of making them).
 //! - `dlq`    — the local queue's dead letters (`RELAY_MODE=queue`).
+//! - `reconcile` — converge Duo to the IdP, or report the drift.
+
+mod reconcile;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -35,6 +38,9 @@ USAGE:
                                         run recorded deliveries through the pipeline
     idp-duo-relay dlq list [--json] | show ID | replay ID...|--all
                                         dead letters of the local queue (RELAY_STATE_DIR/queue)
+    idp-duo-relay reconcile --source okta|auth0 [--dry-run] [--user LOGIN] [--max-deletes N]
+                            [--include-unmanaged] [--json]
+                                        converge Duo to the IdP, or report the drift (reconcile --help)
     idp-duo-relay --version | --help
 ";
 
@@ -54,6 +60,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // reconcile answers its own exit codes (converged, drift, cap, IdP/Duo error).
+    if args.first().map(String::as_str) == Some("reconcile") {
+        let raw: RawConfig = std::env::vars().collect();
+        return runtime.block_on(reconcile::command(&raw, &args[1..]));
+    }
     match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
