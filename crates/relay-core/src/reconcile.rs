@@ -129,6 +129,79 @@ impl ReconcileOptions {
     }
 }
 
+impl ReconcileOptions {
+    /// The options of a scheduled run: the task's fields when it has them
+    /// (`{"relay_task":"reconcile","source":"okta","dry_run":false,
+    /// "max_deletes":10,"include_unmanaged":false}` from EventBridge
+    /// Scheduler), else `RELAY_RECONCILE_SOURCE`, `RELAY_RECONCILE_DRY_RUN`,
+    /// `RELAY_RECONCILE_MAX_DELETES` and `RELAY_RECONCILE_INCLUDE_UNMANAGED`
+    /// (the Azure timer and the Cloud Run job). Without a source: Okta when
+    /// `OKTA_ORG_URL` is set, else Auth0 when `AUTH0_DOMAIN` is.
+    pub fn scheduled(
+        raw: &RawConfig,
+        task: Option<&serde_json::Value>,
+    ) -> Result<Self, ConfigError> {
+        use crate::config::optional;
+        let field = |name: &str| task.and_then(|t| t.get(name));
+        let source = match field("source") {
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(IdpKind::parse)
+                    .ok_or_else(|| ConfigError::new("source", "must be okta or auth0"))?,
+            ),
+            None => optional(raw, "RELAY_RECONCILE_SOURCE")
+                .map(|v| {
+                    IdpKind::parse(v).ok_or_else(|| {
+                        ConfigError::new("RELAY_RECONCILE_SOURCE", "must be okta or auth0")
+                    })
+                })
+                .transpose()?,
+        };
+        let source = match source {
+            Some(source) => source,
+            None if optional(raw, "OKTA_ORG_URL").is_some() => IdpKind::Okta,
+            None if optional(raw, "AUTH0_DOMAIN").is_some() => IdpKind::Auth0,
+            None => {
+                return Err(ConfigError::new(
+                    "RELAY_RECONCILE_SOURCE",
+                    "is not set and neither OKTA_ORG_URL nor AUTH0_DOMAIN is: nothing to reconcile from",
+                ));
+            }
+        };
+        let flag = |task_name: &str, variable: &'static str| -> Result<bool, ConfigError> {
+            match field(task_name) {
+                Some(v) => v
+                    .as_bool()
+                    .ok_or_else(|| ConfigError::new(variable, "must be true or false")),
+                None => match optional(raw, variable).map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("false" | "0" | "no") => Ok(false),
+                    Some("true" | "1" | "yes") => Ok(true),
+                    Some(_) => Err(ConfigError::new(variable, "must be true or false")),
+                },
+            }
+        };
+        let max_deletes = match field("max_deletes") {
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| ConfigError::new("max_deletes", "must be a number (0 or more)"))?,
+            None => match optional(raw, "RELAY_RECONCILE_MAX_DELETES") {
+                None => DEFAULT_MAX_DELETES,
+                Some(v) => v.parse().map_err(|_| {
+                    ConfigError::new("RELAY_RECONCILE_MAX_DELETES", "must be a number (0 or more)")
+                })?,
+            },
+        };
+        Ok(Self {
+            source,
+            dry_run: flag("dry_run", "RELAY_RECONCILE_DRY_RUN")?,
+            user: None,
+            max_deletes,
+            include_unmanaged: flag("include_unmanaged", "RELAY_RECONCILE_INCLUDE_UNMANAGED")?,
+        })
+    }
+}
+
 /// Why a run stopped before it could plan. Nothing was written to Duo.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -391,4 +464,89 @@ fn new_run_id() -> String {
         now.subsec_millis(),
         now.subsec_nanos() & 0xffff
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(pairs: &[(&str, &str)]) -> RawConfig {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn scheduled_options_from_the_task_then_the_environment() {
+        let env = raw(&[
+            ("OKTA_ORG_URL", "https://acme.okta.com"),
+            ("AUTH0_DOMAIN", "acme.us.auth0.com"),
+            ("RELAY_RECONCILE_MAX_DELETES", "25"),
+            ("RELAY_RECONCILE_DRY_RUN", "true"),
+        ]);
+        let from_env = ReconcileOptions::scheduled(&env, None).unwrap();
+        assert_eq!(
+            from_env,
+            ReconcileOptions {
+                source: IdpKind::Okta,
+                dry_run: true,
+                user: None,
+                max_deletes: 25,
+                include_unmanaged: false,
+            }
+        );
+        let task = json!({"relay_task": "reconcile", "source": "auth0", "dry_run": false,
+                          "max_deletes": 3, "include_unmanaged": true});
+        let from_task = ReconcileOptions::scheduled(&env, Some(&task)).unwrap();
+        assert_eq!(
+            (
+                from_task.source,
+                from_task.dry_run,
+                from_task.max_deletes,
+                from_task.include_unmanaged
+            ),
+            (IdpKind::Auth0, false, 3, true)
+        );
+        let only_auth0 = raw(&[("AUTH0_DOMAIN", "acme.us.auth0.com")]);
+        assert_eq!(
+            ReconcileOptions::scheduled(&only_auth0, None).unwrap(),
+            ReconcileOptions::new(IdpKind::Auth0)
+        );
+        for (env, task, variable) in [
+            (raw(&[]), None, "RELAY_RECONCILE_SOURCE"),
+            (
+                raw(&[("RELAY_RECONCILE_SOURCE", "azure")]),
+                None,
+                "RELAY_RECONCILE_SOURCE",
+            ),
+            (
+                raw(&[("OKTA_ORG_URL", "x"), ("RELAY_RECONCILE_DRY_RUN", "maybe")]),
+                None,
+                "RELAY_RECONCILE_DRY_RUN",
+            ),
+            (
+                raw(&[("OKTA_ORG_URL", "x"), ("RELAY_RECONCILE_MAX_DELETES", "-1")]),
+                None,
+                "RELAY_RECONCILE_MAX_DELETES",
+            ),
+            (raw(&[]), Some(json!({"source": "ldap"})), "source"),
+            (
+                raw(&[("OKTA_ORG_URL", "x")]),
+                Some(json!({"max_deletes": "ten"})),
+                "max_deletes",
+            ),
+        ] {
+            let err = ReconcileOptions::scheduled(&env, task.as_ref()).unwrap_err();
+            assert_eq!(err.variable, variable, "{err}");
+        }
+    }
+
+    #[test]
+    fn run_ids_are_timestamps() {
+        let id = new_run_id();
+        assert_eq!(id.len(), "20260311T090000.123Z-abcd".len(), "{id}");
+        assert!(id.starts_with("20"), "{id}");
+    }
 }
