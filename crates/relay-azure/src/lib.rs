@@ -22,6 +22,7 @@
 
 mod identity;
 pub mod queue;
+pub mod reconcile;
 pub mod settings;
 pub mod shared_key;
 pub mod table;

@@ -177,6 +177,8 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
             "relay-azure serving /api/okta, /api/auth0, /api/auth0/logs, /api/healthz"
         );
     }
+    // The scheduled reconcile (the `reconcile` timer function), in both modes.
+    let router = router.merge(relay_azure::reconcile::router(Arc::new(raw.clone())));
     relay_server::serve(listener, router, relay_server::shutdown_signal()).await?;
     Ok(())
 }

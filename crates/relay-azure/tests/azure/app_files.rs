@@ -99,9 +99,30 @@ fn queue_worker_function() {
     assert_eq!(trigger["connection"], "AzureWebJobsStorage");
 }
 
+#[test]
+fn reconcile_timer_function() {
+    let dir = app_dir().join(relay_azure::reconcile::FUNCTION_NAME);
+    assert!(valid_function_name(relay_azure::reconcile::FUNCTION_NAME));
+    let function = read_json(&dir.join("function.json"));
+    let bindings = function["bindings"].as_array().unwrap();
+    assert_eq!(bindings.len(), 1, "a trigger and nothing else");
+    let trigger = &bindings[0];
+    assert_eq!(trigger["type"], "timerTrigger");
+    assert_eq!(trigger["direction"], "in");
+    // The schedule is an app setting Terraform writes (reconcile_schedule).
+    assert_eq!(trigger["schedule"], "%RELAY_RECONCILE_SCHEDULE%");
+    assert_eq!(trigger["runOnStartup"], false);
+    // A large tenant needs more than the Consumption plan's default 5 min.
+    let host = read_json(&app_dir().join("host.json"));
+    assert_eq!(host["functionTimeout"], "00:10:00");
+}
+
 /// Function folders that are not HTTP routes, by trigger type.
 fn non_http_functions() -> BTreeMap<&'static str, &'static str> {
-    BTreeMap::from([(relay_azure::worker::FUNCTION_NAME, "queueTrigger")])
+    BTreeMap::from([
+        (relay_azure::worker::FUNCTION_NAME, "queueTrigger"),
+        (relay_azure::reconcile::FUNCTION_NAME, "timerTrigger"),
+    ])
 }
 
 #[test]

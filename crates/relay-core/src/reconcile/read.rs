@@ -215,13 +215,16 @@ pub struct DuoSnapshot {
 pub async fn read_idp<I: IdpReader>(idp: &I, rules: &PlanRules) -> Result<IdpSnapshot, IdpError> {
     let (users, groups) = tokio::join!(idp.list_users(), idp.list_groups());
     let (users, groups) = (users?, groups?);
-    let in_scope: Vec<&IdpGroup> = groups
+    // Owned ids: futures that borrow through a closure's argument are not
+    // provably `Send`, and callers spawn this on multi-threaded runtimes.
+    let in_scope: Vec<String> = groups
         .iter()
         .filter(|g| rules.group_allowed(Some(&g.name)))
+        .map(|g| g.idp_id.clone())
         .collect();
-    let listings = in_scope.iter().map(|g| async move {
-        let ids = idp.list_member_ids(&g.idp_id).await?;
-        Ok::<_, IdpError>((g.idp_id.clone(), ids))
+    let listings = in_scope.into_iter().map(|group_id| async move {
+        let ids = idp.list_member_ids(&group_id).await?;
+        Ok::<_, IdpError>((group_id, ids))
     });
     let members = try_join_bounded(listings, MEMBER_LISTINGS_IN_FLIGHT)
         .await?
