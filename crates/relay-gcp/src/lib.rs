@@ -14,11 +14,19 @@
 //!   single-instance trial (`--max-instances=1`), since each instance and
 //!   each cold start forgets what was applied.
 //!
+//! - **Queue mode** (`RELAY_MODE=queue`): accepted events go to Pub/Sub
+//!   ([`pubsub`]: ordering keys per subject, a dead-letter topic, `dlq`
+//!   over its subscription) and come back through a push subscription to
+//!   `POST /pubsub/push` on this service, authenticated by its OIDC token
+//!   ([`push`]).
+//!
 //! Routing, verification and everything behind it are `relay-server`'s and
 //! `relay-core`'s; this crate must not know about Okta, Auth0 or Duo.
 
 pub mod firestore;
 pub mod metadata;
+pub mod pubsub;
+pub mod push;
 mod timestamp;
 
 use std::fmt;
