@@ -453,14 +453,39 @@ impl AwsRelay {
         Ok(queued.worker.run(relay, records, deadline).await)
     }
 
-    /// A scheduled task: `{"relay_task":"reconcile","source":"okta"|"auth0"}`.
+    /// A scheduled task: `{"relay_task":"reconcile","source":"okta"|"auth0",
+    /// "dry_run":false,"max_deletes":10}` (EventBridge Scheduler; fields
+    /// left out come from `RELAY_RECONCILE_*`, see
+    /// `relay_core::reconcile::ReconcileOptions::scheduled`). The secret is
+    /// read afresh (the IdP API credentials live there) and laid over the
+    /// environment. Answers the run's summary when Duo converged, and an
+    /// error otherwise — drift left, the deletion cap, a read error — so the
+    /// invocation counts as failed (the Terraform module alarms on it).
     async fn run_task(&self, task: &Value, event: &Value) -> Result<Value, InvokeError> {
-        let _ = event;
         match task.as_str() {
-            // Filled in when relay_core::reconcile lands.
-            Some("reconcile") => Err(InvokeError::Reconcile(
-                "reconcile is not built into this binary yet".to_owned(),
-            )),
+            Some("reconcile") => {
+                self.fetches.fetch_add(1, Ordering::Relaxed);
+                let values = self
+                    .secrets
+                    .fetch()
+                    .await
+                    .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
+                let raw = values.merged_over(&self.env);
+                let options = relay_core::reconcile::ReconcileOptions::scheduled(&raw, Some(event))
+                    .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
+                let report = relay_core::reconcile::run_from_config(&raw, &options)
+                    .await
+                    .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
+                if !report.converged() {
+                    return Err(InvokeError::Reconcile(report.status_line()));
+                }
+                Ok(serde_json::json!({
+                    "run_id": report.run_id,
+                    "status": report.status.as_str(),
+                    "detail": report.status_line(),
+                    "counts": report.counts,
+                }))
+            }
             _ => Err(InvokeError::UnknownTask(task.to_string())),
         }
     }
