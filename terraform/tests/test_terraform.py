@@ -441,6 +441,7 @@ def azure_iam_problems(module: Module) -> list[str]:
 _GCP_TARGET_ATTRS = (
     "secret_id", "name", "service", "topic", "subscription", "bucket", "dataset_id",
     "crypto_key_id", "key_ring_id", "repository", "instance_name", "database",
+    "service_account_id",
 )
 
 
@@ -1384,3 +1385,58 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "a" {
     problems = azure_query_problems(azure, contract)
     assert len(problems) == 3, problems
     assert any("no column throttled" in p for p in problems)
+
+
+# --- queue mode on Azure and GCP: the modules wire what the binaries read ----
+
+
+def _cargo_sources(crate: str) -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted((REPO_ROOT / "crates" / crate / "src").glob("*.rs")))
+
+
+def test_azure_queue_mode_settings_match_relay_azure():
+    module = cloud_module("azure")
+    keys = env_keys(module)
+    source = _cargo_sources("relay-azure") + _cargo_sources("relay-core")
+    for name in ("RELAY_MODE", "RELAY_QUEUE_NAME", "AZURE_STORAGE_QUEUE_ENDPOINT"):
+        assert name in keys, f"modules/azure does not set {name}"
+        assert f'"{name}"' in source, f"relay-azure does not read {name}"
+    app = REPO_ROOT / "crates" / "relay-azure" / "app"
+    worker = json.loads((app / "queue_worker" / "function.json").read_text(encoding="utf-8"))
+    assert worker["bindings"][0]["queueName"] == "%RELAY_QUEUE_NAME%"
+    # %RELAY_QUEUE_NAME% must resolve in both modes; sync mode switches the
+    # worker off by its folder name.
+    settings = _text(module.locals["queue_settings"])
+    assert settings.count("RELAY_QUEUE_NAME") == 2, settings
+    assert "AzureWebJobs_queue_worker_Disabled" in settings
+    # The poison queue is the host's name for it, which the relay derives.
+    assert _text(module.locals["poison_queue_name"]).endswith("-poison")
+    assert '"-poison"' in source
+    # Queue mode runs one instance (events apply one at a time).
+    (_, _, app_body), = module.of_type(r"azurerm_linux_function_app")
+    scale = _text(app_body["site_config"])
+    assert re.search(r"app_scale_limit\W+\$?\{?var\.queue_enabled \? 1 :", scale), scale
+
+
+def test_gcp_queue_mode_settings_match_relay_gcp():
+    module = cloud_module("gcp")
+    keys = env_keys(module)
+    source = _cargo_sources("relay-gcp") + _cargo_sources("relay-core")
+    for name in (
+        "RELAY_MODE", "RELAY_PUBSUB_TOPIC", "RELAY_PUBSUB_DEAD_LETTER_TOPIC",
+        "RELAY_PUBSUB_DEAD_LETTER_SUBSCRIPTION", "RELAY_PUSH_AUDIENCE",
+        "RELAY_PUSH_SERVICE_ACCOUNT", "RELAY_QUEUE_MAX_ATTEMPTS",
+    ):
+        assert name in keys, f"modules/gcp does not set {name}"
+        assert f'"{name}"' in source, f"relay-gcp does not read {name}"
+    assert "RELAY_PUBSUB_SUBSCRIPTION" not in keys, "relay-gcp reads no such variable"
+    worker = module.resources[("google_pubsub_subscription", "worker")]
+    push = _text(worker["push_config"])
+    assert "/pubsub/push" in push and "PUSH_ROUTE: &str = \"/pubsub/push\"" in source
+    # The token the relay checks: this audience, this account.
+    assert "local.push_audience" in push and "google_service_account.push" in push
+    assert "local.push_audience" in _text(module.locals["optional_plain_env"])
+    assert worker["enable_message_ordering"] is True
+    assert "retry_policy" in worker and "dead_letter_policy" in worker
+    # Pub/Sub's dead-lettering comes after the relay's own.
+    assert "var.queue_max_attempts + 2" in _text(module.locals["pubsub_max_delivery_attempts"])

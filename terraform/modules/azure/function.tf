@@ -30,12 +30,20 @@ locals {
     } : env => value if value != null
   }
 
-  # Queue mode is a later issue: today's relay-azure ignores these.
+  # Queue mode (README "Azure Functions": queue mode): the accept stage puts
+  # events on RELAY_QUEUE_NAME (with the same identity, at
+  # AZURE_STORAGE_QUEUE_ENDPOINT) and the queue_worker function's trigger
+  # reads it (%RELAY_QUEUE_NAME%). The host resolves that expression even
+  # for a disabled function, so RELAY_QUEUE_NAME is always set; in sync
+  # mode the function is switched off instead.
   queue_settings = var.queue_enabled ? {
     RELAY_MODE                   = "queue"
     RELAY_QUEUE_NAME             = local.queue_name
     AZURE_STORAGE_QUEUE_ENDPOINT = trimsuffix(azurerm_storage_account.relay.primary_queue_endpoint, "/")
-  } : {}
+    } : {
+    RELAY_QUEUE_NAME                   = local.queue_name
+    AzureWebJobs_queue_worker_Disabled = "true"
+  }
 }
 
 # Public and without App Service authentication on purpose: Okta event hooks
@@ -102,12 +110,16 @@ resource "azurerm_linux_function_app" "relay" {
 
   site_config {
     application_insights_connection_string = azurerm_application_insights.relay.connection_string
-    app_scale_limit                        = var.max_instances
     ftps_state                             = "Disabled"
     http2_enabled                          = true
     minimum_tls_version                    = "1.2"
     scm_minimum_tls_version                = "1.2"
     remote_debugging_enabled               = false
+
+    # Queue mode applies events one at a time (host.json batchSize 1) on
+    # one instance: Storage Queues keep no order, so this is what keeps one
+    # subject's events from racing each other (README: queue mode).
+    app_scale_limit = var.queue_enabled ? 1 : var.max_instances
 
     application_stack {
       use_custom_runtime = true

@@ -54,8 +54,10 @@ locals {
   # start-up when it is missing.
   table_name = "relayidempotency"
 
-  # Durable delivery (queue mode, a later issue): the queue and the poison
-  # queue the Functions host moves failed messages to ("<queue>-poison").
+  # Durable delivery (queue mode): the queue and its poison queue
+  # ("<queue>-poison", as the Functions host names it), where the worker
+  # writes dead letters with their reason and the host moves a message that
+  # failed maxDequeueCount times.
   queue_name        = "relay-events"
   poison_queue_name = "${local.queue_name}-poison"
   queue_names = var.queue_enabled ? {
@@ -111,7 +113,8 @@ resource "azurerm_role_assignment" "relay_host_storage" {
   principal_type       = "ServicePrincipal"
 }
 
-# Queue mode (later issue): send, receive and delete on the two queues only.
+# Queue mode: send, receive and delete on the two queues only (the accept
+# stage, the queue trigger, dead letters and `relay-azure dlq`).
 resource "azurerm_role_assignment" "relay_queue" {
   for_each = azurerm_storage_queue.relay
 

@@ -158,7 +158,8 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "failed_events" {
   }
 }
 
-# Queue mode (later issue): a message moved to the poison queue.
+# Queue mode: the Functions host moved a message to the poison queue itself
+# (the worker never answered it: crash or timeout).
 resource "azurerm_monitor_scheduled_query_rules_alert_v2" "poison_messages" {
   count = var.queue_enabled ? 1 : 0
 

@@ -69,7 +69,7 @@ output "application_insights_id" {
 }
 
 output "queue_names" {
-  description = "Queue mode (later issue): the queue and its poison queue; empty unless queue_enabled."
+  description = "Queue mode: the queue (RELAY_QUEUE_NAME) and its poison queue of dead letters; empty unless queue_enabled."
   value       = local.queue_names
 }
 

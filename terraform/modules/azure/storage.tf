@@ -8,7 +8,7 @@ resource "azurerm_storage_account" "relay" {
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys with infrastructure (double) encryption; a customer-managed key would add a Key Vault key, its rotation and an identity for data that all expires within 7 days.
   #checkov:skip=CKV2_AZURE_40:Shared keys are a variable (shared_access_key_enabled): on by default only so Terraform can upload the package with the provider's defaults; the Function App never uses them. Set it to false with storage_use_azuread = true in the provider.
   #checkov:skip=CKV_AZURE_206:Replication is a variable (storage_replication_type, LRS by default): the account holds only records that expire within 7 days and a package rebuilt from source.
-  #checkov:skip=CKV_AZURE_33:Queue service logging (classic Storage Analytics) is off: queues exist only in queue mode, a later issue, and a message moved to the poison queue is alerted on from the host's log line (monitoring.tf).
+  #checkov:skip=CKV_AZURE_33:Queue service logging (classic Storage Analytics) is off: queues exist only in queue mode, and every dead letter is alerted on from the relay's dead_letter line and the host's poison line (monitoring.tf).
   name                              = local.storage_account_name
   resource_group_name               = local.resource_group_name
   location                          = var.location
@@ -71,8 +71,9 @@ resource "azurerm_storage_blob" "package" {
   depends_on = [time_sleep.role_propagation]
 }
 
-# Queue mode (later issue): the queue, and the poison queue the Functions
-# host moves a message to after maxDequeueCount failed attempts.
+# Queue mode: the queue, and the poison queue that holds dead letters (the
+# worker's, with their reason, and the Functions host's after
+# maxDequeueCount failed invocations).
 resource "azurerm_storage_queue" "relay" {
   for_each = local.queue_names
 

@@ -220,7 +220,7 @@ variable "group_filter" {
 }
 
 variable "queue_enabled" {
-  description = "Create the Storage Queue and its poison queue for durable delivery (queue mode), give the app's identity access to them, alert on poison messages, and set RELAY_MODE=queue. Queue mode is a later issue: the current relay-azure binary ignores RELAY_MODE and still applies events in the request."
+  description = "Queue mode (durable delivery): create the Storage Queue and its poison queue, give the app's identity access to them, set RELAY_MODE=queue (the IdP gets 200 once an event is queued; the queue_worker function applies it with retries and dead-letters what fails), alert on poison messages, and run the app on one instance (app_scale_limit = 1, overriding max_instances) so events apply one at a time."
   type        = bool
   default     = false
 }
@@ -230,7 +230,7 @@ variable "queue_enabled" {
 # ---------------------------------------------------------------------------
 
 variable "max_instances" {
-  description = "Most instances the Consumption plan may scale the app out to (site_config.app_scale_limit); bounds the concurrency against Duo's Admin API rate limits."
+  description = "Most instances the Consumption plan may scale the app out to (site_config.app_scale_limit); bounds the concurrency against Duo's Admin API rate limits. Sync mode only: queue mode runs one instance."
   type        = number
   default     = 10
 

@@ -37,10 +37,15 @@ locals {
       AUTH0_DOMAIN    = var.auth0_domain
       AUTH0_CLIENT_ID = var.auth0_client_id
       GROUP_FILTER    = var.group_filter
-      # Queue mode is a later issue: relay-gcp ignores these today.
-      RELAY_MODE                = var.queue_enabled ? "queue" : null
-      RELAY_PUBSUB_TOPIC        = one(google_pubsub_topic.events[*].name)
-      RELAY_PUBSUB_SUBSCRIPTION = one(google_pubsub_subscription.worker[*].name)
+      # Queue mode (queue.tf): where accepted events and dead letters go,
+      # what `dlq` reads, and whose push tokens the worker route accepts.
+      RELAY_MODE                            = var.queue_enabled ? "queue" : null
+      RELAY_PUBSUB_TOPIC                    = one(google_pubsub_topic.events[*].name)
+      RELAY_PUBSUB_DEAD_LETTER_TOPIC        = one(google_pubsub_topic.dead_letter[*].name)
+      RELAY_PUBSUB_DEAD_LETTER_SUBSCRIPTION = one(google_pubsub_subscription.dead_letter[*].name)
+      RELAY_PUSH_AUDIENCE                   = var.queue_enabled ? local.push_audience : null
+      RELAY_PUSH_SERVICE_ACCOUNT            = one(google_service_account.push[*].email)
+      RELAY_QUEUE_MAX_ATTEMPTS              = var.queue_enabled ? tostring(var.queue_max_attempts) : null
     } : k => v if v != null
   }
 

@@ -176,7 +176,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   documentation {
     mime_type = "text/markdown"
     subject   = "${var.name}: dead letters waiting"
-    content   = "Events failed 5 deliveries and wait in the Pub/Sub subscription ${google_pubsub_subscription.dead_letter[0].name} (kept 7 days). Read them, fix the cause, replay them."
+    content   = "Events the relay gave up on (each with its reason: a permanent failure, an unreadable message, or ${var.queue_max_attempts} failed attempts) wait in the Pub/Sub subscription ${google_pubsub_subscription.dead_letter[0].name} (kept 7 days). Read them (relay-gcp dlq list), fix the cause, replay them (relay-gcp dlq replay)."
   }
 }
 

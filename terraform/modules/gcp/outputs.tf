@@ -82,6 +82,11 @@ output "pubsub_topic" {
   value       = one(google_pubsub_topic.events[*].id)
 }
 
+output "pubsub_push_service_account" {
+  description = "Queue mode: the service account Pub/Sub pushes as (RELAY_PUSH_SERVICE_ACCOUNT); null unless queue_enabled."
+  value       = one(google_service_account.push[*].email)
+}
+
 output "pubsub_dead_letter_subscription" {
   description = "Pub/Sub subscription holding dead letters (null unless queue_enabled)."
   value       = one(google_pubsub_subscription.dead_letter[*].id)

@@ -208,9 +208,20 @@ variable "group_filter" {
 }
 
 variable "queue_enabled" {
-  description = "Create the Pub/Sub topic, ordered subscription and dead-letter topic for durable delivery (queue mode) and pass RELAY_MODE=queue. Queue mode is a later issue: the current relay-gcp binary ignores RELAY_MODE and still applies events in the request."
+  description = "Queue mode (durable delivery): create the Pub/Sub events topic, the ordered push subscription to the service's /pubsub/push (OIDC token of a dedicated push service account), the dead-letter topic and its subscription, and set RELAY_MODE=queue: the IdP gets 200 once an event is published, and the push applies it with retries and backoff."
   type        = bool
   default     = false
+}
+
+variable "queue_max_attempts" {
+  description = "Queue mode: deliveries of a failing event before the relay moves it to dead letters with the reason (RELAY_QUEUE_MAX_ATTEMPTS). Pub/Sub's own dead-letter policy is set two attempts later, as a backstop."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.queue_max_attempts >= 3 && var.queue_max_attempts <= 98 && floor(var.queue_max_attempts) == var.queue_max_attempts
+    error_message = "queue_max_attempts must be a whole number from 3 to 98 (Pub/Sub allows 5 to 100 delivery attempts, and its policy is set two above)."
+  }
 }
 
 # ---------------------------------------------------------------------------
