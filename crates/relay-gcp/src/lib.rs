@@ -27,6 +27,7 @@ pub mod firestore;
 pub mod metadata;
 pub mod pubsub;
 pub mod push;
+pub mod reconcile;
 mod timestamp;
 
 use std::fmt;

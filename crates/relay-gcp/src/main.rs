@@ -41,6 +41,10 @@ async fn main() -> std::process::ExitCode {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;
     }
+    // `relay-gcp reconcile`: one run (the Cloud Run job Cloud Scheduler starts).
+    if args.first().map(String::as_str) == Some("reconcile") {
+        return relay_gcp::reconcile::run_job(&raw).await;
+    }
     match run(&raw).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
