@@ -1440,3 +1440,7 @@ def test_gcp_queue_mode_settings_match_relay_gcp():
     assert "retry_policy" in worker and "dead_letter_policy" in worker
     # Pub/Sub's dead-lettering comes after the relay's own.
     assert "var.queue_max_attempts + 2" in _text(module.locals["pubsub_max_delivery_attempts"])
+    # A redelivery comes after a cut-off attempt's claim has expired.
+    claim = re.search(r"CLAIM_TIMEOUT: Duration = Duration::from_secs\((\d+)\)", _cargo_sources("relay-core"))
+    backoff = re.fullmatch(r"(\d+)s", _as_list(worker["retry_policy"])[0]["minimum_backoff"])
+    assert claim and backoff and int(backoff.group(1)) > int(claim.group(1)), (backoff, claim)

@@ -4,9 +4,9 @@
 //! router under `/api` on `FUNCTIONS_CUSTOMHANDLER_PORT` — plus, with
 //! `RELAY_MODE=queue`, the queue-trigger worker at `/queue_worker`.
 //!
-//! `relay-azure dlq list|show|replay …` (same app settings, run where they
-//! are: the Function App's SSH console, or a shell with the storage
-//! connection string) lists and re-drives the dead letters on
+//! `relay-azure dlq list|show|replay …` (run anywhere with the storage
+//! account's connection string in `AzureWebJobsStorage` and
+//! `RELAY_QUEUE_NAME`) lists and re-drives the dead letters on
 //! `<RELAY_QUEUE_NAME>-poison`.
 
 use std::net::SocketAddr;

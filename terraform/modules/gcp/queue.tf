@@ -94,11 +94,15 @@ resource "google_pubsub_subscription" "worker" {
     }
   }
 
-  # Between attempts of a transient failure (Duo 429/5xx): 10 s doubling to
-  # 10 min; with the default 10 attempts a message is retried for about
-  # 40 minutes before the relay dead-letters it.
+  # Between attempts of a transient failure (Duo 429/5xx): 150 s doubling
+  # to 10 min; with the default 10 attempts a message is retried for about
+  # 75 minutes before the relay dead-letters it. The minimum must exceed
+  # the idempotency claim timeout (120 s, relay_core::store::CLAIM_TIMEOUT):
+  # a delivery cut off mid-apply (instance killed, deadline passed) leaves
+  # its claim behind, and a redelivery that finds it takes the event for a
+  # duplicate in progress.
   retry_policy {
-    minimum_backoff = "10s"
+    minimum_backoff = "150s"
     maximum_backoff = "600s"
   }
 
