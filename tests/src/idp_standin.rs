@@ -188,6 +188,9 @@ enum Fault {
 #[derive(Debug, Default)]
 struct Inner {
     tenant: Tenant,
+    /// User id → index in `tenant.users` (a 20,000-user tenant is looked up
+    /// member by member).
+    by_id: HashMap<String, usize>,
     faults: Vec<Fault>,
     /// Requests per fault prefix so far (for `FailAfter`).
     seen: HashMap<String, usize>,
@@ -196,6 +199,22 @@ struct Inner {
     export_polls: HashMap<String, usize>,
     /// Largest page served, whatever the client asks (to page small tenants).
     max_page: Option<usize>,
+}
+
+impl Inner {
+    fn reindex(&mut self) {
+        self.by_id = self
+            .tenant
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.id.clone(), i))
+            .collect();
+    }
+
+    fn user_by_id(&self, id: &str) -> Option<&StandInUser> {
+        self.by_id.get(id).and_then(|&i| self.tenant.users.get(i))
+    }
 }
 
 struct Shared {
@@ -250,6 +269,7 @@ impl IdpStandIn {
                 ..Inner::default()
             }),
         });
+        lock(&shared).reindex();
         let app = Router::new()
             .route("/api/v1/users", get(okta_list_users))
             .route("/api/v1/users/{id}", get(okta_user))
@@ -313,7 +333,10 @@ impl IdpStandIn {
 
     /// Changes the tenant.
     pub fn with_tenant<T>(&self, change: impl FnOnce(&mut Tenant) -> T) -> T {
-        change(&mut lock(&self.shared).tenant)
+        let mut inner = lock(&self.shared);
+        let out = change(&mut inner.tenant);
+        inner.reindex();
+        out
     }
 
     /// Serves at most `n` items per page whatever the client asks for, so
@@ -474,17 +497,18 @@ fn okta_refuses(headers: &HeaderMap) -> Option<Response> {
 }
 
 /// One page by an `after` cursor (the index of the next item), with Okta's
-/// `Link` headers.
-fn okta_page(
+/// `Link` headers. Only the page's items are rendered.
+fn okta_page<T>(
     base: &str,
     uri: &Uri,
-    items: Vec<Value>,
+    items: &[T],
+    render: impl Fn(&T) -> Value,
     q: &HashMap<String, String>,
     limit: usize,
 ) -> Response {
-    let start = number(q, "after").unwrap_or(0);
+    let start = number(q, "after").unwrap_or(0).min(items.len());
     let end = (start + limit).min(items.len());
-    let page: Vec<Value> = items.get(start..end).unwrap_or_default().to_vec();
+    let page: Vec<Value> = items[start..end].iter().map(render).collect();
     let mut response = json_response(StatusCode::OK, Value::Array(page));
     let self_url = format!("{base}{uri}");
     let headers = response.headers_mut();
@@ -544,15 +568,14 @@ async fn okta_list_users(
             return json_response(StatusCode::BAD_REQUEST, json!({"errorCode": "E0000031"}));
         }
     };
-    let users: Vec<Value> = inner
+    let users: Vec<&StandInUser> = inner
         .tenant
         .users
         .iter()
         .filter(|u| (u.status == "DEPROVISIONED") == deprovisioned)
-        .map(StandInUser::okta_json)
         .collect();
     let limit = okta_limit(&inner, &q, 200, 200);
-    okta_page(&s.base, &uri, users, &q, limit)
+    okta_page(&s.base, &uri, &users, |u| u.okta_json(), &q, limit)
 }
 
 async fn okta_user(
@@ -586,15 +609,14 @@ async fn okta_user_groups(
     let Some(user) = inner.tenant.user(&id) else {
         return json_response(StatusCode::NOT_FOUND, json!({"errorCode": "E0000007"}));
     };
-    let groups: Vec<Value> = inner
+    let groups: Vec<&StandInGroup> = inner
         .tenant
         .groups
         .iter()
         .filter(|g| g.kind == "BUILT_IN" || g.members.contains(&user.id))
-        .map(StandInGroup::okta_json)
         .collect();
     let limit = okta_limit(&inner, &q, 200, 200);
-    okta_page(&s.base, &uri, groups, &q, limit)
+    okta_page(&s.base, &uri, &groups, |g| g.okta_json(), &q, limit)
 }
 
 async fn okta_list_groups(
@@ -607,14 +629,15 @@ async fn okta_list_groups(
         return refused;
     }
     let inner = lock(&s);
-    let groups: Vec<Value> = inner
-        .tenant
-        .groups
-        .iter()
-        .map(StandInGroup::okta_json)
-        .collect();
     let limit = okta_limit(&inner, &q, 10_000, 10_000);
-    okta_page(&s.base, &uri, groups, &q, limit)
+    okta_page(
+        &s.base,
+        &uri,
+        &inner.tenant.groups,
+        StandInGroup::okta_json,
+        &q,
+        limit,
+    )
 }
 
 async fn okta_group(
@@ -645,23 +668,17 @@ async fn okta_group_members(
     let Some(group) = inner.tenant.group(&id) else {
         return json_response(StatusCode::NOT_FOUND, json!({"errorCode": "E0000007"}));
     };
-    let members: Vec<Value> = if group.kind == "BUILT_IN" {
-        inner
-            .tenant
-            .users
-            .iter()
-            .map(StandInUser::okta_json)
-            .collect()
+    let members: Vec<&StandInUser> = if group.kind == "BUILT_IN" {
+        inner.tenant.users.iter().collect()
     } else {
         group
             .members
             .iter()
-            .filter_map(|m| inner.tenant.user(m))
-            .map(StandInUser::okta_json)
+            .filter_map(|m| inner.user_by_id(m))
             .collect()
     };
     let limit = okta_limit(&inner, &q, 1000, 1000);
-    okta_page(&s.base, &uri, members, &q, limit)
+    okta_page(&s.base, &uri, &members, |u| u.okta_json(), &q, limit)
 }
 
 // ---- Auth0 ----
@@ -780,7 +797,7 @@ async fn auth0_user(
         return refused;
     }
     let inner = lock(&s);
-    match inner.tenant.users.iter().find(|u| u.id == id) {
+    match inner.user_by_id(&id) {
         Some(u) => json_response(StatusCode::OK, u.auth0_json()),
         None => auth0_not_found(),
     }
@@ -818,7 +835,7 @@ async fn auth0_user_roles(
         return refused;
     }
     let inner = lock(&s);
-    if !inner.tenant.users.iter().any(|u| u.id == id) {
+    if inner.user_by_id(&id).is_none() {
         return auth0_not_found();
     }
     let roles: Vec<Value> = inner
@@ -892,7 +909,7 @@ async fn auth0_role_members(
         .iter()
         .skip(from)
         .take(take)
-        .filter_map(|m| inner.tenant.users.iter().find(|u| &u.id == m))
+        .filter_map(|m| inner.user_by_id(m))
         .map(|u| json!({"user_id": u.id, "email": u.login, "name": u.display_name()}))
         .collect();
     let end = from + take;
