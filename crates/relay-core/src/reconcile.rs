@@ -173,7 +173,10 @@ impl ReconcileOptions {
                 Some(v) => v
                     .as_bool()
                     .ok_or_else(|| ConfigError::new(variable, "must be true or false")),
-                None => match optional(raw, variable).map(str::to_ascii_lowercase).as_deref() {
+                None => match optional(raw, variable)
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
                     None | Some("false" | "0" | "no") => Ok(false),
                     Some("true" | "1" | "yes") => Ok(true),
                     Some(_) => Err(ConfigError::new(variable, "must be true or false")),
@@ -188,7 +191,10 @@ impl ReconcileOptions {
             None => match optional(raw, "RELAY_RECONCILE_MAX_DELETES") {
                 None => DEFAULT_MAX_DELETES,
                 Some(v) => v.parse().map_err(|_| {
-                    ConfigError::new("RELAY_RECONCILE_MAX_DELETES", "must be a number (0 or more)")
+                    ConfigError::new(
+                        "RELAY_RECONCILE_MAX_DELETES",
+                        "must be a number (0 or more)",
+                    )
                 })?,
             },
         };
@@ -281,16 +287,11 @@ pub async fn run<I: IdpReader, R: DuoReader, D: Directory>(
         rules,
         include_unmanaged: opts.include_unmanaged,
     };
-    let idp_err = |error| ReconcileError::Idp {
-        idp: kind,
-        error,
-    };
+    let idp_err = |error| ReconcileError::Idp { idp: kind, error };
     let (plan, duo_read) = match &opts.user {
         None => {
-            let (idp_snapshot, (duo_snapshot, duo_read)) = tokio::join!(
-                read_idp(idp, rules),
-                duo_admin::count_calls(read_duo(duo))
-            );
+            let (idp_snapshot, (duo_snapshot, duo_read)) =
+                tokio::join!(read_idp(idp, rules), duo_admin::count_calls(read_duo(duo)));
             let idp_snapshot = idp_snapshot.map_err(idp_err)?;
             let duo_snapshot = duo_snapshot.map_err(ReconcileError::Duo)?;
             (plan(&idp_snapshot, &duo_snapshot, &scope), duo_read)
@@ -305,14 +306,8 @@ pub async fn run<I: IdpReader, R: DuoReader, D: Directory>(
             } else {
                 UsernameMatch::Unmanaged
             };
-            let (user_plan, duo_read) = duo_admin::count_calls(plan_user(
-                idp,
-                duo,
-                &scope,
-                &target,
-                username_match,
-            ))
-            .await;
+            let (user_plan, duo_read) =
+                duo_admin::count_calls(plan_user(idp, duo, &scope, &target, username_match)).await;
             let user_plan = user_plan?;
             let plan = Plan {
                 ghosts: usize::from(user_plan.ghost),
@@ -541,6 +536,30 @@ mod tests {
             let err = ReconcileOptions::scheduled(&env, task.as_ref()).unwrap_err();
             assert_eq!(err.variable, variable, "{err}");
         }
+    }
+
+    /// Entry crates spawn runs on multi-threaded runtimes (axum handlers,
+    /// Lambda): the futures must be `Send` (a borrow through a closure's
+    /// argument once made them not).
+    #[test]
+    fn runs_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let raw = RawConfig::new();
+        let opts = ReconcileOptions::new(IdpKind::Okta);
+        assert_send(&run_from_config(&raw, &opts));
+        let lookups = IdpLookups::default();
+        let directory = crate::apply::DryRun::default();
+        let event = IdpEvent {
+            id: crate::event::EventId::new(Source::Okta, "e"),
+            source: Source::Okta,
+            event_type: "t".into(),
+            occurred_at: None,
+            change: Change::UserDeleted {
+                user: UserRef::default(),
+            },
+        };
+        let rules = PlanRules::default();
+        assert_send(&plan_event_with_idp(&event, &rules, &lookups, &directory));
     }
 
     #[test]
