@@ -356,15 +356,23 @@ impl DiskQueue {
         self.notify.notify_waiters();
     }
 
-    /// Waits until a message may be ready (a put, a settle, a backoff
-    /// expiring), or at most `max`.
-    pub async fn wait(&self, max: Duration) {
+    /// The next ready message; when there is none, waits until one may be
+    /// ready (a put, a settle, a backoff expiring) or at most `max`, and
+    /// answers `None`. The wake-up is registered before the queue is looked
+    /// at, so a settle between the look and the wait is not missed.
+    pub async fn lease_or_wait(&self, max: Duration) -> Option<Lease> {
         let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(lease) = self.lease() {
+            return Some(lease);
+        }
         let wait = match self.next_due() {
             Some(due) => due.saturating_duration_since(Instant::now()).min(max),
             None => max,
         };
         let _ = tokio::time::timeout(wait, notified).await;
+        None
     }
 
     fn put(&self, bodies: Vec<(String, String)>) -> Result<(), QueueError> {
@@ -487,13 +495,11 @@ pub async fn run_workers<D, S>(
         let (queue, relay, mut stopped) = (queue.clone(), relay.clone(), stop.subscribe());
         workers.spawn(async move {
             while !*stopped.borrow() {
-                let Some(lease) = queue.lease() else {
-                    tokio::select! {
-                        () = queue.wait(Duration::from_secs(1)) => {}
-                        _ = stopped.changed() => {}
-                    }
-                    continue;
+                let lease = tokio::select! {
+                    lease = queue.lease_or_wait(Duration::from_secs(1)) => lease,
+                    _ = stopped.changed() => None,
                 };
+                let Some(lease) = lease else { continue };
                 let (_, disposition) = relay.process(&lease.body, lease.attempt, &policy).await;
                 queue.settle(&lease, &disposition, &policy);
             }
