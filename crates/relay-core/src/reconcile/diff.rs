@@ -500,7 +500,10 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
     let mut wanted_groups: HashMap<&str, Vec<&IdpGroup>> = HashMap::new();
     for m in &matches {
         for member in idp.members.get(&m.idp.idp_id).into_iter().flatten() {
-            wanted_groups.entry(member.as_str()).or_default().push(m.idp);
+            wanted_groups
+                .entry(member.as_str())
+                .or_default()
+                .push(m.idp);
         }
     }
 
@@ -680,8 +683,7 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
                 reason: if scope.include_unmanaged {
                     "Duo-only account (deprovisioned: --include-unmanaged)".into()
                 } else {
-                    "Duo-only account, left alone (--include-unmanaged would deprovision it)"
-                        .into()
+                    "Duo-only account, left alone (--include-unmanaged would deprovision it)".into()
                 },
             });
             if !scope.include_unmanaged {
@@ -845,16 +847,37 @@ mod tests {
             users: vec![
                 // Stale name, in a group the IdP removed her from (managed),
                 // and in a hand-made group (never touched).
-                duo_user("DUA", "ann@x.com", Some("okta:00uA"), "Ann Old", "active", &[&gone, &admins]),
+                duo_user(
+                    "DUA",
+                    "ann@x.com",
+                    Some("okta:00uA"),
+                    "Ann Old",
+                    "active",
+                    &[&gone, &admins],
+                ),
                 // Suspended in the IdP, active in Duo.
                 duo_user("DUB", "bob@x.com", Some("okta:00uB"), "Bob", "active", &[]),
                 // Renamed in the IdP (found by alias).
                 duo_user("DUD", "dee@x.com", Some("okta:00uD"), "Dee", "active", &[]),
                 // Deleted in the IdP: a ghost.
-                duo_user("DUG", "ghost@x.com", Some("okta:00uGONE"), "Ghost", "active", &[&eng]),
+                duo_user(
+                    "DUG",
+                    "ghost@x.com",
+                    Some("okta:00uGONE"),
+                    "Ghost",
+                    "active",
+                    &[&eng],
+                ),
                 // Duo-only, and the other IdP's.
                 duo_user("DUU", "admin@x.com", None, "Admin", "active", &[]),
-                duo_user("DUZ", "zed@x.com", Some("auth0:auth0|z"), "Zed", "active", &[]),
+                duo_user(
+                    "DUZ",
+                    "zed@x.com",
+                    Some("auth0:auth0|z"),
+                    "Zed",
+                    "active",
+                    &[],
+                ),
             ],
             groups: vec![eng, gone, ops, admins],
         };
@@ -887,7 +910,11 @@ mod tests {
         );
         // duo-ops has no tag but the IdP's name: joined by name, never
         // renamed or deleted; everyone-else is outside GROUP_FILTER.
-        let ann = plan.units.iter().find(|u| u.subject == "ann@x.com").unwrap();
+        let ann = plan
+            .units
+            .iter()
+            .find(|u| u.subject == "ann@x.com")
+            .unwrap();
         assert!(matches!(
             &ann.actions[0].operation,
             Operation::UpdateUser { previous_username: None, attrs, .. }
@@ -908,7 +935,11 @@ mod tests {
                 .actions()
                 .any(|a| a.category == Category::RemoveMembership)
         );
-        let dee = plan.units.iter().find(|u| u.subject == "dee.new@x.com").unwrap();
+        let dee = plan
+            .units
+            .iter()
+            .find(|u| u.subject == "dee.new@x.com")
+            .unwrap();
         assert!(matches!(
             &dee.actions[0].operation,
             Operation::UpdateUser { previous_username: Some(prev), .. } if prev == "dee@x.com"
@@ -929,7 +960,10 @@ mod tests {
         let ops = duo_group("DG3", "duo-ops", "made by hand");
         let idp = IdpSnapshot {
             users: vec![idp_user("00uA", "ann@x.com", "Ann", UserState::Active)],
-            groups: vec![idp_group("00gENG", "duo-eng"), idp_group("00gOPS", "duo-ops")],
+            groups: vec![
+                idp_group("00gENG", "duo-eng"),
+                idp_group("00gOPS", "duo-ops"),
+            ],
             members: HashMap::new(),
         };
         let duo = DuoSnapshot {
@@ -965,8 +999,22 @@ mod tests {
         let duo = DuoSnapshot {
             users: vec![
                 // Bypass counts as active: the relay does not undo it.
-                duo_user("DUA", "Ann@X.com", Some("okta:00uA"), "Ann", "bypass", &[&eng]),
-                duo_user("DUB", "bob@x.com", Some("okta:00uB"), "Bob", "disabled", &[]),
+                duo_user(
+                    "DUA",
+                    "Ann@X.com",
+                    Some("okta:00uA"),
+                    "Ann",
+                    "bypass",
+                    &[&eng],
+                ),
+                duo_user(
+                    "DUB",
+                    "bob@x.com",
+                    Some("okta:00uB"),
+                    "Bob",
+                    "disabled",
+                    &[],
+                ),
             ],
             groups: vec![eng],
         };

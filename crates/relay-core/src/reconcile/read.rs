@@ -41,8 +41,7 @@ pub trait IdpReader: Send + Sync {
     ) -> impl Future<Output = Result<Vec<String>, IdpError>> + Send;
 
     /// One user by id; `None` when the IdP says 404.
-    fn user(&self, idp_id: &str)
-    -> impl Future<Output = Result<Option<IdpUser>, IdpError>> + Send;
+    fn user(&self, idp_id: &str) -> impl Future<Output = Result<Option<IdpUser>, IdpError>> + Send;
 
     /// The users whose login is `login` (Okta logins are unique; Auth0
     /// emails need not be).

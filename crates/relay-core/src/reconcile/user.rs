@@ -87,7 +87,11 @@ pub async fn plan_user<I: IdpReader, R: DuoReader>(
         .as_ref()
         .and_then(|d| scope.our_alias(d))
         .map(|alias| alias[scope.prefix().len()..].to_owned())
-        .filter(|id| found.as_ref().is_none_or(|u| !u.idp_id.eq_ignore_ascii_case(id)));
+        .filter(|id| {
+            found
+                .as_ref()
+                .is_none_or(|u| !u.idp_id.eq_ignore_ascii_case(id))
+        });
     if let Some(other_id) = &other_id {
         let owner = idp.user(other_id).await.map_err(idp_err)?;
         match (&found, owner) {
@@ -224,7 +228,7 @@ async fn memberships<I: IdpReader>(
         .user_groups(&user.idp_id)
         .await
         .map_err(|e| ReconcileError::Idp {
-        idp: scope.kind,
+            idp: scope.kind,
             error: e,
         })?;
     let member_of: HashSet<String> = groups
