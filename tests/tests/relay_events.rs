@@ -98,15 +98,15 @@ async fn okta_batch_with_failures_unknowns_and_nulls() {
     // The FAILURE-outcome membership (Finance) was not applied.
     assert_eq!(ben.groups, vec!["duo-users"]);
     assert!(relay.sim.group_by_name("Finance").is_none());
-    // Carla's create has no uuid (skipped), so her suspension (upper-case
-    // type, "Success") finds nobody to disable and creates nobody.
-    assert!(
-        relay
-            .sim
-            .user_by_username("carla.diaz@example.com")
-            .is_none()
-    );
-    assert_eq!(relay.sim.snapshot().users.len(), 1);
+    // Carla's create has no uuid (skipped), but her suspension (upper-case
+    // type, "Success") says Okta has her, suspended: she is created disabled
+    // (events arrive out of order; the state must not be lost).
+    let carla = relay
+        .sim
+        .user_by_username("carla.diaz@example.com")
+        .expect("created by the suspension");
+    assert_eq!(carla.status, "disabled");
+    assert_eq!(relay.sim.snapshot().users.len(), 2);
     // Preview deliveries with null targets are acknowledged and ignored.
     let before = relay.sim.total_calls();
     ok(&relay, "/okta", "okta/preview-null-target.json").await;
