@@ -298,3 +298,46 @@ async fn a_late_event_never_undoes_a_newer_state() {
     let jane = relay2.sim.user_by_username("jane.doe@example.com").unwrap();
     assert_eq!(jane.status, "disabled");
 }
+
+/// Regression (found in review of the Pub/Sub worker): a message whose event
+/// is claimed by another attempt must not be acked as a duplicate — if that
+/// attempt fails or died, the event would be lost. It is retried instead.
+#[tokio::test]
+async fn a_message_claimed_by_another_attempt_is_retried_not_acked() {
+    use relay_core::queue::Disposition;
+    use relay_core::store::IdempotencyStore as _;
+    let sim = DuoSim::start().await;
+    let relay = relay(&sim);
+    let message = QueuedEvent::new(IdpEvent {
+        id: EventId::new(Source::Okta, "claimed-elsewhere"),
+        source: Source::Okta,
+        event_type: "user.lifecycle.suspend".into(),
+        occurred_at: None,
+        change: Change::UserStateChanged {
+            user: UserRef {
+                idp_id: Some("00u1".into()),
+                login: Some("jane@example.com".into()),
+            },
+            state: relay_core::event::UserState::Disabled,
+        },
+    });
+    let policy = QueuePolicy::default();
+    relay.store().claim(&message.event.id).await.unwrap();
+    let (_, disposition) = relay.process(&message.to_json(), 1, &policy).await;
+    assert!(
+        matches!(&disposition, Disposition::Retry { reason } if reason.contains("another delivery")),
+        "{disposition:?}"
+    );
+    assert_eq!(sim.total_calls(), 0);
+    // The other attempt died: its claim is released (or expires).
+    relay.store().release(&message.event.id).await.unwrap();
+    let (_, disposition) = relay.process(&message.to_json(), 2, &policy).await;
+    assert_eq!(disposition, Disposition::Done);
+    assert_eq!(
+        sim.user_by_username("jane@example.com").unwrap().status,
+        "disabled"
+    );
+    // And now it is a duplicate.
+    let (_, disposition) = relay.process(&message.to_json(), 3, &policy).await;
+    assert_eq!(disposition, Disposition::Done);
+}

@@ -434,7 +434,23 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     ) -> (Vec<String>, EventOutcome) {
         match self.store.claim(&event.id).await {
             Ok(Claim::New) => {}
-            Ok(Claim::Done | Claim::InProgress) => return (Vec::new(), EventOutcome::Duplicate),
+            Ok(Claim::Done) => return (Vec::new(), EventOutcome::Duplicate),
+            // Sync mode: the other delivery answers the IdP (503 if it
+            // fails, and the IdP retries it). Queue mode: acking this message
+            // would lose the event if the other attempt fails or died, so it
+            // waits for a later attempt (the claim expires after
+            // CLAIM_TIMEOUT).
+            Ok(Claim::InProgress) if permanent_is_final => {
+                return (Vec::new(), EventOutcome::Duplicate);
+            }
+            Ok(Claim::InProgress) => {
+                return (
+                    Vec::new(),
+                    EventOutcome::FailedTransient(
+                        "being applied by another delivery of the same event; will retry".into(),
+                    ),
+                );
+            }
             Err(e) => {
                 return (
                     Vec::new(),
