@@ -150,7 +150,7 @@ variable "alert_email" {
 }
 
 variable "queue_enabled" {
-  description = "Create the Storage queue + poison queue for durable delivery (queue mode). The current relay ignores it (sync mode); leave false until queue mode ships."
+  description = "Queue mode (durable delivery): the HTTP function enqueues each event into a Storage queue and answers at once; the queue_worker function applies them with retries; failures land in the poison queue with their reason (relay-azure dlq list|show|replay). false = sync mode (apply inside the request)."
   type        = bool
   default     = false
 }

@@ -126,7 +126,7 @@ variable "alert_email" {
 }
 
 variable "queue_enabled" {
-  description = "Create the SQS queue + dead-letter queue for durable delivery (queue mode). The current relay ignores it (sync mode); leave false until queue mode ships."
+  description = "Queue mode (durable delivery): the function URL enqueues each event into an SQS FIFO queue (one message group per user) and answers at once; the same function, triggered by SQS, applies them with retries; failures land in the dead-letter queue with their reason (bootstrap dlq list|show|replay). false = sync mode (apply inside the request)."
   type        = bool
   default     = false
 }

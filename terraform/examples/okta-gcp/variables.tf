@@ -135,7 +135,7 @@ variable "alert_email" {
 }
 
 variable "queue_enabled" {
-  description = "Create the Pub/Sub topic + dead-letter topic for durable delivery (queue mode). The current relay ignores it (sync mode); leave false until queue mode ships."
+  description = "Queue mode (durable delivery): the service publishes each event to Pub/Sub (ordering key per user) and answers at once; a push subscription with an OIDC token brings them back to /pubsub/push, applied with retries; failures land in the dead-letter topic with their reason (relay-gcp dlq list|show|replay). false = sync mode (apply inside the request)."
   type        = bool
   default     = false
 }
