@@ -10,7 +10,13 @@
 //!   TTL deletes expired items only eventually (within days), so the
 //!   condition itself treats an expired item as absent. A failed condition
 //!   returns the old item (`ReturnValuesOnConditionCheckFailure=ALL_OLD`),
-//!   which tells `Done` from `InProgress` without a second read.
+//!   which tells `Done` from `InProgress` without a second read. Each claim
+//!   carries a random `claim_token`: when the SDK retries a `PutItem` whose
+//!   first attempt timed out but was written, the retry finds its own token
+//!   and the claim is still `New` (not someone else's `InProgress`); when a
+//!   claim fails with an error, the item is deleted if it holds our token, so
+//!   a claim that landed unseen does not block the event for
+//!   `CLAIM_TIMEOUT`.
 //! - complete: unconditional `PutItem` of a `done` item expiring after the TTL.
 //! - release: `DeleteItem` on condition `state = claimed` (a completed event
 //!   stays completed).
@@ -48,6 +54,7 @@ const EXPIRES_AT: &str = "expires_at";
 const CLAIMED: &str = "claimed";
 const DONE: &str = "done";
 const AT_MS: &str = "at_ms";
+const CLAIM_TOKEN: &str = "claim_token";
 const ATTEMPTS: &str = "attempts";
 /// Partition keys of failed-attempt counters start with this.
 pub const ATTEMPTS_PREFIX: &str = "try#";
@@ -162,17 +169,20 @@ impl DynamoStore {
         )
     }
 
-    /// Tells `Done` from `InProgress` from the item a failed claim found.
-    fn claim_of(item: &HashMap<String, AttributeValue>) -> Claim {
-        match item.get(STATE) {
-            Some(AttributeValue::S(state)) if state == DONE => Claim::Done,
+    /// Tells `Done` from `InProgress` (or our own claim, `New`) from the
+    /// item a failed claim found.
+    fn claim_of(item: &HashMap<String, AttributeValue>, token: &str) -> Claim {
+        match (item.get(STATE), item.get(CLAIM_TOKEN)) {
+            (Some(AttributeValue::S(state)), _) if state == DONE => Claim::Done,
+            (_, Some(AttributeValue::S(t))) if t == token => Claim::New,
             _ => Claim::InProgress,
         }
     }
 
-    /// The item as it is now, for a failed claim whose error did not carry
-    /// it. `None` when it vanished meanwhile (released or expired).
-    async fn read(&self, event: &EventId) -> Result<Option<Claim>, StoreError> {
+    /// How much longer an unfinished claim of `event` blocks it, if one
+    /// does (a worker that was cut off or whose store write failed left
+    /// it); `None` when the event is not claimed (done, released, expired).
+    pub async fn claim_held(&self, event: &EventId) -> Result<Option<Duration>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -182,8 +192,68 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| backend("GetItem", &self.table, &e))?;
-        Ok(output.item().map(Self::claim_of))
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        let claimed = matches!(item.get(STATE), Some(AttributeValue::S(s)) if s == CLAIMED);
+        let until = match item.get(EXPIRES_AT) {
+            Some(AttributeValue::N(n)) => n.parse::<u64>().unwrap_or(0),
+            _ => 0,
+        };
+        let now = now_secs();
+        Ok((claimed && until > now).then(|| Duration::from_secs(until - now)))
     }
+
+    /// The item as it is now, for a failed claim whose error did not carry
+    /// it. `None` when it vanished meanwhile (released or expired).
+    async fn read(&self, event: &EventId, token: &str) -> Result<Option<Claim>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, Self::key(event))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", &self.table, &e))?;
+        Ok(output.item().map(|item| Self::claim_of(item, token)))
+    }
+
+    /// After a claim that failed with an error: removes the claim if it was
+    /// written after all (best effort).
+    async fn forget_claim(&self, event: &EventId, token: &str) {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, Self::key(event))
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", CLAIM_TOKEN)
+            .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
+            .send()
+            .await;
+        if let Err(e) = result
+            && !e
+                .as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception())
+        {
+            tracing::warn!(event_id = %event, error = %backend("DeleteItem", &self.table, &e), "a failed claim may block the event until it expires");
+        }
+    }
+}
+
+/// A claim token: random enough that two claims never share one.
+fn claim_token() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", hasher.finish())
 }
 
 fn now_secs() -> u64 {
@@ -211,6 +281,7 @@ impl IdempotencyStore for DynamoStore {
     async fn claim(&self, event: &EventId) -> Result<Claim, StoreError> {
         // Two attempts: a lost race against a release or an expiry (the item
         // is gone by the time we read it) is simply claimed again.
+        let token = claim_token();
         for _ in 0..2 {
             let now = now_secs();
             let result = self
@@ -219,6 +290,7 @@ impl IdempotencyStore for DynamoStore {
                 .table_name(&self.table)
                 .item(PK, Self::key(event))
                 .item(STATE, AttributeValue::S(CLAIMED.to_owned()))
+                .item(CLAIM_TOKEN, AttributeValue::S(token.clone()))
                 .item(EXPIRES_AT, number(now + self.claim_timeout.as_secs()))
                 .condition_expression("attribute_not_exists(#pk) OR #expires_at <= :now")
                 .expression_attribute_names("#pk", PK)
@@ -240,15 +312,19 @@ impl IdempotencyStore for DynamoStore {
                         _ => None,
                     };
                     match old {
-                        Some(item) => return Ok(Self::claim_of(item)),
+                        Some(item) => return Ok(Self::claim_of(item, &token)),
                         None => {
-                            if let Some(claim) = self.read(event).await? {
+                            if let Some(claim) = self.read(event, &token).await? {
                                 return Ok(claim);
                             }
                         }
                     }
                 }
-                _ => return Err(backend("PutItem", &self.table, &error)),
+                _ => {
+                    let error = backend("PutItem", &self.table, &error);
+                    self.forget_claim(event, &token).await;
+                    return Err(error);
+                }
             }
         }
         // Claimed and released twice under our feet: someone is on it.

@@ -239,6 +239,20 @@ pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client 
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// A DynamoDB client for queue mode's worker: no IdP is waiting, so a slow
+/// answer is better than a failed write (a watermark or completion that
+/// cannot be written after Duo was changed is only logged).
+pub fn worker_dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(10))
+        .build();
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .timeout_config(timeouts)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
 /// `bootstrap dlq list|show|replay …`, run by hand with AWS credentials:
 /// the dead letters of the queues `RELAY_QUEUE_URL` / `RELAY_DLQ_URL` in
 /// `env` (see [`SqsDeadLetters`] and `relay_core::queue::dlq_command`).
@@ -332,7 +346,14 @@ impl AwsRelay {
     pub async fn from_env(env: RawConfig) -> Result<Self, StartupError> {
         let settings = Settings::from_env(&env)?;
         let sdk = sdk_config().await;
-        let store = DynamoStore::new(dynamodb_client(&sdk), &settings.table_name);
+        // In queue mode the store is used by the worker only (the request
+        // just enqueues), which can wait longer than a webhook answer.
+        let dynamodb = if settings.queue.is_some() {
+            worker_dynamodb_client(&sdk)
+        } else {
+            dynamodb_client(&sdk)
+        };
+        let store = DynamoStore::new(dynamodb, &settings.table_name);
         let secrets = SecretSource::new(&sdk, &settings.secret_id);
         let sqs = settings.queue.as_ref().map(|_| sqs::sqs_client(&sdk));
         Self::start(env, settings, secrets, store, sqs).await

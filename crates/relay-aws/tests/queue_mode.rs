@@ -393,3 +393,56 @@ async fn an_sqs_batch_in_sync_mode_and_unknown_events_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("neither an HTTP request"), "{err}");
 }
+
+#[tokio::test]
+async fn an_unfinished_claim_is_waited_out_not_taken_for_a_duplicate() {
+    let Some(moto) = moto_url() else { return };
+    let fx = Fixture::new(&moto).await;
+    let queues = create_queues(&fx.sdk, 30, 50).await;
+    let relay = fx
+        .queued_relay(&queues, fast_policy(8), &fx.sim.base_url())
+        .await;
+    let sqs = sqs(&fx.sdk);
+    assert_eq!(
+        deliver(
+            &relay,
+            &okta_delivery(&[event("ev-e1", "user.lifecycle.create", T0, "erin")])
+        )
+        .await,
+        200
+    );
+    // An earlier attempt claimed the event and never finished (its release
+    // timed out after landing, say): the claim holds it for 5 s more.
+    let id = relay_core::event::EventId::new(relay_core::event::Source::Okta, "ev-e1");
+    let crashed = fx.store().with_claim_timeout(Duration::from_secs(5));
+    assert_eq!(
+        crashed.claim(&id).await.unwrap(),
+        relay_core::store::Claim::New
+    );
+    assert!(fx.store().claim_held(&id).await.unwrap().is_some());
+
+    // The relay calls it a duplicate; the worker sees the unfinished claim
+    // and keeps the message instead of deleting it.
+    let first = lambda_poll(&relay, &sqs, &queues, 10).await;
+    assert_eq!(first.messages.len(), 1);
+    assert_eq!(first.failed.len(), 1, "kept, not deleted as a duplicate");
+    assert!(fx.sim.user_by_username("erin@example.com").is_none());
+
+    // Once the claim has expired, the message comes back and applies.
+    let waited = Instant::now();
+    let mut receives = 1;
+    while fx.sim.user_by_username("erin@example.com").is_none() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the message never came back after the claim expired"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let poll = lambda_poll(&relay, &sqs, &queues, 10).await;
+        receives += poll.messages.len();
+        assert!(poll.failed.is_empty() || poll.messages.len() == 1);
+    }
+    assert!(receives >= 2);
+    assert_eq!(fx.sim.call_count("POST /admin/v1/users"), 1);
+    assert_eq!(fx.store().claim_held(&id).await.unwrap(), None);
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (0, 0));
+}

@@ -28,8 +28,10 @@ pub struct Queues {
     pub dlq_url: String,
 }
 
+/// The test's own client (the Lambda service's poller, the operator):
+/// the SDK's default timeouts, not the relay's tight ones.
 pub fn sqs(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    relay_aws::sqs::sqs_client(sdk)
+    aws_sdk_sqs::Client::new(sdk)
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
@@ -113,8 +115,8 @@ impl Fixture {
             env,
             settings,
             SecretSource::new(&self.sdk, &self.secret_id),
-            self.store(),
-            Some(sqs(&self.sdk)),
+            relay_aws::DynamoStore::new(relay_aws::worker_dynamodb_client(&self.sdk), &self.table),
+            Some(relay_aws::sqs::sqs_client(&self.sdk)),
         )
         .await
         .unwrap()
