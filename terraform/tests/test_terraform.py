@@ -686,6 +686,70 @@ def test_aws_module_has_an_execution_policy():
     assert docs or inline, "modules/aws grants the function nothing: the IAM check would be vacuous"
 
 
+def _queue_mode_value(expr) -> int:
+    """The queue-mode branch of `var.queue_enabled ? A : B` (or a literal)."""
+    text = _text(expr)
+    m = re.fullmatch(r"\$\{var\.queue_enabled \? (\d+) : \d+\}", text)
+    return int(m.group(1)) if m else int(text)
+
+
+def test_aws_queue_mode_matches_the_worker():
+    """crates/relay-aws worker.rs / sqs.rs: FIFO queues, the event source
+    mapping with partial batch failures, a visibility timeout of 6 × the
+    function timeout (and past the 120 s claim), the worker's env vars, and
+    what the role may do with each queue."""
+    module = cloud_module("aws")
+    events = module.resources[("aws_sqs_queue", "events")]
+    dead = module.resources[("aws_sqs_queue", "dead_letters")]
+    assert events.get("fifo_queue") is True and dead.get("fifo_queue") is True
+    assert "aws_sqs_queue.dead_letters" in _text(events["redrive_policy"])
+
+    timeout = _queue_mode_value(module.expand(module.resources[("aws_lambda_function", "relay")]["timeout"]).split("\n")[-1])
+    visibility = _text(events["visibility_timeout_seconds"])
+    m = re.fullmatch(r"\$\{(\d+) \* local\.function_timeout\}", visibility)
+    visibility_secs = int(m.group(1)) * timeout if m else int(visibility)
+    assert visibility_secs >= 6 * timeout, f"visibility {visibility_secs} s < 6 × the function timeout {timeout} s"
+    assert visibility_secs > 120, "a crashed invocation's message must come back after its 120 s claim expired"
+    assert timeout >= 15 + 3 + 10, "the worker needs its 15 s reserve, 3 s margin and some work per batch"
+
+    max_receive = module.variables["queue_max_receive_count"]["default"]
+    attempts = module.variables["queue_max_attempts"]["default"]
+    batch = module.variables["queue_batch_size"]["default"]
+    assert "var.queue_max_receive_count" in _text(events["redrive_policy"])
+    assert max_receive > attempts * batch, "the redrive backstop must not fire before the worker's own attempts"
+    assert 1 <= batch <= 10
+
+    mappings = [b for _, _, b in module.of_type("aws_lambda_event_source_mapping")]
+    assert len(mappings) == 1, "one SQS event source mapping in queue mode"
+    mapping = mappings[0]
+    assert "var.queue_enabled" in _text(mapping.get("count"))
+    assert "aws_sqs_queue.events" in _text(mapping["event_source_arn"])
+    assert "aws_lambda_function.relay" in _text(mapping["function_name"])
+    assert "ReportBatchItemFailures" in _as_list(mapping.get("function_response_types"))
+    assert _as_list(mapping.get("scaling_config")) and "maximum_concurrency" in _as_list(mapping["scaling_config"])[0]
+
+    env = module.expand(module.locals["environment_queue"])
+    for name, queue in (("RELAY_QUEUE_URL", "events"), ("RELAY_DLQ_URL", "dead_letters")):
+        assert re.search(rf"{name} = one\(aws_sqs_queue\.{queue}\[\*\]\.url\)", env), f"{name} must be the {queue} queue's URL"
+    assert 'RELAY_MODE = "queue"' in env
+    assert {"RELAY_MODE", "RELAY_QUEUE_URL", "RELAY_DLQ_URL"} <= env_keys(module)
+    lib = (REPO_ROOT / "crates/relay-aws/src/lib.rs").read_text(encoding="utf-8")
+    for name in ("RELAY_QUEUE_URL", "RELAY_DLQ_URL", "RELAY_MODE"):
+        assert f'"{name}"' in lib, f"bootstrap no longer reads {name}"
+
+    policy = module.data[("aws_iam_policy_document", "relay")]
+    grants: dict[str, set[str]] = {}
+    for dyn in _as_list(policy.get("dynamic")):
+        for st in _as_list(dyn["statement"].get("content")):
+            for target in ("events", "dead_letters"):
+                if f"aws_sqs_queue.{target}[0].arn" in _text(dyn["statement"].get("for_each")):
+                    grants.setdefault(target, set()).update(_as_list(st.get("actions")))
+    assert {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"} <= grants.get("events", set())
+    assert "sqs:SendMessage" in grants.get("dead_letters", set()), "the worker writes dead letters"
+    table = [st for st in _as_list(policy.get("statement")) if "aws_dynamodb_table" in _text(st.get("resources"))]
+    assert table and "dynamodb:UpdateItem" in _as_list(table[0].get("actions")), "watermarks and attempt counters use UpdateItem"
+
+
 # --- (c) Okta event types ------------------------------------------------------
 
 

@@ -36,10 +36,12 @@ data "aws_iam_policy_document" "relay" {
   }
 
   # The idempotency table: claim and complete (PutItem, conditional), look up,
-  # release (DeleteItem, conditional). No Scan, Query or table management.
+  # release (DeleteItem, conditional), advance the per-subject watermarks and
+  # the queue worker's attempt counters (UpdateItem, conditional). No Scan,
+  # Query or table management.
   statement {
     sid       = "UseIdempotencyTable"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
     resources = [aws_dynamodb_table.idempotency.arn]
   }
 
@@ -51,9 +53,9 @@ data "aws_iam_policy_document" "relay" {
     resources = ["*"]
   }
 
-  # Queue mode only: send accepted events, receive and delete them in the
-  # worker. The dead-letter queue is filled by SQS itself (redrive), not by
-  # the function.
+  # Queue mode only: send accepted events; the event source mapping
+  # receives, deletes and reads the attributes of the queue as the function;
+  # the worker sets a failed message's visibility to its backoff.
   dynamic "statement" {
     for_each = var.queue_enabled ? [aws_sqs_queue.events[0].arn] : []
 
@@ -66,6 +68,19 @@ data "aws_iam_policy_document" "relay" {
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
       ]
+      resources = [statement.value]
+    }
+  }
+
+  # Queue mode only: the worker writes dead letters. Reading and replaying
+  # them (`bootstrap dlq …`) is an operator's job, with the operator's own
+  # credentials, not the function's.
+  dynamic "statement" {
+    for_each = var.queue_enabled ? [aws_sqs_queue.dead_letters[0].arn] : []
+
+    content {
+      sid       = "WriteDeadLetters"
+      actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
       resources = [statement.value]
     }
   }

@@ -10,7 +10,7 @@ resource "aws_lambda_function" "relay" {
   handler          = "bootstrap"
   filename         = var.lambda_zip_path
   source_code_hash = filebase64sha256(var.lambda_zip_path)
-  timeout          = 10
+  timeout          = local.function_timeout
   memory_size      = 256
   kms_key_arn      = var.kms_key_arn
   tags             = var.tags
@@ -76,4 +76,27 @@ resource "aws_lambda_function_url" "relay" {
   #checkov:skip=CKV_AWS_258:Okta and Auth0 cannot sign requests with SigV4; the relay authenticates every delivery itself (shared secret or bearer token, optionally Standard Webhooks signatures) and answers 401 otherwise.
   function_name      = aws_lambda_function.relay.function_name
   authorization_type = "NONE"
+}
+
+# Queue mode: Lambda polls the FIFO queue and invokes the function with up
+# to queue_batch_size messages; the function answers which failed
+# (batchItemFailures), Lambda deletes the rest. FIFO order holds per message
+# group: the worker also reports every later message of a group behind a
+# failed one. maximum_concurrency caps the parallel batches (Duo's rate
+# limits), whatever the function's other traffic.
+resource "aws_lambda_event_source_mapping" "events" {
+  count = var.queue_enabled ? 1 : 0
+
+  event_source_arn        = aws_sqs_queue.events[0].arn
+  function_name           = aws_lambda_function.relay.arn
+  batch_size              = var.queue_batch_size
+  function_response_types = ["ReportBatchItemFailures"]
+  tags                    = var.tags
+
+  scaling_config {
+    maximum_concurrency = var.queue_max_concurrency
+  }
+
+  # The role may read the queue before Lambda starts polling it.
+  depends_on = [aws_iam_role_policy.relay]
 }

@@ -45,8 +45,18 @@ locals {
     } : key => value if value != null
   }
 
-  # RELAY_MODE is for the durable-delivery issue; today's bootstrap ignores it.
-  environment_queue = var.queue_enabled ? { RELAY_MODE = "queue" } : {}
+  # Queue mode (storage.tf): the worker's queues and attempts.
+  environment_queue = var.queue_enabled ? {
+    RELAY_MODE               = "queue"
+    RELAY_QUEUE_URL          = one(aws_sqs_queue.events[*].url)
+    RELAY_DLQ_URL            = one(aws_sqs_queue.dead_letters[*].url)
+    RELAY_QUEUE_MAX_ATTEMPTS = tostring(var.queue_max_attempts)
+  } : {}
+
+  # Seconds a hook invocation may run. In queue mode the same function works
+  # the queue: a batch gets a minute (the worker starts no record with less
+  # than 15 s left and cuts one off 3 s before the end).
+  function_timeout = var.queue_enabled ? 60 : 10
 
   environment = merge(local.environment_base, local.environment_optional, local.environment_queue)
 

@@ -28,10 +28,18 @@ resource "aws_dynamodb_table" "idempotency" {
   }
 }
 
-# Durable delivery (queue mode, a later issue): accepted events go to a FIFO
-# queue (ordered per user, deduplicated by event id) and a worker applies
-# them; what keeps failing lands in the dead-letter queue, to be replayed.
-# Created only when var.queue_enabled; nothing reads them yet.
+# Durable delivery (queue mode, crates/relay-aws src/sqs.rs and worker.rs):
+# the function URL's requests put each event on a FIFO queue (message group =
+# the user or group it is about, so one subject's events apply in order;
+# deduplication id = the event id) and answer 200; the same function, invoked
+# by the queue's event source mapping (lambda.tf), applies them and reports
+# the ones that failed (ReportBatchItemFailures). A permanent failure, a
+# poison message or one out of attempts (queue_max_attempts) is written by
+# the worker to the dead-letter queue with its reason (`bootstrap dlq list`,
+# `replay`). Created only when var.queue_enabled.
+#
+# Every dead letter the worker writes is its own message group, so `dlq
+# list` sees them all at once.
 resource "aws_sqs_queue" "dead_letters" {
   count = var.queue_enabled ? 1 : 0
 
@@ -44,15 +52,22 @@ resource "aws_sqs_queue" "dead_letters" {
   tags                        = var.tags
 }
 
-# Visibility timeout: at least 6 × the function timeout, as Lambda's SQS
-# polling wants. Messages are kept 4 days.
+# Visibility timeout: 6 × the function timeout, as Lambda's SQS event source
+# wants (and longer than the idempotency store's 120 s claim, so a message
+# whose invocation crashed comes back after its claim has expired). A retry
+# comes back sooner: the worker sets a failed message's visibility to the
+# backoff. maxReceiveCount is only a backstop for a message the function
+# never finishes (it crashes or times out on it): receives also count the
+# times a message waited behind a failed one of its group, so it must stay
+# well above queue_max_attempts, which the worker counts itself. Messages
+# are kept 4 days.
 resource "aws_sqs_queue" "events" {
   count = var.queue_enabled ? 1 : 0
 
   name                        = "${var.name}-events.fifo"
   fifo_queue                  = true
   content_based_deduplication = true
-  visibility_timeout_seconds  = 60
+  visibility_timeout_seconds  = 6 * local.function_timeout
   message_retention_seconds   = 345600
   sqs_managed_sse_enabled     = var.kms_key_arn == null ? true : null
   kms_master_key_id           = var.kms_key_arn
@@ -60,7 +75,7 @@ resource "aws_sqs_queue" "events" {
 
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dead_letters[0].arn
-    maxReceiveCount     = 5
+    maxReceiveCount     = var.queue_max_receive_count
   })
 }
 

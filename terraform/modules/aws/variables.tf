@@ -215,7 +215,7 @@ variable "duo_throttled_alarm_threshold" {
 }
 
 variable "queue_enabled" {
-  description = "Durable delivery (queue mode): create the SQS FIFO queue and its dead-letter queue, grant the function access to the queue, alarm on dead letters, and set RELAY_MODE=queue. Queue mode is a later issue: the current bootstrap ignores RELAY_MODE and still applies events inside the request."
+  description = "Durable delivery (queue mode): the function URL's requests only verify, parse and put events on an SQS FIFO queue (answering at once); the same function, invoked by the queue's event source mapping, applies them with retries, and what cannot be applied goes to a FIFO dead-letter queue with its reason (`bootstrap dlq list|show|replay`). Creates both queues and the mapping, grants the function the queue actions, alarms on dead letters, sets RELAY_MODE=queue, RELAY_QUEUE_URL and RELAY_DLQ_URL, and raises the function timeout to 60 s."
   type        = bool
   default     = false
   nullable    = false
@@ -229,6 +229,54 @@ variable "tags" {
 }
 
 # AWS only.
+
+variable "queue_batch_size" {
+  description = "Queue mode: messages per worker invocation (SQS FIFO event sources take at most 10)."
+  type        = number
+  default     = 10
+  nullable    = false
+
+  validation {
+    condition     = var.queue_batch_size >= 1 && var.queue_batch_size <= 10 && floor(var.queue_batch_size) == var.queue_batch_size
+    error_message = "queue_batch_size must be a whole number from 1 to 10 (the most a FIFO queue's event source takes)."
+  }
+}
+
+variable "queue_max_concurrency" {
+  description = "Queue mode: the most worker invocations at once (the event source mapping's maximum concurrency; Duo's Admin API rate limits are per account)."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = var.queue_max_concurrency >= 2 && var.queue_max_concurrency <= 1000 && floor(var.queue_max_concurrency) == var.queue_max_concurrency
+    error_message = "queue_max_concurrency must be a whole number from 2 to 1000 (the range Lambda accepts)."
+  }
+}
+
+variable "queue_max_attempts" {
+  description = "Queue mode: attempts at an event before it is dead-lettered (RELAY_QUEUE_MAX_ATTEMPTS; retries back off from 2 s, doubling, up to 5 min). A permanent failure is dead-lettered at once."
+  type        = number
+  default     = 8
+  nullable    = false
+
+  validation {
+    condition     = var.queue_max_attempts >= 1 && var.queue_max_attempts <= 100 && floor(var.queue_max_attempts) == var.queue_max_attempts
+    error_message = "queue_max_attempts must be a whole number from 1 to 100."
+  }
+}
+
+variable "queue_max_receive_count" {
+  description = "Queue mode: SQS's own redrive to the dead-letter queue after this many receives — a backstop for a message the function never finishes (crash, timeout). Receives also count the waits behind a failed message of the same user, so keep it well above queue_max_attempts × queue_batch_size."
+  type        = number
+  default     = 100
+  nullable    = false
+
+  validation {
+    condition     = var.queue_max_receive_count >= 10 && var.queue_max_receive_count <= 1000 && floor(var.queue_max_receive_count) == var.queue_max_receive_count
+    error_message = "queue_max_receive_count must be a whole number from 10 to 1000."
+  }
+}
 
 variable "lambda_zip_path" {
   description = "Path of the function's zip, built with `cargo lambda build --release --arm64 -p relay-aws --output-format zip` (→ target/lambda/bootstrap/bootstrap.zip at the repository root). A relative path is taken from the directory terraform runs in."
