@@ -24,10 +24,11 @@
 //! ([`DynamoStore::record_failed_attempt`]), not the receive count, which
 //! also counts receives spent waiting behind a failed message.
 //!
-//! A record the relay calls a duplicate is checked against the store: if an
-//! unfinished claim (not a completed event) made it one, the record is
-//! retried after the claim expires instead of deleted
-//! ([`DynamoStore::claim_held`]).
+//! An event another attempt still holds (an unfinished claim: that attempt
+//! was cut off, or its release timed out after landing) is retried when the
+//! claim expires ([`DynamoStore::claim_held`]), not after the backoff, and
+//! that wait is not counted as a failed attempt: retrying sooner could only
+//! fail again and would dead-letter an event nobody failed to apply.
 //!
 //! Time: the Lambda deadline bounds the batch. A record is not started with
 //! less than [`RECORD_RESERVE`] left (it is reported failed and visible
@@ -40,7 +41,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
-use relay_core::pipeline::EventOutcome;
 use relay_core::queue::{DeadLetter, Disposition, QueuePolicy, QueuedEvent};
 use relay_core::store::CLAIM_TIMEOUT;
 use serde::{Deserialize, Serialize};
@@ -315,15 +315,12 @@ impl Worker {
         let attempt = self.attempt(store, record).await;
         let body = record.body.as_deref().unwrap_or_default();
         let process = relay.process(body, attempt, &self.policy);
-        let (report, disposition, cut_off) = match budget {
-            None => {
-                let (report, disposition) = process.await;
-                (report, disposition, false)
-            }
+        // (`process` writes the event's summary line itself.)
+        let (disposition, cut_off) = match budget {
+            None => (process.await.1, false),
             Some(budget) => match tokio::time::timeout(budget, process).await {
-                Ok((report, disposition)) => (report, disposition, false),
+                Ok((_, disposition)) => (disposition, false),
                 Err(_) => (
-                    None,
                     Disposition::Retry {
                         reason: "cut off before the function's deadline".to_owned(),
                     },
@@ -331,13 +328,16 @@ impl Worker {
                 ),
             },
         };
-        let duplicate = report
-            .as_ref()
-            .is_some_and(|r| r.outcome == EventOutcome::Duplicate);
         match disposition {
-            Disposition::Done if duplicate => self.check_duplicate(store, record, body).await,
             Disposition::Done => Settled::Done,
             Disposition::Retry { reason } => {
+                if !cut_off && let Some(left) = self.held_claim(store, record, body).await {
+                    tracing::warn!(message_id = %record.message_id, claim_left_secs = left.as_secs(), "the event is claimed by an earlier attempt that did not finish; retrying after the claim expires");
+                    return Settled::Failed {
+                        visible_in: left.max(self.policy.backoff(attempt)) + Duration::from_secs(1),
+                        attempted: true,
+                    };
+                }
                 if let Err(e) = store.record_failed_attempt(&record.message_id).await {
                     tracing::warn!(message_id = %record.message_id, error = %e, "could not count the failed attempt");
                 }
@@ -370,36 +370,20 @@ impl Worker {
         }
     }
 
-    /// A "duplicate" is final only if the event was done. If an unfinished
-    /// claim holds it instead — an earlier attempt was cut off, or its store
-    /// write timed out after landing — deleting the message would lose the
-    /// event: one subject's messages never run at once (FIFO groups), so no
-    /// one else is applying it. The message comes back when the claim has
-    /// expired, and applies then.
-    async fn check_duplicate(
+    /// How long an unfinished claim still holds the record's event, if one
+    /// does (a failed read counts as none: the backoff applies).
+    async fn held_claim(
         &self,
         store: &DynamoStore,
         record: &SqsRecord,
         body: &str,
-    ) -> Settled {
-        let Ok(message) = QueuedEvent::from_json(body) else {
-            return Settled::Done;
-        };
+    ) -> Option<Duration> {
+        let message = QueuedEvent::from_json(body).ok()?;
         match store.claim_held(&message.event.id).await {
-            Ok(None) => Settled::Done,
-            Ok(Some(left)) => {
-                tracing::warn!(message_id = %record.message_id, event_id = %message.event.id, claim_left_secs = left.as_secs(), "the event is claimed by an earlier attempt that did not finish; retrying after the claim expires");
-                Settled::Failed {
-                    visible_in: left + Duration::from_secs(1),
-                    attempted: true,
-                }
-            }
+            Ok(left) => left,
             Err(e) => {
-                tracing::warn!(message_id = %record.message_id, error = %e, "cannot tell a duplicate from an unfinished claim; retrying");
-                Settled::Failed {
-                    visible_in: self.policy.backoff(1),
-                    attempted: true,
-                }
+                tracing::warn!(message_id = %record.message_id, error = %e, "cannot read the event's claim");
+                None
             }
         }
     }

@@ -135,6 +135,7 @@ async fn chaos_on_the_sqs_worker_path_loses_nothing_and_doubles_nothing() {
     let polls = Arc::new(AtomicUsize::new(0));
     let all_sent = Arc::new(AtomicBool::new(false));
     let done_bodies: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let receiving = Arc::new(tokio::sync::Mutex::new(()));
     let mut idp_retries = 0;
     let mut late = Vec::new();
     let mut accept_time = Duration::ZERO;
@@ -144,6 +145,7 @@ async fn chaos_on_the_sqs_worker_path_loses_nothing_and_doubles_nothing() {
         let mut pollers = Vec::new();
         for _ in 0..3 {
             let (relay, sqs, queues) = (Arc::clone(&relay), sqs.clone(), queues.clone());
+            let receiving = Arc::clone(&receiving);
             let (processed, failures, polls, all_sent, done_bodies) = (
                 Arc::clone(&processed),
                 Arc::clone(&failures),
@@ -153,7 +155,15 @@ async fn chaos_on_the_sqs_worker_path_loses_nothing_and_doubles_nothing() {
             );
             pollers.push(tokio::spawn(async move {
                 loop {
-                    let poll = lambda_poll(&relay, &sqs, &queues, 10).await;
+                    // SQS hands a message group to one receiver at a time;
+                    // moto's receive is not atomic across its server
+                    // threads, so the pollers take turns receiving (their
+                    // batches still run in parallel).
+                    let messages = {
+                        let _turn = receiving.lock().await;
+                        receive(&sqs, &queues.url, 10, 30).await
+                    };
+                    let poll = lambda_invoke(&relay, &sqs, &queues, messages).await;
                     if poll.messages.is_empty() {
                         if all_sent.load(Ordering::SeqCst)
                             && queue_depth(&sqs, &queues.url).await == (0, 0)

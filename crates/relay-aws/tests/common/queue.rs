@@ -198,6 +198,17 @@ pub async fn lambda_poll(
     max: i32,
 ) -> Poll {
     let messages = receive(sqs, &queues.url, max, 30).await;
+    lambda_invoke(relay, sqs, queues, messages).await
+}
+
+/// Invokes the function with received messages and deletes the records
+/// it did not report failed.
+pub async fn lambda_invoke(
+    relay: &AwsRelay,
+    sqs: &aws_sdk_sqs::Client,
+    queues: &Queues,
+    messages: Vec<Message>,
+) -> Poll {
     if messages.is_empty() {
         return Poll::default();
     }
