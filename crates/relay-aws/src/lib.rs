@@ -877,4 +877,62 @@ mod tests {
             Duration::ZERO
         );
     }
+
+    #[test]
+    fn queue_mode_needs_both_fifo_queues() {
+        let env = |pairs: &[(&str, &str)]| -> RawConfig {
+            [("RELAY_SECRET_ID", "relay"), ("RELAY_TABLE_NAME", "t")]
+                .iter()
+                .chain(pairs)
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/relay-events.fifo";
+        let dlq = "https://sqs.eu-west-1.amazonaws.com/123456789012/relay-dead-letters.fifo";
+        assert_eq!(Settings::from_env(&env(&[])).unwrap().queue, None);
+        assert_eq!(
+            Settings::from_env(&env(&[("RELAY_MODE", "sync"), ("RELAY_QUEUE_URL", queue)]))
+                .unwrap()
+                .queue,
+            None
+        );
+        let variable =
+            |pairs: &[(&str, &str)]| Settings::from_env(&env(pairs)).unwrap_err().variable;
+        assert_eq!(variable(&[("RELAY_MODE", "fast")]), "RELAY_MODE");
+        assert_eq!(variable(&[("RELAY_MODE", "queue")]), "RELAY_QUEUE_URL");
+        assert_eq!(
+            variable(&[("RELAY_MODE", "queue"), ("RELAY_QUEUE_URL", queue)]),
+            "RELAY_DLQ_URL"
+        );
+        assert_eq!(
+            variable(&[
+                ("RELAY_MODE", "queue"),
+                ("RELAY_QUEUE_URL", queue),
+                (
+                    "RELAY_DLQ_URL",
+                    "https://sqs.eu-west-1.amazonaws.com/1/standard"
+                ),
+            ]),
+            "RELAY_DLQ_URL"
+        );
+        assert_eq!(
+            variable(&[
+                ("RELAY_MODE", "queue"),
+                ("RELAY_QUEUE_URL", queue),
+                ("RELAY_DLQ_URL", dlq),
+                ("RELAY_QUEUE_MAX_ATTEMPTS", "0"),
+            ]),
+            "RELAY_QUEUE_MAX_ATTEMPTS"
+        );
+        let settings = Settings::from_env(&env(&[
+            ("RELAY_MODE", "queue"),
+            ("RELAY_QUEUE_URL", queue),
+            ("RELAY_DLQ_URL", dlq),
+            ("RELAY_QUEUE_MAX_ATTEMPTS", "5"),
+        ]))
+        .unwrap();
+        let q = settings.queue.unwrap();
+        assert_eq!((q.queue_url.as_str(), q.dlq_url.as_str()), (queue, dlq));
+        assert_eq!(q.policy.max_attempts, 5);
+    }
 }

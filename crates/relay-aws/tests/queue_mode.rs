@@ -457,3 +457,48 @@ async fn an_event_held_by_an_unfinished_claim_is_retried_when_the_claim_expires(
     assert_eq!(fx.store().claim_held(&id).await.unwrap(), None);
     assert_eq!(queue_depth(&sqs, &queues.url).await, (0, 0));
 }
+
+#[tokio::test]
+async fn a_batch_too_close_to_the_deadline_is_handed_back_untried() {
+    let Some(moto) = moto_url() else { return };
+    let fx = Fixture::new(&moto).await;
+    let queues = create_queues(&fx.sdk, 30, 50).await;
+    let relay = fx
+        .queued_relay(&queues, fast_policy(8), &fx.sim.base_url())
+        .await;
+    let sqs = sqs(&fx.sdk);
+    let delivery = okta_delivery(&[
+        event("ev-f1", "user.lifecycle.create", T0, "frank"),
+        event("ev-g1", "user.lifecycle.create", T0, "grace"),
+    ]);
+    assert_eq!(deliver(&relay, &delivery).await, 200);
+    let messages = receive(&sqs, &queues.url, 10, 30).await;
+    assert_eq!(messages.len(), 2);
+    // Less time left than the worker's reserve for one record.
+    let deadline = Instant::now() + relay_aws::worker::RECORD_RESERVE - Duration::from_secs(1);
+    let answer = relay
+        .invoke(sqs_event(&messages, &queues.arn), Some(deadline))
+        .await
+        .unwrap();
+    let failed: Vec<&str> = answer["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 2, "{answer}");
+    assert_eq!(fx.sim.total_calls(), 0, "nothing was tried");
+    // Visible again at once (not after the queue's 30 s), with no failed
+    // attempt counted.
+    let again = receive(&sqs, &queues.url, 10, 30).await;
+    assert_eq!(again.len(), 2);
+    for m in &again {
+        assert_eq!(
+            fx.store()
+                .failed_attempts(m.message_id().unwrap())
+                .await
+                .unwrap(),
+            0
+        );
+    }
+}
