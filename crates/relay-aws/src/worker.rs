@@ -34,7 +34,7 @@
 //! less than [`RECORD_RESERVE`] left (it is reported failed and visible
 //! again at once), and one still running [`DEADLINE_MARGIN`] before the
 //! deadline is cut off and retried after the claim it may hold has expired
-//! (`CLAIM_TIMEOUT`), so the retry cannot be mistaken for a duplicate.
+//! (`CLAIM_TIMEOUT`), so the retry finds the event free to apply.
 
 use std::collections::HashMap;
 use std::sync::Arc;
