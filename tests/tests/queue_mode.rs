@@ -341,3 +341,79 @@ async fn a_message_claimed_by_another_attempt_is_retried_not_acked() {
     let (_, disposition) = relay.process(&message.to_json(), 3, &policy).await;
     assert_eq!(disposition, Disposition::Done);
 }
+
+/// A store that cannot record event times (a throttled table, say).
+#[derive(Debug, Default)]
+struct NoWatermarks(MemoryStore);
+
+impl relay_core::store::IdempotencyStore for NoWatermarks {
+    async fn claim(
+        &self,
+        key: &EventId,
+    ) -> Result<relay_core::store::Claim, relay_core::store::StoreError> {
+        self.0.claim(key).await
+    }
+    async fn complete(&self, key: &EventId) -> Result<(), relay_core::store::StoreError> {
+        self.0.complete(key).await
+    }
+    async fn release(&self, key: &EventId) -> Result<(), relay_core::store::StoreError> {
+        self.0.release(key).await
+    }
+    async fn set_watermark(
+        &self,
+        _key: &str,
+        _at_ms: i64,
+    ) -> Result<(), relay_core::store::StoreError> {
+        Err(relay_core::store::StoreError::Backend(
+            "UpdateItem: throttled".into(),
+        ))
+    }
+}
+
+/// Regression (found by the SQS chaos run): a change applied in Duo whose
+/// event time could not be recorded was acked, so a late older event could
+/// undo it. Now it is retried until the time is recorded.
+#[tokio::test]
+async fn an_event_whose_time_cannot_be_recorded_is_retried() {
+    use relay_core::queue::Disposition;
+    let sim = DuoSim::start().await;
+    let retry = duo_admin::RetryPolicy::short(Duration::from_millis(100));
+    let relay = duo_relay(
+        &raw(&sim),
+        NoWatermarks::default(),
+        retry,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let mut event = QueuedEvent::new(IdpEvent {
+        id: EventId::new(Source::Okta, "timed"),
+        source: Source::Okta,
+        event_type: "user.lifecycle.suspend".into(),
+        occurred_at: Some("2026-03-12T09:00:00.000Z".into()),
+        change: Change::UserStateChanged {
+            user: UserRef {
+                idp_id: Some("00u1".into()),
+                login: Some("jane@example.com".into()),
+            },
+            state: relay_core::event::UserState::Disabled,
+        },
+    });
+    let (report, disposition) = relay
+        .process(&event.to_json(), 1, &QueuePolicy::default())
+        .await;
+    assert!(
+        matches!(&disposition, Disposition::Retry { reason } if reason.contains("recording its event time")),
+        "{disposition:?}"
+    );
+    assert_eq!(report.unwrap().outcome.label(), "failed_transient");
+    // The claim was released: the retry applies again (idempotently).
+    event.accepted_at_ms += 1;
+    let (_, again) = relay
+        .process(&event.to_json(), 2, &QueuePolicy::default())
+        .await;
+    assert!(matches!(again, Disposition::Retry { .. }), "{again:?}");
+    assert_eq!(
+        sim.user_by_username("jane@example.com").unwrap().status,
+        "disabled"
+    );
+}

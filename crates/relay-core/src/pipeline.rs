@@ -522,7 +522,16 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         if let Some(at) = advance.0 {
             for key in &advance.1 {
                 if let Err(e) = self.store.set_watermark(key, at).await {
-                    tracing::error!(event_id = %event.id, error = %e, "watermark write failed");
+                    // Duo has the change, but without its time a late, older
+                    // event could undo it: retry the event (its operations
+                    // are idempotent) so the time gets recorded.
+                    self.finish(event, false).await;
+                    return (
+                        names,
+                        EventOutcome::FailedTransient(format!(
+                            "applied, but recording its event time failed (retrying): {e}"
+                        )),
+                    );
                 }
             }
         }
