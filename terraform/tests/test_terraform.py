@@ -749,6 +749,11 @@ def test_aws_queue_mode_matches_the_worker():
     table = [st for st in _as_list(policy.get("statement")) if "aws_dynamodb_table" in _text(st.get("resources"))]
     assert table and "dynamodb:UpdateItem" in _as_list(table[0].get("actions")), "watermarks and attempt counters use UpdateItem"
 
+    age = module.resources[("aws_cloudwatch_metric_alarm", "queue_age")]
+    assert "var.queue_enabled" in _text(age.get("count"))
+    assert age["namespace"] == "AWS/SQS" and age["metric_name"] == "ApproximateAgeOfOldestMessage"
+    assert "aws_sqs_queue.events" in _text(age["dimensions"]), "the backlog alarm watches the event queue, not the DLQ"
+
 
 # --- (c) Okta event types ------------------------------------------------------
 

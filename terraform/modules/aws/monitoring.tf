@@ -151,6 +151,29 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   tags                = var.tags
 }
 
+# Queue mode only: the worker is not keeping up (Duo down or rate-limiting
+# for a long time, the function failing, concurrency too low): the oldest
+# accepted event has waited longer than var.queue_age_alarm_seconds.
+resource "aws_cloudwatch_metric_alarm" "queue_age" {
+  count = var.queue_enabled ? 1 : 0
+
+  alarm_name          = "${var.name}-queue-backlog-age"
+  alarm_description   = "idp-duo-relay ${var.name}: the oldest event in ${aws_sqs_queue.events[0].name} has waited over ${var.queue_age_alarm_seconds} s to reach Duo; look for failed_transient lines (Duo 429/5xx) and function errors."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.events[0].name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = var.queue_age_alarm_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  actions_enabled     = true
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
 # ---------------------------------------------------------------------------
 # The relay's own metrics. With RELAY_METRICS=emf each per-event summary
 # line (and each dead-letter line) is also a CloudWatch embedded metric

@@ -356,3 +356,14 @@ variable "secret_recovery_window_days" {
     error_message = "secret_recovery_window_days must be 0 or from 7 to 30."
   }
 }
+
+variable "queue_age_alarm_seconds" {
+  description = "Queue mode: alarm when the oldest event in the queue has waited longer than this (seconds) to be applied."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.queue_age_alarm_seconds >= 60
+    error_message = "queue_age_alarm_seconds must be at least 60."
+  }
+}
