@@ -56,6 +56,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::metadata::{AccessToken, DEFAULT_HOST, MetadataServer, backend, transport};
+use crate::settings;
 use crate::timestamp::{format_rfc3339, parse_rfc3339};
 
 /// Firestore's REST endpoint.
@@ -109,9 +110,7 @@ impl FirestoreConfig {
     /// `RELAY_FIRESTORE_COLLECTION`, `RELAY_FIRESTORE_URL`,
     /// `FIRESTORE_EMULATOR_HOST` and `GCE_METADATA_HOST`.
     pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
-        let project = optional(raw, "GOOGLE_CLOUD_PROJECT")
-            .map(|p| valid_project(p).map(str::to_owned))
-            .transpose()?;
+        let project = settings::project(raw)?.map(str::to_owned);
         let database = optional(raw, "RELAY_FIRESTORE_DATABASE").unwrap_or(DEFAULT_DATABASE);
         if database != DEFAULT_DATABASE
             && !(database
@@ -139,29 +138,19 @@ impl FirestoreConfig {
                 "must be a collection id of letters, digits, '-', '_' and '.' (not __name__)",
             ));
         }
-        let emulator = optional(raw, "FIRESTORE_EMULATOR_HOST")
-            .map(|h| valid_host(h, "FIRESTORE_EMULATOR_HOST"))
-            .transpose()?;
-        let base_url = match optional(raw, "RELAY_FIRESTORE_URL") {
-            Some(url) => {
-                if !(url.starts_with("http://") || url.starts_with("https://"))
-                    || reqwest::Url::parse(url).is_err()
-                {
-                    return Err(ConfigError::new(
-                        "RELAY_FIRESTORE_URL",
-                        "must be an http(s) URL like https://firestore.googleapis.com/v1",
-                    ));
-                }
-                url.trim_end_matches('/').to_owned()
-            }
+        let emulator = settings::host(raw, "FIRESTORE_EMULATOR_HOST", Some("127.0.0.1:8080"))?;
+        let base_url = match settings::base_url(
+            raw,
+            "RELAY_FIRESTORE_URL",
+            "https://firestore.googleapis.com/v1",
+        )? {
+            Some(url) => url,
             None => match emulator {
                 Some(host) => format!("http://{host}/v1"),
                 None => DEFAULT_BASE_URL.to_owned(),
             },
         };
-        let metadata_host = optional(raw, "GCE_METADATA_HOST")
-            .map(|h| valid_host(h, "GCE_METADATA_HOST"))
-            .transpose()?
+        let metadata_host = settings::host(raw, "GCE_METADATA_HOST", Some("127.0.0.1:8080"))?
             .unwrap_or(DEFAULT_HOST)
             .to_owned();
         let auth = if emulator.is_some() {
@@ -180,40 +169,6 @@ impl FirestoreConfig {
             claim_timeout: CLAIM_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
         })
-    }
-}
-
-/// Project ids are lowercase letters, digits and hyphens; old domain-scoped
-/// ones look like `example.com:my-project`.
-fn valid_project(project: &str) -> Result<&str, ConfigError> {
-    let ok = project.len() <= 100
-        && project.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':')
-        });
-    if ok {
-        Ok(project)
-    } else {
-        Err(ConfigError::new(
-            "GOOGLE_CLOUD_PROJECT",
-            "must be a project id (lowercase letters, digits and hyphens)",
-        ))
-    }
-}
-
-/// A host or host:port, as `GCE_METADATA_HOST` and `FIRESTORE_EMULATOR_HOST`
-/// take them (no scheme, no path).
-fn valid_host<'a>(host: &'a str, variable: &'static str) -> Result<&'a str, ConfigError> {
-    let ok = !host.contains("://")
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
-    if ok {
-        Ok(host)
-    } else {
-        Err(ConfigError::new(
-            variable,
-            "must be a host or host:port without scheme or path, like 127.0.0.1:8080",
-        ))
     }
 }
 
@@ -274,7 +229,7 @@ impl FirestoreStore {
                         ),
                     )
                 })?;
-                valid_project(&found)?.to_owned()
+                settings::valid_project(&found)?.to_owned()
             }
         };
         let documents = format!("projects/{project}/databases/{}/documents", config.database);

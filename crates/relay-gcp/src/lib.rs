@@ -28,6 +28,7 @@ pub mod metadata;
 pub mod pubsub;
 pub mod push;
 pub mod reconcile;
+mod settings;
 mod timestamp;
 
 use std::fmt;

@@ -46,6 +46,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::metadata::{AccessToken, DEFAULT_HOST, MetadataServer, transport};
+use crate::settings;
 use crate::timestamp::parse_rfc3339;
 
 /// Pub/Sub's REST endpoint. A regional one
@@ -160,18 +161,7 @@ impl PubSubConfig {
     /// `GCE_METADATA_HOST`. What each use needs is checked by
     /// [`Self::for_service`] and [`Self::for_dlq`].
     pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
-        let project = optional(raw, "GOOGLE_CLOUD_PROJECT").map(str::to_owned);
-        if let Some(p) = &project
-            && !(p.len() <= 100
-                && p.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':')
-                }))
-        {
-            return Err(ConfigError::new(
-                "GOOGLE_CLOUD_PROJECT",
-                "must be a project id (lowercase letters, digits and hyphens)",
-            ));
-        }
+        let project = settings::project(raw)?.map(str::to_owned);
         let name = |variable: &'static str, kind: &str| {
             optional(raw, variable)
                 .map(|v| valid_name(v, kind, variable))
@@ -181,49 +171,21 @@ impl PubSubConfig {
         let dead_letter_topic = name("RELAY_PUBSUB_DEAD_LETTER_TOPIC", "topics")?;
         let dead_letter_subscription =
             name("RELAY_PUBSUB_DEAD_LETTER_SUBSCRIPTION", "subscriptions")?;
-        let host_ok = |h: &str| {
-            !h.contains("://")
-                && h.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']')
-                })
-        };
-        let emulator = match optional(raw, "PUBSUB_EMULATOR_HOST") {
-            Some(h) if host_ok(h) => Some(h),
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "PUBSUB_EMULATOR_HOST",
-                    "must be a host or host:port without scheme or path, like 127.0.0.1:8085",
-                ));
-            }
-            None => None,
-        };
-        let base_url = match optional(raw, "RELAY_PUBSUB_URL") {
-            Some(url) => {
-                if !(url.starts_with("http://") || url.starts_with("https://"))
-                    || reqwest::Url::parse(url).is_err()
-                {
-                    return Err(ConfigError::new(
-                        "RELAY_PUBSUB_URL",
-                        "must be an http(s) URL like https://us-central1-pubsub.googleapis.com/v1",
-                    ));
-                }
-                url.trim_end_matches('/').to_owned()
-            }
-            None => emulator.map_or_else(
+        let emulator = settings::host(raw, "PUBSUB_EMULATOR_HOST", Some("127.0.0.1:8085"))?;
+        let base_url = settings::base_url(
+            raw,
+            "RELAY_PUBSUB_URL",
+            "https://us-central1-pubsub.googleapis.com/v1",
+        )?
+        .unwrap_or_else(|| {
+            emulator.map_or_else(
                 || DEFAULT_BASE_URL.to_owned(),
                 |host| format!("http://{host}/v1"),
-            ),
-        };
-        let metadata_host = match optional(raw, "GCE_METADATA_HOST") {
-            Some(h) if host_ok(h) => h.to_owned(),
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "GCE_METADATA_HOST",
-                    "must be a host or host:port without scheme or path",
-                ));
-            }
-            None => DEFAULT_HOST.to_owned(),
-        };
+            )
+        });
+        let metadata_host = settings::host(raw, "GCE_METADATA_HOST", None)?
+            .unwrap_or(DEFAULT_HOST)
+            .to_owned();
         let auth = if emulator.is_some() {
             PubSubAuth::Emulator
         } else if let Some(token) = optional(raw, "GOOGLE_OAUTH_ACCESS_TOKEN") {
