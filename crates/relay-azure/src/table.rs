@@ -200,6 +200,13 @@ struct Mark {
     etag: String,
 }
 
+/// An entity read back without the properties (or ETag) this store wrote.
+fn malformed(operation: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "Azure Table Storage {operation}: unexpected entity shape"
+    ))
+}
+
 fn int_property(value: &Value, name: &str) -> Option<i64> {
     match value.get(name) {
         Some(Value::String(s)) => s.parse::<i64>().ok(),
@@ -329,10 +336,17 @@ impl TableStore {
             .remove(slot)
     }
 
-    async fn read(&self, partition: &str, row: &str) -> Result<Option<Stored>, StoreError> {
+    /// GETs one entity: its properties and ETag, `None` when there is none.
+    /// `operation` ("get entity", "get watermark") names it in errors.
+    async fn get(
+        &self,
+        operation: &'static str,
+        partition: &str,
+        row: &str,
+    ) -> Result<Option<(Value, String)>, StoreError> {
         let answer = self
             .send(
-                "get entity",
+                operation,
                 Method::GET,
                 &self.entity_path(partition, row),
                 None,
@@ -342,24 +356,29 @@ impl TableStore {
         match answer.status {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(None),
-            _ => return Err(answer.unexpected("get entity")),
+            _ => return Err(answer.unexpected(operation)),
         }
-        let malformed = || {
-            StoreError::Backend("Azure Table Storage get entity: unexpected entity shape".into())
+        match (serde_json::from_slice(&answer.body), answer.etag) {
+            (Ok(value), Some(etag)) => Ok(Some((value, etag))),
+            _ => Err(malformed(operation)),
+        }
+    }
+
+    async fn read(&self, partition: &str, row: &str) -> Result<Option<Stored>, StoreError> {
+        let Some((value, etag)) = self.get("get entity", partition, row).await? else {
+            return Ok(None);
         };
-        let value: Value = serde_json::from_slice(&answer.body).map_err(|_| malformed())?;
         let state = value
             .get("state")
             .and_then(Value::as_str)
-            .ok_or_else(malformed)?
+            .ok_or_else(|| malformed("get entity"))?
             .to_owned();
         let expires_at = match value.get("expires_at") {
             Some(Value::String(s)) => s.parse::<u64>().ok(),
             Some(Value::Number(n)) => n.as_u64(),
             _ => None,
         }
-        .ok_or_else(malformed)?;
-        let etag = answer.etag.ok_or_else(malformed)?;
+        .ok_or_else(|| malformed("get entity"))?;
         Ok(Some(Stored {
             state,
             expires_at,
@@ -368,31 +387,16 @@ impl TableStore {
     }
 
     async fn read_mark(&self, row: &str) -> Result<Option<Mark>, StoreError> {
-        let answer = self
-            .send(
-                "get watermark",
-                Method::GET,
-                &self.entity_path(WATERMARK_PARTITION, row),
-                None,
-                &[],
-            )
-            .await?;
-        match answer.status {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            _ => return Err(answer.unexpected("get watermark")),
-        }
-        let malformed = || {
-            StoreError::Backend("Azure Table Storage get watermark: unexpected entity shape".into())
+        let Some((value, etag)) = self.get("get watermark", WATERMARK_PARTITION, row).await? else {
+            return Ok(None);
         };
-        let value: Value = serde_json::from_slice(&answer.body).map_err(|_| malformed())?;
         Ok(Some(Mark {
-            at_ms: int_property(&value, "at_ms").ok_or_else(malformed)?,
+            at_ms: int_property(&value, "at_ms").ok_or_else(|| malformed("get watermark"))?,
             // A mark without a readable expiry counts as expired.
             expires_at: int_property(&value, "expires_at")
                 .and_then(|e| u64::try_from(e).ok())
                 .unwrap_or(0),
-            etag: answer.etag.ok_or_else(malformed)?,
+            etag,
         }))
     }
 
