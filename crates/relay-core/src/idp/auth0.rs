@@ -123,18 +123,11 @@ impl Auth0Api {
         let path = format!("/api/v2/users/{}/roles", path_segment(user_id)?);
         let mut roles = Vec::new();
         for page in 0..MAX_PAGES {
-            let answer = self
-                .api_get(
-                    &format!("{path}?page={page}&per_page={ROLES_PER_PAGE}&include_totals=true"),
-                    "users.roles",
-                )
+            let (batch, total) = self
+                .roles_page(&path, page, ROLES_PER_PAGE, "users.roles")
                 .await?;
-            let (batch, total) = match decode(&answer.body, "Auth0 roles page")? {
-                RolesPage::WithTotals { roles, total } => (roles, total),
-                RolesPage::Bare(roles) => (roles, None),
-            };
             let batch_len = batch.len();
-            roles.extend(batch.into_iter().map(Auth0Role::into_idp));
+            roles.extend(batch);
             let done = batch_len < ROLES_PER_PAGE
                 || total.is_some_and(|total| roles.len() as u64 >= total);
             if done {
@@ -142,6 +135,29 @@ impl Auth0Api {
             }
         }
         Err(IdpError::Decode(format!("more than {MAX_PAGES} pages")))
+    }
+
+    /// One page of roles from `{path}?page=…&per_page=…&include_totals=true`
+    /// (all roles, or a user's): the roles and the total Auth0 reports, if
+    /// it reports one.
+    async fn roles_page(
+        &self,
+        path: &str,
+        page: usize,
+        per_page: usize,
+        endpoint: &'static str,
+    ) -> Result<(Vec<IdpGroup>, Option<u64>), IdpError> {
+        let answer = self
+            .api_get(
+                &format!("{path}?page={page}&per_page={per_page}&include_totals=true"),
+                endpoint,
+            )
+            .await?;
+        let (batch, total) = match decode(&answer.body, "Auth0 roles page")? {
+            RolesPage::WithTotals { roles, total } => (roles, total),
+            RolesPage::Bare(roles) => (roles, None),
+        };
+        Ok((batch.into_iter().map(Auth0Role::into_idp).collect(), total))
     }
 
     /// A cached token, or one fetched now. The lock is held across the

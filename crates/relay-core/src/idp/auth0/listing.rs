@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{Auth0Api, Auth0Role, Auth0User, RolesPage, USER_FIELDS};
+use super::{Auth0Api, Auth0User, USER_FIELDS};
 use crate::idp::{
     IdpError, IdpGroup, IdpUser, MAX_PAGES, decode, encode_component, path_segment, status_error,
 };
@@ -100,18 +100,11 @@ impl Auth0Api {
     pub async fn list_roles(&self) -> Result<Vec<IdpGroup>, IdpError> {
         let mut roles = Vec::new();
         for page in 0..MAX_PAGES {
-            let answer = self
-                .api_get(
-                    &format!("/api/v2/roles?page={page}&per_page={PER_PAGE}&include_totals=true"),
-                    "roles.list",
-                )
+            let (batch, total) = self
+                .roles_page("/api/v2/roles", page, PER_PAGE, "roles.list")
                 .await?;
-            let (batch, total) = match decode(&answer.body, "Auth0 roles page")? {
-                RolesPage::WithTotals { roles, total } => (roles, total),
-                RolesPage::Bare(roles) => (roles, None),
-            };
             let batch_len = batch.len();
-            roles.extend(batch.into_iter().map(Auth0Role::into_idp));
+            roles.extend(batch);
             let done = match total {
                 Some(total) => batch_len == 0 || roles.len() as u64 >= total,
                 None => batch_len < PER_PAGE,
