@@ -183,16 +183,7 @@ impl DynamoStore {
     /// does (a worker that was cut off or whose store write failed left
     /// it); `None` when the event is not claimed (done, released, expired).
     pub async fn claim_held(&self, event: &EventId) -> Result<Option<Duration>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, Self::key(event))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend("GetItem", &self.table, &e))?;
-        let Some(item) = output.item() else {
+        let Some(item) = self.get(Self::key(event)).await? else {
             return Ok(None);
         };
         let claimed = matches!(item.get(STATE), Some(AttributeValue::S(s)) if s == CLAIMED);
@@ -207,16 +198,25 @@ impl DynamoStore {
     /// The item as it is now, for a failed claim whose error did not carry
     /// it. `None` when it vanished meanwhile (released or expired).
     async fn read(&self, event: &EventId, token: &str) -> Result<Option<Claim>, StoreError> {
+        let item = self.get(Self::key(event)).await?;
+        Ok(item.map(|item| Self::claim_of(&item, token)))
+    }
+
+    /// The item under `pk`, read consistently; `None` when there is none.
+    async fn get(
+        &self,
+        pk: AttributeValue,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PK, Self::key(event))
+            .key(PK, pk)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| backend("GetItem", &self.table, &e))?;
-        Ok(output.item().map(|item| Self::claim_of(item, token)))
+        Ok(output.item)
     }
 
     /// After a claim that failed with an error: removes the claim if it was
@@ -370,16 +370,7 @@ impl IdempotencyStore for DynamoStore {
     }
 
     async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, AttributeValue::S(Self::watermark_pk(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend("GetItem", &self.table, &e))?;
-        let Some(item) = output.item() else {
+        let Some(item) = self.get(AttributeValue::S(Self::watermark_pk(key))).await? else {
             return Ok(None);
         };
         let expires_at = match item.get(EXPIRES_AT) {
