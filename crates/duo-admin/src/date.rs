@@ -55,6 +55,19 @@ pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// Days since 1970-01-01 (negative before it) of a proleptic Gregorian date
+/// (year, month 1-12, day 1-31): the inverse of [`civil_from_days`], with
+/// the same March-based eras. Out-of-range months or days are not checked.
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400; // 0..=399
+    let mp = (month + 9) % 12; // month from March, 0..=11
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +100,20 @@ mod tests {
     fn before_epoch_clamps() {
         let t = UNIX_EPOCH - std::time::Duration::from_secs(10);
         assert_eq!(rfc2822(t), "Thu, 01 Jan 1970 00:00:00 -0000");
+    }
+
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        for days in [0u64, 1, 59, 365, 10_957, 11_016, 19_783, 47_482, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            let back = days_from_civil(
+                i64::try_from(y).expect("small"),
+                i64::try_from(m).expect("small"),
+                i64::try_from(d).expect("small"),
+            );
+            assert_eq!(back, i64::try_from(days).expect("small"), "{y}-{m}-{d}");
+        }
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(days_from_civil(1600, 3, 1), -135_080);
     }
 }

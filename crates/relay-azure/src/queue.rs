@@ -565,15 +565,8 @@ fn parse_rfc1123_ms(text: &str) -> Option<i64> {
     let year: i64 = parts.next()?.parse().ok()?;
     let mut hms = parts.next()?.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    // Days from the civil date (Howard Hinnant's algorithm).
     let month = i64::try_from(month).ok()? + 1;
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = duo_admin::date::days_from_civil(year, month, day);
     Some(((days * 86_400) + h * 3600 + m * 60 + s) * 1000)
 }
 

@@ -70,19 +70,18 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<u64> {
     u64::try_from(local - offset_secs).ok()
 }
 
-/// (year, month, day) → days since 1970-01-01; `None` for years before 1.
+/// (year, month, day) → days since 1970-01-01; `None` for dates before
+/// 0000-03-01 (the start of the calendar's first era).
 fn days_from_civil(year: u64, month: u64, day: u64) -> Option<i64> {
-    let y = i64::try_from(year).ok()? - i64::from(month <= 2);
-    if y < 0 {
+    let year = i64::try_from(year).ok()?;
+    if year - i64::from(month <= 2) < 0 {
         return None;
     }
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let m = i64::try_from(month).ok()?;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::try_from(day).ok()? - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    Some(duo_admin::date::days_from_civil(
+        year,
+        i64::try_from(month).ok()?,
+        i64::try_from(day).ok()?,
+    ))
 }
 
 #[cfg(test)]
