@@ -1,4 +1,5 @@
-//! RFC 2822 dates for the `Date` / `X-Duo-Date` header.
+//! RFC 2822 dates for the `Date` / `X-Duo-Date` header, and the calendar
+//! (with an RFC 3339 formatter) the other relay crates share.
 //!
 //! Written by hand (the civil-from-days conversion is a few lines) rather than
 //! pulling in a date crate for one format. The output matches Python's
@@ -36,6 +37,23 @@ pub fn rfc2822_from_unix(secs: u64) -> String {
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
+    )
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds,
+/// `2024-05-24T12:00:00.250Z`. Before 1970 the date is clamped to
+/// 1970-01-01 (the time of day is kept).
+pub fn rfc3339_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = u64::try_from(secs.div_euclid(86_400)).unwrap_or(0);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
     )
 }
 
@@ -94,6 +112,17 @@ mod tests {
             rfc2822_from_unix(4_133_980_799),
             "Fri, 31 Dec 2100 23:59:59 -0000"
         );
+    }
+
+    #[test]
+    fn rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(1_716_552_000_250),
+            "2024-05-24T12:00:00.250Z"
+        );
+        assert_eq!(rfc3339_millis(951_782_399_999), "2000-02-28T23:59:59.999Z");
+        assert_eq!(rfc3339_millis(-1), "1970-01-01T23:59:59.999Z");
     }
 
     #[test]

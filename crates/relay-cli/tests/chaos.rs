@@ -149,20 +149,6 @@ fn expected(log: &[(i64, usize, Ev)]) -> Vec<Expected> {
     state
 }
 
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = u64::try_from(secs.div_euclid(86_400)).expect("after 1970");
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = duo_admin::date::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
-
 fn okta_event(seq: usize, t: i64, u: usize, ev: &Ev) -> Value {
     let user = json!({"id": user_id(u), "type": "User", "alternateId": login(u), "displayName": format!("User {u}")});
     let group = |g: usize| json!({"id": group_id(g), "type": "UserGroup", "alternateId": "unknown", "displayName": group_name(g)});
@@ -177,7 +163,7 @@ fn okta_event(seq: usize, t: i64, u: usize, ev: &Ev) -> Value {
     };
     json!({
         "uuid": format!("chaos-{seq:05}"),
-        "published": rfc3339(t),
+        "published": duo_admin::date::rfc3339_millis(t),
         "eventType": event_type,
         "version": "0",
         "displayMessage": event_type,

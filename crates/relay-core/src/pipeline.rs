@@ -621,8 +621,8 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                     return Ok(Ordered::Stale(format!(
                         "stale: {} changed by a newer event ({}) than this one ({})",
                         aspect.key,
-                        fmt_ms(w),
-                        fmt_ms(at)
+                        duo_admin::date::rfc3339_millis(w),
+                        duo_admin::date::rfc3339_millis(at)
                     )));
                 }
                 (Role::UpsertState, Some(_)) => drop_state = true,
@@ -690,20 +690,6 @@ enum Ordered {
     /// to this time.
     Apply(Box<IdpEvent>, (Option<i64>, Vec<String>)),
     Stale(String),
-}
-
-fn fmt_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = u64::try_from(secs.div_euclid(86_400)).unwrap_or(0);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = duo_admin::date::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
 }
 
 fn skipped_report(source: Source, skipped: &Skipped) -> EventReport {

@@ -143,7 +143,11 @@ where
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let mut line = Map::new();
-        line.insert("timestamp".into(), Value::from(rfc3339(now)));
+        let now_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+        line.insert(
+            "timestamp".into(),
+            Value::from(duo_admin::date::rfc3339_millis(now_ms)),
+        );
         line.insert("severity".into(), Value::from(severity(meta.level())));
         line.insert("level".into(), Value::from(meta.level().as_str()));
         let message = fields.0.remove("message").unwrap_or(Value::from(""));
@@ -160,21 +164,6 @@ where
         }
         writeln!(writer, "{}", Value::Object(line))
     }
-}
-
-/// `now` (since the epoch) as RFC 3339 UTC with milliseconds.
-fn rfc3339(now: std::time::Duration) -> String {
-    let secs = now.as_secs();
-    let millis = now.subsec_millis();
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = duo_admin::date::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]

@@ -282,28 +282,6 @@ pub struct OktaEvent {
     pub login: String,
 }
 
-fn rfc3339(ms: i64) -> String {
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
-
 /// An Okta event hook delivery holding `events`.
 pub fn okta_delivery(events: &[OktaEvent]) -> String {
     let events: Vec<Value> = events
@@ -311,7 +289,7 @@ pub fn okta_delivery(events: &[OktaEvent]) -> String {
         .map(|e| {
             json!({
                 "uuid": e.uuid,
-                "published": rfc3339(e.published_ms),
+                "published": duo_admin::date::rfc3339_millis(e.published_ms),
                 "eventType": e.event_type,
                 "version": "0",
                 "displayMessage": e.event_type,
@@ -334,7 +312,7 @@ pub fn okta_delivery(events: &[OktaEvent]) -> String {
         "cloudEventsVersion": "0.1",
         "source": "https://example.okta.com/api/v1/eventHooks/who1",
         "eventId": unique("delivery"),
-        "eventTime": rfc3339(0),
+        "eventTime": duo_admin::date::rfc3339_millis(0),
         "contentType": "application/json",
         "data": { "events": events }
     })
