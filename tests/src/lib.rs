@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod harness;
 pub mod idp_standin;
+
+pub use harness::{emulator_url, run_to_end, summary_lines};
 
 use duo_sim::DuoSim;
 use relay_core::config::RawConfig;

@@ -114,11 +114,7 @@ async fn exit_codes_say_drift_then_converged() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("converged: 4 actions applied"), "{stdout}");
     // One event-style line per user or group changed.
-    let lines: Vec<serde_json::Value> = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|l: &serde_json::Value| l["message"] == "event")
-        .collect();
+    let lines = relay_tests::summary_lines(&stderr);
     assert_eq!(lines.len(), 3, "{stderr}");
     assert!(lines.iter().all(|l| l["event_type"] == "reconcile"));
     assert!(

@@ -197,22 +197,8 @@ async fn proxy_push(State(proxy): State<Arc<AuthProxy>>, body: Bytes) -> impl In
 
 /// The Pub/Sub emulator's host:port, or `None` (skipped) when none runs.
 fn pubsub_emulator() -> Option<String> {
-    match std::env::var("RELAY_TEST_PUBSUB_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(
-            url.trim()
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_owned(),
-        ),
-        _ => {
-            assert!(
-                std::env::var("RELAY_TEST_REQUIRE_EMULATORS").as_deref() != Ok("1"),
-                "RELAY_TEST_PUBSUB_URL is not set but RELAY_TEST_REQUIRE_EMULATORS=1: scripts/emulators.sh should have started the Pub/Sub emulator"
-            );
-            eprintln!("SKIPPED: RELAY_TEST_PUBSUB_URL is not set (run through scripts/test)");
-            None
-        }
-    }
+    relay_tests::emulator_url("RELAY_TEST_PUBSUB_URL", "the Pub/Sub emulator")
+        .map(|url| url.trim_start_matches("http://").to_owned())
 }
 
 /// Admin calls on the emulator (what Terraform creates in a project).
@@ -401,34 +387,18 @@ impl QueueEnv {
 
     /// `relay-gcp dlq <args>`: (exit code, stdout + stderr).
     async fn dlq(&self, args: &[&str]) -> (i32, String) {
-        let env = self.env.clone();
-        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        tokio::task::spawn_blocking(move || {
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_relay-gcp"))
-                .arg("dlq")
-                .args(&args)
-                .env_clear()
-                .envs(env)
-                .output()
-                .unwrap();
-            (
-                output.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&output.stdout).into_owned()
-                    + &String::from_utf8_lossy(&output.stderr),
-            )
-        })
-        .await
-        .unwrap()
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_relay-gcp"));
+        command
+            .arg("dlq")
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().cloned());
+        relay_tests::run_to_end(command).await
     }
 
     /// The summary lines (`message: "event"`) so far.
     fn summaries(&self) -> Vec<Value> {
-        self.relay
-            .output()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|l| l["message"] == "event")
-            .collect()
+        relay_tests::summary_lines(&self.relay.output())
     }
 
     /// Waits (bounded) until `done` holds.

@@ -28,19 +28,7 @@ pub const ROTATED_OKTA_SECRET: &str = "okta-hook-rotated-fedcba9876543210";
 /// running and not required. With `RELAY_TEST_REQUIRE_EMULATORS=1` a missing
 /// emulator fails the test.
 pub fn moto_url() -> Option<String> {
-    match std::env::var("RELAY_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("RELAY_TEST_REQUIRE_EMULATORS").as_deref() != Ok("1"),
-                "RELAY_TEST_MOTO_URL is not set but RELAY_TEST_REQUIRE_EMULATORS=1: start moto (scripts/emulators.sh)"
-            );
-            eprintln!(
-                "skipping: RELAY_TEST_MOTO_URL is not set (run through scripts/test, or `source scripts/emulators.sh`)"
-            );
-            None
-        }
-    }
+    relay_tests::emulator_url("RELAY_TEST_MOTO_URL", "moto")
 }
 
 /// An SDK config for `endpoint` with moto's dummy credentials, built

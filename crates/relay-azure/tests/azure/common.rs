@@ -20,20 +20,7 @@ pub(crate) const DEV_KEY: &str =
 /// The Azurite Table endpoint, or `None` (test skipped) when it is not
 /// running — a failure instead when RELAY_TEST_REQUIRE_EMULATORS=1.
 pub(crate) fn azurite() -> Option<String> {
-    match std::env::var("RELAY_TEST_AZURITE_TABLE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_owned()),
-        _ => {
-            assert!(
-                std::env::var("RELAY_TEST_REQUIRE_EMULATORS").as_deref() != Ok("1"),
-                "RELAY_TEST_AZURITE_TABLE_URL is not set but RELAY_TEST_REQUIRE_EMULATORS=1: \
-                 Azurite must be running (source scripts/emulators.sh)"
-            );
-            eprintln!(
-                "skipped: RELAY_TEST_AZURITE_TABLE_URL is not set (run under scripts/test or source scripts/emulators.sh)"
-            );
-            None
-        }
-    }
+    relay_tests::emulator_url("RELAY_TEST_AZURITE_TABLE_URL", "Azurite's Table service")
 }
 
 /// `AzureWebJobsStorage` for Azurite, as the brief's Function App would
@@ -213,20 +200,7 @@ pub(crate) async fn wait_ready(handler: &mut Handler, port: u16, started: Instan
 /// The Azurite Queue endpoint, or `None` (test skipped) when it is not
 /// running — a failure instead when RELAY_TEST_REQUIRE_EMULATORS=1.
 pub(crate) fn azurite_queue() -> Option<String> {
-    match std::env::var("RELAY_TEST_AZURITE_QUEUE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_owned()),
-        _ => {
-            assert!(
-                std::env::var("RELAY_TEST_REQUIRE_EMULATORS").as_deref() != Ok("1"),
-                "RELAY_TEST_AZURITE_QUEUE_URL is not set but RELAY_TEST_REQUIRE_EMULATORS=1: \
-                 Azurite's Queue service must be running (source scripts/emulators.sh)"
-            );
-            eprintln!(
-                "skipped: RELAY_TEST_AZURITE_QUEUE_URL is not set (run under scripts/test or source scripts/emulators.sh)"
-            );
-            None
-        }
-    }
+    relay_tests::emulator_url("RELAY_TEST_AZURITE_QUEUE_URL", "Azurite's Queue service")
 }
 
 /// `AzureWebJobsStorage` for Azurite's Table and Queue services.

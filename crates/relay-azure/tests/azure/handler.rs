@@ -100,11 +100,7 @@ async fn forwarded_requests_reach_duo_once() {
     // One JSON line per event, queryable by field; no secret anywhere.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = handler.logs();
-    let events: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["message"] == "event")
-        .collect();
+    let events = relay_tests::summary_lines(&logs);
     let outcomes: Vec<&str> = events
         .iter()
         .map(|e| e["outcome"].as_str().unwrap())

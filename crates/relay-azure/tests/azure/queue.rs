@@ -171,35 +171,19 @@ impl QueueApp {
 
     /// `relay-azure dlq <args>` with the app's settings: (exit code, stdout).
     async fn dlq(&self, args: &[&str]) -> (i32, String) {
-        let env = self.env.clone();
-        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        tokio::task::spawn_blocking(move || {
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_relay-azure"))
-                .arg("dlq")
-                .args(&args)
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .envs(&env)
-                .output()
-                .unwrap();
-            (
-                output.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&output.stdout).into_owned()
-                    + &String::from_utf8_lossy(&output.stderr),
-            )
-        })
-        .await
-        .unwrap()
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_relay-azure"));
+        command
+            .arg("dlq")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env);
+        relay_tests::run_to_end(command).await
     }
 
     /// The summary lines (`message: "event"`) the handler wrote so far.
     fn summaries(&self) -> Vec<Value> {
-        self.handler
-            .logs()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|l| l["message"] == "event")
-            .collect()
+        relay_tests::summary_lines(&self.handler.logs())
     }
 }
 

@@ -37,24 +37,8 @@ pub const EMULATOR_VAR: &str = "RELAY_TEST_FIRESTORE_URL";
 /// The Firestore emulator's host:port, when one runs. Unset: a failure when
 /// `RELAY_TEST_REQUIRE_EMULATORS=1`, else a printed line and `None`.
 pub fn emulator_host() -> Option<String> {
-    match std::env::var(EMULATOR_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(
-            url.trim()
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_owned(),
-        ),
-        _ => {
-            assert!(
-                std::env::var("RELAY_TEST_REQUIRE_EMULATORS").as_deref() != Ok("1"),
-                "{EMULATOR_VAR} is not set but RELAY_TEST_REQUIRE_EMULATORS=1: scripts/emulators.sh should have started the Firestore emulator"
-            );
-            eprintln!(
-                "SKIPPED against the Firestore emulator: {EMULATOR_VAR} is not set (run through scripts/test, or start `cloud_firestore_emulator --host 127.0.0.1 --port N` and export {EMULATOR_VAR}=http://127.0.0.1:N)"
-            );
-            None
-        }
-    }
+    relay_tests::emulator_url(EMULATOR_VAR, "the Firestore emulator")
+        .map(|url| url.trim_start_matches("http://").to_owned())
 }
 
 /// A project id no other test uses (the emulator keeps one dataset per
