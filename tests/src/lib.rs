@@ -40,15 +40,9 @@ impl TestRelay {
     /// Starts with extra configuration (e.g. `GROUP_FILTER`).
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
         let sim = DuoSim::start().await;
-        let cfg = sim.config();
-        let mut raw: RawConfig = BTreeMap::from([
-            ("DUO_API_HOST".to_owned(), cfg.host.clone()),
-            ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
-            ("DUO_SKEY".to_owned(), cfg.skey.clone()),
-            ("DUO_API_URL".to_owned(), sim.base_url()),
-            ("OKTA_AUTH_SECRET".to_owned(), SECRET.to_owned()),
-            ("AUTH0_AUTH_SECRET".to_owned(), SECRET.to_owned()),
-        ]);
+        let mut raw = duo_env(&sim);
+        raw.insert("OKTA_AUTH_SECRET".to_owned(), SECRET.to_owned());
+        raw.insert("AUTH0_AUTH_SECRET".to_owned(), SECRET.to_owned());
         for (k, v) in extra {
             raw.insert((*k).to_owned(), (*v).to_owned());
         }
@@ -108,6 +102,18 @@ impl Drop for TestRelay {
             let _ = stop.send(());
         }
     }
+}
+
+/// The Duo settings (`DUO_API_HOST`, `DUO_IKEY`, `DUO_SKEY`, `DUO_API_URL`)
+/// that point a relay at `sim`.
+pub fn duo_env(sim: &DuoSim) -> RawConfig {
+    let cfg = sim.config();
+    BTreeMap::from([
+        ("DUO_API_HOST".to_owned(), cfg.host.clone()),
+        ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
+        ("DUO_SKEY".to_owned(), cfg.skey.clone()),
+        ("DUO_API_URL".to_owned(), sim.base_url()),
+    ])
 }
 
 /// The text of `tests/fixtures/<name>`.

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,17 +18,12 @@ use relay_core::queue::{
     BoxFuture, DeadLetterStore, EventQueue, QueueError, QueuePolicy, QueuedEvent,
 };
 use relay_core::store::MemoryStore;
-use relay_tests::{SECRET, TestRelay, fixture_text};
+use relay_tests::{SECRET, TestRelay, duo_env, fixture_text};
 
 fn raw(sim: &DuoSim) -> RawConfig {
-    let cfg = sim.config();
-    BTreeMap::from([
-        ("DUO_API_HOST".to_owned(), cfg.host.clone()),
-        ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
-        ("DUO_SKEY".to_owned(), cfg.skey.clone()),
-        ("DUO_API_URL".to_owned(), sim.base_url()),
-        ("OKTA_AUTH_SECRET".to_owned(), SECRET.to_owned()),
-    ])
+    let mut raw = duo_env(sim);
+    raw.insert("OKTA_AUTH_SECRET".to_owned(), SECRET.to_owned());
+    raw
 }
 
 fn relay(sim: &DuoSim) -> Relay<DuoDirectory, MemoryStore> {

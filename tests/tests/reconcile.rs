@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test setup should fail loudly
 
-use std::collections::BTreeMap;
-
 use duo_sim::{DuoSim, Seed, SeedGroup, SeedUser};
 use relay_core::config::RawConfig;
 use relay_core::reconcile::{
@@ -25,13 +23,7 @@ impl World {
         let sim = DuoSim::start().await;
         sim.seed(seed);
         let idp = IdpStandIn::start(tenant).await;
-        let cfg = sim.config();
-        let mut raw: RawConfig = BTreeMap::from([
-            ("DUO_API_HOST".to_owned(), cfg.host.clone()),
-            ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
-            ("DUO_SKEY".to_owned(), cfg.skey.clone()),
-            ("DUO_API_URL".to_owned(), sim.base_url()),
-        ]);
+        let mut raw = relay_tests::duo_env(&sim);
         let idp_env = match kind {
             IdpKind::Okta => idp.okta_env(),
             IdpKind::Auth0 => idp.auth0_env(),

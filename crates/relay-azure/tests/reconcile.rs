@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test setup should fail loudly
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use duo_sim::DuoSim;
@@ -38,14 +37,8 @@ async fn the_timer_runs_a_reconcile_and_answers_how_it_ended() {
         groups: vec![StandInGroup::new("00gENG", "duo-eng", &["00uANN"])],
     })
     .await;
-    let cfg = sim.config();
-    let mut raw: RawConfig = BTreeMap::from([
-        ("DUO_API_HOST".to_owned(), cfg.host.clone()),
-        ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
-        ("DUO_SKEY".to_owned(), cfg.skey.clone()),
-        ("DUO_API_URL".to_owned(), sim.base_url()),
-        ("RELAY_RECONCILE_SOURCE".to_owned(), "okta".to_owned()),
-    ]);
+    let mut raw = relay_tests::duo_env(&sim);
+    raw.insert("RELAY_RECONCILE_SOURCE".to_owned(), "okta".to_owned());
     raw.extend(idp.okta_env());
     let http = reqwest::Client::new();
 
