@@ -478,12 +478,7 @@ pub fn parse_connection_string_for(
 mod tests {
     use super::*;
 
-    fn raw(pairs: &[(&str, &str)]) -> RawConfig {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use relay_core::config::from_pairs as raw;
 
     const KEY: &str = "c2VjcmV0LWtleS1ieXRlcy1mb3ItdGVzdHM=";
 

@@ -25,6 +25,16 @@ impl ConfigError {
     }
 }
 
+/// A [`RawConfig`] holding `pairs` (a later pair wins over an earlier one
+/// of the same name): for settings built in code rather than read from the
+/// environment.
+pub fn from_pairs(pairs: &[(&str, &str)]) -> RawConfig {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// The value of `name`, trimmed; `None` when unset or blank.
 pub fn optional<'a>(raw: &'a RawConfig, name: &str) -> Option<&'a str> {
     raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
@@ -78,12 +88,7 @@ pub fn duo_client(config: duo_admin::DuoConfig) -> Result<duo_admin::DuoClient, 
 mod tests {
     use super::*;
 
-    fn raw(pairs: &[(&str, &str)]) -> RawConfig {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use super::from_pairs as raw;
 
     #[test]
     fn duo_config_names_missing_and_bad_variables() {

@@ -466,12 +466,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn raw(pairs: &[(&str, &str)]) -> RawConfig {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::config::from_pairs as raw;
 
     #[test]
     fn scheduled_options_from_the_task_then_the_environment() {

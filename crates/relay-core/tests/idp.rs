@@ -14,7 +14,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use relay_core::config::RawConfig;
 use relay_core::event::UserState;
 use relay_core::idp::{Auth0Api, CallPolicy, IdpError, IdpLookup, OktaApi};
 use serde_json::{Value, json};
@@ -442,12 +441,7 @@ async fn auth0_role(
 
 // ---- clients ----
 
-fn raw(pairs: &[(&str, &str)]) -> RawConfig {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+use relay_core::config::from_pairs as raw;
 
 fn okta(s: &StandIn, token: &str) -> OktaApi {
     OktaApi::from_config(&raw(&[

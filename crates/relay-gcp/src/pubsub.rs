@@ -811,12 +811,7 @@ impl DeadLetterStore for DeadLetterSubscription {
 mod tests {
     use super::*;
 
-    fn raw(pairs: &[(&str, &str)]) -> RawConfig {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use relay_core::config::from_pairs as raw;
 
     #[test]
     fn names_and_endpoints() {

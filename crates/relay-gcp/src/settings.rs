@@ -81,12 +81,7 @@ mod tests {
     use crate::FirestoreConfig;
     use crate::pubsub::PubSubConfig;
 
-    fn raw(pairs: &[(&str, &str)]) -> RawConfig {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use relay_core::config::from_pairs as raw;
 
     #[test]
     fn values_that_fit_are_returned_and_unset_is_none() {

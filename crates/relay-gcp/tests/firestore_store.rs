@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Backend, FirestoreStandIn, MetadataStandIn, STAND_IN_TOKEN, raw, unique_project};
+use common::{Backend, FirestoreStandIn, MetadataStandIn, STAND_IN_TOKEN, unique_project};
+use relay_core::config::from_pairs as raw;
 use relay_core::event::{EventId, Source};
 use relay_core::store::{Claim, IdempotencyStore, StoreError};
 use relay_gcp::firestore::{DEFAULT_COLLECTION, FirestoreAuth};
