@@ -55,7 +55,7 @@ use relay_core::store::{CLAIM_TIMEOUT, Claim, DEFAULT_TTL, IdempotencyStore, Sto
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::metadata::{AccessToken, DEFAULT_HOST, MetadataServer, backend, transport};
+use crate::metadata::{AccessToken, DEFAULT_HOST, MetadataServer, backend, send_for_json};
 use crate::settings;
 use crate::timestamp::{format_rfc3339, parse_rfc3339};
 
@@ -312,22 +312,13 @@ impl FirestoreStore {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
-        let response = request
-            .send()
+        let (status, answer) = send_for_json(request)
             .await
-            .map_err(|e| backend(format!("firestore {op}: {}", transport(&e))))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| backend(format!("firestore {op}: {}", transport(&e))))?;
+            .map_err(|e| backend(format!("firestore {op}: {e}")))?;
         if status == StatusCode::UNAUTHORIZED && self.auth == FirestoreAuth::MetadataServer {
             self.metadata.forget_token().await;
         }
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
+        Ok((status, answer))
     }
 
     fn fields(&self, key: &EventId, state: State, expires_at: u64, nonce: Option<&str>) -> Value {

@@ -134,6 +134,21 @@ pub(crate) fn backend(message: impl Into<String>) -> StoreError {
     StoreError::Backend(message.into())
 }
 
+/// Sends `request` and reads the whole answer: its status and its JSON body
+/// (`Null` when there is none or it is not JSON). A transport failure
+/// comes back described by [`transport`].
+pub(crate) async fn send_for_json(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, serde_json::Value), &'static str> {
+    let response = request.send().await.map_err(|e| transport(&e))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| transport(&e))?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
 /// A transport error, described without the URL (it carries nothing
 /// secret here, but the kind is what an on-call engineer needs).
 pub(crate) fn transport(e: &reqwest::Error) -> &'static str {

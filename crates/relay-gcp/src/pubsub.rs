@@ -45,7 +45,7 @@ use relay_core::queue::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::metadata::{AccessToken, DEFAULT_HOST, MetadataServer, transport};
+use crate::metadata::{AccessToken, DEFAULT_HOST, MetadataServer, send_for_json};
 use crate::settings;
 use crate::timestamp::parse_rfc3339;
 
@@ -375,16 +375,9 @@ impl PubSub {
                 request = request.bearer_auth(token.secret());
             }
         }
-        let response = request
-            .send()
+        let (status, answer) = send_for_json(request)
             .await
-            .map_err(|e| backend(format!("pubsub {op}: {}", transport(&e))))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| backend(format!("pubsub {op}: {}", transport(&e))))?;
-        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            .map_err(|e| backend(format!("pubsub {op}: {e}")))?;
         if status.is_success() {
             return Ok(answer);
         }
