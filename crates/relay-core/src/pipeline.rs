@@ -298,11 +298,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         }
         let reports = match self.accept_and_apply(&delivery).await {
             Ok(reports) => reports,
-            Err(e) => {
-                tracing::warn!(source = %source, parse_error = %e, "delivery is not a valid {source} payload");
-                let body = serde_json::json!({ "error": e.to_string() }).to_string();
-                return json_response(StatusCode::BAD_REQUEST, body);
-            }
+            Err(e) => return not_a_delivery(source, &e),
         };
         let transient = reports
             .iter()
@@ -322,11 +318,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         let source = delivery.source();
         let parsed = match parse_delivery(delivery) {
             Ok(parsed) => parsed,
-            Err(e) => {
-                tracing::warn!(source = %source, parse_error = %e, "delivery is not a valid {source} payload");
-                let body = serde_json::json!({ "error": e.to_string() }).to_string();
-                return json_response(StatusCode::BAD_REQUEST, body);
-            }
+            Err(e) => return not_a_delivery(source, &e),
         };
         for skipped in &parsed.skipped {
             log_report(&skipped_report(source, skipped));
@@ -768,6 +760,14 @@ pub fn subject(change: &Change) -> String {
         | Change::GroupRenamed { group: g, .. }
         | Change::GroupDeleted { group: g } => group(g),
     }
+}
+
+/// 400 for a verified body that is not a delivery of its source, with the
+/// parser's reason (it names fields, never values).
+fn not_a_delivery(source: Source, e: &ParseError) -> Response<Bytes> {
+    tracing::warn!(source = %source, parse_error = %e, "delivery is not a valid {source} payload");
+    let body = serde_json::json!({ "error": e.to_string() }).to_string();
+    json_response(StatusCode::BAD_REQUEST, body)
 }
 
 fn empty_response(status: StatusCode) -> Response<Bytes> {

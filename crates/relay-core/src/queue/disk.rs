@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,6 @@ pub struct Lease {
 pub struct DiskQueue {
     state: Mutex<State>,
     journal: Mutex<File>,
-    path: PathBuf,
     notify: Notify,
     _lock: File,
 }
@@ -232,14 +231,9 @@ impl DiskQueue {
         Ok(Self {
             state: Mutex::new(state),
             journal: Mutex::new(journal),
-            path,
             notify: Notify::new(),
             _lock: lock,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -275,8 +269,8 @@ impl DiskQueue {
 
     /// The next message a worker may apply: the oldest pending message of a
     /// subject that has nothing in flight and whose backoff has passed.
-    /// `None` when nothing is ready; then [`Self::next_due`] says when to
-    /// look again.
+    /// `None` when nothing is ready ([`Self::lease_or_wait`] waits for
+    /// that).
     pub fn lease(&self) -> Option<Lease> {
         let now = Instant::now();
         let mut s = self.state();
@@ -313,7 +307,7 @@ impl DiskQueue {
     }
 
     /// When the earliest backed-off message becomes ready, if any waits.
-    pub fn next_due(&self) -> Option<Instant> {
+    fn next_due(&self) -> Option<Instant> {
         self.state()
             .pending
             .values()
@@ -548,7 +542,7 @@ mod tests {
         })
     }
 
-    fn dir(name: &str) -> PathBuf {
+    fn dir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("relay-q-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
