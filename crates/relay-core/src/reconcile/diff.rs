@@ -486,24 +486,17 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
             actions: vec![action],
         });
     }
-    // Duo group id → the in-scope IdP group it stands for, and whether
-    // members may be removed from it (managed, i.e. tagged).
-    let duo_group_role: HashMap<&DuoGroupId, (&IdpGroup, bool)> = matches
+    // Duo group id → the in-scope IdP group it stands for (members may be
+    // removed from it when it is managed, i.e. tagged).
+    let duo_group_role: HashMap<&DuoGroupId, &GroupMatch<'_>> = matches
         .iter()
-        .filter_map(|m| Some((&m.duo?.group_id, (m.idp, m.tagged))))
-        .collect();
-    let group_tag: HashMap<&str, &str> = matches
-        .iter()
-        .map(|m| (m.idp.idp_id.as_str(), m.tag.as_str()))
+        .filter_map(|m| Some((&m.duo?.group_id, m)))
         .collect();
     // IdP user id → in-scope groups it is a member of.
-    let mut wanted_groups: HashMap<&str, Vec<&IdpGroup>> = HashMap::new();
+    let mut wanted_groups: HashMap<&str, Vec<&GroupMatch<'_>>> = HashMap::new();
     for m in &matches {
         for member in idp.members.get(&m.idp.idp_id).into_iter().flatten() {
-            wanted_groups
-                .entry(member.as_str())
-                .or_default()
-                .push(m.idp);
+            wanted_groups.entry(member.as_str()).or_default().push(m);
         }
     }
 
@@ -586,28 +579,22 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
             .unwrap_or_default();
         let mut actions = Vec::new();
         let mut wanted_ids: HashSet<&str> = HashSet::new();
-        let mut sorted: Vec<&&IdpGroup> = wanted.iter().collect();
-        sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        for g in sorted {
-            wanted_ids.insert(g.idp_id.as_str());
-            let counterpart = matches
-                .iter()
-                .find(|m| m.idp.idp_id == g.idp_id)
-                .and_then(|m| m.duo);
-            if counterpart.is_some_and(|d| current.contains(&d.group_id)) {
+        let mut sorted: Vec<&GroupMatch<'_>> = wanted.to_vec();
+        sorted.sort_by(|a, b| a.idp.name.cmp(&b.idp.name));
+        for m in sorted {
+            wanted_ids.insert(m.idp.idp_id.as_str());
+            if m.duo.is_some_and(|d| current.contains(&d.group_id)) {
                 continue;
             }
-            let tag = group_tag
-                .get(g.idp_id.as_str())
-                .map_or_else(|| scope.tag(&g.idp_id), |t| (*t).to_owned());
-            actions.push(add_membership(key, g, tag));
+            actions.push(add_membership(key, m.idp, m.tag.clone()));
         }
         if let Some(d) = duo_user {
-            for m in &d.groups {
-                if let Some((g, true)) = duo_group_role.get(&m.group_id)
-                    && !wanted_ids.contains(g.idp_id.as_str())
+            for g in &d.groups {
+                if let Some(m) = duo_group_role.get(&g.group_id)
+                    && m.tagged
+                    && !wanted_ids.contains(m.idp.idp_id.as_str())
                 {
-                    actions.push(remove_membership(key, m, &scope.tag(&g.idp_id)));
+                    actions.push(remove_membership(key, g, &m.tag));
                 }
             }
         }
