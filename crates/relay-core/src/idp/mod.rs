@@ -401,15 +401,9 @@ fn base_url(variable: &'static str, value: &str, example: &str) -> Result<Url, C
     let bad = |problem: &str| ConfigError::new(variable, format!("{problem}, like {example}"));
     let url = Url::parse(&with_scheme).map_err(|_| bad("must be a URL"))?;
     let host = url.host_str().ok_or_else(|| bad("must name a host"))?;
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if is_loopback(host) => {}
         "http" => return Err(bad("must use https (http only for 127.0.0.1 or localhost)")),
         _ => return Err(bad("must be an https URL")),
     }
@@ -420,6 +414,17 @@ fn base_url(variable: &'static str, value: &str, example: &str) -> Result<Url, C
         return Err(bad("must not carry credentials"));
     }
     Ok(url)
+}
+
+/// `localhost` or a loopback address (`127.0.0.1`, `[::1]`): the only
+/// hosts plain http may reach (tests and local stand-ins).
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `https://host[:port]`, no trailing slash.

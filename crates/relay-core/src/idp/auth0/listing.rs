@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use super::{Auth0Api, Auth0User, USER_FIELDS};
 use crate::idp::{
-    IdpError, IdpGroup, IdpUser, MAX_PAGES, decode, encode_component, path_segment, status_error,
+    IdpError, IdpGroup, IdpUser, MAX_PAGES, decode, encode_component, is_loopback, path_segment,
+    status_error,
 };
 
 /// Auth0's largest page of users, roles and role members.
@@ -225,14 +226,7 @@ impl Auth0Api {
     async fn download_export(&self, location: &str) -> Result<Vec<u8>, IdpError> {
         let url = Url::parse(location)
             .map_err(|_| IdpError::Decode("export job location is not a URL".into()))?;
-        let loopback = url
-            .host_str()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .is_some_and(|h| {
-                h == "localhost"
-                    || h.parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            });
+        let loopback = url.host_str().is_some_and(is_loopback);
         if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
             return Err(IdpError::Decode(
                 "export job location is not an https URL".into(),
