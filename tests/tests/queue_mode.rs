@@ -353,6 +353,9 @@ impl relay_core::store::IdempotencyStore for NoWatermarks {
     async fn release(&self, key: &EventId) -> Result<(), relay_core::store::StoreError> {
         self.0.release(key).await
     }
+    async fn watermark(&self, key: &str) -> Result<Option<i64>, relay_core::store::StoreError> {
+        self.0.watermark(key).await
+    }
     async fn set_watermark(
         &self,
         _key: &str,

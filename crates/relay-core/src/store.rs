@@ -56,12 +56,9 @@ pub trait IdempotencyStore: Send + Sync {
 
     /// The event time (ms since the epoch) of the newest event applied to
     /// one aspect of a subject (see [`crate::order`]), if any is remembered.
-    /// A store without watermarks answers `None`: events then apply in the
-    /// order they are processed.
-    fn watermark(&self, key: &str) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send {
-        let _ = key;
-        async { Ok(None) }
-    }
+    /// Required, not defaulted: a store that silently remembered nothing
+    /// would switch stale-event protection off.
+    fn watermark(&self, key: &str) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
     /// Records that an event of time `at_ms` was applied to `key` (keeps the
     /// newer of the stored and the given time).
@@ -69,10 +66,7 @@ pub trait IdempotencyStore: Send + Sync {
         &self,
         key: &str,
         at_ms: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = (key, at_ms);
-        async { Ok(()) }
-    }
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
