@@ -250,17 +250,23 @@ fn status_matches(current: &UserStatus, wanted: UserState) -> bool {
     }
 }
 
-/// The update, enable and disable actions that bring `duo` to `idp`.
-pub(crate) fn user_changes(scope: &PlanScope<'_>, idp: &IdpUser, duo: &User) -> Vec<Action> {
-    let tag = scope.tag(&idp.idp_id);
-    let key = UserKey {
-        idp_alias: Some(tag.clone()),
+/// How the actions about an IdP user matched to a Duo user name it: this
+/// IdP's alias, and the IdP login (else the Duo username).
+pub(crate) fn matched_key(scope: &PlanScope<'_>, idp: &IdpUser, duo: &User) -> UserKey {
+    UserKey {
+        idp_alias: Some(scope.tag(&idp.idp_id)),
         username: idp
             .profile
             .login
             .clone()
             .or_else(|| Some(duo.username.clone())),
-    };
+    }
+}
+
+/// The update, enable and disable actions that bring `duo` to `idp`.
+pub(crate) fn user_changes(scope: &PlanScope<'_>, idp: &IdpUser, duo: &User) -> Vec<Action> {
+    let key = matched_key(scope, idp, duo);
+    let tag = scope.tag(&idp.idp_id);
     let attrs = attrs_of(idp);
     let mut changes = Vec::new();
     let mut renamed = None;
@@ -605,14 +611,7 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
         let idp_user = idp_users[i];
         let duo_user = &duo.users[d];
         let mut actions = user_changes(scope, idp_user, duo_user);
-        let key = UserKey {
-            idp_alias: Some(scope.tag(&idp_user.idp_id)),
-            username: idp_user
-                .profile
-                .login
-                .clone()
-                .or_else(|| Some(duo_user.username.clone())),
-        };
+        let key = matched_key(scope, idp_user, duo_user);
         actions.extend(memberships(&key, idp_user, Some(duo_user)));
         if !actions.is_empty() {
             updates.push(Unit {

@@ -11,8 +11,8 @@ use duo_admin::User;
 
 use super::ReconcileError;
 use super::diff::{
-    Action, PlanScope, Subject, Unit, Untouched, add_membership, create_user, remove_membership,
-    user_changes,
+    Action, PlanScope, Subject, Unit, Untouched, add_membership, create_user, matched_key,
+    remove_membership, user_changes,
 };
 use super::read::{DuoReader, IdpReader};
 use crate::event::{UserRef, UserState};
@@ -119,10 +119,7 @@ pub async fn plan_user<I: IdpReader, R: DuoReader>(
     match (found, duo_user) {
         (Some(u), Some(d)) => {
             let mut actions = user_changes(scope, &u, &d);
-            let key = UserKey {
-                idp_alias: Some(scope.tag(&u.idp_id)),
-                username: u.profile.login.clone().or_else(|| Some(d.username.clone())),
-            };
+            let key = matched_key(scope, &u, &d);
             actions.extend(memberships(idp, scope, &u, &key, Some(&d)).await?);
             Ok(one(key, actions))
         }
