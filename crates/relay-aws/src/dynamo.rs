@@ -112,10 +112,7 @@ impl DynamoStore {
         if key.len() <= MAX_PLAIN_WATERMARK_KEY {
             format!("{WATERMARK_PREFIX}{key}")
         } else {
-            use sha2::Digest as _;
-            let digest = sha2::Sha256::digest(key.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("{WATERMARK_PREFIX}sha256:{hex}")
+            format!("{WATERMARK_PREFIX}sha256:{}", crate::sha256_hex(key))
         }
     }
 

@@ -293,6 +293,13 @@ pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// SHA-256 of `text` as lower-case hex (hashed DynamoDB keys, SQS group and
+/// deduplication ids).
+pub(crate) fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// Queue mode's parts: where the accept stage writes, and the worker.
 #[derive(Debug, Clone)]
 struct Queued {

@@ -30,7 +30,6 @@ use aws_sdk_sqs::types::{
 use relay_core::queue::{
     BoxFuture, DeadLetter, DeadLetterEntry, DeadLetterStore, EventQueue, QueueError, QueuedEvent,
 };
-use sha2::{Digest as _, Sha256};
 
 /// The largest message SQS takes by default (bytes of body), and the
 /// largest `SendMessageBatch` (all bodies together).
@@ -67,13 +66,6 @@ where
         "SQS {operation} on {queue_url}: {}",
         crate::describe(error)
     ))
-}
-
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn now_ms() -> i64 {
@@ -202,7 +194,7 @@ pub async fn send_dead_letter(
             body.len()
         )));
     }
-    let id = sha256_hex(&format!("dead-letter:{source_message_id}"));
+    let id = crate::sha256_hex(&format!("dead-letter:{source_message_id}"));
     let output = client
         .send_message()
         .queue_url(dlq_url)
@@ -408,11 +400,11 @@ impl DeadLetterStore for SqsDeadLetters {
             let (group, dedup) = match QueuedEvent::from_json(body) {
                 Ok(message) => (message.group_id(), message.dedup_id()),
                 Err(_) => {
-                    let hash = sha256_hex(body);
+                    let hash = crate::sha256_hex(body);
                     (hash.clone(), hash)
                 }
             };
-            let fresh_dedup = sha256_hex(&format!("{dedup}:replay:{}", now_ms()));
+            let fresh_dedup = crate::sha256_hex(&format!("{dedup}:replay:{}", now_ms()));
             self.client
                 .send_message()
                 .queue_url(&self.queue_url)
