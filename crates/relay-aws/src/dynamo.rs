@@ -119,19 +119,10 @@ impl DynamoStore {
     /// How many attempts at the queue message `message_id` (an SQS message
     /// id) failed, as [`DynamoStore::record_failed_attempt`] counted them.
     pub async fn failed_attempts(&self, message_id: &str) -> Result<u32, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(
-                PK,
-                AttributeValue::S(format!("{ATTEMPTS_PREFIX}{message_id}")),
-            )
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend("GetItem", &self.table, &e))?;
-        Ok(match output.item().and_then(|item| item.get(ATTEMPTS)) {
+        let item = self
+            .get(AttributeValue::S(format!("{ATTEMPTS_PREFIX}{message_id}")))
+            .await?;
+        Ok(match item.as_ref().and_then(|item| item.get(ATTEMPTS)) {
             Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
             _ => 0,
         })
