@@ -96,16 +96,11 @@ impl SqsRecord {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct SqsEvent {
-    #[serde(rename = "Records")]
-    records: Vec<SqsRecord>,
-}
-
 /// The records of a Lambda SQS event, or `None` when `event` is not one
 /// (every record's `eventSource` is `aws:sqs`).
 pub fn sqs_records(event: &Value) -> Option<Vec<SqsRecord>> {
-    let records = event.get("Records")?.as_array()?;
+    let value = event.get("Records")?;
+    let records = value.as_array()?;
     let is_sqs = !records.is_empty()
         && records
             .iter()
@@ -113,9 +108,8 @@ pub fn sqs_records(event: &Value) -> Option<Vec<SqsRecord>> {
     if !is_sqs {
         return None;
     }
-    serde_json::from_value::<SqsEvent>(event.clone())
-        .ok()
-        .map(|e| e.records)
+    // Read in place: the event (up to ten 256 KiB bodies) is not copied.
+    Vec::<SqsRecord>::deserialize(value).ok()
 }
 
 /// The answer Lambda reads with `ReportBatchItemFailures`.
