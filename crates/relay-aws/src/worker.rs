@@ -54,6 +54,11 @@ pub const RECORD_RESERVE: Duration = Duration::from_secs(15);
 /// A record still running this long before the deadline is cut off.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 
+/// How long a record that was cut off (or whose task failed) stays
+/// invisible: past the claim it may still hold, so the retry finds the
+/// event free.
+const AFTER_CLAIM: Duration = CLAIM_TIMEOUT.saturating_add(Duration::from_secs(10));
+
 /// The Duo retry policy and per-attempt timeout of a queue worker: longer
 /// than in the request (no IdP is waiting), bounded so a record fits well
 /// inside the function timeout; what still fails is retried by the queue.
@@ -209,7 +214,7 @@ impl Worker {
                             id,
                             handle,
                             Settled::Failed {
-                                visible_in: CLAIM_TIMEOUT + Duration::from_secs(10),
+                                visible_in: AFTER_CLAIM,
                                 attempted: true,
                             },
                         )
@@ -338,7 +343,7 @@ impl Worker {
                 let mut visible_in = self.policy.backoff(attempt);
                 if cut_off {
                     // The cut-off attempt may still hold the event's claim.
-                    visible_in = visible_in.max(CLAIM_TIMEOUT + Duration::from_secs(10));
+                    visible_in = visible_in.max(AFTER_CLAIM);
                     tracing::warn!(message_id = %record.message_id, attempt, reason = %reason, "record cut off");
                 }
                 Settled::Failed {
