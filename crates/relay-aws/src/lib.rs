@@ -229,23 +229,26 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// after about 3 s, and a store that does not answer must turn into a 503
 /// (the IdP retries) rather than a timeout.
 pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-        .operation_attempt_timeout(Duration::from_secs(1))
-        .operation_timeout(Duration::from_secs(2))
-        .build();
-    let config = aws_sdk_dynamodb::config::Builder::from(sdk)
-        .timeout_config(timeouts)
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    dynamodb_client_within(sdk, Duration::from_secs(1), Duration::from_secs(2))
 }
 
 /// A DynamoDB client for queue mode's worker: no IdP is waiting, so a slow
 /// answer is better than a failed write (a watermark or completion that
 /// cannot be written after Duo was changed is only logged).
 pub fn worker_dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    dynamodb_client_within(sdk, Duration::from_secs(3), Duration::from_secs(10))
+}
+
+/// A DynamoDB client on `sdk` whose attempts and whole calls (retries
+/// included) give up after `attempt` and `total`.
+fn dynamodb_client_within(
+    sdk: &aws_config::SdkConfig,
+    attempt: Duration,
+    total: Duration,
+) -> aws_sdk_dynamodb::Client {
     let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-        .operation_attempt_timeout(Duration::from_secs(3))
-        .operation_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(total)
         .build();
     let config = aws_sdk_dynamodb::config::Builder::from(sdk)
         .timeout_config(timeouts)
