@@ -861,12 +861,7 @@ mod tests {
 
     #[test]
     fn settings_name_the_missing_or_bad_variable() {
-        let env = |pairs: &[(&str, &str)]| -> RawConfig {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
+        let env = relay_core::config::from_pairs;
         let err = Settings::from_env(&env(&[])).unwrap_err();
         assert_eq!(err.variable, "RELAY_SECRET_ID");
         let err = Settings::from_env(&env(&[("RELAY_SECRET_ID", "relay")])).unwrap_err();
@@ -891,11 +886,12 @@ mod tests {
     #[test]
     fn queue_mode_needs_both_fifo_queues() {
         let env = |pairs: &[(&str, &str)]| -> RawConfig {
-            [("RELAY_SECRET_ID", "relay"), ("RELAY_TABLE_NAME", "t")]
-                .iter()
-                .chain(pairs)
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
+            let mut env = relay_core::config::from_pairs(&[
+                ("RELAY_SECRET_ID", "relay"),
+                ("RELAY_TABLE_NAME", "t"),
+            ]);
+            env.extend(relay_core::config::from_pairs(pairs));
+            env
         };
         let queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/relay-events.fifo";
         let dlq = "https://sqs.eu-west-1.amazonaws.com/123456789012/relay-dead-letters.fifo";

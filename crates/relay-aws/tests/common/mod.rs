@@ -6,7 +6,6 @@
 
 pub mod queue;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -181,10 +180,7 @@ impl Fixture {
 
 /// The text of `tests/fixtures/okta/<name>` at the workspace root.
 pub fn okta_fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/okta")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    relay_tests::fixture_text(&format!("okta/{name}"))
 }
 
 /// The user the `user-lifecycle-create.json` delivery creates.
