@@ -62,14 +62,16 @@ locals {
 
   # The secret's JSON object: only the keys whose variable is set (the relay
   # treats a present key as configured).
-  secret_values = merge(
-    var.duo_skey == null ? {} : { DUO_SKEY = var.duo_skey },
-    var.okta_auth_secret == null ? {} : { OKTA_AUTH_SECRET = var.okta_auth_secret },
-    var.auth0_auth_secret == null ? {} : { AUTH0_AUTH_SECRET = var.auth0_auth_secret },
-    var.okta_api_token == null ? {} : { OKTA_API_TOKEN = var.okta_api_token },
-    var.auth0_client_secret == null ? {} : { AUTH0_CLIENT_SECRET = var.auth0_client_secret },
-    var.webhook_signing_secrets == null ? {} : { WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets },
-  )
+  secret_values = {
+    for key, value in {
+      DUO_SKEY                = var.duo_skey
+      OKTA_AUTH_SECRET        = var.okta_auth_secret
+      AUTH0_AUTH_SECRET       = var.auth0_auth_secret
+      OKTA_API_TOKEN          = var.okta_api_token
+      AUTH0_CLIENT_SECRET     = var.auth0_client_secret
+      WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets
+    } : key => value if value != null
+  }
 
   # Namespace of the relay's EMF metrics (crates/relay-server/src/metrics.rs),
   # one per deployment; monitoring.tf alarms on it.
