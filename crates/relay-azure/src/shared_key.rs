@@ -24,7 +24,7 @@
 //! `/devstoreaccount1/devstoreaccount1/Tables`.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -156,31 +156,19 @@ pub fn authorization(account: &str, key: &AccountKey, string_to_sign: &str) -> S
 }
 
 /// RFC 1123 date in GMT (`Sun, 11 Oct 2009 21:49:13 GMT`), the form
-/// `x-ms-date` takes.
+/// `x-ms-date` takes: Duo's RFC 2822 date with the zone written `GMT`.
 pub fn rfc1123(time: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = duo_admin::date::civil_from_days(days);
-    // 1970-01-01 was a Thursday.
-    let weekday = DAYS[usize::try_from(days % 7).unwrap_or(0)];
-    let month = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
-    format!(
-        "{weekday}, {day:02} {month} {year:04} {:02}:{:02}:{:02} GMT",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let date = duo_admin::date::rfc2822(time);
+    match date.strip_suffix(" -0000") {
+        Some(utc) => format!("{utc} GMT"),
+        None => date,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn rfc1123_dates() {
