@@ -2,7 +2,7 @@
 //! strings, and the `relay-azure` binary as a child process.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,12 +78,7 @@ pub(crate) async fn fresh_store(
 
 pub(crate) const SECRET: &str = "azure-e2e-secret-0123456789abcdef";
 
-pub(crate) fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+pub(crate) use relay_tests::fixture_text as fixture;
 
 pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

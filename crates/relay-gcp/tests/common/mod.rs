@@ -820,7 +820,5 @@ impl Drop for RelayProcess {
 
 /// The Okta fixture every binary test delivers.
 pub fn okta_fixture() -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/okta/user-lifecycle-create.json");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    relay_tests::fixture_text("okta/user-lifecycle-create.json")
 }
