@@ -836,13 +836,10 @@ mod tests {
             assert!(err.starts_with("RELAY_METRICS_NAMESPACE"), "{err}");
             assert!(!err.contains(bad), "the error quotes the value: {err}");
         }
-        let env: RawConfig = [
+        let env = relay_core::config::from_pairs(&[
             ("AWS_LAMBDA_FUNCTION_NAME", "relay"),
             ("RELAY_METRICS_NAMESPACE", "IdpDuoRelay/prod"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        ]);
         assert_eq!(
             Metrics::from_env(&env, Json),
             Ok(Metrics::Emf(Emf::new("IdpDuoRelay/prod").unwrap()))
