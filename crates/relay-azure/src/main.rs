@@ -47,14 +47,6 @@ fn main() -> std::process::ExitCode {
 }
 
 /// `RELAY_MODE`: `sync` (default) or `queue`.
-fn queue_mode(raw: &RawConfig) -> anyhow::Result<bool> {
-    match optional(raw, "RELAY_MODE") {
-        None | Some("sync") => Ok(false),
-        Some("queue") => Ok(true),
-        Some(_) => anyhow::bail!("RELAY_MODE: must be sync or queue"),
-    }
-}
-
 /// `relay-azure dlq …`: the poison queue's dead letters.
 async fn dlq(raw: &RawConfig, args: &[String]) -> i32 {
     let store = match relay_azure::QueueSettings::from_config(raw)
@@ -84,7 +76,7 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
 
     relay_azure::check_key_vault_references(&raw)?;
     let listen = relay_azure::listen(&raw)?;
-    let queued = queue_mode(&raw)?;
+    let queued = relay_core::queue::queue_mode(&raw)?;
     let policy = QueuePolicy::from_config(&raw)?;
     // Every setting is read before anything is called.
     let queue_settings = if queued {

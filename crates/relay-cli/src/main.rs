@@ -124,15 +124,6 @@ fn port(raw: &RawConfig) -> anyhow::Result<u16> {
     }
 }
 
-/// `RELAY_MODE`: `sync` (default) or `queue`.
-fn queue_mode(raw: &RawConfig) -> anyhow::Result<bool> {
-    match optional(raw, "RELAY_MODE") {
-        None | Some("sync") => Ok(false),
-        Some("queue") => Ok(true),
-        Some(_) => bail!("RELAY_MODE: must be sync or queue"),
-    }
-}
-
 /// `RELAY_QUEUE_CONCURRENCY`: how many queue workers `serve` runs (default 4).
 fn queue_concurrency(raw: &RawConfig) -> anyhow::Result<usize> {
     match optional(raw, "RELAY_QUEUE_CONCURRENCY") {
@@ -152,7 +143,7 @@ fn state_dir(raw: &RawConfig) -> &str {
 async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     init_logging(raw, std::io::stdout().is_terminal())?;
     let state_dir = state_dir(raw);
-    let queued = queue_mode(raw)?;
+    let queued = relay_core::queue::queue_mode(raw)?;
     let policy = QueuePolicy::from_config(raw)?;
     let concurrency = queue_concurrency(raw)?;
     let store = FileStore::open(PathBuf::from(state_dir).join("applied.log"), DEFAULT_TTL)

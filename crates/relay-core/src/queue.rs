@@ -115,6 +115,19 @@ pub trait EventQueue: Send + Sync + fmt::Debug {
     fn enqueue<'a>(&'a self, events: &'a [QueuedEvent]) -> BoxFuture<'a, Result<(), QueueError>>;
 }
 
+/// `RELAY_MODE`: `sync` (the default: apply inside the request) or `queue`
+/// (enqueue durably, answer at once, apply in a worker). `true` for queue.
+pub fn queue_mode(raw: &crate::config::RawConfig) -> Result<bool, crate::config::ConfigError> {
+    match crate::config::optional(raw, "RELAY_MODE") {
+        None | Some("sync") => Ok(false),
+        Some("queue") => Ok(true),
+        Some(_) => Err(crate::config::ConfigError::new(
+            "RELAY_MODE",
+            "must be sync or queue",
+        )),
+    }
+}
+
 /// The worker's decision for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -402,4 +415,19 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_pairs;
+
+    #[test]
+    fn relay_mode_is_sync_by_default_and_refuses_anything_else() {
+        assert!(!queue_mode(&from_pairs(&[])).unwrap());
+        assert!(!queue_mode(&from_pairs(&[("RELAY_MODE", "sync")])).unwrap());
+        assert!(queue_mode(&from_pairs(&[("RELAY_MODE", "queue")])).unwrap());
+        let e = queue_mode(&from_pairs(&[("RELAY_MODE", "fast")])).unwrap_err();
+        assert_eq!(e.to_string(), "RELAY_MODE: must be sync or queue");
+    }
 }

@@ -73,14 +73,6 @@ async fn dlq(raw: &RawConfig, args: &[String]) -> i32 {
 }
 
 /// `RELAY_MODE`: `sync` (default) or `queue`.
-fn queue_mode(raw: &RawConfig) -> anyhow::Result<bool> {
-    match optional(raw, "RELAY_MODE") {
-        None | Some("sync") => Ok(false),
-        Some("queue") => Ok(true),
-        Some(_) => anyhow::bail!("RELAY_MODE: must be sync or queue"),
-    }
-}
-
 async fn run(raw: &RawConfig) -> anyhow::Result<()> {
     let port: u16 = match optional(raw, "PORT") {
         None => 8080,
@@ -88,7 +80,7 @@ async fn run(raw: &RawConfig) -> anyhow::Result<()> {
             .parse()
             .map_err(|_| anyhow::anyhow!("PORT: must be a port number (1-65535)"))?,
     };
-    let queued = queue_mode(raw)?;
+    let queued = relay_core::queue::queue_mode(raw)?;
     let policy = QueuePolicy::from_config(raw)?;
     // Queue settings are read before anything is called.
     let queue_config = if queued {
