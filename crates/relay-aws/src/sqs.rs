@@ -319,30 +319,64 @@ impl SqsDeadLetters {
     /// released becomes visible after [`SqsDeadLetters::HOLD`]).
     pub async fn release(&self) {
         let held: Vec<(String, Held)> = self.held().drain().collect();
-        for chunk in held.chunks(MAX_BATCH_ENTRIES) {
-            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (_, h))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(&h.receipt_handle)
-                        .visibility_timeout(0)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            if let Err(e) = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.dlq_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                tracing::warn!(error = %sqs_error("ChangeMessageVisibilityBatch", &self.dlq_url, &e), "could not release dead letters; they become visible again after the hold");
+        let handles: Vec<(&str, Duration)> = held
+            .iter()
+            .map(|(_, h)| (h.receipt_handle.as_str(), Duration::ZERO))
+            .collect();
+        if let Err(e) = change_visibility(&self.client, &self.dlq_url, &handles).await {
+            tracing::warn!(error = %e, "could not release dead letters; they become visible again after the hold");
+        }
+    }
+}
+
+/// Sets the visibility of received messages (receipt handle, visible again
+/// after; at most [`MAX_VISIBILITY`]) in batches of [`MAX_BATCH_ENTRIES`].
+/// Every batch is tried; the error names the first that failed, or how many
+/// messages SQS refused.
+pub(crate) async fn change_visibility(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    handles: &[(&str, Duration)],
+) -> Result<(), QueueError> {
+    let mut first_error = None;
+    let mut refused = 0;
+    for chunk in handles.chunks(MAX_BATCH_ENTRIES) {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (handle, visible_in))| {
+                let secs = visible_in.min(&MAX_VISIBILITY).as_secs_f64().ceil();
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*handle)
+                    // At most 43200: fits.
+                    .visibility_timeout(secs as i32)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        match client
+            .change_message_visibility_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(output) => refused += output.failed().len(),
+            Err(e) => {
+                first_error.get_or_insert_with(|| {
+                    sqs_error("ChangeMessageVisibilityBatch", queue_url, &e)
+                });
             }
         }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None if refused > 0 => Err(QueueError::Backend(format!(
+            "SQS ChangeMessageVisibilityBatch on {queue_url}: {refused} of {} messages refused",
+            handles.len()
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -40,13 +40,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use relay_core::queue::{DeadLetter, Disposition, QueuePolicy, QueuedEvent};
 use relay_core::store::CLAIM_TIMEOUT;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::sqs::{MAX_BATCH_ENTRIES, MAX_VISIBILITY, send_dead_letter, sqs_error};
+use crate::sqs::{change_visibility, send_dead_letter};
 use crate::{DynamoStore, LambdaRelay};
 
 /// A record is not started with less time than this before the deadline.
@@ -415,41 +414,11 @@ impl Worker {
                 _ => None,
             })
             .collect();
-        for chunk in failed.chunks(MAX_BATCH_ENTRIES) {
-            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (handle, visible_in))| {
-                    let secs = visible_in.min(&MAX_VISIBILITY).as_secs_f64().ceil();
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*handle)
-                        // At most 43200: fits.
-                        .visibility_timeout(secs as i32)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            match self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(output) if !output.failed().is_empty() => {
-                    tracing::warn!(
-                        failed = output.failed().len(),
-                        "could not set the visibility of some failed records; they come back after the queue's visibility timeout"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(
-                    error = %sqs_error("ChangeMessageVisibilityBatch", &self.queue_url, &e),
-                    "could not set the visibility of failed records; they come back after the queue's visibility timeout"
-                ),
-            }
+        if let Err(e) = change_visibility(&self.sqs, &self.queue_url, &failed).await {
+            tracing::warn!(
+                error = %e,
+                "could not set the visibility of failed records; they come back after the queue's visibility timeout"
+            );
         }
     }
 }
