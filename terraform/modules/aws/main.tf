@@ -1,8 +1,9 @@
 # idp-duo-relay on AWS: one Lambda function (binary `bootstrap`) behind a
 # function URL, its configuration in one Secrets Manager secret, idempotency
 # in DynamoDB, logs in CloudWatch Logs, alarms to an SNS topic. Files:
-# lambda.tf (function, URL), secret.tf, storage.tf (table, queues), iam.tf
-# (execution role), monitoring.tf (log group, topic, alarms).
+# lambda.tf (function, URL, queue event source), secret.tf, storage.tf
+# (table, queues), iam.tf (execution role), monitoring.tf (log group, topic,
+# alarms), reconcile.tf (the scheduled reconcile, off by default).
 
 data "aws_caller_identity" "current" {}
 
