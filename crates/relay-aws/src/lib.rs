@@ -166,10 +166,10 @@ impl Settings {
                 "is not set; set it to the DynamoDB table of the idempotency store",
             )
         })?;
-        let queue = match optional(env, "RELAY_MODE") {
-            None | Some("sync") => None,
-            Some("queue") => Some(QueueSettings::from_env(env)?),
-            Some(_) => return Err(ConfigError::new("RELAY_MODE", "must be sync or queue")),
+        let queue = if relay_core::queue::queue_mode(env)? {
+            Some(QueueSettings::from_env(env)?)
+        } else {
+            None
         };
         let secret_ttl = match optional(env, "RELAY_SECRET_TTL_SECS") {
             None => Self::DEFAULT_SECRET_TTL,

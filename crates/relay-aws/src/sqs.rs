@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::types::{
@@ -66,12 +66,6 @@ where
         "SQS {operation} on {queue_url}: {}",
         crate::describe(error)
     ))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The FIFO event queue, as the accept stage writes to it.
@@ -438,7 +432,8 @@ impl DeadLetterStore for SqsDeadLetters {
                     (hash.clone(), hash)
                 }
             };
-            let fresh_dedup = crate::sha256_hex(&format!("{dedup}:replay:{}", now_ms()));
+            let fresh_dedup =
+                crate::sha256_hex(&format!("{dedup}:replay:{}", relay_core::queue::now_ms()));
             self.client
                 .send_message()
                 .queue_url(&self.queue_url)
