@@ -112,7 +112,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
 /// Logs to stderr (stdout carries the report): JSON lines by default, as
 /// the other commands write them, or readable ones on a terminal.
 fn init_logging(raw: &RawConfig) -> Result<(), String> {
-    use relay_server::logging::{JsonLines, LogFormat};
+    use relay_server::logging::{LogFormat, init_stderr};
     let format = LogFormat::parse(optional(raw, "RELAY_LOG_FORMAT"))?.unwrap_or(
         if std::io::stderr().is_terminal() {
             LogFormat::Pretty
@@ -120,16 +120,7 @@ fn init_logging(raw: &RawConfig) -> Result<(), String> {
             LogFormat::Json
         },
     );
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.event_format(JsonLines::new()).try_init(),
-    };
-    result.map_err(|e| format!("logging: {e}"))
+    init_stderr(format, "info")
 }
 
 /// Runs the command and answers its exit code.

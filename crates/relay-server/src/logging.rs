@@ -56,9 +56,29 @@ pub fn init_with_metrics(
     default_filter: &str,
     metrics: Metrics,
 ) -> Result<(), String> {
+    install(format, default_filter, metrics, std::io::stdout)
+}
+
+/// [`init`], writing to stderr: for commands whose stdout is their report
+/// (`idp-duo-relay reconcile`).
+pub fn init_stderr(format: LogFormat, default_filter: &str) -> Result<(), String> {
+    install(format, default_filter, Metrics::Off, std::io::stderr)
+}
+
+fn install<W>(
+    format: LogFormat,
+    default_filter: &str,
+    metrics: Metrics,
+    writer: W,
+) -> Result<(), String>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let result = match (format, metrics) {
         (LogFormat::Pretty, Metrics::Off) => builder.try_init(),
         (LogFormat::Pretty, Metrics::Emf(_)) => {
