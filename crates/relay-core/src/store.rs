@@ -87,14 +87,36 @@ struct Table {
     /// Watermark key → (event time in ms, expiry in epoch seconds).
     marks: HashMap<String, (i64, u64)>,
     ttl: Duration,
+    /// When (epoch seconds) expired entries are next dropped (see
+    /// [`Table::tick`]).
+    next_expiry: u64,
 }
 
 impl Table {
     fn new(ttl: Duration) -> Self {
-        Self {
+        let mut table = Self {
             entries: HashMap::new(),
             marks: HashMap::new(),
             ttl,
+            next_expiry: 0,
+        };
+        table.next_expiry = now_secs().saturating_add(table.expiry_interval());
+        table
+    }
+
+    /// How often expired entries are dropped while running: a quarter of
+    /// the TTL, between 1 s and 60 s. Each sweep is O(entries), so the
+    /// cost per operation stays constant while memory holds at most about
+    /// one TTL (plus an interval) of events.
+    fn expiry_interval(&self) -> u64 {
+        (self.ttl.as_secs() / 4).clamp(1, 60)
+    }
+
+    /// Drops expired entries when a sweep is due; every operation calls it.
+    fn tick(&mut self, now: u64) {
+        if now >= self.next_expiry {
+            self.expire(now);
+            self.next_expiry = now.saturating_add(self.expiry_interval());
         }
     }
 
@@ -108,6 +130,7 @@ impl Table {
     /// Keeps the newer time; answers the expiry written, or `None` when the
     /// stored time was already newer.
     fn set_watermark(&mut self, key: &str, at_ms: i64, now: u64) -> Option<u64> {
+        self.tick(now);
         if self.watermark(key, now).is_some_and(|old| old >= at_ms) {
             return None;
         }
@@ -117,6 +140,7 @@ impl Table {
     }
 
     fn claim(&mut self, key: &str, now: u64) -> Claim {
+        self.tick(now);
         match self.entries.get(key) {
             Some(Entry::Done { until }) if *until > now => Claim::Done,
             Some(Entry::Claimed { until }) if *until > now => Claim::InProgress,
@@ -133,6 +157,7 @@ impl Table {
     }
 
     fn complete(&mut self, key: &str, now: u64) -> u64 {
+        self.tick(now);
         let until = now + self.ttl.as_secs();
         self.entries.insert(key.to_owned(), Entry::Done { until });
         until
@@ -180,12 +205,7 @@ impl Default for MemoryStore {
 
 impl IdempotencyStore for MemoryStore {
     async fn claim(&self, key: &EventId) -> Result<Claim, StoreError> {
-        let now = now_secs();
-        let mut t = self.table();
-        if t.entries.len() > 100_000 {
-            t.expire(now);
-        }
-        Ok(t.claim(key.as_str(), now))
+        Ok(self.table().claim(key.as_str(), now_secs()))
     }
 
     async fn complete(&self, key: &EventId) -> Result<(), StoreError> {
@@ -368,6 +388,37 @@ mod tests {
         assert_eq!(store.claim(&id("b")).await.unwrap(), Claim::New);
         store.complete(&id("b")).await.unwrap();
         assert_eq!(store.claim(&id("b")).await.unwrap(), Claim::New);
+    }
+
+    /// Regression (issue 13, item 7): the in-memory table forgot nothing
+    /// while running (the memory store swept only past 100,000 entries, the
+    /// file store never), so a long-running `serve` grew without bound.
+    /// Entries and watermarks now go once their TTL has passed.
+    #[tokio::test]
+    async fn regression_issue_13_tables_expire_while_running() {
+        let dir = std::env::temp_dir().join(format!("relay-expiry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ttl = Duration::from_secs(1);
+        let memory = MemoryStore::new(ttl);
+        let file = FileStore::open(dir.join("applied.log"), ttl).unwrap();
+        for i in 0..50 {
+            let key = id(&format!("old-{i}"));
+            assert_eq!(memory.claim(&key).await.unwrap(), Claim::New);
+            memory.complete(&key).await.unwrap();
+            assert_eq!(file.claim(&key).await.unwrap(), Claim::New);
+            file.complete(&key).await.unwrap();
+        }
+        memory.set_watermark("user:okta:1/state", 5).await.unwrap();
+        file.set_watermark("user:okta:1/state", 5).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        // Any operation sweeps once the TTL (and the sweep interval) passed.
+        assert_eq!(memory.claim(&id("fresh")).await.unwrap(), Claim::New);
+        assert_eq!(file.claim(&id("fresh")).await.unwrap(), Claim::New);
+        for table in [memory.table(), file.table()] {
+            assert_eq!(table.entries.len(), 1, "only the fresh claim is left");
+            assert!(table.marks.is_empty(), "the watermark expired too");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
