@@ -251,7 +251,7 @@ async fn dlq(raw: &RawConfig, args: &[String]) -> anyhow::Result<()> {
     let dir = PathBuf::from(state_dir(raw)).join("queue");
     let mut out = std::io::stdout();
     let code = if args.first().map(String::as_str) == Some("replay") {
-        let queue = DiskQueue::open(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let queue = DiskQueue::open_existing(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
         relay_core::queue::dlq_command(args, &queue, &mut out).await
     } else {
         let snapshot = DeadLettersSnapshot::read(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -157,3 +157,34 @@ async fn dlq_lists_shows_and_replays_the_local_dead_letters() {
     assert!(!run(&["frobnicate"]).status.success());
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Regression (issue 13, item 7): `dlq list` on a state directory without a
+/// queue printed an empty listing and exited 0, hiding a wrong
+/// `RELAY_STATE_DIR`. It now says the queue is missing and fails, and
+/// `dlq replay` does not create an empty queue there.
+#[test]
+fn regression_issue_13_dlq_on_a_missing_queue_says_so_and_fails() {
+    let dir = std::env::temp_dir().join(format!("relay-cli-noqueue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for args in [
+        &["dlq", "list"][..],
+        &["dlq", "list", "--json"],
+        &["dlq", "show", "1"],
+        &["dlq", "replay", "--all"],
+    ] {
+        let out = bin()
+            .args(args)
+            .env("RELAY_STATE_DIR", &dir)
+            .output()
+            .expect("run idp-duo-relay");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("there is no queue in") && stderr.contains("RELAY_STATE_DIR"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stdout.contains("[]"), "{args:?}: {stdout}");
+        assert!(!dir.exists(), "{args:?} created {}", dir.display());
+    }
+}

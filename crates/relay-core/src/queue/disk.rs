@@ -97,7 +97,10 @@ pub struct DiskQueue {
 pub struct DeadLettersSnapshot(Vec<DeadLetterEntry>);
 
 impl DeadLettersSnapshot {
+    /// Fails when `dir` does not exist: an empty listing there would hide
+    /// a wrong `RELAY_STATE_DIR`.
     pub fn read(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
+        require_queue_dir(dir.as_ref())?;
         let path = dir.as_ref().join("queue.log");
         let state = if path.exists() {
             load(&path)?
@@ -129,6 +132,19 @@ impl DeadLetterStore for DeadLettersSnapshot {
                 "the queue is in use by a running `idp-duo-relay serve`: stop it, replay, start it again (pending work resumes)".into(),
             ))
         })
+    }
+}
+
+/// An error naming `dir` unless it is a directory (a queue that was never
+/// opened there).
+fn require_queue_dir(dir: &Path) -> Result<(), QueueError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(QueueError::Io(format!(
+            "there is no queue in {}: nothing was ever queued there (is RELAY_STATE_DIR right?)",
+            dir.display()
+        )))
     }
 }
 
@@ -234,6 +250,13 @@ impl DiskQueue {
             notify: Notify::new(),
             _lock: lock,
         })
+    }
+
+    /// [`Self::open`] on a queue that must already exist (`dlq replay`):
+    /// a missing directory is an error, not a new, empty queue.
+    pub fn open_existing(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
+        require_queue_dir(dir.as_ref())?;
+        Self::open(dir)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
