@@ -1,5 +1,8 @@
 //! Fault injection: latency, 429s and 500s, applied after signature
-//! verification and before the tenant is touched (a faulted call changes nothing).
+//! verification and before the tenant is touched (a faulted call changes
+//! nothing); lost answers, applied to a write after the tenant changed (the
+//! change stays, the client sees a failure); and Duo's undocumented choices
+//! a test may switch (a DELETE of something absent answered 404).
 
 use std::time::Duration;
 
@@ -7,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// Faults to inject into every signed Duo call (not `/_sim/` calls).
 ///
-/// JSON form (`POST /_sim/faults`): `{"rate_429":0.5,"rate_500":0,"latency_ms":20,"seed":1}`.
+/// JSON form (`POST /_sim/faults`): `{"rate_429":0.5,"rate_500":0,"latency_ms":20,"seed":1,
+/// "rate_lost_answer":0.1,"rate_truncated":0,"absent_delete_not_found":true}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -20,6 +24,18 @@ pub struct Faults {
     pub latency: Duration,
     /// Seed for the dice, so a faulty run can be replayed.
     pub seed: Option<u64>,
+    /// Probability (0..=1) that a write (`POST`, `DELETE`) that succeeded is
+    /// answered 500 / 50001 anyway: the change was made, the answer was lost
+    /// (a proxy or load balancer failing after Duo acted).
+    pub rate_lost_answer: f64,
+    /// Probability (0..=1) that a write that succeeded is answered 200 with
+    /// its JSON cut short: the change was made, the answer is unreadable.
+    pub rate_truncated: f64,
+    /// Answer 404 / 40401 to a `DELETE` of a user, group or membership that
+    /// does not exist. Off by default: Duo documents "if the user is already deleted,
+    /// does nothing" (a success), but says nothing of groups, and other
+    /// stand-ins answer 404; a client must treat both as "gone".
+    pub absent_delete_not_found: bool,
 }
 
 /// What the dice decided for one call.
@@ -28,6 +44,14 @@ pub(crate) enum Injected {
     None,
     TooManyRequests,
     ServerError,
+}
+
+/// What the dice decided for a write that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterWrite {
+    Answer,
+    LoseAnswer,
+    Truncate,
 }
 
 /// The active faults and their random source.
@@ -56,6 +80,22 @@ impl FaultState {
 
     pub(crate) fn latency(&self) -> Duration {
         self.faults.latency
+    }
+
+    pub(crate) fn absent_delete_not_found(&self) -> bool {
+        self.faults.absent_delete_not_found
+    }
+
+    /// Rolls for a write that succeeded: its answer lost (500) first, then
+    /// cut short.
+    pub(crate) fn roll_after_write(&mut self) -> AfterWrite {
+        if self.faults.rate_lost_answer > 0.0 && self.rng.f64() < self.faults.rate_lost_answer {
+            AfterWrite::LoseAnswer
+        } else if self.faults.rate_truncated > 0.0 && self.rng.f64() < self.faults.rate_truncated {
+            AfterWrite::Truncate
+        } else {
+            AfterWrite::Answer
+        }
     }
 
     /// Rolls for one call: 429 is checked first, then 500.
@@ -112,6 +152,28 @@ mod tests {
         let b: Vec<_> = (0..32).map(|_| st.roll()).collect();
         assert_eq!(a, b);
         assert!(a.contains(&Injected::None) && a.contains(&Injected::TooManyRequests));
+    }
+
+    #[test]
+    fn after_write_rolls() {
+        let mut st = FaultState::default();
+        assert_eq!(st.roll_after_write(), AfterWrite::Answer);
+        st.set(Faults {
+            rate_lost_answer: 1.0,
+            ..Faults::default()
+        });
+        assert_eq!(st.roll_after_write(), AfterWrite::LoseAnswer);
+        st.set(Faults {
+            rate_truncated: 1.0,
+            absent_delete_not_found: true,
+            ..Faults::default()
+        });
+        assert_eq!(st.roll_after_write(), AfterWrite::Truncate);
+        assert!(st.absent_delete_not_found());
+        let f: Faults =
+            serde_json::from_str(r#"{"rate_lost_answer":0.5,"absent_delete_not_found":true}"#)
+                .expect("json");
+        assert_eq!((f.rate_lost_answer, f.absent_delete_not_found), (0.5, true));
     }
 
     #[test]

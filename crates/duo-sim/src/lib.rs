@@ -21,12 +21,15 @@
 //! - Creating a user whose username (or an alias) another user answers to is
 //!   400 / 40002 with `message_detail` "username" (or "aliases").
 //! - Duplicate group names are refused: 400 / 40002, detail "name".
-//! - Deleting an absent user or group is 200 OK (Duo documents this for
-//!   users); removing a membership that does not exist is 200 OK; deleting an
+//! - Deleting an absent user or group, or removing a membership that does
+//!   not exist, is 200 OK (Duo documents this for users) unless
+//!   [`Faults::absent_delete_not_found`] asks for 404 / 40401; deleting an
 //!   absent phone, token, WebAuthn/U2F credential or bypass code is 404 / 40401.
 //! - `limit` above the maximum is clamped; zero, negative or non-numeric
 //!   `limit`/`offset` is 400 / 40002.
-//! - An injected 429 or 500 changes nothing.
+//! - An injected 429 or 500 changes nothing; a lost or truncated answer
+//!   ([`Faults::rate_lost_answer`], [`Faults::rate_truncated`]) comes after
+//!   the change was made.
 
 use std::fmt;
 use std::net::SocketAddr;

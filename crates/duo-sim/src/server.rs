@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::SimConfig;
 use crate::error::ApiError;
-use crate::faults::{FaultState, Faults, Injected};
+use crate::faults::{AfterWrite, FaultState, Faults, Injected};
 use crate::state::{DeviceKind, Params, Reply, Seed, Tenant};
 use crate::verify::{Verified, verify_request};
 
@@ -214,8 +214,21 @@ fn dispatch(
     ids: &[String],
     p: &Params,
     now: i64,
+    absent_delete_not_found: bool,
 ) -> Result<Reply, ApiError> {
     let id = |i: usize| ids.get(i).map_or("", String::as_str);
+    if absent_delete_not_found {
+        match op {
+            Op::DeleteUser => {
+                t.get_user(id(0))?;
+            }
+            Op::DeleteGroup => {
+                t.get_group(id(0))?;
+            }
+            Op::RemoveUserGroup => t.check_member(id(0), id(1))?,
+            _ => {}
+        }
+    }
     match op {
         Op::ListUsers => t.list_users(p),
         Op::CreateUser => t.create_user(p, now),
@@ -346,10 +359,34 @@ async fn duo(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             RouteMatch::Unknown => return Err(ApiError::not_found()),
         };
         let params = request_params(&verified, &method, &parts.headers, &body)?;
-        dispatch(&mut lock(&sh.tenant), op, &ids, &params, epoch_now())
+        let absent_delete_not_found = lock(&sh.faults).absent_delete_not_found();
+        let reply = dispatch(
+            &mut lock(&sh.tenant),
+            op,
+            &ids,
+            &params,
+            epoch_now(),
+            absent_delete_not_found,
+        )?;
+        // A write that succeeded may still lose its answer: the tenant has
+        // changed, the client sees a failure.
+        let after = if matches!(method, Method::POST | Method::DELETE) {
+            lock(&sh.faults).roll_after_write()
+        } else {
+            AfterWrite::Answer
+        };
+        Ok((reply, after))
     }
     .await;
-    let response = respond(&result);
+    let (result, after) = match result {
+        Ok((_, AfterWrite::LoseAnswer)) => (Err(ApiError::internal(None)), AfterWrite::Answer),
+        Ok((reply, after)) => (Ok(reply), after),
+        Err(e) => (Err(e), AfterWrite::Answer),
+    };
+    let mut response = respond(&result);
+    if after == AfterWrite::Truncate {
+        response = truncated(response).await;
+    }
     let status = response.status().as_u16();
     let code = result.as_ref().err().map(|e| e.code);
     tracing::info!(method = %method, route = %route_name, status, code, "duo-sim call");
@@ -361,6 +398,19 @@ async fn duo(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         code,
     });
     response
+}
+
+/// The same answer with its body cut in half (no longer JSON).
+async fn truncated(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(bytes.slice(..bytes.len() / 2)),
+    )
 }
 
 /// `/_sim/` is for loopback peers only; others get a Duo-shaped 404.

@@ -705,6 +705,16 @@ impl Tenant {
         Ok(Reply::One(json!("")))
     }
 
+    /// 404 unless the user exists and is a member of the group.
+    pub(crate) fn check_member(&self, id: &str, gid: &str) -> Result<(), ApiError> {
+        let i = self.user_idx(id)?;
+        if self.users[i].group_ids.iter().any(|g| g == gid) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found())
+        }
+    }
+
     pub(crate) fn remove_user_group(&mut self, id: &str, gid: &str) -> Result<Reply, ApiError> {
         let i = self.user_idx(id)?;
         self.users[i].group_ids.retain(|g| g != gid);

@@ -531,6 +531,81 @@ async fn injected_429_changes_nothing_and_is_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_and_truncated_answers_come_after_the_change_and_absent_deletes_can_be_404() {
+    let sim = DuoSim::start().await;
+    sim.seed(seed(
+        json!({"users": [{"username": "gone"}, {"username": "cut"}], "groups": [{"name": "g"}]}),
+    ));
+    let id = |name: &str| sim.user_by_username(name).expect("user").user_id;
+    let (gone, cut) = (id("gone"), id("cut"));
+    let group = sim.group_by_name("g").expect("group").group_id;
+
+    // Applied, then answered 500: the user is gone all the same.
+    sim.set_faults(Faults {
+        rate_lost_answer: 1.0,
+        ..Faults::default()
+    });
+    let lost = send(
+        &sim,
+        call("DELETE", &format!("/admin/v1/users/{gone}"), &[]),
+    )
+    .await;
+    assert_fail(&lost, 500, 50001);
+    assert!(sim.user_by_username("gone").is_none());
+    // Reads are never lost.
+    ok(send(&sim, call("GET", "/admin/v1/users", &[])).await);
+
+    // Applied, then answered 200 with half a body (not JSON).
+    sim.set_faults(Faults {
+        rate_truncated: 1.0,
+        ..Faults::default()
+    });
+    let cut_answer = send(&sim, call("DELETE", &format!("/admin/v1/users/{cut}"), &[])).await;
+    assert_eq!(
+        (cut_answer.status, cut_answer.body.clone()),
+        (200, Value::Null)
+    );
+    assert!(sim.user_by_username("cut").is_none());
+
+    // Deleting what is absent: 200 by default (Duo's documented answer for
+    // users), 404 when asked.
+    sim.set_faults(Faults::default());
+    ok(send(
+        &sim,
+        call("DELETE", &format!("/admin/v1/users/{gone}"), &[]),
+    )
+    .await);
+    sim.set_faults(Faults {
+        absent_delete_not_found: true,
+        ..Faults::default()
+    });
+    assert_fail(
+        &send(
+            &sim,
+            call("DELETE", &format!("/admin/v1/users/{gone}"), &[]),
+        )
+        .await,
+        404,
+        40401,
+    );
+    ok(send(
+        &sim,
+        call("DELETE", &format!("/admin/v1/groups/{group}"), &[]),
+    )
+    .await);
+    assert_fail(
+        &send(
+            &sim,
+            call("DELETE", &format!("/admin/v1/groups/{group}"), &[]),
+        )
+        .await,
+        404,
+        40401,
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signature_skew_404_405_and_garbage() {
     let cfg = SimConfig {
         host: "API-Example.duosecurity.com".into(),
