@@ -183,8 +183,10 @@ impl DuoClient {
         decode(answer.response, "modify user")
     }
 
-    /// Deletes a user — permanently: API deletes skip Duo's trash. Deleting
-    /// a user that is already gone succeeds.
+    /// Deletes a user — permanently: API deletes skip Duo's trash. Duo
+    /// documents that deleting a user already gone does nothing; a 404
+    /// (`DuoError::NotFound`) must be read the same way, "gone" — which is
+    /// what a retry meets after an answer was lost.
     pub async fn delete_user(&self, id: &DuoUserId) -> Result<(), DuoError> {
         self.delete(&format!("/admin/v1/users/{}", seg(id.as_str())?))
             .await

@@ -308,11 +308,7 @@ impl DuoDirectory {
         let id = &user.user_id;
         let mut removed = 0usize;
         // Duo answers 404 for a device already gone: that is the goal state.
-        let gone = |r: Result<(), DuoError>| match r {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(ApplyError::from(e)),
-        };
+        let gone = deleted;
         for phone in &user.phones {
             removed += usize::from(gone(self.duo.detach_phone(id, &phone.phone_id).await)?);
         }
@@ -338,6 +334,18 @@ impl DuoDirectory {
                 user.username
             ))
         })
+    }
+}
+
+/// A delete's answer: `true` when it removed something, `false` when Duo
+/// answered 404 — already gone, which is the goal state. A DELETE whose
+/// earlier answer was lost (a 500, a body cut short) meets exactly that on
+/// its retry, and must not end as a failure.
+fn deleted(result: Result<(), DuoError>) -> Result<bool, ApplyError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -443,7 +451,12 @@ impl Directory for DuoDirectory {
             }
             Operation::DeleteUser { user } => match self.find_user(user).await? {
                 Some(found) => {
-                    self.duo.delete_user(&found.user_id).await?;
+                    if !deleted(self.duo.delete_user(&found.user_id).await)? {
+                        return Ok(OpOutcome::Unchanged(format!(
+                            "user {} was already gone",
+                            found.username
+                        )));
+                    }
                     Ok(OpOutcome::Changed(format!(
                         "deleted user {}",
                         found.username
@@ -490,9 +503,16 @@ impl Directory for DuoDirectory {
                 });
                 match member {
                     Some(m) => {
-                        self.duo
+                        let removal = self
+                            .duo
                             .remove_user_from_group(&found.user_id, &m.group_id)
-                            .await?;
+                            .await;
+                        if !deleted(removal)? {
+                            return Ok(OpOutcome::Unchanged(format!(
+                                "{} was already out of {}",
+                                found.username, m.name
+                            )));
+                        }
                         Ok(OpOutcome::Changed(format!(
                             "removed {} from {}",
                             found.username, m.name
@@ -546,9 +566,17 @@ impl Directory for DuoDirectory {
             }
             Operation::DeleteGroup { group } => match self.find_group(group).await? {
                 Some(g) => {
-                    self.duo.delete_group(&g.group_id).await?;
-                    self.groups.lock().await.remove(&g.group_id);
-                    Ok(OpOutcome::Changed(format!("deleted group {}", g.name)))
+                    let deletion = deleted(self.duo.delete_group(&g.group_id).await);
+                    // Gone either way unless the call failed: the index
+                    // must not keep a group Duo no longer has.
+                    if deletion.is_ok() {
+                        self.groups.lock().await.remove(&g.group_id);
+                    }
+                    Ok(if deletion? {
+                        OpOutcome::Changed(format!("deleted group {}", g.name))
+                    } else {
+                        OpOutcome::Unchanged(format!("group {} was already gone", g.name))
+                    })
                 }
                 None => Ok(OpOutcome::Unchanged(format!("group {group} is not in Duo"))),
             },
