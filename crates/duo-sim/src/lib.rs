@@ -119,9 +119,24 @@ impl DuoSim {
 
     /// Binds `cfg.addr` and serves until shutdown.
     pub async fn start_with(cfg: SimConfig) -> std::io::Result<DuoSim> {
+        Self::start_seeded(cfg, None).await
+    }
+
+    /// Seeds the tenant, then binds `cfg.addr` and serves: a client that
+    /// finds the port open finds the whole tenant there. (Seeding after
+    /// binding let the load harness's first calls wait for a 20,000-user
+    /// seed behind the tenant lock, past the relay's 2 s Duo timeout.)
+    pub async fn start_seeded(cfg: SimConfig, seed: Option<Seed>) -> std::io::Result<DuoSim> {
+        // Before binding: the kernel completes connections to a bound port
+        // even while nothing accepts them yet.
+        let mut tenant = state::Tenant::default();
+        if let Some(seed) = seed {
+            tenant.seed(seed, server::epoch_now());
+        }
         let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(SimConfig { addr, ..cfg }));
+        *lock(&shared.tenant) = tenant;
         let app = server::app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -238,6 +253,47 @@ mod tests {
             ),
             (20, 40)
         );
+    }
+
+    /// The tenant is complete before the port opens, and a seed keeps its
+    /// rule that a taken username or alias (of earlier seeded users too) or
+    /// group name is skipped.
+    #[tokio::test]
+    async fn start_seeded_serves_the_whole_seed_and_skips_taken_names() {
+        let user = |name: &str, alias: &str| SeedUser {
+            username: name.into(),
+            aliases: vec![alias.into()],
+            groups: vec!["g1".into()],
+            ..SeedUser::default()
+        };
+        let seed = Seed {
+            groups: vec![
+                SeedGroup {
+                    name: "g1".into(),
+                    ..SeedGroup::default()
+                },
+                SeedGroup {
+                    name: "g1".into(),
+                    desc: "duplicate".into(),
+                    ..SeedGroup::default()
+                },
+            ],
+            users: vec![
+                user("ann", "ann-alias"),
+                user("ANN", ""),
+                user("ann-alias", ""),
+                user("bob", ""),
+            ],
+        };
+        let sim = DuoSim::start_seeded(SimConfig::default(), Some(seed))
+            .await
+            .unwrap();
+        let snap = sim.snapshot();
+        let names: Vec<&str> = snap.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["ann", "bob"]);
+        assert_eq!(snap.groups.len(), 1);
+        assert!(snap.users.iter().all(|u| u.groups == ["g1"]));
+        sim.shutdown().await;
     }
 
     #[tokio::test]

@@ -109,16 +109,14 @@ async fn main() -> ExitCode {
             }
         },
     };
-    let sim = match DuoSim::start_with(args.cfg).await {
+    // Seeded before it accepts a connection: an open port means ready.
+    let sim = match DuoSim::start_seeded(args.cfg, seed).await {
         Ok(sim) => sim,
         Err(e) => {
             eprintln!("duo-sim: cannot listen: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Some(seed) = seed {
-        sim.seed(seed);
-    }
     println!(
         "duo-sim listening on {} (API host {})",
         sim.base_url(),

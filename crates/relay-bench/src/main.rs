@@ -449,9 +449,27 @@ async fn main() -> anyhow::Result<()> {
         duo_sim_seed_seconds: seed_seconds,
     };
     write_reports(&args.out, &results, &samples)?;
+    write_failures(&args.out, &lines)?;
     if results.non_200 > 0 {
         bail!("{} deliveries were not answered 200", results.non_200);
     }
+    Ok(())
+}
+
+/// Every event line whose outcome is a failure, one JSON line each, so a
+/// non-200 answer can be traced to the Duo call that failed.
+fn write_failures(out: &Path, lines: &Mutex<Vec<serde_json::Value>>) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for line in lines.lock().map(|l| l.clone()).unwrap_or_default() {
+        if line["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("failed"))
+        {
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+    }
+    std::fs::write(out.join("failures.jsonl"), text)?;
     Ok(())
 }
 
