@@ -24,6 +24,7 @@ use relay_core::pipeline::{EventReport, IdpLookups, Relay, duo_relay, sync_retry
 use relay_core::plan::PlanRules;
 use relay_core::queue::QueuePolicy;
 use relay_core::queue::disk::{DeadLettersSnapshot, DiskQueue};
+use relay_core::state::StateReport;
 use relay_core::store::{DEFAULT_TTL, FileStore, MemoryStore};
 use relay_core::verified::Verified;
 use relay_core::verify::InboundAuth;
@@ -150,6 +151,9 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
         .with_context(|| {
             format!("RELAY_STATE_DIR: cannot open the idempotency store in {state_dir}")
         })?;
+    let state = StateReport {
+        files: vec![store.report().clone()],
+    };
     // In the request, Duo retries must fit Okta's 3 s; a queue worker can
     // wait longer, and the queue retries after that.
     let (retry, timeout) = if queued {
@@ -185,6 +189,13 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("PORT: cannot listen on {port}"))?;
     let relay = Arc::new(relay);
+    if state.damaged() {
+        tracing::error!(
+            state_dir,
+            "RELAY_STATE_DIR holds damaged state (see the lines above; /healthz lists it): serving with every record that could be read"
+        );
+    }
+    let state = state.health();
     let Some(queue) = queue else {
         tracing::info!(
             port,
@@ -192,9 +203,11 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
             mode = "sync",
             "idp-duo-relay serving /okta, /auth0, /auth0/logs, /healthz"
         );
+        let health: relay_server::Health =
+            Arc::new(move || serde_json::json!({ "state": state.clone() }));
         relay_server::serve(
             listener,
-            relay_server::app(relay),
+            relay_server::app_with_health(relay, health),
             relay_server::shutdown_signal(),
         )
         .await?;
@@ -220,8 +233,12 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let health_queue = queue.clone();
-    let health: relay_server::Health =
-        Arc::new(move || serde_json::to_value(health_queue.stats()).unwrap_or_default());
+    let health: relay_server::Health = Arc::new(move || {
+        serde_json::json!({
+            "queue": serde_json::to_value(health_queue.stats()).unwrap_or_default(),
+            "state": state.clone(),
+        })
+    });
     let workers = tokio::spawn(relay_core::queue::disk::run_workers(
         queue.clone(),
         relay.clone(),

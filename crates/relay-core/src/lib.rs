@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod reconcile;
+pub mod state;
 pub mod store;
 pub mod verified;
 pub mod verify;

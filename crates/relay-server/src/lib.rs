@@ -34,11 +34,13 @@ where
     app_with_prefix(relay, "")
 }
 
-/// What `/healthz` adds to `{"status":"ok"}` (e.g. the local queue's depth).
+/// What `/healthz` adds to `{"status":"ok"}`: a JSON object whose fields
+/// are added beside `status` (e.g. `serve`'s `"queue"` depth and `"state"`
+/// damage report).
 pub type Health = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-/// The router on the plain paths, with `/healthz` also reporting `health()`
-/// under `"queue"`.
+/// The router on the plain paths, with `/healthz` also reporting the
+/// fields of `health()`.
 pub fn app_with_health<D, S>(relay: Arc<Relay<D, S>>, health: Health) -> Router
 where
     D: Directory + 'static,
@@ -71,7 +73,12 @@ where
 async fn healthz(health: Option<axum::Extension<Health>>) -> Response {
     let body = match health {
         Some(axum::Extension(health)) => {
-            serde_json::json!({ "status": "ok", "queue": health() }).to_string()
+            let mut body = serde_json::Map::new();
+            body.insert("status".into(), "ok".into());
+            if let serde_json::Value::Object(fields) = health() {
+                body.extend(fields.into_iter().filter(|(k, _)| k != "status"));
+            }
+            serde_json::Value::Object(body).to_string()
         }
         None => r#"{"status":"ok"}"#.to_owned(),
     };
