@@ -1,0 +1,329 @@
+//! The bodies of the fuzz targets: one function per target, each taking the
+//! fuzzer's bytes and panicking only when a property the relay promises is
+//! broken. `fuzz_targets/*.rs` hand them to libFuzzer (`cargo fuzz run`);
+//! `crates/relay-core/tests/fuzz_corpus.rs` compiles this same file and runs
+//! every function over the committed corpus and `tests/fixtures` on the
+//! stable toolchain, in CI. See `fuzz/README.md` (adding a target: a
+//! function here, a file in `fuzz_targets/`, a `[[bin]]`, a corpus folder,
+//! a line in the replay test).
+//!
+//! Everything here uses only `relay-core`'s public API and crates it
+//! already depends on, so the replay test needs nothing new.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use hmac::{Hmac, KeyInit, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use relay_core::event::{Change, GroupRef, IdpEvent, Source, UserRef};
+use relay_core::pipeline::parse_delivery;
+use relay_core::plan::{PlanRules, plan_event};
+use relay_core::queue::QueuedEvent;
+use relay_core::verified::Verified;
+use relay_core::verify::InboundAuth;
+use sha2::Sha256;
+
+/// `POST /okta` bodies.
+pub fn okta(data: &[u8]) {
+    parser(Source::Okta, data);
+}
+
+/// `POST /auth0` bodies.
+pub fn auth0_events(data: &[u8]) {
+    parser(Source::Auth0Events, data);
+}
+
+/// `POST /auth0/logs` bodies.
+pub fn auth0_logs(data: &[u8]) {
+    parser(Source::Auth0Logs, data);
+}
+
+/// A body through the source's parser, then every event it yields through
+/// what follows in the relay (planner, ordering keys, the queue message's
+/// JSON). Properties: nothing panics; every event has the delivery's source,
+/// a distinct id and a named subject; a queued event reads back equal.
+fn parser(source: Source, data: &[u8]) {
+    let delivery = Verified::trusted_local_file(source, data.to_vec());
+    let Ok(parsed) = parse_delivery(&delivery) else {
+        return;
+    };
+    let rules = PlanRules::default();
+    let mut ids = std::collections::HashSet::new();
+    for event in &parsed.events {
+        assert_eq!(event.source, source, "{event:?}");
+        assert!(ids.insert(event.id.clone()), "duplicate id {}", event.id);
+        assert!(subjects_named(event), "{event:?}");
+        let _ = plan_event(event, &rules);
+        let _ = relay_core::order::aspects(event);
+        let _ = relay_core::pipeline::subject(&event.change);
+        let message = QueuedEvent::new(event.clone());
+        let _ = (message.group_id(), message.dedup_id());
+        let back = QueuedEvent::from_json(&message.to_json());
+        assert_eq!(back.as_ref(), Ok(&message), "queue message round trip");
+    }
+}
+
+/// Parsers never name a user or group by nothing.
+fn subjects_named(event: &IdpEvent) -> bool {
+    let user = |u: &UserRef| u.idp_id.is_some() || u.login.is_some();
+    let group = |g: &GroupRef| g.idp_id.is_some() || g.name.is_some();
+    match &event.change {
+        Change::UserUpserted { user: u, .. }
+        | Change::UserStateChanged { user: u, .. }
+        | Change::UserProfileChanged { user: u, .. }
+        | Change::UserDeleted { user: u }
+        | Change::MfaReset { user: u, .. } => user(u),
+        Change::MembershipAdded { user: u, group: g }
+        | Change::MembershipRemoved { user: u, group: g } => user(u) && group(g),
+        Change::GroupCreated { group: g }
+        | Change::GroupRenamed { group: g, .. }
+        | Change::GroupDeleted { group: g } => group(g),
+    }
+}
+
+/// A queue message body (the JSON every queue backend carries). A message
+/// that decodes re-encodes to one that decodes equal, and its keys compute.
+pub fn queued_event(data: &[u8]) {
+    let Ok(body) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(message) = QueuedEvent::from_json(body) else {
+        return;
+    };
+    let _ = (
+        message.ordering_key(),
+        message.group_id(),
+        message.dedup_id(),
+    );
+    let _ = plan_event(&message.event, &PlanRules::default());
+    let back = QueuedEvent::from_json(&message.to_json());
+    assert_eq!(back.as_ref(), Ok(&message), "queue message round trip");
+}
+
+// ---- inbound verification ----
+
+/// The secrets the verification target's relay is configured with. Each
+/// source has two (a rotation), the Okta header is the default
+/// `Authorization`.
+pub const OKTA_SECRETS: [&str; 2] = ["fuzz-okta-secret-0123456789", "fuzz-okta-next-secret-98765"];
+pub const AUTH0_SECRETS: [&str; 2] = [
+    "fuzz-auth0-secret-0123456789",
+    "fuzz-auth0-next-secret-9876",
+];
+/// A Standard Webhooks key (24 bytes, base64) for the signing variant.
+pub const SIGNING_SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX";
+/// The verification target's clock: fixed, so a seed with a valid
+/// signature stays valid.
+pub const NOW_UNIX: u64 = 1_700_000_000;
+
+fn auth(signing: bool) -> &'static InboundAuth {
+    static PLAIN: OnceLock<InboundAuth> = OnceLock::new();
+    static SIGNED: OnceLock<InboundAuth> = OnceLock::new();
+    let cell = if signing { &SIGNED } else { &PLAIN };
+    cell.get_or_init(|| {
+        let okta = OKTA_SECRETS.join(",");
+        let auth0 = AUTH0_SECRETS.join(",");
+        let mut pairs = vec![
+            ("OKTA_AUTH_SECRET", okta.as_str()),
+            ("AUTH0_AUTH_SECRET", auth0.as_str()),
+        ];
+        if signing {
+            pairs.push(("WEBHOOK_SIGNING_SECRETS", SIGNING_SECRET));
+        }
+        InboundAuth::from_config(&relay_core::config::from_pairs(&pairs))
+            .expect("the fuzz configuration is valid")
+    })
+}
+
+/// Request headers and body from the fuzzer's bytes: byte 0 picks the
+/// route (`POST /okta`, `POST /auth0`, `POST /auth0/logs`, `GET /okta`),
+/// byte 1 whether a Standard Webhooks signature is also required; then
+/// header lines `name: value` separated by `\n`, a NUL byte, the body.
+pub struct Request {
+    pub route: u8,
+    pub signing: bool,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn decode(data: &[u8]) -> Option<Self> {
+        let (&route, rest) = data.split_first()?;
+        let (&signing, rest) = rest.split_first()?;
+        let (head, body) = match rest.iter().position(|b| *b == 0) {
+            Some(at) => (&rest[..at], &rest[at + 1..]),
+            None => (rest, &[][..]),
+        };
+        let mut headers = HeaderMap::new();
+        for line in head.split(|b| *b == b'\n') {
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
+                continue;
+            };
+            let value = &line[colon + 1..];
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_bytes(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        Some(Self {
+            route: route % 4,
+            signing: signing % 2 == 1,
+            headers,
+            body: Bytes::copy_from_slice(body),
+        })
+    }
+
+    /// The inverse of [`Request::decode`], for writing seeds.
+    pub fn encode(route: u8, signing: bool, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+        let mut out = vec![route, u8::from(signing)];
+        let lines: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+        out.extend_from_slice(lines.join("\n").as_bytes());
+        out.push(0);
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// Inbound verification. Property: nothing is accepted without the exact
+/// secret — an accepted request carries one `Authorization` header whose
+/// value, blanks trimmed, is a configured secret of the route's IdP (for
+/// Auth0 also `Bearer <secret>`); with signing on, also a `v1` signature
+/// that is the HMAC of `id.timestamp.body` under the key, within 5 minutes.
+/// Answers whether the request was accepted (the replay test checks that
+/// the accepting path is reached at all).
+pub fn verify_headers(data: &[u8]) -> bool {
+    let Some(request) = Request::decode(data) else {
+        return false;
+    };
+    let auth = auth(request.signing);
+    let now = UNIX_EPOCH + Duration::from_secs(NOW_UNIX);
+    let (source, accepted) = match request.route {
+        0 => (Source::Okta, verify(auth, Source::Okta, &request, now)),
+        1 => (
+            Source::Auth0Events,
+            verify(auth, Source::Auth0Events, &request, now),
+        ),
+        2 => (
+            Source::Auth0Logs,
+            verify(auth, Source::Auth0Logs, &request, now),
+        ),
+        _ => {
+            let accepted = auth.verify_okta_challenge(&request.headers).is_ok();
+            if accepted {
+                assert_exact_secret(Source::Okta, &request.headers);
+            }
+            return accepted;
+        }
+    };
+    if accepted {
+        assert_exact_secret(source, &request.headers);
+        if request.signing {
+            assert_signed(&request, now);
+        }
+    }
+    accepted
+}
+
+fn verify(auth: &InboundAuth, source: Source, request: &Request, now: SystemTime) -> bool {
+    auth.verify(source, &request.headers, request.body.clone(), now)
+        .is_ok()
+}
+
+fn assert_exact_secret(source: Source, headers: &HeaderMap) {
+    let values: Vec<&HeaderValue> = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .collect();
+    assert_eq!(
+        values.len(),
+        1,
+        "accepted without exactly one Authorization header"
+    );
+    let value = values[0]
+        .to_str()
+        .expect("an accepted secret is visible ASCII")
+        .trim_matches([' ', '\t']);
+    let secrets: &[&str] = match source {
+        Source::Okta => &OKTA_SECRETS,
+        Source::Auth0Events | Source::Auth0Logs => &AUTH0_SECRETS,
+    };
+    let bearer = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_matches([' ', '\t']));
+    let exact = secrets.contains(&value)
+        || (source != Source::Okta && bearer.is_some_and(|t| secrets.contains(&t)));
+    assert!(
+        exact,
+        "{source} accepted a value that is not a configured secret"
+    );
+}
+
+fn assert_signed(request: &Request, now: SystemTime) {
+    let one = |name: &str| {
+        let mut values = request.headers.get_all(name).iter();
+        let value = values.next().expect("accepted without a signature header");
+        assert!(values.next().is_none(), "accepted with a repeated {name}");
+        value.to_str().expect("signature headers are ASCII")
+    };
+    let (id, timestamp, signatures) = (
+        one("webhook-id"),
+        one("webhook-timestamp"),
+        one("webhook-signature"),
+    );
+    let sent: i64 = timestamp.parse().expect("accepted a non-numeric timestamp");
+    let now = i64::try_from(now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
+        .unwrap_or(i64::MAX);
+    assert!(
+        (sent - now).abs() <= 300,
+        "accepted a timestamp out of tolerance"
+    );
+    let key = BASE64
+        .decode(SIGNING_SECRET.trim_start_matches("whsec_"))
+        .expect("the key is base64");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes any key");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(&request.body);
+    let expected = BASE64.encode(mac.finalize().into_bytes());
+    assert!(
+        signatures
+            .split(' ')
+            .any(|entry| entry.strip_prefix("v1,") == Some(expected.as_str())),
+        "accepted without a valid v1 signature"
+    );
+}
+
+/// A request the verification target accepts (for seeds and tests): the
+/// route's first secret and, with `signing`, a valid signature at
+/// [`NOW_UNIX`].
+pub fn valid_request(route: u8, signing: bool, body: &[u8]) -> Vec<u8> {
+    let secret = if matches!(route % 4, 0 | 3) {
+        OKTA_SECRETS[0].to_owned()
+    } else {
+        format!("Bearer {}", AUTH0_SECRETS[0])
+    };
+    let mut headers = vec![("authorization", secret)];
+    if route % 4 == 3 {
+        headers.push(("x-okta-verification-challenge", "abc123".to_owned()));
+    }
+    if signing {
+        let key = BASE64
+            .decode(SIGNING_SECRET.trim_start_matches("whsec_"))
+            .expect("the key is base64");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes any key");
+        mac.update(format!("msg_fuzz.{NOW_UNIX}.").as_bytes());
+        mac.update(body);
+        let signature = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+        headers.push(("webhook-id", "msg_fuzz".to_owned()));
+        headers.push(("webhook-timestamp", NOW_UNIX.to_string()));
+        headers.push(("webhook-signature", signature));
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    Request::encode(route, signing, &headers, body)
+}
