@@ -131,3 +131,220 @@ async fn duo_calls_per_event_type() {
         assert_eq!(calls, min, "{event}");
     }
 }
+
+// ---- the group index (issue 14 item 2) ----
+
+use std::sync::Arc;
+
+use relay_core::apply::DuoDirectory;
+use relay_core::group_index::{FileGroupIndex, GroupIndexStore};
+use relay_core::pipeline::{Relay, Route, duo_relay};
+use relay_core::store::MemoryStore;
+
+const GROUPS: usize = 5_000;
+
+fn group_name(j: usize) -> String {
+    format!("g-{j:05}")
+}
+
+fn group_tag(j: usize) -> String {
+    format!("00gG{j:016}")
+}
+
+/// 5,000 managed groups (50 pages of 100) and Jane, a member of `member_of`.
+fn big_tenant(sim: &duo_sim::DuoSim, member_of: &[usize]) {
+    sim.seed(Seed {
+        groups: (0..GROUPS)
+            .map(|j| SeedGroup {
+                name: group_name(j),
+                desc: format!("okta:{} synced by idp-duo-relay", group_tag(j)),
+                ..SeedGroup::default()
+            })
+            .collect(),
+        users: vec![SeedUser {
+            username: JANE.into(),
+            aliases: vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                "okta:00uNEWUSER0000000001".into(),
+            ],
+            groups: member_of.iter().map(|j| group_name(*j)).collect(),
+            ..SeedUser::default()
+        }],
+    });
+}
+
+/// A relay on `sim` whose group index lives in `groups` (a restart is a new
+/// relay on the same store).
+fn relay_on(
+    sim: &duo_sim::DuoSim,
+    groups: Arc<dyn GroupIndexStore>,
+) -> Relay<DuoDirectory, MemoryStore> {
+    let mut raw = relay_tests::duo_env(sim);
+    raw.insert("OKTA_AUTH_SECRET".into(), relay_tests::SECRET.into());
+    let retry = duo_admin::RetryPolicy::none();
+    duo_relay(
+        &raw,
+        MemoryStore::default(),
+        retry,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap()
+    .with_group_index(groups)
+}
+
+/// Delivers an Okta membership add of Jane to group `name` (tag `tag`);
+/// answers the Duo calls it made.
+async fn add_jane(
+    sim: &duo_sim::DuoSim,
+    relay: &Relay<DuoDirectory, MemoryStore>,
+    n: usize,
+    tag: &str,
+    name: &str,
+) -> usize {
+    let body = relay_tests::fixture_text("okta/membership-add.json")
+        .replace(
+            "b2c3d4e5-0002-11f0-9c2e-000000000002",
+            &format!("b2c3d4e5-0002-11f0-9c2e-{n:012}"),
+        )
+        .replace("00gDUOUSERS000000001", tag)
+        .replace("\"duo-users\"", &format!("\"{name}\""));
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("authorization", relay_tests::SECRET.parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    sim.reset_calls();
+    let answer = relay.handle(Route::Okta, &headers, body.into()).await;
+    assert_eq!(answer.status(), 200);
+    sim.total_calls()
+}
+
+fn jane_in(sim: &duo_sim::DuoSim, group: &str) -> bool {
+    sim.user_by_username(JANE)
+        .unwrap()
+        .groups
+        .iter()
+        .any(|g| g == group)
+}
+
+#[tokio::test]
+async fn group_index_calls() {
+    let dir = std::env::temp_dir().join(format!("relay-duo-calls-groups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = dir.join("groups.log");
+    let open = || -> Arc<dyn GroupIndexStore> { Arc::new(FileGroupIndex::open(&file).unwrap()) };
+    let mut rows = Vec::new();
+
+    // A fresh tenant of 5,000 groups; the first relay has never listed.
+    let sim = duo_sim::DuoSim::start().await;
+    big_tenant(&sim, &[]);
+    let relay = relay_on(&sim, open());
+    rows.push((
+        "membership add, 5,000 groups, never listed, group on page 1",
+        add_jane(&sim, &relay, 1, &group_tag(7), &group_name(7)).await,
+        3,
+        "lookup + 1 group page (search stops at the match) + add",
+    ));
+    rows.push((
+        "add to a group Duo lacks, index not complete",
+        add_jane(&sim, &relay, 2, "00gNEW0000000000001", "g-new-1").await,
+        53,
+        "lookup + 50 pages (the one listing of everything) + create + add",
+    ));
+    rows.push((
+        "add to a group Duo lacks, index complete",
+        add_jane(&sim, &relay, 3, "00gNEW0000000000002", "g-new-2").await,
+        3,
+        "lookup + create + add: no listing",
+    ));
+    drop(relay);
+
+    // A restart: a new relay on the same state.
+    let relay = relay_on(&sim, open());
+    rows.push((
+        "first membership add after a restart, 5,000 groups",
+        add_jane(&sim, &relay, 4, &group_tag(4_321), &group_name(4_321)).await,
+        2,
+        "lookup + add: the stored index knows the group",
+    ));
+    rows.push((
+        "add to a group Duo lacks, after a restart",
+        add_jane(&sim, &relay, 5, "00gNEW0000000000003", "g-new-3").await,
+        3,
+        "lookup + create + add",
+    ));
+    // An admin deletes a group the index knows, then the IdP adds to it.
+    let doomed = sim.group_by_name(&group_name(4_000)).unwrap();
+    assert!(
+        duo_client_for(&sim)
+            .delete_group(&duo_admin::DuoGroupId::new(doomed.group_id))
+            .await
+            .is_ok()
+    );
+    rows.push((
+        "add to a group an admin deleted (cached id)",
+        add_jane(&sim, &relay, 6, &group_tag(4_000), &group_name(4_000)).await,
+        4,
+        "lookup + add (refused: unknown group) + create + add",
+    ));
+    assert!(jane_in(&sim, &group_name(4_000)));
+    // An admin creates a group after the listing; the IdP adds to a group
+    // of that name: our create meets the duplicate and searches.
+    let admin_made = duo_client_for(&sim)
+        .create_group(&duo_admin::GroupFields {
+            name: Some("g-admin".into()),
+            desc: None,
+        })
+        .await
+        .unwrap();
+    rows.push((
+        "add to a group an admin created after the listing",
+        add_jane(&sim, &relay, 7, "00gADMIN0000000001", "g-admin").await,
+        54,
+        "lookup + create (duplicate name) + 51 pages (it is on the last) + add",
+    ));
+    assert!(
+        sim.user_by_username(JANE)
+            .unwrap()
+            .groups
+            .iter()
+            .any(|g| g == "g-admin"),
+        "{:?}",
+        admin_made.name
+    );
+    drop(relay);
+
+    // Groups learnt from the user objects Duo returns: a cold relay (no
+    // stored index, never listed) finds g-02222 in Jane's lookup answer.
+    let sim2 = duo_sim::DuoSim::start().await;
+    big_tenant(&sim2, &[2_222]);
+    let cold: Arc<dyn GroupIndexStore> =
+        Arc::new(relay_core::group_index::MemoryGroupIndex::default());
+    let relay = relay_on(&sim2, cold);
+    rows.push((
+        "membership add to a group the user is in, cold index",
+        add_jane(&sim2, &relay, 8, &group_tag(2_222), &group_name(2_222)).await,
+        1,
+        "lookup (its embedded groups name it): already a member",
+    ));
+
+    println!("{:<56} {:>5} {:>5}  reasoning", "event", "calls", "min");
+    for (event, calls, min, why) in &rows {
+        println!("{event:<56} {calls:>5} {min:>5}  {why}");
+    }
+    for (event, calls, min, _) in rows {
+        assert_eq!(calls, min, "{event}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn duo_client_for(sim: &duo_sim::DuoSim) -> duo_admin::DuoClient {
+    let cfg = sim.config();
+    let mut config = duo_admin::DuoConfig::new(
+        cfg.host.clone(),
+        cfg.ikey.clone(),
+        duo_admin::Secret::new(cfg.skey.clone()),
+    );
+    config.base_url = Some(sim.base_url());
+    duo_admin::DuoClient::new(config).unwrap()
+}

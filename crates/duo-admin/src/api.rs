@@ -102,6 +102,19 @@ impl<T: DeserializeOwned> Pager<T> {
         Ok(Some(items))
     }
 
+    /// Starts at `offset` instead of the first item (to resume a listing
+    /// where an earlier one stopped).
+    #[must_use]
+    pub fn from_offset(mut self, offset: u64) -> Self {
+        self.next_offset = Some(offset);
+        self
+    }
+
+    /// Where the next page starts; `None` after the last page.
+    pub fn next_offset(&self) -> Option<u64> {
+        self.next_offset
+    }
+
     /// Pages requested so far.
     pub fn pages(&self) -> u32 {
         self.pages

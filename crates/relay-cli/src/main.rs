@@ -164,7 +164,12 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     } else {
         sync_retry()
     };
-    let mut relay = duo_relay(raw, store, retry, timeout)?;
+    let groups =
+        relay_core::group_index::FileGroupIndex::open(PathBuf::from(state_dir).join("groups.log"))
+            .with_context(|| {
+                format!("RELAY_STATE_DIR: cannot open the group index in {state_dir}")
+            })?;
+    let mut relay = duo_relay(raw, store, retry, timeout)?.with_group_index(Arc::new(groups));
     let queue = if queued {
         let dir = PathBuf::from(state_dir).join("queue");
         let queue = Arc::new(DiskQueue::open(&dir).with_context(|| {

@@ -11,6 +11,7 @@ pub mod auth0_events;
 pub mod auth0_logs;
 pub mod config;
 pub mod event;
+pub mod group_index;
 pub mod okta;
 pub mod operation;
 pub mod order;

@@ -200,6 +200,16 @@ pub fn sync_retry() -> (duo_admin::RetryPolicy, std::time::Duration) {
     )
 }
 
+impl<S: IdempotencyStore> Relay<crate::apply::DuoDirectory, S> {
+    /// Keeps the Duo group index in `store` (the platform's state store), so
+    /// a restart or a cold start loads it instead of listing every Duo group.
+    #[must_use]
+    pub fn with_group_index(mut self, store: Arc<dyn crate::group_index::GroupIndexStore>) -> Self {
+        self.directory = self.directory.with_group_index(store);
+        self
+    }
+}
+
 /// The relay: inbound auth, rules, where operations go and what was applied.
 #[derive(Debug)]
 pub struct Relay<D, S> {
