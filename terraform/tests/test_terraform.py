@@ -69,6 +69,9 @@ _VAR_RE = re.compile(r"(?<![\w.])var\.([A-Za-z_][A-Za-z0-9_\-]*)")
 # (not `==`, not `=>`).
 _KEY_RE = re.compile(r"""(?:^|[{,\s(])"?([A-Za-z_][A-Za-z0-9_]*)"?\s*=(?![=>])""")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A for-expression whose keys are the items of a local:
+# `for env in local.secrets_set : env => …`.
+_FOR_ITEMS_AS_KEYS_RE = re.compile(r"for\s+(?:[A-Za-z_]\w*\s*,\s*)?([A-Za-z_]\w*)\s+in\s+local\.([A-Za-z_][\w\-]*)\s*:\s*\1\s*=>")
 
 # Names that carry a secret value: contain one of these words...
 _SECRET_WORD_RE = re.compile(r"secret|skey|token|password|connection_string|access_key")
@@ -273,9 +276,11 @@ def keys_of(module: Module, value, identifiers_too: bool = False, _seen: frozens
         keys.update(_KEY_RE.findall(value))
         if identifiers_too:
             keys.update(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', value))
+        # {for env in local.set : env => …}: the keys are the set's items.
+        items_of = {local for _, local in _FOR_ITEMS_AS_KEYS_RE.findall(value)}
         for name in _LOCAL_RE.findall(value):
             if name in module.locals and name not in _seen:
-                keys |= keys_of(module, module.locals[name], identifiers_too, _seen | {name})
+                keys |= keys_of(module, module.locals[name], identifiers_too or name in items_of, _seen | {name})
     return keys
 
 
@@ -928,6 +933,40 @@ def test_pins_terraform_and_every_provider_it_uses(directory):
         assert pinned[prefix].get("version"), f"{_rel(directory)}: provider {prefix} has no version constraint"
 
 
+# idp/okta's outputs read okta_event_hook_verification.verification_status,
+# which the okta provider has from 6.7.0 on (okta/terraform-provider-okta
+# #2723, CHANGELOG "6.7.0 (March 27, 2026)"; absent from the 6.6.1 schema).
+OKTA_FIRST_WITH_VERIFICATION_STATUS = (6, 7, 0)
+
+
+def okta_pin_problems(module: Module, where: str) -> list[str]:
+    spec = required_providers(module).get("okta")
+    if not spec:
+        return []
+    constraint = _text(spec.get("version", ""))
+    low = version_interval(constraint)[0] if constraint else (0,)
+    if low + (0,) * (3 - len(low)) < OKTA_FIRST_WITH_VERIFICATION_STATUS:
+        return [
+            f"{where}: okta {constraint!r} admits versions before 6.7.0, which lack"
+            " okta_event_hook_verification.verification_status"
+        ]
+    return []
+
+
+@pytest.mark.parametrize("directory", tf_dirs(), ids=lambda p: _rel(p))
+def test_okta_pins_admit_only_versions_with_verification_status(directory):
+    problems = okta_pin_problems(Module(directory), _rel(directory))
+    assert not problems, "\n".join(problems)
+
+
+def test_self_okta_pin_catches_versions_before_6_7():
+    old = Module.from_text('terraform {\n  required_providers {\n    okta = { source = "okta/okta", version = ">= 4.0, < 7.0" }\n  }\n}\n')
+    assert okta_pin_problems(old, "old")
+    new = Module.from_text('terraform {\n  required_providers {\n    okta = { source = "okta/okta", version = ">= 6.7, < 7.0" }\n  }\n}\n')
+    assert not okta_pin_problems(new, "new")
+    assert okta_pin_problems(Module.from_text('terraform {\n  required_providers {\n    okta = { source = "okta/okta", version = "~> 6.6" }\n  }\n}\n'), "tilde")
+
+
 @pytest.mark.parametrize(
     "directory",
     [d for d in tf_dirs() if not d.is_relative_to(TF_ROOT / "examples")],
@@ -980,11 +1019,16 @@ resource "google_cloud_run_v2_service" "s" {
 locals {
   secrets = toset([for k, v in local.secret_values : k if v != null])
   secret_values = { DUO_SKEY = var.skey }
+  names = toset(concat(["DUO_SKEY"], var.okta ? ["OKTA_AUTH_SECRET"] : []))
+  refs  = { for env in local.names : env => "ref-${env}" if env != "DUO_SKEY" }
+}
+resource "azurerm_linux_function_app" "a" {
+  app_settings = merge({ DUO_IKEY = var.ikey }, local.refs)
 }
 """
     )
     keys = env_keys(module)
-    assert {"DUO_API_HOST", "GROUP_FILTER", "RELAY_MODE", "DUO_IKEY", "DUO_SKEY"} <= keys
+    assert {"DUO_API_HOST", "GROUP_FILTER", "RELAY_MODE", "DUO_IKEY", "DUO_SKEY", "OKTA_AUTH_SECRET"} <= keys
     assert "RELAY_TABLE_NAME" not in keys
     assert "v" not in keys and "k" not in keys
 
@@ -1192,6 +1236,24 @@ _GCP_FIELD_RE = re.compile(r"jsonPayload\.([A-Za-z_][A-Za-z0-9_]*)")
 _KQL_LINE_RE = re.compile(r'\be\.message\s*==\s*\\?"([A-Za-z_]+)\\?"')
 _KQL_FIELD_RE = re.compile(r"\be\.([A-Za-z_][A-Za-z0-9_]*)")
 _USER_METRIC_RE = re.compile(r"logging\.googleapis\.com/user/\$\{google_logging_metric\.([A-Za-z0-9_\-]+)\.name\}")
+# An alert policy reads a metric type from a time_sleep's triggers:
+# time_sleep.NAME.triggers.KEY (or ["KEY"]).
+_SLEEP_TRIGGER_RE = re.compile(r"time_sleep\.([A-Za-z0-9_\-]+)\.triggers(?:\.|\[\")([A-Za-z0-9_\-]+)")
+
+
+def policy_user_metrics(module: Module, body: dict) -> tuple[set[str], set[str]]:
+    """(log-based metrics an alert policy reads through a time_sleep's
+    triggers, log-based metrics it names directly)."""
+    conditions = _text(body.get("conditions", ""))
+    direct = set(_USER_METRIC_RE.findall(conditions))
+    waited = set()
+    for sleep, key in _SLEEP_TRIGGER_RE.findall(conditions):
+        sleep_body = module.resources.get(("time_sleep", sleep), {})
+        if not _text(sleep_body.get("create_duration", "")):
+            continue
+        triggers = sleep_body.get("triggers", {})
+        waited |= set(_USER_METRIC_RE.findall(_text(triggers.get(key, "")) if isinstance(triggers, dict) else ""))
+    return waited, direct
 
 
 @functools.lru_cache(maxsize=None)
@@ -1254,7 +1316,14 @@ def gcp_log_metric_problems(module: Module, contract: dict) -> list[str]:
         if unknown:
             problems.append(f"{where}: the {kind!r} line has no field(s) {sorted(unknown)}")
     for _, name, body in module.of_type("google_monitoring_alert_policy"):
-        for metric in _USER_METRIC_RE.findall(_text(body.get("conditions", ""))):
+        waited, direct = policy_user_metrics(module, body)
+        for metric in sorted(direct):
+            problems.append(
+                f"google_monitoring_alert_policy.{name} names google_logging_metric.{metric} directly: on the first"
+                " apply Cloud Monitoring does not know the new metric yet and refuses the policy (404, "
+                "hashicorp/terraform-provider-google#11102); read the metric type from a time_sleep's triggers"
+            )
+        for metric in sorted(waited):
             if ("google_logging_metric", metric) not in module.resources:
                 problems.append(f"google_monitoring_alert_policy.{name}: no google_logging_metric.{metric}")
     return problems
@@ -1342,7 +1411,7 @@ def test_gcp_log_metrics_read_fields_the_relay_logs():
     assert throttled and dead, "no log-based metric for Duo 429s or dead letters"
     alerted = set()
     for _, name, body in module.of_type("google_monitoring_alert_policy"):
-        alerted |= set(_USER_METRIC_RE.findall(_text(body.get("conditions", ""))))
+        alerted |= policy_user_metrics(module, body)[0]
         channels = _text(body.get("notification_channels", ""))
         assert "local.notification_channels" in channels, f"alert policy {name} notifies nobody"
     assert set(throttled) & alerted and set(dead) & alerted, "Duo 429s and dead letters must have alert policies"
@@ -1423,18 +1492,41 @@ resource "google_logging_metric" "no_line" {
 resource "google_logging_metric" "wrong_line_field" {
   filter = "resource.type=\"cloud_run_revision\" AND jsonPayload.message=\"dead_letter\" AND jsonPayload.outcome=\"x\""
 }
-resource "google_monitoring_alert_policy" "p" {
+resource "time_sleep" "metrics" {
+  create_duration = "120s"
+  triggers = {
+    ok_type   = "logging.googleapis.com/user/${google_logging_metric.ok.name}"
+    gone_type = "logging.googleapis.com/user/${google_logging_metric.gone.name}"
+  }
+}
+resource "google_monitoring_alert_policy" "waits" {
   conditions {
     condition_threshold {
-      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.gone.name}\""
+      filter = "metric.type=\"${time_sleep.metrics.triggers.ok_type}\""
+    }
+  }
+}
+resource "google_monitoring_alert_policy" "gone" {
+  conditions {
+    condition_threshold {
+      filter = "metric.type=\"${time_sleep.metrics.triggers.gone_type}\""
+    }
+  }
+}
+resource "google_monitoring_alert_policy" "direct" {
+  conditions {
+    condition_threshold {
+      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.ok.name}\""
     }
   }
 }
 """
     )
     problems = gcp_log_metric_problems(gcp, contract)
-    assert len(problems) == 4, problems
-    assert not any("metric.ok" in p for p in problems)
+    assert len(problems) == 5, problems
+    assert not any(p.startswith("google_logging_metric.ok:") or "policy.waits" in p for p in problems)
+    assert any("policy.direct names google_logging_metric.ok directly" in p for p in problems)
+    assert any("policy.gone: no google_logging_metric.gone" in p for p in problems)
     azure = Module.from_text(
         r"""
 locals {
@@ -1513,3 +1605,59 @@ def test_gcp_queue_mode_settings_match_relay_gcp():
     claim = re.search(r"CLAIM_TIMEOUT: Duration = Duration::from_secs\((\d+)\)", _cargo_sources("relay-core"))
     backoff = re.fullmatch(r"(\d+)s", _as_list(worker["retry_policy"])[0]["minimum_backoff"])
     assert claim and backoff and int(backoff.group(1)) > int(claim.group(1)), (backoff, claim)
+
+
+# --- nothing a user can commit from an example holds a secret -------------------
+
+# What Terraform (and a user following the README) leaves in an example's
+# folder. Each of these can hold the Duo secret key, the hook secret or an
+# IdP token in clear text.
+SECRET_BEARING_FILES = (
+    "terraform.tfstate",
+    "terraform.tfstate.backup",
+    "terraform.tfstate.1712345678.backup",
+    ".terraform.tfstate.lock.info",
+    ".terraform/terraform.tfstate",
+    ".terraform/providers/registry.terraform.io/hashicorp/aws/6.0.0/linux_amd64/terraform-provider-aws",
+    "terraform.tfstate.d/staging/terraform.tfstate",
+    "terraform.tfvars",
+    "terraform.tfvars.json",
+    "secrets.auto.tfvars",
+    "tfplan",
+    "first.tfplan",
+    "crash.log",
+    "crash.1712345678.log",
+    "backend_override.tf",
+    "override.tf",
+)
+# What must stay committable: the configuration and the templates.
+TRACKED_FILES = ("main.tf", "variables.tf", "versions.tf", "outputs.tf", "terraform.tfvars.example", ".terraform.lock.hcl")
+
+
+def _git_ignored(paths: list[str]) -> set[str]:
+    import subprocess
+
+    proc = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(paths) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    if proc.returncode not in (0, 1):
+        pytest.skip(f"git check-ignore failed: {proc.stderr.strip()}")
+    return set(proc.stdout.split())
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_git_ignores_every_secret_bearing_file_of_an_example(example):
+    import shutil
+
+    if not shutil.which("git") or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    folder = f"terraform/examples/{example}"
+    secret = [f"{folder}/{name}" for name in SECRET_BEARING_FILES]
+    kept = [f"{folder}/{name}" for name in TRACKED_FILES]
+    ignored = _git_ignored(secret + kept)
+    assert not set(secret) - ignored, f"git add -A would pick up {sorted(set(secret) - ignored)}"
+    assert not set(kept) & ignored, f".gitignore hides {sorted(set(kept) & ignored)}, which belong in git"

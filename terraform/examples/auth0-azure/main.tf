@@ -23,9 +23,13 @@ locals {
     : "${random_password.hook.result},${var.previous_hook_secret}"
   )
 
-  # Optional Management API lookups (role names, profiles): the relay needs
-  # all three or none.
-  relay_auth0_lookups = var.relay_auth0_client_id != null && var.relay_auth0_client_secret != null
+  # Optional Management API lookups (role names, profiles) and the scheduled
+  # reconcile: the relay needs all three or none. nonsensitive() unmarks only
+  # whether the client secret is set, never the secret: that one is set is no
+  # secret. Without it the conditionals on the sensitive secret below would
+  # mark auth0_domain and auth0_client_id sensitive, and with them the whole
+  # app_settings map, hiding every plain setting from the plan.
+  relay_auth0_lookups = var.relay_auth0_client_id != null && nonsensitive(var.relay_auth0_client_secret != null)
 }
 
 check "relay_auth0_lookups" {
@@ -51,6 +55,10 @@ resource "random_password" "hook" {
 module "relay" {
   source = "../../modules/azure"
 
+  # Which hook secret the relay stores, decided at plan time: the secret
+  # itself (random_password) is only known after apply.
+  hook_sources = ["auth0"]
+
   name               = var.name
   location           = var.location
   package_zip_path   = var.package_zip_path
@@ -68,6 +76,11 @@ module "relay" {
   auth0_domain        = local.relay_auth0_lookups ? var.auth0_domain : null
   auth0_client_id     = local.relay_auth0_lookups ? var.relay_auth0_client_id : null
   auth0_client_secret = local.relay_auth0_lookups ? var.relay_auth0_client_secret : null
+
+  # Scheduled reconcile (off unless reconcile_schedule is set): reads Auth0
+  # with the relay's own application above.
+  reconcile_schedule = var.reconcile_schedule
+  reconcile_source   = "auth0"
 }
 
 module "auth0_streams" {

@@ -154,3 +154,9 @@ variable "queue_enabled" {
   type        = bool
   default     = false
 }
+
+variable "reconcile_schedule" {
+  description = "Scheduled reconcile (README \"Reconcile\"): when to converge Duo with the IdP, as an NCRONTAB expression with seconds, in UTC, e.g. \"0 0 * * * *\" (hourly). Needs relay_auth0_client_id and relay_auth0_client_secret. null (default): no schedule."
+  type        = string
+  default     = null
+}

@@ -17,6 +17,14 @@ provider "okta" {
 locals {
   okta_org = regex("^https://([^./]+)\\.([^/]+?)/?$", var.okta_org_url)
 
+  # Whether the relay gets an Okta API token of its own (profile lookups,
+  # reconcile). nonsensitive() unmarks only this yes/no, never the token:
+  # that one is set is no secret. Without it the conditional on the
+  # sensitive token below would mark okta_org_url sensitive, and with it the
+  # relay's whole environment, hiding every plain setting (DUO_IKEY,
+  # RELAY_MODE, …) from the plan.
+  relay_okta_lookups = nonsensitive(var.relay_okta_api_token != null)
+
   # What the relay accepts: the current secret, plus the previous one while a
   # rotation is under way (README: "Rotate the hook secret").
   relay_hook_secrets = (
@@ -42,6 +50,10 @@ resource "random_password" "hook" {
 module "relay" {
   source = "../../modules/aws"
 
+  # Which hook secret the relay stores, decided at plan time: the secret
+  # itself (random_password) is only known after apply.
+  hook_sources = ["okta"]
+
   name               = var.name
   lambda_zip_path    = var.lambda_zip_path
   duo_api_host       = var.duo_api_host
@@ -56,9 +68,15 @@ module "relay" {
   queue_enabled      = var.queue_enabled
   tags               = var.tags
 
-  # Optional profile lookups (renames): the relay needs both or neither.
-  okta_org_url   = var.relay_okta_api_token == null ? null : var.okta_org_url
+  # Optional profile lookups (renames) and the scheduled reconcile: the
+  # relay needs both or neither.
+  okta_org_url   = local.relay_okta_lookups ? var.okta_org_url : null
   okta_api_token = var.relay_okta_api_token
+
+  # Scheduled reconcile (off unless reconcile_schedule is set): reads Okta
+  # with relay_okta_api_token.
+  reconcile_schedule = var.reconcile_schedule
+  reconcile_source   = "okta"
 }
 
 module "okta_hook" {

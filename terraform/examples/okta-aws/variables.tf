@@ -130,3 +130,9 @@ variable "queue_enabled" {
   type        = bool
   default     = false
 }
+
+variable "reconcile_schedule" {
+  description = "Scheduled reconcile (README \"Reconcile\"): when to converge Duo with the IdP, as an EventBridge Scheduler expression in UTC, e.g. \"rate(1 hour)\" or \"cron(15 3 * * ? *)\". Needs relay_okta_api_token. null (default): no schedule."
+  type        = string
+  default     = null
+}

@@ -139,3 +139,9 @@ variable "queue_enabled" {
   type        = bool
   default     = false
 }
+
+variable "reconcile_schedule" {
+  description = "Scheduled reconcile (README \"Reconcile\"): when to converge Duo with the IdP, as an unix-cron expression in UTC, e.g. \"0 * * * *\" (hourly). Needs relay_okta_api_token. null (default): no schedule."
+  type        = string
+  default     = null
+}

@@ -4,9 +4,12 @@ terraform {
   required_providers {
     okta = {
       source = "okta/okta"
-      # okta_event_hook_verification exists since 3.x; 6.x is the current
-      # major. The root module configures the provider.
-      version = ">= 4.0, < 7.0"
+      # 6.7.0 (27 March 2026) gave okta_event_hook_verification its
+      # verification_status attribute (okta/terraform-provider-okta#2723,
+      # which also re-verifies a hook Okta reset to UNVERIFIED); outputs.tf
+      # reads it, so no earlier version may be selected. The resource itself
+      # exists since 3.x. The root module configures the provider.
+      version = ">= 6.7, < 7.0"
     }
   }
 }

@@ -45,6 +45,10 @@ resource "aws_lambda_function" "relay" {
       error_message = "Set okta_auth_secret, auth0_auth_secret or both: the relay refuses to start without a secret to check deliveries against."
     }
     precondition {
+      condition     = var.hook_sources == null || var.existing_secret_arn != null ? true : contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null)
+      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\"; set no hook secret for an IdP it does not name."
+    }
+    precondition {
       condition     = var.existing_secret_arn != null || (var.okta_org_url == null) == (var.okta_api_token == null)
       error_message = "okta_org_url and okta_api_token go together: set both (Okta API lookups) or neither."
     }

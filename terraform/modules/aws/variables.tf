@@ -45,6 +45,17 @@ variable "duo_skey" {
   }
 }
 
+variable "hook_sources" {
+  description = "The IdPs that deliver to this relay: \"okta\" and/or \"auth0\", each with its hook secret (okta_auth_secret, auth0_auth_secret). Optional here (all secrets go into one JSON secret, whose keys need not be known at plan time), checked against the secrets that are set when given; the gcp and azure modules require it. null: not checked."
+  type        = set(string)
+  default     = null
+
+  validation {
+    condition     = var.hook_sources == null || try(length(var.hook_sources) > 0 && alltrue([for s in var.hook_sources : contains(["okta", "auth0"], s)]), false)
+    error_message = "hook_sources must name at least one IdP, each \"okta\" or \"auth0\" (e.g. [\"okta\"]), or be null."
+  }
+}
+
 variable "okta_auth_secret" {
   description = "Value Okta sends in the OKTA_AUTH_HEADER header of each event hook delivery (at least 16 characters; \"new,old\" during a rotation). Stored in the secret as OKTA_AUTH_SECRET. Set this, auth0_auth_secret, or both."
   type        = string

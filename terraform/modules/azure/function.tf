@@ -129,12 +129,12 @@ resource "azurerm_linux_function_app" "relay" {
 
   lifecycle {
     precondition {
-      condition     = var.okta_auth_secret != null || var.auth0_auth_secret != null
-      error_message = "Set okta_auth_secret and/or auth0_auth_secret: the relay refuses to start without at least one (a source without its secret answers 401)."
+      condition     = contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null)
+      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\"; set no hook secret for an IdP it does not name (it would be left out)."
     }
   }
 
-  # The identity's roles must be in force before the first start: it fetches
-  # the package and resolves the Key Vault references at once.
-  depends_on = [time_sleep.role_propagation]
+  # The identity's roles should be in force before the first start: it
+  # fetches the package and resolves the Key Vault references at once.
+  depends_on = [time_sleep.app_access]
 }

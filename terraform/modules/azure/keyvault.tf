@@ -44,9 +44,22 @@ locals {
     WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets
   }
 
-  # Which secrets are set is not secret (only their values are): the names
-  # become resource keys and app setting names.
-  secrets_set = toset(nonsensitive([for env, value in local.secret_values : env if value != null]))
+  # Which secrets exist (resource keys and app setting names) is decided
+  # from variables known at plan time, never from the secret values: a hook
+  # secret generated in the same apply (random_password) is unknown while
+  # planning, and a key set built from it fails with "Invalid for_each
+  # argument". DUO_SKEY always; the hook secret of each IdP in
+  # hook_sources; an optional secret when its variable is set. nonsensitive()
+  # only unmarks whether an optional secret is set, which is no secret: the
+  # plan names the Key Vault secret anyway.
+  secrets_set = toset(concat(
+    ["DUO_SKEY"],
+    contains(var.hook_sources, "okta") ? ["OKTA_AUTH_SECRET"] : [],
+    contains(var.hook_sources, "auth0") ? ["AUTH0_AUTH_SECRET"] : [],
+    nonsensitive(var.okta_api_token != null) ? ["OKTA_API_TOKEN"] : [],
+    nonsensitive(var.auth0_client_secret != null) ? ["AUTH0_CLIENT_SECRET"] : [],
+    nonsensitive(var.webhook_signing_secrets != null) ? ["WEBHOOK_SIGNING_SECRETS"] : [],
+  ))
 }
 
 resource "azurerm_key_vault_secret" "relay" {
@@ -59,7 +72,11 @@ resource "azurerm_key_vault_secret" "relay" {
   content_type = "text/plain"
   tags         = var.tags
 
-  # Terraform writes these with its own role (Key Vault Secrets Officer),
-  # which must have taken effect first.
-  depends_on = [time_sleep.role_propagation]
+  # Terraform writes (and later reads) these with its own role (Key Vault
+  # Secrets Officer on this vault), which must exist and have taken effect
+  # first (main.tf).
+  depends_on = [
+    azurerm_role_assignment.deployer_key_vault_secrets,
+    time_sleep.deployer_access,
+  ]
 }

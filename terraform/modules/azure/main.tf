@@ -145,11 +145,29 @@ resource "azurerm_role_assignment" "deployer_package" {
   principal_id         = data.azurerm_client_config.current.object_id
 }
 
-# New role assignments take a while to reach Key Vault and Storage; without
-# this wait the first secret write (403) or the app's first start would race
-# them.
-resource "time_sleep" "role_propagation" {
-  create_duration = "60s"
+# New role assignments take effect a while after Azure has created them
+# (Microsoft documents up to 10 minutes for Key Vault data-plane roles), and
+# nothing in the API says when. Two separate waits, each started as soon as
+# its assignments exist, so each use waits only for the roles it needs:
+#
+# - Terraform's own writes (the Key Vault secrets, the package upload with
+#   shared keys off) wait for the deployer's roles. If Azure is slower than
+#   role_propagation_wait, the write fails with 403 "ForbiddenByRbac" and
+#   nothing is half-created: run terraform apply again.
+# - The Function App's first start waits for its identity's roles.
+resource "time_sleep" "deployer_access" {
+  create_duration = var.role_propagation_wait
+
+  triggers = {
+    roles = join(",", concat(
+      [azurerm_role_assignment.deployer_key_vault_secrets.id],
+      azurerm_role_assignment.deployer_package[*].id,
+    ))
+  }
+}
+
+resource "time_sleep" "app_access" {
+  create_duration = var.role_propagation_wait
 
   triggers = {
     roles = join(",", concat(
@@ -157,10 +175,8 @@ resource "time_sleep" "role_propagation" {
         azurerm_role_assignment.relay_key_vault_secrets.id,
         azurerm_role_assignment.relay_table.id,
         azurerm_role_assignment.relay_host_storage.id,
-        azurerm_role_assignment.deployer_key_vault_secrets.id,
       ],
       [for a in azurerm_role_assignment.relay_queue : a.id],
-      azurerm_role_assignment.deployer_package[*].id,
     ))
   }
 }

@@ -57,8 +57,10 @@ locals {
   ])
 
   # The Functions host's line when a queue message has failed
-  # maxDequeueCount times ("Message has reached MaxDequeueCount of 5.
-  # Moving message to queue 'relay-events-poison'.").
+  # maxDequeueCount times (10: extensions.queues.maxDequeueCount in
+  # crates/relay-azure/app/host.json, relay_azure::worker::HOST_MAX_DEQUEUE_COUNT):
+  # "Message has reached MaxDequeueCount of 10. Moving message to queue
+  # 'relay-events-poison'.").
   poison_query = var.queue_enabled ? join("\n", [
     "traces",
     "| where message has \"MaxDequeueCount\" and message has \"${local.poison_queue_name}\"",

@@ -68,7 +68,10 @@ resource "azurerm_storage_blob" "package" {
   }
 
   # With shared keys off, the upload uses the deployer's role assignment.
-  depends_on = [time_sleep.role_propagation]
+  depends_on = [
+    azurerm_role_assignment.deployer_package,
+    time_sleep.deployer_access,
+  ]
 }
 
 # Queue mode: the queue, and the poison queue that holds dead letters (the

@@ -17,8 +17,7 @@ locals {
   service_account_id = "${substr(var.name, 0, 25)}-run"
 
   # Secret Manager holds every secret; Cloud Run resolves them into the
-  # environment variables of the same name at instance start. Only the ones
-  # that are set get a secret (whether one is set is not itself secret).
+  # environment variables of the same name at instance start.
   secret_values = {
     DUO_SKEY            = var.duo_skey
     OKTA_AUTH_SECRET    = var.okta_auth_secret
@@ -26,28 +25,50 @@ locals {
     OKTA_API_TOKEN      = var.okta_api_token
     AUTH0_CLIENT_SECRET = var.auth0_client_secret
   }
-  secret_env = toset([for k, v in local.secret_values : k if nonsensitive(v != null)])
+
+  # Which secrets exist (the for_each keys in secrets.tf and the env blocks
+  # in run.tf) is decided from variables known at plan time, never from the
+  # secret values: a hook secret generated in the same apply
+  # (random_password) is unknown while planning, and a key set built from it
+  # fails with "Invalid for_each argument". DUO_SKEY always; the hook secret
+  # of each IdP in hook_sources; an API secret when its variable is set.
+  # nonsensitive() only unmarks whether an optional secret is set, which is
+  # no secret: the plan names the secret resource anyway.
+  secret_env = toset(concat(
+    ["DUO_SKEY"],
+    contains(var.hook_sources, "okta") ? ["OKTA_AUTH_SECRET"] : [],
+    contains(var.hook_sources, "auth0") ? ["AUTH0_AUTH_SECRET"] : [],
+    nonsensitive(var.okta_api_token != null) ? ["OKTA_API_TOKEN"] : [],
+    nonsensitive(var.auth0_client_secret != null) ? ["AUTH0_CLIENT_SECRET"] : [],
+  ))
   # DUO_SKEY is always set and gets its own env block in run.tf.
   optional_secret_env = setsubtract(local.secret_env, ["DUO_SKEY"])
 
-  # Optional plain (not secret) variables, set only when given.
-  optional_plain_env = {
-    for k, v in {
-      OKTA_ORG_URL    = var.okta_org_url
-      AUTH0_DOMAIN    = var.auth0_domain
-      AUTH0_CLIENT_ID = var.auth0_client_id
-      GROUP_FILTER    = var.group_filter
-      # Queue mode (queue.tf): where accepted events and dead letters go,
-      # what `dlq` reads, and whose push tokens the worker route accepts.
-      RELAY_MODE                            = var.queue_enabled ? "queue" : null
+  # Optional plain (not secret) variables, set only when given. The keys
+  # are decided from variables, never from resource attributes: the push
+  # account's email is unknown until apply, and a `v != null` filter over it
+  # would make the whole map (every env block in the plan) unknown.
+  optional_plain_env = merge(
+    {
+      for k, v in {
+        OKTA_ORG_URL    = var.okta_org_url
+        AUTH0_DOMAIN    = var.auth0_domain
+        AUTH0_CLIENT_ID = var.auth0_client_id
+        GROUP_FILTER    = var.group_filter
+      } : k => v if v != null
+    },
+    # Queue mode (queue.tf): where accepted events and dead letters go,
+    # what `dlq` reads, and whose push tokens the worker route accepts.
+    var.queue_enabled ? {
+      RELAY_MODE                            = "queue"
       RELAY_PUBSUB_TOPIC                    = one(google_pubsub_topic.events[*].name)
       RELAY_PUBSUB_DEAD_LETTER_TOPIC        = one(google_pubsub_topic.dead_letter[*].name)
       RELAY_PUBSUB_DEAD_LETTER_SUBSCRIPTION = one(google_pubsub_subscription.dead_letter[*].name)
-      RELAY_PUSH_AUDIENCE                   = var.queue_enabled ? local.push_audience : null
+      RELAY_PUSH_AUDIENCE                   = local.push_audience
       RELAY_PUSH_SERVICE_ACCOUNT            = one(google_service_account.push[*].email)
-      RELAY_QUEUE_MAX_ATTEMPTS              = var.queue_enabled ? tostring(var.queue_max_attempts) : null
-    } : k => v if v != null
-  }
+      RELAY_QUEUE_MAX_ATTEMPTS              = tostring(var.queue_max_attempts)
+    } : {},
+  )
 
   apis = toset(concat(
     [

@@ -97,7 +97,7 @@ resource "google_monitoring_alert_policy" "failed_events" {
     display_name = "failed events > 0 in 5 min"
 
     condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.failed_events.name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = "metric.type=\"${time_sleep.log_metrics.triggers.failed_events_type}\" AND resource.type=\"cloud_run_revision\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -309,6 +309,32 @@ resource "google_logging_metric" "dead_letters" {
   depends_on = [google_project_service.enabled]
 }
 
+# Cloud Monitoring learns of a new log-based metric some time after Cloud
+# Logging has created it, and until then refuses an alert policy on it:
+# "Error 404: Cannot find metric(s) that match type = ... If a metric was
+# created recently, it could take up to 10 minutes to become available."
+# (hashicorp/terraform-provider-google#11102, open since 2022). Referring to
+# the metric only orders the two calls; this waits log_metric_wait between
+# them. The policies read their metric types from the triggers, so none can
+# be created before the wait ends; a metric replaced later (its id changes)
+# waits again. The metrics depend on nothing but the enabled APIs, so the
+# wait runs alongside the Cloud Run service and Firestore database, and
+# later applies do not wait at all.
+resource "time_sleep" "log_metrics" {
+  create_duration = var.log_metric_wait
+
+  triggers = {
+    failed_events_type        = "logging.googleapis.com/user/${google_logging_metric.failed_events.name}"
+    duo_throttled_events_type = "logging.googleapis.com/user/${google_logging_metric.duo_throttled_events.name}"
+    dead_letters_type         = "logging.googleapis.com/user/${google_logging_metric.dead_letters.name}"
+    metric_ids = join(",", [
+      google_logging_metric.failed_events.id,
+      google_logging_metric.duo_throttled_events.id,
+      google_logging_metric.dead_letters.id,
+    ])
+  }
+}
+
 # Duo kept rate-limiting for 15 minutes (README runbook: 429 storm).
 resource "google_monitoring_alert_policy" "duo_throttled" {
   project               = var.project
@@ -322,7 +348,7 @@ resource "google_monitoring_alert_policy" "duo_throttled" {
     display_name = "events throttled by Duo >= ${var.duo_throttled_alert_threshold} per 5 min for 15 min"
 
     condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.duo_throttled_events.name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = "metric.type=\"${time_sleep.log_metrics.triggers.duo_throttled_events_type}\" AND resource.type=\"cloud_run_revision\""
       comparison      = "COMPARISON_GE"
       threshold_value = var.duo_throttled_alert_threshold
       duration        = "900s"
@@ -380,7 +406,7 @@ resource "google_monitoring_alert_policy" "dead_letter_events" {
     display_name = "dead_letter lines > 0 in 5 min"
 
     condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.dead_letters.name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = "metric.type=\"${time_sleep.log_metrics.triggers.dead_letters_type}\" AND resource.type=\"cloud_run_revision\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"

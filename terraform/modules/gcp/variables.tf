@@ -89,8 +89,19 @@ variable "duo_skey" {
 # IdP side: the shared secrets the relay checks on every delivery
 # ---------------------------------------------------------------------------
 
+variable "hook_sources" {
+  description = "The IdPs that deliver to this relay: \"okta\" and/or \"auth0\". Each gets its hook secret (okta_auth_secret → OKTA_AUTH_SECRET, auth0_auth_secret → AUTH0_AUTH_SECRET) stored as a secret of its own. It decides at plan time which secrets exist, so their values may be generated in the same apply (random_password): never derived from the values themselves, which are unknown until then."
+  type        = set(string)
+  nullable    = false
+
+  validation {
+    condition     = length(var.hook_sources) > 0 && alltrue([for s in var.hook_sources : contains(["okta", "auth0"], s)])
+    error_message = "hook_sources must name at least one IdP, each \"okta\" or \"auth0\" (e.g. [\"okta\"])."
+  }
+}
+
 variable "okta_auth_secret" {
-  description = "Value Okta sends in okta_auth_header on every event hook delivery (OKTA_AUTH_SECRET; during a rotation \"new,old\"). Stored in Secret Manager. Set this and/or auth0_auth_secret."
+  description = "Value Okta sends in okta_auth_header on every event hook delivery (OKTA_AUTH_SECRET; during a rotation \"new,old\"). Stored in Secret Manager. Set when hook_sources includes \"okta\" (and only then)."
   type        = string
   default     = null
   sensitive   = true
@@ -105,7 +116,7 @@ variable "okta_auth_secret" {
 }
 
 variable "auth0_auth_secret" {
-  description = "Token Auth0 sends (Event Streams bearer token / Log Streams authorization token) (AUTH0_AUTH_SECRET; during a rotation \"new,old\"). Stored in Secret Manager. Set this and/or okta_auth_secret."
+  description = "Token Auth0 sends (Event Streams bearer token / Log Streams authorization token) (AUTH0_AUTH_SECRET; during a rotation \"new,old\"). Stored in Secret Manager. Set when hook_sources includes \"auth0\" (and only then)."
   type        = string
   default     = null
   sensitive   = true
@@ -146,7 +157,7 @@ variable "okta_org_url" {
 }
 
 variable "okta_api_token" {
-  description = "Okta API token, SSWS, read-only admin is enough (OKTA_API_TOKEN); stored in Secret Manager."
+  description = "Okta API token, SSWS, read-only admin is enough (OKTA_API_TOKEN); stored in Secret Manager. Whether it is set must be known when planning (a variable or a data source, not a value generated in the same apply): it decides whether the secret exists."
   type        = string
   default     = null
   sensitive   = true
@@ -175,7 +186,7 @@ variable "auth0_client_id" {
 }
 
 variable "auth0_client_secret" {
-  description = "Auth0 Management API M2M client secret (AUTH0_CLIENT_SECRET); stored in Secret Manager."
+  description = "Auth0 Management API M2M client secret (AUTH0_CLIENT_SECRET); stored in Secret Manager. Whether it is set must be known when planning (a variable or a data source, not a value generated in the same apply): it decides whether the secret exists."
   type        = string
   default     = null
   sensitive   = true
@@ -336,5 +347,17 @@ variable "duo_throttled_alert_threshold" {
   validation {
     condition     = var.duo_throttled_alert_threshold >= 1
     error_message = "duo_throttled_alert_threshold must be at least 1."
+  }
+}
+
+variable "log_metric_wait" {
+  description = "How long the first apply waits between creating the log-based metrics and creating the alert policies on them (Cloud Monitoring refuses a policy on a metric it has not learnt of yet; Google says this can take up to 10 minutes, usually it is about a minute). Paid once, alongside the service's creation; raise it if an apply still fails with \"Cannot find metric(s)\" (or simply apply again)."
+  type        = string
+  default     = "120s"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9]+[sm]$", var.log_metric_wait))
+    error_message = "log_metric_wait must be a duration such as 120s or 5m."
   }
 }

@@ -7,5 +7,11 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.8"
     }
+    time = {
+      # Waits between creating the log-based metrics and the alert policies
+      # on them (monitoring.tf).
+      source  = "hashicorp/time"
+      version = ">= 0.9, < 1.0"
+    }
   }
 }
