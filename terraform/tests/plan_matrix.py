@@ -1,0 +1,481 @@
+#!/usr/bin/env python3
+"""Every Terraform root, planned from an empty state, for the variable sets a
+user would choose: the examples with only their required variables (the hook
+secret generated in the same apply), with every optional secret supplied,
+with queue mode, a reconcile schedule, alerts, and the IdP registration on
+and off; the cloud modules and the IdP modules on their own.
+
+Each combination runs `check` of the terraform-offline tool
+(../shared/tools/terraform-offline, or $TF_OFFLINE_DIR): the real
+`terraform init`, `validate` and `plan` against the providers' schemas, with
+mock providers, so nothing reaches a cloud. A plan fails on everything
+Terraform itself decides: unknown arguments, wrong types, module wiring,
+variable validations, preconditions, and a `for_each`/`count` that depends
+on values only known after apply (what broke the first apply of okta-gcp
+and auth0-azure). Some combinations also look into the plan text (`expect`,
+`refuse`): what the plan must show or must not.
+
+    python3 terraform/tests/plan_matrix.py            # all, two at a time
+    python3 terraform/tests/plan_matrix.py --list     # what would run
+    python3 terraform/tests/plan_matrix.py --only okta-gcp --jobs 1
+
+Exit status: 0 every combination planned, 1 one failed, 2 the tool is
+missing or broken. Standard library only; scripts/terraform-checks.sh runs it
+and terraform/tests/test_plan_matrix.py reuses it on a tree with the old
+defects put back, to show it fails on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+TF_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = TF_ROOT.parent
+
+# Placeholder for a path to an artifact zip; replaced by a dummy zip.
+ZIP = "<artifact.zip>"
+
+# Values a user would type. The secrets are fake but pass the modules'
+# validations (40-character Duo key, 16+ character hook secrets).
+DUO = {
+    "duo_api_host": "api-12345678.duosecurity.com",
+    "duo_ikey": "DIABCDEFGHIJKLMNOPQR",
+    "duo_skey": "0123456789abcdefghij0123456789abcdefghij",
+}
+OKTA_SECRET = "okta-hook-secret-0123456789abcdef"
+AUTH0_SECRET = "auth0-hook-secret-0123456789abcdef"
+TOKEN = "00token-0123456789abcdefghijklmnopqrstuvwx"
+PREVIOUS = "previous-hook-secret-0123456789abcdef"
+
+# What a plan of the AWS function / Azure app shows when its plain settings
+# are reviewable (not folded into one "(sensitive value)").
+AWS_PLAIN_SHOWN = r'"DUO_IKEY"\s*=\s*"DIABCDEFGHIJKLMNOPQR"'
+AZURE_PLAIN_SHOWN = r'"DUO_IKEY"\s*=\s*"DIABCDEFGHIJKLMNOPQR"'
+GCP_PLAIN_SHOWN = r'name\s*=\s*"OKTA_ORG_URL"\s*\n\s*\+\s*value\s*=\s*"https://acme\.okta\.com"'
+WHOLLY_SENSITIVE = r"(variables|app_settings)\s*=\s*\(sensitive value\)"
+# GCP: the alert policies on log-based metrics wait for the metrics.
+GCP_METRIC_WAIT = r"time_sleep\.log_metrics will be created"
+
+
+@dataclasses.dataclass(frozen=True)
+class Combination:
+    root: str  # relative to terraform/
+    name: str
+    variables: dict
+    expect: tuple = ()  # regexes the verbose plan must match
+    refuse: tuple = ()  # regexes it must not match
+
+    @property
+    def label(self) -> str:
+        return f"{self.root} [{self.name}]"
+
+
+def _example(root, name, base, extra=None, expect=(), refuse=()):
+    return Combination(root, name, {**base, **(extra or {})}, tuple(expect), tuple(refuse))
+
+
+def matrix() -> list[Combination]:
+    out: list[Combination] = []
+
+    # --- examples: what a user copies ---------------------------------------
+    aws = {"region": "us-east-1", **DUO, "okta_org_url": "https://acme.okta.com", "lambda_zip_path": ZIP}
+    root = "examples/okta-aws"
+    out += [
+        _example(root, "required variables only (hook secret generated)", aws, expect=[AWS_PLAIN_SHOWN]),
+        _example(
+            root,
+            "user-supplied secrets",
+            aws,
+            {"okta_api_token": TOKEN, "relay_okta_api_token": TOKEN, "previous_hook_secret": PREVIOUS},
+            expect=[AWS_PLAIN_SHOWN, r'"OKTA_ORG_URL"\s*=\s*"https://acme\.okta\.com"'],
+            refuse=[WHOLLY_SENSITIVE],
+        ),
+        _example(root, "queue mode", aws, {"queue_enabled": True}, expect=[r'"RELAY_MODE"\s*=\s*"queue"']),
+        _example(
+            root,
+            "reconcile schedule",
+            aws,
+            {"relay_okta_api_token": TOKEN, "reconcile_schedule": "rate(1 hour)"},
+            expect=[r"module\.relay\.aws_scheduler_schedule\.reconcile\[0\] will be created"],
+        ),
+        _example(root, "alerts", aws, {"alert_email": "oncall@example.com"}),
+        _example(
+            root,
+            "IdP registration off",
+            aws,
+            {"register_hook": False},
+            refuse=[r"okta_event_hook\.relay\[0\] will be created"],
+        ),
+    ]
+
+    gcp = {
+        "project": "my-gcp-project",
+        "region": "europe-west1",
+        "image": "europe-west1-docker.pkg.dev/my-gcp-project/relay/relay-gcp:v1",
+        **DUO,
+        "okta_org_url": "https://acme.okta.com",
+    }
+    root = "examples/okta-gcp"
+    out += [
+        _example(root, "required variables only (hook secret generated)", gcp, expect=[GCP_METRIC_WAIT]),
+        _example(
+            root,
+            "user-supplied secrets",
+            gcp,
+            {"okta_api_token": TOKEN, "relay_okta_api_token": TOKEN, "previous_hook_secret": PREVIOUS},
+            expect=[GCP_PLAIN_SHOWN],
+        ),
+        _example(root, "queue mode", gcp, {"queue_enabled": True}),
+        _example(
+            root,
+            "reconcile schedule",
+            gcp,
+            {"relay_okta_api_token": TOKEN, "reconcile_schedule": "0 * * * *"},
+            expect=[r"google_cloud_scheduler_job\.reconcile\[0\] will be created"],
+        ),
+        _example(root, "alerts", gcp, {"alert_email": "oncall@example.com"}, expect=[GCP_METRIC_WAIT]),
+        _example(
+            root,
+            "IdP registration off",
+            gcp,
+            {"register_hook": False},
+            refuse=[r"okta_event_hook\.relay\[0\] will be created"],
+        ),
+    ]
+
+    azure = {"location": "westeurope", **DUO, "auth0_domain": "acme.us.auth0.com", "package_zip_path": ZIP}
+    root = "examples/auth0-azure"
+    out += [
+        _example(root, "required variables only (hook secret generated)", azure, expect=[AZURE_PLAIN_SHOWN]),
+        _example(
+            root,
+            "user-supplied secrets",
+            azure,
+            {
+                "subscription_id": "00000000-0000-0000-0000-000000000000",
+                "auth0_client_id": "terraformclientid0123456789abcdef",
+                "auth0_client_secret": TOKEN,
+                "relay_auth0_client_id": "relayclientid0123456789abcdef012",
+                "relay_auth0_client_secret": TOKEN,
+                "previous_hook_secret": PREVIOUS,
+            },
+            expect=[AZURE_PLAIN_SHOWN, r'"AUTH0_DOMAIN"\s*=\s*"acme\.us\.auth0\.com"'],
+            refuse=[WHOLLY_SENSITIVE],
+        ),
+        _example(root, "queue mode", azure, {"queue_enabled": True}, expect=[r'"RELAY_MODE"\s*=\s*"queue"']),
+        _example(
+            root,
+            "reconcile schedule",
+            azure,
+            {
+                "relay_auth0_client_id": "relayclientid0123456789abcdef012",
+                "relay_auth0_client_secret": TOKEN,
+                "reconcile_schedule": "0 0 * * * *",
+            },
+            expect=[r'"AzureWebJobs_reconcile_Disabled"\s*=\s*"false"'],
+        ),
+        _example(root, "alerts", azure, {"alert_email": "oncall@example.com"}),
+        _example(
+            root,
+            "IdP registration off",
+            azure,
+            {"register_hook": False},
+            refuse=[r"auth0_(event|log)_stream\.relay\[0\] will be created"],
+        ),
+        _example(root, "Log Stream only", azure, {"auth0_event_stream_enabled": False}),
+    ]
+
+    # --- cloud modules on their own (known secrets) -------------------------
+    root = "modules/aws"
+    base = {**DUO, "lambda_zip_path": ZIP, "okta_auth_secret": OKTA_SECRET}
+    out += [
+        _example(root, "one hook secret", base),
+        _example(
+            root,
+            "everything on",
+            base,
+            {
+                "hook_sources": '["okta", "auth0"]',
+                "auth0_auth_secret": AUTH0_SECRET,
+                "okta_org_url": "https://acme.okta.com",
+                "okta_api_token": TOKEN,
+                "auth0_domain": "acme.us.auth0.com",
+                "auth0_client_id": "relayclientid0123456789abcdef012",
+                "auth0_client_secret": TOKEN,
+                "webhook_signing_secrets": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "queue_enabled": True,
+                "reconcile_schedule": "cron(15 3 * * ? *)",
+                "alert_email": "oncall@example.com",
+                "alarm_actions": '["arn:aws:sns:us-east-1:123456789012:pager"]',
+                "kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
+            },
+            expect=[AWS_PLAIN_SHOWN],
+        ),
+        _example(
+            root,
+            "existing secret",
+            {
+                **{k: v for k, v in DUO.items() if k != "duo_skey"},
+                "lambda_zip_path": ZIP,
+                "existing_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:relay-AbCdEf",
+            },
+            refuse=[r"aws_secretsmanager_secret\.relay\[0\] will be created"],
+        ),
+    ]
+
+    root = "modules/azure"
+    base = {
+        "location": "westeurope",
+        "package_zip_path": ZIP,
+        **DUO,
+        "hook_sources": '["okta"]',
+        "okta_auth_secret": OKTA_SECRET,
+    }
+    out += [
+        _example(root, "one hook secret", base),
+        _example(
+            root,
+            "everything on",
+            base,
+            {
+                "hook_sources": '["okta", "auth0"]',
+                "auth0_auth_secret": AUTH0_SECRET,
+                "okta_org_url": "https://acme.okta.com",
+                "okta_api_token": TOKEN,
+                "auth0_domain": "acme.us.auth0.com",
+                "auth0_client_id": "relayclientid0123456789abcdef012",
+                "auth0_client_secret": TOKEN,
+                "webhook_signing_secrets": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "queue_enabled": True,
+                "reconcile_schedule": "0 0 * * * *",
+                "alert_email": "oncall@example.com",
+                "action_group_ids": '["/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ops/providers/Microsoft.Insights/actionGroups/pager"]',
+                "resource_group_name": "existing-rg",
+                "shared_access_key_enabled": False,
+            },
+            expect=[AZURE_PLAIN_SHOWN],
+        ),
+    ]
+
+    root = "modules/gcp"
+    base = {
+        "project": "my-gcp-project",
+        "region": "europe-west1",
+        "image": "europe-west1-docker.pkg.dev/my-gcp-project/relay/relay-gcp:v1",
+        **DUO,
+        "hook_sources": '["okta"]',
+        "okta_auth_secret": OKTA_SECRET,
+    }
+    out += [
+        _example(root, "one hook secret", base, expect=[GCP_METRIC_WAIT]),
+        _example(
+            root,
+            "everything on",
+            base,
+            {
+                "hook_sources": '["okta", "auth0"]',
+                "auth0_auth_secret": AUTH0_SECRET,
+                "okta_org_url": "https://acme.okta.com",
+                "okta_api_token": TOKEN,
+                "auth0_domain": "acme.us.auth0.com",
+                "auth0_client_id": "relayclientid0123456789abcdef012",
+                "auth0_client_secret": TOKEN,
+                "queue_enabled": True,
+                "reconcile_schedule": "0 * * * *",
+                "alert_email": "oncall@example.com",
+                "notification_channels": '["projects/my-gcp-project/notificationChannels/123"]',
+                "create_firestore_database": False,
+                "firestore_database": "(default)",
+                "invoker_iam_disabled": True,
+            },
+            expect=[GCP_METRIC_WAIT, GCP_PLAIN_SHOWN],
+        ),
+    ]
+
+    # --- IdP registration on its own ------------------------------------------
+    root = "idp/okta"
+    base = {"okta_hook_url": "https://relay.example.com/okta", "okta_auth_secret": OKTA_SECRET}
+    out += [
+        _example(root, "hook and verification", base),
+        _example(root, "hook, verify later", base, {"okta_verify": False}),
+        _example(root, "disabled", {}, {"okta_enabled": False}),
+    ]
+    root = "idp/auth0"
+    base = {
+        "auth0_events_url": "https://relay.example.com/auth0",
+        "auth0_logs_url": "https://relay.example.com/auth0/logs",
+        "auth0_auth_secret": AUTH0_SECRET,
+    }
+    out += [
+        _example(root, "both streams", base),
+        _example(root, "none", {}, {"auth0_event_stream_enabled": False, "auth0_log_stream_enabled": False}),
+    ]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------
+
+
+def tool_dir() -> Path:
+    env = os.environ.get("TF_OFFLINE_DIR")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "tools" / "terraform-offline"
+
+
+def tool_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_OFFLINE_HOME", str(REPO_ROOT / ".tools" / "terraform-offline"))
+    extra = TF_ROOT / "tests" / "schemas"
+    if extra.is_dir():
+        env["TF_OFFLINE_EXTRA_SCHEMAS"] = os.pathsep.join(
+            p for p in (str(extra), env.get("TF_OFFLINE_EXTRA_SCHEMAS", "")) if p
+        )
+    return env
+
+
+def tool_available() -> tuple[bool, str]:
+    """(usable, why not)."""
+    check = tool_dir() / "check"
+    if not check.is_file():
+        return False, f"terraform-offline not found at {tool_dir()} (set TF_OFFLINE_DIR)"
+    terraform = os.environ.get("TF_OFFLINE_TERRAFORM") or shutil.which("terraform")
+    if not terraform:
+        return False, "terraform is not on PATH"
+    return True, ""
+
+
+def setup() -> tuple[bool, str]:
+    """Prepares the tool's cache once, before combinations run in parallel."""
+    proc = subprocess.run(
+        [sys.executable, str(tool_dir() / "setup"), "--if-needed"],
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+    )
+    return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _var_args(variables: dict, artifact: Path) -> list[str]:
+    args = []
+    for key, value in variables.items():
+        if value == ZIP:
+            value = str(artifact)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        args += ["-var", f"{key}={value}"]
+    return args
+
+
+@dataclasses.dataclass
+class Result:
+    combo: Combination
+    ok: bool
+    seconds: float
+    problems: list
+    output: str
+
+
+def run_one(combo: Combination, tree: Path, artifact: Path) -> Result:
+    start = time.monotonic()
+    cmd = [sys.executable, str(tool_dir() / "check"), "-v", str(tree / combo.root)]
+    cmd += _var_args(combo.variables, artifact)
+    proc = subprocess.run(cmd, env=tool_env(), capture_output=True, text=True, cwd=str(tree))
+    output = proc.stdout + proc.stderr
+    problems = []
+    if proc.returncode != 0:
+        problems.append(f"check exited {proc.returncode}")
+    else:
+        for rx in combo.expect:
+            if not re.search(rx, output):
+                problems.append(f"the plan does not show /{rx}/")
+        for rx in combo.refuse:
+            if re.search(rx, output):
+                problems.append(f"the plan shows /{rx}/")
+    return Result(combo, not problems, time.monotonic() - start, problems, output)
+
+
+def run(combos: list[Combination], tree: Path = TF_ROOT, jobs: int = 2, on_result=None) -> list[Result]:
+    """Plans every combination against the terraform/ folder `tree`."""
+    with tempfile.TemporaryDirectory(prefix="tf-matrix-") as tmp:
+        artifact = Path(tmp) / "artifact.zip"
+        with zipfile.ZipFile(artifact, "w") as z:
+            z.writestr("bootstrap", "")
+        results = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(run_one, c, tree, artifact) for c in combos]
+            for future in futures:
+                result = future.result()
+                results.append(result)
+                if on_result:
+                    on_result(result)
+        return results
+
+
+def _failure_excerpt(output: str) -> str:
+    """Terraform's errors, without the whole verbose plan."""
+    lines = output.splitlines()
+    keep = [i for i, line in enumerate(lines) if re.search(r"Error:|FAILED|Warning:|^\[\d/3\]", line)]
+    if not keep:
+        return "\n".join(lines[-40:])
+    first = max(0, keep[0] - 2)
+    return "\n".join(lines[first : first + 60])
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tree", type=Path, default=TF_ROOT, help="the terraform/ folder to check")
+    parser.add_argument("--jobs", type=int, default=2, help="combinations planned at once (default 2)")
+    parser.add_argument("--only", default="", help="only combinations whose label contains this")
+    parser.add_argument("--list", action="store_true", help="list the combinations and exit")
+    args = parser.parse_args(argv)
+
+    combos = [c for c in matrix() if args.only in c.label]
+    if args.list:
+        for c in combos:
+            print(c.label)
+        print(f"{len({c.root for c in combos})} roots, {len(combos)} combinations")
+        return 0
+    ok, why = tool_available()
+    if not ok:
+        print(f"plan matrix: {why}", file=sys.stderr)
+        return 2
+    start = time.monotonic()
+    ok, out = setup()
+    if not ok:
+        print(f"plan matrix: terraform-offline setup failed:\n{out}", file=sys.stderr)
+        return 2
+
+    def report(r: Result):
+        mark = "ok  " if r.ok else "FAIL"
+        print(f"  {mark} {r.seconds:5.1f}s  {r.combo.label}", flush=True)
+        if not r.ok:
+            for p in r.problems:
+                print(f"         {p}")
+            print("         " + _failure_excerpt(r.output).replace("\n", "\n         "))
+
+    print(f"plan matrix: {len(combos)} combinations, {args.jobs} at a time ({tool_dir()})", flush=True)
+    results = run(combos, args.tree, args.jobs, report)
+    failed = [r for r in results if not r.ok]
+    roots = len({c.root for c in combos})
+    took = time.monotonic() - start
+    if failed:
+        print(f"plan matrix: {len(failed)} of {len(combos)} combinations FAILED ({roots} roots, {took:.0f}s)")
+        return 1
+    print(f"plan matrix: {roots} roots, {len(combos)} combinations, all planned from an empty state ({took:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

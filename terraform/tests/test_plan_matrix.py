@@ -1,0 +1,95 @@
+"""The plan matrix (plan_matrix.py) fails on the defects it guards against.
+
+Each test copies terraform/ to a temporary folder, puts one old defect back
+there by replacing the fixed expression with the one that was shipped, and
+plans the matrix combination of the root that broke; the plan must fail, and
+for that reason (the error names the defect and the file), or the check could
+not catch it. (The same combination on the real tree is part of the matrix
+itself, which scripts/terraform-checks.sh runs first: it plans.)
+
+Needs terraform-offline (../shared/tools/terraform-offline or
+$TF_OFFLINE_DIR) and terraform; skipped without them, as on a user's machine
+(scripts/terraform-checks.sh says so there). Each test plans one or two
+combinations (about 10 s each on a quiet machine).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import plan_matrix
+
+available, why = plan_matrix.tool_available()
+pytestmark = pytest.mark.skipif(not available, reason=why or "terraform-offline unavailable")
+
+
+def _copy_tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "terraform"
+    shutil.copytree(
+        plan_matrix.TF_ROOT,
+        tree,
+        ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*", "__pycache__", "tests"),
+    )
+    return tree
+
+
+def _put_back(path: Path, pattern: str, old: str) -> None:
+    """Replaces the one match of `pattern` (the fix) with `old` (the defect)."""
+    text = path.read_text(encoding="utf-8")
+    new, count = re.subn(pattern, lambda _: old, text, flags=re.S)
+    assert count == 1, f"{path}: the fixed expression /{pattern}/ is not there once ({count}); update this test"
+    path.write_text(new, encoding="utf-8")
+
+
+def _plan(tree: Path, root: str, name: str) -> plan_matrix.Result:
+    combos = [c for c in plan_matrix.matrix() if c.root == root and c.name == name]
+    assert len(combos) == 1, f"no matrix combination {root} [{name}]"
+    ok, out = plan_matrix.setup()
+    assert ok, out
+    return plan_matrix.run(combos, tree, jobs=1)[0]
+
+
+def test_fails_when_gcp_secret_names_come_from_generated_values(tmp_path):
+    # The shipped defect: the secret-name set was built from the values, and
+    # the generated hook secret is unknown while planning.
+    tree = _copy_tree(tmp_path)
+    _put_back(
+        tree / "modules" / "gcp" / "main.tf",
+        r"  secret_env = toset\(concat\(\n.*?\n  \)\)\n",
+        "  secret_env = toset([for k, v in local.secret_values : k if nonsensitive(v != null)])\n",
+    )
+    result = _plan(tree, "examples/okta-gcp", "required variables only (hook secret generated)")
+    assert not result.ok, "the plan matrix did not catch the GCP secret-name defect"
+    assert "Invalid for_each argument" in result.output, plan_matrix._failure_excerpt(result.output)
+    assert "modules/gcp/secrets.tf" in result.output
+
+
+def test_fails_when_azure_secret_names_come_from_generated_values(tmp_path):
+    tree = _copy_tree(tmp_path)
+    _put_back(
+        tree / "modules" / "azure" / "keyvault.tf",
+        r"  secrets_set = toset\(concat\(\n.*?\n  \)\)\n",
+        "  secrets_set = toset(nonsensitive([for env, value in local.secret_values : env if value != null]))\n",
+    )
+    result = _plan(tree, "examples/auth0-azure", "required variables only (hook secret generated)")
+    assert not result.ok, "the plan matrix did not catch the Azure secret-name defect"
+    assert "Invalid for_each argument" in result.output, plan_matrix._failure_excerpt(result.output)
+    assert "modules/azure/keyvault.tf" in result.output
+
+
+def test_fails_when_a_sensitive_conditional_hides_the_lambda_environment(tmp_path):
+    # The shipped defect: a conditional on the sensitive relay token marked
+    # okta_org_url, and with it the function's whole environment, sensitive.
+    tree = _copy_tree(tmp_path)
+    _put_back(
+        tree / "examples" / "okta-aws" / "main.tf",
+        r"relay_okta_lookups = nonsensitive\(var\.relay_okta_api_token != null\)",
+        "relay_okta_lookups = var.relay_okta_api_token != null",
+    )
+    result = _plan(tree, "examples/okta-aws", "user-supplied secrets")
+    assert not result.ok, "the plan matrix did not catch a wholly sensitive Lambda environment"
+    assert any("sensitive value" in p or "does not show" in p for p in result.problems), result.problems
