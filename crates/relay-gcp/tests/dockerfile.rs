@@ -67,7 +67,10 @@ fn dockerfile_names_this_package_binary_base_images_and_port() {
 
 #[test]
 fn dockerfile_documents_the_build_command_from_the_workspace_root() {
-    assert!(dockerfile().contains("docker build -f crates/relay-gcp/Dockerfile -t relay-gcp ."));
+    // --platform: Cloud Run runs linux/amd64 images only, whatever builds them.
+    assert!(dockerfile().contains(
+        "docker build --platform linux/amd64 -f crates/relay-gcp/Dockerfile -t relay-gcp ."
+    ));
     // The context is the workspace root, which holds the lock file --locked needs.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     assert!(root.join("Cargo.lock").is_file());
