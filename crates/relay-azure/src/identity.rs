@@ -1,5 +1,6 @@
-//! Microsoft Entra ID tokens for Azure Storage from the Function App's
-//! managed identity: `GET $IDENTITY_ENDPOINT?resource=https://storage.azure.com/&api-version=2019-08-01`
+//! Microsoft Entra ID tokens for Azure Storage (and, at start-up, Key Vault)
+//! from the Function App's managed identity:
+//! `GET $IDENTITY_ENDPOINT?resource=https://storage.azure.com/&api-version=2019-08-01`
 //! with `X-IDENTITY-HEADER: $IDENTITY_HEADER` answers
 //! `{"access_token": …, "expires_on": "<epoch seconds>", …}`
 //! (learn.microsoft.com/azure/app-service/overview-managed-identity, "REST
@@ -18,9 +19,12 @@ use crate::settings::{ManagedIdentity, STORAGE_RESOURCE};
 /// Refresh this long before `expires_on`.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
-/// A cached token source.
+/// A cached token source for one resource.
 pub(crate) struct TokenSource {
     identity: ManagedIdentity,
+    /// The resource the tokens are for, and its name in error messages.
+    resource: &'static str,
+    label: &'static str,
     cached: Mutex<Option<(String, u64)>>,
 }
 
@@ -41,9 +45,20 @@ struct TokenAnswer {
 }
 
 impl TokenSource {
+    /// Tokens for Azure Storage.
     pub(crate) fn new(identity: ManagedIdentity) -> Self {
+        Self::for_resource(identity, STORAGE_RESOURCE, "Azure Storage")
+    }
+
+    pub(crate) fn for_resource(
+        identity: ManagedIdentity,
+        resource: &'static str,
+        label: &'static str,
+    ) -> Self {
         Self {
             identity,
+            resource,
+            label,
             cached: Mutex::new(None),
         }
     }
@@ -62,15 +77,16 @@ impl TokenSource {
         let mut url = self.identity.endpoint.clone();
         {
             let mut query = url.query_pairs_mut();
-            query.append_pair("resource", STORAGE_RESOURCE);
+            query.append_pair("resource", self.resource);
             query.append_pair("api-version", "2019-08-01");
             if let Some(client_id) = &self.identity.client_id {
                 query.append_pair("client_id", client_id);
             }
         }
+        let label = self.label;
         let failed = |what: String| {
             StoreError::Backend(format!(
-                "managed identity token for Azure Storage (IDENTITY_ENDPOINT): {what}"
+                "managed identity token for {label} (IDENTITY_ENDPOINT): {what}"
             ))
         };
         let response = http

@@ -13,7 +13,8 @@
 //!
 //! This crate owns what is Azure's and nothing else: reading the Function
 //! App's settings ([`settings`]: port, unresolved Key Vault references, where
-//! the table and the queue are), the idempotency store on Table Storage
+//! the table and the queue are; [`key_vault`]: reading a reference the
+//! platform did not resolve with the app's identity), the idempotency store on Table Storage
 //! ([`table`], SharedKey signing in [`shared_key`], managed-identity tokens)
 //! and queue mode (`RELAY_MODE=queue`): the Storage queue the accept stage
 //! puts events on and the poison queue of dead letters ([`queue`]), and the
@@ -21,6 +22,7 @@
 //! applying are `relay-core`'s; HTTP is `relay-server`'s.
 
 mod identity;
+pub mod key_vault;
 pub mod queue;
 pub mod reconcile;
 pub mod settings;
@@ -28,6 +30,7 @@ pub mod shared_key;
 pub mod table;
 pub mod worker;
 
+pub use key_vault::{KeyVaultReadError, Patience, resolve_key_vault_references};
 pub use queue::{AzureEventQueue, PoisonQueue, StorageQueue};
 pub use settings::{QueueSettings, TableSettings, check_key_vault_references, listen};
 pub use table::TableStore;

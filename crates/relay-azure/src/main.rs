@@ -1,5 +1,7 @@
 //! `relay-azure`: the relay as an Azure Functions custom handler. Reads the
-//! app settings, refuses unresolved Key Vault references, builds the relay
+//! app settings, reads a Key Vault reference the platform left unresolved
+//! itself (retrying while the identity's role takes effect) or refuses
+//! start-up naming it, builds the relay
 //! with the Table Storage idempotency store once, and serves the shared
 //! router under `/api` on `FUNCTIONS_CUSTOMHANDLER_PORT` — plus, with
 //! `RELAY_MODE=queue`, the queue-trigger worker at `/queue_worker`.
@@ -74,6 +76,12 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
         .unwrap_or(LogFormat::Json);
     init(format, "info").map_err(anyhow::Error::msg)?;
 
+    // A Key Vault reference the platform could not resolve (on a new
+    // deployment: the identity's role not in effect yet) is read here with
+    // the same identity, retrying for a while; only then does start-up
+    // refuse it, naming the setting.
+    let mut raw = raw;
+    relay_azure::resolve_key_vault_references(&mut raw, relay_azure::Patience::START_UP).await?;
     relay_azure::check_key_vault_references(&raw)?;
     let listen = relay_azure::listen(&raw)?;
     let queued = relay_core::queue::queue_mode(&raw)?;

@@ -220,7 +220,10 @@ fn table_name(raw: &RawConfig) -> Result<String, ConfigError> {
 /// app with an identity (`IDENTITY_ENDPOINT`, `IDENTITY_HEADER`, optional
 /// `AZURE_CLIENT_ID` for a user-assigned identity). `selected_by` names the
 /// variable that chose identity access, for the error.
-fn managed_identity(raw: &RawConfig, selected_by: &str) -> Result<ManagedIdentity, ConfigError> {
+pub(crate) fn managed_identity(
+    raw: &RawConfig,
+    selected_by: &str,
+) -> Result<ManagedIdentity, ConfigError> {
     let identity_endpoint = optional(raw, "IDENTITY_ENDPOINT").ok_or_else(|| {
         ConfigError::new(
             "IDENTITY_ENDPOINT",

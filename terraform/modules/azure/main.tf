@@ -154,7 +154,12 @@ resource "azurerm_role_assignment" "deployer_package" {
 #   shared keys off) wait for the deployer's roles. If Azure is slower than
 #   role_propagation_wait, the write fails with 403 "ForbiddenByRbac" and
 #   nothing is half-created: run terraform apply again.
-# - The Function App's first start waits for its identity's roles.
+# - The Function App's first start waits for its identity's roles. It does
+#   not depend on that wait being long enough: a Key Vault reference the
+#   platform could not resolve yet, relay-azure reads from Key Vault itself
+#   with the same identity, retrying for up to two minutes at each start
+#   (crates/relay-azure/src/key_vault.rs); the Functions host restarts a
+#   handler that exits, and each start tries again.
 resource "time_sleep" "deployer_access" {
   create_duration = var.role_propagation_wait
 
