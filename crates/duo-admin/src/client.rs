@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::date;
 use crate::error::{DuoError, DuoFailure, TransportKind};
+use crate::pace::Pacer;
 use crate::retry::{Idempotency, RetryPolicy};
 use crate::secret::Secret;
 use crate::sign::{self, SigVersion, SignInput};
@@ -50,6 +51,9 @@ pub struct DuoConfig {
     pub retry: RetryPolicy,
     /// Timeout of one attempt (connect + answer).
     pub timeout: Duration,
+    /// The process's Duo pace ([`Pacer`]), shared by every clone of this
+    /// config and every client built from it; `None` sends at once.
+    pub pace: Option<Arc<Pacer>>,
 }
 
 impl DuoConfig {
@@ -63,6 +67,7 @@ impl DuoConfig {
             date_header: DateHeader::default(),
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(10),
+            pace: None,
         }
     }
 
@@ -262,9 +267,24 @@ impl DuoClient {
     ) -> Result<DuoResponse, DuoError> {
         let prepared = self.prepare(&method, path, params)?;
         let policy = &self.inner.config.retry;
+        let pacer = self.inner.config.pace.as_deref();
         let mut slept = Duration::ZERO;
         let mut attempt: u32 = 1;
         loop {
+            if let Some(pacer) = pacer {
+                // Wait for the process's pace, within the same budget as
+                // retries: a webhook answered in the request cannot wait
+                // longer, and what cannot go now is retried later.
+                match pacer.reserve_within(policy.budget.saturating_sub(slept)) {
+                    Ok(wait) => {
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                            slept += wait;
+                        }
+                    }
+                    Err(wait) => return Err(paced_out(wait, attempt - 1)),
+                }
+            }
             let started = Instant::now();
             let result = self.send_once(&method, &prepared).await;
             let retryable = match &result {
@@ -290,9 +310,18 @@ impl DuoClient {
             if !retryable || attempt >= policy.max_attempts {
                 return Err(with_attempts(error, attempt));
             }
-            let delay = {
-                let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
-                policy.backoff_with_jitter(attempt, &mut rng)
+            let delay = match (pacer, &error) {
+                // The shared pace slows down for everyone; the retry waits
+                // for its next token at the reduced rate (above), not for a
+                // backoff of its own.
+                (Some(pacer), DuoError::RateLimited { .. }) => {
+                    pacer.throttled();
+                    Duration::ZERO
+                }
+                _ => {
+                    let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
+                    policy.backoff_with_jitter(attempt, &mut rng)
+                }
             };
             if slept + delay > policy.budget {
                 return Err(with_attempts(error, attempt));
@@ -302,6 +331,11 @@ impl DuoClient {
             attempt += 1;
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The process's Duo pace, when one is set.
+    pub fn pacer(&self) -> Option<&Arc<Pacer>> {
+        self.inner.config.pace.as_ref()
     }
 
     /// Builds the wire form of a request once; only the date (and so the
@@ -464,6 +498,23 @@ struct Prepared {
     /// Parameters on canonical line 5.
     signed_params: Vec<(String, String)>,
     body: Option<(Vec<u8>, &'static str)>,
+}
+
+/// A call not sent because the pace had no token free within the retry
+/// budget: as transient as the 429 Duo would have answered.
+fn paced_out(wait: Duration, attempts: u32) -> DuoError {
+    DuoError::RateLimited {
+        failure: DuoFailure {
+            status: 429,
+            code: None,
+            message: format!(
+                "not sent: the Duo pace (DUO_RATE_PER_MINUTE) has no call free for {} ms, past the retry budget",
+                wait.as_millis()
+            ),
+            detail: None,
+        },
+        attempts,
+    }
 }
 
 fn with_attempts(error: DuoError, attempts: u32) -> DuoError {

@@ -27,6 +27,7 @@ mod client;
 pub mod date;
 mod error;
 mod model;
+pub mod pace;
 mod retry;
 mod secret;
 pub mod sign;
@@ -42,6 +43,7 @@ pub use model::{
     HardwareToken, Phone, U2fRegistrationId, U2fToken, User, UserFields, UserStatus,
     WebAuthnCredential, WebAuthnKey,
 };
+pub use pace::{PaceConfig, Pacer};
 pub use reqwest::Method;
 pub use retry::{Idempotency, RetryPolicy};
 pub use secret::Secret;

@@ -157,6 +157,7 @@ async fn bootstrap_serves_invocations_and_logs_json_lines() {
         ("DUO_API_HOST", fx.sim.config().host.as_str()),
         ("DUO_IKEY", fx.sim.config().ikey.as_str()),
         ("DUO_API_URL", duo_url.as_str()),
+        ("DUO_RATE_PER_MINUTE", "off"),
     ];
     let started = Instant::now();
     let child = bootstrap(&api, &moto, &env).spawn().unwrap();
@@ -290,6 +291,7 @@ async fn bootstrap_in_queue_mode_accepts_works_the_queue_and_its_dlq_command_rep
         ("DUO_API_HOST", fx.sim.config().host.as_str()),
         ("DUO_IKEY", fx.sim.config().ikey.as_str()),
         ("DUO_API_URL", duo_url.as_str()),
+        ("DUO_RATE_PER_MINUTE", "off"),
         ("RELAY_MODE", "queue"),
         ("RELAY_QUEUE_URL", queues.url.as_str()),
         ("RELAY_DLQ_URL", queues.dlq_url.as_str()),

@@ -41,6 +41,11 @@ struct Args {
     seed: u64,
     /// `sync` (apply inside the request) or `queue` (RELAY_MODE=queue).
     mode: String,
+    /// The relay's `DUO_RATE_PER_MINUTE`: `off` by default, since the
+    /// simulator has no rate limit and the bench measures the relay.
+    duo_rate: String,
+    /// Probability of an injected Duo 429 per call (`--duo-429 0.1`).
+    duo_429: f64,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -52,6 +57,8 @@ fn parse_args() -> anyhow::Result<Args> {
         out: PathBuf::from("bench/out"),
         seed: 7,
         mode: "sync".to_owned(),
+        duo_rate: "off".to_owned(),
+        duo_429: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,9 +71,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--out" => a.out = PathBuf::from(value()?),
             "--seed" => a.seed = value()?.parse()?,
             "--mode" => a.mode = value()?,
+            "--duo-rate" => a.duo_rate = value()?,
+            "--duo-429" => a.duo_429 = value()?.parse()?,
             "--help" | "-h" => {
                 println!(
-                    "relay-bench [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue]"
+                    "relay-bench [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue] [--duo-rate off|CALLS_PER_MIN] [--duo-429 P]"
                 );
                 std::process::exit(0);
             }
@@ -288,6 +297,15 @@ async fn main() -> anyhow::Result<()> {
         .post(format!("{sim_url}/_sim/calls/reset"))
         .send()
         .await?;
+    if args.duo_429 > 0.0 {
+        client
+            .post(format!("{sim_url}/_sim/faults"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"rate_429": args.duo_429, "seed": args.seed}).to_string())
+            .send()
+            .await?
+            .error_for_status()?;
+    }
 
     // 2. The relay, timed from spawn to its first 200.
     let relay_port = free_port()?;
@@ -312,6 +330,7 @@ async fn main() -> anyhow::Result<()> {
                 ("RELAY_MODE", args.mode.clone()),
                 ("RELAY_QUEUE_CONCURRENCY", "8".to_owned()),
                 ("RELAY_QUEUE_BACKOFF_MS", "200".to_owned()),
+                ("DUO_RATE_PER_MINUTE", args.duo_rate.clone()),
             ])
             .env("RELAY_STATE_DIR", &state_dir)
             .stdout(Stdio::piped())

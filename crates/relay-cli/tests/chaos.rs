@@ -191,6 +191,7 @@ fn start_relay(sim: &DuoSim, state: &Path, port: u16, generation: usize) -> Rela
         .env("DUO_IKEY", &cfg.ikey)
         .env("DUO_SKEY", &cfg.skey)
         .env("DUO_API_URL", sim.base_url())
+        .env("DUO_RATE_PER_MINUTE", "off")
         .env("OKTA_AUTH_SECRET", SECRET)
         .env("RELAY_MODE", "queue")
         .env("RELAY_STATE_DIR", state)

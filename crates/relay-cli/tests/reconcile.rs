@@ -54,6 +54,7 @@ impl World {
             .env("DUO_IKEY", &cfg.ikey)
             .env("DUO_SKEY", &cfg.skey)
             .env("DUO_API_URL", self.sim.base_url())
+            .env("DUO_RATE_PER_MINUTE", "off")
             .envs(self.idp.okta_env())
             .arg("reconcile")
             .args(args);

@@ -68,7 +68,42 @@ pub fn duo_config(
     }
     config.base_url = optional(raw, "DUO_API_URL").map(str::to_owned);
     config.retry = retry;
+    config.pace = duo_pace(raw)?.map(|pace| std::sync::Arc::new(duo_admin::Pacer::new(pace)));
     Ok(config)
+}
+
+/// `DUO_RATE_PER_MINUTE` (default 600, Duo's published figures; `off` for no
+/// pace) and `DUO_RATE_BURST` (default 30): the process's one Duo pace
+/// ([`duo_admin::pace`]). Several instances each keep their own, so give
+/// each the account's budget divided by how many can run at once.
+pub fn duo_pace(raw: &RawConfig) -> Result<Option<duo_admin::PaceConfig>, ConfigError> {
+    let mut pace = duo_admin::PaceConfig::default();
+    match optional(raw, "DUO_RATE_PER_MINUTE") {
+        Some(v) if v.eq_ignore_ascii_case("off") => return Ok(None),
+        Some(v) => {
+            pace.per_minute = v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (6..=1_000_000).contains(n))
+                .map(f64::from)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "DUO_RATE_PER_MINUTE",
+                        "must be 6 to 1000000 calls a minute, or off",
+                    )
+                })?;
+        }
+        None => {}
+    }
+    if let Some(v) = optional(raw, "DUO_RATE_BURST") {
+        pace.burst = v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .map(f64::from)
+            .ok_or_else(|| ConfigError::new("DUO_RATE_BURST", "must be 1 to 100000 calls"))?;
+    }
+    Ok(Some(pace))
 }
 
 /// Builds the Duo client, naming the variable at fault when it refuses.
@@ -89,6 +124,32 @@ mod tests {
     use super::*;
 
     use super::from_pairs as raw;
+
+    #[test]
+    fn duo_pace_defaults_to_duos_figures_and_names_bad_values() {
+        assert_eq!(
+            duo_pace(&raw(&[])).unwrap(),
+            Some(duo_admin::PaceConfig::default())
+        );
+        assert_eq!(
+            duo_pace(&raw(&[("DUO_RATE_PER_MINUTE", "off")])).unwrap(),
+            None
+        );
+        let set = duo_pace(&raw(&[
+            ("DUO_RATE_PER_MINUTE", "120"),
+            ("DUO_RATE_BURST", "5"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!((set.per_minute, set.burst), (120.0, 5.0));
+        for (k, v) in [
+            ("DUO_RATE_PER_MINUTE", "0"),
+            ("DUO_RATE_PER_MINUTE", "fast"),
+            ("DUO_RATE_BURST", "0"),
+        ] {
+            assert_eq!(duo_pace(&raw(&[(k, v)])).unwrap_err().variable, k);
+        }
+    }
 
     #[test]
     fn duo_config_names_missing_and_bad_variables() {

@@ -28,6 +28,7 @@ fn duo_env(sim: &DuoSim) -> Vec<(String, String)> {
         ("DUO_IKEY".into(), cfg.ikey.clone()),
         ("DUO_SKEY".into(), cfg.skey.clone()),
         ("DUO_API_URL".into(), sim.base_url()),
+        ("DUO_RATE_PER_MINUTE".into(), "off".into()),
         ("OKTA_AUTH_SECRET".into(), OKTA_SECRET.into()),
     ]
 }

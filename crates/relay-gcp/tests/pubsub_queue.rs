@@ -327,6 +327,7 @@ impl QueueEnv {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         env.push(("DUO_API_URL".into(), sim.base_url()));
+        env.push(("DUO_RATE_PER_MINUTE".into(), "off".into()));
         for (k, v) in extra {
             env.push(((*k).to_owned(), (*v).to_owned()));
         }

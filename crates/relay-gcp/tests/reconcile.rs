@@ -18,6 +18,7 @@ fn command(sim: &DuoSim, idp: &IdpStandIn, extra: &[(&str, &str)]) -> Command {
         .env("DUO_IKEY", &cfg.ikey)
         .env("DUO_SKEY", &cfg.skey)
         .env("DUO_API_URL", sim.base_url())
+        .env("DUO_RATE_PER_MINUTE", "off")
         .envs(idp.okta_env())
         .envs(extra.iter().copied())
         .arg("reconcile");

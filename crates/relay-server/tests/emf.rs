@@ -83,6 +83,7 @@ async fn summary_lines_from_the_pipeline_are_valid_emf_and_leak_nothing() {
         ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
         ("DUO_SKEY".to_owned(), cfg.skey.clone()),
         ("DUO_API_URL".to_owned(), sim.base_url()),
+        ("DUO_RATE_PER_MINUTE".to_owned(), "off".to_owned()),
         ("OKTA_AUTH_SECRET".to_owned(), HOOK_SECRET.to_owned()),
     ]);
     let retry = duo_admin::RetryPolicy {

@@ -126,6 +126,7 @@ pub fn plain_env(sim: &DuoSim) -> RawConfig {
         ("DUO_API_HOST".to_owned(), sim.config().host.clone()),
         ("DUO_IKEY".to_owned(), sim.config().ikey.clone()),
         ("DUO_API_URL".to_owned(), sim.base_url()),
+        ("DUO_RATE_PER_MINUTE".to_owned(), "off".to_owned()),
     ])
 }
 

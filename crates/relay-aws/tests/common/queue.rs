@@ -105,6 +105,7 @@ impl Fixture {
     ) -> AwsRelay {
         let mut env = super::plain_env(&self.sim);
         env.insert("DUO_API_URL".into(), duo_url.to_owned());
+        env.insert("DUO_RATE_PER_MINUTE".into(), "off".to_owned());
         let mut settings = settings(&self.secret_id, &self.table, Duration::from_secs(300));
         settings.queue = Some(QueueSettings {
             queue_url: queues.url.clone(),

@@ -162,6 +162,7 @@ pub(crate) fn app_settings(
         ("DUO_IKEY".into(), cfg.ikey.clone()),
         ("DUO_SKEY".into(), cfg.skey.clone()),
         ("DUO_API_URL".into(), sim.base_url()),
+        ("DUO_RATE_PER_MINUTE".into(), "off".into()),
         ("OKTA_AUTH_SECRET".into(), SECRET.into()),
     ])
 }

@@ -209,6 +209,7 @@ async fn a_store_outage_at_request_time_answers_503() {
         ("DUO_IKEY".to_owned(), cfg.ikey.clone()),
         ("DUO_SKEY".to_owned(), cfg.skey.clone()),
         ("DUO_API_URL".to_owned(), sim.base_url()),
+        ("DUO_RATE_PER_MINUTE".to_owned(), "off".to_owned()),
         ("OKTA_AUTH_SECRET".to_owned(), SECRET.to_owned()),
     ]);
     let dead = format!("http://127.0.0.1:{}", free_port());

@@ -512,6 +512,15 @@ pub async fn run_workers<D, S>(
         let (queue, relay, mut stopped) = (queue.clone(), relay.clone(), stop.subscribe());
         workers.spawn(async move {
             while !*stopped.borrow() {
+                // Wait for the Duo pace before taking a message, not while
+                // holding one: a worker waiting for a token must not keep
+                // its subject (and the events queued behind it) from others.
+                if let Some(pacer) = relay.directory().duo_client().and_then(|c| c.pacer()) {
+                    tokio::select! {
+                        () = pacer.ready() => {}
+                        _ = stopped.changed() => continue,
+                    }
+                }
                 let lease = tokio::select! {
                     lease = queue.lease_or_wait(Duration::from_secs(1)) => lease,
                     _ = stopped.changed() => None,
