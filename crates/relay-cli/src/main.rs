@@ -151,7 +151,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
         .with_context(|| {
             format!("RELAY_STATE_DIR: cannot open the idempotency store in {state_dir}")
         })?;
-    let state = StateReport {
+    let mut state = StateReport {
         files: vec![store.report().clone()],
     };
     // In the request, Duo retries must fit Okta's 3 s; a queue worker can
@@ -178,6 +178,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
                 dir.display()
             )
         })?);
+        state.files.extend(queue.report().iter().cloned());
         relay = relay.with_queue(queue.clone());
         Some(queue)
     } else {

@@ -172,3 +172,57 @@ fn regression_issue_13_serve_starts_on_a_damaged_applied_log_and_says_so() {
     let _ = std::fs::remove_file(dir.with_extension("sync.log"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Regression (issue 13, item 6): the same for `queue.log` in queue mode —
+/// an invalid UTF-8 byte stopped `serve`; a garbled line (a pending event,
+/// a dead letter) vanished silently. The version 1 file is migrated with
+/// every readable record; the pending events are applied, the dead letter
+/// kept, the rest quarantined and reported.
+#[test]
+fn regression_issue_13_serve_starts_on_a_damaged_queue_log_and_says_so() {
+    let dir = temp("queue");
+    let queue = dir.join("queue");
+    std::fs::create_dir_all(&queue).expect("queue dir");
+    let letter = serde_json::json!({
+        "body": "not json", "reason": "unreadable queue message", "attempts": 1,
+        "dead_lettered_at_ms": 1, "event_id": null, "event_type": null, "subject": null
+    });
+    let mut log = format!(
+        "{}\n",
+        serde_json::json!({"op": "dead", "seq": 4, "letter": letter})
+    )
+    .into_bytes();
+    let bad_at = log.len();
+    log.extend_from_slice(
+        b"{\"op\":\"put\",\"seq\":5,\"key\":\"user:okta:x\",\"body\":\"\xff\"}\n",
+    );
+    let garbage_at = log.len();
+    log.extend_from_slice(b"{\"op\":\"ack\"\n");
+    std::fs::write(queue.join("queue.log"), &log).expect("write queue.log");
+
+    let port = free_port();
+    let mut relay = serve(&dir, port, "queue");
+    let health = healthz(&mut relay, port);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["queue"]["dead_letters"], 1, "{health}");
+    assert_eq!(health["state"]["damaged"], true, "{health}");
+    let files = health["state"]["files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let v1 = files
+        .iter()
+        .find(|f| f["file"].as_str().is_some_and(|p| p.ends_with("queue.log")))
+        .unwrap_or_else(|| panic!("queue.log reported: {health}"));
+    assert_eq!(v1["quarantined_records"], 2, "{health}");
+    assert_eq!(
+        v1["offsets"],
+        serde_json::json!([bad_at, garbage_at]),
+        "{health}"
+    );
+    drop(relay);
+    let log = log_text(&dir.with_extension("queue.log"));
+    assert!(log.contains("state file damaged"), "{log}");
+    let _ = std::fs::remove_file(dir.with_extension("queue.log"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

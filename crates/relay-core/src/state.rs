@@ -591,6 +591,10 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
+        // A later batch seals what the earlier ones made durable.
+        let mut last = Vec::new();
+        frame("D 1 key-last", &mut last);
+        appender.append(last).await.unwrap();
         drop(appender);
         let bytes = std::fs::read(&path).unwrap();
         let mut lines = 0;
@@ -600,7 +604,7 @@ mod tests {
             lines += 1;
         })
         .unwrap();
-        assert_eq!(lines, 200);
+        assert_eq!(lines, 201);
         let header = Header::decode(&bytes[..HEADER_LEN - 1]).unwrap();
         assert!(header.sealed > HEADER_LEN as u64);
         assert!(header.sealed <= bytes.len() as u64);

@@ -1,70 +1,240 @@
 //! The embedded durable queue of `idp-duo-relay serve` (`RELAY_MODE=queue`):
 //! the same guarantees as the cloud queues on one machine, no service to run.
 //!
-//! - **Durable:** an accepted delivery is appended to a journal and fsync'd
-//!   before the IdP gets its 200. A restart (even `kill -9`) resumes every
-//!   pending message.
+//! - **Durable:** an accepted delivery is written to disk and fsync'd before
+//!   the IdP gets its 200. A restart (even `kill -9`) resumes every pending
+//!   message. The fsyncs are group-committed by one writer thread
+//!   ([`writer`]): enqueues arriving while it syncs share the next fsync, and
+//!   nothing waits for a disk on an async runtime thread or under a lock.
+//! - **Bounded memory:** pending messages live on disk, in segment files. At
+//!   most [`Limits::window_messages`] of them (and [`Limits::window_bytes`]
+//!   of keys and bodies) are held in memory — always the oldest ones; the
+//!   rest are read back as the window drains. Dead letters live on disk
+//!   only (`dead.log`). Whatever the backlog, memory holds the window, one
+//!   small record per segment file, and counters.
 //! - **Ordered per subject:** a message is handed out only when it is the
 //!   oldest pending one of its subject ([`QueuedEvent::ordering_key`]) and no
 //!   other message of that subject is being applied — as SQS FIFO message
-//!   groups do. Different subjects run in parallel.
+//!   groups do. Different subjects run in parallel. (The window is always
+//!   the oldest pending messages, so the oldest of a subject is in it.)
 //! - **Retries with backoff, then dead letters:** a transient failure puts the
 //!   message back with an exponential delay; a permanent one, or one out of
-//!   attempts, moves to dead letters with its reason. Attempts are journaled,
-//!   so a message that crashes the process cannot loop forever.
+//!   attempts, moves to dead letters with its reason. Attempts are written
+//!   to disk, so a message that crashes the process cannot loop forever.
+//! - **Damage is loud, not fatal:** see [`crate::state`]. Every file has a
+//!   checksummed header and per-record checksums; unreadable records go to
+//!   `quarantine.log`; a cut, emptied or deleted file is reported (the
+//!   `manifest` names the segments that must exist and reserves sequence
+//!   numbers, so a number is never handed out twice — and never wraps: the
+//!   queue refuses new messages instead).
 //!
-//! Journal (`queue.log`, one JSON object per line): `put` (seq, key, body),
-//! `try` (seq), `ack` (seq), `dead` (seq, letter), `undead` (seq). It is
-//! compacted when opened; a torn last line is ignored.
+//! Files (formats in [`format`]): `segment-<n>.log` (messages, status
+//! rewritten in place), `dead.log`, `manifest`, `queue.lock`, and
+//! `quarantine.log` when damage was found. A version 1 `queue.log` is
+//! migrated at open.
 
-use std::collections::{BTreeMap, HashSet};
+pub mod format;
+mod load;
+mod writer;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Notify;
 
+use self::writer::Job;
 use super::{
     BoxFuture, DeadLetter, DeadLetterEntry, DeadLetterStore, Disposition, EventQueue, QueueError,
     QueuePolicy, QueuedEvent,
 };
 use crate::apply::Directory;
 use crate::pipeline::Relay;
+use crate::state::{FileReport, Kind};
 use crate::store::IdempotencyStore;
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum Record {
-    Put { seq: u64, key: String, body: String },
-    Try { seq: u64 },
-    Ack { seq: u64 },
-    Dead { seq: u64, letter: DeadLetter },
-    Undead { seq: u64 },
+/// How much of the queue is held in memory, and how large a segment grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Pending messages held in memory at most (the oldest ones).
+    pub window_messages: usize,
+    /// Bytes of keys and bodies held in memory at most.
+    pub window_bytes: usize,
+    /// A segment is closed (and a new one started) past this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 16,384 messages / 16 MiB in memory (one subject's burst cannot fill
+    /// it and stall the others), 16 MiB segments.
+    fn default() -> Self {
+        Self {
+            window_messages: 16_384,
+            window_bytes: 16 << 20,
+            segment_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Where a message's record is: its segment and the record's offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Loc {
+    segment: u64,
+    offset: u64,
 }
 
 #[derive(Debug)]
 struct Item {
-    key: String,
+    key: Arc<str>,
     body: String,
     attempts: u32,
     not_before: Option<Instant>,
+    loc: Loc,
+}
+
+/// The oldest pending messages, in memory, and who may run next.
+#[derive(Debug, Default)]
+struct Window {
+    items: BTreeMap<u64, Item>,
+    /// Each subject's messages in the window, oldest first.
+    subjects: HashMap<Arc<str>, VecDeque<u64>>,
+    /// Heads of subjects that nothing holds and no backoff delays.
+    ready: BTreeSet<u64>,
+    /// Heads of subjects waiting for a backoff, by when.
+    delayed: BTreeSet<(Instant, u64)>,
+    in_flight: HashSet<Arc<str>>,
+    bytes: usize,
+}
+
+impl Window {
+    fn has_room(&self, limits: &Limits) -> bool {
+        self.items.len() < limits.window_messages && self.bytes < limits.window_bytes
+    }
+
+    fn insert(&mut self, seq: u64, key: &str, body: String, attempts: u32, loc: Loc) {
+        let key: Arc<str> = match self.subjects.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(key),
+        };
+        self.bytes += body.len() + key.len();
+        let queue = self.subjects.entry(key.clone()).or_default();
+        // Messages arrive oldest first; a file written out of order still
+        // gets each subject's oldest first.
+        let old_head = queue.front().copied();
+        let at = queue.partition_point(|s| *s < seq);
+        queue.insert(at, seq);
+        self.items.insert(
+            seq,
+            Item {
+                key: key.clone(),
+                body,
+                attempts,
+                not_before: None,
+                loc,
+            },
+        );
+        if at == 0 && !self.in_flight.contains(&key) {
+            if let Some(old) = old_head {
+                self.ready.remove(&old);
+                if let Some(t) = self.items.get_mut(&old).and_then(|i| i.not_before.take()) {
+                    self.delayed.remove(&(t, old));
+                }
+            }
+            self.ready.insert(seq);
+        }
+    }
+
+    fn lease(&mut self, now: Instant) -> Option<Lease> {
+        while let Some(&(due, seq)) = self.delayed.first() {
+            if due > now {
+                break;
+            }
+            self.delayed.pop_first();
+            self.ready.insert(seq);
+        }
+        let seq = self.ready.pop_first()?;
+        let item = self.items.get_mut(&seq)?;
+        item.attempts = item.attempts.saturating_add(1);
+        item.not_before = None;
+        self.in_flight.insert(item.key.clone());
+        Some(Lease {
+            seq,
+            body: item.body.clone(),
+            attempt: item.attempts,
+            loc: item.loc,
+        })
+    }
+
+    /// The message is settled: gone from the window; its subject's next
+    /// message becomes ready.
+    fn remove(&mut self, seq: u64) -> Option<Item> {
+        let item = self.items.remove(&seq)?;
+        self.bytes = self.bytes.saturating_sub(item.body.len() + item.key.len());
+        self.in_flight.remove(&item.key);
+        self.ready.remove(&seq);
+        if let Some(t) = item.not_before {
+            self.delayed.remove(&(t, seq));
+        }
+        if let Some(queue) = self.subjects.get_mut(&item.key) {
+            queue.retain(|s| *s != seq);
+            match queue.front() {
+                Some(&next) => {
+                    self.ready.insert(next);
+                }
+                None => {
+                    self.subjects.remove(&item.key);
+                }
+            }
+        }
+        Some(item)
+    }
+
+    /// A transient failure: the message stays its subject's head and is
+    /// ready again at `at`.
+    fn retry(&mut self, seq: u64, at: Instant) {
+        if let Some(item) = self.items.get_mut(&seq) {
+            self.in_flight.remove(&item.key);
+            item.not_before = Some(at);
+            self.delayed.insert((at, seq));
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.delayed.first().map(|(t, _)| *t)
+    }
 }
 
 #[derive(Debug, Default)]
-struct State {
-    next_seq: u64,
-    pending: BTreeMap<u64, Item>,
-    dead: BTreeMap<u64, DeadLetter>,
-    in_flight: HashSet<String>,
+struct QState {
+    window: Window,
+    /// Pending messages on disk only, past the window.
+    backlog: u64,
+    dead_letters: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<QState>,
+    notify: Notify,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, QState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Counts for `/healthz` and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct QueueStats {
-    /// Waiting or being applied.
+    /// Waiting or being applied (in memory or on disk).
     pub pending: usize,
     pub in_flight: usize,
     pub dead_letters: usize,
@@ -77,18 +247,237 @@ pub struct Lease {
     pub body: String,
     /// This delivery's attempt number, from 1.
     pub attempt: u32,
-    key: String,
+    loc: Loc,
 }
 
 /// The embedded queue. Cheap to share behind an `Arc`. One process at a
 /// time: [`DiskQueue::open`] takes an exclusive lock on `queue.lock` (held
 /// until drop), so `dlq replay` cannot write beside a running `serve`.
+/// Dropping it lets the writer thread finish what it was given.
 #[derive(Debug)]
 pub struct DiskQueue {
-    state: Mutex<State>,
-    journal: Mutex<File>,
-    notify: Notify,
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    dir: PathBuf,
+    report: Vec<FileReport>,
     _lock: File,
+}
+
+impl DiskQueue {
+    /// Opens (or creates) the queue in `dir`, locks it, loads it (migrating
+    /// a version 1 `queue.log`, setting damage aside) and starts its writer
+    /// thread. Fails if another process holds the lock or the directory
+    /// cannot be written — never because of what the files contain.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
+        Self::open_with(dir, Limits::default())
+    }
+
+    /// [`Self::open`] with other memory and segment limits.
+    pub fn open_with(dir: impl AsRef<Path>, limits: Limits) -> Result<Self, QueueError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("queue.lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(QueueError::Io(format!(
+                "{} is in use by another process (a running `idp-duo-relay serve`?)",
+                dir.display()
+            )));
+        }
+        let shared = Arc::new(Shared::default());
+        let (writer, report) = load::load(dir, limits, shared.clone())?;
+        for r in &report {
+            r.log();
+        }
+        {
+            let s = shared.state();
+            tracing::info!(
+                dir = %dir.display(),
+                pending = s.window.items.len() as u64 + s.backlog,
+                in_memory = s.window.items.len(),
+                on_disk = s.backlog,
+                dead_letters = s.dead_letters,
+                next_seq = writer.next_seq(),
+                "queue loaded"
+            );
+        }
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("writer:queue".into())
+            .spawn(move || writer.run(&rx))?;
+        Ok(Self {
+            shared,
+            tx: Some(tx),
+            writer: Some(thread),
+            dir: dir.to_path_buf(),
+            report,
+            _lock: lock,
+        })
+    }
+
+    /// [`Self::open`] on a queue that must already exist (`dlq replay`):
+    /// a missing directory is an error, not a new, empty queue.
+    pub fn open_existing(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
+        require_queue_dir(dir.as_ref())?;
+        Self::open(dir)
+    }
+
+    /// What loading each file found (one entry per file; the damaged ones
+    /// go to `/healthz`).
+    pub fn report(&self) -> &[FileReport] {
+        &self.report
+    }
+
+    fn send(&self, job: Job) -> bool {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            tracing::error!("the queue's writer thread has stopped; queue writes are lost");
+        }
+        sent
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        let s = self.shared.state();
+        QueueStats {
+            pending: s.window.items.len() + usize::try_from(s.backlog).unwrap_or(usize::MAX),
+            in_flight: s.window.in_flight.len(),
+            dead_letters: usize::try_from(s.dead_letters).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The next message a worker may apply: the oldest pending message of a
+    /// subject that has nothing in flight and whose backoff has passed.
+    /// `None` when nothing is ready ([`Self::lease_or_wait`] waits for
+    /// that).
+    pub fn lease(&self) -> Option<Lease> {
+        let lease = self.shared.state().window.lease(Instant::now())?;
+        // Not waited for: losing an attempt count in a crash only gives a
+        // message one more attempt.
+        self.send(Job::Attempt {
+            loc: lease.loc,
+            attempts: lease.attempt,
+        });
+        Some(lease)
+    }
+
+    /// Records the worker's decision for a leased message. The window is
+    /// updated at once (the subject's next message is ready); the disk
+    /// catches up in the writer's next batch — a crash before that hands the
+    /// message out again, and the idempotency store knows it was applied.
+    pub fn settle(&self, lease: &Lease, disposition: &Disposition, policy: &QueuePolicy) {
+        let mut s = self.shared.state();
+        match disposition {
+            Disposition::Done => {
+                s.window.remove(lease.seq);
+                drop(s);
+                self.send(Job::Ack { loc: lease.loc });
+            }
+            Disposition::Retry { .. } => {
+                s.window
+                    .retry(lease.seq, Instant::now() + policy.backoff(lease.attempt));
+                drop(s);
+            }
+            Disposition::DeadLetter { reason } => {
+                s.window.remove(lease.seq);
+                drop(s);
+                self.send(Job::Dead {
+                    seq: lease.seq,
+                    loc: lease.loc,
+                    letter: DeadLetter::new(&lease.body, reason, lease.attempt),
+                });
+            }
+        }
+        // The subject's next message may now be ready (and the writer may
+        // read more into the window).
+        self.shared.notify.notify_waiters();
+    }
+
+    /// The next ready message; when there is none, waits until one may be
+    /// ready (a put, a settle, a backoff expiring) or at most `max`, and
+    /// answers `None`. The wake-up is registered before the queue is looked
+    /// at, so a settle between the look and the wait is not missed.
+    pub async fn lease_or_wait(&self, max: Duration) -> Option<Lease> {
+        let notified = self.shared.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(lease) = self.lease() {
+            return Some(lease);
+        }
+        let wait = match self.shared.state().window.next_due() {
+            Some(due) => due.saturating_duration_since(Instant::now()).min(max),
+            None => max,
+        };
+        let _ = tokio::time::timeout(wait, notified).await;
+        None
+    }
+
+    /// Durably appends `(ordering key, body)` messages; resolves once they
+    /// are on disk (and visible to workers).
+    async fn put(&self, entries: Vec<(String, String)>) -> Result<(), QueueError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if !self.send(Job::Put { entries, done }) {
+            return Err(QueueError::Io(
+                "the queue's writer thread has stopped".into(),
+            ));
+        }
+        wait.await
+            .map_err(|_| QueueError::Io("the queue's writer thread has stopped".into()))?
+    }
+}
+
+impl Drop for DiskQueue {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl EventQueue for DiskQueue {
+    fn enqueue<'a>(&'a self, events: &'a [QueuedEvent]) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            let entries = events
+                .iter()
+                .map(|m| (m.ordering_key(), m.to_json()))
+                .collect();
+            self.put(entries).await
+        })
+    }
+}
+
+impl DeadLetterStore for DiskQueue {
+    /// Reads `dead.log` once the writer has written every dead letter
+    /// settled before the call.
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetterEntry>, QueueError>> {
+        Box::pin(async move {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if self.send(Job::Barrier { done }) {
+                let _ = wait.await;
+            }
+            read_dead_letters(&self.dir, limit)
+        })
+    }
+
+    fn replay<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            let seq: u64 = id
+                .parse()
+                .map_err(|_| QueueError::NotFound(id.to_owned()))?;
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if !self.send(Job::Replay { seq, done }) {
+                return Err(QueueError::Io(
+                    "the queue's writer thread has stopped".into(),
+                ));
+            }
+            wait.await
+                .map_err(|_| QueueError::Io("the queue's writer thread has stopped".into()))?
+        })
+    }
 }
 
 /// The dead letters of a queue directory, read without taking the lock
@@ -101,22 +490,7 @@ impl DeadLettersSnapshot {
     /// a wrong `RELAY_STATE_DIR`.
     pub fn read(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
         require_queue_dir(dir.as_ref())?;
-        let path = dir.as_ref().join("queue.log");
-        let state = if path.exists() {
-            load(&path)?
-        } else {
-            State::default()
-        };
-        Ok(Self(
-            state
-                .dead
-                .into_iter()
-                .map(|(seq, letter)| DeadLetterEntry {
-                    id: seq.to_string(),
-                    letter,
-                })
-                .collect(),
-        ))
+        Ok(Self(read_dead_letters(dir.as_ref(), usize::MAX)?))
     }
 }
 
@@ -135,6 +509,39 @@ impl DeadLetterStore for DeadLettersSnapshot {
     }
 }
 
+/// The live dead letters in `dir`, oldest first (read-only: damage is
+/// skipped here and reported by the process that opens the queue). A
+/// version 1 `queue.log` not yet migrated is read too.
+fn read_dead_letters(dir: &Path, limit: usize) -> Result<Vec<DeadLetterEntry>, QueueError> {
+    let mut letters: BTreeMap<u64, DeadLetter> = BTreeMap::new();
+    let dead = dir.join("dead.log");
+    let v1 = dir.join("queue.log");
+    if dead.exists() {
+        format::scan(
+            BufReader::new(File::open(&dead)?),
+            Kind::Dead,
+            format::decode_dead,
+            |_, d| {
+                if d.status == format::LIVE {
+                    letters.insert(d.seq, d.letter);
+                } else {
+                    letters.remove(&d.seq);
+                }
+            },
+        )?;
+    } else if v1.exists() {
+        letters = format::decode_v1_queue_log(BufReader::new(File::open(&v1)?))?.dead;
+    }
+    Ok(letters
+        .into_iter()
+        .take(limit)
+        .map(|(seq, letter)| DeadLetterEntry {
+            id: seq.to_string(),
+            letter,
+        })
+        .collect())
+}
+
 /// An error naming `dir` unless it is a directory (a queue that was never
 /// opened there).
 fn require_queue_dir(dir: &Path) -> Result<(), QueueError> {
@@ -145,351 +552,6 @@ fn require_queue_dir(dir: &Path) -> Result<(), QueueError> {
             "there is no queue in {}: nothing was ever queued there (is RELAY_STATE_DIR right?)",
             dir.display()
         )))
-    }
-}
-
-fn load(path: &Path) -> Result<State, QueueError> {
-    let mut state = State::default();
-    for line in BufReader::new(File::open(path)?).lines() {
-        let line = line?;
-        // A torn last line (a crash mid-write) is not a record.
-        let Ok(record) = serde_json::from_str::<Record>(&line) else {
-            continue;
-        };
-        state.next_seq = state.next_seq.max(record_seq(&record) + 1);
-        match record {
-            Record::Put { seq, key, body } => {
-                state.pending.insert(
-                    seq,
-                    Item {
-                        key,
-                        body,
-                        attempts: 0,
-                        not_before: None,
-                    },
-                );
-            }
-            Record::Try { seq } => {
-                if let Some(item) = state.pending.get_mut(&seq) {
-                    item.attempts += 1;
-                }
-            }
-            Record::Ack { seq } => {
-                state.pending.remove(&seq);
-            }
-            Record::Dead { seq, letter } => {
-                state.pending.remove(&seq);
-                state.dead.insert(seq, letter);
-            }
-            Record::Undead { seq } => {
-                state.dead.remove(&seq);
-            }
-        }
-    }
-    Ok(state)
-}
-
-impl DiskQueue {
-    /// Opens (or creates) the queue in `dir`, locks it, and compacts its
-    /// journal. Fails if another process holds the lock.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("queue.lock"))?;
-        if lock.try_lock().is_err() {
-            return Err(QueueError::Io(format!(
-                "{} is in use by another process (a running `idp-duo-relay serve`?)",
-                dir.display()
-            )));
-        }
-        let path = dir.join("queue.log");
-        let state = if path.exists() {
-            load(&path)?
-        } else {
-            State::default()
-        };
-        // Compact: rewrite what is live, then append from there.
-        let tmp = path.with_extension("tmp");
-        {
-            let mut out = std::io::BufWriter::new(File::create(&tmp)?);
-            for (seq, item) in &state.pending {
-                write_record(
-                    &mut out,
-                    &Record::Put {
-                        seq: *seq,
-                        key: item.key.clone(),
-                        body: item.body.clone(),
-                    },
-                )?;
-                for _ in 0..item.attempts {
-                    write_record(&mut out, &Record::Try { seq: *seq })?;
-                }
-            }
-            for (seq, letter) in &state.dead {
-                write_record(
-                    &mut out,
-                    &Record::Dead {
-                        seq: *seq,
-                        letter: letter.clone(),
-                    },
-                )?;
-            }
-            out.into_inner()
-                .map_err(|e| QueueError::Io(e.to_string()))?
-                .sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        let journal = OpenOptions::new().append(true).open(&path)?;
-        Ok(Self {
-            state: Mutex::new(state),
-            journal: Mutex::new(journal),
-            notify: Notify::new(),
-            _lock: lock,
-        })
-    }
-
-    /// [`Self::open`] on a queue that must already exist (`dlq replay`):
-    /// a missing directory is an error, not a new, empty queue.
-    pub fn open_existing(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
-        require_queue_dir(dir.as_ref())?;
-        Self::open(dir)
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn append(&self, records: &[Record], sync: bool) -> Result<(), QueueError> {
-        let mut buf = Vec::new();
-        for r in records {
-            write_record(&mut buf, r)?;
-        }
-        let mut file = self
-            .journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        file.write_all(&buf)?;
-        if sync {
-            file.sync_data()?;
-        }
-        Ok(())
-    }
-
-    pub fn stats(&self) -> QueueStats {
-        let s = self.state();
-        QueueStats {
-            pending: s.pending.len(),
-            in_flight: s.in_flight.len(),
-            dead_letters: s.dead.len(),
-        }
-    }
-
-    /// The next message a worker may apply: the oldest pending message of a
-    /// subject that has nothing in flight and whose backoff has passed.
-    /// `None` when nothing is ready ([`Self::lease_or_wait`] waits for
-    /// that).
-    pub fn lease(&self) -> Option<Lease> {
-        let now = Instant::now();
-        let mut s = self.state();
-        let seq = {
-            let mut seen = HashSet::new();
-            let mut found = None;
-            for (seq, item) in &s.pending {
-                if !seen.insert(item.key.as_str()) {
-                    continue; // not the head of its subject
-                }
-                if s.in_flight.contains(&item.key) || item.not_before.is_some_and(|t| t > now) {
-                    continue;
-                }
-                found = Some(*seq);
-                break;
-            }
-            found?
-        };
-        let item = s.pending.get_mut(&seq)?;
-        item.attempts += 1;
-        let lease = Lease {
-            seq,
-            body: item.body.clone(),
-            attempt: item.attempts,
-            key: item.key.clone(),
-        };
-        s.in_flight.insert(lease.key.clone());
-        drop(s);
-        // Not fsync'd: losing a `try` only gives a message one more attempt.
-        if let Err(e) = self.append(&[Record::Try { seq }], false) {
-            tracing::error!(error = %e, "queue journal write failed");
-        }
-        Some(lease)
-    }
-
-    /// When the earliest backed-off message becomes ready, if any waits.
-    fn next_due(&self) -> Option<Instant> {
-        self.state()
-            .pending
-            .values()
-            .filter_map(|i| i.not_before)
-            .min()
-    }
-
-    /// Records the worker's decision for a leased message.
-    pub fn settle(&self, lease: &Lease, disposition: &Disposition, policy: &QueuePolicy) {
-        let mut s = self.state();
-        s.in_flight.remove(&lease.key);
-        let record = match disposition {
-            Disposition::Done => {
-                s.pending.remove(&lease.seq);
-                Record::Ack { seq: lease.seq }
-            }
-            Disposition::Retry { .. } => {
-                if let Some(item) = s.pending.get_mut(&lease.seq) {
-                    item.not_before = Some(Instant::now() + policy.backoff(lease.attempt));
-                }
-                drop(s);
-                self.notify.notify_waiters();
-                return;
-            }
-            Disposition::DeadLetter { reason } => {
-                s.pending.remove(&lease.seq);
-                let letter = DeadLetter::new(&lease.body, reason, lease.attempt);
-                s.dead.insert(lease.seq, letter.clone());
-                Record::Dead {
-                    seq: lease.seq,
-                    letter,
-                }
-            }
-        };
-        drop(s);
-        if let Err(e) = self.append(&[record], true) {
-            tracing::error!(error = %e, "queue journal write failed");
-        }
-        // The subject's next message may now be ready.
-        self.notify.notify_waiters();
-    }
-
-    /// The next ready message; when there is none, waits until one may be
-    /// ready (a put, a settle, a backoff expiring) or at most `max`, and
-    /// answers `None`. The wake-up is registered before the queue is looked
-    /// at, so a settle between the look and the wait is not missed.
-    pub async fn lease_or_wait(&self, max: Duration) -> Option<Lease> {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(lease) = self.lease() {
-            return Some(lease);
-        }
-        let wait = match self.next_due() {
-            Some(due) => due.saturating_duration_since(Instant::now()).min(max),
-            None => max,
-        };
-        let _ = tokio::time::timeout(wait, notified).await;
-        None
-    }
-
-    fn put(&self, bodies: Vec<(String, String)>) -> Result<(), QueueError> {
-        let mut s = self.state();
-        let mut records = Vec::with_capacity(bodies.len());
-        for (key, body) in bodies {
-            let seq = s.next_seq;
-            s.next_seq += 1;
-            records.push(Record::Put { seq, key, body });
-        }
-        // Journal first, under the state lock, so seqs hit the file in order
-        // and nothing is visible to workers before it is durable.
-        self.append(&records, true)?;
-        for r in records {
-            if let Record::Put { seq, key, body } = r {
-                s.pending.insert(
-                    seq,
-                    Item {
-                        key,
-                        body,
-                        attempts: 0,
-                        not_before: None,
-                    },
-                );
-            }
-        }
-        drop(s);
-        self.notify.notify_waiters();
-        Ok(())
-    }
-}
-
-impl EventQueue for DiskQueue {
-    fn enqueue<'a>(&'a self, events: &'a [QueuedEvent]) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(async move {
-            let bodies = events
-                .iter()
-                .map(|m| (m.ordering_key(), m.to_json()))
-                .collect();
-            self.put(bodies)
-        })
-    }
-}
-
-impl DeadLetterStore for DiskQueue {
-    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetterEntry>, QueueError>> {
-        let entries = self
-            .state()
-            .dead
-            .iter()
-            .take(limit)
-            .map(|(seq, letter)| DeadLetterEntry {
-                id: seq.to_string(),
-                letter: letter.clone(),
-            })
-            .collect();
-        Box::pin(async move { Ok(entries) })
-    }
-
-    fn replay<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(async move {
-            let seq: u64 = id
-                .parse()
-                .map_err(|_| QueueError::NotFound(id.to_owned()))?;
-            let mut s = self.state();
-            let letter = s
-                .dead
-                .get(&seq)
-                .cloned()
-                .ok_or_else(|| QueueError::NotFound(id.to_owned()))?;
-            let key = QueuedEvent::from_json(&letter.body)
-                .map(|m| m.ordering_key())
-                .unwrap_or_else(|_| format!("poison:{seq}"));
-            let new_seq = s.next_seq;
-            s.next_seq += 1;
-            self.append(
-                &[
-                    Record::Undead { seq },
-                    Record::Put {
-                        seq: new_seq,
-                        key: key.clone(),
-                        body: letter.body.clone(),
-                    },
-                ],
-                true,
-            )?;
-            s.dead.remove(&seq);
-            s.pending.insert(
-                new_seq,
-                Item {
-                    key,
-                    body: letter.body,
-                    attempts: 0,
-                    not_before: None,
-                },
-            );
-            drop(s);
-            self.notify.notify_waiters();
-            Ok(())
-        })
     }
 }
 
@@ -536,27 +598,11 @@ pub async fn run_workers<D, S>(
     while workers.join_next().await.is_some() {}
 }
 
-fn record_seq(r: &Record) -> u64 {
-    match r {
-        Record::Put { seq, .. }
-        | Record::Try { seq }
-        | Record::Ack { seq }
-        | Record::Dead { seq, .. }
-        | Record::Undead { seq } => *seq,
-    }
-}
-
-fn write_record(out: &mut impl Write, record: &Record) -> Result<(), QueueError> {
-    let line = serde_json::to_string(record).map_err(|e| QueueError::Io(e.to_string()))?;
-    out.write_all(line.as_bytes())?;
-    out.write_all(b"\n")?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{Change, EventId, IdpEvent, Source, UserRef, UserState};
+    use std::io::Write;
 
     fn msg(id: &str, user: &str) -> QueuedEvent {
         QueuedEvent::new(IdpEvent {
@@ -574,7 +620,7 @@ mod tests {
         })
     }
 
-    fn dir(name: &str) -> std::path::PathBuf {
+    fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("relay-q-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
@@ -586,6 +632,37 @@ mod tests {
             initial_backoff: Duration::ZERO,
             max_backoff: Duration::ZERO,
         }
+    }
+
+    fn segments(d: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(writer::segment_number)
+                    .is_some()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn small() -> Limits {
+        Limits {
+            window_messages: 4,
+            window_bytes: 1 << 20,
+            segment_bytes: 2048,
+        }
+    }
+
+    fn quarantined(d: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(d.join("quarantine.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     #[tokio::test]
@@ -604,6 +681,7 @@ mod tests {
         q.settle(&first, &Disposition::Done, &policy());
         let third = q.lease().unwrap();
         assert!(third.body.contains("okta:2"));
+        drop(q);
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -628,12 +706,10 @@ mod tests {
             // Message 3 is leased, then the process "dies".
             let _l3 = q.lease().unwrap();
         }
-        // A torn last line.
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(d.join("queue.log"))
-            .unwrap();
-        write!(f, "{{\"op\":\"ack\",\"se").unwrap();
+        // A torn last write.
+        let head = segments(&d).pop().unwrap();
+        let mut f = OpenOptions::new().append(true).open(&head).unwrap();
+        write!(f, "P 0000000000 000000000000000000").unwrap();
         drop(f);
         let q = DiskQueue::open(&d).unwrap();
         assert_eq!(
@@ -643,6 +719,11 @@ mod tests {
                 in_flight: 0,
                 dead_letters: 1
             }
+        );
+        assert!(
+            q.report().iter().all(|r| !r.damaged()),
+            "a torn tail is not damage: {:?}",
+            q.report()
         );
         let again = q.lease().unwrap();
         assert!(again.body.contains("okta:3"));
@@ -655,6 +736,8 @@ mod tests {
         assert!(q.replay(&dead[0].id).await.is_err(), "replayed once only");
         assert_eq!(q.stats().dead_letters, 0);
         assert_eq!(q.stats().pending, 2);
+        assert!(q.list(10).await.unwrap().is_empty());
+        drop(q);
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -662,7 +745,9 @@ mod tests {
     async fn dlq_command_lists_shows_and_replays() {
         let d = dir("cmd");
         let q = DiskQueue::open(&d).unwrap();
-        q.put(vec![("poison:x".into(), "not json".into())]).unwrap();
+        q.put(vec![("poison:x".into(), "not json".into())])
+            .await
+            .unwrap();
         let lease = q.lease().unwrap();
         q.settle(
             &lease,
@@ -671,6 +756,12 @@ mod tests {
             },
             &policy(),
         );
+        // Dead letters are written by the writer thread: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while q.stats().dead_letters == 0 {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let run = |args: &[&str]| {
             let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
             let q = &q;
@@ -692,6 +783,327 @@ mod tests {
         let (code, out) = run(&["replay", "--all"]).await;
         assert_eq!(code, 0, "{out}");
         assert_eq!(q.stats().pending, 1);
+        drop(q);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Issue 14, item 4: pending messages live on disk; memory holds a
+    /// bounded window of the oldest. Order per subject and exactly-once
+    /// hand-out hold across the window's refills, segment rotation and
+    /// deletion, and a restart with a backlog.
+    #[tokio::test]
+    async fn a_backlog_larger_than_the_window_stays_on_disk_and_drains_in_order() {
+        let d = dir("backlog");
+        let subjects = ["a", "b", "c", "d", "e"];
+        let total = 60;
+        {
+            let q = DiskQueue::open_with(&d, small()).unwrap();
+            for i in 0..total {
+                let user = subjects[i % subjects.len()];
+                q.enqueue(&[msg(&format!("{i:03}"), user)]).await.unwrap();
+            }
+            assert_eq!(q.stats().pending, total);
+            let s = q.shared.state();
+            assert!(s.window.items.len() <= 4, "{}", s.window.items.len());
+            assert_eq!(s.backlog as usize + s.window.items.len(), total);
+            drop(s);
+            assert!(segments(&d).len() > 3, "segments rotated");
+        }
+        // A restart with the backlog on disk.
+        let q = DiskQueue::open_with(&d, small()).unwrap();
+        assert_eq!(q.stats().pending, total);
+        assert!(q.shared.state().window.items.len() <= 4);
+        let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut handed = 0;
+        while handed < total {
+            assert!(Instant::now() < deadline, "drained {handed} of {total}");
+            let mut leases = Vec::new();
+            while let Some(l) = q.lease() {
+                leases.push(l);
+            }
+            if leases.is_empty() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
+            assert!(leases.len() <= 4);
+            for l in leases {
+                let event = QueuedEvent::from_json(&l.body).unwrap().event;
+                let n: usize = event.id.as_str()["okta:".len()..].parse().unwrap();
+                let user = subjects[n % subjects.len()];
+                let order = seen.entry(user.to_owned()).or_default();
+                assert!(
+                    order.last().is_none_or(|last| *last < n),
+                    "{user}: {n} after {order:?}"
+                );
+                order.push(n);
+                q.settle(&l, &Disposition::Done, &policy());
+                handed += 1;
+            }
+        }
+        let per_subject: usize = subjects.iter().map(|s| seen[*s].len()).sum();
+        assert_eq!(per_subject, total, "each message handed out once");
+        assert_eq!(q.stats().pending, 0);
+        drop(q);
+        assert!(segments(&d).len() <= 2, "settled segments are deleted");
+        let q = DiskQueue::open_with(&d, small()).unwrap();
+        assert_eq!(q.stats().pending, 0);
+        assert!(q.report().iter().all(|r| !r.damaged()), "{:?}", q.report());
+        drop(q);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn v1_line(v: &serde_json::Value) -> String {
+        format!("{v}\n")
+    }
+
+    /// Regression (issue 13, item 6): one invalid UTF-8 byte in
+    /// `queue.log` stopped `serve` from starting, and an unparseable line
+    /// vanished silently. The version 1 file is now migrated with every
+    /// readable record; the others are quarantined with their offsets.
+    #[tokio::test]
+    async fn regression_issue_13_a_damaged_v1_queue_log_is_migrated_loudly() {
+        let d = dir("v1");
+        std::fs::create_dir_all(&d).unwrap();
+        let body = |id: &str, user: &str| msg(id, user).to_json();
+        let mut log = Vec::new();
+        log.extend(
+            v1_line(
+                &serde_json::json!({"op":"put","seq":0,"key":"user:okta:a","body":body("1","a")}),
+            )
+            .bytes(),
+        );
+        let bad_at = log.len();
+        let mut damaged = v1_line(
+            &serde_json::json!({"op":"put","seq":1,"key":"user:okta:b","body":body("2","b")}),
+        )
+        .into_bytes();
+        damaged[30] = 0xff;
+        log.extend(damaged);
+        let garbage_at = log.len();
+        log.extend(b"{\"op\":\"ack\",\"seq\":\"zero\"}\n");
+        log.extend(
+            v1_line(
+                &serde_json::json!({"op":"put","seq":2,"key":"user:okta:c","body":body("3","c")}),
+            )
+            .bytes(),
+        );
+        log.extend(v1_line(&serde_json::json!({"op":"try","seq":2})).bytes());
+        log.extend(v1_line(&serde_json::json!({"op":"dead","seq":7,"letter":DeadLetter::new(&body("9","z"), "permanent failure: x", 1)})).bytes());
+        std::fs::write(d.join("queue.log"), &log).unwrap();
+
+        let q = DiskQueue::open(&d).expect("opens despite the damage");
+        assert_eq!(q.stats().pending, 2);
+        assert_eq!(q.stats().dead_letters, 1);
+        let v1 = q
+            .report()
+            .iter()
+            .find(|r| r.file.ends_with("queue.log"))
+            .expect("a report for queue.log");
+        assert!(v1.damaged());
+        assert_eq!(v1.quarantined_records, 2);
+        assert_eq!(v1.offsets, [bad_at as u64, garbage_at as u64]);
+        let q_lines = quarantined(&d);
+        assert_eq!(q_lines.len(), 2);
+        assert_eq!(q_lines[0]["offset"], bad_at);
+        assert!(!d.join("queue.log").exists(), "migrated");
+        let first = q.lease().unwrap();
+        assert!(first.body.contains("okta:1"));
+        let third = q.lease().unwrap();
+        assert!(third.body.contains("okta:3"));
+        assert_eq!(third.attempt, 2, "attempts survive the migration");
+        assert_eq!(q.list(10).await.unwrap()[0].id, "7");
+        drop(q);
+        let q = DiskQueue::open(&d).unwrap();
+        assert!(q.report().iter().all(|r| !r.damaged()), "{:?}", q.report());
+        assert_eq!(q.stats().pending, 2);
+        drop(q);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    async fn filled(d: &Path, n: usize) {
+        let q = DiskQueue::open(d).unwrap();
+        for i in 0..n {
+            q.enqueue(&[msg(&format!("{i:03}"), &format!("u{i}"))])
+                .await
+                .unwrap();
+        }
+        let l = q.lease().unwrap();
+        q.settle(
+            &l,
+            &Disposition::DeadLetter {
+                reason: "permanent failure: test".into(),
+            },
+            &policy(),
+        );
+    }
+
+    fn problems(q: &DiskQueue) -> String {
+        q.report()
+            .iter()
+            .flat_map(|r| r.problems.iter().map(move |p| format!("{}: {p}", r.file)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn a_changed_byte_costs_one_message_not_the_queue() {
+        let d = dir("flip");
+        filled(&d, 10).await;
+        let seg = segments(&d).pop().unwrap();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        let victim = starts[5];
+        bytes[victim + 60] ^= 0x10;
+        std::fs::write(&seg, &bytes).unwrap();
+        let q = DiskQueue::open(&d).unwrap();
+        assert_eq!(q.stats().pending, 8, "9 pending, one unreadable");
+        let r = q
+            .report()
+            .iter()
+            .find(|r| r.file == seg.display().to_string())
+            .unwrap();
+        assert_eq!(r.quarantined_records, 1);
+        assert_eq!(r.offsets, [victim as u64]);
+        assert_eq!(quarantined(&d)[0]["reason"], "checksum mismatch");
+        drop(q);
+        // Voided in place: reported once.
+        let q = DiskQueue::open(&d).unwrap();
+        assert!(q.report().iter().all(|r| !r.damaged()), "{}", problems(&q));
+        assert_eq!(q.stats().pending, 8);
+        drop(q);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn cut_emptied_and_deleted_files_are_reported() {
+        let d = dir("cut");
+        filled(&d, 20).await;
+        // Reopen once so every header seals what was written.
+        drop(DiskQueue::open(&d).unwrap());
+        let seg = segments(&d).pop().unwrap();
+        let len = std::fs::metadata(&seg).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let q = DiskQueue::open(&d).unwrap();
+        let p = problems(&q);
+        assert!(p.contains("cut: the file ends at byte"), "{p}");
+        assert!(q.stats().pending < 19);
+        drop(q);
+
+        std::fs::write(&seg, b"").unwrap();
+        std::fs::write(d.join("dead.log"), b"").unwrap();
+        let q = DiskQueue::open(&d).unwrap();
+        let p = problems(&q);
+        assert!(
+            p.contains("segment-")
+                && p.contains("emptied: the file is empty (the pending messages it held are lost)"),
+            "{p}"
+        );
+        assert!(
+            p.contains("dead.log: emptied: the file is empty (the dead letters it held are lost)"),
+            "{p}"
+        );
+        assert_eq!(q.stats().pending, 0);
+        drop(q);
+
+        std::fs::remove_file(&seg).unwrap();
+        std::fs::remove_file(d.join("dead.log")).unwrap();
+        let q = DiskQueue::open(&d).unwrap();
+        let p = problems(&q);
+        assert!(p.contains("missing: the segment was deleted"), "{p}");
+        assert!(p.contains("missing: dead.log was deleted"), "{p}");
+        drop(q);
+
+        std::fs::remove_file(d.join("manifest")).unwrap();
+        let q = DiskQueue::open(&d).unwrap();
+        assert!(
+            problems(&q).contains("missing: the manifest was deleted"),
+            "{}",
+            problems(&q)
+        );
+        drop(q);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Regression (issue 13, item 6): a sequence number near `u64::MAX`
+    /// wrapped and reused the ids of existing dead letters. Numbers now run
+    /// out instead: the queue refuses new messages (the IdP gets a 503 and
+    /// retries) and says so; no dead letter is overwritten.
+    #[tokio::test]
+    async fn regression_issue_13_sequence_numbers_never_wrap_or_repeat() {
+        let d = dir("wrap");
+        std::fs::create_dir_all(&d).unwrap();
+        let letter = |n: &str| DeadLetter::new(&msg(n, "z").to_json(), "permanent failure: x", 1);
+        let mut log = v1_line(&serde_json::json!({"op":"dead","seq":0,"letter":letter("first")}));
+        log.push_str(&v1_line(
+            &serde_json::json!({"op":"dead","seq":u64::MAX - 1,"letter":letter("last")}),
+        ));
+        std::fs::write(d.join("queue.log"), log).unwrap();
+        let q = DiskQueue::open(&d).unwrap();
+        assert!(
+            problems(&q).contains("0 numbers are left"),
+            "{}",
+            problems(&q)
+        );
+        let refused = q.enqueue(&[msg("new", "a")]).await.unwrap_err();
+        assert!(refused.to_string().contains("exhausted"), "{refused}");
+        let ids: Vec<String> = q
+            .list(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["0", (u64::MAX - 1).to_string().as_str()]);
+        drop(q);
+
+        // Numbers are not reused even when every file but the manifest is
+        // lost.
+        let d2 = dir("noreuse");
+        filled(&d2, 3).await;
+        for seg in segments(&d2) {
+            std::fs::remove_file(seg).unwrap();
+        }
+        std::fs::remove_file(d2.join("dead.log")).unwrap();
+        let q = DiskQueue::open(&d2).unwrap();
+        q.enqueue(&[msg("again", "a")]).await.unwrap();
+        assert!(q.lease().unwrap().seq >= 3);
+        drop(q);
+        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&d2);
+    }
+
+    /// A crash between a dead letter's write and its message's status write
+    /// leaves the message pending: the next open marks it dead instead of
+    /// handing it out (and dead-lettering it) again.
+    #[tokio::test]
+    async fn a_dead_letter_whose_status_write_was_lost_is_not_doubled() {
+        let d = dir("deadfix");
+        filled(&d, 2).await;
+        let seg = segments(&d).pop().unwrap();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+        assert_eq!(bytes[at], format::DEAD);
+        bytes[at] = format::PENDING;
+        std::fs::write(&seg, &bytes).unwrap();
+        let q = DiskQueue::open(&d).unwrap();
+        assert_eq!(q.stats().pending, 1);
+        assert_eq!(q.stats().dead_letters, 1);
+        assert_eq!(q.list(10).await.unwrap().len(), 1);
+        drop(q);
         let _ = std::fs::remove_dir_all(&d);
     }
 }
