@@ -42,7 +42,7 @@ fi
 
 # Every directory holding .tf files (the roots checked by the fallback).
 tf_roots() {
-  find terraform -name '*.tf' -not -path '*/.terraform/*' -not -path 'terraform/tests/*' -printf '%h\n' | sort -u
+  find terraform -name '*.tf' -not -path '*/.terraform/*' -not -path 'terraform/tests/*' -exec dirname {} \; | sort -u
 }
 
 # Without the offline tool: validate each root against the real providers,
@@ -55,7 +55,8 @@ fallback_validate() {
     echo "  (install terraform >= 1.6 to validate; the offline tool at $TF_OFFLINE_DIR plans them too)" >&2
     return 0
   fi
-  if ! curl -fsS --max-time 10 -o /dev/null https://registry.terraform.io/.well-known/terraform.json 2>/dev/null; then
+  if ! command -v curl >/dev/null 2>&1 ||
+    ! curl -fsS --max-time 10 -o /dev/null https://registry.terraform.io/.well-known/terraform.json 2>/dev/null; then
     echo "  registry.terraform.io is not reachable: init/validate SKIPPED for every root" >&2
     return 0
   fi
