@@ -33,3 +33,13 @@ output "hook_secret" {
   value       = random_password.hook.result
   sensitive   = true
 }
+
+output "function_app_name" {
+  description = "The Function App (az functionapp restart -g <resource_group_name> -n <function_app_name>)."
+  value       = module.relay.function_app_name
+}
+
+output "resource_group_name" {
+  description = "The resource group holding everything."
+  value       = module.relay.resource_group_name
+}
