@@ -83,6 +83,20 @@ async fn user_lifecycle_with_every_signature_version() {
             .unwrap();
         assert_eq!(by_email.len(), 1);
         assert!(duo.find_user_by_username("nobody").await.unwrap().is_none());
+        // One call for several names: usernames and aliases both match
+        // (username_list, a JSON list, in the query of a signed GET).
+        sim.reset_calls();
+        let alias = format!("okta:00u{name}");
+        let both = duo
+            .find_users_by_names(&[name.as_str(), alias.as_str(), "nobody \"quoted\" ü"])
+            .await
+            .unwrap();
+        assert_eq!(
+            both.iter().map(|u| &u.user_id).collect::<Vec<_>>(),
+            [&created.user_id],
+            "one user answers to both names"
+        );
+        assert_eq!(sim.total_calls(), 1);
 
         let renamed = format!("renamed{i}");
         let modified = duo

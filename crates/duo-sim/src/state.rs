@@ -592,6 +592,11 @@ impl Tenant {
 
     // ---- users -------------------------------------------------------------
 
+    /// `GET /admin/v1/users`: every filter given narrows the list —
+    /// `username` (one name, matching a username or an alias), `email`,
+    /// `user_id_list` and `username_list` (JSON lists; each name of the
+    /// latter matches a username or an alias, as `duo_client_python`'s
+    /// `get_users_by_names` documents).
     pub(crate) fn list_users(&self, p: &Params) -> Result<Reply, ApiError> {
         let mut found: Vec<&User> = self.users.iter().collect();
         if let Some(name) = p.get("username") {
@@ -1070,6 +1075,16 @@ mod tests {
         );
         let (found, _) = page(t.list_users(&params(&[("username", "okta-1")])));
         assert_eq!(found.len(), 1);
+        // username_list (a JSON list, as Duo's official clients send it):
+        // each name matches a username or an alias; a user matching two
+        // names comes back once.
+        let list = params(&[("username_list", r#"["ANN", "okta-1", "nobody"]"#)]);
+        let (found, _) = page(t.list_users(&list));
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            t.list_users(&params(&[("username_list", "ann")])).map(|_| ()),
+            Err(ApiError::invalid("username_list"))
+        );
         let m = one(t.modify_user(
             &id,
             &params(&[("username", "anna"), ("alias1", ""), ("status", "disabled")]),
