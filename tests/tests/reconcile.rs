@@ -659,3 +659,84 @@ async fn events_become_make_this_user_right_when_the_idp_api_is_configured() {
     assert_eq!(res.status(), 200);
     assert!(relay.sim.user_by_username(JANE).is_none());
 }
+
+/// Issue 13 item 1, the reconcile side: a login deleted and re-created in
+/// the IdP (a new id) never adopts the Duo account that still carries the
+/// old id — not in a tenant run, not for one user, not on the event path.
+#[tokio::test]
+async fn a_recreated_login_never_adopts_the_old_identitys_account() {
+    const SAM: &str = "sam.lee@example.com";
+    let tenant = Tenant {
+        users: vec![StandInUser::new("00uSAMNEW", SAM).named("Sam", "New")],
+        groups: vec![],
+    };
+    let seed = Seed {
+        users: vec![SeedUser {
+            phones: 2,
+            ..seed_user(SAM, Some("okta:00uSAMOLD"), "Sam Old", &[])
+        }],
+        ..Seed::default()
+    };
+    let w = World::start(IdpKind::Okta, tenant, seed, &[]).await;
+    let old = w.user(SAM);
+
+    // One user: the new identity's create waits for the login; the old
+    // account is neither re-bound nor renamed nor deleted for it.
+    let only_sam = ReconcileOptions {
+        user: Some(SAM.into()),
+        ..ReconcileOptions::new(IdpKind::Okta)
+    };
+    let report = w.run(&only_sam).await.unwrap();
+    assert_eq!(
+        report.status,
+        RunStatus::Incomplete,
+        "{}",
+        report.render_table()
+    );
+    assert_eq!(report.counts.users_create, 1, "{}", report.render_table());
+    let still = w.user(SAM);
+    assert_eq!(
+        (still.user_id, still.aliases[3].clone(), still.phones.len()),
+        (old.user_id.clone(), Some("okta:00uSAMOLD".into()), 2)
+    );
+
+    // The event path (the IdP API configured): the same.
+    let env: Vec<(String, String)> = w.idp.okta_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let relay = relay_tests::TestRelay::start_with(&env).await;
+    relay.sim.seed(Seed {
+        users: vec![SeedUser {
+            phones: 2,
+            ..seed_user(SAM, Some("okta:00uSAMOLD"), "Sam Old", &[])
+        }],
+        ..Seed::default()
+    });
+    let before = relay.sim.user_by_username(SAM).unwrap();
+    let body = relay_tests::fixture_text("okta/user-lifecycle-create.json")
+        .replace("00uNEWUSER0000000001", "00uSAMNEW")
+        .replace("jane.doe@example.com", SAM);
+    assert_eq!(relay.deliver("/okta", body).await.status(), 503);
+    let after = relay.sim.user_by_username(SAM).unwrap();
+    assert_eq!(
+        (after.user_id, after.aliases[3].clone(), after.phones.len()),
+        (before.user_id, Some("okta:00uSAMOLD".into()), 2)
+    );
+
+    // The whole tenant: the old account is a ghost, deleted; the new
+    // identity gets an account of its own, after it.
+    let report = w.run(&ReconcileOptions::new(IdpKind::Okta)).await.unwrap();
+    assert_eq!(
+        report.status,
+        RunStatus::Converged,
+        "{}",
+        report.render_table()
+    );
+    assert_eq!(
+        (report.counts.users_delete, report.counts.users_create),
+        (1, 1)
+    );
+    let fresh = w.user(SAM);
+    assert_ne!(fresh.user_id, old.user_id);
+    assert_eq!(fresh.aliases[3].as_deref(), Some("okta:00uSAMNEW"));
+    assert_eq!(fresh.phones.len(), 0);
+}

@@ -30,9 +30,10 @@ pub(crate) struct Workload {
 /// `relay-core/src/apply.rs`. `None` for types the mix does not measure.
 pub(crate) fn minimum_calls(event_type: &str) -> Option<u64> {
     Some(match event_type {
-        // A new user: alias lookup + username lookup + create.
-        "user.lifecycle.create" => 3,
-        // Lookup by alias + modify.
+        // A new user: one lookup (login and alias in one username_list) +
+        // create.
+        "user.lifecycle.create" => 2,
+        // Lookup + modify.
         "user.updated" | "user.lifecycle.suspend" | "user.lifecycle.unsuspend" => 2,
         // Lookup (its answer embeds the groups) + add / remove.
         "group.user_membership.add" | "group.user_membership.remove" => 2,

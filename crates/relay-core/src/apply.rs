@@ -14,9 +14,27 @@
 //! - membership remove: 1 user lookup + 1 remove
 //! - reset MFA: 1 lookup (phones, tokens, WebAuthn and U2F are embedded in the
 //!   user) + 1 bypass-code list + 1 call per device or code removed
+//! - delete: 1 lookup + 1 delete
 //!
-//! A user is looked up by its IdP id alias first (a username lookup matches
-//! aliases too), then by username, so at most 2 lookups.
+//! A user is found with **one** lookup whatever the event carries: the login,
+//! the IdP id alias and, for a rename, the earlier login go in one
+//! `username_list` (Duo matches each against usernames and aliases), and
+//! [`crate::identity`] picks this identity's account from the answer. An
+//! account found by its login that carries no IdP id yet is adopted: the
+//! first write links the id — in the modify a state or profile change makes
+//! anyway, else in one modify before a membership, reset or device write —
+//! so an account without our alias pays one extra call, once.
+//!
+//! While a login is held by an account bound to another identity (a login
+//! deleted and re-created in the IdP, the old account not yet deleted), an
+//! operation that would create this identity's account fails with
+//! [`ApplyError::LoginHeld`]. The pipeline decides from event times which
+//! identity is the older one: a late event of the old identity is skipped as
+//! stale; the new identity's event is transient, so queue mode retries it
+//! with backoff and sync mode answers 503 (the IdP retries) until the old
+//! account's delete (or rename) has applied. Operations that need no account
+//! of their own (delete, membership removal, MFA reset) find none and change
+//! nothing: the other identity's account is never touched.
 
 use std::sync::Arc;
 
@@ -25,6 +43,7 @@ use duo_admin::{DuoClient, DuoError, GroupFields, User, UserFields, UserStatus};
 use crate::group_index::{GroupEntry, GroupIndex, GroupIndexStore};
 
 use crate::event::UserState;
+use crate::identity::{self, Resolution};
 use crate::operation::{GroupKey, Operation, UserAttrs, UserKey};
 
 /// The alias slot (1-4) that holds the IdP's user id. Slot 4, because admins
@@ -46,6 +65,18 @@ pub enum ApplyError {
     /// Retrying later may succeed (429, 5xx, timeouts).
     #[error("transient: {0}")]
     Transient(DuoError),
+    /// Another event has to apply first: an account deleted between its
+    /// lookup and its change, a rename onto a name another account still
+    /// answers to. A retry re-resolves, so this is transient too.
+    #[error("waiting: {0}")]
+    Waiting(String),
+    /// The operation needs this identity's account, and the login belongs
+    /// to an account bound to another IdP id (`owner`). Transient: the
+    /// older of the two identities is on its way out (see
+    /// `crate::pipeline`, which skips the event instead when it is the
+    /// older one).
+    #[error("waiting: {detail}")]
+    LoginHeld { owner: String, detail: String },
     /// Retrying cannot help until someone changes something.
     #[error("permanent: {0}")]
     Permanent(String),
@@ -63,7 +94,10 @@ impl From<DuoError> for ApplyError {
 
 impl ApplyError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient(_))
+        matches!(
+            self,
+            Self::Transient(_) | Self::Waiting(_) | Self::LoginHeld { .. }
+        )
     }
 }
 
@@ -134,16 +168,20 @@ impl DuoDirectory {
         &self.duo
     }
 
-    async fn find_user(&self, key: &UserKey) -> Result<Option<User>, DuoError> {
-        if let Some(alias) = &key.idp_alias
-            && let Some(user) = self.duo.find_user_by_username(alias).await?
-        {
-            return Ok(Some(user));
+    /// One lookup for everything the key (and an earlier login) names, then
+    /// the identity rule ([`identity::resolve`]).
+    async fn resolve(
+        &self,
+        key: &UserKey,
+        previous_username: Option<&str>,
+    ) -> Result<Resolution, DuoError> {
+        let names = identity::lookup_names(key, previous_username);
+        if names.is_empty() {
+            return Ok(Resolution::Absent);
         }
-        match &key.username {
-            Some(username) => self.duo.find_user_by_username(username).await,
-            None => Ok(None),
-        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let candidates = self.duo.find_users_by_names(&names).await?;
+        Ok(identity::resolve(key, previous_username, &candidates))
     }
 
     async fn find_group(&self, key: &GroupKey) -> Result<Option<GroupEntry>, DuoError> {
@@ -154,16 +192,28 @@ impl DuoDirectory {
         self.group_filter.as_ref().is_none_or(|f| f.is_match(name))
     }
 
-    /// Finds the user, or creates it when its username is known.
+    /// This identity's account: found (with whether it was adopted), or
+    /// created when its username is known and free.
     async fn ensure_user(
         &self,
         key: &UserKey,
         attrs: &UserAttrs,
         state: Option<UserState>,
-    ) -> Result<(User, bool), ApplyError> {
-        if let Some(user) = self.find_user(key).await? {
-            return Ok((user, false));
+    ) -> Result<(Mine, bool), ApplyError> {
+        match self.resolve(key, None).await? {
+            Resolution::Found { user, adopted } => Ok((Mine { user, adopted }, false)),
+            Resolution::Held { user, owner } => Err(held(key, &user, &owner)),
+            Resolution::Absent => self.create_user(key, attrs, state).await,
         }
+    }
+
+    /// Creates this identity's account (its IdP id in the alias slot).
+    async fn create_user(
+        &self,
+        key: &UserKey,
+        attrs: &UserAttrs,
+        state: Option<UserState>,
+    ) -> Result<(Mine, bool), ApplyError> {
         let Some(username) = &key.username else {
             return Err(ApplyError::Permanent(format!(
                 "user {key} is not in Duo and the event carries no login to create it with"
@@ -176,16 +226,49 @@ impl DuoDirectory {
         }
         fields.status = state.map(duo_status);
         match self.duo.create_user(&fields).await {
-            Ok(user) => Ok((user, true)),
-            // Lost a race with a concurrent create (or a lost answer): the
-            // user exists now, which is what we wanted.
-            Err(DuoError::InvalidParameter(_)) => match self.find_user(key).await? {
-                Some(user) => Ok((user, false)),
-                None => Err(ApplyError::Permanent(format!(
+            Ok(user) => Ok((
+                Mine {
+                    user,
+                    adopted: false,
+                },
+                true,
+            )),
+            // Lost a race with a concurrent create (or a lost answer), or
+            // the login is taken: look again, by the same rule.
+            Err(DuoError::InvalidParameter(_)) => match self.resolve(key, None).await? {
+                Resolution::Found { user, adopted } => Ok((Mine { user, adopted }, false)),
+                Resolution::Held { user, owner } => Err(held(key, &user, &owner)),
+                Resolution::Absent => Err(ApplyError::Permanent(format!(
                     "Duo refused to create user {username} (invalid parameter)"
                 ))),
             },
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Links this identity's id to an adopted account before a write that
+    /// is not a user modify (membership, device removal).
+    async fn bind(&self, mine: &Mine, key: &UserKey) -> Result<(), ApplyError> {
+        let Some(alias) = &key.idp_alias else {
+            return Ok(());
+        };
+        if !mine.adopted || identity::carries(&mine.user, alias) {
+            return Ok(());
+        }
+        let mut fields = UserFields::default();
+        fields.aliases[alias_slot(&mine.user)] = Some(alias.clone());
+        self.modify_user(&mine.user, &fields).await.map(drop)
+    }
+
+    /// `modify_user`, with a 404 read as "deleted since it was looked up":
+    /// a retry resolves the identity again.
+    async fn modify_user(&self, user: &User, fields: &UserFields) -> Result<User, ApplyError> {
+        match self.duo.modify_user(&user.user_id, fields).await {
+            Err(e) if e.is_not_found() => Err(ApplyError::Waiting(format!(
+                "Duo user {} ({}) was deleted after it was looked up; a retry looks again",
+                user.username, user.user_id
+            ))),
+            other => other.map_err(ApplyError::from),
         }
     }
 
@@ -279,9 +362,9 @@ impl DuoDirectory {
             fields.username = Some(username.clone());
         }
         if let Some(alias) = &key.idp_alias
-            && !user.aliases().contains(&Some(alias.as_str()))
+            && !identity::carries(user, alias)
         {
-            fields.aliases[IDP_ALIAS_SLOT - 1] = Some(alias.clone());
+            fields.aliases[alias_slot(user)] = Some(alias.clone());
         }
         if let Some(state) = state
             && !status_matches(&user.status, state)
@@ -294,18 +377,50 @@ impl DuoDirectory {
                 user.username
             )));
         }
-        self.duo.modify_user(&user.user_id, &fields).await?;
+        match self.modify_user(user, &fields).await {
+            Ok(_) => {}
+            // A rename onto a login another account answers to: that
+            // account's own events (its rename or delete) free it.
+            Err(ApplyError::Permanent(why)) if fields.username.is_some() => {
+                let wanted = fields.username.as_deref().unwrap_or_default();
+                let holder = self
+                    .duo
+                    .find_users_by_names(&[wanted])
+                    .await?
+                    .into_iter()
+                    .find(|u| u.user_id != user.user_id);
+                return Err(match holder {
+                    Some(other) => ApplyError::Waiting(format!(
+                        "cannot rename Duo user {} to {wanted}: Duo user {} ({}) answers to that name; waiting until it is renamed or deleted",
+                        user.username,
+                        other.user_id,
+                        identity::bound_to(&other).unwrap_or("no IdP id")
+                    )),
+                    None => ApplyError::Permanent(why),
+                });
+            }
+            Err(e) => return Err(e),
+        }
         Ok(OpOutcome::Changed(format!(
             "modified user {}",
             user.username
         )))
     }
 
-    async fn reset_mfa(&self, user: &User) -> Result<OpOutcome, ApplyError> {
+    async fn reset_mfa(&self, mine: &Mine, key: &UserKey) -> Result<OpOutcome, ApplyError> {
+        let user = &mine.user;
         let id = &user.user_id;
         let mut removed = 0usize;
         // Duo answers 404 for a device already gone: that is the goal state.
         let gone = deleted;
+        let codes = self.duo.list_user_bypass_codes(id).await?;
+        let devices = user.phones.len()
+            + user.tokens.len()
+            + user.webauthncredentials.len()
+            + user.u2ftokens.len();
+        if devices + codes.len() > 0 {
+            self.bind(mine, key).await?;
+        }
         for phone in &user.phones {
             removed += usize::from(gone(self.duo.detach_phone(id, &phone.phone_id).await)?);
         }
@@ -318,7 +433,7 @@ impl DuoDirectory {
         for u2f in &user.u2ftokens {
             removed += usize::from(gone(self.duo.delete_u2f(&u2f.registration_id).await)?);
         }
-        for code in self.duo.list_user_bypass_codes(id).await? {
+        for code in codes {
             removed += usize::from(gone(
                 self.duo.delete_bypass_code(&code.bypass_code_id).await,
             )?);
@@ -331,6 +446,40 @@ impl DuoDirectory {
                 user.username
             ))
         })
+    }
+}
+
+/// This identity's Duo account, and whether it was just adopted (found by
+/// its login, no IdP id linked yet).
+#[derive(Debug)]
+struct Mine {
+    user: User,
+    adopted: bool,
+}
+
+/// The failure of an operation whose login another identity's account
+/// holds: transient, so it is retried until that account is gone.
+fn held(key: &UserKey, holder: &User, owner: &str) -> ApplyError {
+    ApplyError::LoginHeld {
+        owner: owner.to_owned(),
+        detail: format!(
+            "login {} is held by Duo user {} bound to {owner}, another identity than {}; waiting until that account is deleted or renamed",
+            holder.username,
+            holder.user_id,
+            key.idp_alias.as_deref().unwrap_or("this event's")
+        ),
+    }
+}
+
+/// The alias slot (0-based) to write the IdP id into: slot 4, unless it
+/// holds an admin's own alias (not an IdP id) and another slot is free.
+fn alias_slot(user: &User) -> usize {
+    let aliases = user.aliases();
+    let fourth = IDP_ALIAS_SLOT - 1;
+    match aliases[fourth] {
+        Some(a) if identity::is_idp_id(a) => fourth,
+        Some(_) => aliases.iter().position(Option::is_none).unwrap_or(fourth),
+        None => fourth,
     }
 }
 
@@ -380,19 +529,20 @@ impl Directory for DuoDirectory {
     async fn apply(&self, op: &Operation) -> Result<OpOutcome, ApplyError> {
         match op {
             Operation::UpsertUser { user, attrs, state } => {
-                let (found, created) = self.ensure_user(user, attrs, *state).await?;
+                let (mine, created) = self.ensure_user(user, attrs, *state).await?;
                 if created {
                     return Ok(OpOutcome::Changed(format!(
                         "created user {}",
-                        found.username
+                        mine.user.username
                     )));
                 }
-                self.update_user(&found, user, attrs, *state).await
+                self.update_user(&mine.user, user, attrs, *state).await
             }
             Operation::SetUserState { user, state, attrs } => {
-                match self.find_user(user).await? {
-                    Some(found) => {
-                        // Only the state: a state event must not rename.
+                match self.resolve(user, None).await? {
+                    Resolution::Found { user: found, .. } => {
+                        // Only the state (and the IdP id of an adopted
+                        // account): a state event must not rename.
                         let key = UserKey {
                             idp_alias: user.idp_alias.clone(),
                             username: None,
@@ -400,7 +550,9 @@ impl Directory for DuoDirectory {
                         self.update_user(&found, &key, attrs, Some(*state)).await
                     }
                     // Not in Duo and no username to create it with.
-                    None if *state == UserState::Disabled && user.username.is_none() => {
+                    Resolution::Absent
+                        if *state == UserState::Disabled && user.username.is_none() =>
+                    {
                         Ok(OpOutcome::Unchanged(format!(
                             "user {user} is not in Duo; nothing to disable"
                         )))
@@ -408,46 +560,43 @@ impl Directory for DuoDirectory {
                     // A suspension that arrived before the user's creation
                     // (IdPs deliver out of order): the IdP has this user, so
                     // create it disabled rather than lose the state.
-                    None if *state == UserState::Disabled => {
-                        let (found, _) = self.ensure_user(user, attrs, Some(*state)).await?;
-                        Ok(OpOutcome::Changed(format!(
-                            "created user {} as disabled",
-                            found.username
-                        )))
+                    Resolution::Absent => {
+                        let (mine, _) = self.create_user(user, attrs, Some(*state)).await?;
+                        Ok(OpOutcome::Changed(match state {
+                            UserState::Disabled => {
+                                format!("created user {} as disabled", mine.user.username)
+                            }
+                            UserState::Active => format!("created user {}", mine.user.username),
+                        }))
                     }
-                    None => {
-                        let (found, _) = self.ensure_user(user, attrs, Some(*state)).await?;
-                        Ok(OpOutcome::Changed(format!(
-                            "created user {}",
-                            found.username
-                        )))
-                    }
+                    Resolution::Held {
+                        user: holder,
+                        owner,
+                    } => Err(held(user, &holder, &owner)),
                 }
             }
             Operation::UpdateUser {
                 user,
                 attrs,
                 previous_username,
-            } => {
-                let mut found = self.find_user(user).await?;
-                if found.is_none()
-                    && let Some(previous) = previous_username
-                {
-                    found = self.duo.find_user_by_username(previous).await?;
+            } => match self.resolve(user, previous_username.as_deref()).await? {
+                Resolution::Found { user: found, .. } => {
+                    self.update_user(&found, user, attrs, None).await
                 }
-                match found {
-                    Some(found) => self.update_user(&found, user, attrs, None).await,
-                    None => {
-                        let (created, _) = self.ensure_user(user, attrs, None).await?;
-                        Ok(OpOutcome::Changed(format!(
-                            "created user {}",
-                            created.username
-                        )))
-                    }
+                Resolution::Absent => {
+                    let (mine, _) = self.create_user(user, attrs, None).await?;
+                    Ok(OpOutcome::Changed(format!(
+                        "created user {}",
+                        mine.user.username
+                    )))
                 }
-            }
-            Operation::DeleteUser { user } => match self.find_user(user).await? {
-                Some(found) => {
+                Resolution::Held {
+                    user: holder,
+                    owner,
+                } => Err(held(user, &holder, &owner)),
+            },
+            Operation::DeleteUser { user } => match self.resolve(user, None).await? {
+                Resolution::Found { user: found, .. } => {
                     if !deleted(self.duo.delete_user(&found.user_id).await)? {
                         return Ok(OpOutcome::Unchanged(format!(
                             "user {} was already gone",
@@ -459,11 +608,21 @@ impl Directory for DuoDirectory {
                         found.username
                     )))
                 }
-                None => Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo"))),
+                Resolution::Absent => {
+                    Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo")))
+                }
+                // Never the other identity's account.
+                Resolution::Held {
+                    user: holder,
+                    owner,
+                } => Ok(OpOutcome::Unchanged(format!(
+                    "user {user} is not in Duo (Duo user {} belongs to {owner}; left alone)",
+                    holder.username
+                ))),
             },
             Operation::AddMembership { user, group } => {
-                let (found, _) = self.ensure_user(user, &UserAttrs::default(), None).await?;
-                self.groups.learn(&found.groups).await;
+                let (mine, _) = self.ensure_user(user, &UserAttrs::default(), None).await?;
+                self.groups.learn(&mine.user.groups).await;
                 let (g, _) = self.ensure_group(group).await?;
                 if !self.group_allowed(&g.name) {
                     return Ok(OpOutcome::Unchanged(format!(
@@ -471,20 +630,26 @@ impl Directory for DuoDirectory {
                         g.name
                     )));
                 }
+                let found = &mine.user;
                 if found.groups.iter().any(|m| m.group_id == g.group_id) {
                     return Ok(OpOutcome::Unchanged(format!(
                         "{} is already in {}",
                         found.username, g.name
                     )));
                 }
-                let g = self.add_to_group(&found, group, g).await?;
+                self.bind(&mine, user).await?;
+                let g = self.add_to_group(found, group, g).await?;
                 Ok(OpOutcome::Changed(format!(
                     "added {} to {}",
                     found.username, g.name
                 )))
             }
             Operation::RemoveMembership { user, group } => {
-                let Some(found) = self.find_user(user).await? else {
+                let Resolution::Found {
+                    user: found,
+                    adopted,
+                } = self.resolve(user, None).await?
+                else {
                     return Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo")));
                 };
                 self.groups.learn(&found.groups).await;
@@ -500,6 +665,11 @@ impl Directory for DuoDirectory {
                 });
                 match member {
                     Some(m) => {
+                        let mine = Mine {
+                            user: found.clone(),
+                            adopted,
+                        };
+                        self.bind(&mine, user).await?;
                         let removal = self
                             .duo
                             .remove_user_from_group(&found.user_id, &m.group_id)
@@ -575,9 +745,13 @@ impl Directory for DuoDirectory {
                 }
                 None => Ok(OpOutcome::Unchanged(format!("group {group} is not in Duo"))),
             },
-            Operation::ResetMfa { user, .. } => match self.find_user(user).await? {
-                Some(found) => self.reset_mfa(&found).await,
-                None => Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo"))),
+            Operation::ResetMfa { user: key, .. } => match self.resolve(key, None).await? {
+                Resolution::Found { user, adopted } => {
+                    self.reset_mfa(&Mine { user, adopted }, key).await
+                }
+                Resolution::Absent | Resolution::Held { .. } => {
+                    Ok(OpOutcome::Unchanged(format!("user {key} is not in Duo")))
+                }
             },
         }
     }

@@ -12,6 +12,7 @@ pub mod auth0_logs;
 pub mod config;
 pub mod event;
 pub mod group_index;
+pub mod identity;
 pub mod okta;
 pub mod operation;
 pub mod order;

@@ -17,6 +17,7 @@
 //! the idempotency store makes sure the events that did apply are not
 //! applied twice.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -24,7 +25,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
-use crate::apply::{Directory, OpOutcome};
+use crate::apply::{ApplyError, Directory, OpOutcome};
 use crate::config::{ConfigError, RawConfig};
 use crate::event::{Change, GroupRef, IdpEvent, Parsed, Skipped, Source};
 use crate::idp::{Auth0Api, IdpError, IdpLookup, OktaApi};
@@ -219,6 +220,95 @@ pub struct Relay<D, S> {
     store: S,
     lookups: IdpLookups,
     queue: Option<Arc<dyn EventQueue>>,
+    logins: LoginLocks,
+}
+
+/// One lock per login while an event about it applies, so two events about
+/// one login — a deleted identity's and its re-created successor's, whose
+/// queue ordering keys differ (`crate::order`) — never act on Duo at the
+/// same time in this process: an account without an IdP id cannot be
+/// adopted by one while the other deletes it. Entries live only while held
+/// or awaited.
+#[derive(Debug, Default)]
+struct LoginLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A held login lock; dropping it releases the login (and forgets it when
+/// nobody else holds or awaits it).
+struct LoginGuard<'a> {
+    locks: &'a LoginLocks,
+    key: String,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl LoginLocks {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the locks of `keys`, in sorted order (so two events never wait
+    /// for each other).
+    async fn lock(&self, mut keys: Vec<String>) -> Vec<LoginGuard<'_>> {
+        keys.sort();
+        keys.dedup();
+        let mut guards = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mutex = self.table().entry(key.clone()).or_default().clone();
+            guards.push(LoginGuard {
+                locks: self,
+                key,
+                _held: mutex.lock_owned().await,
+            });
+        }
+        guards
+    }
+}
+
+impl Drop for LoginGuard<'_> {
+    fn drop(&mut self) {
+        let mut table = self.locks.table();
+        // The table's handle and the one inside this guard: nobody else
+        // holds or awaits this login (new waiters clone under this lock).
+        if table
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) <= 2)
+        {
+            table.remove(&self.key);
+        }
+    }
+}
+
+/// The logins an event is about (lower-cased, per IdP): its user's, a new
+/// login it carries, and an earlier one it renames.
+fn event_logins(event: &IdpEvent) -> Vec<String> {
+    let mut logins: Vec<&str> = Vec::new();
+    match &event.change {
+        Change::UserUpserted { user, profile, .. } => {
+            logins.extend(user.login.as_deref());
+            logins.extend(profile.login.as_deref());
+        }
+        Change::UserProfileChanged {
+            user,
+            profile,
+            previous_login,
+        } => {
+            logins.extend(user.login.as_deref());
+            logins.extend(profile.as_ref().and_then(|p| p.login.as_deref()));
+            logins.extend(previous_login.as_deref());
+        }
+        Change::UserStateChanged { user, .. }
+        | Change::UserDeleted { user }
+        | Change::MembershipAdded { user, .. }
+        | Change::MembershipRemoved { user, .. }
+        | Change::MfaReset { user, .. } => logins.extend(user.login.as_deref()),
+        Change::GroupCreated { .. } | Change::GroupRenamed { .. } | Change::GroupDeleted { .. } => {
+        }
+    }
+    logins
+        .into_iter()
+        .map(|l| crate::order::login_key(event.source, l))
+        .collect()
 }
 
 impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
@@ -230,6 +320,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             store,
             lookups: IdpLookups::default(),
             queue: None,
+            logins: LoginLocks::default(),
         }
     }
 
@@ -411,8 +502,10 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// goes to dead letters, and a replay must be able to apply it).
     async fn apply_event_with(&self, event: &IdpEvent, permanent_is_final: bool) -> EventReport {
         let started = Instant::now();
+        let held = self.logins.lock(event_logins(event)).await;
         let (result, calls) =
             duo_admin::count_task_calls(self.apply_inner(event, permanent_is_final)).await;
+        drop(held);
         let (operations, outcome) = result;
         let report = EventReport {
             event_id: event.id.to_string(),
@@ -506,6 +599,23 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             match self.directory.apply(op).await {
                 Ok(OpOutcome::Changed(what)) => changed.push(what),
                 Ok(OpOutcome::Unchanged(what)) => unchanged.push(what),
+                Err(ApplyError::LoginHeld { owner, detail }) => {
+                    match self.holder_is_newer(&owner, advance.0).await {
+                        Ok(Some(reason)) => {
+                            self.finish(event, true).await;
+                            return (names, EventOutcome::Skipped(reason));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(event_id = %event.id, error = %e, "could not read the holder's watermark; the event waits")
+                        }
+                    }
+                    self.finish(event, false).await;
+                    return (
+                        names,
+                        EventOutcome::FailedTransient(format!("{op}: waiting: {detail}")),
+                    );
+                }
                 Err(e) => {
                     let transient = e.is_transient();
                     self.finish(event, !transient && permanent_is_final).await;
@@ -630,7 +740,8 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 (Role::UpsertState, Some(_)) => drop_state = true,
                 (Role::UpsertProfile, Some(_)) => drop_profile = true,
                 (Role::Guard, None) => {}
-                (Role::Sets | Role::UpsertState | Role::UpsertProfile, None) => {
+                (Role::Sets | Role::UpsertState | Role::UpsertProfile | Role::Records, None)
+                | (Role::Records, Some(_)) => {
                     advance.push(aspect.key);
                 }
             }
@@ -657,6 +768,28 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             }
         }
         Ok(Ordered::Apply(Box::new(event), (Some(at), advance)))
+    }
+
+    /// The event's login is held by the account of another identity
+    /// (`owner`). Two identities never hold one login at once in the IdP,
+    /// so if `owner` was seen in an event newer than this one, this event's
+    /// identity is the earlier holder: it is stale (answers why). Otherwise
+    /// — `owner` is the earlier one, or was never seen — the event waits
+    /// for `owner`'s account to go.
+    async fn holder_is_newer(
+        &self,
+        owner: &str,
+        at: Option<i64>,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        let Some(at) = at else { return Ok(None) };
+        let seen = self.store.watermark(&crate::order::seen_key(owner)).await?;
+        Ok(seen.filter(|seen| *seen > at).map(|seen| {
+            format!(
+                "stale: the login was given to {owner} (seen at {}) after this event ({}); this event's identity is gone",
+                duo_admin::date::rfc3339_millis(seen),
+                duo_admin::date::rfc3339_millis(at)
+            )
+        }))
     }
 
     /// Records the event as done, or releases it for a retry.
@@ -794,4 +927,56 @@ fn json_response(status: StatusCode, body: String) -> Response<Bytes> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventId, UserProfile, UserRef};
+
+    #[tokio::test]
+    async fn login_locks_serialize_one_login_and_are_forgotten_when_free() {
+        let locks = LoginLocks::default();
+        let a = locks.lock(vec!["b".into(), "a".into(), "a".into()]).await;
+        assert_eq!(a.len(), 2);
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            locks.lock(vec!["a".into()]),
+        )
+        .await;
+        assert!(waiting.is_err(), "a second holder of login a must wait");
+        let other = locks.lock(vec!["c".into()]).await;
+        drop(a);
+        let again = locks.lock(vec!["a".into()]).await;
+        drop((again, other));
+        assert!(locks.table().is_empty());
+    }
+
+    #[test]
+    fn an_events_logins_include_a_new_and_an_earlier_one() {
+        let event = IdpEvent {
+            id: EventId::new(Source::Okta, "e"),
+            source: Source::Okta,
+            event_type: "t".into(),
+            occurred_at: None,
+            change: Change::UserProfileChanged {
+                user: UserRef {
+                    idp_id: Some("00u1".into()),
+                    login: Some("Jane@X".into()),
+                },
+                profile: Some(UserProfile {
+                    login: Some("jane2@x".into()),
+                    ..UserProfile::default()
+                }),
+                previous_login: Some("jane@x".into()),
+            },
+        };
+        let mut logins = event_logins(&event);
+        logins.sort();
+        logins.dedup();
+        assert_eq!(
+            logins,
+            ["user:okta:login:jane2@x", "user:okta:login:jane@x"]
+        );
+    }
 }

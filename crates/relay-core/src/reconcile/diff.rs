@@ -9,6 +9,13 @@
 //!   is deprovisioned (`DEPROVISION_ACTION`). Any other Duo user is
 //!   *unmanaged*: reported, and touched only with `include_unmanaged`. Users
 //!   carrying the other IdP's alias are never touched.
+//! - An IdP user is matched to the Duo user carrying its id, else to the Duo
+//!   user with its login only when that one carries no IdP id (it is then
+//!   linked). A Duo user carrying another id is never adopted
+//!   ([`crate::identity`]): when it is a ghost of this IdP (a login deleted
+//!   and re-created), it is deleted and the new user created after it; with
+//!   `DEPROVISION_ACTION=disable`, or when it is the other IdP's, the IdP
+//!   user is reported as a conflict.
 //! - A Duo group is *managed* when its description starts with this IdP's
 //!   tag (`okta:00g…`); only managed groups are renamed or deleted, and
 //!   members are removed only from managed groups. An IdP group whose Duo
@@ -26,6 +33,7 @@ use super::IdpKind;
 use super::read::{DuoSnapshot, IdpSnapshot};
 use crate::apply::managed_tag;
 use crate::event::UserState;
+use crate::identity;
 use crate::idp::{IdpGroup, IdpUser};
 use crate::operation::{GroupKey, Operation, UserAttrs, UserKey};
 use crate::plan::{DeprovisionAction, PlanRules, idp_alias};
@@ -114,7 +122,9 @@ pub struct TenantStats {
 
 /// Everything a run would do, in the order it would do it: group creates
 /// and renames, then users (updates before creates, so a login freed by a
-/// rename can be taken), then deprovisions, then group deletes.
+/// rename can be taken), then deprovisions, then the creates of logins a
+/// ghost's account held (a login deleted and re-created in the IdP), then
+/// group deletes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub units: Vec<Unit>,
@@ -536,6 +546,9 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
         }
     }
     let mut creates: Vec<(usize, String)> = Vec::new();
+    // Creates whose login a ghost's account holds: planned after the ghosts
+    // are deleted.
+    let mut after_ghosts: Vec<(usize, String)> = Vec::new();
     for (i, u) in idp_users.iter().enumerate() {
         if duo_of.contains_key(&i) {
             continue;
@@ -564,13 +577,38 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
             .or_else(|| by_alias.get(&lower(&login)))
             .copied();
         match found {
-            Some(d) if !owner_of.contains_key(&d) => {
-                duo_of.insert(i, d);
-                owner_of.insert(d, i);
-            }
             // The username belongs to another IdP user's Duo account: that
             // one is renamed first (updates run before creates).
-            _ => creates.push((i, login)),
+            Some(d) if owner_of.contains_key(&d) => creates.push((i, login)),
+            // An account bound to another IdP id is never adopted (issue
+            // 13): its IdP user is gone (it would own it otherwise), so it
+            // is a ghost of this IdP — deleted below, and this user created
+            // after it — or an account of the other IdP, left alone.
+            Some(d) => match identity::bound_to(&duo.users[d]) {
+                None => {
+                    duo_of.insert(i, d);
+                    owner_of.insert(d, i);
+                }
+                Some(_)
+                    if scope.our_alias(&duo.users[d]).is_some()
+                        && rules.deprovision == DeprovisionAction::Delete =>
+                {
+                    after_ghosts.push((i, login));
+                }
+                Some(owner) => out.conflicts.push(Untouched {
+                    username: login.clone(),
+                    reason: format!(
+                        "{} has this login, but its Duo account is bound to {owner}{}; delete or rename that account to let this user be created",
+                        scope.tag(&u.idp_id),
+                        if scope.our_alias(&duo.users[d]).is_some() {
+                            " (gone from the IdP, kept disabled: DEPROVISION_ACTION=disable)"
+                        } else {
+                            ", another IdP's user"
+                        }
+                    ),
+                }),
+            },
+            None => creates.push((i, login)),
         }
     }
 
@@ -622,27 +660,30 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
         }
     }
     updates.sort_by(|a, b| a.subject.cmp(&b.subject));
-    let mut created = Vec::new();
-    for (i, login) in creates {
-        let idp_user = idp_users[i];
-        if idp_user.state == UserState::Disabled {
-            continue;
+    let create_units = |creates: Vec<(usize, String)>| {
+        let mut created = Vec::new();
+        for (i, login) in creates {
+            let idp_user = idp_users[i];
+            if idp_user.state == UserState::Disabled {
+                continue;
+            }
+            let mut actions = vec![create_user(scope, idp_user, &login)];
+            let key = UserKey {
+                idp_alias: Some(scope.tag(&idp_user.idp_id)),
+                username: Some(login.clone()),
+            };
+            actions.extend(memberships(&key, idp_user, None));
+            created.push(Unit {
+                subject_kind: Subject::User,
+                subject: login,
+                actions,
+            });
         }
-        let mut actions = vec![create_user(scope, idp_user, &login)];
-        let key = UserKey {
-            idp_alias: Some(scope.tag(&idp_user.idp_id)),
-            username: Some(login.clone()),
-        };
-        actions.extend(memberships(&key, idp_user, None));
-        created.push(Unit {
-            subject_kind: Subject::User,
-            subject: login,
-            actions,
-        });
-    }
-    created.sort_by(|a, b| a.subject.cmp(&b.subject));
+        created.sort_by(|a, b| a.subject.cmp(&b.subject));
+        created
+    };
     out.units.extend(updates);
-    out.units.extend(created);
+    out.units.extend(create_units(creates));
 
     // ---- Duo users no IdP user claims ----
     let mut deprovisions = Vec::new();
@@ -694,6 +735,7 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
     }
     deprovisions.sort_by(|a, b| a.subject.cmp(&b.subject));
     out.units.extend(deprovisions);
+    out.units.extend(create_units(after_ghosts));
     out.unmanaged.sort_by(|a, b| a.username.cmp(&b.username));
 
     // ---- managed Duo groups whose IdP group is gone ----
@@ -1086,5 +1128,79 @@ mod tests {
         assert!(plan.unmanaged.is_empty());
         assert_eq!(plan.conflicts.len(), 1);
         assert!(plan.conflicts[0].reason.contains("okta:00uB"));
+    }
+
+    /// Issue 13: a login deleted and re-created in the IdP (new id) never
+    /// adopts the old identity's Duo account: the ghost is deleted first and
+    /// the new user created after it; kept disabled, or the other IdP's,
+    /// the account is left alone and the new user reported.
+    #[test]
+    fn a_recreated_login_never_adopts_the_ghosts_account() {
+        let idp = IdpSnapshot {
+            users: vec![
+                idp_user("00uNEW", "jane@x.com", "Jane New", UserState::Active),
+                idp_user("00uBOB", "bob@x.com", "Bob", UserState::Active),
+            ],
+            ..IdpSnapshot::default()
+        };
+        let duo = DuoSnapshot {
+            users: vec![
+                duo_user(
+                    "DUOLD",
+                    "jane@x.com",
+                    Some("okta:00uOLD"),
+                    "Jane Old",
+                    "active",
+                    &[],
+                ),
+                duo_user(
+                    "DUBOB",
+                    "bob@x.com",
+                    Some("auth0:auth0|bob"),
+                    "Bob",
+                    "active",
+                    &[],
+                ),
+            ],
+            groups: vec![],
+        };
+        let delete = PlanRules::default();
+        let plan_ = plan(&idp, &duo, &scope(&delete, false));
+        assert_eq!(
+            summary(&plan_),
+            vec![
+                (Category::DeleteUser, "jane@x.com".into()),
+                (Category::CreateUser, "jane@x.com".into()),
+            ]
+        );
+        // The delete is the ghost's (by its own id), the create the new
+        // identity's; nothing updates the old account.
+        let ops: Vec<&Operation> = plan_.actions().map(|a| &a.operation).collect();
+        assert!(
+            matches!(ops[0], Operation::DeleteUser { user } if user.idp_alias.as_deref() == Some("okta:00uOLD"))
+        );
+        assert!(
+            matches!(ops[1], Operation::UpsertUser { user, .. } if user.idp_alias.as_deref() == Some("okta:00uNEW"))
+        );
+        assert_eq!(plan_.ghosts, 1);
+        assert_eq!(plan_.other_idp, 1);
+        assert_eq!(plan_.conflicts.len(), 1, "{:?}", plan_.conflicts);
+        assert!(plan_.conflicts[0].reason.contains("auth0:auth0|bob"));
+
+        let disable = rules(&[("DEPROVISION_ACTION", "disable")]);
+        let plan_ = plan(&idp, &duo, &scope(&disable, false));
+        assert_eq!(
+            summary(&plan_),
+            vec![(Category::DisableUser, "jane@x.com".into())]
+        );
+        assert!(matches!(&plan_.units[0].actions[0].operation,
+            Operation::SetUserState { user, .. } if user.idp_alias.as_deref() == Some("okta:00uOLD")));
+        assert_eq!(plan_.conflicts.len(), 2, "{:?}", plan_.conflicts);
+        assert!(
+            plan_
+                .conflicts
+                .iter()
+                .any(|c| c.reason.contains("okta:00uOLD"))
+        );
     }
 }

@@ -12,6 +12,7 @@ use std::task::Poll;
 use duo_admin::{DuoClient, DuoError, Group, User};
 
 use super::IdpKind;
+use crate::identity::{self, Resolution};
 use crate::idp::{Auth0Api, IdpError, IdpGroup, IdpLookup, IdpUser, OktaApi};
 use crate::operation::UserKey;
 use crate::plan::PlanRules;
@@ -160,12 +161,14 @@ pub trait DuoReader: Send + Sync {
     /// Every user, with its groups (Duo embeds them in the user object).
     fn list_users(&self) -> impl Future<Output = Result<Vec<User>, DuoError>> + Send;
     fn list_groups(&self) -> impl Future<Output = Result<Vec<Group>, DuoError>> + Send;
-    /// The user an IdP id alias names, else the one a username names (a
-    /// username lookup matches aliases too), as the apply stage finds it.
-    fn find_user(
+    /// This identity's Duo account by the rule the apply stage uses
+    /// ([`crate::identity`]): the account carrying the key's IdP id, else
+    /// the login's account unless it is bound to another IdP id (then the
+    /// login is held).
+    fn resolve_user(
         &self,
         key: &UserKey,
-    ) -> impl Future<Output = Result<Option<User>, DuoError>> + Send;
+    ) -> impl Future<Output = Result<Resolution, DuoError>> + Send;
 }
 
 impl DuoReader for DuoClient {
@@ -179,16 +182,12 @@ impl DuoReader for DuoClient {
         DuoClient::list_groups(self).collect_all().await
     }
 
-    async fn find_user(&self, key: &UserKey) -> Result<Option<User>, DuoError> {
-        if let Some(alias) = &key.idp_alias
-            && let Some(user) = self.find_user_by_username(alias).await?
-        {
-            return Ok(Some(user));
-        }
-        match &key.username {
-            Some(username) => self.find_user_by_username(username).await,
-            None => Ok(None),
-        }
+    /// One lookup (`username_list`), as the apply stage makes it.
+    async fn resolve_user(&self, key: &UserKey) -> Result<Resolution, DuoError> {
+        let names = identity::lookup_names(key, None);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let candidates = self.find_users_by_names(&names).await?;
+        Ok(identity::resolve(key, None, &candidates))
     }
 }
 

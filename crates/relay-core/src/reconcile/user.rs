@@ -3,7 +3,7 @@
 //! a user becomes "make this user match the IdP", so events that arrive
 //! late, twice or not at all cannot leave Duo wrong.
 //!
-//! Costs: IdP 2 calls (the user, its groups); Duo 1-2 lookups.
+//! Costs: IdP 2 calls (the user, its groups); Duo 1 lookup.
 
 use std::collections::HashSet;
 
@@ -16,6 +16,7 @@ use super::diff::{
 };
 use super::read::{DuoReader, IdpReader};
 use crate::event::{UserRef, UserState};
+use crate::identity::Resolution;
 use crate::idp::IdpUser;
 use crate::operation::UserKey;
 
@@ -81,8 +82,16 @@ pub async fn plan_user<I: IdpReader, R: DuoReader>(
             username: target.login.clone(),
         },
     };
-    let duo_user = duo.find_user(&key).await.map_err(ReconcileError::Duo)?;
-    // The Duo user carries another id of this IdP: that IdP user decides.
+    let resolution = duo.resolve_user(&key).await.map_err(ReconcileError::Duo)?;
+    // The login's account is bound to another identity: never this one's
+    // (it is not adopted, changed or deleted for it).
+    let held = match &resolution {
+        Resolution::Held { owner, .. } => Some(owner.clone()),
+        Resolution::Found { .. } | Resolution::Absent => None,
+    };
+    let duo_user = resolution.found().cloned();
+    // Looked up by login only (no IdP id in the key), the Duo user may carry
+    // an id of this IdP: that IdP user decides.
     let other_id = duo_user
         .as_ref()
         .and_then(|d| scope.our_alias(d))
@@ -111,8 +120,8 @@ pub async fn plan_user<I: IdpReader, R: DuoReader>(
                     ..UserPlan::default()
                 });
             }
-            // The other id is gone from the IdP: this user adopts the
-            // account (its alias is rewritten), as the event path does.
+            // The other id is gone from the IdP: the account is a ghost,
+            // deprovisioned below (nothing else matches by login).
             (_, None) => {}
         }
     }
@@ -140,7 +149,17 @@ pub async fn plan_user<I: IdpReader, R: DuoReader>(
                 idp_alias: Some(scope.tag(&u.idp_id)),
                 username: Some(login.clone()),
             };
-            let mut actions = vec![create_user(scope, &u, &login)];
+            let mut create = create_user(scope, &u, &login);
+            if let Some(owner) = &held {
+                // Applying it waits (a transient failure) until that
+                // account is deleted or renamed by its own events, or by a
+                // tenant reconcile that finds it a ghost.
+                create.detail = format!(
+                    "{}; the login is held by the Duo account of {owner}",
+                    create.detail
+                );
+            }
+            let mut actions = vec![create];
             actions.extend(memberships(idp, scope, &u, &key, None).await?);
             Ok(one(key, actions))
         }
