@@ -1082,7 +1082,8 @@ mod tests {
         let (found, _) = page(t.list_users(&list));
         assert_eq!(found.len(), 1);
         assert_eq!(
-            t.list_users(&params(&[("username_list", "ann")])).map(|_| ()),
+            t.list_users(&params(&[("username_list", "ann")]))
+                .map(|_| ()),
             Err(ApiError::invalid("username_list"))
         );
         let m = one(t.modify_user(

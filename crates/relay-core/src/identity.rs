@@ -234,7 +234,11 @@ mod tests {
     #[test]
     fn an_account_bound_to_another_id_is_never_this_identitys() {
         let old = user("DU1", "jane@x", Some(OLD));
-        let got = resolve(&key(Some(NEW), Some("jane@x")), None, &[old.clone()]);
+        let got = resolve(
+            &key(Some(NEW), Some("jane@x")),
+            None,
+            std::slice::from_ref(&old),
+        );
         assert_eq!(
             got,
             Resolution::Held {
@@ -261,7 +265,11 @@ mod tests {
     fn an_unaliased_account_is_adopted() {
         let free = user("DU1", "Jane@X", None);
         assert_eq!(
-            resolve(&key(Some(NEW), Some("jane@x")), None, &[free.clone()]),
+            resolve(
+                &key(Some(NEW), Some("jane@x")),
+                None,
+                std::slice::from_ref(&free)
+            ),
             Resolution::Found {
                 user: free.clone(),
                 adopted: true
@@ -287,7 +295,7 @@ mod tests {
     fn without_an_id_the_login_decides() {
         let old = user("DU1", "jane@x", Some(OLD));
         assert_eq!(
-            resolve(&key(None, Some("jane@x")), None, &[old.clone()]),
+            resolve(&key(None, Some("jane@x")), None, std::slice::from_ref(&old)),
             Resolution::Found {
                 user: old,
                 adopted: false

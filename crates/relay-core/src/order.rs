@@ -383,7 +383,10 @@ mod tests {
             .filter(|a| a.role == Role::Records)
             .map(|a| a.key)
             .collect();
-        assert_eq!(recorded, ["user:okta:login:jane@x/assigned"]);
+        assert_eq!(
+            recorded,
+            ["user:okta:00unew/seen", "user:okta:login:jane@x/assigned"]
+        );
         // Other events with an id: their id keeps them apart.
         let delete = event(Change::UserDeleted { user: with_id });
         assert!(aspects(&delete).iter().all(|a| !a.key.contains(":login:")));
