@@ -217,6 +217,141 @@ pub fn frame(payload: &str, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+// ---------------------------------------------------------------- scan
+
+/// A line of this byte, whole, is a record that was found damaged,
+/// quarantined and voided in place (so offsets stay valid and it is
+/// reported once).
+pub const VOID: u8 = b'#';
+
+/// One readable record of a file, where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub offset: u64,
+    /// Length with the newline.
+    pub len: u64,
+}
+
+/// What [`scan`] found besides the records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// The header, if readable and of the expected kind.
+    pub header: Option<Header>,
+    /// Bytes read.
+    pub len: u64,
+    pub records: u64,
+    /// Lines voided earlier (damage already reported).
+    pub voided: u64,
+    pub unreadable: Vec<Unreadable>,
+    pub problems: Vec<String>,
+    /// Where the last complete line ends: appends continue from here once
+    /// a torn tail is cut off.
+    pub good_end: u64,
+}
+
+/// Scans a state file of records (a queue segment, `dead.log`): checks the
+/// header (kind `kind`), hands each readable record to `on_record` with its
+/// place, lists the unreadable ones (an unreadable suffix past the durable
+/// length is a torn tail), and reports a file cut below its durable length
+/// or without a header. Never fails on content.
+pub fn scan<T>(
+    reader: impl BufRead,
+    kind: Kind,
+    decode: impl Fn(&[u8]) -> Result<T, String>,
+    mut on_record: impl FnMut(At, T),
+) -> io::Result<Scan> {
+    let mut s = Scan::default();
+    let mut sealed = 0u64;
+    let mut tail: Vec<Unreadable> = Vec::new();
+    let mut first = true;
+    let len = for_each_line(reader, |line: Line<'_>| {
+        if line.complete {
+            s.good_end = line.offset + line.bytes.len() as u64 + 1;
+        }
+        if first {
+            first = false;
+            match Header::decode(line.bytes) {
+                Ok(h) if h.kind == kind && line.complete => {
+                    sealed = h.sealed;
+                    s.header = Some(h);
+                    return;
+                }
+                Ok(h) => {
+                    s.problems.push(format!(
+                        "the header is of another kind ({:?}, expected {kind:?})",
+                        h.kind
+                    ));
+                    s.unreadable
+                        .push(unreadable(line, "header of another kind".into()));
+                    return;
+                }
+                Err(e) if Header::looks_like_v2(line.bytes) => {
+                    s.problems.push(format!("unreadable header ({e})"));
+                    s.unreadable
+                        .push(unreadable(line, format!("unreadable header: {e}")));
+                    return;
+                }
+                Err(_) => s.problems.push("the header is missing".into()),
+            }
+        }
+        if line.complete && !line.bytes.is_empty() && line.bytes.iter().all(|b| *b == VOID) {
+            s.voided += 1;
+            return;
+        }
+        let parsed = if line.complete {
+            decode(line.bytes)
+        } else {
+            Err("incomplete last record".into())
+        };
+        match parsed {
+            Ok(record) => {
+                s.unreadable.append(&mut tail);
+                s.records += 1;
+                on_record(
+                    At {
+                        offset: line.offset,
+                        len: line.bytes.len() as u64 + 1,
+                    },
+                    record,
+                );
+            }
+            Err(reason) => {
+                let u = unreadable(line, reason);
+                if line.offset < sealed {
+                    s.unreadable.push(u);
+                } else {
+                    tail.push(u);
+                }
+            }
+        }
+    })?;
+    for mut t in tail {
+        t.torn_tail = true;
+        s.unreadable.push(t);
+    }
+    s.len = len;
+    if len == 0 {
+        s.problems.clear();
+        s.problems.push("emptied: the file is empty".into());
+    } else if sealed > len {
+        s.problems.push(format!(
+            "cut: the file ends at byte {len} but {sealed} bytes had been made durable ({} bytes of records lost)",
+            sealed - len
+        ));
+    }
+    Ok(s)
+}
+
+/// An unreadable record at `line`, for the loaders.
+pub(crate) fn unreadable(line: Line<'_>, reason: String) -> Unreadable {
+    Unreadable {
+        offset: line.offset,
+        bytes: line.bytes.to_vec(),
+        reason,
+        torn_tail: false,
+    }
+}
+
 // ---------------------------------------------------------------- reports
 
 /// How many offsets a report lists (the quarantine file has them all).
