@@ -169,6 +169,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
             .with_context(|| {
                 format!("RELAY_STATE_DIR: cannot open the group index in {state_dir}")
             })?;
+    state.files.push(groups.report().clone());
     let mut relay = duo_relay(raw, store, retry, timeout)?.with_group_index(Arc::new(groups));
     let queue = if queued {
         let dir = PathBuf::from(state_dir).join("queue");

@@ -226,3 +226,45 @@ fn regression_issue_13_serve_starts_on_a_damaged_queue_log_and_says_so() {
     let _ = std::fs::remove_file(dir.with_extension("queue.log"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The group index (`groups.log`) is a state file like the others: a
+/// damaged record is quarantined and listed in `/healthz`, and the version 1
+/// file (plain JSON lines) is migrated.
+#[test]
+fn serve_reports_a_damaged_group_index_and_migrates_it() {
+    let dir = temp("groups");
+    let v1 = concat!(
+        "\"complete\"\n",
+        "{\"put\":{\"group_id\":\"DG1\",\"name\":\"one\",\"tag\":\"okta:00g1\"}}\n",
+        "{\"put\":{\"group_id\":\"DG2\",\"na",
+        "\n",
+        "{\"put\":{\"group_id\":\"DG3\",\"name\":\"three\"}}\n",
+    );
+    std::fs::write(dir.join("groups.log"), v1).expect("write groups.log");
+    let port = free_port();
+    let mut relay = serve(&dir, port, "sync");
+    let health = healthz(&mut relay, port);
+    assert_eq!(health["state"]["damaged"], true, "{health}");
+    let files = health["state"]["files"].as_array().expect("files");
+    let groups = files
+        .iter()
+        .find(|f| {
+            f["file"]
+                .as_str()
+                .is_some_and(|name| name.ends_with("groups.log"))
+        })
+        .unwrap_or_else(|| panic!("groups.log is listed: {health}"));
+    assert_eq!(groups["records"], 2, "{health}");
+    assert_eq!(groups["quarantined_records"], 1, "{health}");
+    drop(relay);
+    let migrated = std::fs::read(dir.join("groups.log")).expect("groups.log");
+    assert!(migrated.starts_with(b"RELAYSTATE v2 groups"), "migrated");
+
+    let port = free_port();
+    let mut relay = serve(&dir, port, "sync");
+    let health = healthz(&mut relay, port);
+    assert_eq!(health["state"]["damaged"], false, "{health}");
+    drop(relay);
+    let _ = std::fs::remove_file(dir.with_extension("sync.log"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

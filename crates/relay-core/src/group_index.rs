@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,6 +34,7 @@ use duo_admin::{DuoClient, DuoError, DuoGroupId, Group};
 use serde::{Deserialize, Serialize};
 
 use crate::operation::GroupKey;
+use crate::state::{Appender, FileReport, HEADER_LEN, Header, Kind, Unreadable};
 use crate::store::StoreError;
 
 /// One Duo group as the index keeps it.
@@ -78,13 +79,77 @@ pub type StoreFuture<'a, T> =
 pub trait GroupIndexStore: Send + Sync + std::fmt::Debug {
     /// Everything stored (empty and not complete when nothing is).
     fn load(&self) -> StoreFuture<'_, GroupSnapshot>;
-    /// Adds or replaces one group (by id); keeps the complete mark.
-    fn put<'a>(&'a self, entry: &'a GroupEntry) -> StoreFuture<'a, ()>;
+    /// Adds or replaces these groups (by id); keeps the complete mark. The
+    /// groups a user object showed are stored in one call.
+    fn put<'a>(&'a self, entries: &'a [GroupEntry]) -> StoreFuture<'a, ()>;
     /// Forgets one group (gone from Duo); keeps the complete mark.
     fn remove<'a>(&'a self, id: &'a DuoGroupId) -> StoreFuture<'a, ()>;
     /// Replaces everything with a listing of every Duo group and marks the
     /// index complete.
     fn replace_all<'a>(&'a self, entries: &'a [GroupEntry]) -> StoreFuture<'a, ()>;
+}
+
+// ---------------------------------------------------------------- shards
+
+/// How many shards the cloud stores (DynamoDB items, Table entities,
+/// Firestore documents) split the index into, by [`shard_of`]. Loading reads
+/// them all in one request (DynamoDB's `BatchGetItem` takes 100 keys, a
+/// Table query pages 1,000 entities, Firestore's `batchGet` takes more), and
+/// a write touches only the shard of the group it stores. 64 keeps a shard
+/// small at 5,000 groups (~78 groups, ~12 KB: DynamoDB bills a write by the
+/// item's whole size, and caps an item at 400 KB) and within Table
+/// Storage's 252 properties per entity up to about 12,000 groups. Changing
+/// it moves groups between shards: a new value must come with a new shard
+/// naming.
+pub const SHARDS: usize = 64;
+
+/// The shard that holds group `id`: CRC-32 of the id, so every process and
+/// version agrees.
+pub fn shard_of(id: &DuoGroupId) -> usize {
+    crate::state::crc32(&[id.as_str().as_bytes()]) as usize % SHARDS
+}
+
+/// `entries` by shard: [`SHARDS`] lists, each in the order given.
+pub fn by_shard(entries: &[GroupEntry]) -> Vec<Vec<&GroupEntry>> {
+    let mut shards: Vec<Vec<&GroupEntry>> = vec![Vec::new(); SHARDS];
+    for e in entries {
+        shards[shard_of(&e.group_id)].push(e);
+    }
+    shards
+}
+
+/// A group as a cloud store keeps it under its id: `{"name":…,"tag":…}`.
+#[derive(Serialize, Deserialize)]
+struct StoredValue<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    tag: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl GroupEntry {
+    /// The value a cloud store keeps under the group's id.
+    pub fn stored_value(&self) -> String {
+        serde_json::json!(StoredValue {
+            name: self.name.as_str().into(),
+            tag: self.tag.as_deref().map(Into::into),
+        })
+        .to_string()
+    }
+
+    /// The entry a cloud store kept as [`GroupEntry::stored_value`]; `None`
+    /// when the value is not one (an empty id, another shape).
+    pub fn from_stored(group_id: &str, value: &str) -> Option<Self> {
+        if group_id.is_empty() {
+            return None;
+        }
+        let v: StoredValue<'_> = serde_json::from_str(value).ok()?;
+        Some(Self {
+            group_id: DuoGroupId::new(group_id),
+            name: v.name.into_owned(),
+            tag: v.tag.map(std::borrow::Cow::into_owned),
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,12 +172,31 @@ impl Entries {
         }
     }
 
+    fn put(&mut self, entries: &[GroupEntry]) {
+        for e in entries {
+            self.by_id.insert(e.group_id.clone(), e.clone());
+        }
+    }
+
     fn replace_all(&mut self, entries: &[GroupEntry]) {
-        self.by_id = entries
-            .iter()
-            .map(|e| (e.group_id.clone(), e.clone()))
-            .collect();
+        self.by_id.clear();
+        self.put(entries);
         self.complete = true;
+    }
+
+    fn apply(&mut self, record: FileRecord) {
+        match record {
+            FileRecord::Put(e) => {
+                self.by_id.insert(e.group_id.clone(), e);
+            }
+            FileRecord::Remove(id) => {
+                self.by_id.remove(&id);
+            }
+            FileRecord::Complete => {
+                self.by_id.clear();
+                self.complete = true;
+            }
+        }
     }
 }
 
@@ -129,10 +213,8 @@ impl GroupIndexStore for MemoryGroupIndex {
         Box::pin(async move { Ok(snapshot) })
     }
 
-    fn put<'a>(&'a self, entry: &'a GroupEntry) -> StoreFuture<'a, ()> {
-        lock(&self.entries)
-            .by_id
-            .insert(entry.group_id.clone(), entry.clone());
+    fn put<'a>(&'a self, entries: &'a [GroupEntry]) -> StoreFuture<'a, ()> {
+        lock(&self.entries).put(entries);
         Box::pin(async { Ok(()) })
     }
 
@@ -147,7 +229,7 @@ impl GroupIndexStore for MemoryGroupIndex {
     }
 }
 
-/// One line of the group index file.
+/// One record of the group index file.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum FileRecord {
@@ -157,62 +239,123 @@ enum FileRecord {
     Complete,
 }
 
-/// The group index of `serve`: a JSON-lines file (`RELAY_STATE_DIR/groups.log`)
-/// of puts and removes, a `complete` line starting a complete listing; loaded
-/// and compacted when opened, appended (and fsync'd off the async runtime)
-/// after. A line that cannot be read is skipped and counted in one warning:
-/// the index is a cache, and what it lacks costs a search, not correctness.
+impl FileRecord {
+    /// The record as a checksummed line.
+    fn frame(&self, out: &mut Vec<u8>) {
+        // Serializing plain strings cannot fail.
+        let json = serde_json::to_string(self).unwrap_or_default();
+        crate::state::frame(&json, out);
+    }
+
+    /// A record line of a version 2 file.
+    fn decode(line: &[u8]) -> Result<Self, String> {
+        let payload = crate::state::unframe(line)?;
+        serde_json::from_slice(payload).map_err(|e| format!("unreadable group index record: {e}"))
+    }
+}
+
+/// The group index of `serve`: `RELAY_STATE_DIR/groups.log`, a state file
+/// in the shared format ([`crate::state`]: a checksummed header, one
+/// CRC-32-framed JSON record per line) of puts, removes and `complete`
+/// (everything before it was replaced by a complete listing). Loaded and
+/// compacted when opened; appended through a group-committing writer thread
+/// after, so no fsync runs on the async runtime.
+///
+/// Damage is handled like the other state files: unreadable records go to
+/// `quarantine.log` beside it and the file's [`FileReport`] says what was
+/// lost (`/healthz` lists it) — but it never costs more than Duo calls: the
+/// index is a cache, and what it lacks is searched for or listed again. A
+/// version 1 file (plain JSON lines) is migrated when opened.
 #[derive(Debug)]
 pub struct FileGroupIndex {
     path: PathBuf,
-    entries: Arc<Mutex<Entries>>,
-    file: Arc<Mutex<File>>,
+    entries: Mutex<Entries>,
+    log: Appender,
+    report: FileReport,
 }
 
 impl FileGroupIndex {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Present once a version 2 file was written here: then a missing or
+        // empty file is a loss, not a first start.
+        let marker = dir.join(format!("{name}.format"));
+        let was_v2 = marker.exists();
         let mut entries = Entries::default();
-        let mut unreadable = 0usize;
-        if path.exists() {
-            let mut reader = BufReader::new(File::open(&path)?);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                if reader.read_until(b'\n', &mut line)? == 0 {
-                    break;
-                }
-                let text = line.trim_ascii();
-                if text.is_empty() {
-                    continue;
-                }
-                match serde_json::from_slice::<FileRecord>(text) {
-                    Ok(FileRecord::Put(e)) => {
-                        entries.by_id.insert(e.group_id.clone(), e);
+        let mut report = FileReport::new(&path);
+        let mut unreadable: Vec<Unreadable> = Vec::new();
+        const LOST: &str = "the index is learnt again from Duo (a listing of its groups, once)";
+        match File::open(&path) {
+            Ok(file) => {
+                let mut reader = BufReader::new(file);
+                if Header::looks_like_v2(reader.fill_buf()?) {
+                    let scan =
+                        crate::state::scan(reader, Kind::Groups, FileRecord::decode, |_, r| {
+                            entries.apply(r);
+                        })?;
+                    report.problems = scan.problems;
+                    unreadable = scan.unreadable;
+                } else {
+                    let len = decode_v1(reader, &mut entries, &mut unreadable)?;
+                    if len == 0 && was_v2 {
+                        report.problems.push(format!(
+                            "emptied: the file is empty, but it held records before; {LOST}"
+                        ));
                     }
-                    Ok(FileRecord::Remove(id)) => {
-                        entries.by_id.remove(&id);
-                    }
-                    Ok(FileRecord::Complete) => {
-                        entries.by_id.clear();
-                        entries.complete = true;
-                    }
-                    Err(_) => unreadable += 1,
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if was_v2 {
+                    report.problems.push(format!(
+                        "missing: the file was deleted, but it held records before; {LOST}"
+                    ));
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
-        if unreadable > 0 {
-            tracing::warn!(file = %path.display(), unreadable, "group index: skipped unreadable lines (a torn write or damage); the index relearns what they held");
+        for u in &unreadable {
+            report.add_unreadable(u);
         }
-        write_compacted(&path, &entries)?;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        if !unreadable.is_empty() {
+            let q = dir.join("quarantine.log");
+            crate::state::quarantine(&q, &path, &unreadable)?;
+            report.quarantine_file = Some(q.display().to_string());
+        }
+        report.records = entries.by_id.len() as u64;
+        // Compact: the complete mark (if any), then every group.
+        let mut header = Header::new(Kind::Groups);
+        let mut body = Vec::new();
+        if entries.complete {
+            FileRecord::Complete.frame(&mut body);
+        }
+        for e in entries.by_id.values() {
+            FileRecord::Put(e.clone()).frame(&mut body);
+        }
+        header.sealed = (HEADER_LEN + body.len()) as u64;
+        let mut contents = header.encode();
+        contents.extend_from_slice(&body);
+        crate::state::replace_file(&path, &contents)?;
+        if !was_v2 {
+            crate::state::replace_file(&marker, b"RELAYSTATE v2\n")?;
+        }
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let log = Appender::start(&path, file, header, contents.len() as u64)?;
+        report.log();
         Ok(Self {
             path,
-            entries: Arc::new(Mutex::new(entries)),
-            file: Arc::new(Mutex::new(file)),
+            entries: Mutex::new(entries),
+            log,
+            report,
         })
     }
 
@@ -220,53 +363,43 @@ impl FileGroupIndex {
         &self.path
     }
 
-    /// Appends records and fsyncs, on a blocking thread.
-    fn append(&self, records: Vec<FileRecord>) -> StoreFuture<'_, ()> {
-        let file = self.file.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-                let mut text = Vec::new();
-                for r in &records {
-                    serde_json::to_writer(&mut text, r)
-                        .map_err(|e| StoreError::Backend(format!("group index: {e}")))?;
-                    text.push(b'\n');
-                }
-                let mut file = lock(&file);
-                file.write_all(&text)?;
-                file.sync_data()?;
-                Ok(())
-            })
-            .await
-            .map_err(|e| StoreError::Backend(format!("group index writer: {e}")))?
-        })
+    /// What loading the file found (damage, quarantined records).
+    pub fn report(&self) -> &FileReport {
+        &self.report
+    }
+
+    /// Appends records; resolves once they are durable.
+    fn append(&self, records: &[FileRecord]) -> StoreFuture<'_, ()> {
+        let mut bytes = Vec::new();
+        for r in records {
+            r.frame(&mut bytes);
+        }
+        Box::pin(async move { Ok(self.log.append(bytes).await?) })
     }
 }
 
-/// Writes `entries` as a fresh file (temp + rename), so a crash leaves the
-/// old file or the new one.
-fn write_compacted(path: &Path, entries: &Entries) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
-        let write =
-            |out: &mut std::io::BufWriter<File>, r: &FileRecord| -> Result<(), StoreError> {
-                serde_json::to_writer(&mut *out, r)
-                    .map_err(|e| StoreError::Backend(format!("group index: {e}")))?;
-                out.write_all(b"\n")?;
-                Ok(())
-            };
-        if entries.complete {
-            write(&mut out, &FileRecord::Complete)?;
+/// Reads a version 1 `groups.log` (one JSON record per line, no header or
+/// checksums) into `entries`; answers its length. An unreadable line costs
+/// that line (an incomplete last one is a torn tail).
+fn decode_v1(
+    reader: impl BufRead,
+    entries: &mut Entries,
+    unreadable: &mut Vec<Unreadable>,
+) -> std::io::Result<u64> {
+    crate::state::for_each_line(reader, |line| {
+        if line.bytes.trim_ascii().is_empty() {
+            return;
         }
-        for e in entries.by_id.values() {
-            write(&mut out, &FileRecord::Put(e.clone()))?;
+        match serde_json::from_slice::<FileRecord>(line.bytes) {
+            Ok(r) => entries.apply(r),
+            Err(e) => {
+                let mut u =
+                    crate::state::unreadable(line, format!("unreadable version 1 record: {e}"));
+                u.torn_tail = !line.complete;
+                unreadable.push(u);
+            }
         }
-        out.into_inner()
-            .map_err(|e| StoreError::Io(e.into_error()))?
-            .sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    })
 }
 
 impl GroupIndexStore for FileGroupIndex {
@@ -275,16 +408,15 @@ impl GroupIndexStore for FileGroupIndex {
         Box::pin(async move { Ok(snapshot) })
     }
 
-    fn put<'a>(&'a self, entry: &'a GroupEntry) -> StoreFuture<'a, ()> {
-        lock(&self.entries)
-            .by_id
-            .insert(entry.group_id.clone(), entry.clone());
-        self.append(vec![FileRecord::Put(entry.clone())])
+    fn put<'a>(&'a self, entries: &'a [GroupEntry]) -> StoreFuture<'a, ()> {
+        lock(&self.entries).put(entries);
+        let records: Vec<FileRecord> = entries.iter().cloned().map(FileRecord::Put).collect();
+        self.append(&records)
     }
 
     fn remove<'a>(&'a self, id: &'a DuoGroupId) -> StoreFuture<'a, ()> {
         lock(&self.entries).by_id.remove(id);
-        self.append(vec![FileRecord::Remove(id.clone())])
+        self.append(&[FileRecord::Remove(id.clone())])
     }
 
     fn replace_all<'a>(&'a self, entries: &'a [GroupEntry]) -> StoreFuture<'a, ()> {
@@ -292,7 +424,7 @@ impl GroupIndexStore for FileGroupIndex {
         let mut records = Vec::with_capacity(entries.len() + 1);
         records.push(FileRecord::Complete);
         records.extend(entries.iter().cloned().map(FileRecord::Put));
-        self.append(records)
+        self.append(&records)
     }
 }
 
@@ -440,11 +572,12 @@ impl GroupIndex {
         known.loaded = true;
     }
 
-    async fn persist_put(&self, entry: &GroupEntry) {
+    async fn persist_put(&self, entries: &[GroupEntry]) {
         if let Some(store) = &self.store
-            && let Err(e) = store.put(entry).await
+            && !entries.is_empty()
+            && let Err(e) = store.put(entries).await
         {
-            tracing::warn!(error = %e, group_id = %entry.group_id, "group index: cannot store a group (a later start may search for it again)");
+            tracing::warn!(error = %e, groups = entries.len(), group_id = %entries[0].group_id, "group index: cannot store groups (a later start may search for them again)");
         }
     }
 
@@ -510,7 +643,7 @@ impl GroupIndex {
                     known.resume_at = pager.next_offset().unwrap_or(0);
                 }
                 if let Some(hit) = hit {
-                    self.persist_put(&hit).await;
+                    self.persist_put(std::slice::from_ref(&hit)).await;
                     return Ok(Some(hit));
                 }
             }
@@ -551,15 +684,13 @@ impl GroupIndex {
                 .filter(|e| known.insert(e.clone()))
                 .collect()
         };
-        for e in &changed {
-            self.persist_put(e).await;
-        }
+        self.persist_put(&changed).await;
     }
 
     /// Records a group the relay created or renamed.
     pub async fn insert(&self, entry: &GroupEntry) {
         if self.known().insert(entry.clone()) {
-            self.persist_put(entry).await;
+            self.persist_put(std::slice::from_ref(entry)).await;
         }
     }
 
@@ -586,44 +717,177 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_file_index_survives_a_reopen_and_skips_a_torn_line() {
-        let dir = std::env::temp_dir().join(format!("relay-groups-{}", std::process::id()));
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("relay-groups-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("groups.log");
-        {
-            let index = FileGroupIndex::open(&path).unwrap();
-            index
-                .replace_all(&[
-                    entry("DG1", "one", Some("okta:1")),
-                    entry("DG2", "two", None),
-                ])
-                .await
-                .unwrap();
-            index
-                .put(&entry("DG3", "three\nlines", None))
-                .await
-                .unwrap();
-            index.remove(&DuoGroupId::new("DG2")).await.unwrap();
+        dir
+    }
+
+    fn sorted(mut snapshot: GroupSnapshot) -> GroupSnapshot {
+        snapshot
+            .entries
+            .sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
+        snapshot
+    }
+
+    /// A file holding a complete listing of DG1, DG2, then DG3 put and DG2
+    /// removed.
+    async fn written(path: &Path) {
+        let index = FileGroupIndex::open(path).unwrap();
+        index
+            .replace_all(&[
+                entry("DG1", "one", Some("okta:1")),
+                entry("DG2", "two", None),
+            ])
+            .await
+            .unwrap();
+        index
+            .put(&[entry("DG3", "three\nlines", None)])
+            .await
+            .unwrap();
+        index.remove(&DuoGroupId::new("DG2")).await.unwrap();
+    }
+
+    fn expected() -> GroupSnapshot {
+        GroupSnapshot {
+            entries: vec![
+                entry("DG1", "one", Some("okta:1")),
+                entry("DG3", "three\nlines", None),
+            ],
+            complete: true,
         }
+    }
+
+    #[tokio::test]
+    async fn the_file_index_survives_a_reopen_and_sets_a_torn_write_aside() {
+        let dir = temp("reopen");
+        let path = dir.join("groups.log");
+        written(&path).await;
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(Header::looks_like_v2(&bytes), "a state file with a header");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        write!(f, "{{\"put\":{{\"group_id\"").unwrap();
+        std::io::Write::write_all(&mut f, b"0badc0de {\"put\":{\"group_id\"").unwrap();
         drop(f);
         let index = FileGroupIndex::open(&path).unwrap();
-        let mut got = index.load().await.unwrap();
-        got.entries
-            .sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
+        assert_eq!(sorted(index.load().await.unwrap()), expected());
+        let report = index.report();
+        assert!(!report.damaged(), "{report:?}");
+        assert!(report.torn_tail_bytes > 0, "{report:?}");
+        assert_eq!(report.records, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_changed_byte_costs_one_group_loudly_not_the_index() {
+        let dir = temp("damage");
+        let path = dir.join("groups.log");
+        written(&path).await;
+        // Reopen (compacts: complete, DG1, DG3 in some order), then damage
+        // the record holding DG3's name.
+        drop(FileGroupIndex::open(&path).unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(5)
+            .position(|w| w == b"three")
+            .expect("DG3 is in the file");
+        bytes[at] = b'T';
+        std::fs::write(&path, &bytes).unwrap();
+        let index = FileGroupIndex::open(&path).unwrap();
         assert_eq!(
-            got,
+            sorted(index.load().await.unwrap()),
             GroupSnapshot {
-                entries: vec![
-                    entry("DG1", "one", Some("okta:1")),
-                    entry("DG3", "three\nlines", None)
-                ],
+                entries: vec![entry("DG1", "one", Some("okta:1"))],
                 complete: true,
             }
         );
+        let report = index.report().clone();
+        assert!(report.damaged());
+        assert_eq!(report.quarantined_records, 1, "{report:?}");
+        let quarantine = std::fs::read_to_string(dir.join("quarantine.log")).unwrap();
+        assert!(quarantine.contains("Three"), "{quarantine}");
+        // The damage was reported once: the next open finds a clean file.
+        drop(index);
+        let again = FileGroupIndex::open(&path).unwrap();
+        assert!(!again.report().damaged(), "{:?}", again.report());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_cut_or_deleted_file_is_reported() {
+        let dir = temp("cut");
+        let path = dir.join("groups.log");
+        written(&path).await;
+        drop(FileGroupIndex::open(&path).unwrap());
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 10).unwrap();
+        drop(f);
+        let index = FileGroupIndex::open(&path).unwrap();
+        let problems = index.report().problems.join("; ");
+        assert!(problems.contains("cut"), "{problems}");
+        drop(index);
+        std::fs::remove_file(&path).unwrap();
+        let index = FileGroupIndex::open(&path).unwrap();
+        let problems = index.report().problems.join("; ");
+        assert!(problems.contains("missing"), "{problems}");
+        assert_eq!(index.load().await.unwrap(), GroupSnapshot::default());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_is_migrated() {
+        let dir = temp("v1");
+        let path = dir.join("groups.log");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            &path,
+            concat!(
+                "\"complete\"\n",
+                "{\"put\":{\"group_id\":\"DG1\",\"name\":\"one\",\"tag\":\"okta:1\"}}\n",
+                "{\"put\":{\"group_id\":\"DG2\",\"name\":\"two\"}}\n",
+                "garbage\n",
+                "{\"put\":{\"group_id\":\"DG3\",\"name\":\"three\\nlines\"}}\n",
+                "{\"remove\":\"DG2\"}\n",
+            ),
+        )
+        .unwrap();
+        let index = FileGroupIndex::open(&path).unwrap();
+        assert_eq!(sorted(index.load().await.unwrap()), expected());
+        assert_eq!(index.report().quarantined_records, 1);
+        drop(index);
+        assert!(Header::looks_like_v2(&std::fs::read(&path).unwrap()));
+        let index = FileGroupIndex::open(&path).unwrap();
+        assert_eq!(sorted(index.load().await.unwrap()), expected());
+        assert!(!index.report().damaged());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stored_values_round_trip_and_shards_are_stable() {
+        for e in [
+            entry("DG1", "one", Some("okta:00g1")),
+            entry("DG2", "two \"quoted\" \n ünï", None),
+        ] {
+            let value = e.stored_value();
+            assert_eq!(
+                GroupEntry::from_stored(e.group_id.as_str(), &value),
+                Some(e)
+            );
+        }
+        assert_eq!(GroupEntry::from_stored("DG1", "not json"), None);
+        assert_eq!(GroupEntry::from_stored("", r#"{"name":"x"}"#), None);
+        // CRC-32 of the id: the same shard in every process and version
+        // (CRC-32("DG1") is 0x663425f6 by Python's zlib.crc32).
+        assert_eq!(crate::state::crc32(&[b"DG1"]), 0x6634_25f6);
+        assert_eq!(shard_of(&DuoGroupId::new("DG1")), 0x6634_25f6 % SHARDS);
+        let many: Vec<GroupEntry> = (0..5000)
+            .map(|i| entry(&format!("DGX{i:017}"), &format!("group {i}"), None))
+            .collect();
+        let shards = by_shard(&many);
+        assert_eq!(shards.len(), SHARDS);
+        assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 5000);
+        let fullest = shards.iter().map(Vec::len).max().unwrap();
+        assert!(fullest < 130, "a shard holds {fullest} of 5,000 groups");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the local state files of `serve` share — the idempotency store's
-//! `applied.log` ([`crate::store::FileStore`]) and the disk queue's segments
-//! and dead letters ([`crate::queue::disk`]):
+//! `applied.log` ([`crate::store::FileStore`]), the disk queue's segments
+//! and dead letters ([`crate::queue::disk`]) and the Duo group index's
+//! `groups.log` ([`crate::group_index::FileGroupIndex`]):
 //!
 //! - **Framing.** Every file starts with a [`Header`] line (its kind, the
 //!   length known durable, a sequence high-water mark), checksummed; every
@@ -46,6 +47,8 @@ pub enum Kind {
     Segment,
     /// The disk queue's dead letters.
     Dead,
+    /// `groups.log`: the Duo group index ([`crate::group_index`]).
+    Groups,
 }
 
 impl Kind {
@@ -54,6 +57,7 @@ impl Kind {
             Self::Applied => "applied",
             Self::Segment => "segment",
             Self::Dead => "dead",
+            Self::Groups => "groups",
         }
     }
 
@@ -62,6 +66,7 @@ impl Kind {
             "applied" => Some(Self::Applied),
             "segment" => Some(Self::Segment),
             "dead" => Some(Self::Dead),
+            "groups" => Some(Self::Groups),
             _ => None,
         }
     }
@@ -249,11 +254,12 @@ pub struct Scan {
     pub good_end: u64,
 }
 
-/// Scans a state file of records (a queue segment, `dead.log`): checks the
-/// header (kind `kind`), hands each readable record to `on_record` with its
-/// place, lists the unreadable ones (an unreadable suffix past the durable
-/// length is a torn tail), and reports a file cut below its durable length
-/// or without a header. Never fails on content.
+/// Scans a state file of records (a queue segment, `dead.log`,
+/// `groups.log`): checks the header (kind `kind`), hands each readable
+/// record to `on_record` with its place, lists the unreadable ones (an
+/// unreadable suffix past the durable length is a torn tail), and reports a
+/// file cut below its durable length or without a header. Never fails on
+/// content.
 pub fn scan<T>(
     reader: impl BufRead,
     kind: Kind,

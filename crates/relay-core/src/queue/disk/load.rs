@@ -401,7 +401,7 @@ fn ensure_header(
         && match kind {
             Kind::Segment => format::decode_message(line).is_ok(),
             Kind::Dead => format::decode_dead(line).is_ok(),
-            Kind::Applied => false,
+            Kind::Applied | Kind::Groups => false,
         };
     let keep_from = if is_record {
         report
