@@ -44,7 +44,8 @@ pub fn auth0_logs(data: &[u8]) {
 /// A body through the source's parser, then every event it yields through
 /// what follows in the relay (planner, ordering keys, the queue message's
 /// JSON). Properties: nothing panics; every event has the delivery's source,
-/// a distinct id and a named subject; a queued event reads back equal.
+/// a distinct id, a named subject and every value within the length limits;
+/// a queued event reads back equal.
 fn parser(source: Source, data: &[u8]) {
     let delivery = Verified::trusted_local_file(source, data.to_vec());
     let Ok(parsed) = parse_delivery(&delivery) else {
@@ -56,6 +57,11 @@ fn parser(source: Source, data: &[u8]) {
         assert_eq!(event.source, source, "{event:?}");
         assert!(ids.insert(event.id.clone()), "duplicate id {}", event.id);
         assert!(subjects_named(event), "{event:?}");
+        assert_eq!(
+            relay_core::limits::check_event(event),
+            Ok(()),
+            "an event over the length limits"
+        );
         let _ = plan_event(event, &rules);
         let _ = relay_core::order::aspects(event);
         let _ = relay_core::pipeline::subject(&event.change);

@@ -630,3 +630,29 @@ async fn calls_are_counted_per_task() {
     let (_, n) = duo_admin::count_calls(duo.find_user_by_username("c")).await;
     assert_eq!(n, 4);
 }
+
+/// Issue 13 item 3: a request the HTTP client cannot build (a username of
+/// 70 KB makes a URL no URI can hold: "Parsed Url is not a valid Uri") is
+/// permanent — never retried, never sent, and not a transport error (which
+/// sync mode would answer 503 forever and queue mode retry 8 times).
+#[tokio::test]
+async fn a_request_that_cannot_be_built_is_permanent() {
+    let sim = DuoSim::start().await;
+    let duo = client_for(&sim, SigVersion::V5);
+    let huge = "u".repeat(70_000);
+    let err = duo.find_user_by_username(&huge).await.unwrap_err();
+    assert!(matches!(err, DuoError::InvalidRequest(_)), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(
+        !err.to_string().contains(&huge[..100]),
+        "the value is not quoted"
+    );
+    assert_eq!(
+        sim.total_calls(),
+        0,
+        "nothing reached Duo: {:?}",
+        sim.calls()
+    );
+    assert_eq!(duo.stats().requests, 0);
+    assert_eq!(duo.stats().transport_errors, 0);
+}

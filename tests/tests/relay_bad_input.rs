@@ -139,3 +139,86 @@ async fn wrong_method_content_type_and_route() {
     assert_eq!(res.status(), 200);
     assert_no_duo_calls(&relay).await;
 }
+
+/// Issue 13 item 5: a delivery none of whose records is well-formed is 400
+/// (the README's promise), with no Duo call; one well-formed record beside
+/// the junk keeps today's answer (200, the junk skipped).
+#[tokio::test]
+async fn junk_only_batches_are_400() {
+    let relay = TestRelay::start().await;
+    for (path, body) in [
+        ("/auth0/logs", "{}"),
+        ("/auth0/logs", "[null]"),
+        ("/auth0/logs", "[1,2,3]"),
+        ("/auth0/logs", r#"{"data":"x"}"#),
+        ("/auth0", "[{}]"),
+        ("/auth0", "[null]"),
+        ("/auth0", r#"{"type":"x"}"#),
+        ("/okta", r#"{"data":{"events":[null]}}"#),
+        ("/okta", r#"{"data":{"events":[{},{"uuid":"u1"}]}}"#),
+    ] {
+        let res = relay.deliver(path, body).await;
+        assert_eq!(res.status(), 400, "{path} {body}");
+        let answer: serde_json::Value =
+            serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+        assert_eq!(answer["error"], "delivery holds no well-formed event");
+    }
+    assert_no_duo_calls(&relay).await;
+    // Well-formed but unhandled: still 200, still no Duo call.
+    for (path, body) in [
+        (
+            "/okta",
+            r#"{"data":{"events":[null,{"uuid":"u2","eventType":"user.session.start"}]}}"#,
+        ),
+        ("/auth0", r#"[null,{"id":"evt_1","type":"group.created"}]"#),
+        ("/auth0/logs", r#"[7,{"log_id":"1","data":{"type":"s"}}]"#),
+    ] {
+        let res = relay.deliver(path, body).await;
+        assert_eq!(res.status(), 200, "{path} {body}");
+    }
+    assert_no_duo_calls(&relay).await;
+}
+
+/// Issue 13 item 3: an id or login over the length limits is refused at
+/// parse time (400 alone, skipped in a batch) and never reaches Duo —
+/// before, a 70 KB login made a URL the HTTP client could not build and
+/// sync mode answered 503 forever.
+#[tokio::test]
+async fn values_over_the_length_limits_never_reach_duo() {
+    let relay = TestRelay::start().await;
+    let huge = "x".repeat(70_000);
+    let create = |uuid: &str, id: &str, login: &str| {
+        serde_json::json!({
+            "uuid": uuid, "eventType": "user.lifecycle.create",
+            "published": "2026-03-11T09:00:00.000Z",
+            "outcome": {"result": "SUCCESS"},
+            "target": [{"id": id, "type": "User", "alternateId": login, "displayName": "X"}]
+        })
+    };
+    for event in [
+        create("u1", "00uA", &format!("{huge}@example.com")),
+        create("u1", &huge, "a@example.com"),
+        create(&huge, "00uA", "a@example.com"),
+    ] {
+        let body = serde_json::json!({"data": {"events": [event]}}).to_string();
+        let res = relay.deliver("/okta", body).await;
+        assert_eq!(res.status(), 400);
+    }
+    let auth0 = serde_json::json!({"id": "evt_1", "type": "user.created",
+        "data": {"object": {"user_id": "auth0|1", "email": format!("{huge}@example.com")}}});
+    assert_eq!(
+        relay.deliver("/auth0", auth0.to_string()).await.status(),
+        400
+    );
+    assert_no_duo_calls(&relay).await;
+    // Beside a good event: 200, the good one applied, the long one skipped.
+    let body = serde_json::json!({"data": {"events": [
+        create("u3", "00uB", &format!("{huge}@example.com")),
+        create("u4", "00uC", "c@example.com"),
+    ]}});
+    let res = relay.deliver("/okta", body.to_string()).await;
+    assert_eq!(res.status(), 200);
+    let users = relay.sim.snapshot().users;
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!(users[0].username, "c@example.com");
+}

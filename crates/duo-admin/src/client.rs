@@ -444,13 +444,22 @@ impl DuoClient {
         }
 
         let counters = &self.inner.counters;
+        let sent = request.send().await;
+        // A request the HTTP client could not even build (e.g. a URL over
+        // the ~64 KiB a URI may hold: "Parsed Url is not a valid Uri") was
+        // never sent, and sending it again cannot succeed: permanent.
+        if let Err(e) = &sent
+            && e.is_builder()
+        {
+            return Err(DuoError::InvalidRequest(error_text(e)));
+        }
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let _ = TASK_CALLS.try_with(|c| {
             let mut n = c.get();
             n.requests += 1;
             c.set(n);
         });
-        let mut response = match request.send().await {
+        let mut response = match sent {
             Ok(r) => r,
             Err(e) => {
                 counters.transport_errors.fetch_add(1, Ordering::Relaxed);
@@ -532,7 +541,15 @@ fn transport_error(e: &reqwest::Error) -> DuoError {
     } else {
         TransportKind::Other
     };
-    // Without the URL: it carries query parameters (user names, emails).
+    DuoError::Transport {
+        kind,
+        message: error_text(e),
+    }
+}
+
+/// A reqwest error's text with its causes, without the URL: it carries
+/// query parameters (user names, emails).
+fn error_text(e: &reqwest::Error) -> String {
     let mut message = e.to_string();
     if let Some(url) = e.url() {
         message = message.replace(url.as_str(), "<duo>");
@@ -543,7 +560,7 @@ fn transport_error(e: &reqwest::Error) -> DuoError {
         message.push_str(&inner.to_string());
         source = inner.source();
     }
-    DuoError::Transport { kind, message }
+    message
 }
 
 #[derive(Deserialize)]

@@ -116,13 +116,15 @@ async fn an_unreachable_or_refusing_queue_answers_503_so_the_idp_retries() {
         "bounded by the SQS client's 2.5 s operation timeout"
     );
 
-    // An event too big for one SQS message is refused (503), not truncated.
+    // A login too big for one SQS message (and for Duo) is refused when
+    // the delivery is parsed (400, issue 13: values over the length
+    // limits), so nothing is enqueued, truncated or retried.
     let relay = fx
         .queued_relay(&queues, fast_policy(8), &fx.sim.base_url())
         .await;
     let mut huge = event("ev-huge", "user.lifecycle.create", T0, "hugo");
     huge.login = format!("{}@example.com", "h".repeat(300_000));
-    assert_eq!(deliver(&relay, &okta_delivery(&[huge])).await, 503);
+    assert_eq!(deliver(&relay, &okta_delivery(&[huge])).await, 400);
     assert!(receive(&sqs(&fx.sdk), &queues.url, 10, 30).await.is_empty());
 }
 

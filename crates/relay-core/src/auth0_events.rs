@@ -18,7 +18,8 @@ use crate::event::{
 };
 use crate::parse_util::{
     DUPLICATE_IN_BATCH, ParseError, SeenIds, UNHANDLED_EVENT_TYPE, at, eq_ci, expect_source, flag,
-    owned_text, parse_json, skip, strip_prefix_ci, text,
+    owned_text, parse_json, record_head, require_well_formed, skip, strip_prefix_ci, text,
+    within_limits,
 };
 use crate::verified::Verified;
 
@@ -27,7 +28,10 @@ use crate::verified::Verified;
 /// Errors: [`ParseError::NotJson`]; [`ParseError::WrongShape`] when the body
 /// is neither an object nor an array, or is an object with neither `type`
 /// nor `specversion` (not a CloudEvent at all — e.g. a Log Stream pointed at
-/// the wrong route); [`ParseError::EmptyBatch`] for an empty array.
+/// the wrong route); [`ParseError::EmptyBatch`] for an empty array;
+/// [`ParseError::NoWellFormedRecord`] when no CloudEvent in it is
+/// well-formed (an object with an `id` and a `type`, every value within
+/// [`crate::limits`]).
 pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
     expect_source(delivery, Source::Auth0Events)?;
     let body = parse_json(delivery.body())?;
@@ -52,20 +56,23 @@ pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
     let mut parsed = Parsed::default();
     let mut seen = SeenIds::default();
     for event in events {
-        if let Err(skipped) = read_event(event, &mut seen, &mut parsed.events) {
-            parsed.skipped.push(skipped);
+        match read_event(event, &mut seen) {
+            Ok(events) => parsed.events.extend(events),
+            Err(skipped) => parsed.skipped.push(skipped),
         }
     }
-    Ok(parsed)
+    require_well_formed(parsed)
 }
 
-/// Appends the 0, 1 or 2 events one CloudEvent yields.
-fn read_event(event: &Value, seen: &mut SeenIds, out: &mut Vec<IdpEvent>) -> Result<(), Skipped> {
-    let event_type = text(event, &["type"]);
-    let Some(id) = text(event, &["id"]) else {
-        return Err(skip(None, event_type, "no event id"));
-    };
-    let skipped = |reason: &str| skip(Some(id), event_type, reason);
+/// The 1 or 2 events one CloudEvent yields, or why it yields none.
+fn read_event(event: &Value, seen: &mut SeenIds) -> Result<Vec<IdpEvent>, Skipped> {
+    let (id, event_type) = record_head(
+        text(event, &["id"]),
+        text(event, &["type"]),
+        "no event id",
+        "no event type",
+    )?;
+    let skipped = |reason: &str| skip(Some(id), Some(event_type), reason);
     if !seen.first_time(id) {
         return Err(skipped(DUPLICATE_IN_BATCH));
     }
@@ -74,9 +81,6 @@ fn read_event(event: &Value, seen: &mut SeenIds, out: &mut Vec<IdpEvent>) -> Res
     if text(event, &["a0purpose"]).is_some_and(|p| eq_ci(p, "test")) {
         return Err(skipped("test delivery"));
     }
-    let Some(event_type) = event_type else {
-        return Err(skipped("no event type"));
-    };
     // The schema and real payloads say `user.created`; the docs' prose says
     // `com.auth0.user.created` (REFERENCE §2a ⚠). Accept both.
     let kind = strip_prefix_ci(event_type, "com.auth0.").to_ascii_lowercase();
@@ -104,6 +108,7 @@ fn read_event(event: &Value, seen: &mut SeenIds, out: &mut Vec<IdpEvent>) -> Res
         change,
     };
 
+    let mut out = Vec::new();
     match kind.as_str() {
         "user.created" => out.push(new_event(
             "",
@@ -132,7 +137,7 @@ fn read_event(event: &Value, seen: &mut SeenIds, out: &mut Vec<IdpEvent>) -> Res
             );
         }
     }
-    Ok(())
+    within_limits(id, event_type, out)
 }
 
 /// The profile fields Duo keeps, as `data.object` has them. Duo's username
@@ -421,8 +426,67 @@ mod tests {
         assert_eq!(parsed.skipped[0].reason, "no user id");
         let parsed = parse_json_value(json!({"id": "evt_4", "type": "user.created", "data": null}));
         assert_eq!(parsed.skipped[0].reason, "no data.object");
-        let parsed = parse_json_value(json!({"id": "evt_5", "specversion": "1.0"}));
-        assert_eq!(parsed.skipped[0].reason, "no event type");
+        // A CloudEvent without a type is not well-formed: alone, it is 400.
+        assert_eq!(
+            parse_str(&json!({"id": "evt_5", "specversion": "1.0"}).to_string()),
+            Err(ParseError::NoWellFormedRecord)
+        );
+    }
+
+    /// Issue 13 item 5: a delivery with no well-formed CloudEvent is 400;
+    /// one with a well-formed event beside junk keeps the event.
+    #[test]
+    fn junk_only_deliveries_are_refused() {
+        for junk in [r#"[{}]"#, "[null]", r#"{"type":"x"}"#, r#"[1,"x",[]]"#] {
+            assert_eq!(
+                parse_str(junk),
+                Err(ParseError::NoWellFormedRecord),
+                "{junk}"
+            );
+        }
+        let mixed = json!([null, {}, {"id": "evt_9", "type": "user.deleted",
+            "data": {"object": {"user_id": "auth0|9"}}}]);
+        let parsed = parse_json_value(mixed);
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.skipped.len(), 2);
+        assert!(parsed.skipped.iter().all(|s| s.malformed));
+        // Well-formed but unhandled: skipped, and the delivery is fine.
+        let parsed = parse_json_value(json!({"id": "evt_10", "type": "group.created"}));
+        assert_eq!(parsed.skipped[0].reason, "unhandled event type");
+    }
+
+    /// Issue 13 item 3: values over the length limits make a record not
+    /// well-formed (never sent to Duo).
+    #[test]
+    fn values_over_the_limits_are_refused() {
+        let huge = "x".repeat(70_000);
+        let created = |user_id: &str, email: &str| {
+            json!({"id": "evt_11", "type": "user.created",
+                "data": {"object": {"user_id": user_id, "email": email}}})
+            .to_string()
+        };
+        assert_eq!(
+            parse_str(&created(&huge, "a@example.com")),
+            Err(ParseError::NoWellFormedRecord)
+        );
+        assert_eq!(
+            parse_str(&created("auth0|1", &format!("{huge}@example.com"))),
+            Err(ParseError::NoWellFormedRecord)
+        );
+        let id = json!({"id": huge, "type": "user.deleted",
+            "data": {"object": {"user_id": "auth0|1"}}});
+        assert_eq!(
+            parse_str(&id.to_string()),
+            Err(ParseError::NoWellFormedRecord)
+        );
+        let batch = json!([
+            {"id": "evt_12", "type": "user.created", "data": {"object": {"user_id": "auth0|1", "name": huge}}},
+            {"id": "evt_13", "type": "user.deleted", "data": {"object": {"user_id": "auth0|2"}}}
+        ]);
+        let parsed = parse_json_value(batch);
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.skipped[0].reason, "name longer than 1024 bytes");
+        assert!(parsed.skipped[0].malformed);
     }
 
     #[test]

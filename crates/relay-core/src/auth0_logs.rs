@@ -25,7 +25,8 @@ use crate::event::{
 };
 use crate::parse_util::{
     DUPLICATE_IN_BATCH, NO_USABLE_TARGET, ParseError, SeenIds, at, eq_ci, expect_source, flag,
-    integer, owned_text, percent_decode, skip, text, text_list,
+    integer, owned_text, percent_decode, record_head, reject, require_well_formed, skip, text,
+    text_list, within_limits,
 };
 use crate::verified::Verified;
 
@@ -34,7 +35,10 @@ use crate::verified::Verified;
 /// Errors: [`ParseError::NotJson`] when neither the whole body nor any line
 /// of it is JSON; [`ParseError::WrongShape`] when the body is JSON but a bare
 /// string, number, boolean or null; [`ParseError::EmptyBatch`] when it holds
-/// no record (blank body, `[]`) — Auth0 never sends one, a probe does.
+/// no record (blank body, `[]`) — Auth0 never sends one, a probe does;
+/// [`ParseError::NoWellFormedRecord`] when no record is well-formed (an
+/// object with a `log_id` and a `type`, every value within
+/// [`crate::limits`]) — `{}`, `[null]`, `[1,2,3]`, `{"data":"x"}`.
 ///
 /// A JSON line that does not parse is skipped ("unparseable line N"), not
 /// fatal: failing the batch would make Auth0 retry the good records with it.
@@ -52,7 +56,7 @@ pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
             Err(skipped) => parsed.skipped.push(skipped),
         }
     }
-    Ok(parsed)
+    require_well_formed(parsed)
 }
 
 /// The records of a batch, and a skip entry per JSON line that did not parse.
@@ -83,7 +87,11 @@ fn split_records(body: &[u8]) -> Result<(Vec<Value>, Vec<Skipped>), ParseError> 
         }
         match serde_json::from_slice::<Value>(line) {
             Ok(record) => records.push(record),
-            Err(_) => skipped.push(skip(None, None, format!("unparseable line {}", index + 1))),
+            Err(_) => skipped.push(reject(
+                None,
+                None,
+                format!("unparseable line {}", index + 1),
+            )),
         }
     }
     if records.is_empty() {
@@ -96,22 +104,21 @@ fn split_records(body: &[u8]) -> Result<(Vec<Value>, Vec<Skipped>), ParseError> 
 /// several roles), or why it yields none.
 fn read_record(record: &Value, seen: &mut SeenIds) -> Result<Vec<IdpEvent>, Skipped> {
     if !record.is_object() {
-        return Err(skip(None, None, "record is not an object"));
+        return Err(reject(None, None, "record is not an object"));
     }
     let log = at(record, &["data"])
         .filter(|data| data.is_object())
         .unwrap_or(record);
-    let log_type = text(log, &["type"]);
     // `data.log_id` repeats the record's id; either will do.
-    let Some(log_id) = text(record, &["log_id"]).or_else(|| text(log, &["log_id"])) else {
-        return Err(skip(None, log_type, "no log id"));
-    };
+    let (log_id, log_type) = record_head(
+        text(record, &["log_id"]).or_else(|| text(log, &["log_id"])),
+        text(log, &["type"]),
+        "no log id",
+        "no log type",
+    )?;
     if !seen.first_time(log_id) {
-        return Err(skip(Some(log_id), log_type, DUPLICATE_IN_BATCH));
+        return Err(skip(Some(log_id), Some(log_type), DUPLICATE_IN_BATCH));
     }
-    let Some(log_type) = log_type else {
-        return Err(skip(Some(log_id), None, "no log type"));
-    };
 
     let (event_type, outcome) = if eq_ci(log_type, "sdu") {
         (log_type.to_owned(), deleted_user(log))
@@ -122,7 +129,7 @@ fn read_record(record: &Value, seen: &mut SeenIds) -> Result<Vec<IdpEvent>, Skip
     };
     let changes = outcome.map_err(|reason| skip(Some(log_id), Some(&event_type), reason))?;
     let occurred_at = owned_text(log, &["date"]);
-    Ok(changes
+    let events = changes
         .into_iter()
         .map(|(suffix, change)| IdpEvent {
             id: EventId::with_suffix(Source::Auth0Logs, log_id, &suffix),
@@ -131,7 +138,8 @@ fn read_record(record: &Value, seen: &mut SeenIds) -> Result<Vec<IdpEvent>, Skip
             occurred_at: occurred_at.clone(),
             change,
         })
-        .collect())
+        .collect();
+    within_limits(log_id, &event_type, events)
 }
 
 /// Changes with the suffix each one's event id gets, or a skip reason.
@@ -555,7 +563,7 @@ mod tests {
         assert_eq!(
             parsed.skipped,
             vec![
-                skip(None, None, "unparseable line 8"),
+                reject(None, None, "unparseable line 8"),
                 skip(
                     Some("90020260311102000000000000000000000000000000000005"),
                     Some("sdu"),
@@ -849,6 +857,56 @@ mod tests {
         );
     }
 
+    /// Issue 13 item 5: a delivery with no well-formed record is 400; one
+    /// with a well-formed record beside junk keeps it.
+    #[test]
+    fn junk_only_deliveries_are_refused() {
+        for junk in [
+            "{}",
+            "[null]",
+            "[1,2,3]",
+            r#"{"data":"x"}"#,
+            r#"{"log_id":"1"}"#,
+            "{\"x\":1}\nnot json\n[]",
+        ] {
+            assert_eq!(
+                parse_str(junk),
+                Err(ParseError::NoWellFormedRecord),
+                "{junk}"
+            );
+        }
+        // Well-formed, unhandled: 200 as before.
+        let parsed = parse_str(r#"{"log_id":"1","data":{"type":"s"}}"#).unwrap();
+        assert_eq!(parsed.skipped[0].reason, "unhandled log type");
+    }
+
+    /// Issue 13 item 3: a value over the length limits makes the record
+    /// not well-formed, whichever event of it holds the value.
+    #[test]
+    fn values_over_the_limits_are_refused() {
+        let huge = "r".repeat(70_000);
+        let roles = json!({"log_id": "9100", "data": {"type": "sapi", "details": {"request":
+            {"method": "POST", "path": "/api/v2/users/auth0%7C1/roles",
+             "body": {"roles": ["rol_1", huge]}}}}});
+        assert_eq!(
+            parse_str(&roles.to_string()),
+            Err(ParseError::NoWellFormedRecord)
+        );
+        let path = json!({"log_id": "9101", "data": {"type": "sapi", "details": {"request":
+            {"method": "DELETE", "path": format!("/api/v2/users/{huge}")}}}});
+        let sdu = json!({"log_id": "9102", "data": {"type": "sdu", "user_id": "auth0|2"}});
+        let parsed = parse_str(&format!("{path}\n{sdu}")).unwrap();
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(
+            parsed.skipped,
+            vec![reject(
+                Some("9101"),
+                Some("sapi delete /api/v2/users/{id}"),
+                "user id longer than 512 bytes"
+            )]
+        );
+    }
+
     #[test]
     fn odd_records_are_skipped() {
         let body = [
@@ -882,9 +940,9 @@ mod tests {
         assert_eq!(
             parsed.skipped,
             vec![
-                skip(None, None, "record is not an object"),
-                skip(None, Some("sdu"), "no log id"),
-                skip(Some("9001"), None, "no log type"),
+                reject(None, None, "record is not an object"),
+                reject(None, Some("sdu"), "no log id"),
+                reject(Some("9001"), None, "no log type"),
                 skip(Some("9002"), Some("SDU"), "no user id"),
                 skip(Some("9003"), Some("sapi"), "unhandled management API call"),
                 skip(

@@ -205,20 +205,36 @@ pub struct IdpEvent {
     pub change: Change,
 }
 
-/// An event a parser read but will not act on, and why — logged, answered 200.
+/// An event a parser read but will not act on, and why — logged, answered
+/// 200 (unless nothing in the delivery was well-formed: see [`Parsed`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
-    /// The IdP's event id when there was one.
+    /// The IdP's event id when there was one (at most 256 bytes shown).
     pub id: Option<String>,
     pub event_type: Option<String>,
     pub reason: String,
+    /// Not a well-formed record at all (not an object, no id or type, a
+    /// value over [`crate::limits`]), as opposed to a well-formed one the
+    /// relay does not act on (an unhandled type, a failed outcome…).
+    #[serde(skip)]
+    pub malformed: bool,
 }
 
-/// What a parser made of one delivery.
+/// What a parser made of one delivery. A delivery holds at least one
+/// well-formed record (an event, or a skip that is not malformed): the
+/// parsers refuse one that does not with
+/// [`crate::parse_util::ParseError::NoWellFormedRecord`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Parsed {
     pub events: Vec<IdpEvent>,
     pub skipped: Vec<Skipped>,
+}
+
+impl Parsed {
+    /// Whether any record of the delivery was well-formed.
+    pub fn has_well_formed(&self) -> bool {
+        !self.events.is_empty() || self.skipped.iter().any(|s| !s.malformed)
+    }
 }
 
 #[cfg(test)]

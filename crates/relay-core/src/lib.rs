@@ -13,6 +13,7 @@ pub mod config;
 pub mod event;
 pub mod group_index;
 pub mod identity;
+pub mod limits;
 pub mod okta;
 pub mod operation;
 pub mod order;

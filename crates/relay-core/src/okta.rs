@@ -20,7 +20,8 @@ use crate::event::{
 };
 use crate::parse_util::{
     DUPLICATE_IN_BATCH, NO_USABLE_TARGET, ParseError, SeenIds, UNHANDLED_EVENT_TYPE, at,
-    contains_ci, eq_ci, expect_source, owned_text, parse_json, skip, text,
+    contains_ci, eq_ci, expect_source, owned_text, parse_json, record_head, require_well_formed,
+    skip, text, within_limits,
 };
 use crate::verified::Verified;
 
@@ -28,8 +29,10 @@ use crate::verified::Verified;
 ///
 /// Errors: [`ParseError::NotJson`]; [`ParseError::WrongShape`] when the body
 /// is not an object with a `data.events` array; [`ParseError::EmptyBatch`]
-/// when that array is empty (Okta never sends one; a probe does). Every
-/// other problem skips the one event it concerns.
+/// when that array is empty (Okta never sends one; a probe does);
+/// [`ParseError::NoWellFormedRecord`] when no event in it is well-formed (an
+/// object with a `uuid` and an `eventType`, every value within
+/// [`crate::limits`]). Every other problem skips the one event it concerns.
 pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
     expect_source(delivery, Source::Okta)?;
     let body = parse_json(delivery.body())?;
@@ -56,7 +59,7 @@ pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
             Err(skipped) => parsed.skipped.push(skipped),
         }
     }
-    Ok(parsed)
+    require_well_formed(parsed)
 }
 
 /// The System Log event types the relay acts on.
@@ -126,17 +129,16 @@ impl Kind {
 }
 
 fn read_event(event: &Value, seen: &mut SeenIds) -> Result<IdpEvent, Skipped> {
-    let event_type = text(event, &["eventType"]);
-    let Some(uuid) = text(event, &["uuid"]) else {
-        return Err(skip(None, event_type, "no event id"));
-    };
-    let skipped = |reason: &str| skip(Some(uuid), event_type, reason);
+    let (uuid, event_type) = record_head(
+        text(event, &["uuid"]),
+        text(event, &["eventType"]),
+        "no event id",
+        "no event type",
+    )?;
+    let skipped = |reason: &str| skip(Some(uuid), Some(event_type), reason);
     if !seen.first_time(uuid) {
         return Err(skipped(DUPLICATE_IN_BATCH));
     }
-    let Some(event_type) = event_type else {
-        return Err(skipped("no event type"));
-    };
     let Some(kind) = Kind::of(event_type) else {
         return Err(skipped(UNHANDLED_EVENT_TYPE));
     };
@@ -211,13 +213,15 @@ fn read_event(event: &Value, seen: &mut SeenIds) -> Result<IdpEvent, Skipped> {
         }
     };
 
-    Ok(IdpEvent {
+    let event = IdpEvent {
         id: EventId::new(Source::Okta, uuid),
         source: Source::Okta,
         event_type: event_type.to_owned(),
         occurred_at: owned_text(event, &["published"]),
         change,
-    })
+    };
+    let mut events = within_limits(uuid, event_type, vec![event])?;
+    events.pop().ok_or_else(|| skipped(NO_USABLE_TARGET))
 }
 
 /// Whether a `user.mfa.factor.deactivate` concerns the Duo factor.
@@ -312,6 +316,7 @@ fn exactly_one<T: PartialEq>(items: impl Iterator<Item = T>) -> Result<T, &'stat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse_util::reject;
 
     fn parse_str(body: &str) -> Result<Parsed, ParseError> {
         parse(&Verified::for_tests(Source::Okta, body.to_owned()))
@@ -471,7 +476,7 @@ mod tests {
                     Some("user.lifecycle.activate"),
                     "duplicate in batch"
                 ),
-                skipped(None, Some("user.lifecycle.create"), "no event id"),
+                reject(None, Some("user.lifecycle.create"), "no event id"),
                 skipped(
                     Some("c3d4e5f6-0003-11f0-9c2e-000000000108"),
                     Some("user.lifecycle.activate"),
@@ -794,10 +799,74 @@ mod tests {
 
     #[test]
     fn events_that_are_not_objects_are_skipped() {
-        let parsed = parse_str(r#"{"data": {"events": [null, 3, "x", []]}}"#).unwrap();
+        // Alone, they make a delivery with nothing well-formed: 400
+        // (issue 13 item 5).
+        for junk in [
+            r#"{"data": {"events": [null, 3, "x", []]}}"#,
+            r#"{"data": {"events": [null]}}"#,
+            r#"{"data": {"events": [{}]}}"#,
+            r#"{"data": {"events": [{"uuid": "u9"}]}}"#,
+        ] {
+            assert_eq!(
+                parse_str(junk),
+                Err(ParseError::NoWellFormedRecord),
+                "{junk}"
+            );
+        }
+        // Beside a well-formed event, they are skipped as before.
+        let parsed = parse_str(
+            r#"{"data": {"events": [null, 3, {"uuid": "u1", "eventType": "user.session.start"}]}}"#,
+        )
+        .unwrap();
         assert!(parsed.events.is_empty());
-        assert_eq!(parsed.skipped.len(), 4);
-        assert!(parsed.skipped.iter().all(|s| s.reason == "no event id"));
+        assert_eq!(parsed.skipped.len(), 3);
+        assert_eq!(parsed.skipped[2].reason, "unhandled event type");
+        assert!(
+            parsed.skipped[..2]
+                .iter()
+                .all(|s| s.reason == "no event id" && s.malformed)
+        );
+    }
+
+    /// Issue 13 item 3: an id or login over the length limits makes the
+    /// event not well-formed; it never reaches Duo.
+    #[test]
+    fn values_over_the_limits_are_refused() {
+        let huge = "x".repeat(70_000);
+        let suspend = |uuid: &str, id: &str, login: &str| {
+            serde_json::json!({
+                "uuid": uuid, "eventType": "user.lifecycle.suspend",
+                "outcome": {"result": "SUCCESS"},
+                "target": [{"id": id, "type": "User", "alternateId": login}]
+            })
+        };
+        for event in [
+            suspend("u1", &huge, "a@example.com"),
+            suspend("u1", "00uA", &huge),
+            suspend(&huge, "00uA", "a@example.com"),
+        ] {
+            let body = serde_json::json!({"data": {"events": [event]}}).to_string();
+            assert_eq!(parse_str(&body), Err(ParseError::NoWellFormedRecord));
+        }
+        let body = serde_json::json!({"data": {"events": [
+            suspend("u1", "00uA", &huge),
+            suspend("u2", "00uB", "b@example.com"),
+        ]}});
+        let parsed = parse_str(&body.to_string()).unwrap();
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(
+            parsed.skipped,
+            vec![reject(
+                Some("u1"),
+                Some("user.lifecycle.suspend"),
+                "login longer than 512 bytes"
+            )]
+        );
+        // At the limits, accepted.
+        let body = serde_json::json!({"data": {"events": [
+            suspend(&"u".repeat(256), &"i".repeat(512), &"l".repeat(512)),
+        ]}});
+        assert_eq!(parse_str(&body.to_string()).unwrap().events.len(), 1);
     }
 
     fn one_event(event: serde_json::Value) -> Parsed {
@@ -852,10 +921,21 @@ mod tests {
 
     #[test]
     fn a_missing_event_type_is_skipped() {
-        let parsed = one_event(serde_json::json!({"uuid": "u4", "outcome": {"result": "SUCCESS"}}));
+        let body = serde_json::json!({"data": {"events": [
+            {"uuid": "u4", "outcome": {"result": "SUCCESS"}},
+            {"uuid": "u5", "eventType": "user.session.start"}
+        ]}});
+        let parsed = parse_str(&body.to_string()).unwrap();
         assert_eq!(
             parsed.skipped,
-            vec![skipped(Some("u4"), None, "no event type")]
+            vec![
+                reject(Some("u4"), None, "no event type"),
+                skipped(
+                    Some("u5"),
+                    Some("user.session.start"),
+                    "unhandled event type"
+                )
+            ]
         );
     }
 }

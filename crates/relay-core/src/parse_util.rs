@@ -12,7 +12,10 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::event::{Skipped, Source};
+use crate::event::{IdpEvent, Parsed, Skipped, Source};
+use crate::limits::{
+    MAX_EVENT_ID_BYTES, MAX_EVENT_TYPE_BYTES, check_event, check_record, truncated,
+};
 use crate::verified::Verified;
 
 /// Why a whole delivery was refused.
@@ -43,6 +46,14 @@ pub enum ParseError {
     /// integration works.
     #[error("delivery holds no events")]
     EmptyBatch,
+    /// A batch none of whose records is well-formed: each is not an
+    /// object, lacks its id or type, or holds a value over the length
+    /// limits ([`crate::limits`]) — `[null]`, `[{}]`, `{"type":"x"}`. The
+    /// server answers 400, as for an empty batch. A batch with at least one
+    /// well-formed record is answered as before (its malformed records are
+    /// skipped and logged).
+    #[error("delivery holds no well-formed event")]
+    NoWellFormedRecord,
     /// The delivery was verified for another source than the parser it was
     /// handed to. No client can cause this; it is a wiring bug in the caller
     /// (router → parser), so the server should log it loudly.
@@ -189,17 +200,74 @@ impl SeenIds {
     }
 }
 
-/// A [`Skipped`] entry. `reason` is a fixed phrase so that one log query
-/// finds every event skipped for the same reason.
+/// A [`Skipped`] entry for a well-formed record the relay does not act
+/// on. `reason` is a fixed phrase so that one log query finds every event
+/// skipped for the same reason. Id and type are cut to their limits (a
+/// skip is logged).
 pub(crate) fn skip(
     id: Option<&str>,
     event_type: Option<&str>,
     reason: impl Into<String>,
 ) -> Skipped {
     Skipped {
-        id: id.map(str::to_owned),
-        event_type: event_type.map(str::to_owned),
+        id: id.map(|id| truncated(id, MAX_EVENT_ID_BYTES).into_owned()),
+        event_type: event_type.map(|t| truncated(t, MAX_EVENT_TYPE_BYTES).into_owned()),
         reason: reason.into(),
+        malformed: false,
+    }
+}
+
+/// A [`Skipped`] entry for a record that is not well-formed.
+pub(crate) fn reject(
+    id: Option<&str>,
+    event_type: Option<&str>,
+    reason: impl Into<String>,
+) -> Skipped {
+    Skipped {
+        malformed: true,
+        ..skip(id, event_type, reason)
+    }
+}
+
+/// A record's id and type: both present and within the limits, or the
+/// reason the record is not well-formed.
+pub(crate) fn record_head<'a>(
+    id: Option<&'a str>,
+    event_type: Option<&'a str>,
+    no_id: &'static str,
+    no_type: &'static str,
+) -> Result<(&'a str, &'a str), Skipped> {
+    let Some(id) = id else {
+        return Err(reject(None, event_type, no_id));
+    };
+    if let Err(reason) = check_record(id, event_type) {
+        return Err(reject(Some(id), event_type, reason));
+    }
+    let Some(event_type) = event_type else {
+        return Err(reject(Some(id), None, no_type));
+    };
+    Ok((id, event_type))
+}
+
+/// The events of one record, if every one of them is within the limits;
+/// else the record is not well-formed.
+pub(crate) fn within_limits(
+    id: &str,
+    event_type: &str,
+    events: Vec<IdpEvent>,
+) -> Result<Vec<IdpEvent>, Skipped> {
+    for event in &events {
+        check_event(event).map_err(|reason| reject(Some(id), Some(event_type), reason))?;
+    }
+    Ok(events)
+}
+
+/// `Ok(parsed)` when the delivery held a well-formed record.
+pub(crate) fn require_well_formed(parsed: Parsed) -> Result<Parsed, ParseError> {
+    if parsed.has_well_formed() {
+        Ok(parsed)
+    } else {
+        Err(ParseError::NoWellFormedRecord)
     }
 }
 

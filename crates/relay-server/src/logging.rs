@@ -7,6 +7,11 @@
 //! CloudWatch habits), `message`, `target`, and every field of the event at the
 //! top level (`event_id`, `outcome`, `duo_calls`, …).
 //!
+//! Every value a line carries is cut to
+//! [`relay_core::limits::MAX_LOGGED_VALUE_BYTES`] with a marker saying how
+//! much was left out, in both formats: a field a client filled with 900 KB
+//! cannot make a megabyte log line.
+//!
 //! With `RELAY_METRICS=emf` (the default on Lambda) the per-event summary
 //! and dead-letter lines also carry CloudWatch EMF metrics: see
 //! [`crate::metrics`].
@@ -19,6 +24,8 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use relay_core::limits::bounded;
 
 use crate::metrics::Emf;
 pub use crate::metrics::Metrics;
@@ -78,7 +85,8 @@ where
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .fmt_fields(bounded_fields());
     let result = match (format, metrics) {
         (LogFormat::Pretty, Metrics::Off) => builder.try_init(),
         (LogFormat::Pretty, Metrics::Emf(_)) => {
@@ -121,11 +129,28 @@ fn severity(level: &Level) -> &'static str {
     }
 }
 
+/// The human-readable format's fields, each value bounded like the JSON
+/// lines' ([`relay_core::limits::bounded`]).
+fn bounded_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let text = bounded(&text);
+        if field.name() == "message" {
+            write!(writer, "{text}")
+        } else {
+            write!(writer, "{field}={text}")
+        }
+    })
+    .delimited(" ")
+}
+
 struct Fields(Map<String, Value>);
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.0
+            .insert(field.name().to_owned(), Value::from(bounded(value)));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.0.insert(field.name().to_owned(), Value::from(value));
@@ -140,8 +165,9 @@ impl Visit for Fields {
         self.0.insert(field.name().to_owned(), Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
         self.0
-            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+            .insert(field.name().to_owned(), Value::from(bounded(&text)));
     }
 }
 
@@ -238,6 +264,46 @@ mod tests {
         assert_eq!(line["event_id"], "okta:1");
         assert_eq!(line["duo_calls"], 3);
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    /// Issue 13 item 3: a 900 KB value (a login a client sent, a Duo
+    /// error) makes a bounded line, cut with a marker, in both formats.
+    #[test]
+    fn values_are_bounded_in_both_formats() {
+        let huge = "x".repeat(900_000);
+        let log = |subscriber: tracing::Dispatch, buf: &Buf| {
+            tracing::dispatcher::with_default(&subscriber, || {
+                tracing::warn!(subject = %huge, detail = huge.as_str(), "event {}", huge);
+            });
+            String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+        };
+        let json = Buf::default();
+        let line = log(
+            tracing_subscriber::fmt()
+                .event_format(JsonLines::new())
+                .with_writer(json.clone())
+                .finish()
+                .into(),
+            &json,
+        );
+        assert!(line.len() < 4 * 1024, "{} bytes", line.len());
+        let value: Value = serde_json::from_str(line.trim()).unwrap();
+        for field in ["subject", "detail", "message"] {
+            let text = value[field].as_str().unwrap();
+            assert!(text.ends_with("more bytes]"), "{field}: {text}");
+        }
+        let pretty = Buf::default();
+        let line = log(
+            tracing_subscriber::fmt()
+                .fmt_fields(bounded_fields())
+                .with_ansi(false)
+                .with_writer(pretty.clone())
+                .finish()
+                .into(),
+            &pretty,
+        );
+        assert!(line.len() < 4 * 1024, "{} bytes", line.len());
+        assert!(line.contains("more bytes]"), "{line}");
     }
 
     #[test]
