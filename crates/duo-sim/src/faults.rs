@@ -31,8 +31,8 @@ pub struct Faults {
     /// Probability (0..=1) that a write that succeeded is answered 200 with
     /// its JSON cut short: the change was made, the answer is unreadable.
     pub rate_truncated: f64,
-    /// Answer 404 / 40401 to a `DELETE` of a user, group or membership that
-    /// does not exist. Off by default: Duo documents "if the user is already deleted,
+    /// Answer 404 / 40401 to a `DELETE` of a user, group, membership or
+    /// phone/token association that does not exist. Off by default: Duo documents "if the user is already deleted,
     /// does nothing" (a success), but says nothing of groups, and other
     /// stand-ins answer 404; a client must treat both as "gone".
     pub absent_delete_not_found: bool,

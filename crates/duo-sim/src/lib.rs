@@ -21,8 +21,9 @@
 //! - Creating a user whose username (or an alias) another user answers to is
 //!   400 / 40002 with `message_detail` "username" (or "aliases").
 //! - Duplicate group names are refused: 400 / 40002, detail "name".
-//! - Deleting an absent user or group, or removing a membership that does
-//!   not exist, is 200 OK (Duo documents this for users) unless
+//! - Deleting an absent user or group, or removing a membership or a
+//!   phone/token association that does not exist, is 200 OK (Duo documents
+//!   this for users) unless
 //!   [`Faults::absent_delete_not_found`] asks for 404 / 40401; deleting an
 //!   absent phone, token, WebAuthn/U2F credential or bypass code is 404 / 40401.
 //! - `limit` above the maximum is clamped; zero, negative or non-numeric
@@ -45,8 +46,8 @@ pub mod verify;
 pub use faults::Faults;
 pub use server::CallRecord;
 pub use state::{
-    Seed, SeedGroup, SeedUser, SimBypassCode, SimGroup, SimPhone, SimToken, SimU2fToken, SimUser,
-    SimWebauthnCredential, Snapshot,
+    AliasChange, History, Seed, SeedGroup, SeedUser, SimBypassCode, SimGroup, SimPhone, SimToken,
+    SimU2fToken, SimUser, SimWebauthnCredential, Snapshot,
 };
 pub use verify::{SigVersion, Verified, VerifyError, verify_request};
 
@@ -178,6 +179,12 @@ impl DuoSim {
 
     pub fn snapshot(&self) -> Snapshot {
         lock(&self.shared.tenant).snapshot()
+    }
+
+    /// What the API did that a snapshot no longer shows: users deleted (as
+    /// they were) and aliases replaced by another value. A test hook.
+    pub fn history(&self) -> History {
+        lock(&self.shared.tenant).history()
     }
 
     /// The user whose username (not alias) matches, case-insensitively.

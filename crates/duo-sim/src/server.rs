@@ -36,6 +36,10 @@ pub struct CallRecord {
     pub status: u16,
     /// The Duo error code, for failures.
     pub code: Option<u32>,
+    /// A write that was applied and then answered 500 anyway
+    /// ([`crate::Faults::rate_lost_answer`]): it took effect.
+    #[serde(default)]
+    pub lost_answer: bool,
 }
 
 /// State shared by the server and the [`crate::DuoSim`] handle.
@@ -226,6 +230,7 @@ fn dispatch(
                 t.get_group(id(0))?;
             }
             Op::RemoveUserGroup => t.check_member(id(0), id(1))?,
+            Op::Disassociate(kind) => t.check_holds(id(0), kind, id(1))?,
             _ => {}
         }
     }
@@ -378,6 +383,7 @@ async fn duo(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Ok((reply, after))
     }
     .await;
+    let lost_answer = matches!(result, Ok((_, AfterWrite::LoseAnswer)));
     let (result, after) = match result {
         Ok((_, AfterWrite::LoseAnswer)) => (Err(ApiError::internal(None)), AfterWrite::Answer),
         Ok((reply, after)) => (Ok(reply), after),
@@ -396,6 +402,7 @@ async fn duo(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         path,
         status,
         code,
+        lost_answer,
     });
     response
 }

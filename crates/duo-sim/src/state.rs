@@ -266,6 +266,29 @@ pub(crate) struct Tenant {
     tokens: Vec<SimToken>,
     ids: HashSet<String>,
     rng: fastrand::Rng,
+    /// Test hook: what the API changed that a snapshot no longer shows.
+    history: History,
+}
+
+/// What the API did to users that a snapshot cannot show afterwards (a test
+/// hook, not part of Duo's API): every user deleted, as it was just before,
+/// and every alias that was replaced by another value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub deleted_users: Vec<SimUser>,
+    pub alias_changes: Vec<AliasChange>,
+}
+
+/// An alias slot of one user going from one value to another (not from or
+/// to empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasChange {
+    pub user_id: String,
+    pub username: String,
+    /// 1-4.
+    pub slot: usize,
+    pub from: String,
+    pub to: String,
 }
 
 impl Default for Tenant {
@@ -318,7 +341,12 @@ impl Tenant {
             tokens: Vec::new(),
             ids: HashSet::new(),
             rng,
+            history: History::default(),
         }
+    }
+
+    pub(crate) fn history(&self) -> History {
+        self.history.clone()
     }
 
     /// A fresh id: `prefix` + uppercase alphanumerics up to 20 characters, unique.
@@ -692,6 +720,19 @@ impl Tenant {
         Self::apply_user_fields(&mut u, p)?;
         self.check_names(&u)?;
         let reply = Reply::One(self.user_json(&u));
+        for (slot, (before, after)) in self.users[i].aliases.iter().zip(&u.aliases).enumerate() {
+            if let (Some(from), Some(to)) = (before, after)
+                && from != to
+            {
+                self.history.alias_changes.push(AliasChange {
+                    user_id: u.user_id.clone(),
+                    username: u.username.clone(),
+                    slot: slot + 1,
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
         self.users[i] = u;
         Ok(reply)
     }
@@ -699,7 +740,11 @@ impl Tenant {
     /// Deleting an absent user succeeds ("If the user is already deleted, does
     /// nothing"). Phones and tokens are not deleted with the user.
     pub(crate) fn delete_user(&mut self, id: &str) -> Reply {
-        self.users.retain(|u| u.user_id != id);
+        if let Some(i) = self.users.iter().position(|u| u.user_id == id) {
+            let gone = self.sim_user(&self.users[i]);
+            self.history.deleted_users.push(gone);
+            self.users.remove(i);
+        }
         Reply::One(json!(""))
     }
 
@@ -887,6 +932,25 @@ impl Tenant {
             items: all[range].to_vec(),
             meta,
         })
+    }
+
+    /// 404 unless the user exists and holds this phone or token.
+    pub(crate) fn check_holds(
+        &self,
+        id: &str,
+        kind: DeviceKind,
+        device_id: &str,
+    ) -> Result<(), ApiError> {
+        let u = &self.users[self.user_idx(id)?];
+        let held = match kind {
+            DeviceKind::Phones => &u.phone_ids,
+            _ => &u.token_ids,
+        };
+        if held.iter().any(|d| d == device_id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found())
+        }
     }
 
     /// Disassociates a phone or token from a user. The user must exist and the
@@ -1105,6 +1169,34 @@ mod tests {
         t.delete_user(&id);
         t.delete_user(&id);
         assert_eq!(t.get_user(&id).map(|_| ()), Err(ApiError::not_found()));
+        // The history keeps what a snapshot no longer shows: the user as it
+        // was when deleted (once), and an alias replaced by another value.
+        let bob = one(t.create_user(&params(&[("username", "bob2")]), 0))["user_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        one(t.modify_user(&bob, &params(&[("alias4", "okta:1")])));
+        one(t.modify_user(&bob, &params(&[("alias4", "okta:2")])));
+        one(t.modify_user(&bob, &params(&[("alias4", "")])));
+        let history = t.history();
+        assert_eq!(
+            history
+                .deleted_users
+                .iter()
+                .map(|u| u.username.as_str())
+                .collect::<Vec<_>>(),
+            ["anna"]
+        );
+        assert_eq!(
+            history.alias_changes,
+            [AliasChange {
+                user_id: bob.clone(),
+                username: "bob2".into(),
+                slot: 4,
+                from: "okta:1".into(),
+                to: "okta:2".into(),
+            }]
+        );
     }
 
     #[test]

@@ -552,6 +552,8 @@ async fn lost_and_truncated_answers_come_after_the_change_and_absent_deletes_can
     .await;
     assert_fail(&lost, 500, 50001);
     assert!(sim.user_by_username("gone").is_none());
+    assert!(sim.calls().last().expect("recorded").lost_answer);
+    assert_eq!(sim.history().deleted_users[0].username, "gone");
     // Reads are never lost.
     ok(send(&sim, call("GET", "/admin/v1/users", &[])).await);
 
