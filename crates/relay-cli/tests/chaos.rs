@@ -1,18 +1,26 @@
 //! The chaos test of queue mode (`RELAY_MODE=queue`): nothing lost, nothing
-//! doubled, nothing stale wins — with the real `idp-duo-relay serve` process,
-//! over real sockets, against `duo-sim`.
+//! doubled, nothing stale wins, no login inherited — with the real
+//! `idp-duo-relay serve` process, over real sockets, against `duo-sim`.
 //!
-//! 2,000 Okta events over 200 users (creates, suspensions, memberships, MFA
+//! 2,000 Okta events over 200 logins (creates, suspensions, memberships, MFA
 //! resets, deletes), each delivered 3 times, in shuffled order, by a sender
-//! that retries refused deliveries as an IdP would. For part of the run Duo
-//! answers 30% of calls with 429 or 500; halfway through, the relay is killed
+//! that retries refused deliveries as an IdP would. 40 logins are deleted and
+//! created again under a new Okta id (10 of them twice: three identities),
+//! so the events of two or three people share a login and arrive in any
+//! order. For part of the run Duo answers 30% of calls with 429 or 500, loses
+//! or cuts short the answers of some writes it applied, and answers 404 to a
+//! delete of something already gone; halfway through, the relay is killed
 //! with SIGKILL and started again on the same state directory. The run ends
 //! when the relay's queue is empty (bounded wait). Then:
 //! - the final Duo state equals the state the event log implies when applied
-//!   in event-time order (so no event was lost and no stale event won);
-//! - every MFA reset detached each device exactly once, and every deleted
-//!   user was deleted at most once (exactly once when it existed), counted in
-//!   the simulator's call log;
+//!   in event-time order (so no event was lost and no stale event won), and
+//!   every login's account carries its last identity's id;
+//! - no Duo account ever went from one identity's id to another's (0 wrong
+//!   adoptions), and every deleted account belonged to an identity the log
+//!   deletes, each deleted once (0 wrong deletes), from the simulator's
+//!   history;
+//! - every MFA reset detached each device exactly once, counted in the
+//!   simulator's call log;
 //! - no dead letters.
 //!
 //! It lives in relay-cli because it runs this package's binary. Figures are
@@ -36,8 +44,18 @@ const EVENTS: usize = 2000;
 const COPIES: usize = 3;
 const SECRET: &str = "chaos-test-shared-secret-0123456789";
 
-fn user_id(i: usize) -> String {
-    format!("00uCHAOS{i:012}")
+/// How many identities hold login `i` over the run: 40 logins are deleted
+/// and created again under a new Okta id, 10 of those twice.
+fn identities(i: usize) -> usize {
+    match (i % 5, i % 20) {
+        (2, 2) => 3,
+        (2, _) => 2,
+        _ => 1,
+    }
+}
+/// The Okta id of login `i`'s `generation`-th identity.
+fn user_id(i: usize, generation: usize) -> String {
+    format!("00uCHAOS{i:06}G{generation:05}")
 }
 fn login(i: usize) -> String {
     format!("user{i:03}@chaos.example")
@@ -60,72 +78,117 @@ enum Ev {
     Delete,
 }
 
+/// One event of the log: its time (ms), the login, the identity's
+/// generation, what happened.
+type Entry = (i64, usize, usize, Ev);
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Expected {
     exists: bool,
     active: bool,
     groups: BTreeSet<String>,
-    reset: bool,
+    /// The identity that holds the login at the end.
+    generation: usize,
+    /// The account at the end is the seeded one (not made during the run).
+    seeded_account: bool,
+    /// The seeded account's devices were reset.
+    seeded_reset: bool,
 }
 
-/// The event log: (time ms, user, event), in time order.
-fn generate(rng: &mut fastrand::Rng) -> Vec<(i64, usize, Ev)> {
-    // Per-user event lists in that user's own order.
-    let mut per_user: Vec<Vec<Ev>> = vec![Vec::new(); USERS];
-    for (i, evs) in per_user.iter_mut().enumerate() {
-        if i >= SEEDED {
-            evs.push(Ev::Create);
-        }
-    }
+/// The event log, in time order.
+fn generate(rng: &mut fastrand::Rng) -> Vec<Entry> {
     let reset_users: BTreeSet<usize> = (0..SEEDED).filter(|i| i % 3 == 0).collect();
     let delete_users: BTreeSet<usize> = (0..USERS).filter(|i| i % 10 == 7).collect();
-    let fixed: usize =
-        per_user.iter().map(Vec::len).sum::<usize>() + reset_users.len() + delete_users.len();
-    let mut remaining = EVENTS - fixed;
-    while remaining > 0 {
-        let u = rng.usize(0..USERS);
+    // Creates of logins not seeded, resets, final deletes, and a delete +
+    // create per re-creation.
+    let fixed: usize = (SEEDED..USERS).count()
+        + reset_users.len()
+        + delete_users.len()
+        + (0..USERS).map(|i| 2 * (identities(i) - 1)).sum::<usize>();
+    let mut random: Vec<Vec<Ev>> = vec![Vec::new(); USERS];
+    for _ in 0..EVENTS - fixed {
         let ev = match rng.u8(0..4) {
             0 => Ev::Suspend,
             1 => Ev::Unsuspend,
             2 => Ev::Add(rng.usize(0..GROUPS)),
             _ => Ev::Remove(rng.usize(0..GROUPS)),
         };
-        per_user[u].push(ev);
-        remaining -= 1;
+        random[rng.usize(0..USERS)].push(ev);
     }
-    for &u in &reset_users {
-        let at = rng.usize(0..=per_user[u].len());
-        per_user[u].insert(at, Ev::Reset);
+    // Per-login lists in that login's own order: the random events split
+    // between its identities, each identity but the last ending with its
+    // delete, each but the first starting with its create.
+    let mut per_user: Vec<Vec<(usize, Ev)>> = Vec::with_capacity(USERS);
+    for (i, events) in random.into_iter().enumerate() {
+        let mut splits: Vec<usize> = (1..identities(i))
+            .map(|_| rng.usize(0..=events.len()))
+            .collect();
+        splits.sort_unstable();
+        let mut out = Vec::new();
+        if i >= SEEDED {
+            out.push((0, Ev::Create));
+        }
+        let mut generation = 0;
+        let mut first_delete = None;
+        for k in 0..=events.len() {
+            while splits.first() == Some(&k) {
+                splits.remove(0);
+                first_delete.get_or_insert(out.len());
+                out.push((generation, Ev::Delete));
+                generation += 1;
+                out.push((generation, Ev::Create));
+            }
+            if let Some(ev) = events.get(k) {
+                out.push((generation, ev.clone()));
+            }
+        }
+        if reset_users.contains(&i) {
+            // A reset of the seeded account: while its first identity has it.
+            let end = first_delete.unwrap_or(out.len());
+            out.insert(rng.usize(0..=end), (0, Ev::Reset));
+        }
+        if delete_users.contains(&i) {
+            out.push((generation, Ev::Delete));
+        }
+        per_user.push(out);
     }
-    for &u in &delete_users {
-        per_user[u].push(Ev::Delete);
-    }
-    // Interleave users along one timeline, keeping each user's order.
+    // Interleave logins along one timeline, keeping each login's order.
     let mut cursors = vec![0usize; USERS];
     let mut log = Vec::with_capacity(EVENTS);
     let t0 = 1_767_225_600_000i64; // 2026-01-01T00:00:00Z
     while log.len() < EVENTS {
         let u = rng.usize(0..USERS);
-        if cursors[u] < per_user[u].len() {
+        if let Some((generation, ev)) = per_user[u].get(cursors[u]) {
             let t = t0 + i64::try_from(log.len()).expect("small") * 1000;
-            log.push((t, u, per_user[u][cursors[u]].clone()));
+            log.push((t, u, *generation, ev.clone()));
             cursors[u] += 1;
         }
     }
     log
 }
 
-fn expected(log: &[(i64, usize, Ev)]) -> Vec<Expected> {
+fn expected(log: &[Entry]) -> Vec<Expected> {
     let mut state: Vec<Expected> = (0..USERS)
         .map(|i| Expected {
             exists: i < SEEDED,
             active: true,
+            seeded_account: i < SEEDED,
             ..Expected::default()
         })
         .collect();
-    for (_, u, ev) in log {
+    for (_, u, generation, ev) in log {
         let s = &mut state[*u];
         match ev {
+            // A new identity gets an account of its own.
+            Ev::Create if *generation > 0 => {
+                *s = Expected {
+                    exists: true,
+                    active: true,
+                    generation: *generation,
+                    seeded_reset: s.seeded_reset,
+                    ..Expected::default()
+                };
+            }
             Ev::Create => s.exists = true,
             Ev::Suspend => {
                 s.exists = true;
@@ -142,15 +205,18 @@ fn expected(log: &[(i64, usize, Ev)]) -> Vec<Expected> {
             Ev::Remove(g) => {
                 s.groups.remove(&group_name(*g));
             }
-            Ev::Reset => s.reset = true,
-            Ev::Delete => s.exists = false,
+            Ev::Reset => s.seeded_reset = true,
+            Ev::Delete => {
+                s.exists = false;
+                s.seeded_account = false;
+            }
         }
     }
     state
 }
 
-fn okta_event(seq: usize, t: i64, u: usize, ev: &Ev) -> Value {
-    let user = json!({"id": user_id(u), "type": "User", "alternateId": login(u), "displayName": format!("User {u}")});
+fn okta_event(seq: usize, t: i64, u: usize, generation: usize, ev: &Ev) -> Value {
+    let user = json!({"id": user_id(u, generation), "type": "User", "alternateId": login(u), "displayName": format!("User {u}")});
     let group = |g: usize| json!({"id": group_id(g), "type": "UserGroup", "alternateId": "unknown", "displayName": group_name(g)});
     let (event_type, target) = match ev {
         Ev::Create => ("user.lifecycle.create", json!([user])),
@@ -259,6 +325,20 @@ async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
                 realname: format!("User {i}"),
                 phones: 2,
                 tokens: 1,
+                // A login that will be re-created: its account already
+                // carries its first identity's id (as the relay or a
+                // reconcile left it). The others carry none: the relay
+                // adopts them.
+                aliases: if identities(i) > 1 {
+                    vec![
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        format!("okta:{}", user_id(i, 0)),
+                    ]
+                } else {
+                    Vec::new()
+                },
                 ..SeedUser::default()
             })
             .collect(),
@@ -278,7 +358,7 @@ async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
     let mut events: Vec<Value> = log
         .iter()
         .enumerate()
-        .map(|(seq, (t, u, ev))| okta_event(seq, *t, *u, ev))
+        .map(|(seq, (t, u, generation, ev))| okta_event(seq, *t, *u, *generation, ev))
         .collect();
     rng.shuffle(&mut events);
     let mut deliveries = Vec::new();
@@ -363,6 +443,9 @@ async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
             sim.set_faults(Faults {
                 rate_429: 0.15,
                 rate_500: 0.15,
+                rate_lost_answer: 0.2,
+                rate_truncated: 0.1,
+                absent_delete_not_found: true,
                 seed: Some(7),
                 ..Faults::default()
             });
@@ -452,20 +535,29 @@ async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
                     ));
                 }
                 let devices = u.phones.len() + u.tokens.len();
-                let want_devices = if i < SEEDED && !want.reset { 3 } else { 0 };
+                let want_devices = if want.seeded_account && !want.seeded_reset {
+                    3
+                } else {
+                    0
+                };
                 if devices != want_devices {
                     wrong.push(format!(
                         "{}: {devices} devices want {want_devices}",
                         login(i)
                     ));
                 }
-                // Written by any operation that updates the user (a reset or
-                // a removal alone leaves a seeded user's aliases as they are).
-                let alias = format!("okta:{}", user_id(i));
+                // The last identity's id. A seeded account without one keeps
+                // none when nothing wrote to it (a reset or a removal alone).
+                let alias = format!("okta:{}", user_id(i, want.generation));
+                let may_lack = want.seeded_account && identities(i) == 1;
                 if u.aliases[3].as_deref().is_some_and(|a| a != alias)
-                    || (i >= SEEDED && u.aliases[3].is_none())
+                    || (!may_lack && u.aliases[3].is_none())
                 {
-                    wrong.push(format!("{}: alias slot 4 {:?}", login(i), u.aliases[3]));
+                    wrong.push(format!(
+                        "{}: alias slot 4 {:?} want {alias}",
+                        login(i),
+                        u.aliases[3]
+                    ));
                 }
             }
         }
@@ -480,32 +572,75 @@ async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
     assert_eq!(dup_names, 0, "duplicate Duo users were created");
     assert_eq!(snap.groups.len(), GROUPS, "no duplicate groups");
 
-    // Exactly once, from the call log: each reset device detached once,
-    // each deleted user deleted at most once.
+    // Identities, from the simulator's history. A wrong adoption: an account
+    // that went from one identity's id to another's. A wrong delete: an
+    // account deleted that belonged to an identity the log does not delete
+    // (the last identity of a login that is not deleted at the end), or an
+    // identity's account deleted twice.
+    let history = sim.history();
+    let wrong_adoptions: Vec<String> = history
+        .alias_changes
+        .iter()
+        .filter(|c| c.from.starts_with("okta:") || c.to.starts_with("okta:"))
+        .map(|c| format!("{} ({}): {} -> {}", c.username, c.user_id, c.from, c.to))
+        .collect();
+    let deleted_at_end: BTreeSet<usize> = (0..USERS).filter(|i| i % 10 == 7).collect();
+    let mut wrong_deletes = Vec::new();
+    let mut deleted_identities: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &history.deleted_users {
+        let Some(i) = (0..USERS).find(|i| login(*i) == d.username) else {
+            wrong_deletes.push(format!("{} ({}): not a chaos login", d.username, d.user_id));
+            continue;
+        };
+        let generation = match d.aliases[3].as_deref() {
+            Some(alias) => (0..identities(i)).find(|g| alias == format!("okta:{}", user_id(i, *g))),
+            // An account without an id can only be the seeded one of a
+            // login with a single identity.
+            None => (identities(i) == 1).then_some(0),
+        };
+        let Some(generation) = generation else {
+            wrong_deletes.push(format!(
+                "{}: deleted an account bound to {:?}",
+                d.username, d.aliases[3]
+            ));
+            continue;
+        };
+        let last = generation + 1 == identities(i);
+        if last && !deleted_at_end.contains(&i) {
+            wrong_deletes.push(format!(
+                "{}: deleted the account of {} (never deleted in the IdP)",
+                d.username,
+                user_id(i, generation)
+            ));
+        }
+        *deleted_identities
+            .entry(user_id(i, generation))
+            .or_default() += 1;
+    }
+    let doubled_deletes = deleted_identities.values().filter(|n| **n > 1).count();
+
+    // Exactly once, from the call log: each reset device detached once (a
+    // detach applied whose answer was lost counts as applied).
     let calls = sim.calls();
     let mut detaches: BTreeMap<String, usize> = BTreeMap::new();
-    let mut deletes: BTreeMap<String, usize> = BTreeMap::new();
-    for c in calls.iter().filter(|c| c.status == 200) {
-        let user_of = || c.path.split('/').nth(4).unwrap_or("").to_owned();
-        match c.route.as_str() {
+    for c in calls.iter().filter(|c| c.status == 200 || c.lost_answer) {
+        if matches!(
+            c.route.as_str(),
             "DELETE /admin/v1/users/{user_id}/phones/{phone_id}"
-            | "DELETE /admin/v1/users/{user_id}/tokens/{token_id}" => {
-                *detaches.entry(c.path.clone()).or_default() += 1;
-            }
-            "DELETE /admin/v1/users/{user_id}" => *deletes.entry(user_of()).or_default() += 1,
-            _ => {}
+                | "DELETE /admin/v1/users/{user_id}/tokens/{token_id}"
+        ) {
+            *detaches.entry(c.path.clone()).or_default() += 1;
         }
     }
     let doubled_detaches = detaches.values().filter(|n| **n > 1).count();
-    let doubled_deletes = deletes.values().filter(|n| **n > 1).count();
     let resets = log
         .iter()
-        .filter(|(_, _, e)| matches!(e, Ev::Reset))
+        .filter(|(_, _, _, e)| matches!(e, Ev::Reset))
         .count();
-    // Detaches per Duo user id: 3 (2 phones + 1 token) for every seeded
-    // user that was reset and still exists; a user deleted after its reset
-    // may have been deleted before the (older) reset arrived: then the reset
-    // is stale and detaches nothing.
+    // Detaches per seeded account: 3 (2 phones + 1 token) for every reset
+    // account that still exists; one deleted after its reset may have been
+    // deleted before the (older) reset arrived: then the reset is stale and
+    // detaches nothing.
     let mut detached_per_user: HashMap<String, usize> = HashMap::new();
     for path in detaches.keys() {
         let id = path.split('/').nth(4).unwrap_or("").to_owned();
@@ -515,7 +650,7 @@ async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
     for (id, i) in &seeded_ids {
         let n = detached_per_user.get(id).copied().unwrap_or(0);
         let w = &want[*i];
-        let ok = match (w.reset, w.exists) {
+        let ok = match (w.seeded_reset, w.seeded_account) {
             (true, true) => n == 3,
             (true, false) => n <= 3,
             (false, _) => n == 0,
@@ -524,32 +659,54 @@ async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
             reset_wrong.push(format!("{}: {n} devices detached", login(*i)));
         }
     }
-    let deleted_seeded: usize = want
+    // Every seeded account whose identity the log deletes was deleted, once.
+    let seeded_deleted: Vec<&String> = seeded_ids
         .iter()
-        .enumerate()
-        .filter(|(i, w)| *i < SEEDED && !w.exists)
-        .count();
-    let seeded_deleted_once = deletes
+        .filter(|(_, i)| !want[**i].seeded_account)
+        .map(|(id, _)| id)
+        .collect();
+    let seeded_deleted_once = seeded_deleted
         .iter()
-        .filter(|(id, n)| seeded_ids.contains_key(*id) && **n == 1)
+        .filter(|id| {
+            history
+                .deleted_users
+                .iter()
+                .filter(|d| &d.user_id == **id)
+                .count()
+                == 1
+        })
         .count();
+    let recreations = log
+        .iter()
+        .filter(|(_, _, generation, e)| *generation > 0 && matches!(e, Ev::Create))
+        .count();
+    let lost_answers = calls.iter().filter(|c| c.lost_answer).count();
 
     println!("chaos figures:");
     println!(
-        "  events                 {EVENTS} over {USERS} users ({resets} MFA resets, {} deletes)",
+        "  events                 {EVENTS} over {USERS} logins ({resets} MFA resets, {} deletes)",
         log.iter()
-            .filter(|(_, _, e)| matches!(e, Ev::Delete))
+            .filter(|(_, _, _, e)| matches!(e, Ev::Delete))
             .count()
+    );
+    println!(
+        "  re-created logins      {recreations} re-creations under a new Okta id ({} logins with 2 identities, {} with 3)",
+        (0..USERS).filter(|i| identities(*i) == 2).count(),
+        (0..USERS).filter(|i| identities(*i) == 3).count()
     );
     println!("  deliveries             {total} ({COPIES}x duplicated, shuffled, 1-4 events each)");
     println!(
         "  deliveries re-sent     {} (refused while the relay was down or restarting)",
         resent.load(Ordering::Relaxed)
     );
-    println!("  Duo faults injected    {faults_injected} (429/5xx answers)");
+    println!(
+        "  Duo faults injected    {faults_injected} 429/5xx answers, of which {lost_answers} lost answers of applied writes (+ truncated answers, absent deletes answered 404)"
+    );
     println!("  relay restarts         {restarts} (SIGKILL mid-run)");
     println!("  Duo calls              {}", calls.len());
     println!("  lost / wrong users     {}", wrong.len());
+    println!("  wrong adoptions        {}", wrong_adoptions.len());
+    println!("  wrong deletes          {}", wrong_deletes.len());
     println!("  doubled resets/deletes {doubled_detaches}/{doubled_deletes}");
     println!(
         "  dead letters           {}",
@@ -565,15 +722,26 @@ async fn queue_mode_survives_duplicates_shuffling_faults_and_a_kill() {
         "final state differs from the event log:\n{}",
         wrong.join("\n")
     );
+    assert!(
+        wrong_adoptions.is_empty(),
+        "wrong adoptions: {wrong_adoptions:?}"
+    );
+    assert!(wrong_deletes.is_empty(), "wrong deletes: {wrong_deletes:?}");
     assert_eq!(doubled_detaches, 0, "a device was detached twice");
-    assert_eq!(doubled_deletes, 0, "a user was deleted twice");
+    assert_eq!(
+        doubled_deletes, 0,
+        "an identity's account was deleted twice"
+    );
     assert!(reset_wrong.is_empty(), "MFA resets: {reset_wrong:?}");
     assert_eq!(
-        seeded_deleted_once, deleted_seeded,
-        "every deleted seeded user deleted once"
+        seeded_deleted_once,
+        seeded_deleted.len(),
+        "every deleted seeded account deleted once"
     );
     assert_eq!(health["queue"]["dead_letters"], 0, "no dead letters");
     assert!(faults_injected > 0, "the fault phase injected faults");
+    assert!(lost_answers > 0, "the fault phase lost answers");
+    assert!(recreations >= 50, "logins were re-created");
     assert_eq!(restarts, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
