@@ -46,8 +46,8 @@ pub mod verify;
 pub use faults::Faults;
 pub use server::CallRecord;
 pub use state::{
-    AliasChange, History, Seed, SeedGroup, SeedUser, SimBypassCode, SimGroup, SimPhone, SimToken,
-    SimU2fToken, SimUser, SimWebauthnCredential, Snapshot,
+    AliasChange, Detached, History, Seed, SeedGroup, SeedUser, SimBypassCode, SimGroup, SimPhone,
+    SimToken, SimU2fToken, SimUser, SimWebauthnCredential, Snapshot,
 };
 pub use verify::{SigVersion, Verified, VerifyError, verify_request};
 

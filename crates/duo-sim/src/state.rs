@@ -272,11 +272,20 @@ pub(crate) struct Tenant {
 
 /// What the API did to users that a snapshot cannot show afterwards (a test
 /// hook, not part of Duo's API): every user deleted, as it was just before,
-/// and every alias that was replaced by another value.
+/// every alias that was replaced by another value, and every phone or token
+/// a user held that was detached from it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     pub deleted_users: Vec<SimUser>,
     pub alias_changes: Vec<AliasChange>,
+    pub detached: Vec<Detached>,
+}
+
+/// A phone or token detached from a user that held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detached {
+    pub user_id: String,
+    pub device_id: String,
 }
 
 /// An alias slot of one user going from one value to another (not from or
@@ -975,7 +984,14 @@ impl Tenant {
         if !exists {
             return Err(ApiError::not_found());
         }
+        let held = list.len();
         list.retain(|d| d != device_id);
+        if list.len() < held {
+            self.history.detached.push(Detached {
+                user_id: id.to_owned(),
+                device_id: device_id.to_owned(),
+            });
+        }
         Ok(Reply::One(json!("")))
     }
 
@@ -1296,6 +1312,9 @@ mod tests {
             Some(u.phones[0].phone_id.as_str())
         );
         one(t.disassociate(&u.user_id, DeviceKind::Phones, &u.phones[0].phone_id));
+        // Again: a no-op, and not a second detach in the history.
+        one(t.disassociate(&u.user_id, DeviceKind::Phones, &u.phones[0].phone_id));
+        assert_eq!(t.history().detached.len(), 1);
         one(t.delete_device(DeviceKind::Phones, &u.phones[1].phone_id));
         one(t.disassociate(&u.user_id, DeviceKind::Tokens, &u.tokens[0].token_id));
         one(t.delete_device(DeviceKind::Webauthn, &u.webauthncredentials[0].webauthnkey));
