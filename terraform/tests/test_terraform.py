@@ -691,6 +691,35 @@ def test_aws_module_has_an_execution_policy():
     assert docs or inline, "modules/aws grants the function nothing: the IAM check would be vacuous"
 
 
+DYNAMODB_CALL = re.compile(r"\.(get_item|put_item|update_item|delete_item|batch_get_item|batch_write_item|query|scan|transact_get_items|transact_write_items)\(\)\s*\n\s*\.table_name|\.(batch_get_item|batch_write_item)\(\)")
+
+
+def dynamodb_actions_called(sources: list[str]) -> set[str]:
+    """The DynamoDB API actions the relay's source calls (`.put_item()` →
+    `dynamodb:PutItem`)."""
+    names = set()
+    for text in sources:
+        for m in DYNAMODB_CALL.finditer(text):
+            names.add(m.group(1) or m.group(2))
+    return {"dynamodb:" + "".join(part.title() for part in n.split("_")) for n in names}
+
+
+def test_aws_policy_grants_every_dynamodb_call_the_relay_makes():
+    sources = [p.read_text(encoding="utf-8") for p in sorted((REPO_ROOT / "crates/relay-aws/src").glob("*.rs"))]
+    called = dynamodb_actions_called(sources)
+    # The store's calls and the group index's batch reads and writes.
+    assert {"dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"} <= called, called
+    policy = cloud_module("aws").data[("aws_iam_policy_document", "relay")]
+    table = [st for st in _as_list(policy.get("statement")) if "aws_dynamodb_table" in _text(st.get("resources"))]
+    granted = {a for st in table for a in _as_list(st.get("actions"))}
+    assert called <= granted, f"the function calls {sorted(called - granted)} on its table without a grant"
+
+
+def test_self_dynamodb_calls_are_found():
+    src = "self.client\n    .batch_get_item()\n    .request_items(t, k)\nclient.update_item()\n  .table_name(&t)\nlet q = uri.query();"
+    assert dynamodb_actions_called([src]) == {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
+
+
 def _queue_mode_value(expr) -> int:
     """The queue-mode branch of `var.queue_enabled ? A : B` (or a literal)."""
     text = _text(expr)

@@ -264,95 +264,29 @@ async fn duo_calls_per_event_type() {
 
 use std::sync::Arc;
 
-use relay_core::apply::DuoDirectory;
-use relay_core::group_index::{FileGroupIndex, GroupIndexStore};
-use relay_core::pipeline::{Relay, Route, duo_relay};
-use relay_core::store::MemoryStore;
+use relay_core::group_index::{FileGroupIndex, GroupIndexStore, MemoryGroupIndex};
+use relay_tests::group_index::{add_jane, big_tenant, group_name, group_tag, jane_in, relay_on};
 
-const GROUPS: usize = 5_000;
-
-fn group_name(j: usize) -> String {
-    format!("g-{j:05}")
-}
-
-fn group_tag(j: usize) -> String {
-    format!("00gG{j:016}")
-}
-
-/// 5,000 managed groups (50 pages of 100) and Jane, a member of `member_of`.
-fn big_tenant(sim: &duo_sim::DuoSim, member_of: &[usize]) {
-    sim.seed(Seed {
-        groups: (0..GROUPS)
-            .map(|j| SeedGroup {
-                name: group_name(j),
-                desc: format!("okta:{} synced by idp-duo-relay", group_tag(j)),
-                ..SeedGroup::default()
-            })
-            .collect(),
-        users: vec![SeedUser {
-            username: JANE.into(),
-            aliases: vec![
-                String::new(),
-                String::new(),
-                String::new(),
-                "okta:00uNEWUSER0000000001".into(),
-            ],
-            groups: member_of.iter().map(|j| group_name(*j)).collect(),
-            ..SeedUser::default()
-        }],
-    });
-}
-
-/// A relay on `sim` whose group index lives in `groups` (a restart is a new
-/// relay on the same store).
-fn relay_on(
-    sim: &duo_sim::DuoSim,
-    groups: Arc<dyn GroupIndexStore>,
-) -> Relay<DuoDirectory, MemoryStore> {
-    let mut raw = relay_tests::duo_env(sim);
-    raw.insert("OKTA_AUTH_SECRET".into(), relay_tests::SECRET.into());
-    let retry = duo_admin::RetryPolicy::none();
-    duo_relay(
-        &raw,
-        MemoryStore::default(),
-        retry,
-        std::time::Duration::from_secs(5),
-    )
-    .unwrap()
-    .with_group_index(groups)
-}
-
-/// Delivers an Okta membership add of Jane to group `name` (tag `tag`);
-/// answers the Duo calls it made.
-async fn add_jane(
-    sim: &duo_sim::DuoSim,
-    relay: &Relay<DuoDirectory, MemoryStore>,
-    n: usize,
-    tag: &str,
-    name: &str,
-) -> usize {
-    let body = relay_tests::fixture_text("okta/membership-add.json")
-        .replace(
-            "b2c3d4e5-0002-11f0-9c2e-000000000002",
-            &format!("b2c3d4e5-0002-11f0-9c2e-{n:012}"),
-        )
-        .replace("00gDUOUSERS000000001", tag)
-        .replace("\"duo-users\"", &format!("\"{name}\""));
-    let mut headers = axum::http::HeaderMap::new();
-    headers.insert("authorization", relay_tests::SECRET.parse().unwrap());
-    headers.insert("content-type", "application/json".parse().unwrap());
-    sim.reset_calls();
-    let answer = relay.handle(Route::Okta, &headers, body.into()).await;
-    assert_eq!(answer.status(), 200);
-    sim.total_calls()
-}
-
-fn jane_in(sim: &duo_sim::DuoSim, group: &str) -> bool {
-    sim.user_by_username(JANE)
-        .unwrap()
-        .groups
-        .iter()
-        .any(|g| g == group)
+/// The file and memory stores keep the group index contract the cloud
+/// stores are held to (relay-aws, relay-azure, relay-gcp run it on their
+/// emulators).
+#[tokio::test]
+async fn file_and_memory_group_indexes_keep_the_contract() {
+    let dir = std::env::temp_dir().join(format!("relay-duo-calls-contract-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = dir.join("groups.log");
+    let calls = relay_tests::group_index::contract(|| {
+        Arc::new(FileGroupIndex::open(&file).unwrap()) as Arc<dyn GroupIndexStore>
+    })
+    .await;
+    assert_eq!(
+        calls, 2,
+        "first membership add after a restart: lookup + add"
+    );
+    let memory: Arc<dyn GroupIndexStore> = Arc::new(MemoryGroupIndex::default());
+    let calls = relay_tests::group_index::contract(|| Arc::clone(&memory)).await;
+    assert_eq!(calls, 2);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -446,8 +380,7 @@ async fn group_index_calls() {
     // stored index, never listed) finds g-02222 in Jane's lookup answer.
     let sim2 = duo_sim::DuoSim::start().await;
     big_tenant(&sim2, &[2_222]);
-    let cold: Arc<dyn GroupIndexStore> =
-        Arc::new(relay_core::group_index::MemoryGroupIndex::default());
+    let cold: Arc<dyn GroupIndexStore> = Arc::new(MemoryGroupIndex::default());
     let relay = relay_on(&sim2, cold);
     rows.push((
         "membership add to a group the user is in, cold index",

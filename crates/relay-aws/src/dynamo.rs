@@ -103,6 +103,11 @@ impl DynamoStore {
         &self.table
     }
 
+    /// The Duo group index in the same table ([`crate::groups`]).
+    pub fn group_index(&self) -> crate::DynamoGroupIndex {
+        crate::DynamoGroupIndex::new(self.client.clone(), &self.table)
+    }
+
     fn key(event: &EventId) -> AttributeValue {
         AttributeValue::S(event.as_str().to_owned())
     }

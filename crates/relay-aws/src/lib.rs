@@ -11,7 +11,8 @@
 //! the secret ones, which come from one secret ([`secrets`]), plus:
 //! - `RELAY_SECRET_ID` — id or ARN of that secret (required);
 //! - `RELAY_TABLE_NAME` — the DynamoDB table of the idempotency store
-//!   (required; see [`dynamo`] for its shape);
+//!   (required; see [`dynamo`] for its shape), which also holds the Duo
+//!   group index ([`groups`]);
 //! - `RELAY_SECRET_TTL_SECS` — how long a fetched secret is trusted before it
 //!   is read again (default 300), so a rotation is picked up without a
 //!   redeploy;
@@ -42,6 +43,7 @@
 //! hammer Secrets Manager — and is handled again if the secret changed.
 
 pub mod dynamo;
+pub mod groups;
 pub mod secrets;
 pub mod sqs;
 pub mod worker;
@@ -64,6 +66,7 @@ use relay_core::verify::VerifyFailure;
 use serde_json::Value;
 
 pub use dynamo::DynamoStore;
+pub use groups::DynamoGroupIndex;
 pub use secrets::{
     HOOK_SECRET_KEYS, REQUIRED_SECRET_KEYS, SecretError, SecretSource, SecretValues,
 };
@@ -630,9 +633,9 @@ impl AwsRelay {
     }
 }
 
-/// Builds the relay from the environment with the secret laid over it.
-/// In queue mode Duo calls happen in the worker, which can wait longer than
-/// a webhook answer.
+/// Builds the relay from the environment with the secret laid over it, its
+/// Duo group index kept in the table. In queue mode Duo calls happen in the
+/// worker, which can wait longer than a webhook answer.
 fn build(
     env: &RawConfig,
     values: &SecretValues,
@@ -644,7 +647,8 @@ fn build(
     } else {
         sync_retry()
     };
-    let mut relay = duo_relay(&values.merged_over(env), store.clone(), retry, timeout)?;
+    let mut relay = duo_relay(&values.merged_over(env), store.clone(), retry, timeout)?
+        .with_group_index(Arc::new(store.group_index()));
     if let Some(queued) = queued {
         relay = relay.with_queue(Arc::clone(&queued.queue) as Arc<dyn EventQueue>);
     }

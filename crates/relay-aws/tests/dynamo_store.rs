@@ -256,3 +256,44 @@ async fn failed_attempts_are_counted_per_queue_message() {
     assert!(missing.set_watermark("k", 1).await.is_err());
     assert!(missing.record_failed_attempt("m").await.is_err());
 }
+
+/// The Duo group index in the idempotency table keeps the contract every
+/// group index store keeps (relay-tests' `group_index::contract`): a cold
+/// start loads what an earlier instance stored, so its first membership add
+/// at 5,000 groups makes no listing.
+#[tokio::test]
+async fn the_group_index_in_the_table_keeps_the_contract() {
+    use relay_core::group_index::GroupIndexStore;
+    use std::sync::Arc;
+    let Some(moto) = moto_url() else { return };
+    let (sdk, store) = store(&moto).await;
+    let calls = relay_tests::group_index::contract(|| {
+        // A new client each time: what a cold start would build (the
+        // worker's timeouts: moto, in Python, needs longer than DynamoDB to
+        // read or write a 5,000-group index).
+        let cold = DynamoStore::new(relay_aws::worker_dynamodb_client(&sdk), store.table());
+        Arc::new(cold.group_index()) as Arc<dyn GroupIndexStore>
+    })
+    .await;
+    assert_eq!(
+        calls, 2,
+        "first membership add after a cold start: lookup + add"
+    );
+    // The shards and the mark are items of their own: the idempotency keys
+    // beside them are untouched, and none of them expires.
+    assert_eq!(store.claim(&id("beside")).await.unwrap(), Claim::New);
+    let shard = aws_sdk_dynamodb::Client::new(&sdk)
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(relay_aws::groups::shard_pk(0)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(!shard.contains_key("expires_at"));
+    assert!(shard.keys().any(|k| k.starts_with("g:")), "{shard:?}");
+}

@@ -37,11 +37,13 @@ data "aws_iam_policy_document" "relay" {
 
   # The idempotency table: claim and complete (PutItem, conditional), look up,
   # release (DeleteItem, conditional), advance the per-subject watermarks and
-  # the queue worker's attempt counters (UpdateItem, conditional). No Scan,
+  # the queue worker's attempt counters (UpdateItem, conditional); the Duo
+  # group index in the same table: its 65 items read in one BatchGetItem at
+  # a cold start, a complete listing written with BatchWriteItem. No Scan,
   # Query or table management.
   statement {
     sid       = "UseIdempotencyTable"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
     resources = [aws_dynamodb_table.idempotency.arn]
   }
 
