@@ -300,7 +300,9 @@ pub fn scan<T>(
                 Err(_) => s.problems.push("the header is missing".into()),
             }
         }
-        if line.complete && !line.bytes.is_empty() && line.bytes.iter().all(|b| *b == VOID) {
+        // A voided record, or an empty line (it carries nothing, and there
+        // is nothing in it to void).
+        if line.complete && line.bytes.iter().all(|b| *b == VOID) {
             s.voided += 1;
             return;
         }

@@ -116,7 +116,13 @@ impl Window {
         self.items.len() < limits.window_messages && self.bytes < limits.window_bytes
     }
 
-    fn insert(&mut self, seq: u64, key: &str, body: String, attempts: u32, loc: Loc) {
+    /// Adds a pending message; `false` (and nothing changes) when the
+    /// window already holds its sequence number (a damaged or hand-made
+    /// file can repeat one).
+    fn insert(&mut self, seq: u64, key: &str, body: String, attempts: u32, loc: Loc) -> bool {
+        if self.items.contains_key(&seq) {
+            return false;
+        }
         let key: Arc<str> = match self.subjects.get_key_value(key) {
             Some((k, _)) => k.clone(),
             None => Arc::from(key),
@@ -147,6 +153,7 @@ impl Window {
             }
             self.ready.insert(seq);
         }
+        true
     }
 
     fn lease(&mut self, now: Instant) -> Option<Lease> {
@@ -1084,6 +1091,47 @@ mod tests {
         drop(q);
         let _ = std::fs::remove_dir_all(&d);
         let _ = std::fs::remove_dir_all(&d2);
+    }
+
+    /// Found by the `queue_open` fuzz target: a run of empty lines was
+    /// reported as damage at every start (there is nothing in an empty line
+    /// to void); a repeated sequence number confused the window.
+    #[tokio::test]
+    async fn empty_lines_are_skipped_and_repeated_numbers_set_aside() {
+        let d = dir("repeat");
+        filled(&d, 3).await;
+        let seg = segments(&d).pop().unwrap();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let last_start = bytes[..bytes.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap()
+            + 1;
+        let last = bytes[last_start..].to_vec();
+        bytes.extend_from_slice(b"\n\n\n");
+        let repeat_at = bytes.len();
+        bytes.extend_from_slice(&last);
+        std::fs::write(&seg, &bytes).unwrap();
+        let q = DiskQueue::open(&d).unwrap();
+        assert_eq!(q.stats().pending, 2, "the repeat is not a third message");
+        let r = q
+            .report()
+            .iter()
+            .find(|r| r.file == seg.display().to_string())
+            .unwrap();
+        assert_eq!(r.offsets, [repeat_at as u64], "{r:?}");
+        assert!(
+            quarantined(&d)[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("does not follow")
+        );
+        drop(q);
+        let q = DiskQueue::open(&d).unwrap();
+        assert!(q.report().iter().all(|r| !r.damaged()), "{}", problems(&q));
+        assert_eq!(q.stats().pending, 2);
+        drop(q);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     /// A crash between a dead letter's write and its message's status write

@@ -15,7 +15,8 @@
 //!   reserved so far and the range of segments that must exist.
 //!
 //! A line of `#` is a record that was found damaged, quarantined and voided
-//! in place (so offsets stay valid and it is reported once).
+//! in place (so offsets stay valid and it is reported once); an empty line
+//! is skipped the same way.
 //!
 //! Version 1 (`queue.log`, JSON lines, all state in memory) is read by
 //! [`decode_v1_queue_log`] to migrate it.

@@ -113,14 +113,15 @@ pub(super) fn load(
     let mut segments = BTreeMap::new();
     let mut cursor = None;
     let mut backlog = 0u64;
+    let mut fill = Fill {
+        shared: &shared,
+        limits: &limits,
+        dead_live: &dead_live,
+        cursor: &mut cursor,
+        backlog: &mut backlog,
+        last_seq: None,
+    };
     for (n, path) in found {
-        let mut fill = Fill {
-            shared: &shared,
-            limits: &limits,
-            dead_live: &dead_live,
-            cursor: &mut cursor,
-            backlog: &mut backlog,
-        };
         let (seg, report, hwm) = load_segment(n, path, &mut fill, &quarantine)?;
         next_seq = next_seq.max(hwm);
         reports.push(report);
@@ -182,6 +183,8 @@ struct Fill<'a> {
     dead_live: &'a HashSet<u64>,
     cursor: &'a mut Option<Loc>,
     backlog: &'a mut u64,
+    /// The last sequence number read, across segments.
+    last_seq: Option<u64>,
 }
 
 fn load_segment(
@@ -202,6 +205,10 @@ fn load_segment(
     let mut max_seq: Option<u64> = None;
     let mut live = 0u64;
     let mut fix_dead = Vec::new();
+    // The writer only ever appends increasing sequence numbers: a record
+    // that does not follow the one before it (a repeat, a hand-made file)
+    // is set aside like an unreadable one.
+    let mut out_of_order: Vec<(format::At, String)> = Vec::new();
     let scan = {
         let mut s = fill.shared.state();
         format::scan(
@@ -209,6 +216,16 @@ fn load_segment(
             Kind::Segment,
             format::decode_message,
             |at, m| {
+                if let Some(last) = fill.last_seq
+                    && m.seq <= last
+                {
+                    out_of_order.push((
+                        at,
+                        format!("sequence number {} does not follow {last}", m.seq),
+                    ));
+                    return;
+                }
+                fill.last_seq = Some(m.seq);
                 max_seq = Some(max_seq.map_or(m.seq, |x| x.max(m.seq)));
                 if m.status != PENDING {
                     return;
@@ -233,6 +250,22 @@ fn load_segment(
             },
         )?
     };
+    let mut scan = scan;
+    if !out_of_order.is_empty() {
+        let bytes = std::fs::read(&path)?;
+        for (at, reason) in out_of_order {
+            let start = usize::try_from(at.offset).unwrap_or(usize::MAX);
+            let end = start.saturating_add(usize::try_from(at.len).unwrap_or(0) - 1);
+            scan.unreadable.push(Unreadable {
+                offset: at.offset,
+                bytes: bytes.get(start..end).unwrap_or_default().to_vec(),
+                reason,
+                torn_tail: false,
+            });
+            scan.records -= 1;
+        }
+        scan.unreadable.sort_by_key(|u| u.offset);
+    }
     report.records = scan.records;
     report.problems.extend(scan.problems.iter().cloned());
     let mut file = OpenOptions::new().read(true).write(true).open(&path)?;

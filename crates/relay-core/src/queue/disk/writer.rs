@@ -464,6 +464,7 @@ impl Writer {
         }
         let mut s = self.shared.state();
         for (m, loc) in read {
+            // A repeated sequence number (a damaged file) is read once.
             s.window.insert(m.seq, &m.key, m.body, m.attempts, loc);
             s.backlog = s.backlog.saturating_sub(1);
         }
