@@ -182,3 +182,182 @@ fn write_seeds() {
         write("queued_event", &name, &data);
     }
 }
+
+// ---- local state files ----
+
+/// Sample state files as `serve` writes them — an `applied.log` with keys
+/// and watermarks, a queue segment, `dead.log` and manifest with pending,
+/// acknowledged and dead messages, version 1 files — plus each with one
+/// byte changed and with a torn tail, per target.
+fn state_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    use relay_core::queue::disk::DiskQueue;
+    use relay_core::queue::{DeadLetter, Disposition, EventQueue, QueuePolicy};
+    use relay_core::store::{DEFAULT_TTL, FileStore, IdempotencyStore};
+
+    let dir = std::env::temp_dir().join(format!("relay-fuzz-seeds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut events: Vec<QueuedEvent> = queued_seeds()
+        .into_iter()
+        .filter_map(|(_, json)| QueuedEvent::from_json(std::str::from_utf8(&json).ok()?).ok())
+        .collect();
+    events.truncate(12);
+    let (applied, segment, dead, manifest) = rt.block_on(async {
+        let store = FileStore::open(dir.join("applied.log"), DEFAULT_TTL).unwrap();
+        for e in &events {
+            store.complete(&e.event.id).await.unwrap();
+        }
+        store
+            .set_watermark("user:okta:00u1/state", 1_767_225_600_000)
+            .await
+            .unwrap();
+        store
+            .set_watermark("user:okta:00u1/member/group:okta:00g1 duo users", 5)
+            .await
+            .unwrap();
+        drop(store);
+        let q = DiskQueue::open(dir.join("queue")).unwrap();
+        q.enqueue(&events).await.unwrap();
+        q.enqueue(&[]).await.unwrap();
+        let policy = QueuePolicy::default();
+        let done = q.lease().unwrap();
+        q.settle(&done, &Disposition::Done, &policy);
+        let dead = q.lease().unwrap();
+        q.settle(
+            &dead,
+            &Disposition::DeadLetter {
+                reason: "permanent failure: 40002".into(),
+            },
+            &policy,
+        );
+        let retry = q.lease().unwrap();
+        q.settle(
+            &retry,
+            &Disposition::Retry {
+                reason: "429".into(),
+            },
+            &policy,
+        );
+        drop(q);
+        let read = |name: &str| std::fs::read(dir.join("queue").join(name)).unwrap();
+        (
+            std::fs::read(dir.join("applied.log")).unwrap(),
+            read(&format!("segment-{:020}.log", 1)),
+            read("dead.log"),
+            read("manifest"),
+        )
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let until = 4_000_000_000u64;
+    let applied_v1 = format!(
+        "{until} okta:evt-1\nW {until} 1767225600000 user:okta:00u1/state\n{until} auth0:evt with spaces\n"
+    )
+    .into_bytes();
+    let body = events[0].to_json();
+    let letter = DeadLetter::new(&body, "gave up after 8 attempts", 8);
+    let queue_v1 = [
+        serde_json::json!({"op": "put", "seq": 0, "key": "user:okta:00u1", "body": body}),
+        serde_json::json!({"op": "try", "seq": 0}),
+        serde_json::json!({"op": "put", "seq": 1, "key": "poison:1", "body": "not json"}),
+        serde_json::json!({"op": "ack", "seq": 1}),
+        serde_json::json!({"op": "dead", "seq": 2, "letter": letter}),
+        serde_json::json!({"op": "undead", "seq": 2}),
+        serde_json::json!({"op": "dead", "seq": 3, "letter": letter}),
+    ]
+    .iter()
+    .map(|v| format!("{v}\n"))
+    .collect::<String>()
+    .into_bytes();
+
+    // Each sample, with one byte changed in its middle, and cut mid-record.
+    let variants = |name: &str, bytes: &[u8]| -> Vec<(String, Vec<u8>)> {
+        let mut flipped = bytes.to_vec();
+        if let Some(b) = flipped.get_mut(bytes.len() * 2 / 3) {
+            *b ^= 0x5a;
+        }
+        vec![
+            (name.to_owned(), bytes.to_vec()),
+            (format!("{name}-flipped"), flipped),
+            (
+                format!("{name}-torn"),
+                bytes[..bytes.len() - 7.min(bytes.len())].to_vec(),
+            ),
+        ]
+    };
+    let mut seeds = Vec::new();
+    let mut add = |target: &'static str, name: &str, bytes: &[u8]| {
+        for (n, b) in variants(name, bytes) {
+            seeds.push((target, n, b));
+        }
+    };
+    add("applied_log", "applied-v2", &applied);
+    add("applied_log", "applied-v1", &applied_v1);
+    add("applied_open", "applied-v2", &applied);
+    add("applied_open", "applied-v1", &applied_v1);
+    add("queue_segment", "segment", &segment);
+    add("dead_log", "dead", &dead);
+    add("queue_log_v1", "queue-v1", &queue_v1);
+    add(
+        "state_header",
+        "segment-header",
+        &segment[..relay_core::state::HEADER_LEN - 1],
+    );
+    add("state_header", "manifest", &manifest);
+    add(
+        "queue_open",
+        "segment-and-dead",
+        &fuzz_targets::queue_files(false, &segment, Some(&dead)),
+    );
+    add(
+        "queue_open",
+        "segment-only",
+        &fuzz_targets::queue_files(false, &segment, None),
+    );
+    add(
+        "queue_open",
+        "v1",
+        &fuzz_targets::queue_files(true, &queue_v1, None),
+    );
+    seeds
+}
+
+#[test]
+fn state_file_targets_corpus_and_sample_files() {
+    let seeds = state_seeds();
+    type Target = fn(&[u8]);
+    let targets: [(&str, Target); 7] = [
+        ("applied_log", fuzz_targets::applied_log),
+        ("applied_open", fuzz_targets::applied_open),
+        ("queue_segment", fuzz_targets::queue_segment),
+        ("dead_log", fuzz_targets::dead_log),
+        ("queue_log_v1", fuzz_targets::queue_log_v1),
+        ("state_header", fuzz_targets::state_header),
+        ("queue_open", fuzz_targets::queue_open),
+    ];
+    for (target, run) in targets {
+        let mut inputs: Vec<(String, Vec<u8>)> = seeds
+            .iter()
+            .filter(|(t, _, _)| *t == target)
+            .map(|(_, name, bytes)| (name.clone(), bytes.clone()))
+            .collect();
+        assert!(inputs.len() >= 3, "{target}: {}", inputs.len());
+        inputs.extend(corpus(target));
+        replay(target, &inputs, run);
+    }
+}
+
+/// Writes the sample state files into `fuzz/corpus/` (run by hand, like
+/// `write_seeds`).
+#[test]
+#[ignore = "writes files into fuzz/corpus; run by hand"]
+fn write_state_seeds() {
+    for (target, name, bytes) in state_seeds() {
+        let dir = repo().join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    }
+}
