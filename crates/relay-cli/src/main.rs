@@ -147,6 +147,9 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     let queued = relay_core::queue::queue_mode(raw)?;
     let policy = QueuePolicy::from_config(raw)?;
     let concurrency = queue_concurrency(raw)?;
+    // Refuse a bad configuration before creating anything in the state
+    // directory.
+    duo_relay(raw, MemoryStore::default(), sync_retry().0, sync_retry().1)?;
     let store = FileStore::open(PathBuf::from(state_dir).join("applied.log"), DEFAULT_TTL)
         .with_context(|| {
             format!("RELAY_STATE_DIR: cannot open the idempotency store in {state_dir}")

@@ -57,6 +57,18 @@ fn serve_without_configuration_names_the_missing_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DUO_API_HOST"), "{stderr}");
     assert!(!stderr.contains("a-long-enough-shared-secret"), "{stderr}");
+
+    // A refused configuration leaves no state behind.
+    let dir = std::env::temp_dir().join(format!("relay-cli-badconf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = bin()
+        .arg("serve")
+        .env("OKTA_AUTH_SECRET", "a-long-enough-shared-secret")
+        .env("RELAY_STATE_DIR", &dir)
+        .output()
+        .expect("run idp-duo-relay");
+    assert!(!out.status.success());
+    assert!(!dir.exists(), "serve created {} before refusing", dir.display());
 }
 
 #[test]
