@@ -16,11 +16,13 @@
 //! the table and the queue are; [`key_vault`]: reading a reference the
 //! platform did not resolve with the app's identity), the idempotency store on Table Storage
 //! ([`table`], SharedKey signing in [`shared_key`], managed-identity tokens)
-//! and queue mode (`RELAY_MODE=queue`): the Storage queue the accept stage
+//! with the Duo group index beside it ([`groups`]), and queue mode
+//! (`RELAY_MODE=queue`): the Storage queue the accept stage
 //! puts events on and the poison queue of dead letters ([`queue`]), and the
 //! queue-trigger worker ([`worker`]). Verifying, parsing, planning and
 //! applying are `relay-core`'s; HTTP is `relay-server`'s.
 
+pub mod groups;
 mod identity;
 pub mod key_vault;
 pub mod queue;
@@ -30,6 +32,7 @@ pub mod shared_key;
 pub mod table;
 pub mod worker;
 
+pub use groups::TableGroupIndex;
 pub use key_vault::{KeyVaultReadError, Patience, resolve_key_vault_references};
 pub use queue::{AzureEventQueue, PoisonQueue, StorageQueue};
 pub use settings::{QueueSettings, TableSettings, check_key_vault_references, listen};

@@ -98,7 +98,8 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
     // backing off (host.json visibilityTimeout), and a worker that
     // processes one message at a time must not sit on one for long.
     let (retry, timeout) = sync_retry();
-    let mut relay = duo_relay(&raw, store.clone(), retry, timeout)?;
+    let mut relay = duo_relay(&raw, store.clone(), retry, timeout)?
+        .with_group_index(Arc::new(store.group_index()));
     store.create_table_if_absent().await.with_context(|| {
         format!(
             "idempotency table {} at {}",

@@ -113,10 +113,13 @@ impl fmt::Debug for TableStore {
 }
 
 /// What one Table service call answered.
-struct Answer {
-    status: StatusCode,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
     etag: Option<String>,
-    body: bytes::Bytes,
+    pub(crate) body: bytes::Bytes,
+    /// A query's continuation (`x-ms-continuation-NextPartitionKey`,
+    /// `…-NextRowKey`): more entities to read.
+    pub(crate) continuation: Option<(String, Option<String>)>,
 }
 
 impl Answer {
@@ -130,7 +133,7 @@ impl Answer {
             .map(str::to_owned)
     }
 
-    fn unexpected(&self, operation: &str) -> StoreError {
+    pub(crate) fn unexpected(&self, operation: &str) -> StoreError {
         let code = self.error_code().unwrap_or_default();
         let hint = if self.status == StatusCode::FORBIDDEN {
             " (the account key or the identity's role does not allow it)"
@@ -253,6 +256,11 @@ impl TableStore {
         &self.inner.table
     }
 
+    /// The Duo group index in the same table ([`crate::groups`]).
+    pub fn group_index(&self) -> crate::TableGroupIndex {
+        crate::TableGroupIndex::new(self.clone())
+    }
+
     /// The Table service endpoint (no credentials in it).
     pub fn endpoint(&self) -> &Url {
         &self.inner.endpoint
@@ -280,7 +288,7 @@ impl TableStore {
         }
     }
 
-    fn entity_path(&self, partition: &str, row: &str) -> String {
+    pub(crate) fn entity_path(&self, partition: &str, row: &str) -> String {
         // Keys never hold a quote (source labels and base64url), so no
         // '' escaping is needed.
         format!(
@@ -414,8 +422,9 @@ impl TableStore {
         .to_string()
     }
 
-    /// One signed request to `<endpoint>/<resource>`.
-    async fn send(
+    /// One signed request to `<endpoint>/<resource>` (a query string in
+    /// `resource` is not signed: SharedKey signs the path only).
+    pub(crate) async fn send(
         &self,
         operation: &str,
         method: Method,
@@ -467,18 +476,28 @@ impl TableStore {
             ))
         })?;
         let status = response.status();
-        let etag = response
-            .headers()
-            .get("ETag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let etag = header("ETag");
+        let continuation = header("x-ms-continuation-NextPartitionKey")
+            .map(|partition| (partition, header("x-ms-continuation-NextRowKey")));
         let body = response.bytes().await.map_err(|e| {
             StoreError::Backend(format!(
                 "Azure Table Storage {operation}: reading the answer: {}",
                 e.without_url()
             ))
         })?;
-        Ok(Answer { status, etag, body })
+        Ok(Answer {
+            status,
+            etag,
+            body,
+            continuation,
+        })
     }
 }
 

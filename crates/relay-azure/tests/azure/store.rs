@@ -284,3 +284,29 @@ async fn watermarks_expire_like_the_idempotency_entries() {
     store.set_watermark(key, 1_000).await.unwrap();
     assert_eq!(store.watermark(key).await.unwrap(), Some(1_000));
 }
+
+/// The Duo group index in the idempotency table keeps the contract every
+/// group index store keeps (relay-tests' `group_index::contract`): another
+/// instance loads what one stored, so its first membership add at 5,000
+/// groups makes no listing; the index's partition leaves event entities
+/// alone.
+#[tokio::test]
+async fn the_group_index_in_the_table_keeps_the_contract() {
+    use relay_core::group_index::GroupIndexStore;
+    use std::sync::Arc;
+    let Some(url) = azurite() else { return };
+    let store = fresh_store(&url, DEFAULT_TTL, CLAIM).await;
+    let calls = relay_tests::group_index::contract(|| {
+        let other = TableStore::new(settings(&url, store.table_name(), DEV_KEY)).unwrap();
+        Arc::new(other.group_index()) as Arc<dyn GroupIndexStore>
+    })
+    .await;
+    assert_eq!(
+        calls, 2,
+        "first membership add on another instance: lookup + add"
+    );
+    let event = id("beside-the-index");
+    assert_eq!(store.claim(&event).await.unwrap(), Claim::New);
+    store.complete(&event).await.unwrap();
+    assert_eq!(store.claim(&event).await.unwrap(), Claim::Done);
+}
