@@ -68,7 +68,11 @@ fn serve_without_configuration_names_the_missing_variable() {
         .output()
         .expect("run idp-duo-relay");
     assert!(!out.status.success());
-    assert!(!dir.exists(), "serve created {} before refusing", dir.display());
+    assert!(
+        !dir.exists(),
+        "serve created {} before refusing",
+        dir.display()
+    );
 }
 
 #[test]
