@@ -11,6 +11,15 @@
 //! ```sh
 //! cargo run --release -p relay-bench -- [--users 20000] [--groups 5000] [--events 5000] [--concurrency 16] [--out bench/out]
 //! ```
+//!
+//! The state path (`--mode queue`): `--rate N` sends open loop at N
+//! deliveries/s (latency counted from each delivery's scheduled time, so a
+//! relay that falls behind is not hidden); `--relay-cpus 0` pins the relay
+//! (`taskset`); `--state-dir DIR` puts `RELAY_STATE_DIR` on a chosen disk;
+//! `--relay-bin PATH` runs another build of the relay (before/after in one
+//! run); `--no-drain` stops once every delivery is answered and reports
+//! the backlog and the relay's memory then (with `--duo-latency-ms 60000`
+//! the workers hardly drain, so the backlog is what was sent).
 
 mod plot;
 mod workload;
@@ -46,6 +55,20 @@ struct Args {
     duo_rate: String,
     /// Probability of an injected Duo 429 per call (`--duo-429 0.1`).
     duo_429: f64,
+    /// Open loop: deliveries per second (0: closed loop, `concurrency`
+    /// senders).
+    rate: f64,
+    /// The relay binary to run (default: the one built from this tree).
+    relay_bin: Option<PathBuf>,
+    /// `taskset -c` CPU list for the relay.
+    relay_cpus: Option<String>,
+    /// `RELAY_STATE_DIR` (default `<out>/state`).
+    state_dir: Option<PathBuf>,
+    /// Queue mode: do not wait for the workers to drain the queue.
+    no_drain: bool,
+    /// Latency the simulator adds to every Duo answer (`--duo-latency-ms`;
+    /// a large one holds the workers, so the backlog is what was sent).
+    duo_latency_ms: u64,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -59,6 +82,12 @@ fn parse_args() -> anyhow::Result<Args> {
         mode: "sync".to_owned(),
         duo_rate: "off".to_owned(),
         duo_429: 0.0,
+        rate: 0.0,
+        relay_bin: None,
+        relay_cpus: None,
+        state_dir: None,
+        no_drain: false,
+        duo_latency_ms: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,9 +102,15 @@ fn parse_args() -> anyhow::Result<Args> {
             "--mode" => a.mode = value()?,
             "--duo-rate" => a.duo_rate = value()?,
             "--duo-429" => a.duo_429 = value()?.parse()?,
+            "--rate" => a.rate = value()?.parse()?,
+            "--relay-bin" => a.relay_bin = Some(PathBuf::from(value()?)),
+            "--relay-cpus" => a.relay_cpus = Some(value()?),
+            "--state-dir" => a.state_dir = Some(PathBuf::from(value()?)),
+            "--no-drain" => a.no_drain = true,
+            "--duo-latency-ms" => a.duo_latency_ms = value()?.parse()?,
             "--help" | "-h" => {
                 println!(
-                    "relay-bench [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue] [--duo-rate off|CALLS_PER_MIN] [--duo-429 P]"
+                    "relay-bench [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue] [--duo-rate off|CALLS_PER_MIN] [--duo-429 P] [--rate DELIVERIES_PER_S] [--relay-bin PATH] [--relay-cpus LIST] [--state-dir DIR] [--no-drain] [--duo-latency-ms N]"
                 );
                 std::process::exit(0);
             }
@@ -167,14 +202,46 @@ async fn wait_for_port(port: u16, limit: Duration) -> anyhow::Result<()> {
 
 /// Peak resident set size of a process, from /proc (Linux).
 fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmHWM:`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The 1-minute load average (`/proc/loadavg`): the machine is shared.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The filesystem type holding `path` (`ext4`, `tmpfs`), from
+/// /proc/self/mounts: the longest mount point that is a prefix.
+fn filesystem(path: &Path) -> Option<String> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, mount, fs) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(mount)
+                .then(|| (mount.len(), fs.to_owned()))
+        })
+        .max()
+        .map(|(_, fs)| fs)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -199,6 +266,20 @@ struct TypeStats {
 
 #[derive(Debug, Serialize)]
 struct Results {
+    /// Open-loop target deliveries/s (0: closed loop).
+    rate: f64,
+    /// Deliveries answered per second while sending.
+    acks_per_second: f64,
+    relay_bin: String,
+    relay_cpus: Option<String>,
+    state_dir: String,
+    state_filesystem: Option<String>,
+    /// Queue mode: pending when sending ended (`--no-drain`: the backlog).
+    pending_at_end: Option<u64>,
+    /// The relay's resident set when sending ended.
+    relay_rss_at_end_mib: Option<f64>,
+    load_average_before: Option<f64>,
+    load_average_after: Option<f64>,
     users: usize,
     groups: usize,
     deliveries: usize,
@@ -232,6 +313,55 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// The relay's `/healthz` answer (`Null` when it does not answer).
+async fn health(client: &reqwest::Client, base: &str) -> serde_json::Value {
+    match client.get(format!("{base}/healthz")).send().await {
+        Ok(r) => serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// Sends `deliveries` open loop: delivery `i` at `started + i / rate`,
+/// each on its own task, whatever the relay's answers take. Latency counts
+/// from the scheduled time, so a relay (or sender) that falls behind shows
+/// in the figures instead of slowing the offered load.
+async fn open_loop(
+    deliveries: Vec<Delivery>,
+    rate: f64,
+    client: reqwest::Client,
+    base: String,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    started: Instant,
+) {
+    let mut inflight = tokio::task::JoinSet::new();
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, base, samples) = (client.clone(), base.clone(), samples.clone());
+        inflight.spawn(async move {
+            let status = client
+                .post(format!("{base}{}", d.path))
+                .header("Authorization", SECRET)
+                .header("Content-Type", "application/json")
+                .body(d.body)
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16());
+            let latency_ms = due.elapsed().as_secs_f64() * 1000.0;
+            if let Ok(mut s) = samples.lock() {
+                s.push(Sample {
+                    at_s: (due - started).as_secs_f64(),
+                    latency_ms,
+                    status,
+                    events: d.events,
+                });
+            }
+        });
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
 }
 
 /// Reads the relay's per-event summary lines (JSON) from its stdout.
@@ -297,11 +427,18 @@ async fn main() -> anyhow::Result<()> {
         .post(format!("{sim_url}/_sim/calls/reset"))
         .send()
         .await?;
-    if args.duo_429 > 0.0 {
+    if args.duo_429 > 0.0 || args.duo_latency_ms > 0 {
         client
             .post(format!("{sim_url}/_sim/faults"))
             .header("content-type", "application/json")
-            .body(serde_json::json!({"rate_429": args.duo_429, "seed": args.seed}).to_string())
+            .body(
+                serde_json::json!({
+                    "rate_429": args.duo_429,
+                    "latency_ms": args.duo_latency_ms,
+                    "seed": args.seed,
+                })
+                .to_string(),
+            )
             .send()
             .await?
             .error_for_status()?;
@@ -309,11 +446,28 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. The relay, timed from spawn to its first 200.
     let relay_port = free_port()?;
-    let state_dir = args.out.join("state");
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| args.out.join("state"));
     let _ = std::fs::remove_dir_all(&state_dir);
+    std::fs::create_dir_all(&state_dir)?;
+    let relay_bin = args
+        .relay_bin
+        .clone()
+        .unwrap_or_else(|| bin.join("idp-duo-relay"));
+    let mut command = match &args.relay_cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(&relay_bin);
+            c
+        }
+        None => Command::new(&relay_bin),
+    };
+    let load_before = load_average();
     let spawned = Instant::now();
     let mut relay = Proc(
-        Command::new(bin.join("idp-duo-relay"))
+        command
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -349,12 +503,23 @@ async fn main() -> anyhow::Result<()> {
         (spawned.elapsed().max(waited)).as_secs_f64() * 1000.0
     };
 
-    // 3. Replay the deliveries with N concurrent senders.
+    // 3. Replay the deliveries: open loop at --rate, or N concurrent senders.
     let queue = Arc::new(Mutex::new(work.deliveries.clone().into_iter()));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    if args.rate > 0.0 {
+        tasks.push(tokio::spawn(open_loop(
+            work.deliveries.clone(),
+            args.rate,
+            client.clone(),
+            base.clone(),
+            samples.clone(),
+            started,
+        )));
+    }
+    let senders = if args.rate > 0.0 { 0 } else { args.concurrency };
+    for _ in 0..senders {
         let queue = queue.clone();
         let samples = samples.clone();
         let client = client.clone();
@@ -389,17 +554,18 @@ async fn main() -> anyhow::Result<()> {
         t.await?;
     }
     let sent_seconds = started.elapsed().as_secs_f64();
+    let rss_at_end = status_kib(relay.0.id(), "VmRSS:").map(|k| k as f64 / 1024.0);
+    let pending_at_end = if args.mode == "queue" {
+        health(&client, &base).await["queue"]["pending"].as_u64()
+    } else {
+        None
+    };
     // Queue mode: the IdP got its answers; now wait for the workers to apply
     // everything (bounded), so events/s measures applied events in both modes.
-    if args.mode == "queue" {
+    if args.mode == "queue" && !args.no_drain {
         let drained = Instant::now();
         loop {
-            let health: serde_json::Value =
-                match client.get(format!("{base}/healthz")).send().await {
-                    Ok(r) => serde_json::from_str(&r.text().await.unwrap_or_default())
-                        .unwrap_or_default(),
-                    Err(_) => serde_json::Value::Null,
-                };
+            let health = health(&client, &base).await;
             let q = &health["queue"];
             if q["pending"] == 0 && q["in_flight"] == 0 {
                 break;
@@ -414,6 +580,7 @@ async fn main() -> anyhow::Result<()> {
     // Let the last summary lines reach the reader thread.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let peak_rss = peak_rss_kib(relay.0.id()).map(|k| k as f64 / 1024.0);
+    let load_after = load_average();
     drop(relay);
     drop(sim);
 
@@ -440,7 +607,18 @@ async fn main() -> anyhow::Result<()> {
         stats.minimum_needed = workload::minimum_calls(&event_type);
         *stats.outcomes.entry(outcome).or_default() += 1;
     }
+    let deliveries_answered = samples.len();
     let results = Results {
+        rate: args.rate,
+        acks_per_second: deliveries_answered as f64 / sent_seconds.max(1e-9),
+        relay_bin: relay_bin.display().to_string(),
+        relay_cpus: args.relay_cpus.clone(),
+        state_dir: state_dir.display().to_string(),
+        state_filesystem: filesystem(&state_dir),
+        pending_at_end,
+        relay_rss_at_end_mib: rss_at_end,
+        load_average_before: load_before,
+        load_average_after: load_after,
         users: args.users,
         groups: args.groups,
         deliveries: samples.len(),
@@ -518,6 +696,26 @@ fn write_reports(out: &Path, r: &Results, samples: &[Sample]) -> anyhow::Result<
         r.duo_calls_total as f64 / r.events.max(1) as f64,
         r.relay_peak_rss_mib.map_or("n/a".into(), |m| format!("{m:.1} MiB")),
         r.start_to_first_200_ms,
+    ));
+    md.push_str(&format!(
+        "| state path | | \n| --- | --- |\n| offered load | {} |\n| acks/s while sending | {:.0} |\n\
+         | relay binary | {} |\n| relay CPUs | {} |\n| RELAY_STATE_DIR | {} ({}) |\n\
+         | pending when sending ended | {} |\n| relay RSS when sending ended | {} |\n\
+         | load average before / after | {} / {} |\n\n",
+        if r.rate > 0.0 {
+            format!("open loop, {:.0} deliveries/s", r.rate)
+        } else {
+            format!("closed loop, {} senders", r.concurrency)
+        },
+        r.acks_per_second,
+        r.relay_bin,
+        r.relay_cpus.as_deref().unwrap_or("any"),
+        r.state_dir,
+        r.state_filesystem.as_deref().unwrap_or("?"),
+        r.pending_at_end.map_or("-".into(), |p| p.to_string()),
+        r.relay_rss_at_end_mib.map_or("n/a".into(), |m| format!("{m:.1} MiB")),
+        r.load_average_before.map_or("?".into(), |l| format!("{l:.2}")),
+        r.load_average_after.map_or("?".into(), |l| format!("{l:.2}")),
     ));
     md.push_str("| event type | events | Duo calls avg | min | max | minimum needed | outcomes |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for (t, s) in &r.duo_calls_by_type {
