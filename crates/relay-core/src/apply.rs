@@ -413,12 +413,13 @@ impl DuoDirectory {
         let mut removed = 0usize;
         // Duo answers 404 for a device already gone: that is the goal state.
         let gone = deleted;
-        let codes = self.duo.list_user_bypass_codes(id).await?;
-        let devices = user.phones.len()
+        // An adopted account gets its IdP id before the first removal.
+        if user.phones.len()
             + user.tokens.len()
             + user.webauthncredentials.len()
-            + user.u2ftokens.len();
-        if devices + codes.len() > 0 {
+            + user.u2ftokens.len()
+            > 0
+        {
             self.bind(mine, key).await?;
         }
         for phone in &user.phones {
@@ -432,6 +433,10 @@ impl DuoDirectory {
         }
         for u2f in &user.u2ftokens {
             removed += usize::from(gone(self.duo.delete_u2f(&u2f.registration_id).await)?);
+        }
+        let codes = self.duo.list_user_bypass_codes(id).await?;
+        if removed == 0 && !codes.is_empty() {
+            self.bind(mine, key).await?;
         }
         for code in codes {
             removed += usize::from(gone(
