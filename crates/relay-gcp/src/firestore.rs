@@ -44,7 +44,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -176,7 +176,7 @@ impl FirestoreConfig {
 #[derive(Debug)]
 pub struct FirestoreStore {
     http: reqwest::Client,
-    metadata: MetadataServer,
+    metadata: Arc<MetadataServer>,
     auth: FirestoreAuth,
     /// `projects/{p}/databases/{d}/documents`, the prefix of document names.
     documents: String,
@@ -201,6 +201,35 @@ fn hex_digest(text: &str) -> String {
         .collect()
 }
 
+/// One authorized request to Firestore; returns the status and the JSON
+/// answer (`Null` when there is none). Transport failures are errors; HTTP
+/// errors are the caller's to judge. A 401 forgets the cached token.
+pub(crate) async fn send(
+    metadata: &MetadataServer,
+    auth: FirestoreAuth,
+    op: &'static str,
+    request: reqwest::RequestBuilder,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), StoreError> {
+    let token = match auth {
+        FirestoreAuth::MetadataServer => metadata.access_token().await?,
+        FirestoreAuth::Emulator => AccessToken::new("owner"),
+    };
+    let mut request = request.bearer_auth(token.secret());
+    if let Some(body) = body {
+        request = request
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+    }
+    let (status, answer) = send_for_json(request)
+        .await
+        .map_err(|e| backend(format!("firestore {op}: {e}")))?;
+    if status == StatusCode::UNAUTHORIZED && auth == FirestoreAuth::MetadataServer {
+        metadata.forget_token().await;
+    }
+    Ok((status, answer))
+}
+
 /// Claims this instance holds at once, at most (the pipeline completes or
 /// releases each; this only bounds a leak should it not).
 const MAX_HELD: usize = 10_000;
@@ -217,7 +246,7 @@ impl FirestoreStore {
             .map_err(|e| {
                 ConfigError::new("RELAY_STORE", format!("cannot start an HTTP client: {e}"))
             })?;
-        let metadata = MetadataServer::new(&config.metadata_host, http.clone());
+        let metadata = Arc::new(MetadataServer::new(&config.metadata_host, http.clone()));
         let project = match config.project {
             Some(project) => project,
             None => {
@@ -289,13 +318,6 @@ impl FirestoreStore {
         }
     }
 
-    async fn token(&self) -> Result<AccessToken, StoreError> {
-        match self.auth {
-            FirestoreAuth::MetadataServer => self.metadata.access_token().await,
-            FirestoreAuth::Emulator => Ok(AccessToken::new("owner")),
-        }
-    }
-
     /// Sends one request; returns the status and the JSON answer (`Null`
     /// when there is none). Transport failures are errors; HTTP errors are
     /// the caller's to judge.
@@ -305,20 +327,20 @@ impl FirestoreStore {
         request: reqwest::RequestBuilder,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), StoreError> {
-        let token = self.token().await?;
-        let mut request = request.bearer_auth(token.secret());
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
-        let (status, answer) = send_for_json(request)
-            .await
-            .map_err(|e| backend(format!("firestore {op}: {e}")))?;
-        if status == StatusCode::UNAUTHORIZED && self.auth == FirestoreAuth::MetadataServer {
-            self.metadata.forget_token().await;
-        }
-        Ok((status, answer))
+        send(&self.metadata, self.auth, op, request, body).await
+    }
+
+    /// The Duo group index in the same collection ([`crate::groups`]),
+    /// sharing this store's client and token.
+    pub fn group_index(&self) -> crate::groups::FirestoreGroupIndex {
+        crate::groups::FirestoreGroupIndex::new(
+            self.http.clone(),
+            Arc::clone(&self.metadata),
+            self.auth,
+            self.documents.clone(),
+            self.documents_url.clone(),
+            self.collection.clone(),
+        )
     }
 
     fn fields(&self, key: &EventId, state: State, expires_at: u64, nonce: Option<&str>) -> Value {
@@ -524,7 +546,7 @@ fn grpc_status(answer: &Value) -> &str {
     answer["error"]["status"].as_str().unwrap_or("")
 }
 
-fn firestore_error(op: &str, status: StatusCode, answer: &Value) -> StoreError {
+pub(crate) fn firestore_error(op: &str, status: StatusCode, answer: &Value) -> StoreError {
     let message: String = answer["error"]["message"]
         .as_str()
         .unwrap_or("")

@@ -5,8 +5,9 @@
 //!   `secretKeyRef` in the service spec) before the process starts, so the
 //!   binary reads `std::env::vars()` like every other entry point and never
 //!   talks to Secret Manager itself.
-//! - **State** (the idempotency store) lives in Firestore, over its REST API
-//!   with the metadata server's token ([`firestore`], [`metadata`]).
+//! - **State** (the idempotency store, and the Duo group index beside it:
+//!   [`groups`]) lives in Firestore, over its REST API with the metadata
+//!   server's token ([`firestore`], [`metadata`]).
 //!   Firestore rather than Memorystore/Redis: it is serverless like Cloud
 //!   Run — no VPC connector, no instance running (and billed) while the
 //!   service has scaled to zero — and its free tier covers a webhook's load.
@@ -24,6 +25,7 @@
 //! `relay-core`'s; this crate must not know about Okta, Auth0 or Duo.
 
 pub mod firestore;
+pub mod groups;
 pub mod metadata;
 pub mod pubsub;
 pub mod push;
@@ -38,6 +40,7 @@ use relay_core::event::EventId;
 use relay_core::store::{Claim, IdempotencyStore, MemoryStore, StoreError};
 
 pub use firestore::{FirestoreConfig, FirestoreStore};
+pub use groups::FirestoreGroupIndex;
 
 /// The environment variables `relay-gcp` refuses to start without on Cloud
 /// Run (each missing one stops start-up with a message naming it). `PORT` is
@@ -77,6 +80,18 @@ impl GcpStore {
                 "RELAY_STORE",
                 "must be `firestore` (the default) or `memory`",
             )),
+        }
+    }
+}
+
+impl GcpStore {
+    /// Where the Duo group index is kept between instances: beside the
+    /// idempotency documents in Firestore; `None` for the memory store
+    /// (the relay keeps its index in memory then).
+    pub fn group_index(&self) -> Option<FirestoreGroupIndex> {
+        match self {
+            Self::Firestore(store) => Some(store.group_index()),
+            Self::Memory(_) => None,
         }
     }
 }

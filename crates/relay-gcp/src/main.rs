@@ -94,7 +94,11 @@ async fn run(raw: &RawConfig) -> anyhow::Result<()> {
     // they must fit Okta's 3 s; in queue mode Pub/Sub's retry policy does
     // the backing off, and a push must answer well within its deadline.
     let (retry, timeout) = sync_retry();
+    let groups = store.group_index();
     let mut relay = duo_relay(raw, store, retry, timeout)?;
+    if let Some(groups) = groups {
+        relay = relay.with_group_index(Arc::new(groups));
+    }
     let queue = match queue_config {
         Some((config, auth)) => {
             let pubsub = Arc::new(PubSub::connect(config).await?);

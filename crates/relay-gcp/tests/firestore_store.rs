@@ -613,3 +613,34 @@ async fn watermarks_expire_like_the_idempotency_entries() {
     store.set_watermark(key, 1_000).await.unwrap();
     assert_eq!(store.watermark(key).await.unwrap(), Some(1_000));
 }
+
+/// The Duo group index in the idempotency collection keeps the contract
+/// every group index store keeps (relay-tests' `group_index::contract`):
+/// another instance loads what one stored, so its first membership add at
+/// 5,000 groups makes no listing. Against the emulator only (the REST
+/// stand-in knows no batchGet or field masks); the index handle keeps
+/// nothing in memory, so each handle sees only what Firestore holds.
+#[tokio::test]
+async fn the_group_index_in_the_collection_keeps_the_contract() {
+    use relay_core::group_index::GroupIndexStore;
+    let Some(backend) = Backend::emulator().await else {
+        return;
+    };
+    // The emulator (a JVM on this shared machine) can take longer than the
+    // 2 s a request gets in production to write or read 5,000 groups.
+    let store = backend
+        .store_with(|c| c.request_timeout = Duration::from_secs(30))
+        .await;
+    let calls = relay_tests::group_index::contract(|| {
+        Arc::new(store.group_index()) as Arc<dyn GroupIndexStore>
+    })
+    .await;
+    assert_eq!(
+        calls, 2,
+        "first membership add on another instance: lookup + add"
+    );
+    let event = id("beside-the-index");
+    assert_eq!(store.claim(&event).await.unwrap(), Claim::New);
+    store.complete(&event).await.unwrap();
+    assert_eq!(store.claim(&event).await.unwrap(), Claim::Done);
+}

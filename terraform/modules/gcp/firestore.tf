@@ -37,6 +37,22 @@ resource "google_firestore_field" "expires_at" {
   depends_on = [google_project_service.enabled]
 }
 
+# The Duo group index lives in the same collection (crates/relay-gcp/src/groups.rs):
+# shard documents whose map field `groups` holds one entry per Duo group
+# (about 78 a document at 5,000 groups). Nothing queries it; without this
+# exemption Firestore would index every entry of the map on every write.
+resource "google_firestore_field" "groups" {
+  project    = var.project
+  database   = var.create_firestore_database ? google_firestore_database.relay[0].name : local.firestore_database
+  collection = local.firestore_collection
+  field      = "groups"
+
+  index_config {}
+
+  # One field operation at a time on a database.
+  depends_on = [google_firestore_field.expires_at]
+}
+
 # roles/datastore.user can only be granted on the project: Firestore has no
 # per-database or per-collection IAM policy. The condition narrows the grant
 # to this one database, so the relay cannot read or write any other database
