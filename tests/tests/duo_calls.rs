@@ -265,7 +265,9 @@ async fn duo_calls_per_event_type() {
 use std::sync::Arc;
 
 use relay_core::group_index::{FileGroupIndex, GroupIndexStore, MemoryGroupIndex};
-use relay_tests::group_index::{add_jane, big_tenant, group_name, group_tag, jane_in, relay_on};
+use relay_tests::group_index::{
+    GROUPS, add_jane, big_tenant, group_name, group_tag, jane_in, relay_on,
+};
 
 /// The file and memory stores keep the group index contract the cloud
 /// stores are held to (relay-aws, relay-azure, relay-gcp run it on their
@@ -310,8 +312,8 @@ async fn group_index_calls() {
     rows.push((
         "add to a group Duo lacks, index not complete",
         add_jane(&sim, &relay, 2, "00gNEW0000000000001", "g-new-1").await,
-        53,
-        "lookup + 50 pages (the one listing of everything) + create + add",
+        52,
+        "lookup + the 49 pages not read yet (the one listing) + create + add",
     ));
     rows.push((
         "add to a group Duo lacks, index complete",
@@ -388,6 +390,44 @@ async fn group_index_calls() {
         1,
         "lookup (its embedded groups name it): already a member",
     ));
+
+    // Searches that stop early still store the pages they read, and once
+    // they have read every page between them the index is complete: no
+    // listing of everything is ever made on its own.
+    let sim3 = duo_sim::DuoSim::start().await;
+    big_tenant(&sim3, &[]);
+    let pieces = dir.join("pieces.log");
+    let open_pieces =
+        || -> Arc<dyn GroupIndexStore> { Arc::new(FileGroupIndex::open(&pieces).unwrap()) };
+    let relay = relay_on(&sim3, open_pieces());
+    rows.push((
+        "membership add, never listed, group on the last page",
+        add_jane(
+            &sim3,
+            &relay,
+            9,
+            &group_tag(GROUPS - 1),
+            &group_name(GROUPS - 1),
+        )
+        .await,
+        52,
+        "lookup + 50 pages (stops at the match, on the last) + add",
+    ));
+    drop(relay);
+    let relay = relay_on(&sim3, open_pieces());
+    rows.push((
+        "  after a restart, to a group a search read past",
+        add_jane(&sim3, &relay, 10, &group_tag(50), &group_name(50)).await,
+        2,
+        "lookup + add: the pages read were stored",
+    ));
+    rows.push((
+        "  then to a group Duo lacks",
+        add_jane(&sim3, &relay, 11, "00gNEW0000000000009", "g-new-9").await,
+        3,
+        "lookup + create + add: those pages were every page",
+    ));
+    drop(relay);
 
     println!("{:<56} {:>5} {:>5}  reasoning", "event", "calls", "min");
     for (event, calls, min, why) in &rows {

@@ -8,9 +8,11 @@
 //!   event looks the user up anyway);
 //! - from groups the relay creates or renames;
 //! - by a search that pages only until the first page holding the group;
-//! - a search that reaches the last page has seen every group: the index is
-//!   then **complete**, and a name it lacks is known to be absent (created
-//!   straight away, no listing) until the relay creates it.
+//! - the groups on every page a search reads are learnt and stored too;
+//! - once the searches of a process have read every page between them (or
+//!   one search read them all without a match), the index has seen every
+//!   group: it is then **complete**, and a name it lacks is known to be
+//!   absent (created straight away, no listing) until the relay creates it.
 //!
 //! The index is kept in the relay's state store ([`GroupIndexStore`]: a file
 //! beside `serve`'s idempotency log, DynamoDB, Table Storage, Firestore), so a
@@ -440,6 +442,11 @@ struct Known {
     /// Where the next search starts: after the last page an earlier search
     /// read.
     resume_at: u64,
+    /// The pages searches of this process read: offset → where the next
+    /// page starts (`None`: it was the last). When they chain from the first
+    /// page to the last, every group was seen — the index is complete even
+    /// though no one search read everything.
+    pages_read: std::collections::BTreeMap<u64, Option<u64>>,
 }
 
 impl Known {
@@ -477,12 +484,27 @@ impl Known {
         *self = Self {
             loaded: self.loaded,
             resume_at: self.resume_at,
+            pages_read: std::mem::take(&mut self.pages_read),
             ..Self::default()
         };
         for e in entries {
             self.insert(e);
         }
         self.entries.complete = complete;
+    }
+
+    /// Whether the pages read chain from the first to the last.
+    fn every_page_read(&self) -> bool {
+        let mut at = 0;
+        // The pager refuses a next offset that does not advance, so this
+        // ends.
+        loop {
+            match self.pages_read.get(&at) {
+                Some(Some(next)) => at = *next,
+                Some(None) => return true,
+                None => return false,
+            }
+        }
     }
 
     fn find(&self, key: &GroupKey) -> Option<GroupEntry> {
@@ -625,6 +647,7 @@ impl GroupIndex {
             }
             let mut pager = duo.list_groups().from_offset(from);
             while until.is_none_or(|u| pager.next_offset().is_some_and(|o| o < u)) {
+                let offset = pager.next_offset().unwrap_or(from);
                 let Some(page) = pager.next_page().await? else {
                     break;
                 };
@@ -635,25 +658,52 @@ impl GroupIndex {
                     .find(|e| matches_tag(key, e))
                     .or_else(|| entries.iter().find(|e| matches_name(key, e)))
                     .cloned();
-                {
+                let (learnt, covered) = {
                     let mut known = self.known();
-                    for e in &entries {
-                        known.insert(e.clone());
-                    }
+                    let learnt: Vec<GroupEntry> = entries
+                        .iter()
+                        .filter(|e| known.insert((*e).clone()))
+                        .cloned()
+                        .collect();
                     known.resume_at = pager.next_offset().unwrap_or(0);
-                }
+                    known.pages_read.insert(offset, pager.next_offset());
+                    (learnt, known.every_page_read())
+                };
                 if let Some(hit) = hit {
-                    self.persist_put(std::slice::from_ref(&hit)).await;
+                    if covered {
+                        // The searches of this process have read every page
+                        // between them: a listing of everything, made piece
+                        // by piece.
+                        self.complete_listing(pages).await;
+                    } else {
+                        // Learnt from the pages read, the hit among them.
+                        self.persist_put(&learnt).await;
+                    }
                     return Ok(Some(hit));
                 }
+                if covered {
+                    // Every page read (by this search and earlier ones)
+                    // without a match: no need to wrap around.
+                    self.complete_listing(pages).await;
+                    return Ok(None);
+                }
+                self.persist_put(&learnt).await;
             }
         }
-        // Every page read without a match: what the index holds now is every
-        // Duo group (and what users showed of them meanwhile).
+        // Every page read without a match.
+        self.complete_listing(pages).await;
+        Ok(None)
+    }
+
+    /// Every Duo group was read: what the index holds now is every Duo
+    /// group (and what users showed of them meanwhile), stored as a
+    /// complete listing.
+    async fn complete_listing(&self, pages: usize) {
         let all: Vec<GroupEntry> = {
             let mut known = self.known();
             known.entries.complete = true;
             known.resume_at = 0;
+            known.pages_read.clear();
             known.entries.by_id.values().cloned().collect()
         };
         if let Some(store) = &self.store
@@ -666,7 +716,6 @@ impl GroupIndex {
             pages,
             "group index complete: every Duo group listed"
         );
-        Ok(None)
     }
 
     /// Learns the groups embedded in a user object Duo returned; stores
