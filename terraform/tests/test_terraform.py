@@ -715,6 +715,31 @@ def test_aws_policy_grants_every_dynamodb_call_the_relay_makes():
     assert called <= granted, f"the function calls {sorted(called - granted)} on its table without a grant"
 
 
+# Where each module bounds the instances that apply events at once: each
+# gets DUO_RATE_PER_MINUTE = the account's budget divided by them (README
+# "One Duo pace").
+DUO_PACE_BOUNDS = {
+    "aws": ("duo_pacers", ("var.queue_max_concurrency", "var.reserved_concurrency", "var.reconcile_schedule")),
+    "azure": ("duo_rate_per_instance", ("var.max_instances", "var.queue_enabled")),
+    "gcp": ("duo_rate_per_instance", ("var.max_instances", "var.reconcile_schedule")),
+}
+
+
+@pytest.mark.parametrize("cloud", sorted(DUO_PACE_BOUNDS))
+def test_each_instance_gets_its_share_of_the_duo_budget(cloud):
+    module = cloud_module(cloud)
+    assert "DUO_RATE_PER_MINUTE" in env_keys(module), f"modules/{cloud} leaves every instance the whole Duo budget"
+    assert "duo_rate_per_minute" in module.variables
+    share = _text(module.locals["duo_rate_per_instance"])
+    assert "var.duo_rate_per_minute" in share and "max(6," in share.replace(" ", ""), share
+    name, bounds = DUO_PACE_BOUNDS[cloud]
+    bound = _text(module.locals[name])
+    for variable in bounds:
+        assert variable in bound, f"modules/{cloud}: the Duo budget is not divided by {variable}: {bound}"
+    lib = (REPO_ROOT / "crates/relay-core/src/config.rs").read_text(encoding="utf-8")
+    assert '"DUO_RATE_PER_MINUTE"' in lib, "the relay no longer reads DUO_RATE_PER_MINUTE"
+
+
 def test_self_dynamodb_calls_are_found():
     src = "self.client\n    .batch_get_item()\n    .request_items(t, k)\nclient.update_item()\n  .table_name(&t)\nlet q = uri.query();"
     assert dynamodb_actions_called([src]) == {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"}

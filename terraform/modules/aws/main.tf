@@ -29,12 +29,21 @@ locals {
     DUO_IKEY              = var.duo_ikey
     OKTA_AUTH_HEADER      = var.okta_auth_header
     DEPROVISION_ACTION    = var.deprovision_action
+    DUO_RATE_PER_MINUTE   = tostring(local.duo_rate_per_instance)
 
     # Metrics from the log lines (CloudWatch embedded metric format); the
     # alarms in monitoring.tf read this namespace.
     RELAY_METRICS           = "emf"
     RELAY_METRICS_NAMESPACE = local.metrics_namespace
   }
+
+  # Duo's budget is the account's and each instance paces itself, so each
+  # instance that can apply events at once gets its share: queue mode's
+  # worker invocations (the event source mapping's maximum concurrency),
+  # sync mode's reserved concurrency (unreserved: nothing bounds it, the
+  # whole budget), and the scheduled reconcile function (same environment).
+  duo_pacers            = (var.queue_enabled ? var.queue_max_concurrency : coalesce(var.reserved_concurrency, 1)) + (var.reconcile_schedule != null ? 1 : 0)
+  duo_rate_per_instance = max(6, floor(var.duo_rate_per_minute / local.duo_pacers))
 
   # Optional settings, set only when given.
   environment_optional = {

@@ -378,3 +378,15 @@ variable "queue_age_alarm_seconds" {
     error_message = "queue_age_alarm_seconds must be at least 60."
   }
 }
+
+variable "duo_rate_per_minute" {
+  description = "Duo Admin API calls a minute the relay may spend in all: Duo's budget is per account (about 300 modifications and 300 reads a minute, as Duo staff quoted it), while each instance paces itself. Each instance that can apply events at once gets its share as DUO_RATE_PER_MINUTE (README \"One Duo pace\"): in queue mode the budget divided by queue_max_concurrency, in sync mode by reserved_concurrency (the whole budget when unreserved: nothing bounds the instances then), one more when the scheduled reconcile runs (never below 6)."
+  type        = number
+  default     = 600
+  nullable    = false
+
+  validation {
+    condition     = var.duo_rate_per_minute >= 6 && var.duo_rate_per_minute <= 1000000 && floor(var.duo_rate_per_minute) == var.duo_rate_per_minute
+    error_message = "duo_rate_per_minute must be a whole number of calls a minute from 6 to 1000000."
+  }
+}

@@ -21,6 +21,11 @@ locals {
   }
 
   # Optional plain settings, set only when given.
+  # Duo's budget is the account's and each instance paces itself: queue
+  # mode runs one instance, sync mode at most max_instances (the reconcile
+  # timer runs inside them).
+  duo_rate_per_instance = max(6, floor(var.duo_rate_per_minute / (var.queue_enabled ? 1 : var.max_instances)))
+
   optional_plain_settings = {
     for env, value in {
       GROUP_FILTER    = var.group_filter
@@ -91,12 +96,13 @@ resource "azurerm_linux_function_app" "relay" {
       AZURE_CLIENT_ID              = azurerm_user_assigned_identity.relay.client_id
       RELAY_TABLE_NAME             = local.table_name
 
-      DUO_API_HOST       = var.duo_api_host
-      DUO_IKEY           = var.duo_ikey
-      DUO_SKEY           = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.relay["DUO_SKEY"].id})"
-      OKTA_AUTH_HEADER   = var.okta_auth_header
-      DEPROVISION_ACTION = var.deprovision_action
-      RELAY_LOG_FORMAT   = "json"
+      DUO_API_HOST        = var.duo_api_host
+      DUO_IKEY            = var.duo_ikey
+      DUO_SKEY            = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.relay["DUO_SKEY"].id})"
+      OKTA_AUTH_HEADER    = var.okta_auth_header
+      DEPROVISION_ACTION  = var.deprovision_action
+      RELAY_LOG_FORMAT    = "json"
+      DUO_RATE_PER_MINUTE = tostring(local.duo_rate_per_instance)
     },
     local.optional_secret_settings,
     local.optional_plain_settings,

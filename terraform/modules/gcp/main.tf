@@ -44,11 +44,18 @@ locals {
   # DUO_SKEY is always set and gets its own env block in run.tf.
   optional_secret_env = setsubtract(local.secret_env, ["DUO_SKEY"])
 
-  # Optional plain (not secret) variables, set only when given. The keys
+  # Duo's budget is the account's and each instance paces itself: the
+  # service runs at most max_instances, and the scheduled reconcile job is
+  # one more process.
+  duo_rate_per_instance = max(6, floor(var.duo_rate_per_minute / (var.max_instances + (var.reconcile_schedule != null ? 1 : 0))))
+
+  # Plain (not secret) variables: each instance's Duo pace, and the
+  # optional ones, set only when given. The keys
   # are decided from variables, never from resource attributes: the push
   # account's email is unknown until apply, and a `v != null` filter over it
   # would make the whole map (every env block in the plan) unknown.
   optional_plain_env = merge(
+    { DUO_RATE_PER_MINUTE = tostring(local.duo_rate_per_instance) },
     {
       for k, v in {
         OKTA_ORG_URL    = var.okta_org_url

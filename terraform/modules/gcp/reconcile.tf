@@ -144,8 +144,8 @@ resource "google_cloud_run_v2_job" "reconcile" {
           }
         }
 
-        # OKTA_ORG_URL, AUTH0_DOMAIN, AUTH0_CLIENT_ID, GROUP_FILTER and the
-        # RELAY_RECONCILE_* settings.
+        # DUO_RATE_PER_MINUTE, OKTA_ORG_URL, AUTH0_DOMAIN, AUTH0_CLIENT_ID,
+        # GROUP_FILTER and the RELAY_RECONCILE_* settings.
         dynamic "env" {
           for_each = merge(local.optional_plain_env, local.reconcile_env)
           content {

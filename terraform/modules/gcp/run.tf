@@ -114,8 +114,8 @@ resource "google_cloud_run_v2_service" "relay" {
         }
       }
 
-      # OKTA_ORG_URL, AUTH0_DOMAIN, AUTH0_CLIENT_ID, GROUP_FILTER, RELAY_MODE
-      # and the Pub/Sub names when set.
+      # DUO_RATE_PER_MINUTE; OKTA_ORG_URL, AUTH0_DOMAIN, AUTH0_CLIENT_ID,
+      # GROUP_FILTER, RELAY_MODE and the Pub/Sub names when set.
       dynamic "env" {
         for_each = local.optional_plain_env
         content {
