@@ -20,6 +20,16 @@
 //! run); `--no-drain` stops once every delivery is answered and reports
 //! the backlog and the relay's memory then (with `--duo-latency-ms 60000`
 //! the workers hardly drain, so the backlog is what was sent).
+//!
+//! `--scenario` picks what to show (issue 14): `mix` (the default above);
+//! `unaliased` (Duo accounts without the relay's alias: the link is paid
+//! once); `cold-groups` (membership adds on a never-listed index, then the
+//! relay restarted on its stored index, the first event of each phase sent
+//! alone); `new-groups` (every add to a group Duo lacks); `throttled` (queue
+//! mode, the mix with and without injected 429s — `--duo-429`, default 0.1
+//! — the Duo pace off and on, four runs of the same binary in one); and
+//! `backlog` (queue mode, `--no-drain` with the simulator answering after
+//! 60 s: the relay's memory with `--events` pending).
 
 mod plot;
 mod workload;
@@ -69,6 +79,34 @@ struct Args {
     /// Latency the simulator adds to every Duo answer (`--duo-latency-ms`;
     /// a large one holds the workers, so the backlog is what was sent).
     duo_latency_ms: u64,
+    scenario: Scenario,
+}
+
+/// What the run shows (`--scenario`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Mix,
+    Unaliased,
+    ColdGroups,
+    NewGroups,
+    Throttled,
+    Backlog,
+}
+
+impl Scenario {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "mix" => Self::Mix,
+            "unaliased" => Self::Unaliased,
+            "cold-groups" => Self::ColdGroups,
+            "new-groups" => Self::NewGroups,
+            "throttled" => Self::Throttled,
+            "backlog" => Self::Backlog,
+            _ => bail!(
+                "--scenario must be mix, unaliased, cold-groups, new-groups, throttled or backlog"
+            ),
+        })
+    }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -88,6 +126,7 @@ fn parse_args() -> anyhow::Result<Args> {
         state_dir: None,
         no_drain: false,
         duo_latency_ms: 0,
+        scenario: Scenario::Mix,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -108,9 +147,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--state-dir" => a.state_dir = Some(PathBuf::from(value()?)),
             "--no-drain" => a.no_drain = true,
             "--duo-latency-ms" => a.duo_latency_ms = value()?.parse()?,
+            "--scenario" => a.scenario = Scenario::parse(&value()?)?,
             "--help" | "-h" => {
                 println!(
-                    "relay-bench [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue] [--duo-rate off|CALLS_PER_MIN] [--duo-429 P] [--rate DELIVERIES_PER_S] [--relay-bin PATH] [--relay-cpus LIST] [--state-dir DIR] [--no-drain] [--duo-latency-ms N]"
+                    "relay-bench [--scenario mix|unaliased|cold-groups|new-groups|throttled|backlog] [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue] [--duo-rate off|CALLS_PER_MIN] [--duo-429 P] [--rate DELIVERIES_PER_S] [--relay-bin PATH] [--relay-cpus LIST] [--state-dir DIR] [--no-drain] [--duo-latency-ms N]"
                 );
                 std::process::exit(0);
             }
@@ -119,6 +159,13 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     if a.mode != "sync" && a.mode != "queue" {
         bail!("--mode must be sync or queue");
+    }
+    if a.scenario == Scenario::Backlog {
+        a.mode = "queue".to_owned();
+        a.no_drain = true;
+        if a.duo_latency_ms == 0 {
+            a.duo_latency_ms = 60_000;
+        }
     }
     if a.users < 20 || a.groups < 2 || a.events == 0 || a.concurrency == 0 {
         bail!("need --users >= 20, --groups >= 2, --events >= 1, --concurrency >= 1");
@@ -266,6 +313,14 @@ struct TypeStats {
 
 #[derive(Debug, Serialize)]
 struct Results {
+    /// Which part of the scenario this is.
+    phase: String,
+    /// The relay's settings that differ between phases.
+    relay_env: BTreeMap<String, String>,
+    /// Of the phase's first delivery, sent alone before the others: its
+    /// Duo calls and acknowledgement time.
+    first_event_duo_calls: Option<u64>,
+    first_ack_ms: Option<f64>,
     /// Open-loop target deliveries/s (0: closed loop).
     rate: f64,
     /// Deliveries answered per second while sending.
@@ -385,19 +440,27 @@ fn collect_event_lines(
     });
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
-    std::fs::create_dir_all(&args.out)?;
-    let bin = build_binaries()?;
-    let work = Workload::generate(args.users, args.groups, args.events, args.seed);
-    let seed_path = args.out.join("seed.json");
-    std::fs::write(&seed_path, serde_json::to_vec(&work.seed)?)?;
+/// The Duo simulator, seeded with a tenant.
+struct Sim {
+    _proc: Proc,
+    url: String,
+    seed_seconds: f64,
+}
 
-    // 1. The Duo simulator with the large tenant.
+/// Starts the simulator with `seed`, injecting `rate_429` 429s and the
+/// answer latency of `args`.
+async fn start_sim(
+    args: &Args,
+    bin: &Path,
+    client: &reqwest::Client,
+    seed: &duo_sim::Seed,
+    rate_429: f64,
+) -> anyhow::Result<Sim> {
+    let seed_path = args.out.join("seed.json");
+    std::fs::write(&seed_path, serde_json::to_vec(seed)?)?;
     let sim_port = free_port()?;
     let seed_started = Instant::now();
-    let sim = Proc(
+    let proc = Proc(
         Command::new(bin.join("duo-sim"))
             .args([
                 "--port",
@@ -419,21 +482,18 @@ async fn main() -> anyhow::Result<()> {
     );
     wait_for_port(sim_port, Duration::from_secs(120)).await?;
     let seed_seconds = seed_started.elapsed().as_secs_f64();
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let url = format!("http://127.0.0.1:{sim_port}");
     client
-        .post(format!("{sim_url}/_sim/calls/reset"))
+        .post(format!("{url}/_sim/calls/reset"))
         .send()
         .await?;
-    if args.duo_429 > 0.0 || args.duo_latency_ms > 0 {
+    if rate_429 > 0.0 || args.duo_latency_ms > 0 {
         client
-            .post(format!("{sim_url}/_sim/faults"))
+            .post(format!("{url}/_sim/faults"))
             .header("content-type", "application/json")
             .body(
                 serde_json::json!({
-                    "rate_429": args.duo_429,
+                    "rate_429": rate_429,
                     "latency_ms": args.duo_latency_ms,
                     "seed": args.seed,
                 })
@@ -443,14 +503,46 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .error_for_status()?;
     }
+    Ok(Sim {
+        _proc: proc,
+        url,
+        seed_seconds,
+    })
+}
 
-    // 2. The relay, timed from spawn to its first 200.
+/// One relay run against a simulator: what differs between the phases of
+/// a scenario.
+struct Phase {
+    name: String,
+    deliveries: Vec<Delivery>,
+    /// `DUO_RATE_PER_MINUTE` of this run.
+    duo_rate: String,
+    mode: String,
+    /// Start from an empty `RELAY_STATE_DIR` (else keep the last run's:
+    /// a restart).
+    fresh_state: bool,
+    /// Send the first delivery alone, before the others.
+    first_alone: bool,
+}
+
+/// Runs the relay on `sim` for one phase.
+#[allow(clippy::too_many_lines)]
+async fn run_phase(
+    args: &Args,
+    bin: &Path,
+    client: &reqwest::Client,
+    sim: &Sim,
+    phase: Phase,
+) -> anyhow::Result<(Results, Vec<Sample>, Vec<serde_json::Value>)> {
+    // The relay, timed from spawn to its first 200.
     let relay_port = free_port()?;
     let state_dir = args
         .state_dir
         .clone()
         .unwrap_or_else(|| args.out.join("state"));
-    let _ = std::fs::remove_dir_all(&state_dir);
+    if phase.fresh_state {
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
     std::fs::create_dir_all(&state_dir)?;
     let relay_bin = args
         .relay_bin
@@ -464,6 +556,15 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Command::new(&relay_bin),
     };
+    let relay_env: BTreeMap<String, String> = [
+        ("RELAY_MODE", phase.mode.as_str()),
+        ("RELAY_QUEUE_CONCURRENCY", "8"),
+        ("RELAY_QUEUE_BACKOFF_MS", "200"),
+        ("DUO_RATE_PER_MINUTE", phase.duo_rate.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     let load_before = load_average();
     let spawned = Instant::now();
     let mut relay = Proc(
@@ -475,17 +576,14 @@ async fn main() -> anyhow::Result<()> {
                 ("DUO_API_HOST", HOST.to_owned()),
                 ("DUO_IKEY", IKEY.to_owned()),
                 ("DUO_SKEY", SKEY.to_owned()),
-                ("DUO_API_URL", sim_url.clone()),
+                ("DUO_API_URL", sim.url.clone()),
                 ("OKTA_AUTH_SECRET", SECRET.to_owned()),
                 ("AUTH0_AUTH_SECRET", SECRET.to_owned()),
                 ("PORT", relay_port.to_string()),
                 ("RELAY_LOG_FORMAT", "json".to_owned()),
                 ("RUST_LOG", "info,duo_sim=warn".to_owned()),
-                ("RELAY_MODE", args.mode.clone()),
-                ("RELAY_QUEUE_CONCURRENCY", "8".to_owned()),
-                ("RELAY_QUEUE_BACKOFF_MS", "200".to_owned()),
-                ("DUO_RATE_PER_MINUTE", args.duo_rate.clone()),
             ])
+            .envs(&relay_env)
             .env("RELAY_STATE_DIR", &state_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -499,18 +597,45 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{relay_port}");
     let first_200 = {
         let waited =
-            wait_for_200(&client, &format!("{base}/healthz"), Duration::from_secs(30)).await?;
+            wait_for_200(client, &format!("{base}/healthz"), Duration::from_secs(60)).await?;
         (spawned.elapsed().max(waited)).as_secs_f64() * 1000.0
     };
 
-    // 3. Replay the deliveries: open loop at --rate, or N concurrent senders.
-    let queue = Arc::new(Mutex::new(work.deliveries.clone().into_iter()));
+    // Replay the deliveries: open loop at --rate, or N concurrent senders.
+    let mut deliveries = phase.deliveries;
     let samples = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
+    let mut first = None;
+    if phase.first_alone && !deliveries.is_empty() {
+        let d = deliveries.remove(0);
+        let id = serde_json::from_str::<serde_json::Value>(&d.body)
+            .ok()
+            .and_then(|v| v["data"]["events"][0]["uuid"].as_str().map(str::to_owned));
+        let sent = Instant::now();
+        let status = client
+            .post(format!("{base}{}", d.path))
+            .header("Authorization", SECRET)
+            .header("Content-Type", "application/json")
+            .body(d.body)
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        let latency_ms = sent.elapsed().as_secs_f64() * 1000.0;
+        if let Ok(mut s) = samples.lock() {
+            s.push(Sample {
+                at_s: 0.0,
+                latency_ms,
+                status,
+                events: d.events,
+            });
+        }
+        first = id.map(|id| (id, latency_ms));
+    }
+    let queue = Arc::new(Mutex::new(deliveries.clone().into_iter()));
     let mut tasks = Vec::new();
     if args.rate > 0.0 {
         tasks.push(tokio::spawn(open_loop(
-            work.deliveries.clone(),
+            deliveries,
             args.rate,
             client.clone(),
             base.clone(),
@@ -555,17 +680,18 @@ async fn main() -> anyhow::Result<()> {
     }
     let sent_seconds = started.elapsed().as_secs_f64();
     let rss_at_end = status_kib(relay.0.id(), "VmRSS:").map(|k| k as f64 / 1024.0);
-    let pending_at_end = if args.mode == "queue" {
-        health(&client, &base).await["queue"]["pending"].as_u64()
+    let queued = phase.mode == "queue";
+    let pending_at_end = if queued {
+        health(client, &base).await["queue"]["pending"].as_u64()
     } else {
         None
     };
     // Queue mode: the IdP got its answers; now wait for the workers to apply
     // everything (bounded), so events/s measures applied events in both modes.
-    if args.mode == "queue" && !args.no_drain {
+    if queued && !args.no_drain {
         let drained = Instant::now();
         loop {
-            let health = health(&client, &base).await;
+            let health = health(client, &base).await;
             let q = &health["queue"];
             if q["pending"] == 0 && q["in_flight"] == 0 {
                 break;
@@ -582,19 +708,27 @@ async fn main() -> anyhow::Result<()> {
     let peak_rss = peak_rss_kib(relay.0.id()).map(|k| k as f64 / 1024.0);
     let load_after = load_average();
     drop(relay);
-    drop(sim);
 
-    // 4. Figures.
+    // Figures.
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
     let mut latencies: Vec<f64> = samples.iter().map(|s| s.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
     let events_sent: usize = samples.iter().map(|s| s.events).sum();
     let mut by_type: BTreeMap<String, TypeStats> = BTreeMap::new();
     let mut total_calls = 0;
-    for line in lines.lock().map(|l| l.clone()).unwrap_or_default() {
+    let mut first_calls = None;
+    for line in &lines {
         let event_type = line["event_type"].as_str().unwrap_or("?").to_owned();
         let calls = line["duo_calls"].as_u64().unwrap_or(0);
         let outcome = line["outcome"].as_str().unwrap_or("?").to_owned();
+        if let Some((id, _)) = &first
+            && line["event_id"]
+                .as_str()
+                .is_some_and(|e| e.ends_with(id.as_str()))
+        {
+            first_calls = Some(calls);
+        }
         total_calls += calls;
         let stats = by_type.entry(event_type.clone()).or_default();
         if stats.events == 0 {
@@ -609,6 +743,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let deliveries_answered = samples.len();
     let results = Results {
+        phase: phase.name,
+        relay_env,
+        first_event_duo_calls: first_calls,
+        first_ack_ms: first.map(|(_, ms)| ms),
         rate: args.rate,
         acks_per_second: deliveries_answered as f64 / sent_seconds.max(1e-9),
         relay_bin: relay_bin.display().to_string(),
@@ -624,7 +762,7 @@ async fn main() -> anyhow::Result<()> {
         deliveries: samples.len(),
         events: events_sent,
         concurrency: args.concurrency,
-        mode: args.mode.clone(),
+        mode: phase.mode.clone(),
         sent_seconds,
         profile: if cfg!(debug_assertions) {
             "debug"
@@ -643,21 +781,128 @@ async fn main() -> anyhow::Result<()> {
         duo_calls_by_type: by_type,
         relay_peak_rss_mib: peak_rss,
         start_to_first_200_ms: first_200,
-        duo_sim_seed_seconds: seed_seconds,
+        duo_sim_seed_seconds: sim.seed_seconds,
     };
-    write_reports(&args.out, &results, &samples)?;
+    Ok((results, samples, lines))
+}
+
+#[tokio::main]
+#[allow(clippy::too_many_lines)]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    std::fs::create_dir_all(&args.out)?;
+    let bin = build_binaries()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let (users, groups, events, seed) = (args.users, args.groups, args.events, args.seed);
+    let phase = |name: String, deliveries: Vec<Delivery>| Phase {
+        name,
+        deliveries,
+        duo_rate: args.duo_rate.clone(),
+        mode: args.mode.clone(),
+        fresh_state: true,
+        first_alone: false,
+    };
+    let mut phases = Vec::new();
+    match args.scenario {
+        Scenario::Mix | Scenario::Backlog | Scenario::Unaliased | Scenario::NewGroups => {
+            let (work, name, first_alone) = match args.scenario {
+                Scenario::Unaliased => (
+                    Workload::unaliased(users, groups, events, seed),
+                    "Duo accounts without the relay's alias (one delivery each: add, then remove)",
+                    false,
+                ),
+                Scenario::NewGroups => (
+                    Workload::new_groups(users, groups, events, seed),
+                    "every membership add to a group Duo lacks",
+                    true,
+                ),
+                Scenario::Backlog => (
+                    Workload::generate(users, groups, events, seed),
+                    "the backlog: the mix enqueued while Duo answers after --duo-latency-ms",
+                    false,
+                ),
+                _ => (
+                    Workload::generate(users, groups, events, seed),
+                    "the event mix",
+                    false,
+                ),
+            };
+            let sim = start_sim(&args, &bin, &client, &work.seed, args.duo_429).await?;
+            let mut p = phase(name.to_owned(), work.deliveries);
+            p.first_alone = first_alone;
+            phases.push(run_phase(&args, &bin, &client, &sim, p).await?);
+        }
+        Scenario::ColdGroups => {
+            let cold = Workload::membership_adds(users, groups, events, seed, "cold");
+            let sim = start_sim(&args, &bin, &client, &cold.seed, args.duo_429).await?;
+            let mut p = phase(
+                format!("membership adds, {groups} groups, the index never listed"),
+                cold.deliveries,
+            );
+            p.first_alone = true;
+            phases.push(run_phase(&args, &bin, &client, &sim, p).await?);
+            // The relay restarted on the same state: its stored index.
+            let warm = Workload::membership_adds(users, groups, events, seed + 1, "restarted");
+            let mut p = phase(
+                format!("membership adds, {groups} groups, after a restart (the index stored)"),
+                warm.deliveries,
+            );
+            p.first_alone = true;
+            p.fresh_state = false;
+            phases.push(run_phase(&args, &bin, &client, &sim, p).await?);
+        }
+        Scenario::Throttled => {
+            let work = Workload::generate(users, groups, events, seed);
+            let rate_429 = if args.duo_429 > 0.0 {
+                args.duo_429
+            } else {
+                0.1
+            };
+            // On: a ceiling the simulator never reaches, so what the pace
+            // changes is its answer to the 429s.
+            let on = if args.duo_rate == "off" {
+                "120000".to_owned()
+            } else {
+                args.duo_rate.clone()
+            };
+            for (pace, rate) in [
+                ("off".to_owned(), 0.0),
+                ("off".to_owned(), rate_429),
+                (on.clone(), 0.0),
+                (on, rate_429),
+            ] {
+                // A fresh tenant and state for each: the mix deletes users.
+                let sim = start_sim(&args, &bin, &client, &work.seed, rate).await?;
+                let mut p = phase(
+                    format!(
+                        "queue mode, Duo pace {pace}, {:.0}% injected 429s",
+                        rate * 100.0
+                    ),
+                    work.deliveries.clone(),
+                );
+                p.mode = "queue".to_owned();
+                p.duo_rate = pace;
+                phases.push(run_phase(&args, &bin, &client, &sim, p).await?);
+            }
+        }
+    }
+    write_reports(&args.out, &phases)?;
+    let lines: Vec<serde_json::Value> = phases.iter().flat_map(|(_, _, l)| l.clone()).collect();
     write_failures(&args.out, &lines)?;
-    if results.non_200 > 0 {
-        bail!("{} deliveries were not answered 200", results.non_200);
+    let non_200: usize = phases.iter().map(|(r, _, _)| r.non_200).sum();
+    if non_200 > 0 {
+        bail!("{non_200} deliveries were not answered 200");
     }
     Ok(())
 }
 
 /// Every event line whose outcome is a failure, one JSON line each, so a
 /// non-200 answer can be traced to the Duo call that failed.
-fn write_failures(out: &Path, lines: &Mutex<Vec<serde_json::Value>>) -> anyhow::Result<()> {
+fn write_failures(out: &Path, lines: &[serde_json::Value]) -> anyhow::Result<()> {
     let mut text = String::new();
-    for line in lines.lock().map(|l| l.clone()).unwrap_or_default() {
+    for line in lines {
         if line["outcome"]
             .as_str()
             .is_some_and(|o| o.starts_with("failed"))
@@ -670,16 +915,46 @@ fn write_failures(out: &Path, lines: &Mutex<Vec<serde_json::Value>>) -> anyhow::
     Ok(())
 }
 
-fn write_reports(out: &Path, r: &Results, samples: &[Sample]) -> anyhow::Result<()> {
-    std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(r)?)?;
+fn write_reports(
+    out: &Path,
+    phases: &[(Results, Vec<Sample>, Vec<serde_json::Value>)],
+) -> anyhow::Result<()> {
+    let results: Vec<&Results> = phases.iter().map(|(r, _, _)| r).collect();
+    if let [one] = results.as_slice() {
+        std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(one)?)?;
+    } else {
+        std::fs::write(
+            out.join("results.json"),
+            serde_json::to_vec_pretty(&results)?,
+        )?;
+    }
+    let md: String = results.iter().map(|r| report(r)).collect();
+    std::fs::write(out.join("results.md"), &md)?;
+    if let Some((_, samples, _)) = phases.last() {
+        std::fs::write(
+            out.join("latency.svg"),
+            plot::latency_svg(samples.iter().map(|s| (s.at_s, s.latency_ms))),
+        )?;
+    }
+    println!("{md}");
+    println!(
+        "written: {}/results.json, results.md, latency.svg",
+        out.display()
+    );
+    Ok(())
+}
+
+/// One phase's figures as Markdown.
+fn report(r: &Results) -> String {
     let mut md = String::new();
     md.push_str(&format!(
-        "# relay-bench ({} build)\n\n| figure | value |\n| --- | --- |\n\
+        "# relay-bench ({} build): {}\n\n| figure | value |\n| --- | --- |\n\
          | tenant | {} users, {} groups |\n| mode | {} (all answered in {:.1} s) |\n| deliveries / events | {} / {} |\n| concurrency | {} |\n\
          | events/s | {:.0} |\n| ack latency p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |\n\
          | non-200 answers | {} |\n| Duo calls | {} ({:.2} per event) |\n| relay peak RSS | {} |\n\
          | relay start → first 200 | {:.0} ms |\n\n",
         r.profile,
+        r.phase,
         r.users,
         r.groups,
         r.mode,
@@ -717,6 +992,19 @@ fn write_reports(out: &Path, r: &Results, samples: &[Sample]) -> anyhow::Result<
         r.load_average_before.map_or("?".into(), |l| format!("{l:.2}")),
         r.load_average_after.map_or("?".into(), |l| format!("{l:.2}")),
     ));
+    if let (Some(calls), Some(ms)) = (r.first_event_duo_calls, r.first_ack_ms) {
+        md.push_str(&format!(
+            "First delivery (sent alone): {calls} Duo calls, acknowledged in {ms:.1} ms.\n\n"
+        ));
+    }
+    md.push_str(&format!(
+        "Relay settings: {}.\n\n",
+        r.relay_env
+            .iter()
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     md.push_str("| event type | events | Duo calls avg | min | max | minimum needed | outcomes |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for (t, s) in &r.duo_calls_by_type {
         md.push_str(&format!(
@@ -733,15 +1021,6 @@ fn write_reports(out: &Path, r: &Results, samples: &[Sample]) -> anyhow::Result<
                 .join(", ")
         ));
     }
-    std::fs::write(out.join("results.md"), &md)?;
-    std::fs::write(
-        out.join("latency.svg"),
-        plot::latency_svg(samples.iter().map(|s| (s.at_s, s.latency_ms))),
-    )?;
-    println!("{md}");
-    println!(
-        "written: {}/results.json, results.md, latency.svg",
-        out.display()
-    );
-    Ok(())
+    md.push('\n');
+    md
 }

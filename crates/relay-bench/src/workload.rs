@@ -104,43 +104,56 @@ impl Pool {
     }
 }
 
+/// The tenant: `groups` managed groups; half the users Okta's, half
+/// Auth0's, each carrying the relay's alias unless `aliased` is false (Duo
+/// accounts made before the relay); every Okta user in one group, every
+/// fifth with a phone and two bypass codes, every tenth disabled.
+pub(crate) fn tenant(users: usize, groups: usize, aliased: bool) -> Seed {
+    let okta_users = users / 2;
+    Seed {
+        groups: (0..groups)
+            .map(|j| SeedGroup {
+                name: group_name(j),
+                desc: format!("okta:{} synced by idp-duo-relay", group_id(j)),
+                ..SeedGroup::default()
+            })
+            .collect(),
+        users: (0..users)
+            .map(|i| {
+                let alias = if i < okta_users {
+                    format!("okta:{}", okta_id(i))
+                } else {
+                    format!("auth0:auth0|bench{i:08}")
+                };
+                SeedUser {
+                    username: username(i),
+                    aliases: if aliased {
+                        vec![String::new(), String::new(), String::new(), alias]
+                    } else {
+                        vec![]
+                    },
+                    realname: format!("User {i}"),
+                    email: username(i),
+                    status: Some(if i % 10 == 3 { "disabled" } else { "active" }.into()),
+                    groups: if i < okta_users {
+                        vec![group_name(i % groups)]
+                    } else {
+                        vec![]
+                    },
+                    phones: u32::from(i % 5 == 0),
+                    bypass_codes: if i % 5 == 0 { 2 } else { 0 },
+                    ..SeedUser::default()
+                }
+            })
+            .collect(),
+    }
+}
+
 impl Workload {
     pub(crate) fn generate(users: usize, groups: usize, events: usize, seed: u64) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
         let okta_users = users / 2;
-        let tenant = Seed {
-            groups: (0..groups)
-                .map(|j| SeedGroup {
-                    name: group_name(j),
-                    desc: format!("okta:{} synced by idp-duo-relay", group_id(j)),
-                    ..SeedGroup::default()
-                })
-                .collect(),
-            users: (0..users)
-                .map(|i| {
-                    let alias = if i < okta_users {
-                        format!("okta:{}", okta_id(i))
-                    } else {
-                        format!("auth0:auth0|bench{i:08}")
-                    };
-                    SeedUser {
-                        username: username(i),
-                        aliases: vec![String::new(), String::new(), String::new(), alias],
-                        realname: format!("User {i}"),
-                        email: username(i),
-                        status: Some(if i % 10 == 3 { "disabled" } else { "active" }.into()),
-                        groups: if i < okta_users {
-                            vec![group_name(i % groups)]
-                        } else {
-                            vec![]
-                        },
-                        phones: u32::from(i % 5 == 0),
-                        bypass_codes: if i % 5 == 0 { 2 } else { 0 },
-                        ..SeedUser::default()
-                    }
-                })
-                .collect(),
-        };
+        let tenant = tenant(users, groups, true);
 
         let okta = 0..okta_users;
         let mut active = Pool::new(okta.clone().filter(|i| i % 10 != 3 && i % 5 != 0), &mut rng);
@@ -255,6 +268,106 @@ impl Workload {
         Self {
             seed: tenant,
             deliveries,
+        }
+    }
+}
+
+/// One Okta event per delivery (so every event's calls are its own).
+fn one_each(events: Vec<serde_json::Value>) -> Vec<Delivery> {
+    events.into_iter().map(|e| okta_delivery(vec![e])).collect()
+}
+
+impl Workload {
+    /// Issue 14's un-aliased users: Duo accounts made before the relay (no
+    /// `okta:` alias). Each of `events / 2` Okta users gets one delivery of
+    /// two events: a membership add (lookup + link the alias, once + add)
+    /// then a removal from its own group (lookup + remove: linked already).
+    pub(crate) fn unaliased(users: usize, groups: usize, events: usize, seed: u64) -> Self {
+        let okta_users = users / 2;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut pool = Pool::new((0..okta_users).filter(|i| i % 10 != 3), &mut rng);
+        let deliveries = (0..events.div_ceil(2))
+            .map(|n| {
+                let i = pool.take(&mut rng, okta_users);
+                let (id, login) = (okta_id(i), username(i));
+                okta_delivery(vec![
+                    okta_event(
+                        &format!("unaliased-{seed}-{n:08}-a"),
+                        "group.user_membership.add",
+                        &id,
+                        &login,
+                        Some((i + 1) % groups),
+                    ),
+                    okta_event(
+                        &format!("unaliased-{seed}-{n:08}-r"),
+                        "group.user_membership.remove",
+                        &id,
+                        &login,
+                        Some(i % groups),
+                    ),
+                ])
+            })
+            .collect();
+        Self {
+            seed: tenant(users, groups, false),
+            deliveries,
+        }
+    }
+
+    /// Membership adds of random Okta users to random existing groups, one
+    /// event per delivery; `tag` keeps the event ids of two phases apart.
+    pub(crate) fn membership_adds(
+        users: usize,
+        groups: usize,
+        events: usize,
+        seed: u64,
+        tag: &str,
+    ) -> Self {
+        let okta_users = users / 2;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let added = (0..events)
+            .map(|n| {
+                let i = rng.usize(0..okta_users);
+                // Not the user's own group (it is a member already).
+                let j = (i % groups + 1 + rng.usize(0..groups - 1)) % groups;
+                okta_event(
+                    &format!("adds-{tag}-{seed}-{n:08}"),
+                    "group.user_membership.add",
+                    &okta_id(i),
+                    &username(i),
+                    Some(j),
+                )
+            })
+            .collect();
+        Self {
+            seed: tenant(users, groups, true),
+            deliveries: one_each(added),
+        }
+    }
+
+    /// Every event a membership add to a group Duo lacks (a new name each
+    /// time), one event per delivery.
+    pub(crate) fn new_groups(users: usize, groups: usize, events: usize, seed: u64) -> Self {
+        let okta_users = users / 2;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let added = (0..events)
+            .map(|n| {
+                let i = rng.usize(0..okta_users);
+                let mut event = okta_event(
+                    &format!("newgroup-{seed}-{n:08}"),
+                    "group.user_membership.add",
+                    &okta_id(i),
+                    &username(i),
+                    Some(0),
+                );
+                event["target"][1]["id"] = json!(format!("00gnew{n:08}"));
+                event["target"][1]["displayName"] = json!(format!("bench-new-{n:05}"));
+                event
+            })
+            .collect();
+        Self {
+            seed: tenant(users, groups, true),
+            deliveries: one_each(added),
         }
     }
 }
