@@ -264,6 +264,33 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU seconds (user + system) a process has used, from /proc (Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Seconds a process's threads spent runnable but waiting for a CPU
+/// (`/proc/<pid>/task/*/schedstat`, second field, ns): on a shared machine,
+/// how much of a latency figure is other processes holding the CPU.
+fn runqueue_wait_seconds(pid: u32) -> Option<f64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        total += text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total as f64 / 1e9)
+}
+
 /// The 1-minute load average (`/proc/loadavg`): the machine is shared.
 fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -333,6 +360,12 @@ struct Results {
     pending_at_end: Option<u64>,
     /// The relay's resident set when sending ended.
     relay_rss_at_end_mib: Option<f64>,
+    /// CPU time the relay used while the deliveries were sent, per
+    /// delivery answered (µs).
+    relay_cpu_us_per_ack: Option<f64>,
+    /// Seconds the relay's threads waited for a CPU while sending (other
+    /// processes on its core).
+    relay_runqueue_wait_s: Option<f64>,
     load_average_before: Option<f64>,
     load_average_after: Option<f64>,
     users: usize,
@@ -632,6 +665,8 @@ async fn run_phase(
         first = id.map(|id| (id, latency_ms));
     }
     let queue = Arc::new(Mutex::new(deliveries.clone().into_iter()));
+    let cpu_before = cpu_seconds(relay.0.id());
+    let wait_before = runqueue_wait_seconds(relay.0.id());
     let mut tasks = Vec::new();
     if args.rate > 0.0 {
         tasks.push(tokio::spawn(open_loop(
@@ -680,6 +715,12 @@ async fn run_phase(
     }
     let sent_seconds = started.elapsed().as_secs_f64();
     let rss_at_end = status_kib(relay.0.id(), "VmRSS:").map(|k| k as f64 / 1024.0);
+    let wait_sending = wait_before
+        .zip(runqueue_wait_seconds(relay.0.id()))
+        .map(|(a, b)| b - a);
+    let cpu_sending = cpu_before
+        .zip(cpu_seconds(relay.0.id()))
+        .map(|(a, b)| b - a);
     let queued = phase.mode == "queue";
     let pending_at_end = if queued {
         health(client, &base).await["queue"]["pending"].as_u64()
@@ -755,6 +796,8 @@ async fn run_phase(
         state_filesystem: filesystem(&state_dir),
         pending_at_end,
         relay_rss_at_end_mib: rss_at_end,
+        relay_runqueue_wait_s: wait_sending,
+        relay_cpu_us_per_ack: cpu_sending.map(|cpu| cpu * 1e6 / deliveries_answered.max(1) as f64),
         load_average_before: load_before,
         load_average_after: load_after,
         users: args.users,
@@ -793,7 +836,13 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let bin = build_binaries()?;
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        // Open loop: keep every connection a burst opened, so the relay is
+        // not measured accepting connections the client keeps churning.
+        .pool_max_idle_per_host(if args.rate > 0.0 {
+            1024
+        } else {
+            args.concurrency
+        })
         .build()?;
     let (users, groups, events, seed) = (args.users, args.groups, args.events, args.seed);
     let phase = |name: String, deliveries: Vec<Delivery>| Phase {
@@ -931,6 +980,14 @@ fn write_reports(
     let md: String = results.iter().map(|r| report(r)).collect();
     std::fs::write(out.join("results.md"), &md)?;
     if let Some((_, samples, _)) = phases.last() {
+        let mut csv = String::from("at_s,latency_ms,status,events\n");
+        for s in samples {
+            csv.push_str(&format!(
+                "{:.4},{:.3},{},{}\n",
+                s.at_s, s.latency_ms, s.status, s.events
+            ));
+        }
+        std::fs::write(out.join("samples.csv"), csv)?;
         std::fs::write(
             out.join("latency.svg"),
             plot::latency_svg(samples.iter().map(|s| (s.at_s, s.latency_ms))),
@@ -976,6 +1033,7 @@ fn report(r: &Results) -> String {
         "| state path | | \n| --- | --- |\n| offered load | {} |\n| acks/s while sending | {:.0} |\n\
          | relay binary | {} |\n| relay CPUs | {} |\n| RELAY_STATE_DIR | {} ({}) |\n\
          | pending when sending ended | {} |\n| relay RSS when sending ended | {} |\n\
+         | relay CPU per delivery answered | {} |\n| relay waited for a CPU while sending | {} |\n\
          | load average before / after | {} / {} |\n\n",
         if r.rate > 0.0 {
             format!("open loop, {:.0} deliveries/s", r.rate)
@@ -989,6 +1047,8 @@ fn report(r: &Results) -> String {
         r.state_filesystem.as_deref().unwrap_or("?"),
         r.pending_at_end.map_or("-".into(), |p| p.to_string()),
         r.relay_rss_at_end_mib.map_or("n/a".into(), |m| format!("{m:.1} MiB")),
+        r.relay_cpu_us_per_ack.map_or("n/a".into(), |c| format!("{c:.0} µs")),
+        r.relay_runqueue_wait_s.map_or("n/a".into(), |w| format!("{w:.2} s")),
         r.load_average_before.map_or("?".into(), |l| format!("{l:.2}")),
         r.load_average_after.map_or("?".into(), |l| format!("{l:.2}")),
     ));
