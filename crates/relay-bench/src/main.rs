@@ -27,7 +27,8 @@
 //! relay restarted on its stored index, the first event of each phase sent
 //! alone); `new-groups` (every add to a group Duo lacks); `throttled` (queue
 //! mode, the mix with and without injected 429s — `--duo-429`, default 0.1
-//! — the Duo pace off and on, four runs of the same binary in one); and
+//! — the Duo pace off and on, four runs of the same binary in one, `--repeat
+//! N` rounds of them interleaved, medians on top); and
 //! `backlog` (queue mode, `--no-drain` with the simulator answering after
 //! 60 s: the relay's memory with `--events` pending).
 
@@ -80,6 +81,8 @@ struct Args {
     /// a large one holds the workers, so the backlog is what was sent).
     duo_latency_ms: u64,
     scenario: Scenario,
+    /// `throttled`: rounds of its four runs.
+    repeat: usize,
 }
 
 /// What the run shows (`--scenario`).
@@ -127,6 +130,7 @@ fn parse_args() -> anyhow::Result<Args> {
         no_drain: false,
         duo_latency_ms: 0,
         scenario: Scenario::Mix,
+        repeat: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -148,9 +152,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--no-drain" => a.no_drain = true,
             "--duo-latency-ms" => a.duo_latency_ms = value()?.parse()?,
             "--scenario" => a.scenario = Scenario::parse(&value()?)?,
+            "--repeat" => a.repeat = value()?.parse::<usize>()?.max(1),
             "--help" | "-h" => {
                 println!(
-                    "relay-bench [--scenario mix|unaliased|cold-groups|new-groups|throttled|backlog] [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue] [--duo-rate off|CALLS_PER_MIN] [--duo-429 P] [--rate DELIVERIES_PER_S] [--relay-bin PATH] [--relay-cpus LIST] [--state-dir DIR] [--no-drain] [--duo-latency-ms N]"
+                    "relay-bench [--scenario mix|unaliased|cold-groups|new-groups|throttled|backlog] [--repeat N] [--users N] [--groups N] [--events N] [--concurrency N] [--out DIR] [--seed N] [--mode sync|queue] [--duo-rate off|CALLS_PER_MIN] [--duo-429 P] [--rate DELIVERIES_PER_S] [--relay-bin PATH] [--relay-cpus LIST] [--state-dir DIR] [--no-drain] [--duo-latency-ms N]"
                 );
                 std::process::exit(0);
             }
@@ -854,6 +859,7 @@ async fn main() -> anyhow::Result<()> {
         first_alone: false,
     };
     let mut phases = Vec::new();
+    let mut summary = None;
     match args.scenario {
         Scenario::Mix | Scenario::Backlog | Scenario::Unaliased | Scenario::NewGroups => {
             let (work, name, first_alone) = match args.scenario {
@@ -916,28 +922,34 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 args.duo_rate.clone()
             };
-            for (pace, rate) in [
+            let configs = [
                 ("off".to_owned(), 0.0),
                 ("off".to_owned(), rate_429),
                 (on.clone(), 0.0),
                 (on, rate_429),
-            ] {
-                // A fresh tenant and state for each: the mix deletes users.
-                let sim = start_sim(&args, &bin, &client, &work.seed, rate).await?;
-                let mut p = phase(
-                    format!(
-                        "queue mode, Duo pace {pace}, {:.0}% injected 429s",
-                        rate * 100.0
-                    ),
-                    work.deliveries.clone(),
-                );
-                p.mode = "queue".to_owned();
-                p.duo_rate = pace;
-                phases.push(run_phase(&args, &bin, &client, &sim, p).await?);
+            ];
+            // Rounds of the four, interleaved, so a change in the shared
+            // machine's load falls on every configuration alike.
+            for round in 1..=args.repeat {
+                for (pace, rate) in &configs {
+                    // A fresh tenant and state for each: the mix deletes users.
+                    let sim = start_sim(&args, &bin, &client, &work.seed, *rate).await?;
+                    let mut p = phase(
+                        format!(
+                            "queue mode, Duo pace {pace}, {:.0}% injected 429s (round {round})",
+                            rate * 100.0
+                        ),
+                        work.deliveries.clone(),
+                    );
+                    p.mode = "queue".to_owned();
+                    p.duo_rate.clone_from(pace);
+                    phases.push(run_phase(&args, &bin, &client, &sim, p).await?);
+                }
             }
+            summary = Some(throttled_summary(&phases, &configs));
         }
     }
-    write_reports(&args.out, &phases)?;
+    write_reports(&args.out, &phases, summary.as_deref())?;
     let lines: Vec<serde_json::Value> = phases.iter().flat_map(|(_, _, l)| l.clone()).collect();
     write_failures(&args.out, &lines)?;
     let non_200: usize = phases.iter().map(|(r, _, _)| r.non_200).sum();
@@ -964,9 +976,55 @@ fn write_failures(out: &Path, lines: &[serde_json::Value]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// `throttled`: each configuration's median applied events/s over the
+/// rounds, and what the injected 429s cost against the same pace without.
+fn throttled_summary(
+    phases: &[(Results, Vec<Sample>, Vec<serde_json::Value>)],
+    configs: &[(String, f64)],
+) -> String {
+    let median = |pace: &str, rate: f64| -> (f64, Vec<f64>) {
+        let mut runs: Vec<f64> = phases
+            .iter()
+            .map(|(r, _, _)| r)
+            .filter(|r| {
+                r.relay_env.get("DUO_RATE_PER_MINUTE").map(String::as_str) == Some(pace)
+                    && r.phase
+                        .contains(&format!(", {:.0}% injected", rate * 100.0))
+            })
+            .map(|r| r.events_per_second)
+            .collect();
+        runs.sort_by(f64::total_cmp);
+        (runs.get(runs.len() / 2).copied().unwrap_or(0.0), runs)
+    };
+    let mut md = String::from(
+        "# relay-bench: what injected Duo 429s cost the queue's apply throughput\n\n\
+         | Duo pace | injected 429s | applied events/s, median (runs) | cost against no 429s |\n| --- | --- | --- | --- |\n",
+    );
+    for (pace, rate) in configs {
+        let (m, runs) = median(pace, *rate);
+        let (base, _) = median(pace, 0.0);
+        let cost = if *rate > 0.0 && base > 0.0 {
+            format!("{:.0}%", (1.0 - m / base) * 100.0)
+        } else {
+            "-".to_owned()
+        };
+        md.push_str(&format!(
+            "| {pace} | {:.0}% | {m:.0} ({}) | {cost} |\n",
+            rate * 100.0,
+            runs.iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    md.push('\n');
+    md
+}
+
 fn write_reports(
     out: &Path,
     phases: &[(Results, Vec<Sample>, Vec<serde_json::Value>)],
+    summary: Option<&str>,
 ) -> anyhow::Result<()> {
     let results: Vec<&Results> = phases.iter().map(|(r, _, _)| r).collect();
     if let [one] = results.as_slice() {
@@ -977,7 +1035,11 @@ fn write_reports(
             serde_json::to_vec_pretty(&results)?,
         )?;
     }
-    let md: String = results.iter().map(|r| report(r)).collect();
+    let md: String = summary
+        .into_iter()
+        .map(str::to_owned)
+        .chain(results.iter().map(|r| report(r)))
+        .collect();
     std::fs::write(out.join("results.md"), &md)?;
     if let Some((_, samples, _)) = phases.last() {
         let mut csv = String::from("at_s,latency_ms,status,events\n");
