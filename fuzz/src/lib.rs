@@ -196,8 +196,8 @@ impl Request {
     }
 }
 
-/// Inbound verification. Property: nothing is accepted without the exact
-/// secret — an accepted request carries one `Authorization` header whose
+/// Inbound verification, in one call and in the server's two steps.
+/// Property: nothing is accepted without the exact secret — an accepted request carries one `Authorization` header whose
 /// value, blanks trimmed, is a configured secret of the route's IdP (for
 /// Auth0 also `Bearer <secret>`); with signing on, also a `v1` signature
 /// that is the HMAC of `id.timestamp.body` under the key, within 5 minutes.
@@ -236,9 +236,18 @@ pub fn verify_headers(data: &[u8]) -> bool {
     accepted
 }
 
+/// The one-call check and the server's two steps (headers before the body
+/// is read, then the body) must agree.
 fn verify(auth: &InboundAuth, source: Source, request: &Request, now: SystemTime) -> bool {
-    auth.verify(source, &request.headers, request.body.clone(), now)
-        .is_ok()
+    let whole = auth
+        .verify(source, &request.headers, request.body.clone(), now)
+        .is_ok();
+    let in_two_steps = auth
+        .authenticate_headers(source, &request.headers, now)
+        .and_then(|headers_ok| auth.verify_body(headers_ok, request.body.clone()))
+        .is_ok();
+    assert_eq!(whole, in_two_steps, "verify and its two steps disagree");
+    whole
 }
 
 fn assert_exact_secret(source: Source, headers: &HeaderMap) {

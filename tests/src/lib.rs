@@ -63,6 +63,7 @@ impl TestRelay {
         tokio::spawn(relay_server::serve(
             listener,
             relay_server::app(relay),
+            relay_server::ServeLimits::default(),
             async move {
                 let _ = stopped.await;
             },

@@ -46,6 +46,7 @@ async fn serve(
     tokio::spawn(relay_server::serve(
         listener,
         relay_server::app(relay),
+        relay_server::ServeLimits::default(),
         async move {
             let _ = rx.await;
         },

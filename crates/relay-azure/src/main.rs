@@ -84,6 +84,7 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
     relay_azure::resolve_key_vault_references(&mut raw, relay_azure::Patience::START_UP).await?;
     relay_azure::check_key_vault_references(&raw)?;
     let listen = relay_azure::listen(&raw)?;
+    let limits = relay_server::ServeLimits::from_config(&raw)?;
     let queued = relay_core::queue::queue_mode(&raw)?;
     let policy = QueuePolicy::from_config(&raw)?;
     // Every setting is read before anything is called.
@@ -180,6 +181,6 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
     }
     // The scheduled reconcile (the `reconcile` timer function), in both modes.
     let router = router.merge(relay_azure::reconcile::router(Arc::new(raw.clone())));
-    relay_server::serve(listener, router, relay_server::shutdown_signal()).await?;
+    relay_server::serve(listener, router, limits, relay_server::shutdown_signal()).await?;
     Ok(())
 }

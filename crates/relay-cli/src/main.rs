@@ -147,6 +147,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     let queued = relay_core::queue::queue_mode(raw)?;
     let policy = QueuePolicy::from_config(raw)?;
     let concurrency = queue_concurrency(raw)?;
+    let limits = relay_server::ServeLimits::from_config(raw)?;
     // Refuse a bad configuration before creating anything in the state
     // directory.
     duo_relay(raw, MemoryStore::default(), sync_retry().0, sync_retry().1)?;
@@ -218,6 +219,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
         relay_server::serve(
             listener,
             relay_server::app_with_health(relay, health),
+            limits,
             relay_server::shutdown_signal(),
         )
         .await?;
@@ -259,6 +261,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     relay_server::serve(
         listener,
         relay_server::app_with_health(relay, health),
+        limits,
         stopped(stop_rx),
     )
     .await?;
@@ -334,6 +337,7 @@ async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
     let server = tokio::spawn(relay_server::serve(
         listener,
         relay_server::app(relay),
+        relay_server::ServeLimits::default(),
         async move {
             tokio::select! {
                 _ = stop_rx => {},

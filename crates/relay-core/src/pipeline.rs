@@ -35,7 +35,7 @@ use crate::plan::{PlanRules, Planned, plan_event};
 use crate::queue::{DeadLetter, Disposition, EventQueue, QueuePolicy, QueuedEvent};
 use crate::store::{Claim, IdempotencyStore};
 use crate::verified::Verified;
-use crate::verify::InboundAuth;
+use crate::verify::{Authenticated, InboundAuth};
 use crate::{auth0_events, auth0_logs, okta};
 
 /// The relay's inbound routes (the HTTP layer maps paths onto these).
@@ -189,7 +189,10 @@ pub fn duo_relay<S: IdempotencyStore>(
         rules.group_filter.clone(),
     );
     let lookups = IdpLookups::from_config(raw)?;
-    Ok(Relay::new(auth, rules, directory, store).with_lookups(lookups))
+    let budget = sync_budget(raw)?;
+    Ok(Relay::new(auth, rules, directory, store)
+        .with_lookups(lookups)
+        .with_sync_budget(budget))
 }
 
 /// The Duo retry policy for answering a webhook inside the request: Okta
@@ -211,6 +214,27 @@ impl<S: IdempotencyStore> Relay<crate::apply::DuoDirectory, S> {
     }
 }
 
+/// How long a sync-mode request keeps starting events of its delivery
+/// (`RELAY_SYNC_BUDGET_MS`): Okta gives up after 3 s, and the event in
+/// progress at the deadline still finishes.
+pub const DEFAULT_SYNC_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// `RELAY_SYNC_BUDGET_MS`: 100 to 600000 ms, or `0` for no limit (the
+/// request applies every event of its delivery, however long it takes).
+pub fn sync_budget(raw: &RawConfig) -> Result<Option<std::time::Duration>, ConfigError> {
+    let Some(value) = crate::config::optional(raw, "RELAY_SYNC_BUDGET_MS") else {
+        return Ok(Some(DEFAULT_SYNC_BUDGET));
+    };
+    match value.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(ms @ 100..=600_000) => Ok(Some(std::time::Duration::from_millis(ms))),
+        _ => Err(ConfigError::new(
+            "RELAY_SYNC_BUDGET_MS",
+            "must be a number of milliseconds from 100 to 600000, or 0 for no limit",
+        )),
+    }
+}
+
 /// The relay: inbound auth, rules, where operations go and what was applied.
 #[derive(Debug)]
 pub struct Relay<D, S> {
@@ -221,6 +245,7 @@ pub struct Relay<D, S> {
     lookups: IdpLookups,
     queue: Option<Arc<dyn EventQueue>>,
     logins: LoginLocks,
+    sync_budget: Option<std::time::Duration>,
 }
 
 /// One lock per login while an event about it applies, so two events about
@@ -321,7 +346,16 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             lookups: IdpLookups::default(),
             queue: None,
             logins: LoginLocks::default(),
+            sync_budget: Some(DEFAULT_SYNC_BUDGET),
         }
+    }
+
+    /// Sync mode: the time after which a request starts no further event
+    /// of its delivery (`None`: no limit). Default [`DEFAULT_SYNC_BUDGET`].
+    #[must_use]
+    pub fn with_sync_budget(mut self, budget: Option<std::time::Duration>) -> Self {
+        self.sync_budget = budget;
+        self
     }
 
     /// Queue mode: deliveries are accepted into `queue` and answered at
@@ -366,8 +400,12 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         &self.directory
     }
 
-    /// Handles one request on one route. Never panics on input.
+    /// Handles one request on one route. Never panics on input. The body
+    /// is already read; the HTTP server instead calls
+    /// [`Relay::authenticate`] before reading it and
+    /// [`Relay::handle_authenticated`] after.
     pub async fn handle(&self, route: Route, headers: &HeaderMap, body: Bytes) -> Response<Bytes> {
+        let started = Instant::now();
         let source = route.source();
         if route == Route::OktaChallenge {
             return match self.auth.verify_okta_challenge(headers) {
@@ -387,29 +425,139 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 }
             };
         }
-        let delivery = match self.auth.verify(source, headers, body, SystemTime::now()) {
-            Ok(delivery) => delivery,
-            Err(e) => {
-                tracing::warn!(source = %source, verify_failure = e.reason(), "delivery refused: {e}");
-                return empty_response(StatusCode::UNAUTHORIZED);
+        match self.authenticate(route, headers) {
+            Ok(authenticated) => {
+                self.handle_authenticated(authenticated, body, started)
+                    .await
             }
+            Err(refused) => refused.response(),
+        }
+    }
+
+    /// Checks a delivery's headers — the source's shared secret and, when
+    /// signing is required, the signature headers — before its body is
+    /// read, so an unauthenticated client never gets its body read. A
+    /// refusal is logged; answer it with [`Refused::response`].
+    pub fn authenticate(
+        &self,
+        route: Route,
+        headers: &HeaderMap,
+    ) -> Result<Authenticated, Refused> {
+        let source = route.source();
+        self.auth
+            .authenticate_headers(source, headers, SystemTime::now())
+            .map_err(|e| {
+                log_refusal(source, &e);
+                Refused(())
+            })
+    }
+
+    /// Handles a delivery whose headers passed [`Relay::authenticate`], now
+    /// that its body is read: the signature over the body (when required),
+    /// then parse and apply (sync mode, within the sync budget counted from
+    /// `started`) or enqueue (queue mode).
+    pub async fn handle_authenticated(
+        &self,
+        authenticated: Authenticated,
+        body: Bytes,
+        started: Instant,
+    ) -> Response<Bytes> {
+        let source = authenticated.source();
+        let delivery = match self.auth.verify_body(authenticated, body) {
+            Ok(delivery) => delivery,
+            Err(e) => return refused(source, &e),
         };
         if let Some(queue) = &self.queue {
             return self.accept_into(queue.as_ref(), &delivery).await;
         }
-        let reports = match self.accept_and_apply(&delivery).await {
-            Ok(reports) => reports,
+        self.apply_in_request(&delivery, started).await
+    }
+
+    /// Sync mode: parse and apply each event inside the request. Okta gives
+    /// up after 3 s, so no event is *started* once the sync budget
+    /// ([`Relay::with_sync_budget`]) is spent (the one in progress
+    /// finishes, and at least one event is applied per delivery so every
+    /// redelivery makes progress): the rest are logged as deferred and the
+    /// delivery is answered 503 with a body that says why. The IdP
+    /// redelivers; the events already applied are remembered and skipped as
+    /// duplicates, so the redelivery starts where this one stopped.
+    async fn apply_in_request(&self, delivery: &Verified, started: Instant) -> Response<Bytes> {
+        let source = delivery.source();
+        let parsed = match parse_delivery(delivery) {
+            Ok(parsed) => parsed,
             Err(e) => return not_a_delivery(source, &e),
         };
-        let transient = reports
-            .iter()
-            .any(|r| matches!(r.outcome, EventOutcome::FailedTransient(_)));
+        for skipped in &parsed.skipped {
+            log_report(&skipped_report(source, skipped));
+        }
+        let mut transient = false;
+        for (done, event) in parsed.events.iter().enumerate() {
+            if let Some(budget) = self.sync_budget
+                && done > 0
+                && started.elapsed() >= budget
+            {
+                return self.defer_rest(source, &parsed.events[done..], done, budget, started);
+            }
+            let report = self.apply_event(event).await;
+            transient |= matches!(report.outcome, EventOutcome::FailedTransient(_));
+        }
         if transient {
             // Ask the IdP to retry; what did apply is remembered and skipped.
             empty_response(StatusCode::SERVICE_UNAVAILABLE)
         } else {
             empty_response(StatusCode::OK)
         }
+    }
+
+    /// The sync budget ran out with `rest` not started: one summary line
+    /// each (`failed_transient`, detail `deferred: …`), one line for the
+    /// delivery, and a 503 whose body says why.
+    fn defer_rest(
+        &self,
+        source: Source,
+        rest: &[IdpEvent],
+        done: usize,
+        budget: std::time::Duration,
+        started: Instant,
+    ) -> Response<Bytes> {
+        let budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        let detail = format!(
+            "deferred: the sync time budget ({budget_ms} ms, RELAY_SYNC_BUDGET_MS) was spent before this event started; answered 503 so the IdP redelivers"
+        );
+        for event in rest {
+            log_report(&EventReport {
+                event_id: event.id.to_string(),
+                source,
+                event_type: event.event_type.clone(),
+                subject: subject(&event.change),
+                operations: Vec::new(),
+                outcome: EventOutcome::FailedTransient(detail.clone()),
+                duo_calls: 0,
+                duo_throttled: 0,
+                duration_ms: 0,
+            });
+        }
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::warn!(
+            source = %source,
+            events = done + rest.len(),
+            processed = done,
+            deferred = rest.len(),
+            budget_ms,
+            elapsed_ms,
+            "sync time budget spent: answering 503 so the IdP redelivers; the processed events are remembered and skipped then (RELAY_MODE=queue answers at once)"
+        );
+        let body = serde_json::json!({
+            "error": format!(
+                "sync time budget ({budget_ms} ms) spent after {done} of {} events; the other {} were not started. Redeliver: the {done} processed events are remembered and skipped.",
+                done + rest.len(),
+                rest.len()
+            ),
+            "processed": done,
+            "deferred": rest.len(),
+        })
+        .to_string();
+        json_response(StatusCode::SERVICE_UNAVAILABLE, body)
     }
 
     /// Queue mode's accept stage: parse, log what is skipped, enqueue the
@@ -903,6 +1051,29 @@ pub fn subject(change: &Change) -> String {
         | Change::GroupRenamed { group: g, .. }
         | Change::GroupDeleted { group: g } => group(g),
     }
+}
+
+/// A delivery refused by [`Relay::authenticate`] (the reason is logged,
+/// never a value).
+#[derive(Debug)]
+pub struct Refused(());
+
+impl Refused {
+    /// 401 with an empty body.
+    pub fn response(self) -> Response<Bytes> {
+        empty_response(StatusCode::UNAUTHORIZED)
+    }
+}
+
+fn log_refusal(source: Source, e: &crate::verify::VerifyFailure) {
+    tracing::warn!(source = %source, verify_failure = e.reason(), "delivery refused: {e}");
+}
+
+/// 401 for a delivery that failed verification: logged with the reason
+/// (never a value), answered with an empty body.
+fn refused(source: Source, e: &crate::verify::VerifyFailure) -> Response<Bytes> {
+    log_refusal(source, e);
+    Refused(()).response()
 }
 
 /// 400 for a verified body that is not a delivery of its source, with the

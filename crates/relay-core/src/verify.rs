@@ -193,13 +193,14 @@ impl SigningKeys {
         Ok(Some(Self(keys)))
     }
 
-    /// Checks the Standard Webhooks headers; returns the verified `webhook-id`.
-    fn verify(
-        &self,
+    /// Checks the Standard Webhooks headers that need no body: present once
+    /// each, well formed, the timestamp within tolerance, at least one
+    /// `v1` entry. The signatures themselves are checked by
+    /// [`SigningKeys::verify_body`] once the body is read.
+    fn check_headers(
         headers: &HeaderMap,
-        body: &[u8],
         now: SystemTime,
-    ) -> Result<String, VerifyFailure> {
+    ) -> Result<SignatureHeaders, VerifyFailure> {
         let header = |name: &HeaderName| match single_header(headers, name) {
             Ok(Some(value)) => value
                 .to_str()
@@ -240,23 +241,72 @@ impl SigningKeys {
         if received.is_empty() {
             return Err(VerifyFailure::SignatureMalformed);
         }
+        Ok(SignatureHeaders {
+            id: id.to_owned(),
+            timestamp: timestamp.to_owned(),
+            received,
+        })
+    }
+
+    /// Checks the signatures against the exact body bytes; returns the
+    /// verified `webhook-id`.
+    fn verify_body(&self, sent: SignatureHeaders, body: &[u8]) -> Result<String, VerifyFailure> {
         let mut matched = Choice::from(0);
         for key in &self.0 {
             let Some(expected) = hmac_sha256(
                 key,
-                &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+                &[
+                    sent.id.as_bytes(),
+                    b".",
+                    sent.timestamp.as_bytes(),
+                    b".",
+                    body,
+                ],
             ) else {
                 continue;
             };
-            for sig in &received {
+            for sig in &sent.received {
                 matched |= expected[..].ct_eq(sig);
             }
         }
         if bool::from(matched) {
-            Ok(id.to_owned())
+            Ok(sent.id)
         } else {
             Err(VerifyFailure::SignatureMismatch)
         }
+    }
+}
+
+/// The Standard Webhooks headers of a request, checked as far as they can
+/// be without its body.
+#[derive(Clone)]
+struct SignatureHeaders {
+    id: String,
+    timestamp: String,
+    received: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for SignatureHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{} signature(s)]", self.received.len())
+    }
+}
+
+/// A request whose headers passed: the source's shared secret matched and,
+/// when signing is required, the signature headers are present, well
+/// formed and in time. Its body has not been read yet: the server checks
+/// this first so an unauthenticated client never gets its body read
+/// ([`InboundAuth::authenticate_headers`]), then hands the body to
+/// [`InboundAuth::verify_body`] for the [`Verified`] the parsers take.
+#[derive(Debug)]
+pub struct Authenticated {
+    source: Source,
+    signature: Option<SignatureHeaders>,
+}
+
+impl Authenticated {
+    pub fn source(&self) -> Source {
+        self.source
     }
 }
 
@@ -322,10 +372,39 @@ impl InboundAuth {
         body: Bytes,
         now: SystemTime,
     ) -> Result<Verified, VerifyFailure> {
+        let authenticated = self.authenticate_headers(source, headers, now)?;
+        self.verify_body(authenticated, body)
+    }
+
+    /// The part of [`InboundAuth::verify`] that needs no body: the shared
+    /// secret and, when signing is required, the signature headers.
+    pub fn authenticate_headers(
+        &self,
+        source: Source,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> Result<Authenticated, VerifyFailure> {
         self.authenticate(source, headers)?;
-        let webhook_id = match &self.signing {
-            Some(keys) => Some(keys.verify(headers, &body, now)?),
+        let signature = match &self.signing {
+            Some(_) => Some(SigningKeys::check_headers(headers, now)?),
             None => None,
+        };
+        Ok(Authenticated { source, signature })
+    }
+
+    /// The rest of [`InboundAuth::verify`]: the signature over the body,
+    /// when signing is required.
+    pub fn verify_body(
+        &self,
+        authenticated: Authenticated,
+        body: Bytes,
+    ) -> Result<Verified, VerifyFailure> {
+        let Authenticated { source, signature } = authenticated;
+        let webhook_id = match (&self.signing, signature) {
+            (Some(keys), Some(sent)) => Some(keys.verify_body(sent, &body)?),
+            // Headers authenticated by another configuration: refuse.
+            (Some(_), None) => return Err(VerifyFailure::SignatureHeadersMissing),
+            (None, _) => None,
         };
         Ok(Verified::new(source, body, webhook_id))
     }
@@ -862,6 +941,68 @@ mod tests {
             Bytes::copy_from_slice(body.as_bytes()),
             at(now),
         )
+    }
+
+    /// Issue 13 item 4: the server checks the headers before it reads the
+    /// body. Everything that needs no body fails in the first step; only
+    /// the signature over the body waits for the second.
+    #[test]
+    fn headers_are_checked_before_the_body() {
+        let ts = &WH_TS.to_string();
+        let auth = signed(WH_SECRET);
+        let bearer = format!("Bearer {AUTH0}");
+        let first = |pairs: &[(&str, &str)]| {
+            auth.authenticate_headers(Source::Auth0Events, &headers(pairs), at(WH_TS))
+                .map(|a| a.source())
+        };
+        assert_eq!(
+            first(&[("Authorization", "Bearer wrong-token-wrong-token")]),
+            Err(SecretMismatch {
+                header: "authorization".into()
+            })
+        );
+        assert_eq!(
+            first(&[("Authorization", &bearer)]),
+            Err(SignatureHeadersMissing)
+        );
+        let old = (WH_TS - 301).to_string();
+        assert_eq!(
+            first(&[
+                ("Authorization", &bearer),
+                ("webhook-id", WH_ID),
+                ("webhook-timestamp", &old),
+                ("webhook-signature", WH_SIG),
+            ]),
+            Err(TimestampTooOld)
+        );
+        let sent = [
+            ("Authorization", bearer.as_str()),
+            ("webhook-id", WH_ID),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", WH_SIG),
+        ];
+        let step = || {
+            auth.authenticate_headers(Source::Auth0Events, &headers(&sent), at(WH_TS))
+                .expect("headers pass")
+        };
+        let verified = auth
+            .verify_body(step(), Bytes::from_static(WH_BODY.as_bytes()))
+            .expect("the spec vector");
+        assert_eq!(verified.webhook_id(), Some(WH_ID));
+        assert_eq!(
+            auth.verify_body(step(), Bytes::from_static(b"{}"))
+                .map(drop),
+            Err(SignatureMismatch)
+        );
+        // Headers that passed a relay without signing do not pass one with.
+        let plain = both()
+            .authenticate_headers(Source::Auth0Events, &headers(&sent), at(WH_TS))
+            .expect("no signature needed");
+        assert_eq!(
+            auth.verify_body(plain, Bytes::from_static(WH_BODY.as_bytes()))
+                .map(drop),
+            Err(SignatureHeadersMissing)
+        );
     }
 
     #[test]

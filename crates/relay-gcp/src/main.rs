@@ -80,6 +80,7 @@ async fn run(raw: &RawConfig) -> anyhow::Result<()> {
             .parse()
             .map_err(|_| anyhow::anyhow!("PORT: must be a port number (1-65535)"))?,
     };
+    let limits = relay_server::ServeLimits::from_config(raw)?;
     let queued = relay_core::queue::queue_mode(raw)?;
     let policy = QueuePolicy::from_config(raw)?;
     // Queue settings are read before anything is called.
@@ -139,7 +140,7 @@ async fn run(raw: &RawConfig) -> anyhow::Result<()> {
             "relay-gcp serving /okta, /auth0, /auth0/logs, /healthz"
         );
     }
-    relay_server::serve(listener, router, relay_server::shutdown_signal())
+    relay_server::serve(listener, router, limits, relay_server::shutdown_signal())
         .await
         .context("serving")?;
     tracing::info!("relay-gcp stopped");

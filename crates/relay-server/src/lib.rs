@@ -1,29 +1,47 @@
 //! The relay's HTTP surface, as one axum [`Router`]: the routes of the
 //! interface contract, the request limits (413 body too large, 415 content
-//! type, 405 method, 404 route), and `GET /healthz`. Everything behind a
-//! route is `relay-core`'s; this crate only adapts HTTP.
+//! type, 405 method, 404 route, 408 body too slow), and `GET /healthz`; and
+//! [`serve`], the serving loop with connection limits ([`listen`]) that
+//! `serve`, Cloud Run and Azure share. Everything behind a route is
+//! `relay-core`'s; this crate only adapts HTTP.
 //!
 //! `app(relay)` serves the plain paths (`/okta`, …); `app_with_prefix(relay,
 //! "/api")` the same under a prefix, as Azure Functions route them.
+//!
+//! A delivery's headers are checked (content type, then the secret) before
+//! its body is read: an unauthenticated client never gets its body read.
 
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 
 use std::sync::Arc;
+use std::time::Instant;
+
+pub use listen::{ServeLimits, serve};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use http_body_util::BodyExt as _;
 use relay_core::apply::Directory;
 use relay_core::pipeline::{Relay, Route};
 use relay_core::store::IdempotencyStore;
 
 /// The largest delivery accepted. Okta batches and Auth0 log batches are
-/// well below this; anything larger is refused with 413 before it is read.
+/// well below this; anything larger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How much of an oversized body is read and thrown away before the 413 is
+/// sent. A client that sends its whole body without waiting for an answer
+/// would otherwise have its connection reset under it (the kernel resets a
+/// socket closed with unread data) and might never read the 413. A body
+/// declared larger than the limit plus this, or sent with `Expect:
+/// 100-continue`, is answered at once without reading any of it.
+pub const DRAIN_BYTES: usize = 1024 * 1024;
 
 /// The router on the plain paths.
 pub fn app<D, S>(relay: Arc<Relay<D, S>>) -> Router
@@ -100,41 +118,149 @@ async fn okta_challenge<D: Directory, S: IdempotencyStore>(
     )
 }
 
-async fn okta<D: Directory, S: IdempotencyStore>(
+async fn okta<D: Directory + 'static, S: IdempotencyStore + 'static>(
     State(relay): State<Arc<Relay<D, S>>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    deliver(&relay, Route::Okta, &headers, body).await
+    deliver(relay, Route::Okta, request).await
 }
 
-async fn auth0_events<D: Directory, S: IdempotencyStore>(
+async fn auth0_events<D: Directory + 'static, S: IdempotencyStore + 'static>(
     State(relay): State<Arc<Relay<D, S>>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    deliver(&relay, Route::Auth0Events, &headers, body).await
+    deliver(relay, Route::Auth0Events, request).await
 }
 
-async fn auth0_logs<D: Directory, S: IdempotencyStore>(
+async fn auth0_logs<D: Directory + 'static, S: IdempotencyStore + 'static>(
     State(relay): State<Arc<Relay<D, S>>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    deliver(&relay, Route::Auth0Logs, &headers, body).await
+    deliver(relay, Route::Auth0Logs, request).await
 }
 
-async fn deliver<D: Directory, S: IdempotencyStore>(
-    relay: &Relay<D, S>,
+/// One delivery: content type and secret from the headers, then the body
+/// (limit 413, timeout 408), then the relay. The relay runs in a task of
+/// its own so that a client hanging up (Okta gives up after 3 s) does not
+/// cancel an event halfway through its Duo calls: the events of the
+/// delivery are applied (within the sync budget) and remembered, and the
+/// IdP's redelivery finds them done.
+async fn deliver<D: Directory + 'static, S: IdempotencyStore + 'static>(
+    relay: Arc<Relay<D, S>>,
     route: Route,
-    headers: &HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    if !content_type_ok(route, headers) {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    if !content_type_ok(route, &parts.headers) {
         tracing::warn!(source = %route.source(), "delivery refused: unsupported content type");
         return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
     }
-    into_axum(relay.handle(route, headers, body).await)
+    let authenticated = match relay.authenticate(route, &parts.headers) {
+        Ok(authenticated) => authenticated,
+        Err(refused) => return into_axum(refused.response()),
+    };
+    let body = match read_body(route, &parts.headers, body).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    let task = tokio::spawn(async move {
+        relay
+            .handle_authenticated(authenticated, body, started)
+            .await
+    });
+    match task.await {
+        Ok(response) => into_axum(response),
+        Err(e) => {
+            tracing::error!(source = %route.source(), error = %e, "handling a delivery failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The body of an authenticated delivery, at most [`MAX_BODY_BYTES`].
+/// Errors are the answer: 413 (after draining up to [`DRAIN_BYTES`]), 408
+/// when the body did not arrive within the body timeout
+/// ([`listen::ServeLimits`]), 400 when the connection broke.
+async fn read_body(route: Route, headers: &HeaderMap, mut body: Body) -> Result<Bytes, Response> {
+    let source = route.source();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let waits_for_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let limit = MAX_BODY_BYTES as u64;
+    if let Some(declared) = declared
+        && declared > limit
+        && (waits_for_continue || declared > limit + DRAIN_BYTES as u64)
+    {
+        tracing::warn!(source = %source, declared_bytes = declared, "delivery refused: body over 1 MiB (not read)");
+        return Err(too_large(true));
+    }
+    let capacity = declared.map_or(0, |d| usize::try_from(d.min(limit)).unwrap_or(0));
+    let mut bytes = Vec::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return Err(body_failed(source, &e)),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if bytes.len() + data.len() > MAX_BODY_BYTES {
+            let seen = bytes.len() + data.len();
+            drop(bytes);
+            tracing::warn!(source = %source, "delivery refused: body over 1 MiB");
+            return Err(drain(body, seen).await);
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Reads and discards the rest of an oversized body, up to [`DRAIN_BYTES`]
+/// past the limit (and within the body timeout), then answers 413: on a
+/// connection kept alive when the body ended, else one that closes.
+async fn drain(mut body: Body, mut seen: usize) -> Response {
+    while seen <= MAX_BODY_BYTES + DRAIN_BYTES {
+        match body.frame().await {
+            None => return too_large(false),
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
+            Some(Err(_)) => break,
+        }
+    }
+    too_large(true)
+}
+
+fn too_large(close: bool) -> Response {
+    closing(StatusCode::PAYLOAD_TOO_LARGE, close)
+}
+
+/// 408 when the body timeout cut the body, 400 when the body broke off;
+/// the connection closes either way (what is left of the body is unread).
+fn body_failed(source: relay_core::event::Source, e: &axum::Error) -> Response {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = cause {
+        if error.is::<listen::BodyTimedOut>() {
+            tracing::warn!(source = %source, "delivery refused: body not received within the body timeout");
+            return closing(StatusCode::REQUEST_TIMEOUT, true);
+        }
+        cause = error.source();
+    }
+    tracing::warn!(source = %source, error = %e, "delivery refused: reading the body failed");
+    closing(StatusCode::BAD_REQUEST, true)
+}
+
+fn closing(status: StatusCode, close: bool) -> Response {
+    let mut response = status.into_response();
+    if close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Okta and Auth0 Event Streams send `application/json`. Auth0 Log Streams
@@ -172,18 +298,6 @@ fn content_type_ok(route: Route, headers: &HeaderMap) -> bool {
 fn into_axum(response: http::Response<Bytes>) -> Response {
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, axum::body::Body::from(body))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, finishing
-/// requests in flight (Cloud Run sends SIGTERM and waits; so does Ctrl-C).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -221,6 +221,7 @@ async fn a_store_outage_at_request_time_answers_503() {
     tokio::spawn(relay_server::serve(
         listener,
         relay_server::app_with_prefix(std::sync::Arc::new(relay), "/api"),
+        relay_server::ServeLimits::default(),
         std::future::pending(),
     ));
     let answer = reqwest::Client::new()
