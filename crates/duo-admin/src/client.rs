@@ -34,8 +34,9 @@ pub enum DateHeader {
     XDuoDate,
 }
 
-/// Everything the client needs. `Debug` shows no secret.
-#[derive(Debug, Clone)]
+/// Everything the client needs. `Debug` shows no secret (and the base URL
+/// without any `user:password@`).
+#[derive(Clone)]
 pub struct DuoConfig {
     /// The API host that is signed, e.g. `api-1234abcd.duosecurity.com`.
     pub api_host: String,
@@ -54,6 +55,37 @@ pub struct DuoConfig {
     /// The process's Duo pace ([`Pacer`]), shared by every clone of this
     /// config and every client built from it; `None` sends at once.
     pub pace: Option<Arc<Pacer>>,
+}
+
+impl std::fmt::Debug for DuoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuoConfig")
+            .field("api_host", &self.api_host)
+            .field("ikey", &self.ikey)
+            .field("skey", &self.skey)
+            .field("base_url", &self.base_url.as_deref().map(redact_userinfo))
+            .field("sig_version", &self.sig_version)
+            .field("date_header", &self.date_header)
+            .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
+            .field("pace", &self.pace)
+            .finish()
+    }
+}
+
+/// `raw` with any `user:password@` of its authority replaced by
+/// `[redacted]@`, whether or not `raw` parses as a URL: what an error
+/// message, a log line or `Debug` may show of a configured URL.
+pub fn redact_userinfo(raw: &str) -> std::borrow::Cow<'_, str> {
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    let rest = raw.get(start..).unwrap_or_default();
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+    match authority.rfind('@') {
+        Some(at) => {
+            std::borrow::Cow::Owned(format!("{}[redacted]@{}", &raw[..start], &rest[at + 1..]))
+        }
+        None => std::borrow::Cow::Borrowed(raw),
+    }
 }
 
 impl DuoConfig {
@@ -78,19 +110,26 @@ impl DuoConfig {
             Some(url) => url.trim().trim_end_matches('/').to_owned(),
             None => format!("https://{}", self.api_host.trim()),
         };
+        // Error messages show the URL without credentials.
+        let shown = redact_userinfo(&raw);
         let url = reqwest::Url::parse(&raw)
-            .map_err(|e| DuoError::Config(format!("base URL {raw:?} is not a URL: {e}")))?;
+            .map_err(|e| DuoError::Config(format!("base URL {shown:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(DuoError::Config(format!(
-                "base URL {raw:?} must use http or https"
+                "base URL {shown:?} must use http or https"
             )));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(DuoError::Config(format!("base URL {raw:?} has no host")));
+            return Err(DuoError::Config(format!("base URL {shown:?} has no host")));
         }
-        if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        if !url.username().is_empty() || url.password().is_some() {
             return Err(DuoError::Config(format!(
-                "base URL {raw:?} must be scheme://host[:port] only (the signed path is Duo's)"
+                "base URL {shown:?} must not carry credentials"
+            )));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(DuoError::Config(format!(
+                "base URL {shown:?} must be scheme://host[:port] only (the signed path is Duo's)"
             )));
         }
         Ok(raw)
@@ -750,6 +789,29 @@ mod tests {
                 "{bad}"
             );
         }
+        // Issue 13 item 7: credentials in the URL are refused and never
+        // shown — not in the error, not in Debug — parseable or not.
+        for bad in [
+            "http://admin:hunter2-pw@127.0.0.1:9000",
+            "http://:hunter2-pw@127.0.0.1:9000",
+            "https://admin:hunter2-pw@proxy.example:notaport",
+            "https://admin:hunter2-pw@proxy.example/path?q=1",
+            "ftp://admin:hunter2-pw@x",
+            "admin:hunter2-pw@proxy.example",
+        ] {
+            c.base_url = Some(bad.into());
+            let shown = format!("{:?} {c:?}", c.resolved_base_url());
+            assert!(shown.contains("Config"), "{bad}: {shown}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("admin:"),
+                "{bad}: {shown}"
+            );
+            assert!(shown.contains("[redacted]@"), "{bad}: {shown}");
+        }
+        assert_eq!(
+            redact_userinfo("http://127.0.0.1:9000/a@b"),
+            "http://127.0.0.1:9000/a@b"
+        );
         let mut c = DuoConfig::new("https://api-x.duosecurity.com", "DIX", Secret::new("s"));
         assert!(c.validate().is_err());
         c.api_host = "api-x.duosecurity.com".into();

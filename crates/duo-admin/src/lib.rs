@@ -35,7 +35,7 @@ pub mod sign;
 pub use api::{GROUPS_PAGE_LIMIT, Pager, USERS_PAGE_LIMIT};
 pub use client::{
     CallStats, DateHeader, DuoClient, DuoConfig, DuoResponse, PageMetadata, TaskCalls, count_calls,
-    count_task_calls, parse_envelope,
+    count_task_calls, parse_envelope, redact_userinfo,
 };
 pub use error::{DuoError, DuoFailure, TransportKind};
 pub use model::{

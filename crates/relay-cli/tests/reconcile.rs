@@ -157,7 +157,7 @@ async fn exit_codes_for_the_cap_and_read_errors() {
 
     // Duo refuses the keys (401, not worth retrying).
     let mut cmd = w.command(&["--source", "okta", "--dry-run"]);
-    cmd.env("DUO_SKEY", "not-the-simulator-secret-key-0000000000000");
+    cmd.env("DUO_SKEY", "NotTheSimulatorSecretKey0000000000000000");
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();

@@ -61,6 +61,7 @@ pub fn duo_config(
     }
     let ikey = required(raw, "DUO_IKEY")?;
     let skey = required(raw, "DUO_SKEY")?;
+    check_skey(skey)?;
     let mut config = duo_admin::DuoConfig::new(host, ikey, duo_admin::Secret::new(skey));
     if let Some(version) = optional(raw, "DUO_SIG_VERSION") {
         config.sig_version = duo_admin::SigVersion::parse(version)
@@ -106,6 +107,38 @@ pub fn duo_pace(raw: &RawConfig) -> Result<Option<duo_admin::PaceConfig>, Config
     Ok(Some(pace))
 }
 
+/// Length of a Duo secret key: every Duo client library checks it
+/// (`SKEY_LEN = 40` in duo_web / DuoWeb and their ports).
+pub const DUO_SKEY_CHARS: usize = 40;
+
+/// `DUO_SKEY` as Duo issues it: 40 ASCII letters and digits (the length
+/// every Duo client checks; Duo's documented keys, e.g. the signing
+/// example's `Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep`, are alphanumeric).
+/// One character, a key cut short or pasted with a quote, a space or a
+/// newline inside is refused at start-up instead of signing every request
+/// wrong. Surrounding blanks are trimmed, as for every variable. The
+/// message names the variable and what is wrong, never the value.
+fn check_skey(skey: &str) -> Result<(), ConfigError> {
+    let chars = skey.chars().count();
+    if chars != DUO_SKEY_CHARS {
+        return Err(ConfigError::new(
+            "DUO_SKEY",
+            format!(
+                "is {chars} characters long; an Admin API secret key is {DUO_SKEY_CHARS} letters and digits (copy it from the application's page in the Duo Admin Panel)"
+            ),
+        ));
+    }
+    if !skey.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ConfigError::new(
+            "DUO_SKEY",
+            format!(
+                "holds a character that is not a letter or digit (a space, a newline, a quote?); an Admin API secret key is {DUO_SKEY_CHARS} letters and digits"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the Duo client, naming the variable at fault when it refuses.
 pub fn duo_client(config: duo_admin::DuoConfig) -> Result<duo_admin::DuoClient, ConfigError> {
     let has_url = config.base_url.is_some();
@@ -124,6 +157,66 @@ mod tests {
     use super::*;
 
     use super::from_pairs as raw;
+
+    /// Issue 13 item 7: `DUO_SKEY` must be what Duo issues; the message
+    /// names the variable and never repeats the value.
+    #[test]
+    fn duo_skey_is_forty_letters_and_digits() {
+        let with = |skey: &str| {
+            duo_config(
+                &raw(&[
+                    ("DUO_API_HOST", "api-x.duosecurity.com"),
+                    ("DUO_IKEY", "DIXXXXXXXXXXXXXXXXXX"),
+                    ("DUO_SKEY", skey),
+                ]),
+                duo_admin::RetryPolicy::none(),
+            )
+        };
+        let good = "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep";
+        assert!(with(good).is_ok());
+        // Surrounding blanks (a trailing newline from a file) are trimmed.
+        assert!(with(&format!("{good}\n")).is_ok());
+        for bad in [
+            "x",
+            "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4E",
+            "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Epp",
+            "Zh5eGmUq9zpfQnyUI\n5OL9iWoMMv5ZNmk3zLJ4Ep",
+            "Zh5eGmUq9zpfQnyUI 5OL9iWoMMv5ZNmk3zLJ4Ep",
+            "\"h5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep",
+            "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4É",
+        ] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.variable, "DUO_SKEY", "{bad:?}");
+            let shown = err.to_string();
+            assert!(!shown.contains(bad.trim()), "{bad:?}: {shown}");
+            assert!(!shown.contains("Zh5e"), "{shown}");
+        }
+    }
+
+    /// Issue 13 item 7: a `DUO_API_URL` with credentials is refused, and
+    /// the message does not repeat them.
+    #[test]
+    fn duo_api_url_credentials_are_never_shown() {
+        let cfg = duo_config(
+            &raw(&[
+                ("DUO_API_HOST", "api-x.duosecurity.com"),
+                ("DUO_IKEY", "DIXXXXXXXXXXXXXXXXXX"),
+                ("DUO_SKEY", "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep"),
+                ("DUO_API_URL", "https://relay:hunter2-pw@proxy.example:8443"),
+            ]),
+            duo_admin::RetryPolicy::none(),
+        )
+        .unwrap();
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        let err = duo_client(cfg).unwrap_err();
+        assert_eq!(err.variable, "DUO_API_URL");
+        let shown = err.to_string();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("relay:"),
+            "{shown}"
+        );
+        assert!(shown.contains("[redacted]@proxy.example:8443"), "{shown}");
+    }
 
     #[test]
     fn duo_pace_defaults_to_duos_figures_and_names_bad_values() {
@@ -165,15 +258,15 @@ mod tests {
             "DUO_SKEY"
         );
         let mut full = base.to_vec();
-        full.push(("DUO_SKEY", "very-secret-skey-value"));
+        full.push(("DUO_SKEY", "VerySecretSkeyValue0123456789abcdefghijk"));
         full.push(("DUO_SIG_VERSION", "3"));
         let err = duo_config(&raw(&full), retry.clone()).unwrap_err();
         assert_eq!(err.variable, "DUO_SIG_VERSION");
-        assert!(!err.to_string().contains("very-secret"));
+        assert!(!err.to_string().contains("VerySecret"));
         full.pop();
         full.push(("DUO_API_URL", "ftp://nope"));
         let cfg = duo_config(&raw(&full), retry).unwrap();
-        assert!(!format!("{cfg:?}").contains("very-secret"));
+        assert!(!format!("{cfg:?}").contains("VerySecret"));
         assert_eq!(duo_client(cfg).unwrap_err().variable, "DUO_API_URL");
     }
 }

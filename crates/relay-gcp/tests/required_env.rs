@@ -19,6 +19,8 @@ fn valid_value(name: &str) -> &'static str {
     match name {
         "DUO_API_HOST" => "api-1234abcd.duosecurity.com",
         "DUO_IKEY" => "DIXXXXXXXXXXXXXXXXXX",
+        // 40 letters and digits, as Duo issues secret keys.
+        "DUO_SKEY" => "DuoSecretKey0123456789abcdefghijklmnopqr",
         _ => "a-generated-secret-0123456789abcdef",
     }
 }
