@@ -241,8 +241,11 @@ fn assert_cut(
     for (i, end) in ended.iter().enumerate() {
         let end = end.as_ref().unwrap_or_else(|e| panic!("{what} #{i}: {e}"));
         assert_eq!(end.status, status, "{what} #{i}: {end:?}");
+        // The lower bound is loose: `after` starts when the client's
+        // connect resolved, which on a loaded machine can be well after
+        // the server accepted (and started the connection's clock).
         assert!(
-            end.after >= at_least.mul_f32(0.9) && end.after <= at_least + slack,
+            end.after >= at_least.mul_f32(0.5) && end.after <= at_least + slack,
             "{what} #{i}: cut after {:?}, expected from {at_least:?} to {:?}",
             end.after,
             at_least + slack
