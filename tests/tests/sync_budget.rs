@@ -7,9 +7,13 @@
 
 #![allow(clippy::unwrap_used)] // test: fail loudly
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use duo_sim::Faults;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, header};
+use duo_sim::{DuoSim, Faults};
+use relay_core::pipeline::{Route, duo_relay};
+use relay_core::store::MemoryStore;
 use relay_tests::TestRelay;
 use serde_json::{Value, json};
 
@@ -91,4 +95,45 @@ async fn no_budget_applies_the_whole_batch_in_one_request() {
     let response = relay.deliver("/okta", batch()).await;
     assert_eq!(response.status(), 200);
     assert_eq!(relay.sim.snapshot().users.len(), EVENTS);
+}
+
+/// A delivery whose budget is already spent when its body is in (a body
+/// that took longer than the budget to arrive, counted from the request's
+/// arrival): each delivery still applies one event not applied before, so
+/// redeliveries finish the batch. Events already applied (duplicates,
+/// skipped without a Duo call) do not count as that one.
+#[tokio::test]
+async fn a_delivery_whose_budget_is_spent_on_arrival_still_applies_a_new_event() {
+    let sim = DuoSim::start().await;
+    let mut raw = relay_tests::duo_env(&sim);
+    raw.insert("OKTA_AUTH_SECRET".into(), relay_tests::SECRET.into());
+    raw.insert("RELAY_SYNC_BUDGET_MS".into(), "100".into());
+    let relay = duo_relay(
+        &raw,
+        MemoryStore::default(),
+        duo_admin::RetryPolicy::none(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static(relay_tests::SECRET),
+    );
+    let body = Bytes::from(batch());
+    for delivery in 1..=EVENTS {
+        let arrived = Instant::now() - Duration::from_secs(1);
+        let authenticated = relay.authenticate(Route::Okta, &headers).unwrap();
+        let response = relay
+            .handle_authenticated(authenticated, body.clone(), arrived)
+            .await;
+        assert_eq!(
+            sim.snapshot().users.len(),
+            delivery,
+            "delivery {delivery} applied one new event"
+        );
+        let expected = if delivery == EVENTS { 200 } else { 503 };
+        assert_eq!(response.status().as_u16(), expected, "delivery {delivery}");
+    }
+    assert_eq!(sim.call_count("POST /admin/v1/users"), EVENTS);
 }

@@ -476,8 +476,8 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// Sync mode: parse and apply each event inside the request. Okta gives
     /// up after 3 s, so no event is *started* once the sync budget
     /// ([`Relay::with_sync_budget`]) is spent (the one in progress
-    /// finishes, and at least one event is applied per delivery so every
-    /// redelivery makes progress): the rest are logged as deferred and the
+    /// finishes, and at least one event not applied before is tried per
+    /// delivery so every redelivery makes progress): the rest are logged as deferred and the
     /// delivery is answered 503 with a body that says why. The IdP
     /// redelivers; the events already applied are remembered and skipped as
     /// duplicates, so the redelivery starts where this one stopped.
@@ -491,15 +491,20 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             log_report(&skipped_report(source, skipped));
         }
         let mut transient = false;
+        // An event not already applied was tried: a redelivery whose first
+        // events are duplicates (skipped without a Duo call) still applies
+        // one new event before the budget can stop it.
+        let mut progressed = false;
         for (done, event) in parsed.events.iter().enumerate() {
             if let Some(budget) = self.sync_budget
-                && done > 0
+                && progressed
                 && started.elapsed() >= budget
             {
                 return self.defer_rest(source, &parsed.events[done..], done, budget, started);
             }
             let report = self.apply_event(event).await;
             transient |= matches!(report.outcome, EventOutcome::FailedTransient(_));
+            progressed |= !matches!(report.outcome, EventOutcome::Duplicate);
         }
         if transient {
             // Ask the IdP to retry; what did apply is remembered and skipped.
