@@ -349,10 +349,24 @@ async fn hostile_clients_are_cut_within_the_limits_and_valid_deliveries_still_an
         answers
     });
 
+    // The connection cap: however many clients connect, the relay holds
+    // at most 64 of them open (the rest wait in the kernel's backlog) —
+    // its open files stay within the cap plus its own (state files, Duo
+    // connections), never one per attacker.
+    let mut most_files = 0;
+    for _ in 0..30 {
+        most_files = most_files.max(relay.open_files());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let slow_headers = slow_headers.await.unwrap();
     let silent = silent.await.unwrap();
     let stalled = stalled.await.unwrap();
     let valid = valid.await.unwrap();
+    assert!(
+        most_files <= baseline_files + 64 + 16,
+        "open files {most_files} during 225 connections (baseline {baseline_files}, cap 64)"
+    );
     assert_cut("slow header", &slow_headers, None, header, slack);
     assert_cut("silent connection", &silent, None, header, slack);
     // An authenticated client whose body stalls: 408, then closed.
