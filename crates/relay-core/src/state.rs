@@ -559,7 +559,18 @@ impl Appender {
     /// Takes over `file` (which holds `header` and is `len` bytes long, all
     /// of it durable) and starts its writer thread.
     pub fn start(path: &Path, file: File, header: Header, len: u64) -> io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        Self::start_on(mpsc::channel::<Job>(), path, file, header, len)
+    }
+
+    /// [`Appender::start`] on a channel made beforehand (so a test can queue
+    /// jobs before the thread takes its first batch).
+    fn start_on(
+        (tx, rx): (mpsc::Sender<Job>, mpsc::Receiver<Job>),
+        path: &Path,
+        file: File,
+        header: Header,
+        len: u64,
+    ) -> io::Result<Self> {
         let name = format!(
             "writer:{}",
             path.file_name()
@@ -707,6 +718,25 @@ mod tests {
         assert!(unframe(b"zzzzzzzz x").is_err());
     }
 
+    /// A framed record `D 1 <key>` and its line.
+    fn record(key: &str) -> Vec<u8> {
+        let mut line = Vec::new();
+        frame(&format!("D 1 {key}"), &mut line);
+        line
+    }
+
+    /// The records after the header, each checked complete and intact.
+    fn records(bytes: &[u8]) -> usize {
+        let mut lines = 0;
+        for_each_line(&bytes[HEADER_LEN..], |l| {
+            assert!(l.complete);
+            unframe(l.bytes).unwrap();
+            lines += 1;
+        })
+        .unwrap();
+        lines
+    }
+
     #[tokio::test]
     async fn the_appender_group_commits_and_seals_what_it_made_durable() {
         let dir = std::env::temp_dir().join(format!("relay-appender-{}", std::process::id()));
@@ -720,37 +750,44 @@ mod tests {
             .write(true)
             .open(&path)
             .unwrap();
-        let appender =
-            std::sync::Arc::new(Appender::start(&path, file, header, HEADER_LEN as u64).unwrap());
-        let mut tasks = Vec::new();
+        // 200 appends are waiting before the writer takes its first batch:
+        // they must go out as one batch (one write, one fdatasync). Queued
+        // on the channel directly, so the test does not depend on how fast
+        // the writer thread is scheduled.
+        let (tx, rx) = mpsc::channel::<Job>();
+        let mut waits = Vec::new();
+        let mut written = 0;
         for i in 0..200 {
-            let appender = appender.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut line = Vec::new();
-                frame(&format!("D 1 key-{i}"), &mut line);
-                appender.append(line).await
-            }));
+            let bytes = record(&format!("key-{i}"));
+            written += bytes.len();
+            let (done, wait) = tokio::sync::oneshot::channel();
+            tx.send(Job { bytes, done }).unwrap();
+            waits.push(wait);
         }
-        for t in tasks {
-            t.await.unwrap().unwrap();
+        let appender =
+            Appender::start_on((tx, rx), &path, file, header, HEADER_LEN as u64).unwrap();
+        for wait in waits {
+            wait.await.unwrap().unwrap();
         }
-        // A later batch seals what the earlier ones made durable.
-        let mut last = Vec::new();
-        frame("D 1 key-last", &mut last);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(records(&bytes), 200);
+        assert_eq!(bytes.len(), HEADER_LEN + written);
+        // One batch: a batch never claims its own bytes durable (the header
+        // is written before its fsync), so the header still seals only
+        // itself. Two or more batches would have sealed the first one.
+        let header = Header::decode(&bytes[..HEADER_LEN - 1]).unwrap();
+        assert_eq!(header.sealed, HEADER_LEN as u64);
+
+        // The next batch seals exactly what the first made durable.
+        let last = record("key-last");
+        let last_len = last.len();
         appender.append(last).await.unwrap();
         drop(appender);
         let bytes = std::fs::read(&path).unwrap();
-        let mut lines = 0;
-        for_each_line(&bytes[HEADER_LEN..], |l| {
-            assert!(l.complete);
-            unframe(l.bytes).unwrap();
-            lines += 1;
-        })
-        .unwrap();
-        assert_eq!(lines, 201);
+        assert_eq!(records(&bytes), 201);
+        assert_eq!(bytes.len(), HEADER_LEN + written + last_len);
         let header = Header::decode(&bytes[..HEADER_LEN - 1]).unwrap();
-        assert!(header.sealed > HEADER_LEN as u64);
-        assert!(header.sealed <= bytes.len() as u64);
+        assert_eq!(header.sealed, (HEADER_LEN + written) as u64);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
