@@ -268,3 +268,162 @@ fn serve_reports_a_damaged_group_index_and_migrates_it() {
     let _ = std::fs::remove_file(dir.with_extension("sync.log"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// POSTs one Okta event hook delivery (one event: `id` created) and returns
+/// the answer's status (0 when there was no HTTP answer).
+fn post_okta(port: u16, id: usize) -> u16 {
+    use std::io::Write as _;
+    let body = serde_json::json!({"data": {"events": [{
+        "uuid": format!("state-test-{id:04}"),
+        "published": "2026-01-01T00:00:00.000Z",
+        "eventType": "user.lifecycle.create",
+        "version": "0",
+        "displayMessage": "Create Okta user",
+        "severity": "INFO",
+        "actor": {"id": "00uADMIN", "type": "User", "alternateId": "admin@example.com"},
+        "outcome": {"result": "SUCCESS", "reason": null},
+        "target": [{"id": format!("00ustate{id:04}"), "type": "User",
+                    "alternateId": format!("user{id}@example.com"), "displayName": "User"}],
+    }]}})
+    .to_string();
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        stream,
+        "POST /okta HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {SECRET}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The queue's data files (`RELAY_STATE_DIR/queue/*.log`: whatever holds
+/// the pending messages and dead letters in this version).
+fn queue_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("queue"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    files.sort();
+    files
+}
+
+/// What `/healthz` says about the damaged files, one string per file.
+fn damage(health: &Value) -> String {
+    health["state"]["files"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .map(|f| format!("{}: {}", f["file"], f["problems"]))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Regression (issue 13, item 6): a cut or emptied queue file silently lost
+/// the pending events (and dead letters) it held — `serve` started on the
+/// rest as if nothing had happened. Now the loss is reported (one log line,
+/// `/healthz`). Through the binary and whatever files the queue keeps, so the
+/// same test runs against the version 1 `queue.log`.
+#[test]
+fn regression_issue_13_a_cut_or_emptied_queue_is_reported() {
+    let dir = temp("queuecut");
+    // Duo is unreachable (port 9): every event stays pending.
+    let port = free_port();
+    let mut relay = serve(&dir, port, "queue");
+    healthz(&mut relay, port);
+    for id in 0..10 {
+        assert_eq!(post_okta(port, id), 200, "delivery {id} accepted");
+    }
+    assert_eq!(healthz(&mut relay, port)["queue"]["pending"], 10);
+    drop(relay); // SIGKILL
+    let files = queue_files(&dir);
+    assert!(!files.is_empty(), "the queue keeps files");
+    for f in &files {
+        let len = std::fs::metadata(f).expect("queue file").len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .and_then(|h| h.set_len(len / 2))
+            .expect("cut the file");
+    }
+    let port = free_port();
+    let mut relay = serve(&dir, port, "queue");
+    let health = healthz(&mut relay, port);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["state"]["damaged"], true, "a cut queue: {health}");
+    assert!(damage(&health).contains("cut"), "{health}");
+    assert!(
+        health["queue"]["pending"].as_u64().is_some_and(|p| p < 10),
+        "{health}"
+    );
+    drop(relay);
+    assert!(
+        log_text(&dir.with_extension("queue.log")).contains("state file damaged"),
+        "one log line says so"
+    );
+
+    for f in queue_files(&dir) {
+        std::fs::write(&f, b"").expect("empty the file");
+    }
+    let port = free_port();
+    let mut relay = serve(&dir, port, "queue");
+    let health = healthz(&mut relay, port);
+    assert_eq!(
+        health["state"]["damaged"], true,
+        "an emptied queue: {health}"
+    );
+    assert!(damage(&health).contains("emptied"), "{health}");
+    assert_eq!(health["queue"]["pending"], 0, "{health}");
+    drop(relay);
+    let _ = std::fs::remove_file(dir.with_extension("queue.log"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression (issue 13, item 6): a queue whose sequence numbers reached
+/// `u64::MAX` wrapped and handed out the ids of existing dead letters. Now
+/// `serve` says how many numbers are left, refuses the delivery with a 503
+/// (the IdP retries) and keeps both dead letters' ids.
+#[test]
+fn regression_issue_13_sequence_numbers_near_the_end_refuse_instead_of_wrapping() {
+    let dir = temp("queuewrap");
+    let queue = dir.join("queue");
+    std::fs::create_dir_all(&queue).expect("queue dir");
+    let letter = serde_json::json!({
+        "body": "not json", "reason": "unreadable queue message", "attempts": 1,
+        "dead_lettered_at_ms": 1, "event_id": null, "event_type": null, "subject": null
+    });
+    let log = format!(
+        "{}\n{}\n",
+        serde_json::json!({"op": "dead", "seq": 0, "letter": letter}),
+        serde_json::json!({"op": "dead", "seq": u64::MAX - 1, "letter": letter})
+    );
+    std::fs::write(queue.join("queue.log"), log).expect("write queue.log");
+    let port = free_port();
+    let mut relay = serve(&dir, port, "queue");
+    let health = healthz(&mut relay, port);
+    assert_eq!(health["queue"]["dead_letters"], 2, "{health}");
+    // Two numbers past u64::MAX - 1 would be u64::MAX and then 0, the id of
+    // the first dead letter.
+    assert_eq!(post_okta(port, 1), 503, "refused, not given a used id");
+    assert_eq!(post_okta(port, 2), 503, "refused, not given a used id");
+    let health = healthz(&mut relay, port);
+    assert_eq!(health["queue"]["dead_letters"], 2, "{health}");
+    assert_eq!(health["queue"]["pending"], 0, "{health}");
+    assert!(damage(&health).contains("numbers are left"), "{health}");
+    drop(relay);
+    let log = log_text(&dir.with_extension("queue.log"));
+    assert!(log.contains("exhausted"), "the log says why:\n{log}");
+    let _ = std::fs::remove_file(dir.with_extension("queue.log"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
