@@ -223,6 +223,23 @@ async fn idle(addr: &str, give_up: Duration) -> Result<Ended, &'static str> {
     }
 }
 
+/// Reads an answer's status line and headers (to the blank line), or what
+/// arrived before the connection closed or `give_up` passed.
+async fn read_head(stream: &mut TcpStream, give_up: Duration) -> Vec<u8> {
+    let mut answer = Vec::new();
+    let mut buf = [0_u8; 1];
+    let _ = tokio::time::timeout(give_up, async {
+        while !answer.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    answer
+}
+
 fn post_head(secret: Option<&str>, content_length: &str) -> Vec<u8> {
     let auth = secret.map_or(String::new(), |s| format!("Authorization: {s}\r\n"));
     format!(
@@ -451,6 +468,28 @@ async fn hostile_clients_are_cut_within_the_limits_and_valid_deliveries_still_an
         .await
         .expect("the 413 is readable");
     assert_eq!(oversized.status(), 413);
+    // The same from a client that writes its whole body (1.9 MiB) before
+    // it reads: the relay reads the rest of the body (up to 1 MiB past the
+    // limit) before answering, so the 413 is not followed by a reset of a
+    // socket with unread data, and the connection stays usable — the next
+    // request on it is answered.
+    let body_len = 1900 * 1024;
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let mut request = post_head(Some(SECRET), &body_len.to_string());
+    request.extend(std::iter::repeat_n(b' ', body_len));
+    let _ = stream.write_all(&request).await;
+    let answer = read_head(&mut stream, give_up).await;
+    assert_eq!(status_of(&answer), Some(413), "{answer:?}");
+    let _ = stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await;
+    let answer = read_head(&mut stream, give_up).await;
+    assert_eq!(
+        status_of(&answer),
+        Some(200),
+        "the connection after a drained 413: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
 
     // And the relay still works, with its open files back where they were.
     let (status, _) = valid_delivery(&addr).await;
