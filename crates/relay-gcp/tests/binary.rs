@@ -230,6 +230,52 @@ async fn relay_store_memory_runs_without_firestore() {
     assert_eq!(sim.call_count("POST /admin/v1/users"), 1);
 }
 
+/// Issue 13 item 4: Cloud Run's entry point serves with the same connection
+/// limits as `serve`, from the same variables: a connection that sends
+/// nothing is closed after `RELAY_HTTP_HEADER_TIMEOUT_MS`, and a kept-alive
+/// one after `RELAY_HTTP_IDLE_TIMEOUT_MS` (relay-cli's hostile_clients
+/// test covers every limit; this one shows relay-gcp applies them).
+#[tokio::test]
+async fn connection_limits_apply_to_the_binary() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let sim = DuoSim::start().await;
+    let mut env = duo_env(&sim);
+    env.push(("RELAY_STORE".into(), "memory".into()));
+    env.push(("RELAY_HTTP_HEADER_TIMEOUT_MS".into(), "300".into()));
+    env.push(("RELAY_HTTP_IDLE_TIMEOUT_MS".into(), "500".into()));
+    let mut relay = RelayProcess::spawn(&env);
+    relay.wait_healthy().await;
+    let addr = format!("127.0.0.1:{}", relay.port);
+    let mut buf = [0_u8; 1024];
+
+    // Silent: counted from before the connect, so never below the limit.
+    let sent = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "not closed: {read:?}");
+    assert!(sent.elapsed() >= Duration::from_millis(300), "{sent:?}");
+
+    // Kept alive after an answer: closed after the idle timeout.
+    let sent = Instant::now();
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "kept-alive connection not closed");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    assert!(sent.elapsed() >= Duration::from_millis(500), "{sent:?}");
+}
+
 #[tokio::test]
 async fn start_up_errors_name_the_variable_and_no_secret() {
     let sim = DuoSim::start().await;
@@ -256,6 +302,19 @@ async fn start_up_errors_name_the_variable_and_no_secret() {
             ),
         ),
         ("DUO_SKEY", with(&[], &["DUO_SKEY"])),
+        ("DUO_SKEY", with(&[("DUO_SKEY", "x")], &[])),
+        (
+            "RELAY_HTTP_MAX_CONNECTIONS",
+            with(&[("RELAY_HTTP_MAX_CONNECTIONS", "0")], &[]),
+        ),
+        (
+            "RELAY_HTTP_HEADER_TIMEOUT_MS",
+            with(&[("RELAY_HTTP_HEADER_TIMEOUT_MS", "soon")], &[]),
+        ),
+        (
+            "RELAY_SYNC_BUDGET_MS",
+            with(&[("RELAY_SYNC_BUDGET_MS", "5")], &[]),
+        ),
         (
             "OKTA_AUTH_SECRET",
             with(&[("OKTA_AUTH_SECRET", "tiny-secret-1")], &[]),

@@ -121,6 +121,62 @@ async fn forwarded_requests_reach_duo_once() {
     }
 }
 
+/// Issue 13 item 4: the custom handler serves with the same connection
+/// limits as `serve`, from the same app settings: a connection that sends
+/// nothing is closed after `RELAY_HTTP_HEADER_TIMEOUT_MS`, a kept-alive one
+/// after `RELAY_HTTP_IDLE_TIMEOUT_MS` (relay-cli's hostile_clients test
+/// covers every limit; this one shows relay-azure applies them), and a bad
+/// value stops start-up naming the setting.
+#[tokio::test]
+async fn connection_limits_apply_under_the_host() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Some(url) = azurite() else { return };
+    let sim = DuoSim::start().await;
+    let port = free_port();
+    let mut env = app_settings(&sim, port, &connection_string(&url), &fresh_table());
+    env.insert("RELAY_HTTP_HEADER_TIMEOUT_MS".into(), "300".into());
+    env.insert("RELAY_HTTP_IDLE_TIMEOUT_MS".into(), "500".into());
+    let mut handler = Handler::spawn(&env);
+    wait_ready(&mut handler, port, Instant::now()).await;
+    let addr = format!("127.0.0.1:{port}");
+    let mut buf = [0_u8; 1024];
+
+    // Silent: counted from before the connect, so never below the limit.
+    let sent = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "not closed: {read:?}");
+    assert!(sent.elapsed() >= Duration::from_millis(300), "{sent:?}");
+
+    // Kept alive after an answer: closed after the idle timeout.
+    let sent = Instant::now();
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /api/healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "kept-alive connection not closed");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    assert!(sent.elapsed() >= Duration::from_millis(500), "{sent:?}");
+    drop(handler);
+
+    let mut env = app_settings(&sim, free_port(), &connection_string(&url), &fresh_table());
+    env.insert("RELAY_HTTP_MAX_CONNECTIONS".into(), "0".into());
+    let mut handler = Handler::spawn(&env);
+    let (status, stderr) = handler.wait_exit(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(stderr.contains("RELAY_HTTP_MAX_CONNECTIONS:"), "{stderr}");
+}
+
 #[tokio::test]
 async fn an_unresolved_key_vault_reference_stops_start_up() {
     let sim = DuoSim::start().await;
