@@ -1,233 +1,15 @@
-//! The idempotency store: an event already applied is not applied again.
-//!
-//! Protocol: [`IdempotencyStore::claim`] before applying (atomic: two
-//! concurrent deliveries of one event cannot both win), then
-//! [`IdempotencyStore::complete`] when the outcome is final (applied, skipped
-//! or permanently failed), or [`IdempotencyStore::release`] after a transient
-//! failure so the IdP's retry can try again. Entries expire after a TTL
-//! (IdPs retry within minutes to days; a week is plenty).
-//!
-//! Two implementations here: in memory (tests, one process) and an embedded
-//! file for `serve` (survives restarts). Cloud entry crates bring their own
-//! (DynamoDB, Table Storage, Firestore).
+//! The embedded on-disk store for `serve` (`applied.log`).
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use super::memory::{Entry, Table};
+use super::{Claim, IdempotencyStore, StoreError, now_secs};
 use crate::event::EventId;
 use crate::state::{Appender, FileReport, HEADER_LEN, Header, Kind, Unreadable};
-
-/// The default time an applied event is remembered.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// How long a claim without an outcome blocks others (a crashed worker's
-/// claim must not block the event forever).
-pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The answer to a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// Nobody has this event: apply it.
-    New,
-    /// It was applied (or finally refused) before: skip it.
-    Done,
-    /// Someone else is applying it right now.
-    InProgress,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("idempotency store I/O: {0}")]
-    Io(#[from] std::io::Error),
-    /// A cloud store's backend refused or could not be reached (the
-    /// message names the operation and the service's error, never a value).
-    #[error("idempotency store backend: {0}")]
-    Backend(String),
-}
-
-/// Remembers which events were applied.
-pub trait IdempotencyStore: Send + Sync {
-    fn claim(&self, key: &EventId) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    fn complete(&self, key: &EventId) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn release(&self, key: &EventId) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The event time (ms since the epoch) of the newest event applied to
-    /// one aspect of a subject (see [`crate::order`]), if any is remembered.
-    /// Required, not defaulted: a store that silently remembered nothing
-    /// would switch stale-event protection off.
-    fn watermark(&self, key: &str) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
-
-    /// Records that an event of time `at_ms` was applied to `key` (keeps the
-    /// newer of the stored and the given time).
-    fn set_watermark(
-        &self,
-        key: &str,
-        at_ms: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    Claimed { until: u64 },
-    Done { until: u64 },
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-#[derive(Debug)]
-struct Table {
-    entries: HashMap<String, Entry>,
-    /// Watermark key → (event time in ms, expiry in epoch seconds).
-    marks: HashMap<String, (i64, u64)>,
-    ttl: Duration,
-    /// When (epoch seconds) expired entries are next dropped (see
-    /// [`Table::tick`]).
-    next_expiry: u64,
-}
-
-impl Table {
-    fn new(ttl: Duration) -> Self {
-        let mut table = Self {
-            entries: HashMap::new(),
-            marks: HashMap::new(),
-            ttl,
-            next_expiry: 0,
-        };
-        table.next_expiry = now_secs().saturating_add(table.expiry_interval());
-        table
-    }
-
-    /// How often expired entries are dropped while running: a quarter of
-    /// the TTL, between 1 s and 60 s. Each sweep is O(entries), so the
-    /// cost per operation stays constant while memory holds at most about
-    /// one TTL (plus an interval) of events.
-    fn expiry_interval(&self) -> u64 {
-        (self.ttl.as_secs() / 4).clamp(1, 60)
-    }
-
-    /// Drops expired entries when a sweep is due; every operation calls it.
-    fn tick(&mut self, now: u64) {
-        if now >= self.next_expiry {
-            self.expire(now);
-            self.next_expiry = now.saturating_add(self.expiry_interval());
-        }
-    }
-
-    fn watermark(&self, key: &str, now: u64) -> Option<i64> {
-        self.marks
-            .get(key)
-            .filter(|(_, until)| *until > now)
-            .map(|(at, _)| *at)
-    }
-
-    /// Keeps the newer time; answers the expiry written, or `None` when the
-    /// stored time was already newer.
-    fn set_watermark(&mut self, key: &str, at_ms: i64, now: u64) -> Option<u64> {
-        self.tick(now);
-        if self.watermark(key, now).is_some_and(|old| old >= at_ms) {
-            return None;
-        }
-        let until = now + self.ttl.as_secs();
-        self.marks.insert(key.to_owned(), (at_ms, until));
-        Some(until)
-    }
-
-    fn claim(&mut self, key: &str, now: u64) -> Claim {
-        self.tick(now);
-        match self.entries.get(key) {
-            Some(Entry::Done { until }) if *until > now => Claim::Done,
-            Some(Entry::Claimed { until }) if *until > now => Claim::InProgress,
-            _ => {
-                self.entries.insert(
-                    key.to_owned(),
-                    Entry::Claimed {
-                        until: now + CLAIM_TIMEOUT.as_secs(),
-                    },
-                );
-                Claim::New
-            }
-        }
-    }
-
-    fn complete(&mut self, key: &str, now: u64) -> u64 {
-        self.tick(now);
-        let until = now + self.ttl.as_secs();
-        self.entries.insert(key.to_owned(), Entry::Done { until });
-        until
-    }
-
-    fn release(&mut self, key: &str) {
-        if matches!(self.entries.get(key), Some(Entry::Claimed { .. })) {
-            self.entries.remove(key);
-        }
-    }
-
-    fn expire(&mut self, now: u64) {
-        self.entries.retain(|_, e| match e {
-            Entry::Claimed { until } | Entry::Done { until } => *until > now,
-        });
-        self.marks.retain(|_, (_, until)| *until > now);
-    }
-}
-
-/// In-memory store for tests and single-process runs.
-#[derive(Debug)]
-pub struct MemoryStore {
-    table: Mutex<Table>,
-}
-
-impl MemoryStore {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            table: Mutex::new(Table::new(ttl)),
-        }
-    }
-
-    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new(DEFAULT_TTL)
-    }
-}
-
-impl IdempotencyStore for MemoryStore {
-    async fn claim(&self, key: &EventId) -> Result<Claim, StoreError> {
-        Ok(self.table().claim(key.as_str(), now_secs()))
-    }
-
-    async fn complete(&self, key: &EventId) -> Result<(), StoreError> {
-        self.table().complete(key.as_str(), now_secs());
-        Ok(())
-    }
-
-    async fn release(&self, key: &EventId) -> Result<(), StoreError> {
-        self.table().release(key.as_str());
-        Ok(())
-    }
-
-    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.table().watermark(key, now_secs()))
-    }
-
-    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
-        self.table().set_watermark(key, at_ms, now_secs());
-        Ok(())
-    }
-}
 
 /// One record of `applied.log`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -597,32 +379,11 @@ impl IdempotencyStore for FileStore {
 mod tests {
     use super::*;
     use crate::event::Source;
+    use crate::store::{DEFAULT_TTL, MemoryStore};
     use std::io::Write;
 
     fn id(s: &str) -> EventId {
         EventId::new(Source::Okta, s)
-    }
-
-    #[tokio::test]
-    async fn claim_complete_release() {
-        let store = MemoryStore::default();
-        assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::New);
-        assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::InProgress);
-        store.release(&id("a")).await.unwrap();
-        assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::New);
-        store.complete(&id("a")).await.unwrap();
-        assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::Done);
-        // Release after completion does not forget the outcome.
-        store.release(&id("a")).await.unwrap();
-        assert_eq!(store.claim(&id("a")).await.unwrap(), Claim::Done);
-    }
-
-    #[tokio::test]
-    async fn zero_ttl_forgets_at_once() {
-        let store = MemoryStore::new(Duration::ZERO);
-        assert_eq!(store.claim(&id("b")).await.unwrap(), Claim::New);
-        store.complete(&id("b")).await.unwrap();
-        assert_eq!(store.claim(&id("b")).await.unwrap(), Claim::New);
     }
 
     /// Regression (issue 13, item 7): the in-memory table forgot nothing
