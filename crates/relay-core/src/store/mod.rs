@@ -15,8 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::event::EventId;
 
+pub mod claim;
 mod file;
 mod memory;
+
+pub use claim::{Cas, CasStore, Cond, Record, Slot, Versioned};
 
 pub use file::{AppliedDecoded, AppliedRecord, FileStore, decode_applied_log};
 pub use memory::MemoryStore;
