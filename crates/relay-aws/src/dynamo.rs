@@ -16,7 +16,8 @@
 //!   and the claim is still `New` (not someone else's `InProgress`); when a
 //!   claim fails with an error, the item is deleted if it holds our token, so
 //!   a claim that landed unseen does not block the event for
-//!   `CLAIM_TIMEOUT`.
+//!   `CLAIM_TIMEOUT`. An item that vanishes between the refused put and the
+//!   read every round, three rounds running, is an error (retried).
 //! - complete: unconditional `PutItem` of a `done` item expiring after the TTL.
 //! - release: `DeleteItem` on condition `state = claimed` (a completed event
 //!   stays completed).
@@ -272,10 +273,11 @@ where
 
 impl IdempotencyStore for DynamoStore {
     async fn claim(&self, event: &EventId) -> Result<Claim, StoreError> {
-        // Two attempts: a lost race against a release or an expiry (the item
-        // is gone by the time we read it) is simply claimed again.
+        // Three rounds: a lost race against a release or an expiry (the item
+        // is gone by the time we read it) is simply claimed again; then the
+        // give-up rule of relay_core::store::claim (an error, retried).
         let token = claim_token();
-        for _ in 0..2 {
+        for _ in 0..relay_core::store::claim::ROUNDS {
             let now = now_secs();
             let result = self
                 .client
@@ -320,8 +322,12 @@ impl IdempotencyStore for DynamoStore {
                 }
             }
         }
-        // Claimed and released twice under our feet: someone is on it.
-        Ok(Claim::InProgress)
+        // Claimed and released under our feet every round: not decided, so
+        // not a guessed InProgress (a 200 in sync mode) but an error.
+        Err(StoreError::Backend(format!(
+            "DynamoDB claim on table {}: the item kept changing under us; retry later",
+            self.table
+        )))
     }
 
     async fn complete(&self, event: &EventId) -> Result<(), StoreError> {
