@@ -244,8 +244,9 @@ async fn pause(round: usize) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-/// A claim token: random enough that two claims never share one.
-fn token() -> String {
+/// A claim token or a record version for backends that keep their own:
+/// random enough that two never meet.
+pub fn token() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
