@@ -474,6 +474,171 @@ fn push_body(text: &str, message_id: &str, attempt: Option<u32>) -> String {
 
 // ------------------------------------------------------------------- tests
 
+/// `PushAuth::verify` itself, with no emulator: each forged, tampered or
+/// misaddressed token is refused for its own reason, and the controls
+/// (Google's token for us; a minute of skew; `aud` as a list; the bare
+/// issuer) pass. Would fail if the signature or any claim went unchecked.
+#[tokio::test]
+async fn push_tokens_are_verified_without_an_emulator() {
+    use axum::http::HeaderMap;
+    use relay_gcp::push::{AuthFailure, PushAuth};
+
+    let signer = Signer::new(KID);
+    let auth = PushAuth::new(AUDIENCE, PUSH_SA, &jwks_stand_in(&signer).await);
+    let bearer = |token: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        headers
+    };
+    let with = |field: &str, value: Value| {
+        let mut claims = good_claims();
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(field);
+        } else {
+            claims[field] = value;
+        }
+        signer.sign(&claims)
+    };
+    let good = signer.sign(&good_claims());
+    let parts: Vec<&str> = good.split('.').collect();
+    // Another subject under the original signature.
+    let mut forged_claims = good_claims();
+    forged_claims["email"] = json!("attacker@evil.iam.gserviceaccount.com");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(forged_claims.to_string()),
+        parts[2]
+    );
+    // HS256 keyed with the published RSA key (algorithm confusion).
+    let hs_signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(json!({ "alg": "HS256", "kid": KID }).to_string()),
+        URL_SAFE_NO_PAD.encode(good_claims().to_string())
+    );
+    let hs_key = aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA256,
+        signer.key.public_key().as_ref(),
+    );
+    let hs_tag = aws_lc_rs::hmac::sign(&hs_key, hs_signed.as_bytes());
+    let hs256 = format!("{hs_signed}.{}", URL_SAFE_NO_PAD.encode(hs_tag.as_ref()));
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(json!({ "alg": "none", "kid": KID }).to_string()),
+        URL_SAFE_NO_PAD.encode(good_claims().to_string())
+    );
+    let t = now();
+    let cases: Vec<(&str, String, Result<(), AuthFailure>)> = vec![
+        ("Google's token for us", good.clone(), Ok(())),
+        (
+            "exp passed 30 s ago (skew)",
+            with("exp", json!(t - 30)),
+            Ok(()),
+        ),
+        (
+            "aud as a list",
+            with("aud", json!(["someone-else", AUDIENCE])),
+            Ok(()),
+        ),
+        (
+            "bare issuer",
+            with("iss", json!("accounts.google.com")),
+            Ok(()),
+        ),
+        (
+            "wrong key, known kid",
+            Signer::new(KID).sign(&good_claims()),
+            Err(AuthFailure::Signature),
+        ),
+        (
+            "unknown kid",
+            Signer::new("someone-elses-key").sign(&good_claims()),
+            Err(AuthFailure::UnknownKey),
+        ),
+        ("payload swapped", tampered, Err(AuthFailure::Signature)),
+        (
+            "signature cut",
+            format!("{}.{}.", parts[0], parts[1]),
+            Err(AuthFailure::Signature),
+        ),
+        (
+            "HS256 with the public key",
+            hs256,
+            Err(AuthFailure::Algorithm),
+        ),
+        ("alg none", none, Err(AuthFailure::Malformed)),
+        (
+            "garbage",
+            "not.a.jwt".to_owned(),
+            Err(AuthFailure::Malformed),
+        ),
+        (
+            "expired 2 min ago",
+            with("exp", json!(t - 120)),
+            Err(AuthFailure::Expired),
+        ),
+        (
+            "no exp",
+            with("exp", Value::Null),
+            Err(AuthFailure::Malformed),
+        ),
+        (
+            "exp a string",
+            with("exp", json!((t + 3600).to_string())),
+            Err(AuthFailure::Malformed),
+        ),
+        (
+            "issued in the future",
+            with("iat", json!(t + 3600)),
+            Err(AuthFailure::Expired),
+        ),
+        (
+            "other issuer",
+            with("iss", json!("https://evil.example.com")),
+            Err(AuthFailure::Issuer),
+        ),
+        (
+            "no issuer",
+            with("iss", Value::Null),
+            Err(AuthFailure::Malformed),
+        ),
+        (
+            "other audience",
+            with("aud", json!("https://relay.example.run.app/pubsub/push")),
+            Err(AuthFailure::Audience),
+        ),
+        (
+            "no audience",
+            with("aud", Value::Null),
+            Err(AuthFailure::Malformed),
+        ),
+        (
+            "other service account",
+            with("email", json!("attacker@evil.iam.gserviceaccount.com")),
+            Err(AuthFailure::ServiceAccount),
+        ),
+        (
+            "email not verified",
+            with("email_verified", json!(false)),
+            Err(AuthFailure::EmailNotVerified),
+        ),
+    ];
+    for (what, token, expected) in cases {
+        assert_eq!(auth.verify(&bearer(&token)).await, expected, "{what}");
+    }
+    assert_eq!(
+        auth.verify(&HeaderMap::new()).await,
+        Err(AuthFailure::MissingToken)
+    );
+    // Google's keys out of reach, none cached: 503 (KeysUnavailable), not 401.
+    let closed = format!("http://127.0.0.1:{}/certs", common::free_port());
+    let unreachable = PushAuth::new(AUDIENCE, PUSH_SA, &closed);
+    assert_eq!(
+        unreachable.verify(&bearer(&good)).await,
+        Err(AuthFailure::KeysUnavailable)
+    );
+}
+
 #[tokio::test]
 async fn the_push_route_refuses_every_request_without_googles_token_for_us() {
     let Some(env) = QueueEnv::start(false, &[]).await else {
