@@ -26,6 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+mod logs;
+
 /// The Okta API token the stand-in accepts.
 pub const OKTA_TOKEN: &str = "00standin-okta-token-SECRET";
 /// The Auth0 M2M client the stand-in accepts.
@@ -199,6 +201,8 @@ struct Inner {
     export_polls: HashMap<String, usize>,
     /// Largest page served, whatever the client asks (to page small tenants).
     max_page: Option<usize>,
+    /// The event logs (`logs.rs`).
+    logs: logs::Logs,
 }
 
 impl Inner {
@@ -288,6 +292,8 @@ impl IdpStandIn {
             .route("/api/v2/jobs/users-exports", post(auth0_export_start))
             .route("/api/v2/jobs/{id}", get(auth0_export_job))
             .route("/exports/{file}", get(auth0_export_file))
+            .route("/api/v1/logs", get(logs::okta_logs))
+            .route("/api/v2/logs", get(logs::auth0_logs))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(
                 shared.clone(),
@@ -380,6 +386,23 @@ impl IdpStandIn {
             .iter()
             .filter(|r| r.status == status)
             .count()
+    }
+
+    /// Appends an event to Okta's System Log (persistence order = the
+    /// order of the calls).
+    pub fn push_okta_log(&self, event: Value) {
+        lock(&self.shared).logs.okta.push(event);
+    }
+
+    /// Appends a record to Auth0's tenant logs (served in `log_id` order).
+    pub fn push_auth0_log(&self, record: Value) {
+        lock(&self.shared).logs.auth0.push(record);
+    }
+
+    /// Every Okta `after` cursor issued so far is refused from now on (400),
+    /// as an expired one would be.
+    pub fn expire_okta_cursors(&self) {
+        lock(&self.shared).logs.cursor_generation += 1;
     }
 
     pub fn reset_requests(&self) {

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod group_index;
 mod harness;
 pub mod idp_standin;
+pub mod served;
 
 pub use harness::{emulator_url, run_to_end, summary_lines};
 

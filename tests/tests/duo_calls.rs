@@ -449,3 +449,66 @@ fn duo_client_for(sim: &duo_sim::DuoSim) -> duo_admin::DuoClient {
     config.base_url = Some(sim.base_url());
     duo_admin::DuoClient::new(config).unwrap()
 }
+
+/// Catch-up (issue 16) reads the System Log through the hook's pipeline
+/// with the hook's key: a record the hook delivered costs no Duo call, a
+/// missed create costs what the hook's create costs.
+#[tokio::test]
+async fn catch_up_calls() {
+    use relay_core::catch_up::{
+        CatchUpConfig, CatchUpOptions, LogApi, LogSource, MemoryCheckpoints,
+    };
+    use relay_tests::idp_standin::{IdpStandIn, Tenant};
+
+    let fixture = relay_tests::fixture_text("okta/user-lifecycle-create.json");
+    let body: serde_json::Value = serde_json::from_str(&fixture).unwrap();
+    let event = body["data"]["events"][0].clone();
+    let published = relay_core::order::parse_time_ms(event["published"].as_str().unwrap()).unwrap();
+    let standin = IdpStandIn::start(Tenant::default()).await;
+    standin.push_okta_log(event);
+    let env: relay_core::config::RawConfig = standin.okta_env().into_iter().collect();
+    let api = LogApi::from_config(&env, LogSource::Okta).unwrap();
+    let options = CatchUpOptions {
+        source: LogSource::Okta,
+        since_ms: Some(published - 1000),
+        dry_run: false,
+    };
+    let run = |relay: std::sync::Arc<relay_tests::served::ServedRelay>| {
+        let (api, options) = (api.clone(), options.clone());
+        async move {
+            relay_core::catch_up::run(
+                &relay,
+                &api,
+                &MemoryCheckpoints::default(),
+                &CatchUpConfig::default(),
+                &options,
+            )
+            .await
+        }
+    };
+
+    // Delivered by the hook, then caught up: a duplicate, 0 Duo calls.
+    let delivered = relay_tests::served::serve(&[]).await;
+    delivered.deliver("/okta", fixture.clone()).await;
+    let hook_calls = delivered.sim.total_calls();
+    delivered.sim.reset_calls();
+    let summary = run(delivered.relay.clone()).await;
+    assert_eq!((summary.records, summary.duplicates), (1, 1), "{summary:?}");
+    assert_eq!(delivered.sim.total_calls(), 0);
+    assert_eq!(summary.duo_calls, 0);
+
+    // Missed by the hook: the catch-up's create costs the hook's.
+    let missed = relay_tests::served::serve(&[]).await;
+    let summary = run(missed.relay.clone()).await;
+    assert_eq!((summary.records, summary.new), (1, 1), "{summary:?}");
+    assert_eq!(missed.sim.total_calls(), hook_calls);
+    assert_eq!(
+        missed.sim.total_calls(),
+        2,
+        "lookup (login + alias) + create"
+    );
+    assert_eq!(summary.duo_calls, 2);
+    println!(
+        "catch-up of a delivered create: 0 Duo calls; of a missed create: {hook_calls} (the hook's)"
+    );
+}

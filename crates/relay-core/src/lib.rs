@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod auth0_events;
 pub mod auth0_logs;
+pub mod catch_up;
 pub mod config;
 pub mod event;
 pub mod group_index;

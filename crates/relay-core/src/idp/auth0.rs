@@ -137,6 +137,48 @@ impl Auth0Api {
         Err(IdpError::Decode(format!("more than {MAX_PAGES} pages")))
     }
 
+    /// One page of `GET {base}{target}` (`target` a path and query, or an
+    /// absolute `next` link Auth0 gave, which must be on the tenant's base
+    /// URL: the token goes with it). For the tenant log reader of
+    /// `crate::catch_up` (`/api/v2/logs`, scope `read:logs`).
+    pub async fn raw_page(
+        &self,
+        target: &str,
+        endpoint: &'static str,
+    ) -> Result<super::RawPage, IdpError> {
+        let path_and_query = if target.starts_with('/') {
+            target.to_owned()
+        } else {
+            let url = Url::parse(target)
+                .map_err(|_| IdpError::Decode("a next link is not a URL".into()))?;
+            if origin(&url) != self.shared.base {
+                return Err(IdpError::Decode(
+                    "a next link points away from AUTH0_DOMAIN; not following it with the token"
+                        .into(),
+                ));
+            }
+            match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            }
+        };
+        let answer = self.api_get(&path_and_query, endpoint).await?;
+        let base = Url::parse(&format!("{}{path_and_query}", self.shared.base))
+            .map_err(|e| IdpError::Decode(format!("cannot build the request URL: {e}")))?;
+        let next = match super::next_link(&answer.headers) {
+            Some(next) => Some(
+                base.join(&next)
+                    .map_err(|_| IdpError::Decode("Link rel=\"next\" is not a URL".into()))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(super::RawPage {
+            body: answer.body,
+            next,
+        })
+    }
+
     /// One page of roles from `{path}?page=…&per_page=…&include_totals=true`
     /// (all roles, or a user's): the roles and the total Auth0 reports, if
     /// it reports one.

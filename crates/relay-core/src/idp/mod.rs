@@ -103,6 +103,16 @@ pub trait IdpLookup: Send + Sync {
     fn group(&self, idp_id: &str) -> impl Future<Output = Result<IdpGroup, IdpError>> + Send;
 }
 
+/// One page of a listing as the IdP sent it: the raw JSON body and the
+/// absolute `Link: rel="next"` target, if any. The System Log / tenant log
+/// reader of `crate::catch_up` decodes it (the records go to the hook
+/// parsers unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawPage {
+    pub body: Vec<u8>,
+    pub next: Option<String>,
+}
+
 /// How long one call may take. The defaults suit the apply stage; a caller
 /// that answers a webhook in the request may want shorter waits.
 #[derive(Debug, Clone, PartialEq, Eq)]

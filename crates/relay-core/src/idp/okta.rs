@@ -153,6 +153,44 @@ impl OktaApi {
         Ok(users.into_iter().map(OktaUser::into_idp).collect())
     }
 
+    /// One page of `GET {org}{target}` (`target` a path and query), or of
+    /// `target` itself when it is an absolute URL Okta gave in a `next`
+    /// link — which must be on the org's origin, since the token goes with
+    /// it. For the System Log reader of `crate::catch_up`; rate limits are
+    /// waited out per the policy ([`Self::with_policy`]).
+    pub async fn raw_page(
+        &self,
+        target: &str,
+        endpoint: &'static str,
+    ) -> Result<super::RawPage, IdpError> {
+        let url = if target.starts_with('/') {
+            self.url(target)?
+        } else {
+            let url = Url::parse(target)
+                .map_err(|_| IdpError::Decode("a stored next link is not a URL".into()))?;
+            if url.origin() != self.org.origin() {
+                return Err(IdpError::Decode(
+                    "a next link points away from OKTA_ORG_URL; not following it with the token"
+                        .into(),
+                ));
+            }
+            url
+        };
+        let answer = self.get(&url, endpoint).await?;
+        let next = match next_link(&answer.headers) {
+            Some(next) => Some(
+                url.join(&next)
+                    .map_err(|_| IdpError::Decode("Link rel=\"next\" is not a URL".into()))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(super::RawPage {
+            body: answer.body,
+            next,
+        })
+    }
+
     fn url(&self, path_and_query: &str) -> Result<Url, IdpError> {
         Url::parse(&format!("{}{path_and_query}", origin(&self.org)))
             .map_err(|e| IdpError::Decode(format!("cannot build the request URL: {e}")))
