@@ -7,7 +7,9 @@
 //!   the Duo operations instead of making them).
 //! - `dlq`    — the local queue's dead letters (`RELAY_MODE=queue`).
 //! - `reconcile` — converge Duo to the IdP, or report the drift.
+//! - `catch-up` — apply what the hook missed, from the IdP's event log.
 
+mod catch_up;
 mod reconcile;
 
 use std::collections::BTreeMap;
@@ -42,6 +44,8 @@ USAGE:
     idp-duo-relay reconcile --source okta|auth0 [--dry-run] [--user LOGIN] [--max-deletes N]
                             [--include-unmanaged] [--json]
                                         converge Duo to the IdP, or report the drift (reconcile --help)
+    idp-duo-relay catch-up --source okta|auth0 [--since TIME] [--dry-run] [--json]
+                                        apply what the hook missed, from the IdP's log (catch-up --help)
     idp-duo-relay --version | --help
 ";
 
@@ -65,6 +69,10 @@ fn main() -> std::process::ExitCode {
     if args.first().map(String::as_str) == Some("reconcile") {
         let raw: RawConfig = std::env::vars().collect();
         return runtime.block_on(reconcile::command(&raw, &args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("catch-up") {
+        let raw: RawConfig = std::env::vars().collect();
+        return runtime.block_on(catch_up::command(&raw, &args[1..]));
     }
     match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -111,7 +111,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
 
 /// Logs to stderr (stdout carries the report): JSON lines by default, as
 /// the other commands write them, or readable ones on a terminal.
-fn init_logging(raw: &RawConfig) -> Result<(), String> {
+pub(crate) fn init_logging(raw: &RawConfig) -> Result<(), String> {
     use relay_server::logging::{LogFormat, init_stderr};
     let format = LogFormat::parse(optional(raw, "RELAY_LOG_FORMAT"))?.unwrap_or(
         if std::io::stderr().is_terminal() {
