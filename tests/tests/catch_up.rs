@@ -583,3 +583,135 @@ async fn auth0_a_30_percent_drop_is_healed_by_catch_up() {
         second.duo_calls
     );
 }
+
+// ---- cost per run ----
+
+/// IdP calls of one catch-up run over 10,000 log records, measured on the
+/// stand-in (Okta pages of 1,000, Auth0 pages of 100 — each IdP's largest).
+/// The relay plans without Duo ([`DryRun`]): the IdP side is what is
+/// measured here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_calls_per_run_at_10k_records() {
+    use relay_core::apply::DryRun;
+    use relay_core::pipeline::Relay;
+    use relay_core::plan::PlanRules;
+    use relay_core::store::MemoryStore;
+    use relay_core::verify::InboundAuth;
+
+    const N: usize = 10_000;
+    let t0 = now_ms() - 3_600_000;
+    let standin = IdpStandIn::start(Tenant::default()).await;
+    for i in 0..N {
+        let at = t0 + i as i64 * 100;
+        standin.push_okta_log(okta_event(i, at, "user.lifecycle.suspend", i % 500, None));
+        let mut record = json!({"type": "s", "description": "Successful login", "user_id": format!("auth0|u{i}")});
+        record["log_id"] = json!(format!("9000{i:020}"));
+        record["date"] = json!(duo_admin::date::rfc3339_millis(at));
+        standin.push_auth0_log(record);
+    }
+    let raw = env(vec![("OKTA_AUTH_SECRET".into(), "x".repeat(32))]);
+    let relay = Relay::new(
+        InboundAuth::from_config(&raw).unwrap(),
+        PlanRules::from_config(&raw).unwrap(),
+        DryRun::default(),
+        MemoryStore::default(),
+    );
+    let mut figures = Vec::new();
+    for (source, env_of) in [
+        (LogSource::Okta, standin.okta_env()),
+        (LogSource::Auth0, standin.auth0_env()),
+    ] {
+        let api = LogApi::from_config(&env(env_of), source).unwrap();
+        standin.reset_requests();
+        let summary = relay_core::catch_up::run(
+            &relay,
+            &api,
+            &MemoryCheckpoints::default(),
+            &CatchUpConfig::default(),
+            &CatchUpOptions {
+                source,
+                since_ms: None,
+                dry_run: false,
+            },
+        )
+        .await;
+        assert_eq!(summary.status, RunStatus::CaughtUp, "{summary:?}");
+        assert_eq!(summary.records, N as u64);
+        assert_eq!(summary.idp_calls, standin.requests().len() as u64);
+        figures.push((source, summary.pages, summary.idp_calls));
+    }
+    eprintln!("IdP calls per catch-up run at {N} records: {figures:?}");
+    // Okta: 10 pages of 1,000 and the empty last page.
+    assert_eq!(figures[0], (LogSource::Okta, 11, 11));
+    // Auth0: the seed search (1 record), 100 pages of at most 100 from it,
+    // the empty last page; and the token.
+    assert_eq!(figures[1], (LogSource::Auth0, 102, 103));
+}
+
+/// The checkpoint moves past a page only when all its records are final: a
+/// transient Duo failure stops the run with the checkpoint where it was,
+/// and the next run applies the page. The page budget stops a run
+/// `behind`, with the checkpoint after the last full page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_holds_the_checkpoint_before_its_page() {
+    let t0 = now_ms() - 600_000;
+    let standin = IdpStandIn::start(Tenant::default()).await;
+    for user in 0..4 {
+        standin.push_okta_log(okta_event(
+            user,
+            t0 + user as i64 * 1000,
+            "user.lifecycle.create",
+            user,
+            None,
+        ));
+    }
+    standin.set_max_page(2);
+    let served = serve(&[]).await;
+    let api = LogApi::from_config(&env(standin.okta_env()), LogSource::Okta).unwrap();
+    let checkpoints = MemoryCheckpoints::default();
+    use relay_core::catch_up::CheckpointStore as _;
+
+    // One page only: two users, `behind`, the cursor after page 1.
+    let one_page = CatchUpConfig {
+        max_pages: 1,
+        ..CatchUpConfig::default()
+    };
+    let first = catch_up(&served.relay, &api, &checkpoints, &one_page).await;
+    assert_eq!(first.status, RunStatus::Behind, "{first:?}");
+    assert_eq!((first.records, first.new), (2, 2));
+    let after_page_1 = checkpoints.load("okta").await.unwrap().unwrap();
+    assert!(after_page_1.cursor.as_deref().unwrap().contains("after="));
+
+    // Duo fails every call: the run stops at page 2's first record, and
+    // the checkpoint stays after page 1.
+    served.sim.set_faults(duo_sim::Faults {
+        rate_500: 1.0,
+        ..duo_sim::Faults::default()
+    });
+    let failed = catch_up(&served.relay, &api, &checkpoints, &CatchUpConfig::default()).await;
+    assert_eq!(failed.status, RunStatus::EventFailed, "{failed:?}");
+    assert_eq!((failed.new, failed.failed), (0, 1), "{failed:?}");
+    assert!(
+        failed.error.as_deref().unwrap().contains("transiently"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        checkpoints.load("okta").await.unwrap().unwrap(),
+        after_page_1
+    );
+    assert!(served.sim.user_by_username("user02@example.com").is_none());
+
+    // Duo is back: the next run applies page 2 and reaches the end.
+    served.sim.set_faults(duo_sim::Faults::default());
+    let healed = catch_up(&served.relay, &api, &checkpoints, &CatchUpConfig::default()).await;
+    assert_eq!(healed.status, RunStatus::CaughtUp, "{healed:?}");
+    assert_eq!((healed.records, healed.new, healed.failed), (2, 2, 0));
+    for user in 0..4 {
+        assert!(
+            served
+                .sim
+                .user_by_username(&format!("user{user:02}@example.com"))
+                .is_some()
+        );
+    }
+}
