@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{
     Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, base_url, decode,
-    form_body, origin, path_segment, present, status_error,
+    form_body, next_link, origin, path_segment, present, status_error,
 };
 use crate::Secret;
 use crate::config::{ConfigError, RawConfig, optional};
@@ -145,7 +145,7 @@ impl Auth0Api {
         &self,
         target: &str,
         endpoint: &'static str,
-    ) -> Result<super::RawPage, IdpError> {
+    ) -> Result<crate::idp::RawPage, IdpError> {
         let path_and_query = if target.starts_with('/') {
             target.to_owned()
         } else {
@@ -165,7 +165,7 @@ impl Auth0Api {
         let answer = self.api_get(&path_and_query, endpoint).await?;
         let base = Url::parse(&format!("{}{path_and_query}", self.shared.base))
             .map_err(|e| IdpError::Decode(format!("cannot build the request URL: {e}")))?;
-        let next = match super::next_link(&answer.headers) {
+        let next = match next_link(&answer.headers) {
             Some(next) => Some(
                 base.join(&next)
                     .map_err(|_| IdpError::Decode("Link rel=\"next\" is not a URL".into()))?
@@ -173,7 +173,7 @@ impl Auth0Api {
             ),
             None => None,
         };
-        Ok(super::RawPage {
+        Ok(crate::idp::RawPage {
             body: answer.body,
             next,
         })

@@ -162,7 +162,7 @@ impl OktaApi {
         &self,
         target: &str,
         endpoint: &'static str,
-    ) -> Result<super::RawPage, IdpError> {
+    ) -> Result<crate::idp::RawPage, IdpError> {
         let url = if target.starts_with('/') {
             self.url(target)?
         } else {
@@ -185,7 +185,7 @@ impl OktaApi {
             ),
             None => None,
         };
-        Ok(super::RawPage {
+        Ok(crate::idp::RawPage {
             body: answer.body,
             next,
         })
