@@ -169,6 +169,33 @@ async fn catch_up_applies_what_serve_missed_and_nothing_twice() {
     );
     assert!(sim.user_by_username("bob@example.com").is_none());
 
+    // A dry run first: it tells Bob's two (new) from Ann's (duplicates),
+    // lists what it would do, calls Duo for nothing and saves no checkpoint.
+    let calls = sim.total_calls();
+    let (code, out) = run_to_end(catch_up(
+        &sim,
+        &idp,
+        &state,
+        &["--source", "okta", "--dry-run", "--json"],
+    ))
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let (summary, _) = summary_and_line(&out);
+    assert_eq!(
+        [&summary["records"], &summary["new"], &summary["duplicates"]],
+        [4, 2, 2],
+        "{out}"
+    );
+    let would = summary["would"].as_array().unwrap();
+    assert!(
+        would
+            .iter()
+            .any(|op| op.as_str().unwrap().contains("bob@example.com")),
+        "{out}"
+    );
+    assert_eq!(sim.total_calls(), calls);
+    assert!(!state.join("catch-up-okta.json").exists());
+
     // Catch-up: Ann's two are duplicates (0 Duo calls), Bob's applied.
     let resets = |sim: &DuoSim| sim.call_count("GET /admin/v1/users/{user_id}/bypass_codes");
     assert_eq!(resets(&sim), 0);
