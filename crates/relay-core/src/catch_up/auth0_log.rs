@@ -25,7 +25,7 @@
 
 use serde_json::Value;
 
-use crate::idp::{Auth0Api, IdpError, RawPage};
+use crate::idp::IdpError;
 
 /// Auth0's largest checkpoint page (`take`: "Default 50, max 100").
 pub const TAKE: u32 = 100;
@@ -53,20 +53,6 @@ fn encode(value: &str) -> String {
         .and_then(|q| q.strip_prefix("v="))
         .unwrap_or_default()
         .to_owned()
-}
-
-/// One page: its records and the `next` link.
-pub async fn page(api: &Auth0Api, target: &str) -> Result<(Vec<Value>, Option<String>), IdpError> {
-    let RawPage { body, next } = api.raw_page(target, "logs.list").await?;
-    let records: Vec<Value> = serde_json::from_slice(&body).map_err(|e| {
-        IdpError::Decode(format!(
-            "tenant log page: {:?} error at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })?;
-    Ok((records, next))
 }
 
 /// `date` of a tenant log record, ms since the epoch.

@@ -26,7 +26,7 @@
 use reqwest::Url;
 use serde_json::Value;
 
-use crate::idp::{IdpError, OktaApi, RawPage};
+use crate::idp::IdpError;
 
 /// Okta's largest System Log page (`okta-oas`: "Integer between 0 and 1000").
 pub const PAGE_LIMIT: u32 = 1000;
@@ -55,20 +55,6 @@ pub fn polling_request(since_ms: i64) -> String {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_owned(),
     }
-}
-
-/// One page: its events and the `next` link.
-pub async fn page(api: &OktaApi, target: &str) -> Result<(Vec<Value>, Option<String>), IdpError> {
-    let RawPage { body, next } = api.raw_page(target, "logs.list").await?;
-    let records: Vec<Value> = serde_json::from_slice(&body).map_err(|e| {
-        IdpError::Decode(format!(
-            "System Log page: {:?} error at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })?;
-    Ok((records, next))
 }
 
 /// `published` of a LogEvent, ms since the epoch.
