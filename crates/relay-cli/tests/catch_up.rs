@@ -323,5 +323,33 @@ async fn catch_up_needs_the_log_api_and_says_which_variable() {
     let (code, out) = run_to_end(cmd).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("--since takes"), "{out}");
+
+    // A token the IdP refuses: exit 4, the error names the variable (never
+    // the token), no Duo call, no checkpoint.
+    let idp = IdpStandIn::start(Tenant::default()).await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idp-duo-relay"));
+    duo_envs(&mut cmd, &sim);
+    cmd.envs(idp.okta_env())
+        .env("OKTA_API_TOKEN", "wrong-token-SECRET")
+        .env("RELAY_STATE_DIR", &state)
+        .args(["catch-up", "--source", "okta", "--json"]);
+    let (code, out) = run_to_end(cmd).await;
+    assert_eq!(code, 4, "{out}");
+    let (summary, line) = summary_and_line(&out);
+    assert_eq!(summary["status"], "idp_failed", "{out}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("OKTA_API_TOKEN"),
+        "{out}"
+    );
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert!(
+        !out.contains("wrong-token-SECRET"),
+        "the token leaked: {out}"
+    );
+    assert_eq!(sim.total_calls(), 0);
+    assert!(!state.join("catch-up-okta.json").exists());
     let _ = std::fs::remove_dir_all(&state);
 }
