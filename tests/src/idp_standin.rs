@@ -399,6 +399,17 @@ impl IdpStandIn {
         lock(&self.shared).logs.auth0.push(record);
     }
 
+    /// Auth0 forgets every record up to `log_id` (retention): they are no
+    /// longer served, and a `from` at or before it answers 400.
+    pub fn expire_auth0_log_through(&self, log_id: &str) {
+        let mut inner = lock(&self.shared);
+        inner
+            .logs
+            .auth0
+            .retain(|r| r["log_id"].as_str().is_some_and(|id| id > log_id));
+        inner.logs.auth0_retained_after = Some(log_id.to_owned());
+    }
+
     /// Every Okta `after` cursor issued so far is refused from now on (400),
     /// as an expired one would be.
     pub fn expire_okta_cursors(&self) {

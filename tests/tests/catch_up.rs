@@ -715,3 +715,50 @@ async fn a_transient_failure_holds_the_checkpoint_before_its_page() {
         );
     }
 }
+
+/// An Auth0 checkpoint past retention (the `from` refused): the run reseeds
+/// by date from the last event minus the overlap and applies what is new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_a_checkpoint_past_retention_reseeds_by_date() {
+    let t0 = now_ms() - 600_000;
+    let story = auth0_story(6, t0);
+    let creates: Vec<Value> = story
+        .iter()
+        .filter(|r| r["details"]["request"]["path"] == "/api/v2/users")
+        .cloned()
+        .collect();
+    let standin = IdpStandIn::start(Tenant::default()).await;
+    for r in &creates[..4] {
+        standin.push_auth0_log(r.clone());
+    }
+    let served = serve(&[]).await;
+    let api = LogApi::from_config(&env(standin.auth0_env()), LogSource::Auth0).unwrap();
+    let checkpoints = MemoryCheckpoints::default();
+    let config = CatchUpConfig::default();
+    let first = catch_up(&served.relay, &api, &checkpoints, &config).await;
+    assert_eq!(
+        (first.status, first.new),
+        (RunStatus::CaughtUp, 4),
+        "{first:?}"
+    );
+    assert!(!first.cursor_fallback);
+
+    // Two more users; the checkpoint's record (and the ones before it)
+    // leave retention.
+    for r in &creates[4..] {
+        standin.push_auth0_log(r.clone());
+    }
+    standin.expire_auth0_log_through(creates[3]["log_id"].as_str().unwrap());
+    let second = catch_up(&served.relay, &api, &checkpoints, &config).await;
+    assert_eq!(second.status, RunStatus::CaughtUp, "{second:?}");
+    assert!(second.cursor_fallback, "{second:?}");
+    assert_eq!((second.new, second.duplicates), (2, 0), "{second:?}");
+    for user in 0..6 {
+        assert!(
+            served
+                .sim
+                .user_by_username(&format!("user{user:02}@example.com"))
+                .is_some()
+        );
+    }
+}

@@ -43,6 +43,10 @@ pub(super) struct Logs {
     pub(super) auth0: Vec<Value>,
     /// Okta cursors issued before this generation are refused (expired).
     pub(super) cursor_generation: u64,
+    /// Auth0 records with a `log_id` up to this one are past retention: a
+    /// `from` at or before it answers 400 (Auth0 does not document what it
+    /// answers; the relay must survive either an error or an empty page).
+    pub(super) auth0_retained_after: Option<String>,
 }
 
 fn rate_headers(response: &mut Response, okta: bool) {
@@ -208,6 +212,14 @@ pub(super) async fn auth0_logs(
     let log = &inner.logs.auth0;
     let id = |r: &Value| r["log_id"].as_str().unwrap_or_default().to_owned();
     if let Some(from) = q.get("from") {
+        if inner
+            .logs
+            .auth0_retained_after
+            .as_ref()
+            .is_some_and(|cut| from <= cut)
+        {
+            return auth0_error(StatusCode::BAD_REQUEST, "from: log_id past retention");
+        }
         // Checkpoint mode: everything but `from` and `take` is ignored.
         let take = match q.get("take").map(|t| t.parse::<usize>()) {
             None => 50,
