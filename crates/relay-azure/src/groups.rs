@@ -39,7 +39,7 @@ use relay_core::store::StoreError;
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::table::TableStore;
+use crate::table::TableCas;
 
 /// The partition holding the index.
 pub const PARTITION: &str = "groupindex";
@@ -87,11 +87,11 @@ fn group_id(property: &str) -> Option<String> {
 /// clone.
 #[derive(Debug, Clone)]
 pub struct TableGroupIndex {
-    table: TableStore,
+    table: TableCas,
 }
 
 impl TableGroupIndex {
-    pub fn new(table: TableStore) -> Self {
+    pub fn new(table: TableCas) -> Self {
         Self { table }
     }
 

@@ -11,26 +11,22 @@
 //! keys forbid `/ \ # ?` and control characters; base64url has none of
 //! them), properties `state` (`claimed` | `done`), `expires_at` (epoch
 //! seconds, Edm.Int64) and `event_id` (the id as text, for people reading
-//! the table). The semantics are [`relay_core::store::MemoryStore`]'s:
+//! the table), and on a claim `claim_token`. The claim and watermark
+//! protocol is relay-core's one ([`relay_core::store::claim`]); this module
+//! is its compare-and-swap adapter ([`TableCas`]), with the entity's ETag as
+//! the version:
 //!
-//! - **claim**: Insert Entity (`POST`, atomic) with `state=claimed`,
-//!   `expires_at=now+CLAIM_TIMEOUT` → New. On 409 EntityAlreadyExists the
-//!   entity is read: done and live → Done; claimed and live → InProgress;
-//!   expired (a crashed worker's claim, or a forgotten outcome) → replaced
-//!   with `If-Match: <etag>` (optimistic concurrency: of two takers one gets
-//!   412 and answers InProgress).
-//! - **complete**: Insert Or Replace (`PUT`) with `state=done`,
-//!   `expires_at=now+TTL`.
-//! - **release**: Delete with `If-Match` = the etag of our own claim, so a
-//!   claim someone else took over (or a `done`) is never removed; 404 and
-//!   412 are fine.
+//! - get: Get Entity (the ETag comes back in its header);
+//! - put_if_absent: Insert Entity (`POST`; 409 EntityAlreadyExists is a
+//!   conflict);
+//! - replace_if_version / delete_if_version: Update (`PUT`) / Delete with
+//!   `If-Match: <etag>` (412 or 404 is a conflict);
+//! - put: Insert Or Replace (`PUT` without `If-Match`).
 //!
 //! Watermarks (queue mode's per-subject event times, see
 //! `relay_core::order`) live in the same table under PartitionKey
 //! `watermark`, RowKey = the watermark key in base64url, properties `at_ms`
-//! and `expires_at` (Edm.Int64) and `key` (readable). `set_watermark` keeps
-//! the newer time with optimistic concurrency (insert, or replace with
-//! `If-Match`), so two instances racing on one subject cannot move it back.
+//! and `expires_at` (Edm.Int64) and `key` (readable).
 //!
 //! Every failure is a [`StoreError::Backend`]: the pipeline answers 503 and
 //! the IdP retries. The Table service has no TTL of its own: expired
@@ -38,18 +34,19 @@
 //! overwritten); at about 150 bytes each that is noise next to the storage
 //! account's other use.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use relay_core::event::EventId;
-use relay_core::store::{CLAIM_TIMEOUT, Claim, DEFAULT_TTL, IdempotencyStore, StoreError};
+use relay_core::store::claim::hashed_key;
+use relay_core::store::{
+    CLAIM_TIMEOUT, Cas, CasStore, Cond, DEFAULT_TTL, Record, Slot, StoreError, Versioned,
+};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::identity::TokenSource;
 use crate::settings::{Credential, TableSettings};
@@ -67,16 +64,21 @@ const MAX_ENCODED_ROW_KEY: usize = 512;
 /// Properties are at most 64 KiB; the readable copy of the id is capped.
 const MAX_EVENT_ID_PROPERTY: usize = 1024;
 
-/// Our own claims' etags are forgotten beyond this many (a request future
-/// dropped between claim and outcome never comes back for its etag).
-const MAX_REMEMBERED_CLAIMS: usize = 10_000;
-
 const JSON: &str = "application/json";
 const ACCEPT: &str = "application/json;odata=nometadata";
 
 /// The idempotency store on Azure Table Storage. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct TableStore {
+    claims: Arc<CasStore<TableCas>>,
+}
+
+relay_core::idempotency_store_via_cas!(TableStore, claims);
+
+/// The Table service client: the compare-and-swap primitives of the claim
+/// protocol, and signed requests for the group index. Cheap to clone.
+#[derive(Clone)]
+pub struct TableCas {
     inner: Arc<Inner>,
 }
 
@@ -85,10 +87,6 @@ struct Inner {
     endpoint: Url,
     table: String,
     auth: Auth,
-    ttl: Duration,
-    claim_timeout: Duration,
-    /// "pk/rk" → etag of the claim this process holds.
-    claims: Mutex<HashMap<String, String>>,
 }
 
 enum Auth {
@@ -96,19 +94,27 @@ enum Auth {
     Bearer(TokenSource),
 }
 
-impl fmt::Debug for TableStore {
+impl fmt::Debug for TableCas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let auth = match &self.inner.auth {
             Auth::SharedKey { account, .. } => format!("SharedKey({account}, [redacted])"),
             Auth::Bearer(_) => "ManagedIdentity".to_owned(),
         };
-        f.debug_struct("TableStore")
+        f.debug_struct("TableCas")
             .field("endpoint", &self.inner.endpoint.as_str())
             .field("table", &self.inner.table)
             .field("auth", &auth)
-            .field("ttl", &self.inner.ttl)
-            .field("claim_timeout", &self.inner.claim_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for TableStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableStore")
+            .field("table", self.claims.backend())
+            .field("ttl", &self.claims.ttl())
+            .field("claim_timeout", &self.claims.claim_timeout())
+            .finish()
     }
 }
 
@@ -147,19 +153,6 @@ impl Answer {
     }
 }
 
-/// A stored entity as `claim` reads it.
-struct Stored {
-    state: String,
-    expires_at: u64,
-    etag: String,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// (PartitionKey, RowKey) of an event id; see the module docs.
 pub fn entity_keys(id: &EventId) -> (String, String) {
     let text = id.as_str();
@@ -177,14 +170,12 @@ pub fn entity_keys(id: &EventId) -> (String, String) {
 
 /// A RowKey for any text: base64url, or `~` + hex SHA-256 when too long.
 fn row_key(text: &str) -> String {
-    let encoded = URL_SAFE_NO_PAD.encode(text.as_bytes());
-    if encoded.len() <= MAX_ENCODED_ROW_KEY {
-        encoded
-    } else {
-        let digest = Sha256::digest(text.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("~{hex}")
-    }
+    hashed_key(
+        URL_SAFE_NO_PAD.encode(text.as_bytes()),
+        MAX_ENCODED_ROW_KEY,
+        "~",
+        text,
+    )
 }
 
 /// The PartitionKey of watermarks: not an event source label, so a
@@ -196,11 +187,11 @@ pub fn watermark_keys(key: &str) -> (String, String) {
     (WATERMARK_PARTITION.to_owned(), row_key(key))
 }
 
-/// A stored watermark as `set_watermark` reads it.
-struct Mark {
-    at_ms: i64,
-    expires_at: u64,
-    etag: String,
+fn slot_keys(slot: Slot<'_>) -> (String, String) {
+    match slot {
+        Slot::Event(id) => entity_keys(id),
+        Slot::Mark(key) => watermark_keys(key),
+    }
 }
 
 /// An entity read back without the properties (or ETag) this store wrote.
@@ -218,6 +209,58 @@ fn int_property(value: &Value, name: &str) -> Option<i64> {
     }
 }
 
+/// The entity of `record` in `slot` (Int64 travels as a string with its
+/// type annotation in JSON).
+fn entity(slot: Slot<'_>, record: &Record) -> String {
+    let (partition, row) = slot_keys(slot);
+    let readable = |text: &str| text.chars().take(MAX_EVENT_ID_PROPERTY).collect::<String>();
+    let mut body = json!({
+        "PartitionKey": partition,
+        "RowKey": row,
+        "expires_at": record.until().to_string(),
+        "expires_at@odata.type": "Edm.Int64",
+    });
+    match slot {
+        Slot::Event(id) => body["event_id"] = json!(readable(id.as_str())),
+        Slot::Mark(key) => body["key"] = json!(readable(key)),
+    }
+    match record {
+        Record::Claimed { token, .. } => {
+            body["state"] = json!("claimed");
+            body["claim_token"] = json!(token);
+        }
+        Record::Done { .. } => body["state"] = json!("done"),
+        Record::Mark { at_ms, .. } => {
+            body["at_ms"] = json!(at_ms.to_string());
+            body["at_ms@odata.type"] = json!("Edm.Int64");
+        }
+    }
+    body.to_string()
+}
+
+/// The record an entity holds. An unreadable expiry counts as expired.
+fn record(value: &Value, operation: &str) -> Result<Record, StoreError> {
+    let until = int_property(value, "expires_at")
+        .and_then(|e| u64::try_from(e).ok())
+        .unwrap_or(0);
+    if value.get("at_ms").is_some() {
+        let at_ms = int_property(value, "at_ms").ok_or_else(|| malformed(operation))?;
+        return Ok(Record::Mark { at_ms, until });
+    }
+    match value.get("state").and_then(Value::as_str) {
+        Some("done") => Ok(Record::Done { until }),
+        Some(_) => Ok(Record::Claimed {
+            until,
+            token: value
+                .get("claim_token")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        }),
+        None => Err(malformed(operation)),
+    }
+}
+
 impl TableStore {
     /// A store with the default TTL (7 days) and claim timeout (120 s).
     pub fn new(settings: TableSettings) -> Result<Self, StoreError> {
@@ -230,6 +273,39 @@ impl TableStore {
         ttl: Duration,
         claim_timeout: Duration,
     ) -> Result<Self, StoreError> {
+        let cas = TableCas::new(settings)?;
+        Ok(Self {
+            claims: Arc::new(CasStore::with_timeouts(cas, ttl, claim_timeout)),
+        })
+    }
+
+    fn cas(&self) -> &TableCas {
+        self.claims.backend()
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.cas().inner.table
+    }
+
+    /// The Duo group index in the same table ([`crate::groups`]).
+    pub fn group_index(&self) -> crate::TableGroupIndex {
+        crate::TableGroupIndex::new(self.cas().clone())
+    }
+
+    /// The Table service endpoint (no credentials in it).
+    pub fn endpoint(&self) -> &Url {
+        &self.cas().inner.endpoint
+    }
+
+    /// Creates the table unless it exists (start-up; 409
+    /// TableAlreadyExists is success).
+    pub async fn create_table_if_absent(&self) -> Result<(), StoreError> {
+        self.cas().create_table_if_absent().await
+    }
+}
+
+impl TableCas {
+    fn new(settings: TableSettings) -> Result<Self, StoreError> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
@@ -245,25 +321,12 @@ impl TableStore {
                 endpoint: settings.endpoint,
                 table: settings.table,
                 auth,
-                ttl,
-                claim_timeout,
-                claims: Mutex::new(HashMap::new()),
             }),
         })
     }
 
     pub fn table_name(&self) -> &str {
         &self.inner.table
-    }
-
-    /// The Duo group index in the same table ([`crate::groups`]).
-    pub fn group_index(&self) -> crate::TableGroupIndex {
-        crate::TableGroupIndex::new(self.clone())
-    }
-
-    /// The Table service endpoint (no credentials in it).
-    pub fn endpoint(&self) -> &Url {
-        &self.inner.endpoint
     }
 
     /// Creates the table unless it exists (start-up; 409
@@ -295,131 +358,6 @@ impl TableStore {
             "{}(PartitionKey='{partition}',RowKey='{row}')",
             self.inner.table
         )
-    }
-
-    fn entity_body(
-        id: &EventId,
-        partition: &str,
-        row: &str,
-        state: &str,
-        expires_at: u64,
-    ) -> String {
-        let readable: String = id.as_str().chars().take(MAX_EVENT_ID_PROPERTY).collect();
-        json!({
-            "PartitionKey": partition,
-            "RowKey": row,
-            "state": state,
-            // Int64 travels as a string with its type annotation in JSON.
-            "expires_at": expires_at.to_string(),
-            "expires_at@odata.type": "Edm.Int64",
-            "event_id": readable,
-        })
-        .to_string()
-    }
-
-    fn remember(&self, slot: String, etag: Option<String>) {
-        let mut claims = self
-            .inner
-            .claims
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if claims.len() >= MAX_REMEMBERED_CLAIMS {
-            claims.clear();
-        }
-        match etag {
-            Some(etag) => {
-                claims.insert(slot, etag);
-            }
-            None => {
-                claims.remove(&slot);
-            }
-        }
-    }
-
-    fn forget(&self, slot: &str) -> Option<String> {
-        self.inner
-            .claims
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(slot)
-    }
-
-    /// GETs one entity: its properties and ETag, `None` when there is none.
-    /// `operation` ("get entity", "get watermark") names it in errors.
-    async fn get(
-        &self,
-        operation: &'static str,
-        partition: &str,
-        row: &str,
-    ) -> Result<Option<(Value, String)>, StoreError> {
-        let answer = self
-            .send(
-                operation,
-                Method::GET,
-                &self.entity_path(partition, row),
-                None,
-                &[],
-            )
-            .await?;
-        match answer.status {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            _ => return Err(answer.unexpected(operation)),
-        }
-        match (serde_json::from_slice(&answer.body), answer.etag) {
-            (Ok(value), Some(etag)) => Ok(Some((value, etag))),
-            _ => Err(malformed(operation)),
-        }
-    }
-
-    async fn read(&self, partition: &str, row: &str) -> Result<Option<Stored>, StoreError> {
-        let Some((value, etag)) = self.get("get entity", partition, row).await? else {
-            return Ok(None);
-        };
-        let state = value
-            .get("state")
-            .and_then(Value::as_str)
-            .ok_or_else(|| malformed("get entity"))?
-            .to_owned();
-        let expires_at = match value.get("expires_at") {
-            Some(Value::String(s)) => s.parse::<u64>().ok(),
-            Some(Value::Number(n)) => n.as_u64(),
-            _ => None,
-        }
-        .ok_or_else(|| malformed("get entity"))?;
-        Ok(Some(Stored {
-            state,
-            expires_at,
-            etag,
-        }))
-    }
-
-    async fn read_mark(&self, row: &str) -> Result<Option<Mark>, StoreError> {
-        let Some((value, etag)) = self.get("get watermark", WATERMARK_PARTITION, row).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Mark {
-            at_ms: int_property(&value, "at_ms").ok_or_else(|| malformed("get watermark"))?,
-            // A mark without a readable expiry counts as expired.
-            expires_at: int_property(&value, "expires_at")
-                .and_then(|e| u64::try_from(e).ok())
-                .unwrap_or(0),
-            etag,
-        }))
-    }
-
-    fn mark_body(key: &str, row: &str, at_ms: i64, expires_at: u64) -> String {
-        let readable: String = key.chars().take(MAX_EVENT_ID_PROPERTY).collect();
-        json!({
-            "PartitionKey": WATERMARK_PARTITION,
-            "RowKey": row,
-            "at_ms": at_ms.to_string(),
-            "at_ms@odata.type": "Edm.Int64",
-            "expires_at": expires_at.to_string(),
-            "expires_at@odata.type": "Edm.Int64",
-            "key": readable,
-        })
-        .to_string()
     }
 
     /// One signed request to `<endpoint>/<resource>` (a query string in
@@ -499,185 +437,117 @@ impl TableStore {
             continuation,
         })
     }
+
+    fn slot_path(&self, slot: Slot<'_>) -> String {
+        let (partition, row) = slot_keys(slot);
+        self.entity_path(&partition, &row)
+    }
 }
 
-impl IdempotencyStore for TableStore {
-    async fn claim(&self, key: &EventId) -> Result<Claim, StoreError> {
-        let (partition, row) = entity_keys(key);
-        let slot = format!("{partition}/{row}");
-        let now = now_secs();
-        let claimed = Self::entity_body(
-            key,
-            &partition,
-            &row,
-            "claimed",
-            now + self.inner.claim_timeout.as_secs(),
-        );
-        // A few rounds: the entity can vanish (a release) or change between
-        // the insert and the read; each round is a fresh decision.
-        for _ in 0..3 {
-            let inserted = self
-                .send(
-                    "insert entity",
-                    Method::POST,
-                    &self.inner.table,
-                    Some(claimed.clone()),
-                    &[("Prefer", "return-no-content")],
-                )
-                .await?;
-            match inserted.status {
-                StatusCode::CREATED | StatusCode::NO_CONTENT => {
-                    self.remember(slot, inserted.etag);
-                    return Ok(Claim::New);
-                }
-                StatusCode::CONFLICT => {}
-                _ => return Err(inserted.unexpected("insert entity")),
-            }
-            let Some(stored) = self.read(&partition, &row).await? else {
-                continue;
-            };
-            if stored.expires_at > now {
-                return Ok(if stored.state == "done" {
-                    Claim::Done
-                } else {
-                    Claim::InProgress
-                });
-            }
-            // Expired: take it over, unless someone else does first.
-            let path = self.entity_path(&partition, &row);
-            let replaced = self
-                .send(
-                    "replace expired entity",
-                    Method::PUT,
-                    &path,
-                    Some(claimed.clone()),
-                    &[("If-Match", &stored.etag)],
-                )
-                .await?;
-            match replaced.status {
-                StatusCode::NO_CONTENT | StatusCode::OK => {
-                    self.remember(slot, replaced.etag);
-                    return Ok(Claim::New);
-                }
-                StatusCode::PRECONDITION_FAILED => return Ok(Claim::InProgress),
-                StatusCode::NOT_FOUND => {}
-                _ => return Err(replaced.unexpected("replace expired entity")),
-            }
+fn operation(slot: Slot<'_>, event: &'static str, mark: &'static str) -> &'static str {
+    match slot {
+        Slot::Event(_) => event,
+        Slot::Mark(_) => mark,
+    }
+}
+
+impl Cas for TableCas {
+    async fn get(&self, slot: Slot<'_>) -> Result<Option<Versioned>, StoreError> {
+        let op = operation(slot, "get entity", "get watermark");
+        let answer = self
+            .send(op, Method::GET, &self.slot_path(slot), None, &[])
+            .await?;
+        match answer.status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(answer.unexpected(op)),
         }
-        Err(StoreError::Backend(
-            "Azure Table Storage claim: the entity kept changing under us; retry later".into(),
-        ))
+        match (serde_json::from_slice::<Value>(&answer.body), answer.etag) {
+            (Ok(value), Some(version)) => Ok(Some(Versioned {
+                record: record(&value, op)?,
+                version,
+            })),
+            _ => Err(malformed(op)),
+        }
     }
 
-    async fn complete(&self, key: &EventId) -> Result<(), StoreError> {
-        let (partition, row) = entity_keys(key);
-        self.forget(&format!("{partition}/{row}"));
-        let done = Self::entity_body(
-            key,
-            &partition,
-            &row,
-            "done",
-            now_secs() + self.inner.ttl.as_secs(),
-        );
-        // PUT without If-Match = Insert Or Replace Entity.
+    async fn put_if_absent(&self, slot: Slot<'_>, record: &Record) -> Result<Cond, StoreError> {
+        let op = operation(slot, "insert entity", "insert watermark");
         let answer = self
             .send(
-                "insert or replace entity",
+                op,
+                Method::POST,
+                &self.inner.table,
+                Some(entity(slot, record)),
+                &[("Prefer", "return-no-content")],
+            )
+            .await?;
+        match answer.status {
+            StatusCode::CREATED | StatusCode::NO_CONTENT => Ok(Cond::Written(answer.etag)),
+            StatusCode::CONFLICT => Ok(Cond::Conflict(None)),
+            _ => Err(answer.unexpected(op)),
+        }
+    }
+
+    async fn replace_if_version(
+        &self,
+        slot: Slot<'_>,
+        record: &Record,
+        version: &str,
+    ) -> Result<Cond, StoreError> {
+        let op = operation(slot, "replace expired entity", "replace watermark");
+        let answer = self
+            .send(
+                op,
                 Method::PUT,
-                &self.entity_path(&partition, &row),
-                Some(done),
+                &self.slot_path(slot),
+                Some(entity(slot, record)),
+                &[("If-Match", version)],
+            )
+            .await?;
+        match answer.status {
+            s if s.is_success() => Ok(Cond::Written(answer.etag)),
+            StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND => Ok(Cond::Conflict(None)),
+            _ => Err(answer.unexpected(op)),
+        }
+    }
+
+    async fn put(&self, slot: Slot<'_>, record: &Record) -> Result<(), StoreError> {
+        // PUT without If-Match = Insert Or Replace Entity.
+        let op = "insert or replace entity";
+        let answer = self
+            .send(
+                op,
+                Method::PUT,
+                &self.slot_path(slot),
+                Some(entity(slot, record)),
                 &[],
             )
             .await?;
         if answer.status.is_success() {
             Ok(())
         } else {
-            Err(answer.unexpected("insert or replace entity"))
+            Err(answer.unexpected(op))
         }
     }
 
-    async fn release(&self, key: &EventId) -> Result<(), StoreError> {
-        let (partition, row) = entity_keys(key);
-        let etag = match self.forget(&format!("{partition}/{row}")) {
-            Some(etag) => etag,
-            // Not our claim in this process (a restart between claim and
-            // release): release a live claim, never a `done`.
-            None => match self.read(&partition, &row).await? {
-                Some(stored) if stored.state == "claimed" => stored.etag,
-                _ => return Ok(()),
-            },
-        };
+    async fn delete_if_version(&self, slot: Slot<'_>, version: &str) -> Result<bool, StoreError> {
+        let op = "delete entity";
         let answer = self
             .send(
-                "delete entity",
+                op,
                 Method::DELETE,
-                &self.entity_path(&partition, &row),
+                &self.slot_path(slot),
                 None,
-                &[("If-Match", &etag)],
+                &[("If-Match", version)],
             )
             .await?;
         match answer.status {
-            // 404: already gone; 412: someone took the claim over or it was
-            // completed — either way not ours to remove.
-            s if s.is_success() => Ok(()),
-            StatusCode::NOT_FOUND | StatusCode::PRECONDITION_FAILED => Ok(()),
-            _ => Err(answer.unexpected("delete entity")),
+            s if s.is_success() => Ok(true),
+            // 404: already gone; 412: taken over or completed meanwhile.
+            StatusCode::NOT_FOUND | StatusCode::PRECONDITION_FAILED => Ok(false),
+            _ => Err(answer.unexpected(op)),
         }
-    }
-
-    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        let (_, row) = watermark_keys(key);
-        let now = now_secs();
-        Ok(self
-            .read_mark(&row)
-            .await?
-            .filter(|mark| mark.expires_at > now)
-            .map(|mark| mark.at_ms))
-    }
-
-    /// Keeps the newer time, safely against a concurrent writer (another
-    /// instance applying an event of the same subject): the mark is inserted
-    /// (409 if someone else did first) or replaced with `If-Match` = the etag
-    /// read (412 if it changed meanwhile); either conflict reads again.
-    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
-        let (_, row) = watermark_keys(key);
-        for _ in 0..5 {
-            let now = now_secs();
-            let body = Self::mark_body(key, &row, at_ms, now + self.inner.ttl.as_secs());
-            let stored = self.read_mark(&row).await?;
-            let answer = match &stored {
-                Some(mark) if mark.expires_at > now && mark.at_ms >= at_ms => return Ok(()),
-                Some(mark) => {
-                    self.send(
-                        "replace watermark",
-                        Method::PUT,
-                        &self.entity_path(WATERMARK_PARTITION, &row),
-                        Some(body),
-                        &[("If-Match", &mark.etag)],
-                    )
-                    .await?
-                }
-                None => {
-                    self.send(
-                        "insert watermark",
-                        Method::POST,
-                        &self.inner.table,
-                        Some(body),
-                        &[("Prefer", "return-no-content")],
-                    )
-                    .await?
-                }
-            };
-            match answer.status {
-                s if s.is_success() => return Ok(()),
-                // Someone else wrote it (or removed it) meanwhile: decide again.
-                StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND => {}
-                _ => return Err(answer.unexpected("write watermark")),
-            }
-        }
-        Err(StoreError::Backend(
-            "Azure Table Storage watermark: the entity kept changing under us; retry later".into(),
-        ))
     }
 }
 
