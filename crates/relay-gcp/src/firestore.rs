@@ -10,26 +10,25 @@
 //! on a claim, `claim_id` (a random nonce: when a claim's answer is lost,
 //! reading it back tells whether the claim landed).
 //!
-//! The protocol reproduces [`relay_core::store::MemoryStore`]'s semantics:
-//! - **claim**: `createDocument` with the document id — Firestore refuses it
-//!   with 409 `ALREADY_EXISTS` when the document is there, which makes the
-//!   claim atomic across instances. On 409 the document is read: done and
-//!   live → `Done`; claimed and live → `InProgress`; expired (TTL deletion is
-//!   lazy, so expired documents linger) → taken over by a `commit` whose
-//!   write carries `currentDocument.updateTime` = the time just read, so of
-//!   two instances taking over the same document only one wins; the loser
-//!   gets `FAILED_PRECONDITION` and answers `InProgress`.
-//! - **complete**: `patch` (an upsert) to `done` with `expires_at` = now + TTL.
-//! - **release**: a `commit` deleting the document on condition that its
-//!   `updateTime` is still the one of this instance's claim — a claim that
-//!   was taken over or completed meanwhile is left alone.
+//! The claim and watermark protocol is relay-core's one
+//! ([`relay_core::store::claim`]); this module is its compare-and-swap
+//! adapter ([`FirestoreCas`]), with the document's `updateTime` as the
+//! version:
+//! - get: `GET` the document;
+//! - put_if_absent: `createDocument` with the document id (409
+//!   `ALREADY_EXISTS` is a conflict: atomic across instances);
+//! - replace_if_version / delete_if_version: a `commit` whose write carries
+//!   `currentDocument.updateTime` = the time read (`FAILED_PRECONDITION` is
+//!   a conflict);
+//! - put: `patch` (an upsert).
+//!
+//! TTL deletion is lazy, so expired documents linger; the protocol treats
+//! them as absent.
 //!
 //! Watermarks (queue mode's per-subject event times, `relay_core::order`)
 //! live in the same collection — so the same TTL policy on `expires_at`
 //! removes them — as documents `mark.<key in base64url>` with fields
-//! `at_ms` (integer), `expires_at` and `key` (readable). `set_watermark`
-//! keeps the newer time with a conditional `commit` (`updateTime` as read,
-//! or `exists: false`), so concurrent writers cannot move it back.
+//! `at_ms` (integer), `expires_at` and `key` (readable).
 //!
 //! Conditional writes go through `documents:commit` with the precondition in
 //! the JSON body rather than `currentDocument.updateTime` as a query
@@ -42,16 +41,18 @@
 //! Firestore emulator (`FIRESTORE_EMULATOR_HOST`), the emulator's `owner`
 //! token.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use relay_core::config::{ConfigError, RawConfig, optional};
 use relay_core::event::EventId;
-use relay_core::store::{CLAIM_TIMEOUT, Claim, DEFAULT_TTL, IdempotencyStore, StoreError};
+use relay_core::store::claim::hashed_key;
+use relay_core::store::{
+    CLAIM_TIMEOUT, Cas, CasStore, Cond, DEFAULT_TTL, Record, Slot, StoreError, Versioned,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -175,6 +176,14 @@ impl FirestoreConfig {
 /// The Firestore idempotency store (see the module docs for the protocol).
 #[derive(Debug)]
 pub struct FirestoreStore {
+    claims: Arc<CasStore<FirestoreCas>>,
+}
+
+relay_core::idempotency_store_via_cas!(FirestoreStore, claims);
+
+/// The compare-and-swap primitives on one Firestore collection.
+#[derive(Debug)]
+pub struct FirestoreCas {
     http: reqwest::Client,
     metadata: Arc<MetadataServer>,
     auth: FirestoreAuth,
@@ -183,23 +192,15 @@ pub struct FirestoreStore {
     /// `{base}/projects/{p}/databases/{d}/documents`.
     documents_url: String,
     collection: String,
-    ttl: Duration,
-    claim_timeout: Duration,
-    /// The `updateTime` of each claim this instance holds, so a release
-    /// deletes only its own claim.
-    held: Mutex<HashMap<String, String>>,
 }
 
 /// Longer encoded ids are hashed (Firestore's limit is 1,500 bytes).
 const MAX_ENCODED_ID: usize = 1_000;
 
-fn hex_digest(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// The prefix of watermark document ids. `.` is not in the base64url
+/// alphabet, so a watermark id never equals an event's; and `mark.` is not
+/// `sha256.`.
+pub const MARK_PREFIX: &str = "mark.";
 
 /// One authorized request to Firestore; returns the status and the JSON
 /// answer (`Null` when there is none). Transport failures are errors; HTTP
@@ -230,10 +231,6 @@ pub(crate) async fn send(
     Ok((status, answer))
 }
 
-/// Claims this instance holds at once, at most (the pipeline completes or
-/// releases each; this only bounds a leak should it not).
-const MAX_HELD: usize = 10_000;
-
 impl FirestoreStore {
     /// Builds the store; asks the metadata server for the project when
     /// `GOOGLE_CLOUD_PROJECT` is unset, and fails naming that variable when
@@ -262,22 +259,27 @@ impl FirestoreStore {
             }
         };
         let documents = format!("projects/{project}/databases/{}/documents", config.database);
-        Ok(Self {
+        let cas = FirestoreCas {
             documents_url: format!("{}/{documents}", config.base_url),
             documents,
             http,
             metadata,
             auth: config.auth,
             collection: config.collection,
-            ttl: config.ttl,
-            claim_timeout: config.claim_timeout,
-            held: Mutex::new(HashMap::new()),
+        };
+        Ok(Self {
+            claims: Arc::new(CasStore::with_timeouts(
+                cas,
+                config.ttl,
+                config.claim_timeout,
+            )),
         })
     }
 
     /// `projects/{p}/databases/{d}/documents/{collection}`, for logs.
     pub fn collection_path(&self) -> String {
-        format!("{}/{}", self.documents, self.collection)
+        let cas = self.claims.backend();
+        format!("{}/{}", cas.documents, cas.collection)
     }
 
     /// The Firestore document id of an event: its id in base64url without
@@ -286,36 +288,120 @@ impl FirestoreStore {
     /// and the hex digest (`.` is not in the base64url alphabet, so the two
     /// forms cannot meet).
     pub fn document_id(key: &EventId) -> String {
-        let encoded = URL_SAFE_NO_PAD.encode(key.as_str());
-        if encoded.len() <= MAX_ENCODED_ID {
-            encoded
-        } else {
-            format!("sha256.{}", hex_digest(key.as_str()))
-        }
+        hashed_key(
+            URL_SAFE_NO_PAD.encode(key.as_str()),
+            MAX_ENCODED_ID,
+            "sha256.",
+            key.as_str(),
+        )
     }
 
+    /// The document id of a watermark key (`user:okta:00u…/state`, …):
+    /// `mark.` + the key in base64url, or `mark.sha256.` + its hex digest
+    /// when too long.
+    pub fn mark_document_id(key: &str) -> String {
+        hashed_key(
+            format!("{MARK_PREFIX}{}", URL_SAFE_NO_PAD.encode(key)),
+            MARK_PREFIX.len() + MAX_ENCODED_ID,
+            &format!("{MARK_PREFIX}sha256."),
+            key,
+        )
+    }
+
+    /// The Duo group index in the same collection ([`crate::groups`]),
+    /// sharing this store's client and token.
+    pub fn group_index(&self) -> crate::groups::FirestoreGroupIndex {
+        let cas = self.claims.backend();
+        crate::groups::FirestoreGroupIndex::new(
+            cas.http.clone(),
+            Arc::clone(&cas.metadata),
+            cas.auth,
+            cas.documents.clone(),
+            cas.documents_url.clone(),
+            cas.collection.clone(),
+        )
+    }
+}
+
+impl fmt::Display for FirestoreStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "firestore {}", self.collection_path())
+    }
+}
+
+#[derive(Debug)]
+enum Commit {
+    Written(Option<String>),
+    PreconditionFailed,
+}
+
+fn document_id(slot: Slot<'_>) -> String {
+    match slot {
+        Slot::Event(key) => FirestoreStore::document_id(key),
+        Slot::Mark(key) => FirestoreStore::mark_document_id(key),
+    }
+}
+
+/// The document fields of `record` in `slot`.
+fn fields(slot: Slot<'_>, record: &Record) -> Value {
+    let mut fields = json!({
+        "expires_at": { "timestampValue": format_rfc3339(record.until()) },
+    });
+    match slot {
+        Slot::Event(key) => fields["event_id"] = json!({ "stringValue": key.as_str() }),
+        Slot::Mark(key) => {
+            let readable: String = key.chars().take(1024).collect();
+            fields["key"] = json!({ "stringValue": readable });
+        }
+    }
+    match record {
+        Record::Claimed { token, .. } => {
+            fields["state"] = json!({ "stringValue": "claimed" });
+            fields["claim_id"] = json!({ "stringValue": token });
+        }
+        Record::Done { .. } => fields["state"] = json!({ "stringValue": "done" }),
+        Record::Mark { at_ms, .. } => {
+            fields["at_ms"] = json!({ "integerValue": at_ms.to_string() });
+        }
+    }
+    fields
+}
+
+/// The record a document holds. A document without a readable deadline
+/// must not block an event forever: it counts as expired.
+fn record(fields: &Value) -> Result<Record, StoreError> {
+    let until = fields["expires_at"]["timestampValue"]
+        .as_str()
+        .and_then(parse_rfc3339)
+        .unwrap_or(0);
+    if !fields["at_ms"].is_null() {
+        let at_ms = match &fields["at_ms"]["integerValue"] {
+            Value::String(s) => s.parse::<i64>().ok(),
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        }
+        .ok_or_else(|| backend("firestore read watermark: the document has no at_ms"))?;
+        return Ok(Record::Mark { at_ms, until });
+    }
+    Ok(match fields["state"]["stringValue"].as_str() {
+        Some("done") => Record::Done { until },
+        _ => Record::Claimed {
+            until,
+            token: fields["claim_id"]["stringValue"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        },
+    })
+}
+
+impl FirestoreCas {
     fn document_url(&self, id: &str) -> String {
         format!("{}/{}/{id}", self.documents_url, self.collection)
     }
 
     fn document_name(&self, id: &str) -> String {
         format!("{}/{}/{id}", self.documents, self.collection)
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn hold(&self, id: &str, update_time: Option<&str>) {
-        let mut held = self.held();
-        if held.len() >= MAX_HELD {
-            held.clear();
-        }
-        if let Some(update_time) = update_time {
-            held.insert(id.to_owned(), update_time.to_owned());
-        }
     }
 
     /// Sends one request; returns the status and the JSON answer (`Null`
@@ -328,84 +414,6 @@ impl FirestoreStore {
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), StoreError> {
         send(&self.metadata, self.auth, op, request, body).await
-    }
-
-    /// The Duo group index in the same collection ([`crate::groups`]),
-    /// sharing this store's client and token.
-    pub fn group_index(&self) -> crate::groups::FirestoreGroupIndex {
-        crate::groups::FirestoreGroupIndex::new(
-            self.http.clone(),
-            Arc::clone(&self.metadata),
-            self.auth,
-            self.documents.clone(),
-            self.documents_url.clone(),
-            self.collection.clone(),
-        )
-    }
-
-    fn fields(&self, key: &EventId, state: State, expires_at: u64, nonce: Option<&str>) -> Value {
-        let mut fields = json!({
-            "state": { "stringValue": state.as_str() },
-            "expires_at": { "timestampValue": format_rfc3339(expires_at) },
-            "event_id": { "stringValue": key.as_str() },
-        });
-        if let Some(nonce) = nonce {
-            fields["claim_id"] = json!({ "stringValue": nonce });
-        }
-        fields
-    }
-
-    /// After a claim write failed without a verdict (its answer was lost,
-    /// e.g. a timeout after Firestore applied it): `New` when the document
-    /// holds this claim's nonce — the write landed — else the error. Without
-    /// this, the claim would sit there unowned and the IdP's retry would be
-    /// told "in progress" and then never come back.
-    async fn recover_claim(
-        &self,
-        id: &str,
-        nonce: &str,
-        error: StoreError,
-    ) -> Result<Claim, StoreError> {
-        match self.read(id).await {
-            Ok(Some(entry)) if entry.claim_id.as_deref() == Some(nonce) => {
-                self.hold(id, Some(&entry.update_time));
-                Ok(Claim::New)
-            }
-            _ => Err(error),
-        }
-    }
-
-    async fn read(&self, id: &str) -> Result<Option<Entry>, StoreError> {
-        let (status, answer) = self
-            .send("read", self.http.get(self.document_url(id)), None)
-            .await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            return Err(firestore_error("read", status, &answer));
-        }
-        let update_time = answer["updateTime"]
-            .as_str()
-            .ok_or_else(|| backend("firestore read: the document has no updateTime"))?
-            .to_owned();
-        let fields = &answer["fields"];
-        Ok(Some(Entry {
-            state: match fields["state"]["stringValue"].as_str() {
-                Some("done") => State::Done,
-                _ => State::Claimed,
-            },
-            // A document without a readable deadline must not block an
-            // event forever: it counts as expired.
-            expires_at: fields["expires_at"]["timestampValue"]
-                .as_str()
-                .and_then(parse_rfc3339)
-                .unwrap_or(0),
-            claim_id: fields["claim_id"]["stringValue"]
-                .as_str()
-                .map(str::to_owned),
-            update_time,
-        }))
     }
 
     /// One `commit` with one conditional write.
@@ -440,104 +448,94 @@ impl FirestoreStore {
     }
 }
 
-/// The prefix of watermark document ids. `.` is not in the base64url
-/// alphabet, so a watermark id never equals an event's; and `mark.` is not
-/// `sha256.`.
-pub const MARK_PREFIX: &str = "mark.";
-
-/// A stored watermark as `set_watermark` reads it.
-#[derive(Debug)]
-struct Mark {
-    at_ms: i64,
-    expires_at: u64,
-    update_time: String,
-}
-
-impl FirestoreStore {
-    /// The document id of a watermark key (`user:okta:00u…/state`, …):
-    /// `mark.` + the key in base64url, or `mark.sha256.` + its hex digest
-    /// when too long.
-    pub fn mark_document_id(key: &str) -> String {
-        let encoded = URL_SAFE_NO_PAD.encode(key);
-        if encoded.len() <= MAX_ENCODED_ID {
-            format!("{MARK_PREFIX}{encoded}")
-        } else {
-            format!("{MARK_PREFIX}sha256.{}", hex_digest(key))
-        }
-    }
-
-    async fn read_mark(&self, id: &str) -> Result<Option<Mark>, StoreError> {
+impl Cas for FirestoreCas {
+    async fn get(&self, slot: Slot<'_>) -> Result<Option<Versioned>, StoreError> {
+        let id = document_id(slot);
         let (status, answer) = self
-            .send("read watermark", self.http.get(self.document_url(id)), None)
+            .send("read", self.http.get(self.document_url(&id)), None)
             .await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(firestore_error("read watermark", status, &answer));
+            return Err(firestore_error("read", status, &answer));
         }
-        let update_time = answer["updateTime"]
+        let version = answer["updateTime"]
             .as_str()
-            .ok_or_else(|| backend("firestore read watermark: the document has no updateTime"))?
+            .ok_or_else(|| backend("firestore read: the document has no updateTime"))?
             .to_owned();
-        let fields = &answer["fields"];
-        let at_ms = match &fields["at_ms"]["integerValue"] {
-            Value::String(s) => s.parse::<i64>().ok(),
-            Value::Number(n) => n.as_i64(),
-            _ => None,
-        }
-        .ok_or_else(|| backend("firestore read watermark: the document has no at_ms"))?;
-        Ok(Some(Mark {
-            at_ms,
-            // Unreadable deadline: expired.
-            expires_at: fields["expires_at"]["timestampValue"]
-                .as_str()
-                .and_then(parse_rfc3339)
-                .unwrap_or(0),
-            update_time,
+        Ok(Some(Versioned {
+            record: record(&answer["fields"])?,
+            version,
         }))
     }
-}
 
-impl fmt::Display for FirestoreStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "firestore {}", self.collection_path())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Claimed,
-    Done,
-}
-
-impl State {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Claimed => "claimed",
-            Self::Done => "done",
+    async fn put_if_absent(&self, slot: Slot<'_>, record: &Record) -> Result<Cond, StoreError> {
+        // base64url needs no escaping in a query string.
+        let create = self.http.post(format!(
+            "{}/{}?documentId={}",
+            self.documents_url,
+            self.collection,
+            document_id(slot)
+        ));
+        let (status, answer) = self
+            .send(
+                "create",
+                create,
+                Some(json!({ "fields": fields(slot, record) })),
+            )
+            .await?;
+        if status.is_success() {
+            return Ok(Cond::Written(
+                answer["updateTime"].as_str().map(str::to_owned),
+            ));
         }
+        if status == StatusCode::CONFLICT || grpc_status(&answer) == "ALREADY_EXISTS" {
+            return Ok(Cond::Conflict(None));
+        }
+        Err(firestore_error("create", status, &answer))
     }
-}
 
-#[derive(Debug)]
-struct Entry {
-    state: State,
-    expires_at: u64,
-    claim_id: Option<String>,
-    update_time: String,
-}
+    async fn replace_if_version(
+        &self,
+        slot: Slot<'_>,
+        record: &Record,
+        version: &str,
+    ) -> Result<Cond, StoreError> {
+        let write = json!({
+            "update": { "name": self.document_name(&document_id(slot)), "fields": fields(slot, record) },
+            "currentDocument": { "updateTime": version },
+        });
+        Ok(match self.commit("replace", write).await? {
+            Commit::Written(version) => Cond::Written(version),
+            Commit::PreconditionFailed => Cond::Conflict(None),
+        })
+    }
 
-#[derive(Debug)]
-enum Commit {
-    Written(Option<String>),
-    PreconditionFailed,
-}
+    async fn put(&self, slot: Slot<'_>, record: &Record) -> Result<(), StoreError> {
+        let (status, answer) = self
+            .send(
+                "complete",
+                self.http.patch(self.document_url(&document_id(slot))),
+                Some(json!({ "fields": fields(slot, record) })),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(firestore_error("complete", status, &answer));
+        }
+        Ok(())
+    }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    async fn delete_if_version(&self, slot: Slot<'_>, version: &str) -> Result<bool, StoreError> {
+        let write = json!({
+            "delete": self.document_name(&document_id(slot)),
+            "currentDocument": { "updateTime": version },
+        });
+        Ok(matches!(
+            self.commit("release", write).await?,
+            Commit::Written(_)
+        ))
+    }
 }
 
 /// The `status` of Firestore's error body
@@ -565,155 +563,4 @@ pub(crate) fn firestore_error(op: &str, status: StatusCode, answer: &Value) -> S
         if message.is_empty() { "" } else { ": " },
         message
     ))
-}
-
-impl IdempotencyStore for FirestoreStore {
-    async fn claim(&self, key: &EventId) -> Result<Claim, StoreError> {
-        let id = Self::document_id(key);
-        // Marks this claim's writes (see `recover_claim`).
-        let nonce = format!("{:016x}", fastrand::u64(..));
-        // A few rounds at most: the document can vanish between the refused
-        // create and the read (released, or deleted by the TTL policy).
-        for _ in 0..3 {
-            let now = now_secs();
-            let claimed = self.fields(
-                key,
-                State::Claimed,
-                now + self.claim_timeout.as_secs(),
-                Some(&nonce),
-            );
-            // base64url needs no escaping in a query string.
-            let create = self.http.post(format!(
-                "{}/{}?documentId={id}",
-                self.documents_url, self.collection
-            ));
-            let (status, answer) = match self
-                .send("claim", create, Some(json!({ "fields": claimed })))
-                .await
-            {
-                Ok(answer) => answer,
-                Err(e) => return self.recover_claim(&id, &nonce, e).await,
-            };
-            if status.is_success() {
-                self.hold(&id, answer["updateTime"].as_str());
-                return Ok(Claim::New);
-            }
-            if status != StatusCode::CONFLICT && grpc_status(&answer) != "ALREADY_EXISTS" {
-                return Err(firestore_error("claim", status, &answer));
-            }
-            let Some(entry) = self.read(&id).await? else {
-                continue;
-            };
-            if entry.expires_at > now {
-                return Ok(match entry.state {
-                    State::Done => Claim::Done,
-                    State::Claimed => Claim::InProgress,
-                });
-            }
-            // Expired: a crashed instance's claim, or a done entry past its
-            // TTL that Firestore has not deleted yet. Take it over unless
-            // someone else does first.
-            let write = json!({
-                "update": { "name": self.document_name(&id), "fields": claimed },
-                "currentDocument": { "updateTime": entry.update_time },
-            });
-            let outcome = match self.commit("claim takeover", write).await {
-                Ok(outcome) => outcome,
-                Err(e) => return self.recover_claim(&id, &nonce, e).await,
-            };
-            return match outcome {
-                Commit::Written(update_time) => {
-                    tracing::debug!(event_id = %key, "took over an expired idempotency entry");
-                    self.hold(&id, update_time.as_deref());
-                    Ok(Claim::New)
-                }
-                Commit::PreconditionFailed => Ok(Claim::InProgress),
-            };
-        }
-        Err(backend(
-            "firestore claim: the document kept changing under this claim; try again",
-        ))
-    }
-
-    async fn complete(&self, key: &EventId) -> Result<(), StoreError> {
-        let id = Self::document_id(key);
-        let done = self.fields(key, State::Done, now_secs() + self.ttl.as_secs(), None);
-        let (status, answer) = self
-            .send(
-                "complete",
-                self.http.patch(self.document_url(&id)),
-                Some(json!({ "fields": done })),
-            )
-            .await?;
-        if !status.is_success() {
-            return Err(firestore_error("complete", status, &answer));
-        }
-        self.held().remove(&id);
-        Ok(())
-    }
-
-    async fn release(&self, key: &EventId) -> Result<(), StoreError> {
-        let id = Self::document_id(key);
-        let held = self.held().remove(&id);
-        let update_time = match held {
-            Some(update_time) => update_time,
-            // Not this instance's claim (or its answer carried no time):
-            // release only a claim, never a done entry.
-            None => match self.read(&id).await? {
-                Some(entry) if entry.state == State::Claimed => entry.update_time,
-                _ => return Ok(()),
-            },
-        };
-        let write = json!({
-            "delete": self.document_name(&id),
-            "currentDocument": { "updateTime": update_time },
-        });
-        // PreconditionFailed: taken over or completed meanwhile; leave it.
-        self.commit("release", write).await?;
-        Ok(())
-    }
-
-    async fn watermark(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        let now = now_secs();
-        Ok(self
-            .read_mark(&Self::mark_document_id(key))
-            .await?
-            .filter(|mark| mark.expires_at > now)
-            .map(|mark| mark.at_ms))
-    }
-
-    /// Keeps the newer time against concurrent writers: the write is
-    /// conditional on the document being as it was read (`updateTime`, or
-    /// `exists: false` when there was none); a lost race reads again.
-    async fn set_watermark(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
-        let id = Self::mark_document_id(key);
-        let readable: String = key.chars().take(1024).collect();
-        for _ in 0..5 {
-            let now = now_secs();
-            let stored = self.read_mark(&id).await?;
-            let precondition = match &stored {
-                Some(mark) if mark.expires_at > now && mark.at_ms >= at_ms => return Ok(()),
-                Some(mark) => json!({ "updateTime": mark.update_time }),
-                None => json!({ "exists": false }),
-            };
-            let write = json!({
-                "update": {
-                    "name": self.document_name(&id),
-                    "fields": {
-                        "at_ms": { "integerValue": at_ms.to_string() },
-                        "expires_at": { "timestampValue": format_rfc3339(now + self.ttl.as_secs()) },
-                        "key": { "stringValue": readable },
-                    },
-                },
-                "currentDocument": precondition,
-            });
-            match self.commit("write watermark", write).await? {
-                Commit::Written(_) => return Ok(()),
-                Commit::PreconditionFailed => {}
-            }
-        }
-        Err(backend(
-            "firestore watermark: the document kept changing; try again",
-        ))
-    }
 }
