@@ -3,7 +3,7 @@
 //! ([`DynamoCas`]).
 //!
 //! Table (name in `RELAY_TABLE_NAME`): partition key `pk` (string, the event
-//! id), attribute `state` (`claimed` | `done`), attribute `expires_at`
+//! id, or `sha256:` + its hex SHA-256 when longer than 1 KiB), attribute `state` (`claimed` | `done`), attribute `expires_at`
 //! (number, epoch seconds) which is also the table's TTL attribute,
 //! `claim_token` on a claim, and `ver` (a random version written with every
 //! write; an item written before `ver` existed has version "").
@@ -58,8 +58,8 @@ const ATTEMPTS: &str = "attempts";
 pub const ATTEMPTS_PREFIX: &str = "try#";
 /// Partition keys of watermark items start with this.
 pub const WATERMARK_PREFIX: &str = "wm#";
-/// Longest watermark key kept as it is (DynamoDB allows 2048 bytes of
-/// partition key); longer ones are hashed.
+/// Longest event id or watermark key kept as it is (DynamoDB allows 2048
+/// bytes of partition key); longer ones are hashed.
 const MAX_PLAIN_WATERMARK_KEY: usize = 1024;
 
 type Item = HashMap<String, AttributeValue>;
@@ -219,7 +219,15 @@ fn version() -> String {
 
 fn pk(slot: Slot<'_>) -> AttributeValue {
     match slot {
-        Slot::Event(event) => string(event.as_str()),
+        // An id too long for a partition key (2048 bytes) is hashed, like
+        // the Table and Firestore keys (event ids start with their source,
+        // so `sha256:` never meets one).
+        Slot::Event(event) => AttributeValue::S(hashed_key(
+            event.as_str().to_owned(),
+            MAX_PLAIN_WATERMARK_KEY,
+            "sha256:",
+            event.as_str(),
+        )),
         Slot::Mark(key) => AttributeValue::S(DynamoStore::watermark_pk(key)),
     }
 }
