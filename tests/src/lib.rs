@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod claim_store;
 pub mod group_index;
 mod harness;
 pub mod idp_standin;

@@ -297,3 +297,23 @@ async fn the_group_index_in_the_table_keeps_the_contract() {
     assert!(!shard.contains_key("expires_at"));
     assert!(shard.keys().any(|k| k.starts_with("g:")), "{shard:?}");
 }
+
+/// The claim protocol's contract (relay-tests' `claim_store::contract`),
+/// the one every idempotency store runs: each handle is another process on
+/// the same table.
+#[tokio::test]
+async fn the_claim_protocol_keeps_the_contract() {
+    use relay_tests::claim_store::{CASES, Instances, contract};
+    let Some(moto) = moto_url() else { return };
+    let (sdk, store) = store(&moto).await;
+    let client = relay_aws::dynamodb_client(&sdk);
+    let table = store.table().to_owned();
+    let ran = contract("dynamo", Instances::Separate, |t| {
+        let store = DynamoStore::new(client.clone(), table.clone())
+            .with_ttl(t.ttl)
+            .with_claim_timeout(t.claim_timeout);
+        async move { std::sync::Arc::new(store) }
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+}

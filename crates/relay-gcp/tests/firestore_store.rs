@@ -42,6 +42,28 @@ macro_rules! on_both_backends {
     };
 }
 
+on_both_backends!(the_claim_protocol_keeps_the_contract);
+/// The claim protocol's contract (relay-tests' `claim_store::contract`),
+/// the one every idempotency store runs: each handle is another instance on
+/// the same collection. Requests get 10 s (the emulator is a JVM on a
+/// shared machine).
+async fn the_claim_protocol_keeps_the_contract(backend: &Backend) {
+    use relay_tests::claim_store::{CASES, Instances, contract};
+    let ran = contract("firestore", Instances::Separate, |t| async move {
+        Arc::new(
+            backend
+                .store_with(|c| {
+                    c.ttl = t.ttl;
+                    c.claim_timeout = t.claim_timeout;
+                    c.request_timeout = Duration::from_secs(10);
+                })
+                .await,
+        )
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+}
+
 on_both_backends!(claim_complete_release);
 async fn claim_complete_release(backend: &Backend) {
     let store = backend.store().await;

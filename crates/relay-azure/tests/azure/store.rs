@@ -310,3 +310,24 @@ async fn the_group_index_in_the_table_keeps_the_contract() {
     store.complete(&event).await.unwrap();
     assert_eq!(store.claim(&event).await.unwrap(), Claim::Done);
 }
+
+/// The claim protocol's contract (relay-tests' `claim_store::contract`),
+/// the one every idempotency store runs: each handle is another Function
+/// instance on the same table.
+#[tokio::test]
+async fn the_claim_protocol_keeps_the_contract() {
+    use relay_tests::claim_store::{CASES, Instances, contract};
+    let Some(url) = azurite() else { return };
+    let table = fresh_store(&url, DEFAULT_TTL, CLAIM)
+        .await
+        .table_name()
+        .to_owned();
+    let ran = contract("table", Instances::Separate, |t| {
+        let store =
+            TableStore::with_timeouts(settings(&url, &table, DEV_KEY), t.ttl, t.claim_timeout)
+                .unwrap();
+        async move { std::sync::Arc::new(store) }
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+}

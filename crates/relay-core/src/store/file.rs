@@ -320,6 +320,14 @@ impl FileStore {
         &self.report
     }
 
+    /// How long a claim without an outcome blocks others (default
+    /// `CLAIM_TIMEOUT`; tests shorten it).
+    #[must_use]
+    pub fn with_claim_timeout(self, timeout: Duration) -> Self {
+        self.table().claim_timeout = timeout;
+        self
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table
             .lock()

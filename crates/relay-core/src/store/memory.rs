@@ -20,6 +20,8 @@ pub(super) struct Table {
     /// Watermark key → (event time in ms, expiry in epoch seconds).
     pub(super) marks: HashMap<String, (i64, u64)>,
     ttl: Duration,
+    /// How long a claim without an outcome blocks others.
+    pub(super) claim_timeout: Duration,
     /// When (epoch seconds) expired entries are next dropped (see
     /// [`Table::tick`]).
     next_expiry: u64,
@@ -31,6 +33,7 @@ impl Table {
             entries: HashMap::new(),
             marks: HashMap::new(),
             ttl,
+            claim_timeout: CLAIM_TIMEOUT,
             next_expiry: 0,
         };
         table.next_expiry = now_secs().saturating_add(table.expiry_interval());
@@ -81,7 +84,7 @@ impl Table {
                 self.entries.insert(
                     key.to_owned(),
                     Entry::Claimed {
-                        until: now + CLAIM_TIMEOUT.as_secs(),
+                        until: now + self.claim_timeout.as_secs(),
                     },
                 );
                 Claim::New
@@ -121,6 +124,14 @@ impl MemoryStore {
         Self {
             table: Mutex::new(Table::new(ttl)),
         }
+    }
+
+    /// How long a claim without an outcome blocks others (default
+    /// `CLAIM_TIMEOUT`; tests shorten it).
+    #[must_use]
+    pub fn with_claim_timeout(self, timeout: Duration) -> Self {
+        self.table().claim_timeout = timeout;
+        self
     }
 
     pub(super) fn table(&self) -> std::sync::MutexGuard<'_, Table> {
