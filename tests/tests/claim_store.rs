@@ -3,6 +3,8 @@
 //! stores run the same contract in their crates' tests (moto, Azurite, the
 //! Firestore emulator).
 
+#![allow(clippy::unwrap_used)] // test: fail loudly
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
