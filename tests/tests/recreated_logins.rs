@@ -42,7 +42,7 @@ fn event(uuid: &str, seconds: i64, event_type: &str, id: Option<&str>) -> Value 
     }
     json!({
         "uuid": uuid,
-        "published": duo_admin::date::rfc3339_millis(T0 + seconds * 1000),
+        "published": relay_core::time::rfc3339_millis(T0 + seconds * 1000),
         "eventType": event_type,
         "version": "0",
         "displayMessage": event_type,

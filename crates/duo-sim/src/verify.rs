@@ -328,51 +328,6 @@ const MONTHS: [&str; 12] = [
 ];
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
-/// Days since 1970-01-01 of a proleptic Gregorian date. The arithmetic follows
-/// Howard Hinnant's published "days_from_civil" algorithm (eras of 400 years,
-/// years starting in March).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Inverse of [`days_from_civil`]: (year, month 1-12, day 1-31).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // Both are in range by construction (1..=31, 1..=12).
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
 /// Parses an RFC 2822 date such as `Tue, 21 Aug 2012 17:29:18 -0000` (any
 /// numeric offset, or `GMT`/`UT`/`UTC`/`Z`; weekday optional and not checked)
 /// into seconds since the Unix epoch.
@@ -416,11 +371,23 @@ pub fn parse_rfc2822(s: &str) -> Option<i64> {
     if it.any(|extra| !extra.starts_with('(')) {
         return None;
     }
-    if day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    // jiff's calendar checks the day against the month (and leap years).
+    let date = jiff::civil::Date::new(
+        i16::try_from(year).ok()?,
+        i8::try_from(month).ok()?,
+        i8::try_from(day).ok()?,
+    )
+    .ok()?;
+    let midnight = date
+        .to_datetime(jiff::civil::Time::midnight())
+        .duration_since(EPOCH)
+        .as_secs();
+    Some(midnight + hour * 3600 + minute * 60 + second - offset)
 }
+
+/// 1970-01-01T00:00:00, UTC. Civil (not `jiff::Timestamp`) arithmetic
+/// covers every four-digit year, as RFC 2822 dates do.
+const EPOCH: jiff::civil::DateTime = jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
 
 /// Zone offset east of UTC, in seconds.
 fn parse_zone(z: &str) -> Option<i64> {
@@ -447,19 +414,17 @@ fn parse_zone(z: &str) -> Option<i64> {
 }
 
 /// Formats epoch seconds the way Python's `email.utils.formatdate()` does:
-/// `Tue, 21 Aug 2012 17:29:18 -0000`.
+/// `Tue, 21 Aug 2012 17:29:18 -0000` (outside the four-digit years, the
+/// range's end).
 pub fn format_rfc2822(epoch_secs: i64) -> String {
-    let days = epoch_secs.div_euclid(86_400);
-    let secs = epoch_secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let weekday = WEEKDAYS[usize::try_from((days + 4).rem_euclid(7)).unwrap_or(0)];
-    let month = MONTHS[usize::try_from(m - 1).unwrap_or(0)];
-    format!(
-        "{weekday}, {d:02} {month} {y:04} {:02}:{:02}:{:02} -0000",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let time = EPOCH
+        .checked_add(jiff::SignedDuration::from_secs(epoch_secs))
+        .unwrap_or(if epoch_secs < 0 {
+            jiff::civil::DateTime::MIN
+        } else {
+            jiff::civil::DateTime::MAX
+        });
+    time.strftime("%a, %d %b %Y %H:%M:%S -0000").to_string()
 }
 
 #[cfg(test)]

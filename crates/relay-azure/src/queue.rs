@@ -553,21 +553,13 @@ pub fn letter_from_poison(message: &QueueMessage) -> DeadLetter {
     letter
 }
 
-/// `Sun, 11 Oct 2009 21:49:13 GMT` → ms since the epoch.
+/// `Sun, 11 Oct 2009 21:49:13 GMT` → ms since the epoch (jiff's RFC 2822
+/// parser, which also checks the weekday).
 fn parse_rfc1123_ms(text: &str) -> Option<i64> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let mut parts = text.split_whitespace().skip(1);
-    let day: i64 = parts.next()?.parse().ok()?;
-    let month_name = parts.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_name)?;
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    let month = i64::try_from(month).ok()? + 1;
-    let days = duo_admin::date::days_from_civil(year, month, day);
-    Some(((days * 86_400) + h * 3600 + m * 60 + s) * 1000)
+    jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(text.trim())
+        .ok()
+        .map(|t| t.as_millisecond())
 }
 
 /// Dead letters on `<queue>-poison`, for `relay-azure dlq`.

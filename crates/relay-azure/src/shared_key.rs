@@ -156,13 +156,16 @@ pub fn authorization(account: &str, key: &AccountKey, string_to_sign: &str) -> S
 }
 
 /// RFC 1123 date in GMT (`Sun, 11 Oct 2009 21:49:13 GMT`), the form
-/// `x-ms-date` takes: Duo's RFC 2822 date with the zone written `GMT`.
+/// `x-ms-date` takes (jiff's RFC 9110 printer). Times before 1970 are
+/// clamped to the epoch.
 pub fn rfc1123(time: SystemTime) -> String {
-    let date = duo_admin::date::rfc2822(time);
-    match date.strip_suffix(" -0000") {
-        Some(utc) => format!("{utc} GMT"),
-        None => date,
-    }
+    let time = jiff::Timestamp::try_from(time)
+        .ok()
+        .filter(|t| *t >= jiff::Timestamp::UNIX_EPOCH)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&time)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

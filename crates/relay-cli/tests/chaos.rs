@@ -229,7 +229,7 @@ fn okta_event(seq: usize, t: i64, u: usize, generation: usize, ev: &Ev) -> Value
     };
     json!({
         "uuid": format!("chaos-{seq:05}"),
-        "published": duo_admin::date::rfc3339_millis(t),
+        "published": relay_core::time::rfc3339_millis(t),
         "eventType": event_type,
         "version": "0",
         "displayMessage": event_type,

@@ -25,6 +25,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod state;
 pub mod store;
+pub mod time;
 pub mod verified;
 pub mod verify;
 

@@ -268,94 +268,12 @@ fn group_key(source: Source, group: &GroupRef) -> String {
 /// Milliseconds since the Unix epoch of an RFC 3339 / ISO-8601 time as IdPs
 /// write it (`2024-03-01T12:00:00.123Z`, `…+02:00`, fraction optional).
 /// `None` for anything else: such an event is not ordered.
-pub fn parse_time_ms(s: &str) -> Option<i64> {
-    let b = s.trim().as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
-    };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let digits = &b[start..i.min(start + 3)];
-        let mut ms = 0i64;
-        for (k, d) in digits.iter().enumerate() {
-            ms += i64::from(d - b'0') * [100, 10, 1][k];
-        }
-        millis = ms;
-    }
-    let offset_min = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if *sign == b'+' { m } else { -m }
-        }
-        None => 0,
-        _ => return None,
-    };
-    let days = duo_admin::date::days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
-    Some(secs * 1000 + millis)
-}
+pub use crate::time::parse_rfc3339_ms as parse_time_ms;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{EventId, UserState};
-
-    #[test]
-    fn parses_idp_times() {
-        assert_eq!(parse_time_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_time_ms("1970-01-01T00:00:01.5Z"), Some(1500));
-        assert_eq!(
-            parse_time_ms("2024-03-01T12:00:00.123Z"),
-            Some(1_709_294_400_123)
-        );
-        // The same instant with an offset, and with microseconds.
-        assert_eq!(
-            parse_time_ms("2024-03-01T14:00:00.123456+02:00"),
-            Some(1_709_294_400_123)
-        );
-        assert_eq!(parse_time_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
-        for bad in [
-            "",
-            "yesterday",
-            "2024-13-01T00:00:00Z",
-            "2024-03-01",
-            "2024-03-01T00:00:00Zjunk",
-            "2024-03-01T00:00:00.Z",
-            "２０２４-03-01T00:00:00Z",
-        ] {
-            assert_eq!(parse_time_ms(bad), None, "{bad}");
-        }
-    }
 
     fn event(change: Change) -> IdpEvent {
         IdpEvent {

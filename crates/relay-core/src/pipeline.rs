@@ -886,8 +886,8 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                     return Ok(Ordered::Stale(format!(
                         "stale: {} changed by a newer event ({}) than this one ({})",
                         aspect.key,
-                        duo_admin::date::rfc3339_millis(w),
-                        duo_admin::date::rfc3339_millis(at)
+                        crate::time::rfc3339_millis(w),
+                        crate::time::rfc3339_millis(at)
                     )));
                 }
                 (Role::UpsertState, Some(_)) => drop_state = true,
@@ -939,8 +939,8 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         Ok(seen.filter(|seen| *seen > at).map(|seen| {
             format!(
                 "stale: the login was given to {owner} (seen at {}) after this event ({}); this event's identity is gone",
-                duo_admin::date::rfc3339_millis(seen),
-                duo_admin::date::rfc3339_millis(at)
+                crate::time::rfc3339_millis(seen),
+                crate::time::rfc3339_millis(at)
             )
         }))
     }

@@ -448,15 +448,10 @@ fn new_run_id() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = now.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = duo_admin::date::civil_from_days(days);
+    let ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{:03}Z-{:04x}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis(),
+        "{}-{:04x}",
+        crate::time::compact_millis(ms),
         now.subsec_nanos() & 0xffff
     )
 }

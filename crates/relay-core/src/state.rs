@@ -465,7 +465,7 @@ pub fn quarantine(quarantine: &Path, source: &Path, bad: &[Unreadable]) -> io::R
     if bad.is_empty() {
         return Ok(());
     }
-    let at = duo_admin::date::rfc3339_millis(crate::queue::now_ms());
+    let at = crate::time::rfc3339_millis(crate::queue::now_ms());
     let mut out = Vec::new();
     for b in bad {
         let line = serde_json::json!({

@@ -58,7 +58,7 @@ use serde_json::{Value, json};
 
 use crate::metadata::{AccessToken, DEFAULT_HOST, MetadataServer, backend, send_for_json};
 use crate::settings;
-use crate::timestamp::{format_rfc3339, parse_rfc3339};
+use relay_core::time::{parse_rfc3339_secs as parse_rfc3339, rfc3339_secs as format_rfc3339};
 
 /// Firestore's REST endpoint.
 pub const DEFAULT_BASE_URL: &str = "https://firestore.googleapis.com/v1";

@@ -31,7 +31,6 @@ pub mod pubsub;
 pub mod push;
 pub mod reconcile;
 mod settings;
-mod timestamp;
 
 use std::fmt;
 

@@ -47,7 +47,7 @@ use serde_json::{Value, json};
 
 use crate::metadata::{AccessToken, DEFAULT_HOST, MetadataServer, send_for_json};
 use crate::settings;
-use crate::timestamp::parse_rfc3339;
+use relay_core::time::parse_rfc3339_secs;
 
 /// Pub/Sub's REST endpoint. A regional one
 /// (`https://<region>-pubsub.googleapis.com/v1`, via `RELAY_PUBSUB_URL`)
@@ -641,7 +641,7 @@ pub fn letter_from_message(message: &Received) -> DeadLetter {
         ),
         attempts,
     );
-    if let Some(secs) = message.publish_time.as_deref().and_then(parse_rfc3339) {
+    if let Some(secs) = message.publish_time.as_deref().and_then(parse_rfc3339_secs) {
         letter.dead_lettered_at_ms = i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     }
     letter

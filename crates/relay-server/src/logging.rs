@@ -192,7 +192,7 @@ where
         let now_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
         line.insert(
             "timestamp".into(),
-            Value::from(duo_admin::date::rfc3339_millis(now_ms)),
+            Value::from(relay_core::time::rfc3339_millis(now_ms)),
         );
         line.insert("severity".into(), Value::from(severity(meta.level())));
         line.insert("level".into(), Value::from(meta.level().as_str()));

@@ -290,7 +290,7 @@ pub fn okta_delivery(events: &[OktaEvent]) -> String {
         .map(|e| {
             json!({
                 "uuid": e.uuid,
-                "published": duo_admin::date::rfc3339_millis(e.published_ms),
+                "published": relay_core::time::rfc3339_millis(e.published_ms),
                 "eventType": e.event_type,
                 "version": "0",
                 "displayMessage": e.event_type,
@@ -313,7 +313,7 @@ pub fn okta_delivery(events: &[OktaEvent]) -> String {
         "cloudEventsVersion": "0.1",
         "source": "https://example.okta.com/api/v1/eventHooks/who1",
         "eventId": unique("delivery"),
-        "eventTime": duo_admin::date::rfc3339_millis(0),
+        "eventTime": relay_core::time::rfc3339_millis(0),
         "contentType": "application/json",
         "data": { "events": events }
     })

@@ -547,16 +547,8 @@ fn commit(state: &FirestoreState, database: &str, headers: &HeaderMap, body: &[u
 
 /// Unix microseconds → `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub fn rfc3339_micros(micros: u64) -> String {
-    let secs = micros / 1_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = duo_admin::date::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        micros % 1_000_000
-    )
+    let time = jiff::Timestamp::from_microsecond(i64::try_from(micros).unwrap()).unwrap();
+    format!("{time:.6}")
 }
 
 // ------------------------------------------------- a backend for the store
