@@ -72,7 +72,7 @@ fn okta_event(
     }
     json!({
         "uuid": format!("c0ffee00-0000-4000-8000-{seq:012}"),
-        "published": duo_admin::date::rfc3339_millis(at_ms),
+        "published": relay_core::time::rfc3339_millis(at_ms),
         "eventType": event_type,
         "version": "0",
         "severity": "INFO",
@@ -386,7 +386,7 @@ fn auth0_story(users: usize, t0: i64) -> Vec<Value> {
     let push = |mut record: Value, records: &mut Vec<Value>| {
         let seq = records.len();
         record["log_id"] = json!(format!("9000{seq:020}"));
-        record["date"] = json!(duo_admin::date::rfc3339_millis(t0 + seq as i64 * 1000));
+        record["date"] = json!(relay_core::time::rfc3339_millis(t0 + seq as i64 * 1000));
         records.push(record);
     };
     for step in 0..5 {
@@ -606,7 +606,7 @@ async fn idp_calls_per_run_at_10k_records() {
         standin.push_okta_log(okta_event(i, at, "user.lifecycle.suspend", i % 500, None));
         let mut record = json!({"type": "s", "description": "Successful login", "user_id": format!("auth0|u{i}")});
         record["log_id"] = json!(format!("9000{i:020}"));
-        record["date"] = json!(duo_admin::date::rfc3339_millis(at));
+        record["date"] = json!(relay_core::time::rfc3339_millis(at));
         standin.push_auth0_log(record);
     }
     let raw = env(vec![("OKTA_AUTH_SECRET".into(), "x".repeat(32))]);

@@ -61,7 +61,7 @@ fn now_ms() -> i64 {
 fn event(n: usize, at_ms: i64, event_type: &str, user: &str) -> Value {
     json!({
         "uuid": format!("cli-catch-up-{n:04}"),
-        "published": duo_admin::date::rfc3339_millis(at_ms),
+        "published": relay_core::time::rfc3339_millis(at_ms),
         "eventType": event_type,
         "version": "0",
         "severity": "INFO",

@@ -37,7 +37,7 @@ pub fn from_request(log_id: &str) -> String {
 
 /// The search that finds the oldest record at or after `since_ms`.
 pub fn seed_request(since_ms: i64) -> String {
-    let q = format!("date:[{} TO *]", duo_admin::date::rfc3339_millis(since_ms));
+    let q = format!("date:[{} TO *]", crate::time::rfc3339_millis(since_ms));
     format!(
         "/api/v2/logs?q={}&sort=date%3A1&per_page=1&page=0",
         encode(&q)

@@ -477,7 +477,7 @@ where
                 tracing::warn!(
                     source = source.as_str(),
                     error = %e,
-                    since = %duo_admin::date::rfc3339_millis(since),
+                    since = %crate::time::rfc3339_millis(since),
                     "the stored catch-up cursor was refused; restarting from the last event's time minus RELAY_CATCH_UP_OVERLAP"
                 );
                 summary.cursor_fallback = true;

@@ -47,7 +47,7 @@ pub fn polling_request(since_ms: i64) -> String {
         unreachable!("a constant URL parses");
     });
     url.query_pairs_mut()
-        .append_pair("since", &duo_admin::date::rfc3339_millis(since_ms))
+        .append_pair("since", &crate::time::rfc3339_millis(since_ms))
         .append_pair("sortOrder", "ASCENDING")
         .append_pair("limit", &PAGE_LIMIT.to_string())
         .append_pair("filter", &event_type_filter());
