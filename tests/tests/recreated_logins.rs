@@ -354,10 +354,12 @@ async fn in_queue_mode_the_waiting_create_is_retried_until_the_old_delete_applie
     let policy = QueuePolicy::default();
     let parse = |e: Value| {
         let body = delivery(&[e]);
-        let parsed = relay_core::okta::parse(&relay_core::verified::Verified::trusted_local_file(
-            relay_core::event::Source::Okta,
-            body,
-        ))
+        let parsed = relay_core::source::okta::hook::parse(
+            &relay_core::verified::Verified::trusted_local_file(
+                relay_core::event::Source::Okta,
+                body,
+            ),
+        )
         .unwrap();
         QueuedEvent::new(parsed.events.into_iter().next().unwrap()).to_json()
     };

@@ -114,11 +114,12 @@ async fn dlq_lists_shows_and_replays_the_local_dead_letters() {
     use relay_core::queue::{Disposition, EventQueue, QueuePolicy, QueuedEvent};
     let state = std::env::temp_dir().join(format!("relay-cli-dlq-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
-    let parsed = relay_core::okta::parse(&relay_core::verified::Verified::trusted_local_file(
-        relay_core::event::Source::Okta,
-        std::fs::read(fixture("okta/suspend.json")).expect("fixture"),
-    ))
-    .expect("fixture parses");
+    let parsed =
+        relay_core::source::okta::hook::parse(&relay_core::verified::Verified::trusted_local_file(
+            relay_core::event::Source::Okta,
+            std::fs::read(fixture("okta/suspend.json")).expect("fixture"),
+        ))
+        .expect("fixture parses");
     {
         let queue = DiskQueue::open(state.join("queue")).expect("open queue");
         let message = QueuedEvent::new(parsed.events[0].clone());

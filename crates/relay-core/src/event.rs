@@ -1,6 +1,6 @@
 //! What the IdP said happened, in one vocabulary for every source.
 //!
-//! Parsers (`okta`, `auth0_events`, `auth0_logs`) turn a verified delivery
+//! Parsers (`source::okta::hook`, `source::auth0::{events, logs}`) turn a verified delivery
 //! into [`IdpEvent`]s; the planner turns those into Duo operations. An event
 //! carries only what the IdP sent: fields it did not send are `None`, and the
 //! planner decides whether to fetch them from the IdP or skip.

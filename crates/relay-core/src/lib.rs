@@ -7,15 +7,12 @@
 //! secrets and state live.
 
 pub mod apply;
-pub mod auth0_events;
-pub mod auth0_logs;
 pub mod catch_up;
 pub mod config;
 pub mod event;
 pub mod group_index;
 pub mod identity;
 pub mod limits;
-pub mod okta;
 pub mod operation;
 pub mod order;
 pub mod parse_util;
@@ -23,6 +20,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod reconcile;
+pub mod source;
 pub mod state;
 pub mod store;
 pub mod time;

@@ -1,4 +1,5 @@
-//! What the three source parsers (`okta`, `auth0_events`, `auth0_logs`)
+//! What the three source parsers (`source::okta::hook`, `source::auth0::events`,
+//! `source::auth0::logs`)
 //! share: [`ParseError`], and small readers that take a `serde_json::Value`
 //! apart without trusting its shape.
 //!
@@ -374,8 +375,8 @@ mod never_panic {
 
     use super::ParseError;
     use crate::event::{Change, GroupRef, Parsed, Source, UserRef};
+    use crate::source::{auth0, okta};
     use crate::verified::Verified;
-    use crate::{auth0_events, auth0_logs, okta};
 
     /// Planted in bodies: no error text and no skip reason may repeat it.
     const MARKER: &str = "PII-MARKER-7731";
@@ -708,9 +709,9 @@ mod never_panic {
     fn check(source: Source, body: Vec<u8>) -> Result<(), TestCaseError> {
         let delivery = Verified::for_tests(source, body);
         let result: Result<Parsed, ParseError> = match source {
-            Source::Okta => okta::parse(&delivery),
-            Source::Auth0Events => auth0_events::parse(&delivery),
-            Source::Auth0Logs => auth0_logs::parse(&delivery),
+            Source::Okta => okta::hook::parse(&delivery),
+            Source::Auth0Events => auth0::events::parse(&delivery),
+            Source::Auth0Logs => auth0::logs::parse(&delivery),
         };
         let parsed = match result {
             Ok(parsed) => parsed,

@@ -28,15 +28,15 @@ use serde::Serialize;
 use crate::apply::{ApplyError, Directory, OpOutcome};
 use crate::config::{ConfigError, RawConfig};
 use crate::event::{Change, GroupRef, IdpEvent, Parsed, Skipped, Source};
-use crate::idp::{Auth0Api, IdpError, IdpLookup, OktaApi};
+use crate::idp::{IdpError, IdpLookup};
 use crate::order::{Role, aspects, parse_time_ms};
 use crate::parse_util::ParseError;
 use crate::plan::{PlanRules, Planned, plan_event};
 use crate::queue::{DeadLetter, Disposition, EventQueue, QueuePolicy, QueuedEvent};
+use crate::source::{Auth0Api, OktaApi, auth0, okta};
 use crate::store::{Claim, IdempotencyStore};
 use crate::verified::Verified;
 use crate::verify::{Authenticated, InboundAuth};
-use crate::{auth0_events, auth0_logs, okta};
 
 /// The relay's inbound routes (the HTTP layer maps paths onto these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +64,9 @@ impl Route {
 /// Parses a verified delivery with the parser of its source.
 pub fn parse_delivery(delivery: &Verified) -> Result<Parsed, ParseError> {
     match delivery.source() {
-        Source::Okta => okta::parse(delivery),
-        Source::Auth0Events => auth0_events::parse(delivery),
-        Source::Auth0Logs => auth0_logs::parse(delivery),
+        Source::Okta => okta::hook::parse(delivery),
+        Source::Auth0Events => auth0::events::parse(delivery),
+        Source::Auth0Logs => auth0::logs::parse(delivery),
     }
 }
 

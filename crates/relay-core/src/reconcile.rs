@@ -28,10 +28,11 @@ use serde::Serialize;
 use crate::apply::{Directory, DuoDirectory};
 use crate::config::{ConfigError, RawConfig};
 use crate::event::{Change, IdpEvent, Source, UserRef};
-use crate::idp::{Auth0Api, IdpError, OktaApi};
+use crate::idp::IdpError;
 use crate::operation::Operation;
 use crate::pipeline::IdpLookups;
 use crate::plan::{DeprovisionAction, PlanRules, Planned, plan_event};
+use crate::source::{Auth0Api, OktaApi};
 
 pub mod diff;
 pub mod execute;

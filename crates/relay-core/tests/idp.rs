@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use relay_core::event::UserState;
-use relay_core::idp::{Auth0Api, CallPolicy, IdpError, IdpLookup, OktaApi};
+use relay_core::idp::{CallPolicy, IdpError, IdpLookup};
+use relay_core::source::{Auth0Api, OktaApi};
 use serde_json::{Value, json};
 
 const OKTA_TOKEN: &str = "00okta-token-VERY-SECRET";

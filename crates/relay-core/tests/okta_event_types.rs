@@ -1,12 +1,12 @@
 //! The Okta event hook is registered (by Terraform) for exactly the event
-//! types the relay handles. The list lives once, in `relay_core::okta`; this
+//! types the relay handles. The list lives once, in `relay_core::source::okta::hook`; this
 //! test keeps the generated `terraform/idp/okta-event-types.json` equal to it.
 //! Regenerate with `UPDATE_OKTA_EVENT_TYPES=1 cargo test -p relay-core --test okta_event_types`.
 
 use std::path::PathBuf;
 
 fn generated() -> String {
-    let types: Vec<&str> = relay_core::okta::handled_event_types().collect();
+    let types: Vec<&str> = relay_core::source::okta::hook::handled_event_types().collect();
     let mut json = serde_json::to_string_pretty(&types).unwrap_or_default();
     json.push('\n');
     json

@@ -32,8 +32,9 @@ use serde_json::Value;
 use crate::apply::Directory;
 use crate::config::{ConfigError, RawConfig, optional};
 use crate::event::Source;
-use crate::idp::{Auth0Api, CallPolicy, IdpError, OktaApi};
+use crate::idp::{CallPolicy, IdpError};
 use crate::pipeline::{EventOutcome, Relay, parse_delivery};
+use crate::source::{Auth0Api, OktaApi};
 use crate::store::IdempotencyStore;
 use crate::verified::Verified;
 

@@ -32,9 +32,9 @@ use crate::idp::IdpError;
 pub const PAGE_LIMIT: u32 = 1000;
 
 /// The filter on the event types the relay acts on — the hook's own list
-/// ([`crate::okta::handled_event_types`]).
+/// ([`crate::source::okta::hook::handled_event_types`]).
 pub fn event_type_filter() -> String {
-    crate::okta::handled_event_types()
+    crate::source::okta::hook::handled_event_types()
         .map(|t| format!("eventType eq \"{t}\""))
         .collect::<Vec<_>>()
         .join(" or ")
@@ -100,7 +100,7 @@ mod tests {
             .map(|(_, v)| v.into_owned())
             .unwrap();
         assert_eq!(filter, event_type_filter());
-        for t in crate::okta::handled_event_types() {
+        for t in crate::source::okta::hook::handled_event_types() {
             assert!(filter.contains(&format!("eventType eq \"{t}\"")), "{t}");
         }
         assert!(!request.contains("until"), "a polling request has no until");
@@ -119,7 +119,7 @@ mod tests {
             crate::event::Source::Okta,
             envelope(&record),
         );
-        let parsed = crate::okta::parse(&delivery).unwrap();
+        let parsed = crate::source::okta::hook::parse(&delivery).unwrap();
         assert_eq!(parsed.events.len(), 1);
         assert_eq!(
             parsed.events[0].id,

@@ -3,10 +3,12 @@
 //! assignments that name only role ids), and full listings for a later
 //! reconcile.
 //!
-//! Owns: the HTTP calls to the Okta Users/Groups API ([`OktaApi`]) and the
-//! Auth0 Management API ([`Auth0Api`]), their credentials, paging, rate-limit
-//! waits and the mapping of their shapes to [`IdpUser`] / [`IdpGroup`].
-//! Knows nothing about Duo, the planner or any cloud. Both clients are
+//! Owns: what every IdP API client shares — the HTTP plumbing (timeouts,
+//! body cap, rate-limit waits, paging links), the answer types [`IdpUser`] /
+//! [`IdpGroup`], [`IdpError`] and the [`IdpLookup`] trait. The clients
+//! themselves live with their source: `source::okta::api::OktaApi` (Okta
+//! Users/Groups API) and `source::auth0::api::Auth0Api` (Auth0 Management
+//! API). Knows nothing about Duo, the planner or any cloud. Both clients are
 //! optional: `from_config` answers `None` when their variables are unset.
 
 use std::fmt::Write as _;
@@ -21,12 +23,6 @@ use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
 
 use crate::config::ConfigError;
 use crate::event::{UserProfile, UserState};
-
-mod auth0;
-mod okta;
-
-pub use auth0::Auth0Api;
-pub use okta::OktaApi;
 
 /// A user as the IdP holds it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,20 +142,20 @@ const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 /// this long, so retries cannot spin.
 const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_millis(100);
 /// A listing that pages on past this is looping, not large.
-const MAX_PAGES: usize = 10_000;
+pub(crate) const MAX_PAGES: usize = 10_000;
 
 /// An answer with its body read (capped).
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 /// The HTTP plumbing both clients share: timeouts, body cap, rate limits.
 #[derive(Debug, Clone)]
-struct Http {
+pub(crate) struct Http {
     client: reqwest::Client,
-    policy: CallPolicy,
+    pub(crate) policy: CallPolicy,
     /// `okta` / `auth0`, for log fields.
     idp: &'static str,
     /// Epoch-seconds header announcing the rate-limit reset.
@@ -170,7 +166,7 @@ struct Http {
 }
 
 impl Http {
-    fn new(
+    pub(crate) fn new(
         idp: &'static str,
         reset_header: &'static str,
         variable: &'static str,
@@ -196,13 +192,13 @@ impl Http {
     }
 
     /// Requests sent so far by this client and its clones.
-    fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
     /// Sends the request `build` makes, waiting out 429s per the policy.
     /// Any other status is the caller's to classify.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         endpoint: &'static str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
@@ -297,7 +293,7 @@ fn transport_error(e: reqwest::Error) -> IdpError {
 }
 
 /// The status classes both IdPs share once 2xx, 401/403 and 429 are handled.
-fn status_error(status: u16) -> IdpError {
+pub(crate) fn status_error(status: u16) -> IdpError {
     match status {
         404 | 410 => IdpError::NotFound,
         status => IdpError::Http { status },
@@ -306,7 +302,10 @@ fn status_error(status: u16) -> IdpError {
 
 /// Decodes a JSON answer. The message names what was read and where it broke,
 /// not serde's text, which can quote values from the body.
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, IdpError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, IdpError> {
     serde_json::from_slice(body).map_err(|e| {
         IdpError::Decode(format!(
             "{what}: {:?} error at line {} column {}",
@@ -331,7 +330,7 @@ fn rate_limit_reset(headers: &HeaderMap, reset_header: &str, now: SystemTime) ->
 
 /// The `rel="next"` target among the `Link` headers (one header per link, as
 /// Okta sends them, or comma-joined).
-fn next_link(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(LINK)
         .iter()
@@ -369,7 +368,7 @@ fn is_rel_next(param: &str) -> bool {
 /// Percent-encodes everything but RFC 3986 unreserved characters: safe as a
 /// path segment (`auth0|abc` → `auth0%7Cabc`, `/` cannot add a segment) and
 /// as a form value.
-fn encode_component(value: &str) -> String {
+pub(crate) fn encode_component(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for &b in value.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -383,7 +382,7 @@ fn encode_component(value: &str) -> String {
 
 /// An id as one path segment. An empty id would turn `GET /users/{id}` into
 /// the listing, and `.`/`..` would be resolved away, so those name nothing.
-fn path_segment(idp_id: &str) -> Result<String, IdpError> {
+pub(crate) fn path_segment(idp_id: &str) -> Result<String, IdpError> {
     match idp_id {
         "" | "." | ".." => Err(IdpError::NotFound),
         id => Ok(encode_component(id)),
@@ -391,7 +390,7 @@ fn path_segment(idp_id: &str) -> Result<String, IdpError> {
 }
 
 /// `application/x-www-form-urlencoded` body.
-fn form_body(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form_body(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
@@ -402,7 +401,11 @@ fn form_body(pairs: &[(&str, &str)]) -> String {
 /// Validates a base URL variable: `https://host[:port]` (a bare host means
 /// https), or `http` to a loopback address for tests and local stand-ins.
 /// No path, query, fragment or credentials.
-fn base_url(variable: &'static str, value: &str, example: &str) -> Result<Url, ConfigError> {
+pub(crate) fn base_url(
+    variable: &'static str,
+    value: &str,
+    example: &str,
+) -> Result<Url, ConfigError> {
     let with_scheme = if value.contains("://") {
         value.to_owned()
     } else {
@@ -428,7 +431,7 @@ fn base_url(variable: &'static str, value: &str, example: &str) -> Result<Url, C
 
 /// `localhost` or a loopback address (`127.0.0.1`, `[::1]`): the only
 /// hosts plain http may reach (tests and local stand-ins).
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .trim_start_matches('[')
@@ -438,17 +441,17 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// `https://host[:port]`, no trailing slash.
-fn origin(url: &Url) -> String {
+pub(crate) fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
 /// Trims a profile value; blank is absent.
-fn present(value: Option<String>) -> Option<String> {
+pub(crate) fn present(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// `first last`, or whichever half exists.
-fn joined_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
+pub(crate) fn joined_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
     match (first, last) {
         (Some(f), Some(l)) => Some(format!("{f} {l}")),
         (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),

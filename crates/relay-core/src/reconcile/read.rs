@@ -13,9 +13,10 @@ use duo_admin::{DuoClient, DuoError, Group, User};
 
 use super::IdpKind;
 use crate::identity::{self, Resolution};
-use crate::idp::{Auth0Api, IdpError, IdpGroup, IdpLookup, IdpUser, OktaApi};
+use crate::idp::{IdpError, IdpGroup, IdpLookup, IdpUser};
 use crate::operation::UserKey;
 use crate::plan::PlanRules;
+use crate::source::{Auth0Api, OktaApi};
 
 /// Group member listings in flight at once: enough to hide latency, few
 /// enough to stay inside the IdPs' concurrency limits (Okta counts

@@ -6,13 +6,13 @@ use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
 
-use super::{
-    Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, base_url, decode,
-    joined_name, next_link, origin, path_segment, present, status_error,
-};
 use crate::Secret;
 use crate::config::{ConfigError, RawConfig, optional};
 use crate::event::{UserProfile, UserState};
+use crate::idp::{
+    Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, base_url, decode,
+    joined_name, next_link, origin, path_segment, present, status_error,
+};
 
 const ORG_URL: &str = "OKTA_ORG_URL";
 const API_TOKEN: &str = "OKTA_API_TOKEN";

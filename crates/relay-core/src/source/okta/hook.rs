@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn user_lifecycle_create() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/user-lifecycle-create.json"
+            "../../../../../tests/fixtures/okta/user-lifecycle-create.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn batch_mixed() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/batch-mixed.json"
+            "../../../../../tests/fixtures/okta/batch-mixed.json"
         ));
         let ben = user("00uBENUSER0000000002", "ben.ito@example.com");
         assert_eq!(
@@ -489,7 +489,7 @@ mod tests {
     #[test]
     fn membership_add() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/membership-add.json"
+            "../../../../../tests/fixtures/okta/membership-add.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -508,7 +508,7 @@ mod tests {
     #[test]
     fn membership_remove() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/membership-remove.json"
+            "../../../../../tests/fixtures/okta/membership-remove.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -542,7 +542,7 @@ mod tests {
     #[test]
     fn suspend() {
         state_fixture(
-            include_str!("../../../tests/fixtures/okta/suspend.json"),
+            include_str!("../../../../../tests/fixtures/okta/suspend.json"),
             "e5f6a7b8-0005-11f0-9c2e-000000000005",
             "user.lifecycle.suspend",
             "2026-03-12T08:00:00.000Z",
@@ -553,7 +553,7 @@ mod tests {
     #[test]
     fn unsuspend() {
         state_fixture(
-            include_str!("../../../tests/fixtures/okta/unsuspend.json"),
+            include_str!("../../../../../tests/fixtures/okta/unsuspend.json"),
             "e5f6a7b8-0006-11f0-9c2e-000000000006",
             "user.lifecycle.unsuspend",
             "2026-03-12T09:00:00.000Z",
@@ -564,7 +564,7 @@ mod tests {
     #[test]
     fn deactivate() {
         state_fixture(
-            include_str!("../../../tests/fixtures/okta/deactivate.json"),
+            include_str!("../../../../../tests/fixtures/okta/deactivate.json"),
             "e5f6a7b8-0007-11f0-9c2e-000000000007",
             "user.lifecycle.deactivate",
             "2026-03-12T10:00:00.000Z",
@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn reactivate() {
         state_fixture(
-            include_str!("../../../tests/fixtures/okta/reactivate.json"),
+            include_str!("../../../../../tests/fixtures/okta/reactivate.json"),
             "e5f6a7b8-0008-11f0-9c2e-000000000008",
             "user.lifecycle.reactivate",
             "2026-03-12T11:00:00.000Z",
@@ -586,7 +586,7 @@ mod tests {
     #[test]
     fn delete_initiated() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/delete-initiated.json"
+            "../../../../../tests/fixtures/okta/delete-initiated.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -602,7 +602,7 @@ mod tests {
     #[test]
     fn update_profile() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/update-profile.json"
+            "../../../../../tests/fixtures/okta/update-profile.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -622,7 +622,7 @@ mod tests {
     #[test]
     fn group_create() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/group-create.json"
+            "../../../../../tests/fixtures/okta/group-create.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -640,7 +640,7 @@ mod tests {
     #[test]
     fn group_delete() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/group-delete.json"
+            "../../../../../tests/fixtures/okta/group-delete.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -658,7 +658,7 @@ mod tests {
     #[test]
     fn group_profile_update() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/group-profile-update.json"
+            "../../../../../tests/fixtures/okta/group-profile-update.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -677,7 +677,7 @@ mod tests {
     #[test]
     fn factor_reset_all() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/factor-reset-all.json"
+            "../../../../../tests/fixtures/okta/factor-reset-all.json"
         ));
         assert_eq!(
             only_event(parsed),
@@ -696,7 +696,7 @@ mod tests {
     #[test]
     fn factor_deactivate_duo() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/factor-deactivate-duo.json"
+            "../../../../../tests/fixtures/okta/factor-deactivate-duo.json"
         ));
         let duo_reset = |uuid: &str, published: &str| {
             event(
@@ -730,7 +730,7 @@ mod tests {
     #[test]
     fn factor_deactivate_other() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/factor-deactivate-other.json"
+            "../../../../../tests/fixtures/okta/factor-deactivate-other.json"
         ));
         assert!(parsed.events.is_empty(), "{:?}", parsed.events);
         assert_eq!(
@@ -746,7 +746,7 @@ mod tests {
     #[test]
     fn preview_null_target() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/okta/preview-null-target.json"
+            "../../../../../tests/fixtures/okta/preview-null-target.json"
         ));
         assert!(parsed.events.is_empty(), "{:?}", parsed.events);
         assert_eq!(

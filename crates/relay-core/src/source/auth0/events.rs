@@ -5,7 +5,7 @@
 //! would be a 4xx, which Auth0 never retries, so events would be lost.
 //!
 //! Only user events are acted on: Event Streams carry no tenant-role events
-//! (roles arrive through Log Streams, see `auth0_logs`), and `group.*` /
+//! (roles arrive through Log Streams, see `super::logs`), and `group.*` /
 //! `organization.*` events concern connection groups and organizations the
 //! relay does not sync. Blocking has no event of its own: it is a flip of
 //! `blocked` between `data.previous_object` and `data.object` on
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn user_created() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/user-created.json"
+            "../../../../../tests/fixtures/auth0/user-created.json"
         ));
         assert!(parsed.skipped.is_empty());
         assert_eq!(
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn user_updated_blocked() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/user-updated-blocked.json"
+            "../../../../../tests/fixtures/auth0/user-updated-blocked.json"
         ));
         assert!(parsed.skipped.is_empty());
         assert_eq!(
@@ -314,7 +314,7 @@ mod tests {
         // The REFERENCE sample: renamed and blocked in one record, with the
         // `com.auth0.` prefix the docs' prose uses.
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/user-updated-email.json"
+            "../../../../../tests/fixtures/auth0/user-updated-email.json"
         ));
         assert!(parsed.skipped.is_empty());
         let new_login = "jane.smith@example.com";
@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn user_deleted() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/user-deleted.json"
+            "../../../../../tests/fixtures/auth0/user-deleted.json"
         ));
         assert!(parsed.skipped.is_empty());
         assert_eq!(
@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn test_delivery() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/test-delivery.json"
+            "../../../../../tests/fixtures/auth0/test-delivery.json"
         ));
         assert!(parsed.events.is_empty());
         assert_eq!(

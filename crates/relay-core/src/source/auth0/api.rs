@@ -8,13 +8,13 @@ use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
-use super::{
-    Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, base_url, decode,
-    form_body, next_link, origin, path_segment, present, status_error,
-};
 use crate::Secret;
 use crate::config::{ConfigError, RawConfig, optional};
 use crate::event::{UserProfile, UserState};
+use crate::idp::{
+    Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, base_url, decode,
+    form_body, next_link, origin, path_segment, present, status_error,
+};
 
 mod listing;
 

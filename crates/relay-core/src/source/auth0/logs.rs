@@ -480,7 +480,9 @@ mod tests {
 
     #[test]
     fn logs_jsonl() {
-        let parsed = parse_fixture(include_str!("../../../tests/fixtures/auth0/logs-jsonl.txt"));
+        let parsed = parse_fixture(include_str!(
+            "../../../../../tests/fixtures/auth0/logs-jsonl.txt"
+        ));
         let omar = UserRef {
             idp_id: s(OMAR_ID),
             login: s("omar.haddad@example.com"),
@@ -586,7 +588,7 @@ mod tests {
     #[test]
     fn logs_array() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/logs-array.json"
+            "../../../../../tests/fixtures/auth0/logs-array.json"
         ));
         assert_eq!(
             parsed.events,
@@ -647,7 +649,7 @@ mod tests {
     #[test]
     fn logs_object() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/logs-object.json"
+            "../../../../../tests/fixtures/auth0/logs-object.json"
         ));
         assert!(parsed.skipped.is_empty());
         assert_eq!(
@@ -669,7 +671,7 @@ mod tests {
     #[test]
     fn logs_roles() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/logs-roles.json"
+            "../../../../../tests/fixtures/auth0/logs-roles.json"
         ));
         let duo_users = "rol_DuoUsers00000001";
         let add = |id: &str, user: &str| {
@@ -784,7 +786,7 @@ mod tests {
     #[test]
     fn logs_mfa_reset() {
         let parsed = parse_fixture(include_str!(
-            "../../../tests/fixtures/auth0/logs-mfa-reset.json"
+            "../../../../../tests/fixtures/auth0/logs-mfa-reset.json"
         ));
         let reset = |id: &str, template: &str, minute: u8, scope: MfaScope| {
             event(
