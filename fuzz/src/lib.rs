@@ -220,7 +220,9 @@ pub fn verify_headers(data: &[u8]) -> bool {
             verify(auth, Source::Auth0Logs, &request, now),
         ),
         _ => {
-            let accepted = auth.verify_okta_challenge(&request.headers).is_ok();
+            let accepted = auth
+                .verify_challenge(Source::Okta, &request.headers)
+                .is_ok();
             if accepted {
                 assert_exact_secret(Source::Okta, &request.headers);
             }

@@ -90,7 +90,13 @@ pub async fn add_jane(
     headers.insert("authorization", crate::SECRET.parse().unwrap());
     headers.insert("content-type", "application/json".parse().unwrap());
     sim.reset_calls();
-    let answer = relay.handle(Route::Okta, &headers, body.into()).await;
+    let answer = relay
+        .handle(
+            Route::Delivery(relay_core::event::Source::Okta),
+            &headers,
+            body.into(),
+        )
+        .await;
     assert_eq!(answer.status(), 200);
     sim.total_calls()
 }

@@ -123,7 +123,9 @@ async fn a_delivery_whose_budget_is_spent_on_arrival_still_applies_a_new_event()
     let body = Bytes::from(batch());
     for delivery in 1..=EVENTS {
         let arrived = Instant::now() - Duration::from_secs(1);
-        let authenticated = relay.authenticate(Route::Okta, &headers).unwrap();
+        let authenticated = relay
+            .authenticate(Route::Delivery(relay_core::event::Source::Okta), &headers)
+            .unwrap();
         let response = relay
             .handle_authenticated(authenticated, body.clone(), arrived)
             .await;

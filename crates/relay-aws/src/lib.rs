@@ -776,28 +776,26 @@ fn strip_stage<'a>(path: &'a str, stage: Option<&str>) -> &'a str {
 
 /// Whether a 401 came from a secret that did not match (or a source with no
 /// secret yet): the case a rotation explains. A missing or duplicated header
-/// is not worth a read of the secret. The routes are `relay-server`'s; only
-/// the ones that authenticate are named here.
+/// is not worth a read of the secret. The route comes from the source
+/// registry (`Route::of`), the table `relay-server`'s router is built from.
 fn refused_for_its_secret(relay: &LambdaRelay, request: &Buffered) -> bool {
-    let route = match (&request.method, request.uri.path()) {
-        (&Method::GET, "/okta") => Route::OktaChallenge,
-        (&Method::POST, "/okta") => Route::Okta,
-        (&Method::POST, "/auth0") => Route::Auth0Events,
-        (&Method::POST, "/auth0/logs") => Route::Auth0Logs,
-        _ => return false,
+    let Some(route) = Route::of(&request.method, request.uri.path()) else {
+        return false;
     };
-    let failure = if route == Route::OktaChallenge {
-        relay.auth().verify_okta_challenge(&request.headers).err()
-    } else {
-        relay
+    let failure = match route {
+        Route::Verification(source) => relay
+            .auth()
+            .verify_challenge(source, &request.headers)
+            .err(),
+        Route::Delivery(source) => relay
             .auth()
             .verify(
-                route.source(),
+                source,
                 &request.headers,
                 request.body.clone(),
                 SystemTime::now(),
             )
-            .err()
+            .err(),
     };
     matches!(
         failure,

@@ -407,16 +407,17 @@ async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Guesses the source of a recorded delivery from its shape.
-fn detect_source(body: &str) -> Source {
-    let trimmed = body.trim_start();
-    if trimmed.contains("\"com.okta.event_hook\"") || trimmed.contains("\"data\":{\"events\"") {
-        Source::Okta
-    } else if trimmed.starts_with('{') && trimmed.contains("\"specversion\"") {
-        Source::Auth0Events
-    } else {
-        Source::Auth0Logs
-    }
+/// Guesses the source of a recorded delivery from its shape (the
+/// registry's `recognizes`, in registry order).
+fn detect_source(body: &str) -> anyhow::Result<Source> {
+    relay_core::source::recognize(body).with_context(|| {
+        format!(
+            "cannot tell the source of the delivery; pass --source {}",
+            relay_core::source::names()
+                .replace(", ", "|")
+                .replace(" or ", "|")
+        )
+    })
 }
 
 async fn replay(raw: &RawConfig, args: &[String]) -> anyhow::Result<()> {
@@ -428,12 +429,12 @@ async fn replay(raw: &RawConfig, args: &[String]) -> anyhow::Result<()> {
         match arg.as_str() {
             "--dry-run" => dry_run = true,
             "--source" => {
-                source = Some(match it.next().map(String::as_str) {
-                    Some("okta") => Source::Okta,
-                    Some("auth0") => Source::Auth0Events,
-                    Some("auth0-logs") => Source::Auth0Logs,
-                    _ => bail!("--source takes okta, auth0 or auth0-logs"),
-                });
+                source = Some(
+                    match it.next().map(String::as_str).and_then(Source::from_name) {
+                        Some(source) => source,
+                        None => bail!("--source takes {}", relay_core::source::names()),
+                    },
+                );
             }
             flag if flag.starts_with("--") => bail!("unknown flag {flag}\n\n{USAGE}"),
             file => files.push(PathBuf::from(file)),
@@ -489,7 +490,10 @@ where
 {
     let body =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let source = source.unwrap_or_else(|| detect_source(&body));
+    let source = match source {
+        Some(source) => source,
+        None => detect_source(&body)?,
+    };
     let delivery = Verified::trusted_local_file(source, body);
     relay
         .accept_and_apply(&delivery)
@@ -503,13 +507,13 @@ mod tests {
 
     #[test]
     fn sources_are_detected_by_shape() {
-        assert_eq!(detect_source(SAMPLE_OKTA_DELIVERY), Source::Okta);
+        assert_eq!(detect_source(SAMPLE_OKTA_DELIVERY).unwrap(), Source::Okta);
         assert_eq!(
-            detect_source(r#"{"id":"evt_1","specversion":"1.0","type":"user.created"}"#),
+            detect_source(r#"{"id":"evt_1","specversion":"1.0","type":"user.created"}"#).unwrap(),
             Source::Auth0Events
         );
         assert_eq!(
-            detect_source("{\"log_id\":\"1\"}\n{\"log_id\":\"2\"}"),
+            detect_source("{\"log_id\":\"1\"}\n{\"log_id\":\"2\"}").unwrap(),
             Source::Auth0Logs
         );
     }

@@ -9,34 +9,110 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Where a delivery came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Source {
+/// Declares [`Source`], one line per source: its variant (the serialized
+/// name in queue messages is the variant in kebab-case), its name (event
+/// ids, logs, `--source`) and its IdP. What the relay does with a source —
+/// route, parser, inbound auth — is registered in `crate::source`.
+macro_rules! sources {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal, idp $idp:ident;)+) => {
+        /// Where a delivery came from.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum Source {
+            $($(#[doc = $doc])* $variant,)+
+        }
+
+        impl Source {
+            /// Every source, in declaration order (the order of
+            /// `crate::source::SOURCES`, checked when it compiles).
+            pub const ALL: &'static [Source] = &[$(Self::$variant,)+];
+
+            /// `okta`, `auth0`, `auth0-logs`: the prefix of event ids, the
+            /// `source` log field and the CLI's `--source`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+
+            /// The IdP whose channel this is.
+            pub fn idp(self) -> IdpKind {
+                match self {
+                    $(Self::$variant => IdpKind::$idp,)+
+                }
+            }
+        }
+    };
+}
+
+sources! {
     /// Okta event hook (`POST /okta`).
-    Okta,
+    Okta = "okta", idp Okta;
     /// Auth0 Event Streams webhook (`POST /auth0`).
-    Auth0Events,
+    Auth0Events = "auth0", idp Auth0;
     /// Auth0 Log Streams custom webhook (`POST /auth0/logs`).
-    Auth0Logs,
+    Auth0Logs = "auth0-logs", idp Auth0;
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Okta => "okta",
-            Self::Auth0Events => "auth0",
-            Self::Auth0Logs => "auth0-logs",
-        }
+    /// The source named `name` (as [`Source::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|s| s.as_str() == name)
     }
 
     /// The prefix of ids this IdP owns, as stored on Duo objects
     /// (`okta:00u…`, `auth0:auth0|…`). Both Auth0 channels share it.
     pub fn idp_prefix(self) -> &'static str {
+        self.idp().as_str()
+    }
+}
+
+/// An IdP: its channels ([`Source`]s) share one shared secret, the prefix
+/// of ids on Duo objects and one API client (lookups, reconcile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdpKind {
+    Okta,
+    Auth0,
+}
+
+impl IdpKind {
+    /// Every IdP (the order of `crate::source::IDPS`, checked when it
+    /// compiles).
+    pub const ALL: &'static [IdpKind] = &[Self::Okta, Self::Auth0];
+
+    /// `okta` / `auth0`, as `--source` spells it.
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim().to_ascii_lowercase();
+        Self::ALL.iter().copied().find(|k| k.as_str() == value)
+    }
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Okta => "okta",
-            Self::Auth0Events | Self::Auth0Logs => "auth0",
+            Self::Auth0 => "auth0",
         }
+    }
+
+    /// The event source whose ids (alias and group-tag prefix) this IdP
+    /// shares: its first channel (both Auth0 channels use `auth0:`).
+    pub fn source(self) -> Source {
+        Source::ALL
+            .iter()
+            .copied()
+            .find(|s| s.idp() == self)
+            .unwrap_or(Source::ALL[0])
+    }
+
+    /// The IdP an event came from.
+    pub fn of(source: Source) -> Self {
+        source.idp()
+    }
+}
+
+impl fmt::Display for IdpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

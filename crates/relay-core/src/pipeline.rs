@@ -27,47 +27,54 @@ use serde::Serialize;
 
 use crate::apply::{ApplyError, Directory, OpOutcome};
 use crate::config::{ConfigError, RawConfig};
-use crate::event::{Change, GroupRef, IdpEvent, Parsed, Skipped, Source};
+use crate::event::{Change, GroupRef, IdpEvent, IdpKind, Parsed, Skipped, Source};
 use crate::idp::{IdpError, IdpLookup};
 use crate::order::{Role, aspects, parse_time_ms};
 use crate::parse_util::ParseError;
 use crate::plan::{PlanRules, Planned, plan_event};
 use crate::queue::{DeadLetter, Disposition, EventQueue, QueuePolicy, QueuedEvent};
-use crate::source::{Auth0Api, OktaApi, auth0, okta};
+use crate::source::{Auth0Api, OktaApi};
 use crate::store::{Claim, IdempotencyStore};
 use crate::verified::Verified;
 use crate::verify::{Authenticated, InboundAuth};
 
-/// The relay's inbound routes (the HTTP layer maps paths onto these).
+/// A request the relay answers, from the registry ([`crate::source::SOURCES`]):
+/// each source's path, `POST` for a delivery and, for a source that has
+/// one, `GET` for its verification challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// `GET /okta`: the one-time verification challenge.
-    OktaChallenge,
-    /// `POST /okta`
-    Okta,
-    /// `POST /auth0`
-    Auth0Events,
-    /// `POST /auth0/logs`
-    Auth0Logs,
+    /// `GET` on the source's path: the one-time verification challenge
+    /// (`GET /okta`).
+    Verification(Source),
+    /// `POST` on the source's path: a delivery (`POST /okta`, `/auth0`,
+    /// `/auth0/logs`).
+    Delivery(Source),
 }
 
 impl Route {
     pub fn source(self) -> Source {
         match self {
-            Self::OktaChallenge | Self::Okta => Source::Okta,
-            Self::Auth0Events => Source::Auth0Events,
-            Self::Auth0Logs => Source::Auth0Logs,
+            Self::Verification(source) | Self::Delivery(source) => source,
+        }
+    }
+
+    /// The route of a request on the plain paths, `None` for any other
+    /// method or path.
+    pub fn of(method: &http::Method, path: &str) -> Option<Self> {
+        let spec = crate::source::SOURCES.iter().find(|s| s.path == path)?;
+        if method == http::Method::POST {
+            Some(Self::Delivery(spec.source))
+        } else if method == http::Method::GET && spec.verification_get {
+            Some(Self::Verification(spec.source))
+        } else {
+            None
         }
     }
 }
 
 /// Parses a verified delivery with the parser of its source.
 pub fn parse_delivery(delivery: &Verified) -> Result<Parsed, ParseError> {
-    match delivery.source() {
-        Source::Okta => okta::hook::parse(delivery),
-        Source::Auth0Events => auth0::events::parse(delivery),
-        Source::Auth0Logs => auth0::logs::parse(delivery),
-    }
+    crate::source::parse(delivery)
 }
 
 /// How one event ended.
@@ -152,9 +159,9 @@ impl IdpLookups {
         source: Source,
         id: &str,
     ) -> Option<Result<crate::idp::IdpUser, IdpError>> {
-        match source {
-            Source::Okta => Some(self.okta.as_ref()?.user(id).await),
-            Source::Auth0Events | Source::Auth0Logs => Some(self.auth0.as_ref()?.user(id).await),
+        match source.idp() {
+            IdpKind::Okta => Some(self.okta.as_ref()?.user(id).await),
+            IdpKind::Auth0 => Some(self.auth0.as_ref()?.user(id).await),
         }
     }
 
@@ -163,9 +170,9 @@ impl IdpLookups {
         source: Source,
         id: &str,
     ) -> Option<Result<crate::idp::IdpGroup, IdpError>> {
-        match source {
-            Source::Okta => Some(self.okta.as_ref()?.group(id).await),
-            Source::Auth0Events | Source::Auth0Logs => Some(self.auth0.as_ref()?.group(id).await),
+        match source.idp() {
+            IdpKind::Okta => Some(self.okta.as_ref()?.group(id).await),
+            IdpKind::Auth0 => Some(self.auth0.as_ref()?.group(id).await),
         }
     }
 }
@@ -406,9 +413,8 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// [`Relay::handle_authenticated`] after.
     pub async fn handle(&self, route: Route, headers: &HeaderMap, body: Bytes) -> Response<Bytes> {
         let started = Instant::now();
-        let source = route.source();
-        if route == Route::OktaChallenge {
-            return match self.auth.verify_okta_challenge(headers) {
+        if let Route::Verification(source) = route {
+            return match self.auth.verify_challenge(source, headers) {
                 Ok(challenge) => {
                     tracing::info!(source = %source, "okta verification challenge answered");
                     let body = serde_json::json!({ "verification": challenge }).to_string();

@@ -23,11 +23,10 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use duo_admin::DuoError;
-use serde::Serialize;
 
 use crate::apply::{Directory, DuoDirectory};
 use crate::config::{ConfigError, RawConfig};
-use crate::event::{Change, IdpEvent, Source, UserRef};
+use crate::event::{Change, IdpEvent, UserRef};
 use crate::idp::IdpError;
 use crate::operation::Operation;
 use crate::pipeline::IdpLookups;
@@ -48,54 +47,8 @@ pub use report::{
 };
 pub use user::{UserPlan, UsernameMatch, plan_user};
 
-/// Which IdP a run converges Duo to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IdpKind {
-    Okta,
-    Auth0,
-}
-
-impl IdpKind {
-    /// `okta` / `auth0`, as `--source` spells it.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "okta" => Some(Self::Okta),
-            "auth0" => Some(Self::Auth0),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Okta => "okta",
-            Self::Auth0 => "auth0",
-        }
-    }
-
-    /// The event source whose ids (alias and group-tag prefix) this IdP
-    /// shares: both Auth0 channels use `auth0:`.
-    pub fn source(self) -> Source {
-        match self {
-            Self::Okta => Source::Okta,
-            Self::Auth0 => Source::Auth0Events,
-        }
-    }
-
-    /// The IdP an event came from.
-    pub fn of(source: Source) -> Self {
-        match source {
-            Source::Okta => Self::Okta,
-            Source::Auth0Events | Source::Auth0Logs => Self::Auth0,
-        }
-    }
-}
-
-impl std::fmt::Display for IdpKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Which IdP a run converges Duo to (declared with the sources).
+pub use crate::event::IdpKind;
 
 /// `--max-deletes` when not given: small, so a misconfigured run (a token
 /// that sees only part of the IdP, the wrong org) stops and reports.
@@ -415,7 +368,7 @@ pub async fn plan_event_with_idp<D: Directory>(
     let Some(duo) = directory.duo_client() else {
         return plan_event(event, rules);
     };
-    let result = match IdpKind::of(event.source) {
+    let result = match event.source.idp() {
         IdpKind::Okta => match &lookups.okta {
             Some(api) => reconcile_user(api, duo, rules, user).await,
             None => return plan_event(event, rules),
@@ -461,6 +414,8 @@ fn new_run_id() -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    use crate::event::Source;
 
     use crate::config::from_pairs as raw;
 

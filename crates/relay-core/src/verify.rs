@@ -46,6 +46,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 use crate::config::{self, ConfigError, RawConfig};
 use crate::event::Source;
+use crate::source;
 use crate::verified::Verified;
 
 /// Most comma-separated entries a secret variable may hold (current, next,
@@ -320,37 +321,55 @@ impl fmt::Debug for SigningKeys {
 /// `Debug` prints header names and counts, never a secret.
 #[derive(Debug, Clone)]
 pub struct InboundAuth {
-    okta_header: HeaderName,
-    okta: Option<SharedSecrets>,
-    auth0: Option<SharedSecrets>,
+    /// Per IdP, in the order of `crate::source::IDPS`.
+    idps: Vec<IdpAuth>,
     signing: Option<SigningKeys>,
+}
+
+/// One IdP's shared secret and where it is sent.
+#[derive(Debug, Clone)]
+struct IdpAuth {
+    header: HeaderName,
+    secrets: Option<SharedSecrets>,
+    /// `Bearer <secret>` matches too.
+    bearer: bool,
 }
 
 impl InboundAuth {
     /// Reads `OKTA_AUTH_HEADER`, `OKTA_AUTH_SECRET`, `AUTH0_AUTH_SECRET` and
     /// `WEBHOOK_SIGNING_SECRETS` (rules in the module docs).
     pub fn from_config(raw: &RawConfig) -> Result<InboundAuth, ConfigError> {
-        let okta_header = match config::optional(raw, "OKTA_AUTH_HEADER") {
-            None => AUTHORIZATION,
-            Some(name) => HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ConfigError::new("OKTA_AUTH_HEADER", "is not a valid HTTP header name")
-            })?,
-        };
-        let okta = SharedSecrets::from_config(raw, "OKTA_AUTH_SECRET")?;
-        let auth0 = SharedSecrets::from_config(raw, "AUTH0_AUTH_SECRET")?;
-        if okta.is_none() && auth0.is_none() {
+        let mut idps = Vec::with_capacity(source::IDPS.len());
+        for idp in source::IDPS {
+            let header = match idp
+                .header_variable
+                .and_then(|v| Some((v, config::optional(raw, v)?)))
+            {
+                None => AUTHORIZATION,
+                Some((variable, name)) => HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ConfigError::new(variable, "is not a valid HTTP header name"))?,
+            };
+            idps.push(IdpAuth {
+                header,
+                secrets: SharedSecrets::from_config(raw, idp.secret_variable)?,
+                bearer: idp.accepts_bearer,
+            });
+        }
+        if idps.iter().all(|idp| idp.secrets.is_none()) {
+            let others: Vec<&str> = source::IDPS[1..]
+                .iter()
+                .map(|i| i.secret_variable)
+                .collect();
             return Err(ConfigError::new(
-                "OKTA_AUTH_SECRET",
-                "is not set, nor is AUTH0_AUTH_SECRET; set at least one",
+                source::IDPS[0].secret_variable,
+                format!(
+                    "is not set, nor is {}; set at least one",
+                    others.join(", nor is ")
+                ),
             ));
         }
         let signing = SigningKeys::from_config(raw)?;
-        Ok(Self {
-            okta_header,
-            okta,
-            auth0,
-            signing,
-        })
+        Ok(Self { idps, signing })
     }
 
     /// Whether `source` has a shared secret (otherwise it is refused).
@@ -409,11 +428,16 @@ impl InboundAuth {
         Ok(Verified::new(source, body, webhook_id))
     }
 
-    /// Okta's one-time verification GET: authenticates it like a delivery
-    /// (shared secret only, see the module docs) and returns the challenge to
-    /// echo as `{"verification": …}`.
-    pub fn verify_okta_challenge(&self, headers: &HeaderMap) -> Result<String, VerifyFailure> {
-        self.authenticate(Source::Okta, headers)?;
+    /// The one-time verification GET of a source that has one (Okta's
+    /// event hook): authenticates it like a delivery of `source` (shared
+    /// secret only, see the module docs) and returns the challenge to echo
+    /// as `{"verification": …}`.
+    pub fn verify_challenge(
+        &self,
+        source: Source,
+        headers: &HeaderMap,
+    ) -> Result<String, VerifyFailure> {
+        self.authenticate(source, headers)?;
         let challenge = single_header(headers, &OKTA_CHALLENGE).ok().flatten();
         challenge
             .and_then(|value| value.to_str().ok())
@@ -423,21 +447,19 @@ impl InboundAuth {
             .ok_or(VerifyFailure::MissingChallenge)
     }
 
+    fn idp(&self, source: Source) -> Option<&IdpAuth> {
+        self.idps.get(source.idp() as usize)
+    }
+
     fn secrets_for(&self, source: Source) -> Option<&SharedSecrets> {
-        match source {
-            Source::Okta => self.okta.as_ref(),
-            Source::Auth0Events | Source::Auth0Logs => self.auth0.as_ref(),
-        }
+        self.idp(source)?.secrets.as_ref()
     }
 
     fn authenticate(&self, source: Source, headers: &HeaderMap) -> Result<(), VerifyFailure> {
-        let secrets = self
-            .secrets_for(source)
-            .ok_or(VerifyFailure::NotConfigured { idp: source })?;
-        let name = match source {
-            Source::Okta => &self.okta_header,
-            Source::Auth0Events | Source::Auth0Logs => &AUTHORIZATION,
-        };
+        let not_configured = VerifyFailure::NotConfigured { idp: source };
+        let idp = self.idp(source).ok_or(not_configured.clone())?;
+        let secrets = idp.secrets.as_ref().ok_or(not_configured)?;
+        let name = &idp.header;
         let header = name.to_string();
         let value = match single_header(headers, name) {
             Ok(Some(value)) => value,
@@ -448,13 +470,12 @@ impl InboundAuth {
             // Leading/trailing blanks are not part of a field value (RFC 9110).
             Ok(value) => {
                 let value = value.trim_matches([' ', '\t']);
-                match source {
-                    Source::Okta => secrets.matches(value),
-                    Source::Auth0Events | Source::Auth0Logs => {
-                        let bearer = bearer_token(value)
-                            .map_or(Choice::from(0), |token| secrets.matches(token));
-                        secrets.matches(value) | bearer
-                    }
+                if idp.bearer {
+                    let bearer =
+                        bearer_token(value).map_or(Choice::from(0), |token| secrets.matches(token));
+                    secrets.matches(value) | bearer
+                } else {
+                    secrets.matches(value)
                 }
             }
             Err(_) => Choice::from(0),
@@ -715,16 +736,16 @@ mod tests {
             ("X-Okta-Verification-Challenge", "mRWp-9Uw7d0"),
         ]);
         assert_eq!(
-            auth.verify_okta_challenge(&ok).as_deref(),
+            auth.verify_challenge(Source::Okta, &ok).as_deref(),
             Ok("mRWp-9Uw7d0")
         );
         let anonymous = auth
-            .verify_okta_challenge(&headers(&[(CHALLENGE, "abc")]))
+            .verify_challenge(Source::Okta, &headers(&[(CHALLENGE, "abc")]))
             .map(drop);
         assert_eq!(anonymous, missing("authorization"));
         let wrong = headers(&[("Authorization", AUTH0), (CHALLENGE, "abc")]);
         assert_eq!(
-            auth.verify_okta_challenge(&wrong).map(drop),
+            auth.verify_challenge(Source::Okta, &wrong).map(drop),
             mismatch("authorization")
         );
         let too_long = "a".repeat(MAX_CHALLENGE_BYTES + 1);
@@ -733,7 +754,7 @@ mod tests {
             let mut pairs = vec![("Authorization", OKTA)];
             pairs.extend(values.iter().map(|v| (CHALLENGE, *v)));
             let err = auth
-                .verify_okta_challenge(&headers(&pairs))
+                .verify_challenge(Source::Okta, &headers(&pairs))
                 .expect_err("bad challenge");
             assert_eq!(err, MissingChallenge, "{values:?}");
             assert!(err.is_bad_request());
@@ -794,7 +815,7 @@ mod tests {
             ("Authorization", AUTH0),
             ("x-okta-verification-challenge", "c"),
         ]);
-        let outcome = auth0_only.verify_okta_challenge(&get);
+        let outcome = auth0_only.verify_challenge(Source::Okta, &get);
         assert_eq!(outcome, Err(NotConfigured { idp: Source::Okta }));
     }
 
@@ -1132,7 +1153,7 @@ mod tests {
                     let result = auth.verify(source, &map, Bytes::from(body.clone()), at(u64::from(now)));
                     prop_assert!(result.is_err());
                 }
-                prop_assert!(auth.verify_okta_challenge(&map).is_err());
+                prop_assert!(auth.verify_challenge(Source::Okta, &map).is_err());
             }
         }
 

@@ -25,9 +25,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http_body_util::BodyExt as _;
 use relay_core::apply::Directory;
+use relay_core::event::Source;
 use relay_core::pipeline::{Relay, Route};
 use relay_core::store::IdempotencyStore;
 
@@ -73,10 +74,24 @@ where
     D: Directory + 'static,
     S: IdempotencyStore + 'static,
 {
-    let routes = Router::new()
-        .route("/okta", get(okta_challenge::<D, S>).post(okta::<D, S>))
-        .route("/auth0", axum::routing::post(auth0_events::<D, S>))
-        .route("/auth0/logs", axum::routing::post(auth0_logs::<D, S>))
+    let mut routes = Router::new();
+    for spec in relay_core::source::SOURCES {
+        let source = spec.source;
+        let mut methods = post(
+            move |State(relay): State<Arc<Relay<D, S>>>, request: Request| {
+                deliver(relay, Route::Delivery(source), request)
+            },
+        );
+        if spec.verification_get {
+            methods = methods.get(
+                move |State(relay): State<Arc<Relay<D, S>>>, headers: HeaderMap| {
+                    verification(relay, source, headers)
+                },
+            );
+        }
+        routes = routes.route(spec.path, methods);
+    }
+    let routes = routes
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(relay);
@@ -107,36 +122,17 @@ async fn not_found() -> StatusCode {
     StatusCode::NOT_FOUND
 }
 
-async fn okta_challenge<D: Directory, S: IdempotencyStore>(
-    State(relay): State<Arc<Relay<D, S>>>,
+/// A source's one-time verification `GET` (Okta's event hook).
+async fn verification<D: Directory, S: IdempotencyStore>(
+    relay: Arc<Relay<D, S>>,
+    source: Source,
     headers: HeaderMap,
 ) -> Response {
     into_axum(
         relay
-            .handle(Route::OktaChallenge, &headers, Bytes::new())
+            .handle(Route::Verification(source), &headers, Bytes::new())
             .await,
     )
-}
-
-async fn okta<D: Directory + 'static, S: IdempotencyStore + 'static>(
-    State(relay): State<Arc<Relay<D, S>>>,
-    request: Request,
-) -> Response {
-    deliver(relay, Route::Okta, request).await
-}
-
-async fn auth0_events<D: Directory + 'static, S: IdempotencyStore + 'static>(
-    State(relay): State<Arc<Relay<D, S>>>,
-    request: Request,
-) -> Response {
-    deliver(relay, Route::Auth0Events, request).await
-}
-
-async fn auth0_logs<D: Directory + 'static, S: IdempotencyStore + 'static>(
-    State(relay): State<Arc<Relay<D, S>>>,
-    request: Request,
-) -> Response {
-    deliver(relay, Route::Auth0Logs, request).await
 }
 
 /// One delivery: content type and secret from the headers, then the body
@@ -240,7 +236,7 @@ fn too_large(close: bool) -> Response {
 
 /// 408 when the body timeout cut the body, 400 when the body broke off;
 /// the connection closes either way (what is left of the body is unread).
-fn body_failed(source: relay_core::event::Source, e: &axum::Error) -> Response {
+fn body_failed(source: Source, e: &axum::Error) -> Response {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(error) = cause {
         if error.is::<listen::BodyTimedOut>() {
@@ -263,10 +259,10 @@ fn closing(status: StatusCode, close: bool) -> Response {
     response
 }
 
-/// Okta and Auth0 Event Streams send `application/json`. Auth0 Log Streams
-/// send whatever `httpContentType` was configured — JSON, JSON lines or
-/// plain text — so that route also accepts `application/x-ndjson`,
-/// `application/jsonl` and `text/plain`. A missing content type is refused.
+/// JSON (`application/json`, `…+json`), or one of the source's
+/// registered extra content types (Auth0 Log Streams: JSON lines and plain
+/// text, `SourceSpec::extra_content_types`). A missing content type is
+/// refused.
 fn content_type_ok(route: Route, headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -281,18 +277,9 @@ fn content_type_ok(route: Route, headers: &HeaderMap) -> bool {
         .trim()
         .to_ascii_lowercase();
     let json = essence == "application/json" || essence.ends_with("+json");
-    match route {
-        Route::Auth0Logs => {
-            json || matches!(
-                essence.as_str(),
-                "application/x-ndjson"
-                    | "application/jsonl"
-                    | "application/json-lines"
-                    | "text/plain"
-            )
-        }
-        _ => json,
-    }
+    json || relay_core::source::spec(route.source())
+        .extra_content_types
+        .contains(&essence.as_str())
 }
 
 fn into_axum(response: http::Response<Bytes>) -> Response {
@@ -336,20 +323,32 @@ mod tests {
     #[test]
     fn content_types_per_route() {
         assert!(content_type_ok(
-            Route::Okta,
+            Route::Delivery(Source::Okta),
             &headers("application/json; charset=utf-8")
         ));
         assert!(content_type_ok(
-            Route::Auth0Events,
+            Route::Delivery(Source::Auth0Events),
             &headers("application/cloudevents+json")
         ));
-        assert!(!content_type_ok(Route::Okta, &headers("text/plain")));
-        assert!(content_type_ok(Route::Auth0Logs, &headers("text/plain")));
+        assert!(!content_type_ok(
+            Route::Delivery(Source::Okta),
+            &headers("text/plain")
+        ));
         assert!(content_type_ok(
-            Route::Auth0Logs,
+            Route::Delivery(Source::Auth0Logs),
+            &headers("text/plain")
+        ));
+        assert!(content_type_ok(
+            Route::Delivery(Source::Auth0Logs),
             &headers("application/x-ndjson")
         ));
-        assert!(!content_type_ok(Route::Auth0Logs, &headers("text/html")));
-        assert!(!content_type_ok(Route::Okta, &HeaderMap::new()));
+        assert!(!content_type_ok(
+            Route::Delivery(Source::Auth0Logs),
+            &headers("text/html")
+        ));
+        assert!(!content_type_ok(
+            Route::Delivery(Source::Okta),
+            &HeaderMap::new()
+        ));
     }
 }

@@ -113,7 +113,7 @@ async fn summary_lines_from_the_pipeline_are_valid_emf_and_leak_nothing() {
     let create = fixture("okta/user-lifecycle-create.json");
     let answer = relay
         .handle(
-            Route::Okta,
+            Route::Delivery(relay_core::event::Source::Okta),
             &headers(HOOK_SECRET),
             Bytes::from(create.clone()),
         )
@@ -125,7 +125,7 @@ async fn summary_lines_from_the_pipeline_are_valid_emf_and_leak_nothing() {
     let batch = fixture("okta/batch-mixed.json");
     let answer = relay
         .handle(
-            Route::Okta,
+            Route::Delivery(relay_core::event::Source::Okta),
             &headers(HOOK_SECRET),
             Bytes::from(batch.clone()),
         )
@@ -135,7 +135,11 @@ async fn summary_lines_from_the_pipeline_are_valid_emf_and_leak_nothing() {
     // 3. A delivery with a wrong secret: refused, no event line.
     let wrong = "wrong-secret-that-must-not-be-logged-0123";
     let answer = relay
-        .handle(Route::Okta, &headers(wrong), Bytes::from(create.clone()))
+        .handle(
+            Route::Delivery(relay_core::event::Source::Okta),
+            &headers(wrong),
+            Bytes::from(create.clone()),
+        )
         .await;
     assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
 

@@ -32,6 +32,21 @@ use crate::verified::Verified;
 /// [`ParseError::NoWellFormedRecord`] when no CloudEvent in it is
 /// well-formed (an object with an `id` and a `type`, every value within
 /// [`crate::limits`]).
+/// The registration of Auth0 Event Streams: `POST /auth0`.
+pub const SOURCE: crate::source::SourceSpec = crate::source::SourceSpec {
+    source: Source::Auth0Events,
+    path: "/auth0",
+    verification_get: false,
+    extra_content_types: &[],
+    parse,
+    recognizes,
+};
+
+/// An Event Streams delivery is one CloudEvents object (`specversion`).
+fn recognizes(body: &str) -> bool {
+    body.trim_start().starts_with('{') && body.contains("\"specversion\"")
+}
+
 pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
     expect_source(delivery, Source::Auth0Events)?;
     let body = parse_json(delivery.body())?;

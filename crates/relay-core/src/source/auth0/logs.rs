@@ -42,6 +42,29 @@ use crate::verified::Verified;
 ///
 /// A JSON line that does not parse is skipped ("unparseable line N"), not
 /// fatal: failing the batch would make Auth0 retry the good records with it.
+/// The registration of Auth0 Log Streams: `POST /auth0/logs`. Log Streams
+/// send whatever `httpContentType` was configured — JSON, JSON lines or
+/// plain text.
+pub const SOURCE: crate::source::SourceSpec = crate::source::SourceSpec {
+    source: Source::Auth0Logs,
+    path: "/auth0/logs",
+    verification_get: false,
+    extra_content_types: &[
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/json-lines",
+        "text/plain",
+    ],
+    parse,
+    recognizes,
+};
+
+/// Log Streams batches have no shape of their own to look for: the last
+/// source asked, they take whatever the others did not recognize.
+fn recognizes(_body: &str) -> bool {
+    true
+}
+
 pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
     expect_source(delivery, Source::Auth0Logs)?;
     let (records, skipped_lines) = split_records(delivery.body())?;

@@ -33,6 +33,22 @@ use crate::verified::Verified;
 /// [`ParseError::NoWellFormedRecord`] when no event in it is well-formed (an
 /// object with a `uuid` and an `eventType`, every value within
 /// [`crate::limits`]). Every other problem skips the one event it concerns.
+/// The registration of Okta's event hook: `POST /okta`, with the one-time
+/// verification `GET` on the same path.
+pub const SOURCE: crate::source::SourceSpec = crate::source::SourceSpec {
+    source: Source::Okta,
+    path: "/okta",
+    verification_get: true,
+    extra_content_types: &[],
+    parse,
+    recognizes,
+};
+
+/// An Okta event hook delivery names its event type or nests `data.events`.
+fn recognizes(body: &str) -> bool {
+    body.contains("\"com.okta.event_hook\"") || body.contains("\"data\":{\"events\"")
+}
+
 pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
     expect_source(delivery, Source::Okta)?;
     let body = parse_json(delivery.body())?;
