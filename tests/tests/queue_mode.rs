@@ -12,8 +12,9 @@ use duo_sim::DuoSim;
 use relay_core::apply::DuoDirectory;
 use relay_core::config::RawConfig;
 use relay_core::event::{Change, EventId, GroupRef, IdpEvent, Source, UserRef};
+use relay_core::pipeline::run_workers;
 use relay_core::pipeline::{Relay, duo_relay};
-use relay_core::queue::disk::{DiskQueue, run_workers};
+use relay_core::queue::disk::DiskQueue;
 use relay_core::queue::{
     BoxFuture, DeadLetterStore, EventQueue, QueueError, QueuePolicy, QueuedEvent,
 };

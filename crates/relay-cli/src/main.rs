@@ -259,7 +259,7 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
             "state": state.clone(),
         })
     });
-    let workers = tokio::spawn(relay_core::queue::disk::run_workers(
+    let workers = tokio::spawn(relay_core::pipeline::run_workers(
         queue.clone(),
         relay.clone(),
         policy,

@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 use duo_admin::{DuoClient, DuoError, GroupFields, User, UserFields, UserStatus};
 
+pub use crate::group_index::managed_tag;
 use crate::group_index::{GroupEntry, GroupIndex, GroupIndexStore};
 
 use crate::event::UserState;
@@ -114,14 +115,6 @@ pub trait Directory: Send + Sync {
     fn duo_client(&self) -> Option<&DuoClient> {
         None
     }
-}
-
-/// The IdP tag the relay writes at the start of a group's description
-/// (`okta:00g… synced by idp-duo-relay`).
-pub fn managed_tag(desc: &str) -> Option<&str> {
-    let first = desc.split_whitespace().next()?;
-    let (prefix, id) = first.split_once(':')?;
-    (matches!(prefix, "okta" | "auth0") && !id.is_empty()).then_some(first)
 }
 
 fn group_desc(tag: &str) -> String {

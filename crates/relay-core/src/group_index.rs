@@ -58,7 +58,7 @@ impl GroupEntry {
             tag: group
                 .desc
                 .as_deref()
-                .and_then(crate::apply::managed_tag)
+                .and_then(managed_tag)
                 .map(str::to_owned),
         }
     }
@@ -752,6 +752,18 @@ impl GroupIndex {
             tracing::warn!(error = %e, group_id = %id, "group index: cannot drop a gone group from the store");
         }
     }
+}
+
+/// The IdP tag the relay writes at the start of a group's description
+/// (`okta:00g… synced by idp-duo-relay`).
+pub fn managed_tag(desc: &str) -> Option<&str> {
+    let first = desc.split_whitespace().next()?;
+    let (prefix, id) = first.split_once(':')?;
+    (crate::event::IdpKind::ALL
+        .iter()
+        .any(|k| k.as_str() == prefix)
+        && !id.is_empty())
+    .then_some(first)
 }
 
 #[cfg(test)]

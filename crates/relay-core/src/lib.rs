@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod reconcile;
+pub mod report;
 pub mod source;
 pub mod state;
 pub mod store;

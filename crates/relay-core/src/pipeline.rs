@@ -23,17 +23,19 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use serde::Serialize;
 
 use crate::apply::{ApplyError, Directory, OpOutcome};
 use crate::config::{ConfigError, RawConfig};
-use crate::event::{Change, GroupRef, IdpEvent, IdpKind, Parsed, Skipped, Source};
-use crate::idp::{IdpError, IdpLookup};
+use crate::event::{Change, GroupRef, IdpEvent, Parsed, Source};
+use crate::idp::IdpError;
 use crate::order::{Role, aspects, parse_time_ms};
 use crate::parse_util::ParseError;
 use crate::plan::{PlanRules, Planned, plan_event};
+use crate::queue::disk::DiskQueue;
 use crate::queue::{DeadLetter, Disposition, EventQueue, QueuePolicy, QueuedEvent};
-use crate::source::{Auth0Api, OktaApi};
+pub use crate::report::{EventOutcome, EventReport, subject};
+use crate::report::{log_report, skipped_report};
+pub use crate::source::IdpLookups;
 use crate::store::{Claim, IdempotencyStore};
 use crate::verified::Verified;
 use crate::verify::{Authenticated, InboundAuth};
@@ -75,106 +77,6 @@ impl Route {
 /// Parses a verified delivery with the parser of its source.
 pub fn parse_delivery(delivery: &Verified) -> Result<Parsed, ParseError> {
     crate::source::parse(delivery)
-}
-
-/// How one event ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
-pub enum EventOutcome {
-    /// Operations ran and at least one changed Duo.
-    Applied(String),
-    /// Operations ran and Duo already matched.
-    Unchanged(String),
-    /// Already applied (or being applied) for an earlier delivery.
-    Duplicate,
-    /// Nothing to do in Duo, and why.
-    Skipped(String),
-    /// Failed; a retry may succeed (the event was released for it).
-    FailedTransient(String),
-    /// Failed; a retry cannot help (recorded, not retried).
-    FailedPermanent(String),
-}
-
-impl EventOutcome {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Applied(_) => "applied",
-            Self::Unchanged(_) => "unchanged",
-            Self::Duplicate => "duplicate",
-            Self::Skipped(_) => "skipped",
-            Self::FailedTransient(_) => "failed_transient",
-            Self::FailedPermanent(_) => "failed_permanent",
-        }
-    }
-
-    fn detail(&self) -> &str {
-        match self {
-            Self::Applied(d)
-            | Self::Unchanged(d)
-            | Self::Skipped(d)
-            | Self::FailedTransient(d)
-            | Self::FailedPermanent(d) => d,
-            Self::Duplicate => "already applied for an earlier delivery",
-        }
-    }
-}
-
-/// What happened to one event, as the summary line and `replay` report it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventReport {
-    pub event_id: String,
-    pub source: Source,
-    pub event_type: String,
-    pub subject: String,
-    pub operations: Vec<String>,
-    #[serde(flatten)]
-    pub outcome: EventOutcome,
-    pub duo_calls: u64,
-    /// Of `duo_calls`, how many Duo answered 429 (rate limited).
-    pub duo_throttled: u64,
-    pub duration_ms: u64,
-}
-
-/// The IdP APIs the relay may ask for values an event does not carry (Okta
-/// profile updates and group renames, Auth0 role names). Each is optional:
-/// without it those events are skipped with a log line saying what to set.
-#[derive(Debug, Clone, Default)]
-pub struct IdpLookups {
-    pub okta: Option<OktaApi>,
-    pub auth0: Option<Auth0Api>,
-}
-
-impl IdpLookups {
-    /// From `OKTA_ORG_URL` + `OKTA_API_TOKEN` and `AUTH0_DOMAIN` +
-    /// `AUTH0_CLIENT_ID` + `AUTH0_CLIENT_SECRET`.
-    pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
-        Ok(Self {
-            okta: OktaApi::from_config(raw)?,
-            auth0: Auth0Api::from_config(raw)?,
-        })
-    }
-
-    async fn user(
-        &self,
-        source: Source,
-        id: &str,
-    ) -> Option<Result<crate::idp::IdpUser, IdpError>> {
-        match source.idp() {
-            IdpKind::Okta => Some(self.okta.as_ref()?.user(id).await),
-            IdpKind::Auth0 => Some(self.auth0.as_ref()?.user(id).await),
-        }
-    }
-
-    async fn group(
-        &self,
-        source: Source,
-        id: &str,
-    ) -> Option<Result<crate::idp::IdpGroup, IdpError>> {
-        match source.idp() {
-            IdpKind::Okta => Some(self.okta.as_ref()?.group(id).await),
-            IdpKind::Auth0 => Some(self.auth0.as_ref()?.group(id).await),
-        }
-    }
 }
 
 /// Builds the relay every entry point runs: inbound auth, rules, the Duo
@@ -986,84 +888,6 @@ enum Ordered {
     Stale(String),
 }
 
-fn skipped_report(source: Source, skipped: &Skipped) -> EventReport {
-    EventReport {
-        event_id: skipped
-            .id
-            .as_deref()
-            .map_or_else(|| "-".to_owned(), |id| format!("{}:{id}", source.as_str())),
-        source,
-        event_type: skipped.event_type.clone().unwrap_or_else(|| "-".into()),
-        subject: "-".into(),
-        operations: Vec::new(),
-        outcome: EventOutcome::Skipped(skipped.reason.clone()),
-        duo_calls: 0,
-        duo_throttled: 0,
-        duration_ms: 0,
-    }
-}
-
-/// The one summary line per event. Field names are stable: on-call queries
-/// depend on them.
-fn log_report(r: &EventReport) {
-    let operations = r.operations.join(",");
-    let failed = matches!(
-        r.outcome,
-        EventOutcome::FailedTransient(_) | EventOutcome::FailedPermanent(_)
-    );
-    macro_rules! line {
-        ($level:ident) => {
-            tracing::$level!(
-                event_id = %r.event_id,
-                source = %r.source,
-                event_type = %r.event_type,
-                subject = %r.subject,
-                operations = %operations,
-                outcome = r.outcome.label(),
-                detail = %r.outcome.detail(),
-                duo_calls = r.duo_calls,
-                duo_throttled = r.duo_throttled,
-                duration_ms = r.duration_ms,
-                "event"
-            )
-        };
-    }
-    if failed {
-        line!(warn);
-    } else {
-        line!(info);
-    }
-}
-
-/// Who an event is about, for the summary line: the user's login (else its
-/// IdP id) or the group's name (else its id).
-pub fn subject(change: &Change) -> String {
-    let user = |u: &crate::event::UserRef| {
-        u.login
-            .clone()
-            .or_else(|| u.idp_id.clone())
-            .unwrap_or_else(|| "-".into())
-    };
-    let group = |g: &crate::event::GroupRef| {
-        g.name
-            .clone()
-            .or_else(|| g.idp_id.clone())
-            .unwrap_or_else(|| "-".into())
-    };
-    match change {
-        Change::UserUpserted { user: u, .. }
-        | Change::UserStateChanged { user: u, .. }
-        | Change::UserProfileChanged { user: u, .. }
-        | Change::UserDeleted { user: u }
-        | Change::MfaReset { user: u, .. } => user(u),
-        Change::MembershipAdded { user: u, group: g }
-        | Change::MembershipRemoved { user: u, group: g } => format!("{} / {}", user(u), group(g)),
-        Change::GroupCreated { group: g }
-        | Change::GroupRenamed { group: g, .. }
-        | Change::GroupDeleted { group: g } => group(g),
-    }
-}
-
 /// A delivery refused by [`Relay::authenticate`] (the reason is logged,
 /// never a value).
 #[derive(Debug)]
@@ -1109,6 +933,49 @@ fn json_response(status: StatusCode, body: String) -> Response<Bytes> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Runs `concurrency` workers that apply the queue's messages through
+/// `relay` until `shutdown` resolves; a worker finishes the message it holds
+/// before it stops (what is left stays on disk for the next start).
+pub async fn run_workers<D, S>(
+    queue: Arc<DiskQueue>,
+    relay: Arc<Relay<D, S>>,
+    policy: QueuePolicy,
+    concurrency: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) where
+    D: Directory + 'static,
+    S: IdempotencyStore + 'static,
+{
+    let stop = Arc::new(tokio::sync::watch::channel(false).0);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (queue, relay, mut stopped) = (queue.clone(), relay.clone(), stop.subscribe());
+        workers.spawn(async move {
+            while !*stopped.borrow() {
+                // Wait for the Duo pace before taking a message, not while
+                // holding one: a worker waiting for a token must not keep
+                // its subject (and the events queued behind it) from others.
+                if let Some(pacer) = relay.directory().duo_client().and_then(|c| c.pacer()) {
+                    tokio::select! {
+                        () = pacer.ready() => {}
+                        _ = stopped.changed() => continue,
+                    }
+                }
+                let lease = tokio::select! {
+                    lease = queue.lease_or_wait(std::time::Duration::from_secs(1)) => lease,
+                    _ = stopped.changed() => None,
+                };
+                let Some(lease) = lease else { continue };
+                let (_, disposition) = relay.process(&lease.body, lease.attempt, &policy).await;
+                queue.settle(&lease, &disposition, &policy);
+            }
+        });
+    }
+    shutdown.await;
+    let _ = stop.send(true);
+    while workers.join_next().await.is_some() {}
 }
 
 #[cfg(test)]

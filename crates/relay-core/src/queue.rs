@@ -12,13 +12,13 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::event::IdpEvent;
-use crate::pipeline::EventReport;
+use crate::report::EventReport;
 
 pub mod disk;
 
@@ -236,7 +236,7 @@ impl DeadLetter {
             event_type: parsed.as_ref().map(|m| m.event.event_type.clone()),
             subject: parsed
                 .as_ref()
-                .map(|m| crate::pipeline::subject(&m.event.change)),
+                .map(|m| crate::report::subject(&m.event.change)),
         }
     }
 
@@ -272,9 +272,9 @@ pub trait DeadLetterStore: Send + Sync {
     fn replay<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), QueueError>>;
 }
 
-/// The worker's decision for one report (see [`crate::pipeline::Relay::process`]).
+/// The worker's decision for one report (see `pipeline::Relay::process`).
 pub(crate) fn decide(report: &EventReport, attempt: u32, policy: &QueuePolicy) -> Disposition {
-    use crate::pipeline::EventOutcome as O;
+    use crate::report::EventOutcome as O;
     match &report.outcome {
         O::Applied(_) | O::Unchanged(_) | O::Duplicate | O::Skipped(_) => Disposition::Done,
         O::FailedPermanent(detail) => Disposition::DeadLetter {
@@ -411,13 +411,7 @@ async fn run_dlq(
     }
 }
 
-/// Milliseconds since the Unix epoch (message and dead-letter times).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
+pub use crate::state::now_ms;
 #[cfg(test)]
 mod tests {
     use super::*;

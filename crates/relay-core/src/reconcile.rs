@@ -29,8 +29,8 @@ use crate::config::{ConfigError, RawConfig};
 use crate::event::{Change, IdpEvent, UserRef};
 use crate::idp::IdpError;
 use crate::operation::Operation;
-use crate::pipeline::IdpLookups;
 use crate::plan::{DeprovisionAction, PlanRules, Planned, plan_event};
+use crate::source::IdpLookups;
 use crate::source::{Auth0Api, OktaApi};
 
 pub mod diff;

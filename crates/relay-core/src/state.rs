@@ -465,7 +465,7 @@ pub fn quarantine(quarantine: &Path, source: &Path, bad: &[Unreadable]) -> io::R
     if bad.is_empty() {
         return Ok(());
     }
-    let at = crate::time::rfc3339_millis(crate::queue::now_ms());
+    let at = crate::time::rfc3339_millis(now_ms());
     let mut out = Vec::new();
     for b in bad {
         let line = serde_json::json!({
@@ -671,6 +671,14 @@ fn commit(file: &mut File, header: &mut Header, len: u64, bytes: &[u8]) -> io::R
         file.write_all(&header.encode())?;
     }
     file.sync_data()
+}
+
+/// Milliseconds since the Unix epoch (message, dead-letter and damage
+/// report times).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

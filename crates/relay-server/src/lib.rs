@@ -12,6 +12,7 @@
 //! its body is read: an unauthenticated client never gets its body read.
 
 pub mod listen;
+mod log_format;
 pub mod logging;
 pub mod metrics;
 

@@ -43,7 +43,7 @@
 use relay_core::config::{RawConfig, optional};
 use serde_json::{Map, Value};
 
-use crate::logging::LogFormat;
+use crate::log_format::LogFormat;
 
 /// Namespace when `RELAY_METRICS_NAMESPACE` is unset.
 pub const DEFAULT_NAMESPACE: &str = "IdpDuoRelay";

@@ -53,10 +53,7 @@ use super::{
     BoxFuture, DeadLetter, DeadLetterEntry, DeadLetterStore, Disposition, EventQueue, QueueError,
     QueuePolicy, QueuedEvent,
 };
-use crate::apply::Directory;
-use crate::pipeline::Relay;
 use crate::state::{FileReport, Kind};
-use crate::store::IdempotencyStore;
 
 /// How much of the queue is held in memory, and how large a segment grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -560,49 +557,6 @@ fn require_queue_dir(dir: &Path) -> Result<(), QueueError> {
             dir.display()
         )))
     }
-}
-
-/// Runs `concurrency` workers that apply the queue's messages through
-/// `relay` until `shutdown` resolves; a worker finishes the message it holds
-/// before it stops (what is left stays on disk for the next start).
-pub async fn run_workers<D, S>(
-    queue: Arc<DiskQueue>,
-    relay: Arc<Relay<D, S>>,
-    policy: QueuePolicy,
-    concurrency: usize,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) where
-    D: Directory + 'static,
-    S: IdempotencyStore + 'static,
-{
-    let stop = Arc::new(tokio::sync::watch::channel(false).0);
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.max(1) {
-        let (queue, relay, mut stopped) = (queue.clone(), relay.clone(), stop.subscribe());
-        workers.spawn(async move {
-            while !*stopped.borrow() {
-                // Wait for the Duo pace before taking a message, not while
-                // holding one: a worker waiting for a token must not keep
-                // its subject (and the events queued behind it) from others.
-                if let Some(pacer) = relay.directory().duo_client().and_then(|c| c.pacer()) {
-                    tokio::select! {
-                        () = pacer.ready() => {}
-                        _ = stopped.changed() => continue,
-                    }
-                }
-                let lease = tokio::select! {
-                    lease = queue.lease_or_wait(Duration::from_secs(1)) => lease,
-                    _ = stopped.changed() => None,
-                };
-                let Some(lease) = lease else { continue };
-                let (_, disposition) = relay.process(&lease.body, lease.attempt, &policy).await;
-                queue.settle(&lease, &disposition, &policy);
-            }
-        });
-    }
-    shutdown.await;
-    let _ = stop.send(true);
-    while workers.join_next().await.is_some() {}
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //! line in [`SOURCES`] (and, for a new IdP, its [`IdpSpec`] in [`IDPS`] and
 //! its line in `event::IdpKind`), and fixtures under `tests/fixtures/`.
 
+use crate::config::{ConfigError, RawConfig};
 use crate::event::{IdpKind, Parsed, Source};
+use crate::idp::{IdpError, IdpGroup, IdpLookup, IdpUser};
 use crate::parse_util::ParseError;
 use crate::verified::Verified;
 
@@ -113,6 +115,44 @@ pub fn names() -> String {
         Some((last, [])) => (*last).to_owned(),
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
         None => String::new(),
+    }
+}
+
+/// The IdP APIs the relay may ask for values an event does not carry (Okta
+/// profile updates and group renames, Auth0 role names). Each is optional:
+/// without it those events are skipped with a log line saying what to set.
+#[derive(Debug, Clone, Default)]
+pub struct IdpLookups {
+    pub okta: Option<OktaApi>,
+    pub auth0: Option<Auth0Api>,
+}
+
+impl IdpLookups {
+    /// From `OKTA_ORG_URL` + `OKTA_API_TOKEN` and `AUTH0_DOMAIN` +
+    /// `AUTH0_CLIENT_ID` + `AUTH0_CLIENT_SECRET`.
+    pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            okta: OktaApi::from_config(raw)?,
+            auth0: Auth0Api::from_config(raw)?,
+        })
+    }
+
+    pub(crate) async fn user(&self, source: Source, id: &str) -> Option<Result<IdpUser, IdpError>> {
+        match source.idp() {
+            IdpKind::Okta => Some(self.okta.as_ref()?.user(id).await),
+            IdpKind::Auth0 => Some(self.auth0.as_ref()?.user(id).await),
+        }
+    }
+
+    pub(crate) async fn group(
+        &self,
+        source: Source,
+        id: &str,
+    ) -> Option<Result<IdpGroup, IdpError>> {
+        match source.idp() {
+            IdpKind::Okta => Some(self.okta.as_ref()?.group(id).await),
+            IdpKind::Auth0 => Some(self.auth0.as_ref()?.group(id).await),
+        }
     }
 }
 
