@@ -176,7 +176,7 @@ impl FirestoreConfig {
 /// The Firestore idempotency store (see the module docs for the protocol).
 #[derive(Debug)]
 pub struct FirestoreStore {
-    claims: Arc<CasStore<FirestoreCas>>,
+    pub(crate) claims: Arc<CasStore<FirestoreCas>>,
 }
 
 relay_core::idempotency_store_via_cas!(FirestoreStore, claims);
@@ -184,14 +184,14 @@ relay_core::idempotency_store_via_cas!(FirestoreStore, claims);
 /// The compare-and-swap primitives on one Firestore collection.
 #[derive(Debug)]
 pub struct FirestoreCas {
-    http: reqwest::Client,
-    metadata: Arc<MetadataServer>,
-    auth: FirestoreAuth,
+    pub(crate) http: reqwest::Client,
+    pub(crate) metadata: Arc<MetadataServer>,
+    pub(crate) auth: FirestoreAuth,
     /// `projects/{p}/databases/{d}/documents`, the prefix of document names.
-    documents: String,
+    pub(crate) documents: String,
     /// `{base}/projects/{p}/databases/{d}/documents`.
-    documents_url: String,
-    collection: String,
+    pub(crate) documents_url: String,
+    pub(crate) collection: String,
 }
 
 /// Longer encoded ids are hashed (Firestore's limit is 1,500 bytes).
@@ -305,20 +305,6 @@ impl FirestoreStore {
             MARK_PREFIX.len() + MAX_ENCODED_ID,
             &format!("{MARK_PREFIX}sha256."),
             key,
-        )
-    }
-
-    /// The Duo group index in the same collection ([`crate::groups`]),
-    /// sharing this store's client and token.
-    pub fn group_index(&self) -> crate::groups::FirestoreGroupIndex {
-        let cas = self.claims.backend();
-        crate::groups::FirestoreGroupIndex::new(
-            cas.http.clone(),
-            Arc::clone(&cas.metadata),
-            cas.auth,
-            cas.documents.clone(),
-            cas.documents_url.clone(),
-            cas.collection.clone(),
         )
     }
 }

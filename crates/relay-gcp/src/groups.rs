@@ -252,6 +252,22 @@ impl GroupIndexStore for FirestoreGroupIndex {
     }
 }
 
+impl crate::firestore::FirestoreStore {
+    /// The Duo group index in the same collection (this module),
+    /// sharing this store's client and token.
+    pub fn group_index(&self) -> FirestoreGroupIndex {
+        let cas = self.claims.backend();
+        FirestoreGroupIndex::new(
+            cas.http.clone(),
+            Arc::clone(&cas.metadata),
+            cas.auth,
+            cas.documents.clone(),
+            cas.documents_url.clone(),
+            cas.collection.clone(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
