@@ -9,20 +9,17 @@
 //! ([`Relay::with_queue`]) the request only accepts (verify, parse, enqueue
 //! durably, answer 200) and a worker calls [`Relay::process`] per message.
 //!
-//! Answers to the IdP: 401 for bad credentials (empty body), 400 for a body
-//! that is not a delivery, 200 when every event is applied, skipped or has
-//! failed permanently (retrying cannot help, so the IdP must not retry
-//! forever), 503 when an event failed transiently (429/5xx/timeouts from
-//! Duo) — nothing durable holds it yet, so the IdP's retry is what saves it;
-//! the idempotency store makes sure the events that did apply are not
-//! applied twice.
+//! Answers to the IdP are an [`Answer`] (refused, not a delivery, done,
+//! retry later, deferred); relay-server alone turns one into an HTTP status
+//! and body. The idempotency store makes sure the events that did apply are
+//! not applied twice when the IdP retries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::HeaderMap;
 
 use crate::apply::{ApplyError, Directory, OpOutcome};
 use crate::config::{ConfigError, RawConfig};
@@ -72,6 +69,37 @@ impl Route {
             None
         }
     }
+}
+
+/// What the relay answers a request, before it is HTTP. relay-server maps
+/// it to a status and a body (`relay_server::respond`): the one place a
+/// delivery's status is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Every event is applied, skipped or failed permanently (retrying
+    /// cannot help, so the IdP must not retry forever), or the delivery is
+    /// queued durably. (200)
+    Done,
+    /// The verification challenge to echo. (200 `{"verification": …}`)
+    Challenge(String),
+    /// Bad credentials or signature; the reason is logged. (401)
+    Refused,
+    /// A verification `GET` without a usable challenge. (400)
+    NoChallenge,
+    /// The verified body is not a delivery of its source: the parser's
+    /// reason, which names fields, never values. (400 `{"error": …}`)
+    NotADelivery(String),
+    /// An event failed transiently (429/5xx/timeouts from Duo) or the queue
+    /// is unavailable: nothing durable holds it, so the IdP's retry is what
+    /// saves it; what did apply is remembered and skipped then. (503)
+    RetryLater,
+    /// The sync time budget ran out after `processed` events; `deferred`
+    /// were not started. The IdP redelivers. (503 with a JSON body saying so)
+    Deferred {
+        processed: usize,
+        deferred: usize,
+        budget_ms: u64,
+    },
 }
 
 /// Parses a verified delivery with the parser of its source.
@@ -313,23 +341,21 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// is already read; the HTTP server instead calls
     /// [`Relay::authenticate`] before reading it and
     /// [`Relay::handle_authenticated`] after.
-    pub async fn handle(&self, route: Route, headers: &HeaderMap, body: Bytes) -> Response<Bytes> {
+    pub async fn handle(&self, route: Route, headers: &HeaderMap, body: Bytes) -> Answer {
         let started = Instant::now();
         if let Route::Verification(source) = route {
             return match self.auth.verify_challenge(source, headers) {
                 Ok(challenge) => {
                     tracing::info!(source = %source, "okta verification challenge answered");
-                    let body = serde_json::json!({ "verification": challenge }).to_string();
-                    json_response(StatusCode::OK, body)
+                    Answer::Challenge(challenge)
                 }
                 Err(e) => {
                     tracing::warn!(source = %source, verify_failure = e.reason(), "okta verification challenge refused");
-                    let status = if e.is_bad_request() {
-                        StatusCode::BAD_REQUEST
+                    if e.is_bad_request() {
+                        Answer::NoChallenge
                     } else {
-                        StatusCode::UNAUTHORIZED
-                    };
-                    empty_response(status)
+                        Answer::Refused
+                    }
                 }
             };
         }
@@ -338,14 +364,14 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 self.handle_authenticated(authenticated, body, started)
                     .await
             }
-            Err(refused) => refused.response(),
+            Err(Refused(())) => Answer::Refused,
         }
     }
 
     /// Checks a delivery's headers — the source's shared secret and, when
     /// signing is required, the signature headers — before its body is
     /// read, so an unauthenticated client never gets its body read. A
-    /// refusal is logged; answer it with [`Refused::response`].
+    /// refusal is logged; answer it with [`Answer::Refused`] (`Refused::answer`).
     pub fn authenticate(
         &self,
         route: Route,
@@ -369,7 +395,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         authenticated: Authenticated,
         body: Bytes,
         started: Instant,
-    ) -> Response<Bytes> {
+    ) -> Answer {
         let source = authenticated.source();
         let delivery = match self.auth.verify_body(authenticated, body) {
             Ok(delivery) => delivery,
@@ -389,7 +415,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// delivery is answered 503 with a body that says why. The IdP
     /// redelivers; the events already applied are remembered and skipped as
     /// duplicates, so the redelivery starts where this one stopped.
-    async fn apply_in_request(&self, delivery: &Verified, started: Instant) -> Response<Bytes> {
+    async fn apply_in_request(&self, delivery: &Verified, started: Instant) -> Answer {
         let source = delivery.source();
         let parsed = match parse_delivery(delivery) {
             Ok(parsed) => parsed,
@@ -416,9 +442,9 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         }
         if transient {
             // Ask the IdP to retry; what did apply is remembered and skipped.
-            empty_response(StatusCode::SERVICE_UNAVAILABLE)
+            Answer::RetryLater
         } else {
-            empty_response(StatusCode::OK)
+            Answer::Done
         }
     }
 
@@ -432,7 +458,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         done: usize,
         budget: std::time::Duration,
         started: Instant,
-    ) -> Response<Bytes> {
+    ) -> Answer {
         let budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
         let detail = format!(
             "deferred: the sync time budget ({budget_ms} ms, RELAY_SYNC_BUDGET_MS) was spent before this event started; answered 503 so the IdP redelivers"
@@ -460,23 +486,17 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             elapsed_ms,
             "sync time budget spent: answering 503 so the IdP redelivers; the processed events are remembered and skipped then (RELAY_MODE=queue answers at once)"
         );
-        let body = serde_json::json!({
-            "error": format!(
-                "sync time budget ({budget_ms} ms) spent after {done} of {} events; the other {} were not started. Redeliver: the {done} processed events are remembered and skipped.",
-                done + rest.len(),
-                rest.len()
-            ),
-            "processed": done,
-            "deferred": rest.len(),
-        })
-        .to_string();
-        json_response(StatusCode::SERVICE_UNAVAILABLE, body)
+        Answer::Deferred {
+            processed: done,
+            deferred: rest.len(),
+            budget_ms,
+        }
     }
 
     /// Queue mode's accept stage: parse, log what is skipped, enqueue the
     /// rest durably, answer 200 (or 503 when the queue is unavailable: nothing
     /// holds the events, so the IdP must retry).
-    async fn accept_into(&self, queue: &dyn EventQueue, delivery: &Verified) -> Response<Bytes> {
+    async fn accept_into(&self, queue: &dyn EventQueue, delivery: &Verified) -> Answer {
         let source = delivery.source();
         let parsed = match parse_delivery(delivery) {
             Ok(parsed) => parsed,
@@ -486,18 +506,18 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             log_report(&skipped_report(source, skipped));
         }
         if parsed.events.is_empty() {
-            return empty_response(StatusCode::OK);
+            return Answer::Done;
         }
         let messages: Vec<QueuedEvent> = parsed.events.into_iter().map(QueuedEvent::new).collect();
         match queue.enqueue(&messages).await {
             Ok(()) => {
                 let ids: Vec<&str> = messages.iter().map(|m| m.event.id.as_str()).collect();
                 tracing::info!(source = %source, queued = messages.len(), event_ids = %ids.join(","), "delivery accepted into the queue");
-                empty_response(StatusCode::OK)
+                Answer::Done
             }
             Err(e) => {
                 tracing::error!(source = %source, error = %e, events = messages.len(), "could not enqueue the delivery; answering 503 so the IdP retries");
-                empty_response(StatusCode::SERVICE_UNAVAILABLE)
+                Answer::RetryLater
             }
         }
     }
@@ -889,14 +909,13 @@ enum Ordered {
 }
 
 /// A delivery refused by [`Relay::authenticate`] (the reason is logged,
-/// never a value).
+/// never a value); its answer is [`Answer::Refused`].
 #[derive(Debug)]
 pub struct Refused(());
 
 impl Refused {
-    /// 401 with an empty body.
-    pub fn response(self) -> Response<Bytes> {
-        empty_response(StatusCode::UNAUTHORIZED)
+    pub fn answer(self) -> Answer {
+        Answer::Refused
     }
 }
 
@@ -904,35 +923,18 @@ fn log_refusal(source: Source, e: &crate::verify::VerifyFailure) {
     tracing::warn!(source = %source, verify_failure = e.reason(), "delivery refused: {e}");
 }
 
-/// 401 for a delivery that failed verification: logged with the reason
-/// (never a value), answered with an empty body.
-fn refused(source: Source, e: &crate::verify::VerifyFailure) -> Response<Bytes> {
+/// A delivery that failed verification: logged with the reason (never a
+/// value), refused.
+fn refused(source: Source, e: &crate::verify::VerifyFailure) -> Answer {
     log_refusal(source, e);
-    Refused(()).response()
+    Answer::Refused
 }
 
-/// 400 for a verified body that is not a delivery of its source, with the
-/// parser's reason (it names fields, never values).
-fn not_a_delivery(source: Source, e: &ParseError) -> Response<Bytes> {
+/// A verified body that is not a delivery of its source, with the parser's
+/// reason (it names fields, never values).
+fn not_a_delivery(source: Source, e: &ParseError) -> Answer {
     tracing::warn!(source = %source, parse_error = %e, "delivery is not a valid {source} payload");
-    let body = serde_json::json!({ "error": e.to_string() }).to_string();
-    json_response(StatusCode::BAD_REQUEST, body)
-}
-
-fn empty_response(status: StatusCode) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::new());
-    *response.status_mut() = status;
-    response
-}
-
-fn json_response(status: StatusCode, body: String) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    Answer::NotADelivery(e.to_string())
 }
 
 /// Runs `concurrency` workers that apply the queue's messages through

@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt as _;
 use relay_core::apply::Directory;
 use relay_core::event::Source;
-use relay_core::pipeline::{Relay, Route};
+use relay_core::pipeline::{Answer, Relay, Route};
 use relay_core::store::IdempotencyStore;
 
 /// The largest delivery accepted. Okta batches and Auth0 log batches are
@@ -129,7 +129,7 @@ async fn verification<D: Directory, S: IdempotencyStore>(
     source: Source,
     headers: HeaderMap,
 ) -> Response {
-    into_axum(
+    respond(
         relay
             .handle(Route::Verification(source), &headers, Bytes::new())
             .await,
@@ -155,7 +155,7 @@ async fn deliver<D: Directory + 'static, S: IdempotencyStore + 'static>(
     }
     let authenticated = match relay.authenticate(route, &parts.headers) {
         Ok(authenticated) => authenticated,
-        Err(refused) => return into_axum(refused.response()),
+        Err(refused) => return respond(refused.answer()),
     };
     let body = match read_body(route, &parts.headers, body).await {
         Ok(body) => body,
@@ -167,7 +167,7 @@ async fn deliver<D: Directory + 'static, S: IdempotencyStore + 'static>(
             .await
     });
     match task.await {
-        Ok(response) => into_axum(response),
+        Ok(answer) => respond(answer),
         Err(e) => {
             tracing::error!(source = %route.source(), error = %e, "handling a delivery failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -283,9 +283,52 @@ fn content_type_ok(route: Route, headers: &HeaderMap) -> bool {
         .contains(&essence.as_str())
 }
 
-fn into_axum(response: http::Response<Bytes>) -> Response {
-    let (parts, body) = response.into_parts();
-    Response::from_parts(parts, axum::body::Body::from(body))
+/// The one mapping of the relay's [`Answer`] to HTTP: 200 done (the
+/// challenge echoed as `{"verification": …}`), 401 refused (empty body), 400
+/// no challenge (empty) or not a delivery (`{"error": …}`), 503 retry later
+/// (empty) or deferred by the sync budget (a JSON body saying why).
+pub fn respond(answer: Answer) -> Response {
+    match answer {
+        Answer::Done => StatusCode::OK.into_response(),
+        Answer::Challenge(challenge) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "verification": challenge }),
+        ),
+        Answer::Refused => StatusCode::UNAUTHORIZED.into_response(),
+        Answer::NoChallenge => StatusCode::BAD_REQUEST.into_response(),
+        Answer::NotADelivery(error) => json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": error }),
+        ),
+        Answer::RetryLater => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Answer::Deferred {
+            processed,
+            deferred,
+            budget_ms,
+        } => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({
+                "error": format!(
+                    "sync time budget ({budget_ms} ms) spent after {processed} of {} events; the other {deferred} were not started. Redeliver: the {processed} processed events are remembered and skipped.",
+                    processed + deferred,
+                ),
+                "processed": processed,
+                "deferred": deferred,
+            }),
+        ),
+    }
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -118,7 +118,10 @@ async fn summary_lines_from_the_pipeline_are_valid_emf_and_leak_nothing() {
             Bytes::from(create.clone()),
         )
         .await;
-    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        relay_server::respond(answer).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     sim.set_faults(Faults::default());
 
     // 2. A mixed batch, applied.
@@ -130,7 +133,7 @@ async fn summary_lines_from_the_pipeline_are_valid_emf_and_leak_nothing() {
             Bytes::from(batch.clone()),
         )
         .await;
-    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(relay_server::respond(answer).status(), StatusCode::OK);
 
     // 3. A delivery with a wrong secret: refused, no event line.
     let wrong = "wrong-secret-that-must-not-be-logged-0123";
@@ -141,7 +144,10 @@ async fn summary_lines_from_the_pipeline_are_valid_emf_and_leak_nothing() {
             Bytes::from(create.clone()),
         )
         .await;
-    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        relay_server::respond(answer).status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     let text = logs.text();
     let lines: Vec<Value> = text
