@@ -1606,7 +1606,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "a" {
 
 
 def _cargo_sources(crate: str) -> str:
-    return "\n".join(p.read_text(encoding="utf-8") for p in sorted((REPO_ROOT / "crates" / crate / "src").glob("*.rs")))
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted((REPO_ROOT / "crates" / crate / "src").rglob("*.rs")))
 
 
 def test_azure_queue_mode_settings_match_relay_azure():
