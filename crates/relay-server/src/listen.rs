@@ -7,7 +7,7 @@
 //! | header read | 5 s | `RELAY_HTTP_HEADER_TIMEOUT_MS` | a connection that has not sent a complete request head this long after it opened (or after the first byte of its next request) is closed |
 //! | body read | 10 s | `RELAY_HTTP_BODY_TIMEOUT_MS` | a body not complete this long after its head ends fails; the relay's routes answer 408 and close |
 //! | idle keep-alive | 30 s | `RELAY_HTTP_IDLE_TIMEOUT_MS` | a kept-alive connection with no new request this long is closed |
-//! | connections | 512 | `RELAY_HTTP_MAX_CONNECTIONS` | at the cap the loop stops accepting (new ones wait in the kernel's backlog) until one closes |
+//! | connections | 512 | `RELAY_HTTP_MAX_CONNECTIONS` | at the cap a newcomer is accepted and the connection idle the longest between requests is closed for it; with none idle, the newcomer waits until one goes idle (or closes) |
 //! | request head | 32 KiB | `RELAY_HTTP_MAX_HEADER_BYTES` | a larger request line + headers is answered 431 and closed |
 //!
 //! Why these defaults: the relay's clients are IdP senders (Okta gives up
@@ -29,9 +29,23 @@
 //! idle timeout) — and is dropped, closing the socket, when its deadline
 //! passes.
 //!
+//! At the cap the relay sheds, as nginx reuses its idle keep-alive
+//! connections when it runs out of them: a newcomer is accepted (one
+//! socket beyond the cap at most; the loop accepts no other until it has a
+//! slot) and the kept-alive connection that has been idle the longest is
+//! closed to give it its slot. A connection is only ever shed between
+//! requests — never in the middle of a request or of its head — so the
+//! cost is the one every kept-alive client already handles: a pooled
+//! connection closed by the server, reopened on its next request. With no
+//! connection idle (all mid-request), the newcomer waits for the first one
+//! to finish its request and sheds that one. Before, a newcomer behind
+//! busy kept-alive connections waited in the kernel's backlog until one of
+//! them stayed idle for the whole idle timeout (30 s), far past Okta's 3 s.
+//!
 //! Cut connections are counted; one `connection limits enforced` warning
 //! line every 10 s at most says how many and why.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -48,7 +62,7 @@ use hyper_util::rt::TokioIo;
 use relay_core::config::{ConfigError, RawConfig, optional};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -132,18 +146,78 @@ struct Cuts {
     header_timeout: AtomicU64,
     body_timeout: AtomicU64,
     idle_timeout: AtomicU64,
-    /// Times the accept loop found every connection slot taken.
+    /// Times a newcomer found every connection slot taken.
     at_capacity: AtomicU64,
+    /// Idle kept-alive connections closed to give a newcomer their slot.
+    shed: AtomicU64,
 }
 
 impl Cuts {
-    fn snapshot(&self) -> [u64; 4] {
+    fn snapshot(&self) -> [u64; 5] {
         [
             self.header_timeout.load(Ordering::Relaxed),
             self.body_timeout.load(Ordering::Relaxed),
             self.idle_timeout.load(Ordering::Relaxed),
             self.at_capacity.load(Ordering::Relaxed),
+            self.shed.load(Ordering::Relaxed),
         ]
+    }
+}
+
+/// The open connections' watchdogs, so the accept loop can shed the one
+/// idle the longest when a newcomer finds every slot taken.
+#[derive(Debug, Default)]
+struct Live {
+    next_id: AtomicU64,
+    watchdogs: Mutex<HashMap<u64, Arc<Watchdog>>>,
+    /// A connection finished a request (it may now be shed).
+    became_idle: Notify,
+}
+
+impl Live {
+    fn register(self: &Arc<Self>, watchdog: Arc<Watchdog>) -> Registered {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut watchdogs) = self.watchdogs.lock() {
+            watchdogs.insert(id, watchdog);
+        }
+        Registered {
+            live: self.clone(),
+            id,
+        }
+    }
+
+    /// Asks the connection idle the longest to close; false when none is
+    /// idle.
+    fn shed_oldest_idle(&self) -> bool {
+        let Ok(watchdogs) = self.watchdogs.lock() else {
+            return false;
+        };
+        let mut idle: Vec<(Instant, &Arc<Watchdog>)> = watchdogs
+            .values()
+            .filter_map(|w| match w.phase() {
+                Phase::Idle { until } => Some((until, w)),
+                _ => None,
+            })
+            .collect();
+        // The earliest idle deadline is the longest idle (they share one
+        // timeout). A connection may have left Idle since it was read:
+        // `shed` checks again under its lock and refuses, so try the next.
+        idle.sort_by_key(|(until, _)| *until);
+        idle.into_iter().any(|(_, w)| w.shed())
+    }
+}
+
+/// A connection's place in [`Live`], removed when it ends.
+struct Registered {
+    live: Arc<Live>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut watchdogs) = self.live.watchdogs.lock() {
+            watchdogs.remove(&self.id);
+        }
     }
 }
 
@@ -159,17 +233,18 @@ async fn report_cuts(cuts: Arc<Cuts>, limits: ServeLimits, mut stop: watch::Rece
             _ = stop.wait_for(|stop| *stop) => return,
         }
         let now = cuts.snapshot();
-        let [header, body, idle, capacity] = [0, 1, 2, 3].map(|i| now[i] - last[i]);
-        if header + body + capacity > 0 {
+        let [header, body, idle, capacity, shed] = [0, 1, 2, 3, 4].map(|i| now[i] - last[i]);
+        if header + body + capacity + shed > 0 {
             tracing::warn!(
                 header_timeout = header,
                 body_timeout = body,
                 idle_timeout = idle,
                 at_capacity = capacity,
+                idle_shed = shed,
                 header_timeout_ms = millis(limits.header_timeout),
                 body_timeout_ms = millis(limits.body_timeout),
                 max_connections = limits.max_connections,
-                "connection limits enforced: connections cut for slow headers or bodies, or every connection slot taken"
+                "connection limits enforced: connections cut for slow headers or bodies, or every connection slot taken (idle kept-alive connections shed for newcomers)"
             );
         } else if idle > 0 {
             tracing::debug!(idle_timeout = idle, "idle keep-alive connections closed");
@@ -199,17 +274,13 @@ pub async fn serve(
     let cuts = Arc::new(Cuts::default());
     tokio::spawn(report_cuts(cuts.clone(), limits, stop_rx.clone()));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let live = Arc::new(Live::default());
     let mut stopping = stop_rx.clone();
     loop {
-        if slots.available_permits() == 0 {
-            cuts.at_capacity.fetch_add(1, Ordering::Relaxed);
-        }
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-            _ = stopping.wait_for(|stop| *stop) => break,
+        let free = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(TryAcquireError::NoPermits) => None,
+            Err(TryAcquireError::Closed) => break,
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -224,11 +295,22 @@ pub async fn serve(
                 continue;
             }
         };
+        let slot = match free {
+            Some(slot) => slot,
+            None => {
+                cuts.at_capacity.fetch_add(1, Ordering::Relaxed);
+                match slot_for_newcomer(&slots, &live, &cuts, &mut stopping).await {
+                    Some(slot) => slot,
+                    None => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             router: router.clone(),
             limits,
             cuts: cuts.clone(),
+            live: live.clone(),
             stop: stop_rx.clone(),
         };
         tokio::spawn(async move {
@@ -244,17 +326,42 @@ pub async fn serve(
     Ok(())
 }
 
+/// A slot for a newcomer accepted while every slot was taken: sheds the
+/// connection idle the longest, or waits for one to go idle (or close) and
+/// then sheds it. `None` once the server stops.
+async fn slot_for_newcomer(
+    slots: &Arc<Semaphore>,
+    live: &Live,
+    cuts: &Cuts,
+    stopping: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    let mut shed = false;
+    loop {
+        if !shed && live.shed_oldest_idle() {
+            cuts.shed.fetch_add(1, Ordering::Relaxed);
+            shed = true;
+        }
+        tokio::select! {
+            slot = slots.clone().acquire_owned() => return slot.ok(),
+            () = live.became_idle.notified(), if !shed => {}
+            _ = stopping.wait_for(|stop| *stop) => return None,
+        }
+    }
+}
+
 /// One accepted connection and what it needs.
 struct Connection {
     router: Router,
     limits: ServeLimits,
     cuts: Arc<Cuts>,
+    live: Arc<Live>,
     stop: watch::Receiver<bool>,
 }
 
 impl Connection {
     async fn run(mut self, stream: TcpStream) {
         let watchdog = Arc::new(Watchdog::new(self.limits));
+        let _registered = self.live.register(watchdog.clone());
         let io = TokioIo::new(Watched {
             io: stream,
             watchdog: watchdog.clone(),
@@ -262,17 +369,20 @@ impl Connection {
         let router = self.router.clone();
         let service_watchdog = watchdog.clone();
         let cuts = self.cuts.clone();
+        let live = self.live.clone();
         let body_timeout = self.limits.body_timeout;
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let router = router.clone();
             let watchdog = service_watchdog.clone();
             let cuts = cuts.clone();
+            let live = live.clone();
             async move {
                 watchdog.request_started();
                 let deadline = Instant::now() + body_timeout;
                 let request = request.map(|body| DeadlineBody::new(body, deadline, cuts));
                 let response = router.oneshot(request).await;
                 watchdog.request_answered();
+                live.became_idle.notify_one();
                 response
             }
         });
@@ -284,6 +394,10 @@ impl Connection {
         tokio::pin!(conn);
         let mut draining = false;
         loop {
+            if matches!(watchdog.phase(), Phase::Shed) {
+                // Dropping the connection closes the socket.
+                return;
+            }
             let deadline = watchdog.deadline();
             tokio::select! {
                 result = conn.as_mut() => {
@@ -295,10 +409,14 @@ impl Connection {
                 () = sleep_until(deadline) => {
                     if let Some(cut) = watchdog.expired(Instant::now()) {
                         let counter = match cut {
-                            Cut::Header => &self.cuts.header_timeout,
-                            Cut::Idle => &self.cuts.idle_timeout,
+                            Cut::Header => Some(&self.cuts.header_timeout),
+                            Cut::Idle => Some(&self.cuts.idle_timeout),
+                            // Counted by the accept loop that asked.
+                            Cut::Shed => None,
                         };
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        if let Some(counter) = counter {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
                         // Dropping the connection closes the socket.
                         return;
                     }
@@ -329,12 +447,15 @@ enum Phase {
     Request,
     /// Kept alive between requests.
     Idle { until: Instant },
+    /// Shed while idle for a newcomer at the connection cap: closes now.
+    Shed,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Cut {
     Header,
     Idle,
+    Shed,
 }
 
 /// One connection's phase, moved on by its reads and its service.
@@ -381,17 +502,42 @@ impl Watchdog {
     }
 
     fn request_started(&self) {
-        self.set(|_| Phase::Request);
+        // Shed is final: a request whose bytes raced the shed is dropped
+        // with its connection (as when an idle timeout races a request).
+        self.set(|phase| match phase {
+            Phase::Shed => Phase::Shed,
+            _ => Phase::Request,
+        });
     }
 
     fn request_answered(&self) {
         let until = Instant::now() + self.idle_timeout;
-        self.set(|_| Phase::Idle { until });
+        self.set(|phase| match phase {
+            Phase::Shed => Phase::Shed,
+            _ => Phase::Idle { until },
+        });
+    }
+
+    /// Closes the connection if it is idle between requests (checked
+    /// under its lock: bytes of a next request move it out of Idle first).
+    fn shed(&self) -> bool {
+        let shed = match self.phase.lock() {
+            Ok(mut phase) if matches!(*phase, Phase::Idle { .. }) => {
+                *phase = Phase::Shed;
+                true
+            }
+            _ => false,
+        };
+        if shed {
+            self.changed.notify_one();
+        }
+        shed
     }
 
     fn deadline(&self) -> Option<Instant> {
         match self.phase() {
             Phase::Head { until } | Phase::Idle { until } => Some(until),
+            Phase::Shed => Some(Instant::now()),
             Phase::Request => None,
         }
     }
@@ -400,6 +546,7 @@ impl Watchdog {
         match self.phase() {
             Phase::Head { until } if now >= until => Some(Cut::Header),
             Phase::Idle { until } if now >= until => Some(Cut::Idle),
+            Phase::Shed => Some(Cut::Shed),
             _ => None,
         }
     }
@@ -558,5 +705,131 @@ mod tests {
             assert_eq!(err.variable, name);
             assert!(!err.to_string().contains(bad) || bad == "0", "{err}");
         }
+    }
+}
+
+/// The connection cap through real sockets: a newcomer at the cap gets its
+/// answer at once, by shedding the connection idle the longest, and never
+/// by cutting a request in flight. On the loop before shedding (it stopped
+/// accepting at the cap), each newcomer here waited for an idle timeout of
+/// an hour, so these tests failed at their 10 s give-up.
+#[cfg(test)]
+mod shed_tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const GIVE_UP: Duration = Duration::from_secs(10);
+
+    /// Serves `/ping` (answers `pong`) and `/slow` (answers `slow` once
+    /// `release` is notified) with a cap of `cap` and an hour's idle
+    /// timeout.
+    async fn start(cap: usize, release: Arc<Notify>) -> String {
+        let router = Router::new()
+            .route("/ping", get(|| async { "pong" }))
+            .route(
+                "/slow",
+                get(move || {
+                    let release = release.clone();
+                    async move {
+                        release.notified().await;
+                        "slow"
+                    }
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let limits = ServeLimits {
+            idle_timeout: Duration::from_secs(3600),
+            max_connections: cap,
+            ..ServeLimits::default()
+        };
+        tokio::spawn(serve(listener, router, limits, std::future::pending()));
+        addr
+    }
+
+    async fn send(stream: &mut TcpStream, path: &str) {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+    }
+
+    /// Reads until the answer ends with `body`; `None` if the server
+    /// closed the connection first, panics past the give-up.
+    async fn answer(stream: &mut TcpStream, body: &str) -> Option<String> {
+        let mut received = Vec::new();
+        let mut buf = [0_u8; 1024];
+        loop {
+            let read = tokio::time::timeout(GIVE_UP, stream.read(&mut buf))
+                .await
+                .expect("no answer and no close within the give-up");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&received).into_owned();
+            if text.ends_with(body) {
+                return Some(text);
+            }
+        }
+    }
+
+    /// A kept-alive connection that got one answer and is now idle.
+    async fn idle_connection(addr: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        send(&mut stream, "/ping").await;
+        let first = answer(&mut stream, "pong").await.expect("answered");
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        stream
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_at_the_cap_sheds_the_connection_idle_the_longest() {
+        let addr = start(2, Arc::new(Notify::new())).await;
+        let mut oldest = idle_connection(&addr).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut newer = idle_connection(&addr).await;
+
+        let mut newcomer = TcpStream::connect(&addr).await.unwrap();
+        send(&mut newcomer, "/ping").await;
+        let got = answer(&mut newcomer, "pong").await;
+        assert!(got.is_some(), "the newcomer was closed, not answered");
+
+        // The oldest idle connection was closed for it …
+        assert_eq!(answer(&mut oldest, "pong").await, None);
+        // … and the newer one still serves.
+        send(&mut newer, "/ping").await;
+        assert!(answer(&mut newer, "pong").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_is_never_shed_the_newcomer_waits_for_its_end() {
+        let release = Arc::new(Notify::new());
+        let addr = start(1, release.clone()).await;
+        let mut busy = TcpStream::connect(&addr).await.unwrap();
+        send(&mut busy, "/slow").await;
+        // Let the relay start the slow request before the newcomer comes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let newcomer = tokio::spawn({
+            let addr = addr.clone();
+            async move {
+                let mut stream = TcpStream::connect(&addr).await.unwrap();
+                send(&mut stream, "/ping").await;
+                answer(&mut stream, "pong").await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !newcomer.is_finished(),
+            "the newcomer got a slot mid-request"
+        );
+
+        // The request in flight finishes whole; then its connection, idle,
+        // is shed and the newcomer answered.
+        release.notify_one();
+        let slow = answer(&mut busy, "slow").await.expect("answered whole");
+        assert!(slow.starts_with("HTTP/1.1 200"), "{slow}");
+        assert!(newcomer.await.unwrap().is_some());
+        assert_eq!(answer(&mut busy, "slow").await, None);
     }
 }
