@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod checkpoint_store;
 pub mod claim_store;
 pub mod group_index;
 mod harness;

@@ -28,6 +28,10 @@
 //! long for a partition key is hashed), attribute `at_ms` (number, the event
 //! time) and the same `expires_at` TTL attribute, renewed on every advance.
 //!
+//! The catch-up checkpoints (`relay_core::catch_up::CasCheckpoints`, one
+//! per log source) live here too: partition key `cp#<source>`, attribute
+//! `checkpoint` (the checkpoint's JSON), the same `ver` and `expires_at`.
+//!
 //! The queue worker also counts failed attempts per SQS message here
 //! (`try#<message id>`, attribute `attempts`, same TTL): SQS's
 //! `ApproximateReceiveCount` also counts the receives of messages that
@@ -54,6 +58,9 @@ const AT_MS: &str = "at_ms";
 const CLAIM_TOKEN: &str = "claim_token";
 const VERSION: &str = "ver";
 const ATTEMPTS: &str = "attempts";
+const CHECKPOINT: &str = "checkpoint";
+/// Partition keys of catch-up checkpoints start with this.
+pub const CHECKPOINT_PREFIX: &str = "cp#";
 /// Partition keys of failed-attempt counters start with this.
 pub const ATTEMPTS_PREFIX: &str = "try#";
 /// Partition keys of watermark items start with this.
@@ -119,6 +126,11 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.cas().table
+    }
+
+    /// The catch-up checkpoints in the same table.
+    pub fn checkpoints(&self) -> relay_core::catch_up::CasCheckpoints<DynamoCas> {
+        relay_core::catch_up::CasCheckpoints::new(Arc::clone(&self.claims))
     }
 
     /// The Duo group index in the same table ([`crate::groups`]).
@@ -229,6 +241,8 @@ fn pk(slot: Slot<'_>) -> AttributeValue {
             event.as_str(),
         )),
         Slot::Mark(key) => AttributeValue::S(DynamoStore::watermark_pk(key)),
+        // Sources are short names (`okta`, `auth0`).
+        Slot::Checkpoint(source) => AttributeValue::S(format!("{CHECKPOINT_PREFIX}{source}")),
     }
 }
 
@@ -249,6 +263,9 @@ fn item(slot: Slot<'_>, record: &Record, ver: &str) -> Item {
         }
         Record::Mark { at_ms, .. } => {
             item.insert(AT_MS.to_owned(), AttributeValue::N(at_ms.to_string()));
+        }
+        Record::Checkpoint { body, .. } => {
+            item.insert(CHECKPOINT.to_owned(), string(body));
         }
     }
     item
@@ -271,7 +288,12 @@ fn int<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
 /// The record an item holds. An unreadable expiry counts as expired.
 fn versioned(item: &Item, table: &str) -> Result<Versioned, StoreError> {
     let until = int(item, EXPIRES_AT).unwrap_or(0);
-    let record = if item.contains_key(AT_MS) {
+    let record = if let Some(body) = text(item, CHECKPOINT) {
+        Record::Checkpoint {
+            body: body.to_owned(),
+            until,
+        }
+    } else if item.contains_key(AT_MS) {
         let at_ms = int(item, AT_MS).ok_or_else(|| {
             StoreError::Backend(format!(
                 "DynamoDB table {table}: watermark item has a non-integer {AT_MS}"

@@ -317,3 +317,43 @@ async fn the_claim_protocol_keeps_the_contract() {
     .await;
     assert_eq!(ran, CASES.len());
 }
+
+/// The catch-up checkpoint contract (relay-tests' `checkpoint_store`) on
+/// the table: `CasCheckpoints` over `DynamoCas`, each handle another
+/// function instance.
+#[tokio::test]
+async fn the_catch_up_checkpoints_keep_the_contract() {
+    use relay_tests::checkpoint_store::{CASES, contract};
+    let Some(moto) = moto_url() else { return };
+    let (sdk, store) = store(&moto).await;
+    let client = relay_aws::dynamodb_client(&sdk);
+    let table = store.table().to_owned();
+    let ran = contract("dynamo", || {
+        let store = DynamoStore::new(client.clone(), table.clone());
+        async move { std::sync::Arc::new(store.checkpoints()) }
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+    // The item: partition key cp#<source>, the JSON in `checkpoint`, the
+    // table's TTL attribute a year or more ahead.
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("cp#dynamo-okta".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let body = item["checkpoint"].as_s().unwrap();
+    assert!(body.contains("after=3_3"), "{body}");
+    let expires: u64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(expires > now + 365 * 24 * 3600, "{expires}");
+}

@@ -187,10 +187,15 @@ pub fn watermark_keys(key: &str) -> (String, String) {
     (WATERMARK_PARTITION.to_owned(), row_key(key))
 }
 
+/// The PartitionKey of the catch-up checkpoints (one entity per log
+/// source, RowKey the source): not an event source label either.
+pub const CHECKPOINT_PARTITION: &str = "catch-up";
+
 fn slot_keys(slot: Slot<'_>) -> (String, String) {
     match slot {
         Slot::Event(id) => entity_keys(id),
         Slot::Mark(key) => watermark_keys(key),
+        Slot::Checkpoint(source) => (CHECKPOINT_PARTITION.to_owned(), row_key(source)),
     }
 }
 
@@ -222,7 +227,7 @@ fn entity(slot: Slot<'_>, record: &Record) -> String {
     });
     match slot {
         Slot::Event(id) => body["event_id"] = json!(readable(id.as_str())),
-        Slot::Mark(key) => body["key"] = json!(readable(key)),
+        Slot::Mark(key) | Slot::Checkpoint(key) => body["key"] = json!(readable(key)),
     }
     match record {
         Record::Claimed { token, .. } => {
@@ -234,6 +239,9 @@ fn entity(slot: Slot<'_>, record: &Record) -> String {
             body["at_ms"] = json!(at_ms.to_string());
             body["at_ms@odata.type"] = json!("Edm.Int64");
         }
+        Record::Checkpoint {
+            body: checkpoint, ..
+        } => body["checkpoint"] = json!(checkpoint),
     }
     body.to_string()
 }
@@ -243,6 +251,13 @@ fn record(value: &Value, operation: &str) -> Result<Record, StoreError> {
     let until = int_property(value, "expires_at")
         .and_then(|e| u64::try_from(e).ok())
         .unwrap_or(0);
+    if let Some(checkpoint) = value.get("checkpoint") {
+        let body = checkpoint.as_str().ok_or_else(|| malformed(operation))?;
+        return Ok(Record::Checkpoint {
+            body: body.to_owned(),
+            until,
+        });
+    }
     if value.get("at_ms").is_some() {
         let at_ms = int_property(value, "at_ms").ok_or_else(|| malformed(operation))?;
         return Ok(Record::Mark { at_ms, until });
@@ -285,6 +300,11 @@ impl TableStore {
 
     pub fn table_name(&self) -> &str {
         &self.cas().inner.table
+    }
+
+    /// The catch-up checkpoints in the same table.
+    pub fn checkpoints(&self) -> relay_core::catch_up::CasCheckpoints<TableCas> {
+        relay_core::catch_up::CasCheckpoints::new(Arc::clone(&self.claims))
     }
 
     /// The Duo group index in the same table ([`crate::groups`]).
@@ -448,6 +468,7 @@ fn operation(slot: Slot<'_>, event: &'static str, mark: &'static str) -> &'stati
     match slot {
         Slot::Event(_) => event,
         Slot::Mark(_) => mark,
+        Slot::Checkpoint(_) => "catch-up checkpoint",
     }
 }
 

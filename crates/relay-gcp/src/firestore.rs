@@ -202,6 +202,10 @@ const MAX_ENCODED_ID: usize = 1_000;
 /// `sha256.`.
 pub const MARK_PREFIX: &str = "mark.";
 
+/// The prefix of catch-up checkpoint document ids (`checkpoint.` + the log
+/// source in base64url): like [`MARK_PREFIX`], never an event's id.
+pub const CHECKPOINT_PREFIX: &str = "checkpoint.";
+
 /// One authorized request to Firestore; returns the status and the JSON
 /// answer (`Null` when there is none). Transport failures are errors; HTTP
 /// errors are the caller's to judge. A 401 forgets the cached token.
@@ -276,6 +280,11 @@ impl FirestoreStore {
         })
     }
 
+    /// The catch-up checkpoints in the same collection.
+    pub fn checkpoints(&self) -> relay_core::catch_up::CasCheckpoints<FirestoreCas> {
+        relay_core::catch_up::CasCheckpoints::new(Arc::clone(&self.claims))
+    }
+
     /// `projects/{p}/databases/{d}/documents/{collection}`, for logs.
     pub fn collection_path(&self) -> String {
         let cas = self.claims.backend();
@@ -325,6 +334,9 @@ fn document_id(slot: Slot<'_>) -> String {
     match slot {
         Slot::Event(key) => FirestoreStore::document_id(key),
         Slot::Mark(key) => FirestoreStore::mark_document_id(key),
+        Slot::Checkpoint(source) => {
+            format!("{CHECKPOINT_PREFIX}{}", URL_SAFE_NO_PAD.encode(source))
+        }
     }
 }
 
@@ -335,7 +347,7 @@ fn fields(slot: Slot<'_>, record: &Record) -> Value {
     });
     match slot {
         Slot::Event(key) => fields["event_id"] = json!({ "stringValue": key.as_str() }),
-        Slot::Mark(key) => {
+        Slot::Mark(key) | Slot::Checkpoint(key) => {
             let readable: String = key.chars().take(1024).collect();
             fields["key"] = json!({ "stringValue": readable });
         }
@@ -349,6 +361,9 @@ fn fields(slot: Slot<'_>, record: &Record) -> Value {
         Record::Mark { at_ms, .. } => {
             fields["at_ms"] = json!({ "integerValue": at_ms.to_string() });
         }
+        Record::Checkpoint { body, .. } => {
+            fields["checkpoint"] = json!({ "stringValue": body });
+        }
     }
     fields
 }
@@ -360,6 +375,17 @@ fn record(fields: &Value) -> Result<Record, StoreError> {
         .as_str()
         .and_then(parse_rfc3339)
         .unwrap_or(0);
+    if !fields["checkpoint"].is_null() {
+        let body = fields["checkpoint"]["stringValue"]
+            .as_str()
+            .ok_or_else(|| {
+                backend("firestore read checkpoint: the document has no string checkpoint")
+            })?;
+        return Ok(Record::Checkpoint {
+            body: body.to_owned(),
+            until,
+        });
+    }
     if !fields["at_ms"].is_null() {
         let at_ms = match &fields["at_ms"]["integerValue"] {
             Value::String(s) => s.parse::<i64>().ok(),

@@ -42,6 +42,24 @@ macro_rules! on_both_backends {
     };
 }
 
+on_both_backends!(the_catch_up_checkpoints_keep_the_contract);
+/// The catch-up checkpoint contract (relay-tests' `checkpoint_store`) on
+/// the collection: `CasCheckpoints` over `FirestoreCas`, each handle
+/// another instance.
+async fn the_catch_up_checkpoints_keep_the_contract(backend: &Backend) {
+    use relay_tests::checkpoint_store::{CASES, contract};
+    let ran = contract("firestore", || async move {
+        Arc::new(
+            backend
+                .store_with(|c| c.request_timeout = Duration::from_secs(10))
+                .await
+                .checkpoints(),
+        )
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+}
+
 on_both_backends!(the_claim_protocol_keeps_the_contract);
 /// The claim protocol's contract (relay-tests' `claim_store::contract`),
 /// the one every idempotency store runs: each handle is another instance on

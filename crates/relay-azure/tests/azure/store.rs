@@ -331,3 +331,23 @@ async fn the_claim_protocol_keeps_the_contract() {
     .await;
     assert_eq!(ran, CASES.len());
 }
+
+/// The catch-up checkpoint contract (relay-tests' `checkpoint_store`) on
+/// the table: `CasCheckpoints` over `TableCas`, each handle another
+/// Function instance.
+#[tokio::test]
+async fn the_catch_up_checkpoints_keep_the_contract() {
+    use relay_tests::checkpoint_store::{CASES, contract};
+    let Some(url) = azurite() else { return };
+    let table = fresh_store(&url, DEFAULT_TTL, CLAIM)
+        .await
+        .table_name()
+        .to_owned();
+    let ran = contract("table", || {
+        let store =
+            TableStore::with_timeouts(settings(&url, &table, DEV_KEY), DEFAULT_TTL, CLAIM).unwrap();
+        async move { std::sync::Arc::new(store.checkpoints()) }
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+}

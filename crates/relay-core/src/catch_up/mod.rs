@@ -38,7 +38,9 @@ use crate::source::{Auth0Api, OktaApi};
 use crate::store::IdempotencyStore;
 use crate::verified::Verified;
 
-pub use checkpoint::{Checkpoint, CheckpointStore, FileCheckpoints, MemoryCheckpoints};
+pub use checkpoint::{
+    CHECKPOINT_TTL, CasCheckpoints, Checkpoint, CheckpointStore, FileCheckpoints, MemoryCheckpoints,
+};
 
 /// `RELAY_CATCH_UP_WINDOW` default: how far back a first run (no
 /// checkpoint) reads. Modest on purpose — never the whole retention (Okta

@@ -56,12 +56,16 @@ pub const MARK_ROUNDS: usize = 5;
 /// version).
 const MAX_HELD: usize = 10_000;
 
-/// Which record: an event's claim/outcome or a watermark. Adapters map each
-/// to a key of their own (and hash what is too long, see [`hashed_key`]).
+/// Which record: an event's claim/outcome, a watermark, or a catch-up
+/// checkpoint. Adapters map each to a key of their own (and hash what is
+/// too long, see [`hashed_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot<'a> {
     Event(&'a EventId),
     Mark(&'a str),
+    /// The catch-up checkpoint of one log source (`okta`, `auth0`; see
+    /// `crate::catch_up::checkpoint::CasCheckpoints`).
+    Checkpoint(&'a str),
 }
 
 /// What a slot holds. Times are epoch seconds (`until`) and, for watermarks,
@@ -75,12 +79,18 @@ pub enum Record {
     Done { until: u64 },
     /// An event of time `at_ms` was applied to the watermark's subject.
     Mark { at_ms: i64, until: u64 },
+    /// A catch-up checkpoint: `body` is its JSON, opaque to the adapters
+    /// (an Okta cursor is a URL of a few hundred bytes).
+    Checkpoint { body: String, until: u64 },
 }
 
 impl Record {
     pub fn until(&self) -> u64 {
         match self {
-            Self::Claimed { until, .. } | Self::Done { until } | Self::Mark { until, .. } => *until,
+            Self::Claimed { until, .. }
+            | Self::Done { until }
+            | Self::Mark { until, .. }
+            | Self::Checkpoint { until, .. } => *until,
         }
     }
 }
@@ -292,8 +302,8 @@ impl<C: Cas> IdempotencyStore for CasStore<C> {
                         Ok(Claim::New)
                     }
                     Record::Claimed { .. } => Ok(Claim::InProgress),
-                    Record::Mark { .. } => Err(StoreError::Backend(
-                        "claim: an event's slot holds a watermark".into(),
+                    Record::Mark { .. } | Record::Checkpoint { .. } => Err(StoreError::Backend(
+                        "claim: an event's slot holds a watermark or a checkpoint".into(),
                     )),
                 };
             }
@@ -433,6 +443,94 @@ macro_rules! idempotency_store_via_cas {
             }
         }
     };
+}
+
+/// The [`Cas`] primitives in memory: one process's slots behind a mutex,
+/// each record with a version of its own. The in-process backend of the
+/// protocols written over [`Cas`] (their unit tests, and the checkpoint
+/// contract's in-process run).
+#[derive(Debug, Default)]
+pub struct MemoryCas {
+    slots: Mutex<HashMap<String, Versioned>>,
+}
+
+impl MemoryCas {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versioned>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn key(slot: Slot<'_>) -> String {
+        match slot {
+            Slot::Event(id) => format!("e:{id}"),
+            Slot::Mark(key) => format!("m:{key}"),
+            Slot::Checkpoint(source) => format!("c:{source}"),
+        }
+    }
+}
+
+impl Cas for MemoryCas {
+    async fn get(&self, slot: Slot<'_>) -> Result<Option<Versioned>, StoreError> {
+        Ok(self.slots().get(&Self::key(slot)).cloned())
+    }
+
+    async fn put_if_absent(&self, slot: Slot<'_>, record: &Record) -> Result<Cond, StoreError> {
+        let mut slots = self.slots();
+        if let Some(found) = slots.get(&Self::key(slot)) {
+            return Ok(Cond::Conflict(Some(found.clone())));
+        }
+        let version = token();
+        slots.insert(
+            Self::key(slot),
+            Versioned {
+                record: record.clone(),
+                version: version.clone(),
+            },
+        );
+        Ok(Cond::Written(Some(version)))
+    }
+
+    async fn replace_if_version(
+        &self,
+        slot: Slot<'_>,
+        record: &Record,
+        version: &str,
+    ) -> Result<Cond, StoreError> {
+        let mut slots = self.slots();
+        match slots.get_mut(&Self::key(slot)) {
+            Some(found) if found.version == version => {
+                found.record = record.clone();
+                found.version = token();
+                Ok(Cond::Written(Some(found.version.clone())))
+            }
+            _ => Ok(Cond::Conflict(None)),
+        }
+    }
+
+    async fn put(&self, slot: Slot<'_>, record: &Record) -> Result<(), StoreError> {
+        self.slots().insert(
+            Self::key(slot),
+            Versioned {
+                record: record.clone(),
+                version: token(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn delete_if_version(&self, slot: Slot<'_>, version: &str) -> Result<bool, StoreError> {
+        let mut slots = self.slots();
+        let key = Self::key(slot);
+        if slots
+            .get(&key)
+            .is_some_and(|found| found.version == version)
+        {
+            slots.remove(&key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
 }
 
 /// A key for a backend whose keys are limited in length: `plain` when it

@@ -19,7 +19,7 @@ pub mod claim;
 mod file;
 mod memory;
 
-pub use claim::{Cas, CasStore, Cond, Record, Slot, Versioned};
+pub use claim::{Cas, CasStore, Cond, MemoryCas, Record, Slot, Versioned};
 
 pub use file::{AppliedDecoded, AppliedRecord, FileStore, decode_applied_log};
 pub use memory::MemoryStore;
