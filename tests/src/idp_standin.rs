@@ -48,6 +48,9 @@ pub struct StandInUser {
     pub last_name: String,
     /// Okta status: `ACTIVE`, `SUSPENDED`, `DEPROVISIONED`, `STAGED`, …
     pub status: String,
+    /// More attributes: in Okta's `profile`, at the top of Auth0's user
+    /// object (`app_metadata`, `username`, …).
+    pub attributes: serde_json::Map<String, Value>,
 }
 
 impl StandInUser {
@@ -61,7 +64,15 @@ impl StandInUser {
             first_name: capitalize(first),
             last_name: capitalize(last),
             status: "ACTIVE".to_owned(),
+            attributes: serde_json::Map::new(),
         }
+    }
+
+    /// With one more attribute (see [`StandInUser::attributes`]).
+    #[must_use]
+    pub fn attribute(mut self, name: &str, value: Value) -> Self {
+        self.attributes.insert(name.to_owned(), value);
+        self
     }
 
     #[must_use]
@@ -86,7 +97,7 @@ impl StandInUser {
     }
 
     fn okta_json(&self) -> Value {
-        json!({
+        let mut user = json!({
             "id": self.id, "status": self.status,
             "created": "2026-01-01T00:00:00.000Z",
             "profile": {
@@ -95,16 +106,24 @@ impl StandInUser {
                 "displayName": self.display_name(), "mobilePhone": null
             },
             "_links": {}
-        })
+        });
+        if let Some(profile) = user["profile"].as_object_mut() {
+            profile.extend(self.attributes.clone());
+        }
+        user
     }
 
     fn auth0_json(&self) -> Value {
-        json!({
+        let mut user = json!({
             "user_id": self.id, "email": self.login, "email_verified": true,
             "name": self.display_name(), "given_name": self.first_name,
             "family_name": self.last_name, "blocked": self.blocked(),
             "created_at": "2026-01-01T00:00:00.000Z"
-        })
+        });
+        if let Some(object) = user.as_object_mut() {
+            object.extend(self.attributes.clone());
+        }
+        user
     }
 }
 

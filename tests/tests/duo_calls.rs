@@ -512,3 +512,88 @@ async fn catch_up_calls() {
         "catch-up of a delivered create: 0 Duo calls; of a missed create: {hook_calls} (the hook's)"
     );
 }
+
+/// Attribute mapping (issue 17) adds no Duo call: the mapped username,
+/// names and aliases ride in the lookup and the create or modify the event
+/// makes anyway.
+#[tokio::test]
+async fn duo_calls_with_attribute_mapping() {
+    let mapped = [
+        ("DUO_USERNAME_STRIP_DOMAIN", "true"),
+        ("DUO_USERNAME_LOWERCASE", "true"),
+        ("DUO_ALIAS1_ATTRIBUTE", "okta:login"),
+    ];
+    let relay = TestRelay::start_with(&mapped).await;
+    let mut rows = Vec::new();
+    for (event, fixture, min, why) in [
+        (
+            "user create (new), username stripped, alias 1 mapped",
+            "okta/user-lifecycle-create.json",
+            2,
+            "lookup + create (aliases in the create)",
+        ),
+        ("suspend", "okta/suspend.json", 2, "lookup + modify"),
+        (
+            "membership add, group not in Duo (cold index)",
+            "okta/membership-add.json",
+            4,
+            "lookup + 1 group page + create group + add",
+        ),
+        ("delete", "okta/delete-initiated.json", 2, "lookup + delete"),
+    ] {
+        relay.sim.reset_calls();
+        assert_eq!(relay.deliver_fixture("/okta", fixture).await.status(), 200);
+        rows.push((event, relay.sim.total_calls(), min, why));
+    }
+
+    // Auth0: the username and alias 2 from app_metadata (carried by the
+    // event), then a user.updated changing only that attribute: a rename.
+    let relay = TestRelay::start_with(&[
+        ("DUO_USERNAME_ATTRIBUTE", "auth0:app_metadata.duo_user"),
+        ("DUO_ALIAS2_ATTRIBUTE", "auth0:email"),
+    ])
+    .await;
+    let created = |name: &str| {
+        let mut body: serde_json::Value =
+            serde_json::from_str(&relay_tests::fixture_text("auth0/user-created.json")).unwrap();
+        body["data"]["object"]["app_metadata"] = serde_json::json!({ "duo_user": name });
+        body
+    };
+    relay.sim.reset_calls();
+    let body = created("jdoe").to_string();
+    assert_eq!(relay.deliver("/auth0", body).await.status(), 200);
+    rows.push((
+        "Auth0 user.created, username from app_metadata",
+        relay.sim.total_calls(),
+        2,
+        "lookup + create",
+    ));
+    let mut updated = created("jdoe2");
+    updated["id"] = serde_json::json!("evt_rename_calls");
+    updated["type"] = serde_json::json!("user.updated");
+    updated["time"] = serde_json::json!("2026-03-11T09:10:00.000Z");
+    updated["data"]["previous_object"] = created("jdoe")["data"]["object"].clone();
+    relay.sim.reset_calls();
+    assert_eq!(
+        relay.deliver("/auth0", updated.to_string()).await.status(),
+        200
+    );
+    rows.push((
+        "Auth0 user.updated, mapped attribute changed (rename)",
+        relay.sim.total_calls(),
+        2,
+        "lookup (new name, alias, old name) + modify",
+    ));
+    assert!(relay.sim.user_by_username("jdoe2").is_some());
+
+    println!(
+        "{:<56} {:>5} {:>5}  reasoning",
+        "event (mapping on)", "calls", "min"
+    );
+    for (event, calls, min, why) in &rows {
+        println!("{event:<56} {calls:>5} {min:>5}  {why}");
+    }
+    for (event, calls, min, _) in rows {
+        assert_eq!(calls, min, "{event}");
+    }
+}

@@ -349,6 +349,17 @@ impl DuoDirectory {
         fields.firstname = differs(&user.firstname, &attrs.firstname);
         fields.lastname = differs(&user.lastname, &attrs.lastname);
         fields.email = differs(&user.email, &attrs.email);
+        let current_aliases = user.aliases();
+        for (i, wanted) in attrs.aliases.iter().enumerate() {
+            // Never over a slot holding an IdP id (an admin may have moved
+            // the relay's alias there).
+            if let Some(wanted) = wanted
+                && !current_aliases[i].is_some_and(|c| identity::same_name(c, wanted))
+                && !current_aliases[i].is_some_and(identity::is_idp_id)
+            {
+                fields.aliases[i] = Some(wanted.clone());
+            }
+        }
         if let Some(username) = &key.username
             && !username.eq_ignore_ascii_case(&user.username)
         {
@@ -357,7 +368,11 @@ impl DuoDirectory {
         if let Some(alias) = &key.idp_alias
             && !identity::carries(user, alias)
         {
-            fields.aliases[alias_slot(user)] = Some(alias.clone());
+            let mut slot = alias_slot(user);
+            if slot < 3 && fields.aliases[slot].is_some() {
+                slot = IDP_ALIAS_SLOT - 1;
+            }
+            fields.aliases[slot] = Some(alias.clone());
         }
         if let Some(state) = state
             && !status_matches(&user.status, state)
@@ -499,6 +514,12 @@ fn fields_from(attrs: &UserAttrs) -> UserFields {
         firstname: attrs.firstname.clone(),
         lastname: attrs.lastname.clone(),
         email: attrs.email.clone(),
+        aliases: [
+            attrs.aliases[0].clone(),
+            attrs.aliases[1].clone(),
+            attrs.aliases[2].clone(),
+            None,
+        ],
         ..UserFields::default()
     }
 }

@@ -184,6 +184,20 @@ pub struct UserProfile {
     pub display_name: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// Duo aliases 1-3 from attribute mapping (`crate::mapping`); `None`
+    /// leaves a slot as Duo has it. Slot 4 is the relay's IdP id.
+    #[serde(default, skip_serializing_if = "no_aliases")]
+    pub aliases: [Option<String>; 3],
+    /// The user object as the IdP's API shapes it (Okta `{"id", "status",
+    /// "profile": {…}}`, Auth0 `{"user_id", "email", "app_metadata": {…}}`),
+    /// when the delivery or the API read carried it whole: what attribute
+    /// mapping reads. `None`: only the fields above are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Value>,
+}
+
+fn no_aliases(aliases: &[Option<String>; 3]) -> bool {
+    aliases.iter().all(Option::is_none)
 }
 
 /// A group (Okta group, Auth0 role) as an event names it.

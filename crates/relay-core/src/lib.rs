@@ -13,6 +13,7 @@ pub mod event;
 pub mod group_index;
 pub mod identity;
 pub mod limits;
+pub mod mapping;
 pub mod operation;
 pub mod order;
 pub mod parse_util;

@@ -60,6 +60,8 @@ pub struct UserAttrs {
     pub firstname: Option<String>,
     pub lastname: Option<String>,
     pub email: Option<String>,
+    /// Duo `alias1`..`alias3` from attribute mapping (`crate::mapping`).
+    pub aliases: [Option<String>; 3],
 }
 
 /// One thing to make true in Duo.

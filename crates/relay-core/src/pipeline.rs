@@ -892,6 +892,9 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// ([`crate::reconcile::plan_event_with_idp`]), so stale, repeated and
     /// missed events heal; otherwise the event alone decides ([`plan_event`]).
     async fn plan_with_idp(&self, event: &IdpEvent) -> Planned {
+        if let Some(reason) = crate::plan::unmapped_attribute_change(event, &self.rules) {
+            return Planned::Skip(reason);
+        }
         if self.lookups.okta.is_none() && self.lookups.auth0.is_none() {
             return plan_event(event, &self.rules);
         }

@@ -22,6 +22,8 @@ pub struct PlanRules {
     pub deprovision: DeprovisionAction,
     /// Only groups/roles whose name matches are synced (`GROUP_FILTER`).
     pub group_filter: Option<regex_lite::Regex>,
+    /// Which IdP attribute fills which Duo field (`DUO_<FIELD>_ATTRIBUTE`…).
+    pub mapping: crate::mapping::Mapping,
 }
 
 impl PlanRules {
@@ -47,6 +49,7 @@ impl PlanRules {
         Ok(Self {
             deprovision,
             group_filter,
+            mapping: crate::mapping::Mapping::from_config(raw)?,
         })
     }
 
@@ -68,8 +71,28 @@ pub enum Planned {
     Skip(String),
 }
 
+/// Why an event is nothing to do for the mapping in force: an Auth0
+/// `user.updated` that changed only attributes no `DUO_*_ATTRIBUTE` setting
+/// names ([`crate::source::auth0::events::ATTRIBUTES_SUFFIX`]).
+pub fn unmapped_attribute_change(event: &IdpEvent, rules: &PlanRules) -> Option<String> {
+    (event
+        .id
+        .as_str()
+        .ends_with(crate::source::auth0::events::ATTRIBUTES_SUFFIX)
+        && rules.mapping.of(event.source.idp()).is_default())
+    .then(|| "no relevant change (only attributes no DUO_*_ATTRIBUTE setting names)".to_owned())
+}
+
 /// Maps one event to the operations that make Duo reflect it.
 pub fn plan_event(event: &IdpEvent, rules: &PlanRules) -> Planned {
+    if let Some(reason) = unmapped_attribute_change(event, rules) {
+        return Planned::Skip(reason);
+    }
+    let event = match map_event(event, &rules.mapping) {
+        Ok(event) => event,
+        Err(reason) => return Planned::Skip(reason),
+    };
+    let event: &IdpEvent = &event;
     let source = event.source;
     let user_key = |u: &UserRef| user_key(source, u);
     let one = |op| Planned::Operations(vec![op]);
@@ -168,6 +191,80 @@ pub fn plan_event(event: &IdpEvent, rules: &PlanRules) -> Planned {
     }
 }
 
+/// The event with attribute mapping applied (`crate::mapping`): its
+/// profile's fields from the mapped attributes, and every login replaced by
+/// the Duo username it stands for — or dropped when the username comes from
+/// an attribute the event does not carry (the Duo user is then found by its
+/// IdP id alone, and never created from the event). Without mapping
+/// settings for its IdP, the event as it is. `Err`: the event needs the
+/// username and lacks its attribute; the reason names what to set.
+pub fn map_event<'e>(
+    event: &'e IdpEvent,
+    mapping: &crate::mapping::Mapping,
+) -> Result<std::borrow::Cow<'e, IdpEvent>, String> {
+    let idp = event.source.idp();
+    let m = mapping.of(idp);
+    if m.is_default() {
+        return Ok(std::borrow::Cow::Borrowed(event));
+    }
+    let spec = crate::mapping::spec(idp);
+    let mut event = event.clone();
+    let skip = |missing: crate::mapping::Missing| {
+        if missing.user_lacks_it {
+            format!("{missing}: not synced until the user has it")
+        } else {
+            format!(
+                "{missing}; set {} so the relay can read it from the IdP",
+                spec.api_variables
+            )
+        }
+    };
+    match &mut event.change {
+        Change::UserUpserted { user, profile, .. } => {
+            *profile = m.apply(spec, profile).map_err(skip)?;
+            user.login = profile.login.clone();
+        }
+        Change::UserProfileChanged {
+            user,
+            profile: Some(profile),
+            previous_login,
+        } => {
+            *profile = m.apply(spec, profile).map_err(skip)?;
+            user.login = profile.login.clone();
+            *previous_login = previous_login
+                .as_deref()
+                .and_then(|l| m.username_of_login(spec, l));
+        }
+        Change::UserProfileChanged { user, .. }
+        | Change::UserStateChanged { user, .. }
+        | Change::UserDeleted { user }
+        | Change::MembershipAdded { user, .. }
+        | Change::MembershipRemoved { user, .. }
+        | Change::MfaReset { user, .. } => {
+            *user = map_user_ref(user, m, spec);
+        }
+        Change::GroupCreated { .. } | Change::GroupRenamed { .. } | Change::GroupDeleted { .. } => {
+        }
+    }
+    Ok(std::borrow::Cow::Owned(event))
+}
+
+/// A user as an event names it, its login replaced by the Duo username it
+/// stands for (`None` when the username comes from another attribute).
+pub fn map_user_ref(
+    user: &UserRef,
+    mapping: &crate::mapping::IdpMapping,
+    spec: &crate::mapping::AttributeSpec,
+) -> UserRef {
+    UserRef {
+        idp_id: user.idp_id.clone(),
+        login: user
+            .login
+            .as_deref()
+            .and_then(|l| mapping.username_of_login(spec, l)),
+    }
+}
+
 /// The alias value that ties a Duo user to its IdP user.
 pub fn idp_alias(source: Source, idp_id: &str) -> String {
     format!("{}:{}", source.idp_prefix(), idp_id)
@@ -200,6 +297,7 @@ fn attrs(profile: &UserProfile) -> UserAttrs {
         firstname: profile.first_name.clone(),
         lastname: profile.last_name.clone(),
         email: profile.email.clone(),
+        aliases: profile.aliases.clone(),
     }
 }
 

@@ -41,7 +41,7 @@ pub mod user;
 
 pub use diff::{Action, Category, Plan, PlanScope, Subject, TenantStats, Unit, Untouched, plan};
 pub use execute::{ActionOutcome, UnitResult};
-pub use read::{DuoReader, DuoSnapshot, IdpReader, IdpSnapshot, read_duo, read_idp};
+pub use read::{DuoReader, DuoSnapshot, IdpReader, IdpSnapshot, Mapped, read_duo, read_idp};
 pub use report::{
     ActionReport, CallCounts, Counts, ItemReport, ReconcileReport, RunStatus, ScopeReport,
 };
@@ -234,6 +234,7 @@ pub async fn run<I: IdpReader, R: DuoReader, D: Directory>(
 ) -> Result<ReconcileReport, ReconcileError> {
     let started = Instant::now();
     let run_id = new_run_id();
+    let idp = &read::Mapped::new(idp, &rules.mapping);
     let kind = idp.kind();
     let idp_calls_before = idp.calls();
     let scope = PlanScope {
@@ -332,6 +333,15 @@ pub async fn reconcile_user<I: IdpReader, R: DuoReader>(
         kind: idp.kind(),
         rules,
         include_unmanaged: false,
+    };
+    let idp = &read::Mapped::new(idp, &rules.mapping);
+    // The event's login as the Duo username it stands for (dropped when the
+    // username comes from another attribute: the IdP user says).
+    let mapping = rules.mapping.of(scope.kind);
+    let user = &if mapping.is_default() {
+        user.clone()
+    } else {
+        crate::plan::map_user_ref(user, mapping, crate::mapping::spec(scope.kind))
     };
     let plan = plan_user(idp, duo, &scope, user, UsernameMatch::Managed).await?;
     Ok(plan

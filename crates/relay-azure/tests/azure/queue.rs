@@ -217,6 +217,7 @@ fn create(id: &str, at: &str, user: &UserRef) -> QueuedEvent {
                 display_name: Some("Queue Person".into()),
                 first_name: Some("Queue".into()),
                 last_name: Some("Person".into()),
+                ..UserProfile::default()
             },
             state: Some(UserState::Active),
         },

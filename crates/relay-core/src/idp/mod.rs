@@ -300,6 +300,28 @@ pub(crate) fn status_error(status: u16) -> IdpError {
     }
 }
 
+/// A user object as the IdP sent it, decoded into `T` and kept whole (the
+/// attributes attribute mapping reads, `crate::mapping`). Derefs to `T`.
+pub(crate) struct WithRaw<T> {
+    pub(crate) fields: T,
+    pub(crate) raw: serde_json::Value,
+}
+
+impl<T> std::ops::Deref for WithRaw<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.fields
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for WithRaw<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = serde_json::Value::deserialize(d)?;
+        let fields = T::deserialize(&raw).map_err(serde::de::Error::custom)?;
+        Ok(Self { fields, raw })
+    }
+}
+
 /// Decodes a JSON answer. The message names what was read and where it broke,
 /// not serde's text, which can quote values from the body.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(

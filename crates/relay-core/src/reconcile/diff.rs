@@ -248,6 +248,7 @@ pub(crate) fn attrs_of(user: &IdpUser) -> UserAttrs {
         firstname: p.first_name.clone(),
         lastname: p.last_name.clone(),
         email: p.email.clone(),
+        aliases: p.aliases.clone(),
     }
 }
 
@@ -306,6 +307,16 @@ pub(crate) fn user_changes(scope: &PlanScope<'_>, idp: &IdpUser, duo: &User) -> 
         {
             let was = current.as_deref().unwrap_or("");
             changes.push(format!("{field} {was:?} → {wanted:?}"));
+        }
+    }
+    let current_aliases = duo.aliases();
+    for (i, wanted) in attrs.aliases.iter().enumerate() {
+        if let Some(wanted) = wanted
+            && !current_aliases[i].is_some_and(|c| identity::same_name(c, wanted))
+            && !current_aliases[i].is_some_and(identity::is_idp_id)
+        {
+            let was = current_aliases[i].unwrap_or("");
+            changes.push(format!("alias{} {was:?} → {wanted:?}", i + 1));
         }
     }
     if !duo
@@ -789,6 +800,7 @@ mod tests {
                 display_name: Some(name.into()),
                 first_name: None,
                 last_name: None,
+                ..UserProfile::default()
             },
         }
     }

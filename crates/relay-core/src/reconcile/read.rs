@@ -62,6 +62,85 @@ pub trait IdpReader: Send + Sync {
     fn calls(&self) -> u64;
 }
 
+/// An [`IdpReader`] whose users come out with attribute mapping applied
+/// (`crate::mapping`): `profile.login` is the Duo username the mapping
+/// makes (unset when the user lacks its attribute: reported, never
+/// created), the other fields and aliases likewise. Reconcile and the
+/// event path read through it, so both see what events see.
+pub struct Mapped<'a, I> {
+    inner: &'a I,
+    mapping: &'a crate::mapping::IdpMapping,
+    spec: &'static crate::mapping::AttributeSpec,
+}
+
+impl<I: IdpReader> std::fmt::Debug for Mapped<'_, I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapped")
+            .field("kind", &self.inner.kind())
+            .field("mapping", self.mapping)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, I: IdpReader> Mapped<'a, I> {
+    pub fn new(inner: &'a I, mapping: &'a crate::mapping::Mapping) -> Self {
+        let kind = inner.kind();
+        Self {
+            inner,
+            mapping: mapping.of(kind),
+            spec: crate::mapping::spec(kind),
+        }
+    }
+
+    fn map(&self, mut user: IdpUser) -> IdpUser {
+        if self.mapping.is_default() {
+            return user;
+        }
+        let (profile, missing) = self.mapping.apply_lenient(self.spec, &user.profile);
+        if let Some(missing) = missing {
+            tracing::warn!(idp_id = %user.idp_id, "{missing}: the user is not created in Duo");
+        }
+        user.profile = profile;
+        user
+    }
+}
+
+impl<I: IdpReader> IdpReader for Mapped<'_, I> {
+    fn kind(&self) -> IdpKind {
+        self.inner.kind()
+    }
+
+    async fn list_users(&self) -> Result<Vec<IdpUser>, IdpError> {
+        let users = self.inner.list_users().await?;
+        Ok(users.into_iter().map(|u| self.map(u)).collect())
+    }
+
+    async fn list_groups(&self) -> Result<Vec<IdpGroup>, IdpError> {
+        self.inner.list_groups().await
+    }
+
+    async fn list_member_ids(&self, group_id: &str) -> Result<Vec<String>, IdpError> {
+        self.inner.list_member_ids(group_id).await
+    }
+
+    async fn user(&self, idp_id: &str) -> Result<Option<IdpUser>, IdpError> {
+        Ok(self.inner.user(idp_id).await?.map(|u| self.map(u)))
+    }
+
+    async fn users_by_login(&self, login: &str) -> Result<Vec<IdpUser>, IdpError> {
+        let users = self.inner.users_by_login(login).await?;
+        Ok(users.into_iter().map(|u| self.map(u)).collect())
+    }
+
+    async fn user_groups(&self, idp_id: &str) -> Result<Vec<IdpGroup>, IdpError> {
+        self.inner.user_groups(idp_id).await
+    }
+
+    fn calls(&self) -> u64 {
+        self.inner.calls()
+    }
+}
+
 fn none_if_not_found(result: Result<IdpUser, IdpError>) -> Result<Option<IdpUser>, IdpError> {
     match result {
         Ok(user) => Ok(Some(user)),

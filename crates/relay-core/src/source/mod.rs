@@ -66,6 +66,8 @@ pub struct IdpSpec {
     pub header_variable: Option<&'static str>,
     /// Whether the header may also carry `Bearer <secret>`.
     pub accepts_bearer: bool,
+    /// The user attributes attribute mapping may read (`crate::mapping`).
+    pub attributes: &'static crate::mapping::AttributeSpec,
 }
 
 // The registry is indexed by the enums: checked here, when it compiles.

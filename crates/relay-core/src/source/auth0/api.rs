@@ -29,8 +29,9 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// refreshes it early.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 /// Only the fields the relay maps.
-const USER_FIELDS: &str =
-    "fields=user_id,email,name,given_name,family_name,blocked&include_fields=true";
+/// The user fields read: what the relay maps by default, and what attribute
+/// mapping may name (`crate::mapping`, `super::ATTRIBUTES`).
+const USER_FIELDS: &str = "fields=user_id,email,name,given_name,family_name,blocked,username,nickname,phone_number,app_metadata,user_metadata&include_fields=true";
 
 /// Client for the Auth0 Management API of one tenant. Cheap to clone; clones
 /// share the cached token. `Debug` shows the base URL and client id, never
@@ -390,8 +391,10 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
+pub(super) type Auth0User = crate::idp::WithRaw<Auth0UserFields>;
+
 #[derive(Deserialize)]
-struct Auth0User {
+pub(super) struct Auth0UserFields {
     user_id: String,
     email: Option<String>,
     name: Option<String>,
@@ -402,10 +405,11 @@ struct Auth0User {
 
 impl Auth0User {
     fn into_idp(self) -> IdpUser {
-        let email = present(self.email);
+        let Self { fields, raw } = self;
+        let email = present(fields.email);
         IdpUser {
-            idp_id: self.user_id,
-            state: if self.blocked == Some(true) {
+            idp_id: fields.user_id,
+            state: if fields.blocked == Some(true) {
                 UserState::Disabled
             } else {
                 UserState::Active
@@ -413,9 +417,11 @@ impl Auth0User {
             profile: UserProfile {
                 login: email.clone(),
                 email,
-                display_name: present(self.name),
-                first_name: present(self.given_name),
-                last_name: present(self.family_name),
+                display_name: present(fields.name),
+                first_name: present(fields.given_name),
+                last_name: present(fields.family_name),
+                aliases: Default::default(),
+                attributes: Some(raw),
             },
         }
     }

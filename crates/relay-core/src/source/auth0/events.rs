@@ -164,10 +164,29 @@ fn profile_of(object: &Value) -> UserProfile {
         display_name: owned_text(object, &["name"]),
         first_name: owned_text(object, &["given_name"]),
         last_name: owned_text(object, &["family_name"]),
+        aliases: Default::default(),
+        // The whole user object (attribute mapping reads it).
+        attributes: Some(object.clone()),
     }
 }
 
 const PROFILE_FIELDS: [&str; 4] = ["email", "name", "given_name", "family_name"];
+
+/// Fields of the user object only attribute mapping may use
+/// (`super::ATTRIBUTES`). A `user.updated` that changes only these is passed
+/// on as a profile change with the id suffix [`ATTRIBUTES_SUFFIX`]; the
+/// planner skips it unless a `DUO_*_ATTRIBUTE` setting names an Auth0
+/// attribute (without one, as before: no Duo call).
+const MAPPABLE_FIELDS: [&str; 5] = [
+    "username",
+    "nickname",
+    "phone_number",
+    "app_metadata",
+    "user_metadata",
+];
+
+/// The id suffix of a `user.updated` that changed only [`MAPPABLE_FIELDS`].
+pub const ATTRIBUTES_SUFFIX: &str = "#attributes";
 
 /// What a `user.updated` says, profile first: if the record both renames and
 /// blocks, the rename (which carries `previous_login`) is what lets the
@@ -179,6 +198,11 @@ fn updated_changes(
     user: UserRef,
 ) -> Vec<(&'static str, Change)> {
     let blocked_now = flag(object, &["blocked"]);
+    let attributes_changed = previous.is_some_and(|previous| {
+        MAPPABLE_FIELDS
+            .iter()
+            .any(|field| object.get(field) != previous.get(field))
+    });
     let (profile_changed, state_changed, previous_login) = match previous {
         Some(previous) => {
             let profile_changed = PROFILE_FIELDS
@@ -205,9 +229,13 @@ fn updated_changes(
     };
 
     let mut changes = Vec::new();
-    if profile_changed {
+    if profile_changed || attributes_changed {
         changes.push((
-            "#profile",
+            if profile_changed {
+                "#profile"
+            } else {
+                ATTRIBUTES_SUFFIX
+            },
             Change::UserProfileChanged {
                 user: user.clone(),
                 profile: Some(profile_of(object)),
@@ -240,12 +268,32 @@ mod tests {
         parse(&Verified::for_tests(Source::Auth0Events, body.to_owned()))
     }
 
+    /// Parsed, with the carried user objects checked and set aside (the
+    /// expected events below list the mapped fields only).
     fn parse_fixture(body: &str) -> Parsed {
-        parse_str(body).expect("fixture parses")
+        without_attributes(parse_str(body).expect("fixture parses"))
     }
 
     fn parse_json_value(body: Value) -> Parsed {
-        parse_str(&body.to_string()).unwrap()
+        without_attributes(parse_str(&body.to_string()).unwrap())
+    }
+
+    fn without_attributes(mut parsed: Parsed) -> Parsed {
+        for event in &mut parsed.events {
+            if let Change::UserUpserted { profile, .. }
+            | Change::UserProfileChanged {
+                profile: Some(profile),
+                ..
+            } = &mut event.change
+            {
+                let object = profile
+                    .attributes
+                    .take()
+                    .expect("the user object is carried");
+                assert!(object.get("user_id").is_some(), "{object}");
+            }
+        }
+        parsed
     }
 
     fn event(id: &str, event_type: &str, time: &str, change: Change) -> IdpEvent {
@@ -297,6 +345,7 @@ mod tests {
                         display_name: s("Jane Doe"),
                         first_name: s("Jane"),
                         last_name: s("Doe"),
+                        ..UserProfile::default()
                     },
                     state: None,
                 }
@@ -348,6 +397,7 @@ mod tests {
                             display_name: s("Jane Smith"),
                             first_name: s("Jane"),
                             last_name: s("Smith"),
+                            ..UserProfile::default()
                         }),
                         previous_login: s("jane.doe@example.com"),
                     }

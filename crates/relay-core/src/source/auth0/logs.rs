@@ -331,6 +331,9 @@ fn profile_with(log: &Value, field: impl Fn(&Value, &str) -> Option<String>) -> 
         display_name: field(log, "name"),
         first_name: field(log, "given_name"),
         last_name: field(log, "family_name"),
+        // A log record holds a request's fields, not the user object.
+        aliases: Default::default(),
+        attributes: None,
     }
 }
 
@@ -525,6 +528,7 @@ mod tests {
                             display_name: s("Omar Haddad"),
                             first_name: s("Omar"),
                             last_name: s("Haddad"),
+                            ..UserProfile::default()
                         },
                         state: None,
                     }
@@ -553,6 +557,7 @@ mod tests {
                             display_name: s("Jane Smith"),
                             first_name: s("Jane"),
                             last_name: s("Smith"),
+                            ..UserProfile::default()
                         }),
                         previous_login: None,
                     }
@@ -632,6 +637,7 @@ mod tests {
                             display_name: s("Lee Chen"),
                             first_name: s("Lee"),
                             last_name: s("Chen"),
+                            ..UserProfile::default()
                         },
                         state: Some(UserState::Disabled),
                     }

@@ -16,4 +16,24 @@ pub const IDP: IdpSpec = IdpSpec {
     secret_variable: "AUTH0_AUTH_SECRET",
     header_variable: None,
     accepts_bearer: true,
+    attributes: &ATTRIBUTES,
+};
+
+/// Auth0's user attributes for mapping, at their place in the Management
+/// API's user object (`GET /api/v2/users/{id}`), which Event Streams'
+/// `user.created` / `user.updated` carry whole as `data.object`.
+pub static ATTRIBUTES: crate::mapping::AttributeSpec = crate::mapping::AttributeSpec {
+    named: &[
+        ("email", "email"),
+        ("username", "username"),
+        ("user_id", "user_id"),
+        ("name", "name"),
+        ("nickname", "nickname"),
+        ("given_name", "given_name"),
+        ("family_name", "family_name"),
+        ("phone_number", "phone_number"),
+    ],
+    path_prefixes: &["app_metadata.", "user_metadata."],
+    login: "email",
+    api_variables: "AUTH0_DOMAIN, AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET",
 };

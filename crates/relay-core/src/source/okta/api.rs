@@ -282,8 +282,10 @@ fn half_set(missing: &'static str, set: &str) -> ConfigError {
     )
 }
 
+type OktaUser = crate::idp::WithRaw<OktaUserFields>;
+
 #[derive(Deserialize)]
-struct OktaUser {
+struct OktaUserFields {
     id: String,
     status: Option<String>,
     #[serde(default)]
@@ -302,20 +304,23 @@ struct OktaProfile {
 
 impl OktaUser {
     fn into_idp(self) -> IdpUser {
-        let p = self.profile;
+        let Self { fields, raw } = self;
+        let p = fields.profile;
         let first_name = present(p.first_name);
         let last_name = present(p.last_name);
         let display_name = present(p.display_name)
             .or_else(|| joined_name(first_name.as_deref(), last_name.as_deref()));
         IdpUser {
-            state: user_state(self.status.as_deref()),
-            idp_id: self.id,
+            state: user_state(fields.status.as_deref()),
+            idp_id: fields.id,
             profile: UserProfile {
                 login: present(p.login),
                 email: present(p.email),
                 display_name,
                 first_name,
                 last_name,
+                aliases: Default::default(),
+                attributes: Some(raw),
             },
         }
     }

@@ -179,6 +179,8 @@ fn read_event(event: &Value, seen: &mut SeenIds) -> Result<IdpEvent, Skipped> {
                     display_name,
                     first_name: None,
                     last_name: None,
+                    aliases: Default::default(),
+                    attributes: None,
                 },
                 user,
                 state: None,
@@ -405,6 +407,7 @@ mod tests {
                         display_name: Some("Jane Doe".to_owned()),
                         first_name: None,
                         last_name: None,
+                        ..UserProfile::default()
                     },
                     state: None,
                 }

@@ -14,4 +14,21 @@ pub const IDP: IdpSpec = IdpSpec {
     secret_variable: "OKTA_AUTH_SECRET",
     header_variable: Some("OKTA_AUTH_HEADER"),
     accepts_bearer: false,
+    attributes: &ATTRIBUTES,
+};
+
+/// Okta's user attributes for mapping, at their place in the Users API's
+/// user object (`GET /api/v1/users/{id}`: `id`, `status`, `profile.*`).
+/// Hook events carry only the login (the target's `alternateId`), so any
+/// other attribute is read through the API (`OKTA_ORG_URL`,
+/// `OKTA_API_TOKEN`).
+pub static ATTRIBUTES: crate::mapping::AttributeSpec = crate::mapping::AttributeSpec {
+    named: &[
+        ("login", "profile.login"),
+        ("email", "profile.email"),
+        ("id", "id"),
+    ],
+    path_prefixes: &["profile."],
+    login: "login",
+    api_variables: "OKTA_ORG_URL and OKTA_API_TOKEN",
 };

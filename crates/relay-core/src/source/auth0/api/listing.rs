@@ -31,13 +31,18 @@ const EXPORT_MAX_POLL: Duration = Duration::from_secs(5);
 /// The decompressed export is refused past this (about 2 million users).
 const EXPORT_MAX_BYTES: u64 = 512 * 1024 * 1024;
 /// The fields a reconcile maps, as the export job names them.
-const EXPORT_FIELDS: [&str; 6] = [
+const EXPORT_FIELDS: [&str; 11] = [
     "user_id",
     "email",
     "name",
     "given_name",
     "family_name",
     "blocked",
+    "username",
+    "nickname",
+    "phone_number",
+    "app_metadata",
+    "user_metadata",
 ];
 
 impl Auth0Api {
