@@ -728,6 +728,19 @@ impl DeadLetterStore for PoisonQueue {
     }
 }
 
+/// The poison queue as the queue worker's dead-letter sink: the letter
+/// (body, reason, attempts) as one JSON message.
+impl relay_core::queue::DeadLetterSink for StorageQueue {
+    fn sink_name(&self) -> String {
+        self.name().to_owned()
+    }
+
+    async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<(), QueueError> {
+        let text = serde_json::to_string(letter).map_err(|e| backend(e.to_string()))?;
+        self.put(&text).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use relay_core::config::RawConfig;
 use relay_core::reconcile::{ReconcileOptions, run_from_config};
+use relay_server::platform::functions_task_answer;
 
 /// The function's folder name, which is the path the host calls.
 pub const FUNCTION_NAME: &str = "reconcile";
@@ -39,39 +39,27 @@ pub fn router(raw: Arc<RawConfig>) -> axum::Router {
 
 /// `POST /reconcile`: runs one reconcile and answers how it ended.
 pub async fn invoke(State(raw): State<Arc<RawConfig>>, body: Bytes) -> Response {
-    let (status, outcome) = run(&raw).await;
+    let (succeeded, outcome) = run(&raw).await;
     tracing::debug!(bytes = body.len(), "reconcile timer invocation");
-    let document = serde_json::json!({
-        "Outputs": {},
-        "Logs": [],
-        "ReturnValue": outcome,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        document.to_string(),
-    )
-        .into_response()
+    functions_task_answer(succeeded, &outcome)
 }
 
-/// The run and its answer: the status and a short outcome for the host.
-pub async fn run(raw: &RawConfig) -> (StatusCode, String) {
+/// The run and its answer: whether it succeeded (converged) and a short
+/// outcome for the host.
+pub async fn run(raw: &RawConfig) -> (bool, String) {
     let options = match ReconcileOptions::scheduled(raw, None) {
         Ok(options) => options,
         Err(e) => {
             tracing::error!(error = %e, "reconcile: bad configuration; nothing was read or written");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("configuration: {e}"),
-            );
+            return (false, format!("configuration: {e}"));
         }
     };
     match run_from_config(raw, &options).await {
-        Ok(report) if report.converged() => (StatusCode::OK, report.status_line()),
-        Ok(report) => (StatusCode::INTERNAL_SERVER_ERROR, report.status_line()),
+        Ok(report) if report.converged() => (true, report.status_line()),
+        Ok(report) => (false, report.status_line()),
         Err(e) => {
             tracing::error!(error = %e, "reconcile failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            (false, e.to_string())
         }
     }
 }

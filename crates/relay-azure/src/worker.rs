@@ -27,15 +27,16 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use relay_core::apply::Directory;
 use relay_core::pipeline::Relay;
-use relay_core::queue::{DeadLetter, Disposition, QueuePolicy};
+use relay_core::queue::{QueuePolicy, Settlement};
 use relay_core::store::IdempotencyStore;
 use serde_json::Value;
+
+use relay_server::platform::functions_queue_answer;
 
 use crate::queue::StorageQueue;
 
@@ -131,16 +132,6 @@ fn message_text(value: &Value) -> String {
     }
 }
 
-fn answer(status: StatusCode) -> Response {
-    // The custom-handler response document; no outputs are bound.
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#,
-    )
-        .into_response()
-}
-
 /// The route handler: `POST /queue_worker`.
 pub async fn invoke<D, S>(State(worker): State<Arc<Worker<D, S>>>, body: Bytes) -> Response
 where
@@ -154,33 +145,19 @@ where
             bytes = body.len(),
             "queue_worker: the host's invocation has no Data.{BINDING_NAME}; failing it"
         );
-        return answer(StatusCode::INTERNAL_SERVER_ERROR);
+        return functions_queue_answer(Settlement::Redeliver);
     };
-    let (_, disposition) = worker
+    let settlement = worker
         .relay
-        .process(&invocation.text, invocation.dequeue_count, &worker.policy)
+        .settle(
+            &invocation.text,
+            invocation.dequeue_count,
+            &worker.policy,
+            &worker.poison,
+            invocation.message_id.as_deref().unwrap_or("-"),
+        )
         .await;
-    match disposition {
-        Disposition::Done => answer(StatusCode::OK),
-        // The summary line and the "will retry" line are already written.
-        Disposition::Retry { .. } => answer(StatusCode::INTERNAL_SERVER_ERROR),
-        Disposition::DeadLetter { reason } => {
-            let letter = DeadLetter::new(&invocation.text, &reason, invocation.dequeue_count);
-            let text = serde_json::to_string(&letter).unwrap_or_default();
-            match worker.poison.put(&text).await {
-                Ok(()) => answer(StatusCode::OK),
-                Err(e) => {
-                    tracing::error!(
-                        error = %e,
-                        message_id = invocation.message_id.as_deref().unwrap_or("-"),
-                        "could not write the dead letter to {}; failing the invocation so the message comes back",
-                        worker.poison.name()
-                    );
-                    answer(StatusCode::INTERNAL_SERVER_ERROR)
-                }
-            }
-        }
-    }
+    functions_queue_answer(settlement)
 }
 
 #[cfg(test)]

@@ -555,6 +555,30 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         (Some(report), disposition)
     }
 
+    /// [`Relay::process`] for a worker whose platform redelivers (the
+    /// Azure queue trigger, a Pub/Sub push): a dead letter goes to `sink`
+    /// before the message is settled. `message_id` names the message in
+    /// log lines.
+    pub async fn settle<K: crate::queue::DeadLetterSink>(
+        &self,
+        body: &str,
+        attempt: u32,
+        policy: &QueuePolicy,
+        sink: &K,
+        message_id: &str,
+    ) -> crate::queue::Settlement {
+        use crate::queue::Settlement;
+        match self.process(body, attempt, policy).await.1 {
+            Disposition::Done => Settlement::Settled,
+            // The summary line and the "will retry" line are written.
+            Disposition::Retry { .. } => Settlement::Redeliver,
+            Disposition::DeadLetter { reason } => {
+                let letter = DeadLetter::new(body, &reason, attempt);
+                crate::queue::dead_letter_to(sink, &letter, message_id).await
+            }
+        }
+    }
+
     /// Parses a verified delivery and applies each event, in order.
     pub async fn accept_and_apply(
         &self,

@@ -139,6 +139,52 @@ pub enum Disposition {
     DeadLetter { reason: String },
 }
 
+/// What a worker whose platform redelivers (the Azure queue trigger, a
+/// Pub/Sub push) tells it about one message, once a dead letter, if any,
+/// is durably written. relay-server maps it to each platform's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Applied, skipped, or durably dead-lettered: the platform may forget
+    /// the message.
+    Settled,
+    /// A transient failure, or its dead letter could not be written: the
+    /// platform must deliver the message again.
+    Redeliver,
+}
+
+/// Where such a worker puts a dead letter: its platform's poison queue or
+/// dead-letter topic.
+pub trait DeadLetterSink: Send + Sync {
+    /// The queue or topic, for log lines.
+    fn sink_name(&self) -> String;
+    fn put_dead_letter(
+        &self,
+        letter: &DeadLetter,
+    ) -> impl std::future::Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Writes `letter` to `sink`: `Settled` once it is there, `Redeliver`
+/// (logged, never with the body) when it could not be written, so the
+/// platform brings the message back rather than lose it.
+pub async fn dead_letter_to<K: DeadLetterSink>(
+    sink: &K,
+    letter: &DeadLetter,
+    message_id: &str,
+) -> Settlement {
+    match sink.put_dead_letter(letter).await {
+        Ok(()) => Settlement::Settled,
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                message_id,
+                "could not write the dead letter to {}; the message is left for redelivery",
+                sink.sink_name()
+            );
+            Settlement::Redeliver
+        }
+    }
+}
+
 /// How many attempts a message gets before it is dead-lettered, and the
 /// backoff between them (queues that schedule redelivery themselves use
 /// only `max_attempts`).

@@ -810,6 +810,19 @@ impl DeadLetterStore for DeadLetterSubscription {
     }
 }
 
+/// The dead-letter topic as the push worker's dead-letter sink.
+impl relay_core::queue::DeadLetterSink for PubSub {
+    fn sink_name(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| "the dead-letter topic".to_owned())
+    }
+
+    async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<(), QueueError> {
+        self.publish_dead_letter(letter).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,8 +44,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use jsonwebtoken::errors::ErrorKind;
@@ -53,9 +53,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use relay_core::apply::Directory;
 use relay_core::config::{ConfigError, RawConfig, optional};
 use relay_core::pipeline::Relay;
-use relay_core::queue::{DeadLetter, Disposition, QueuePolicy};
+use relay_core::queue::{DeadLetter, QueuePolicy, Settlement, dead_letter_to};
 use relay_core::store::IdempotencyStore;
 use serde_json::Value;
+
+use relay_server::platform::{PushRefusal, push_answer, push_refused};
 
 use crate::pubsub::PubSub;
 
@@ -450,10 +452,6 @@ impl<D, S> PushWorker<D, S> {
     }
 }
 
-fn empty(status: StatusCode) -> Response {
-    status.into_response()
-}
-
 /// `POST /pubsub/push`.
 pub async fn push<D, S>(
     State(worker): State<Arc<PushWorker<D, S>>>,
@@ -470,10 +468,10 @@ where
             "pubsub push refused: {}",
             failure.reason()
         );
-        return empty(if failure == AuthFailure::KeysUnavailable {
-            StatusCode::SERVICE_UNAVAILABLE
+        return push_refused(if failure == AuthFailure::KeysUnavailable {
+            PushRefusal::KeysUnavailable
         } else {
-            StatusCode::UNAUTHORIZED
+            PushRefusal::Unauthorized
         });
     }
     let message = match parse_push(&body) {
@@ -483,44 +481,24 @@ where
             // rather than have Pub/Sub redeliver it forever.
             let letter = DeadLetter::new(&String::from_utf8_lossy(&body), &reason, 1);
             letter.log("-");
-            return match worker.pubsub.publish_dead_letter(&letter).await {
-                Ok(()) => empty(StatusCode::NO_CONTENT),
-                Err(e) => {
-                    tracing::error!(error = %e, "could not publish the dead letter; answering 503 so Pub/Sub redelivers");
-                    empty(StatusCode::SERVICE_UNAVAILABLE)
-                }
-            };
+            return push_answer(dead_letter_to(worker.pubsub.as_ref(), &letter, "-").await);
         }
     };
     let attempt = worker.attempt(&message);
-    let (_, disposition) = worker
+    let settlement = worker
         .relay
-        .process(&message.text, attempt, &worker.policy)
+        .settle(
+            &message.text,
+            attempt,
+            &worker.policy,
+            worker.pubsub.as_ref(),
+            &message.message_id,
+        )
         .await;
-    match disposition {
-        Disposition::Done => {
-            worker.forget(&message.message_id);
-            empty(StatusCode::NO_CONTENT)
-        }
-        Disposition::Retry { .. } => empty(StatusCode::SERVICE_UNAVAILABLE),
-        Disposition::DeadLetter { reason } => {
-            let letter = DeadLetter::new(&message.text, &reason, attempt);
-            match worker.pubsub.publish_dead_letter(&letter).await {
-                Ok(()) => {
-                    worker.forget(&message.message_id);
-                    empty(StatusCode::NO_CONTENT)
-                }
-                Err(e) => {
-                    tracing::error!(
-                        error = %e,
-                        message_id = %message.message_id,
-                        "could not publish the dead letter; answering 503 so Pub/Sub redelivers"
-                    );
-                    empty(StatusCode::SERVICE_UNAVAILABLE)
-                }
-            }
-        }
+    if settlement == Settlement::Settled {
+        worker.forget(&message.message_id);
     }
+    push_answer(settlement)
 }
 
 #[cfg(test)]

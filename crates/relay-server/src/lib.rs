@@ -15,6 +15,7 @@ pub mod listen;
 mod log_format;
 pub mod logging;
 pub mod metrics;
+pub mod platform;
 
 use std::sync::Arc;
 use std::time::Instant;
