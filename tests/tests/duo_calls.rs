@@ -597,3 +597,51 @@ async fn duo_calls_with_attribute_mapping() {
         assert_eq!(calls, min, "{event}");
     }
 }
+
+/// An event about an excluded Duo account (issue 17 item 4: Duo's directory
+/// sync manages it) costs its lookup and nothing else.
+#[tokio::test]
+async fn duo_calls_on_excluded_accounts() {
+    let mut rows = Vec::new();
+    for (event, fixture) in [
+        ("suspend, directory-synced account", "okta/suspend.json"),
+        (
+            "membership add, directory-synced account",
+            "okta/membership-add.json",
+        ),
+        (
+            "MFA reset (2 phones), directory-synced account",
+            "okta/factor-reset-all.json",
+        ),
+        (
+            "delete, directory-synced account",
+            "okta/delete-initiated.json",
+        ),
+    ] {
+        let relay = TestRelay::start().await;
+        relay.sim.seed(Seed {
+            users: vec![SeedUser {
+                username: JANE.into(),
+                aliases: vec![
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    JANE_ALIAS.into(),
+                ],
+                last_directory_sync: Some(1_508_789_163),
+                phones: 2,
+                ..SeedUser::default()
+            }],
+            ..Seed::default()
+        });
+        assert_eq!(relay.deliver_fixture("/okta", fixture).await.status(), 200);
+        rows.push((event, relay.sim.total_calls(), 1, "lookup only: excluded"));
+    }
+    println!("{:<56} {:>5} {:>5}  reasoning", "event", "calls", "min");
+    for (event, calls, min, why) in &rows {
+        println!("{event:<56} {calls:>5} {min:>5}  {why}");
+    }
+    for (event, calls, min, _) in rows {
+        assert_eq!(calls, min, "{event}");
+    }
+}

@@ -146,6 +146,14 @@ pub struct User {
     pub created: Option<i64>,
     #[serde(default)]
     pub is_enrolled: Option<bool>,
+    /// When Duo's own directory sync (AD, Entra ID, OpenLDAP, Google, SCIM)
+    /// last updated the user, Unix seconds; `null` for a user no directory
+    /// sync manages. The field as Duo's Go client models it
+    /// (`duosecurity/duo_api_golang` `admin/admin.go`, `User.LastDirectorySync
+    /// *uint64`, and its `admin_test.go` answers: a listed user with
+    /// `1508789163`, a user just created through the API with `null`).
+    #[serde(default)]
+    pub last_directory_sync: Option<i64>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub groups: Vec<Group>,
     #[serde(default, deserialize_with = "null_as_empty")]

@@ -139,6 +139,9 @@ pub struct SeedUser {
     /// Default `active`.
     pub status: Option<String>,
     pub notes: String,
+    /// As if Duo's own directory sync manages the user: `last_directory_sync`
+    /// (Unix seconds) in every answer about it.
+    pub last_directory_sync: Option<i64>,
     /// Group names; missing groups are created.
     pub groups: Vec<String>,
     pub phones: u32,
@@ -221,6 +224,7 @@ struct User {
     status: String,
     notes: String,
     created: i64,
+    last_directory_sync: Option<i64>,
     group_ids: Vec<String>,
     phone_ids: Vec<String>,
     token_ids: Vec<String>,
@@ -411,7 +415,7 @@ impl Tenant {
             "aliases": aliases,
             "realname": u.realname, "firstname": u.firstname, "lastname": u.lastname,
             "email": u.email, "status": u.status, "notes": u.notes, "created": u.created,
-            "last_login": null, "last_directory_sync": null, "is_enrolled": is_enrolled,
+            "last_login": null, "last_directory_sync": u.last_directory_sync, "is_enrolled": is_enrolled,
             "groups": groups, "phones": phones,
             "tokens": self.user_tokens(u).iter().map(to_json).collect::<Vec<_>>(),
             "u2ftokens": u.u2f.iter().map(to_json).collect::<Vec<_>>(),
@@ -559,6 +563,7 @@ impl Tenant {
                 status: s.status.unwrap_or_else(|| "active".into()),
                 notes: s.notes,
                 created: now,
+                last_directory_sync: s.last_directory_sync,
                 ..User::default()
             };
             // An empty string leaves the slot unset, as Duo's API treats it.

@@ -198,7 +198,7 @@ async fn run(raw: &RawConfig, args: &Args) -> Result<u8, (u8, anyhow::Error)> {
         let duo = duo_config(raw, duo_admin::RetryPolicy::default())
             .and_then(duo_client)
             .map_err(|e| usage(e.into()))?;
-        let directory = DuoDirectory::new(duo, rules.group_filter.clone());
+        let directory = DuoDirectory::from_rules(duo, &rules);
         let store = FileStore::open(&applied, DEFAULT_TTL).map_err(|e| {
             store_error(anyhow::anyhow!(
                 "RELAY_STATE_DIR: cannot open the idempotency store {}: {e}",

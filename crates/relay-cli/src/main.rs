@@ -461,7 +461,7 @@ async fn replay(raw: &RawConfig, args: &[String]) -> anyhow::Result<()> {
         }
     } else {
         let duo = duo_client(duo_config(raw, duo_admin::RetryPolicy::default())?)?;
-        let directory = DuoDirectory::new(duo, rules.group_filter.clone());
+        let directory = DuoDirectory::from_rules(duo, &rules);
         let relay = Relay::new(replay_auth()?, rules, directory, MemoryStore::default())
             .with_lookups(IdpLookups::from_config(raw)?);
         for file in &files {

@@ -138,14 +138,25 @@ pub struct DuoDirectory {
     duo: DuoClient,
     groups: GroupIndex,
     group_filter: Option<regex_lite::Regex>,
+    exclusions: crate::exclude::Exclusions,
 }
 
 impl DuoDirectory {
+    /// With the default exclusions (accounts of Duo's directory sync).
     pub fn new(duo: DuoClient, group_filter: Option<regex_lite::Regex>) -> Self {
         Self {
             duo,
             groups: GroupIndex::default(),
             group_filter,
+            exclusions: crate::exclude::Exclusions::default(),
+        }
+    }
+
+    /// With the rules' `GROUP_FILTER` and exclusions (`DUO_EXCLUDE_*`).
+    pub fn from_rules(duo: DuoClient, rules: &crate::plan::PlanRules) -> Self {
+        Self {
+            exclusions: rules.exclusions.clone(),
+            ..Self::new(duo, rules.group_filter.clone())
         }
     }
 
@@ -163,18 +174,30 @@ impl DuoDirectory {
 
     /// One lookup for everything the key (and an earlier login) names, then
     /// the identity rule ([`identity::resolve`]).
+    ///
+    /// An account found that is excluded (`DUO_EXCLUDE_*`, Duo's directory
+    /// sync) is never this identity's to change: [`Resolved::Excluded`].
     async fn resolve(
         &self,
         key: &UserKey,
         previous_username: Option<&str>,
-    ) -> Result<Resolution, DuoError> {
+    ) -> Result<Resolved, DuoError> {
         let names = identity::lookup_names(key, previous_username);
         if names.is_empty() {
-            return Ok(Resolution::Absent);
+            return Ok(Resolved::Mine(Resolution::Absent));
         }
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let candidates = self.duo.find_users_by_names(&names).await?;
-        Ok(identity::resolve(key, previous_username, &candidates))
+        let resolution = identity::resolve(key, previous_username, &candidates);
+        if let Resolution::Found { user, .. } = &resolution
+            && let Some(why) = self.exclusions.reason(user)
+        {
+            return Ok(Resolved::Excluded(OpOutcome::Unchanged(format!(
+                "Duo user {} is excluded, left alone: {why}",
+                user.username
+            ))));
+        }
+        Ok(Resolved::Mine(resolution))
     }
 
     async fn find_group(&self, key: &GroupKey) -> Result<Option<GroupEntry>, DuoError> {
@@ -192,11 +215,14 @@ impl DuoDirectory {
         key: &UserKey,
         attrs: &UserAttrs,
         state: Option<UserState>,
-    ) -> Result<(Mine, bool), ApplyError> {
+    ) -> Result<Result<(Mine, bool), OpOutcome>, ApplyError> {
         match self.resolve(key, None).await? {
-            Resolution::Found { user, adopted } => Ok((Mine { user, adopted }, false)),
-            Resolution::Held { user, owner } => Err(held(key, &user, &owner)),
-            Resolution::Absent => self.create_user(key, attrs, state).await,
+            Resolved::Excluded(outcome) => Ok(Err(outcome)),
+            Resolved::Mine(Resolution::Found { user, adopted }) => {
+                Ok(Ok((Mine { user, adopted }, false)))
+            }
+            Resolved::Mine(Resolution::Held { user, owner }) => Err(held(key, &user, &owner)),
+            Resolved::Mine(Resolution::Absent) => self.create_user(key, attrs, state).await.map(Ok),
         }
     }
 
@@ -229,9 +255,14 @@ impl DuoDirectory {
             // Lost a race with a concurrent create (or a lost answer), or
             // the login is taken: look again, by the same rule.
             Err(DuoError::InvalidParameter(_)) => match self.resolve(key, None).await? {
-                Resolution::Found { user, adopted } => Ok((Mine { user, adopted }, false)),
-                Resolution::Held { user, owner } => Err(held(key, &user, &owner)),
-                Resolution::Absent => Err(ApplyError::Permanent(format!(
+                Resolved::Mine(Resolution::Found { user, adopted }) => {
+                    Ok((Mine { user, adopted }, false))
+                }
+                Resolved::Mine(Resolution::Held { user, owner }) => Err(held(key, &user, &owner)),
+                Resolved::Excluded(OpOutcome::Unchanged(why) | OpOutcome::Changed(why)) => Err(
+                    ApplyError::Permanent(format!("cannot create user {username}: {why}")),
+                ),
+                Resolved::Mine(Resolution::Absent) => Err(ApplyError::Permanent(format!(
                     "Duo refused to create user {username} (invalid parameter)"
                 ))),
             },
@@ -462,6 +493,26 @@ impl DuoDirectory {
     }
 }
 
+/// What a lookup found: an account the identity rule gives this identity
+/// (or none), or one that is excluded (and what the operation answers).
+/// Short-lived, on the stack of one operation: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Resolved {
+    Mine(Resolution),
+    Excluded(OpOutcome),
+}
+
+/// The resolution of a lookup, or the early answer of an operation that
+/// found an excluded account.
+macro_rules! mine {
+    ($resolved:expr) => {
+        match $resolved {
+            Resolved::Mine(resolution) => resolution,
+            Resolved::Excluded(outcome) => return Ok(outcome),
+        }
+    };
+}
+
 /// This identity's Duo account, and whether it was just adopted (found by
 /// its login, no IdP id linked yet).
 #[derive(Debug)]
@@ -548,7 +599,10 @@ impl Directory for DuoDirectory {
     async fn apply(&self, op: &Operation) -> Result<OpOutcome, ApplyError> {
         match op {
             Operation::UpsertUser { user, attrs, state } => {
-                let (mine, created) = self.ensure_user(user, attrs, *state).await?;
+                let (mine, created) = match self.ensure_user(user, attrs, *state).await? {
+                    Ok(mine) => mine,
+                    Err(outcome) => return Ok(outcome),
+                };
                 if created {
                     return Ok(OpOutcome::Changed(format!(
                         "created user {}",
@@ -558,7 +612,7 @@ impl Directory for DuoDirectory {
                 self.update_user(&mine.user, user, attrs, *state).await
             }
             Operation::SetUserState { user, state, attrs } => {
-                match self.resolve(user, None).await? {
+                match mine!(self.resolve(user, None).await?) {
                     Resolution::Found { user: found, .. } => {
                         // Only the state (and the IdP id of an adopted
                         // account): a state event must not rename.
@@ -598,7 +652,7 @@ impl Directory for DuoDirectory {
                 user,
                 attrs,
                 previous_username,
-            } => match self.resolve(user, previous_username.as_deref()).await? {
+            } => match mine!(self.resolve(user, previous_username.as_deref()).await?) {
                 Resolution::Found { user: found, .. } => {
                     self.update_user(&found, user, attrs, None).await
                 }
@@ -614,7 +668,7 @@ impl Directory for DuoDirectory {
                     owner,
                 } => Err(held(user, &holder, &owner)),
             },
-            Operation::DeleteUser { user } => match self.resolve(user, None).await? {
+            Operation::DeleteUser { user } => match mine!(self.resolve(user, None).await?) {
                 Resolution::Found { user: found, .. } => {
                     if !deleted(self.duo.delete_user(&found.user_id).await)? {
                         return Ok(OpOutcome::Unchanged(format!(
@@ -640,7 +694,10 @@ impl Directory for DuoDirectory {
                 ))),
             },
             Operation::AddMembership { user, group } => {
-                let (mine, _) = self.ensure_user(user, &UserAttrs::default(), None).await?;
+                let (mine, _) = match self.ensure_user(user, &UserAttrs::default(), None).await? {
+                    Ok(mine) => mine,
+                    Err(outcome) => return Ok(outcome),
+                };
                 self.groups.learn(&mine.user.groups).await;
                 let (g, _) = self.ensure_group(group).await?;
                 if !self.group_allowed(&g.name) {
@@ -667,7 +724,7 @@ impl Directory for DuoDirectory {
                 let Resolution::Found {
                     user: found,
                     adopted,
-                } = self.resolve(user, None).await?
+                } = mine!(self.resolve(user, None).await?)
                 else {
                     return Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo")));
                 };
@@ -764,7 +821,7 @@ impl Directory for DuoDirectory {
                 }
                 None => Ok(OpOutcome::Unchanged(format!("group {group} is not in Duo"))),
             },
-            Operation::ResetMfa { user: key, .. } => match self.resolve(key, None).await? {
+            Operation::ResetMfa { user: key, .. } => match mine!(self.resolve(key, None).await?) {
                 Resolution::Found { user, adopted } => {
                     self.reset_mfa(&Mine { user, adopted }, key).await
                 }

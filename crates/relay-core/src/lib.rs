@@ -10,6 +10,7 @@ pub mod apply;
 pub mod catch_up;
 pub mod config;
 pub mod event;
+pub mod exclude;
 pub mod group_index;
 pub mod identity;
 pub mod limits;

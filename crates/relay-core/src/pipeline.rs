@@ -121,10 +121,7 @@ pub fn duo_relay<S: IdempotencyStore>(
     let rules = PlanRules::from_config(raw)?;
     let mut duo = crate::config::duo_config(raw, retry)?;
     duo.timeout = timeout;
-    let directory = crate::apply::DuoDirectory::new(
-        crate::config::duo_client(duo)?,
-        rules.group_filter.clone(),
-    );
+    let directory = crate::apply::DuoDirectory::from_rules(crate::config::duo_client(duo)?, &rules);
     let lookups = IdpLookups::from_config(raw)?;
     let budget = sync_budget(raw)?;
     Ok(Relay::new(auth, rules, directory, store)

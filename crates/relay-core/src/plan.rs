@@ -24,6 +24,8 @@ pub struct PlanRules {
     pub group_filter: Option<regex_lite::Regex>,
     /// Which IdP attribute fills which Duo field (`DUO_<FIELD>_ATTRIBUTE`…).
     pub mapping: crate::mapping::Mapping,
+    /// Duo accounts never touched (`DUO_EXCLUDE_*`, Duo's directory sync).
+    pub exclusions: crate::exclude::Exclusions,
 }
 
 impl PlanRules {
@@ -50,6 +52,7 @@ impl PlanRules {
             deprovision,
             group_filter,
             mapping: crate::mapping::Mapping::from_config(raw)?,
+            exclusions: crate::exclude::Exclusions::from_config(raw)?,
         })
     }
 

@@ -199,7 +199,7 @@ pub async fn run_from_config(
         raw,
         duo_admin::RetryPolicy::default(),
     )?)?;
-    let directory = DuoDirectory::new(duo.clone(), rules.group_filter.clone());
+    let directory = DuoDirectory::from_rules(duo.clone(), &rules);
     match opts.source {
         IdpKind::Okta => {
             let api = OktaApi::from_config(raw)?.ok_or_else(|| {
@@ -264,9 +264,15 @@ pub async fn run<I: IdpReader, R: DuoReader, D: Directory>(
             let (user_plan, duo_read) =
                 duo_admin::count_calls(plan_user(idp, duo, &scope, &target, username_match)).await;
             let user_plan = user_plan?;
+            let (excluded, unmanaged) = if user_plan.excluded {
+                (user_plan.untouched.into_iter().collect(), Vec::new())
+            } else {
+                (Vec::new(), user_plan.untouched.into_iter().collect())
+            };
             let plan = Plan {
                 ghosts: usize::from(user_plan.ghost),
-                unmanaged: user_plan.untouched.into_iter().collect(),
+                unmanaged,
+                excluded,
                 units: user_plan.unit.into_iter().collect(),
                 ..Plan::default()
             };
@@ -329,6 +335,20 @@ pub async fn reconcile_user<I: IdpReader, R: DuoReader>(
     rules: &PlanRules,
     user: &UserRef,
 ) -> Result<Vec<Operation>, ReconcileError> {
+    let plan = user_plan(idp, duo, rules, user).await?;
+    Ok(plan
+        .unit
+        .map(|unit| unit.actions.into_iter().map(|a| a.operation).collect())
+        .unwrap_or_default())
+}
+
+/// [`reconcile_user`]'s plan, with why a user is left alone.
+async fn user_plan<I: IdpReader, R: DuoReader>(
+    idp: &I,
+    duo: &R,
+    rules: &PlanRules,
+    user: &UserRef,
+) -> Result<UserPlan, ReconcileError> {
     let scope = PlanScope {
         kind: idp.kind(),
         rules,
@@ -343,11 +363,7 @@ pub async fn reconcile_user<I: IdpReader, R: DuoReader>(
     } else {
         crate::plan::map_user_ref(user, mapping, crate::mapping::spec(scope.kind))
     };
-    let plan = plan_user(idp, duo, &scope, user, UsernameMatch::Managed).await?;
-    Ok(plan
-        .unit
-        .map(|unit| unit.actions.into_iter().map(|a| a.operation).collect())
-        .unwrap_or_default())
+    plan_user(idp, duo, &scope, user, UsernameMatch::Managed).await
 }
 
 /// The event path's planner. An event about one user (created, state,
@@ -380,19 +396,29 @@ pub async fn plan_event_with_idp<D: Directory>(
     };
     let result = match event.source.idp() {
         IdpKind::Okta => match &lookups.okta {
-            Some(api) => reconcile_user(api, duo, rules, user).await,
+            Some(api) => user_plan(api, duo, rules, user).await,
             None => return plan_event(event, rules),
         },
         IdpKind::Auth0 => match &lookups.auth0 {
-            Some(api) => reconcile_user(api, duo, rules, user).await,
+            Some(api) => user_plan(api, duo, rules, user).await,
             None => return plan_event(event, rules),
         },
     };
     match result {
-        Ok(ops) if ops.is_empty() => {
+        Ok(UserPlan {
+            excluded: true,
+            untouched: Some(why),
+            ..
+        }) => Planned::Skip(format!(
+            "Duo user {} is excluded, left alone: {}",
+            why.username, why.reason
+        )),
+        Ok(UserPlan { unit: None, .. }) => {
             Planned::Skip("Duo already matches the IdP for this user (reconciled)".into())
         }
-        Ok(ops) => Planned::Operations(ops),
+        Ok(UserPlan {
+            unit: Some(unit), ..
+        }) => Planned::Operations(unit.actions.into_iter().map(|a| a.operation).collect()),
         Err(e) => {
             tracing::warn!(
                 event_id = %event.id,

@@ -139,6 +139,10 @@ pub struct Plan {
     /// IdP users the relay cannot map (no login, a login another IdP user
     /// also has).
     pub conflicts: Vec<Untouched>,
+    /// Duo accounts excluded (`DUO_EXCLUDE_*`, Duo's directory sync): never
+    /// modified, disabled or deleted, `include_unmanaged` or not; an IdP
+    /// user whose account is one of them is left alone too.
+    pub excluded: Vec<Untouched>,
     pub stats: TenantStats,
 }
 
@@ -528,6 +532,14 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
     }
 
     // ---- users: match ----
+    let excluded: HashMap<usize, String> = duo
+        .users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| Some((i, rules.exclusions.reason(u)?)))
+        .collect();
+    // IdP users whose Duo account is excluded: left alone.
+    let mut skipped: HashSet<usize> = HashSet::new();
     let mut by_alias: HashMap<String, usize> = HashMap::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (i, u) in duo.users.iter().enumerate() {
@@ -544,6 +556,10 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
     let mut owner_of: HashMap<usize, usize> = HashMap::new(); // duo index → idp index
     for (i, u) in idp_users.iter().enumerate() {
         if let Some(&d) = by_alias.get(&lower(&scope.tag(&u.idp_id))) {
+            if excluded.contains_key(&d) {
+                skipped.insert(i);
+                continue;
+            }
             duo_of.insert(i, d);
             owner_of.insert(d, i);
         }
@@ -561,7 +577,7 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
     // are deleted.
     let mut after_ghosts: Vec<(usize, String)> = Vec::new();
     for (i, u) in idp_users.iter().enumerate() {
-        if duo_of.contains_key(&i) {
+        if duo_of.contains_key(&i) || skipped.contains(&i) {
             continue;
         }
         let Some(login) = u.profile.login.clone() else {
@@ -588,6 +604,9 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
             .or_else(|| by_alias.get(&lower(&login)))
             .copied();
         match found {
+            // An excluded account answers to this login: never adopted,
+            // and no second account is made beside it.
+            Some(d) if excluded.contains_key(&d) => {}
             // The username belongs to another IdP user's Duo account: that
             // one is renamed first (updates run before creates).
             Some(d) if owner_of.contains_key(&d) => creates.push((i, login)),
@@ -699,6 +718,13 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
     // ---- Duo users no IdP user claims ----
     let mut deprovisions = Vec::new();
     for (d, user) in duo.users.iter().enumerate() {
+        if let Some(why) = excluded.get(&d) {
+            out.excluded.push(Untouched {
+                username: user.username.clone(),
+                reason: why.clone(),
+            });
+            continue;
+        }
         if owner_of.contains_key(&d) {
             continue;
         }

@@ -70,6 +70,8 @@ pub struct Counts {
     pub ghosts: usize,
     /// Duo-only accounts.
     pub unmanaged: usize,
+    /// Accounts excluded (`DUO_EXCLUDE_*`, Duo's directory sync).
+    pub excluded: usize,
     /// Duo users that carry the other IdP's id.
     pub other_idp: usize,
     /// IdP users that cannot be mapped to a Duo user.
@@ -148,6 +150,8 @@ pub struct ReconcileReport {
     pub calls: CallCounts,
     pub items: Vec<ItemReport>,
     pub unmanaged: Vec<Untouched>,
+    /// Duo accounts never touched (`DUO_EXCLUDE_*`, Duo's directory sync).
+    pub excluded: Vec<Untouched>,
     pub conflicts: Vec<Untouched>,
     pub duration_ms: u64,
 }
@@ -172,6 +176,7 @@ impl ReconcileReport {
             deprovisions: plan.deprovisions(),
             ghosts: plan.ghosts,
             unmanaged: plan.unmanaged.len(),
+            excluded: plan.excluded.len(),
             other_idp: plan.other_idp,
             conflicts: plan.conflicts.len(),
             ..Counts::default()
@@ -248,6 +253,7 @@ impl ReconcileReport {
             calls: input.calls,
             items,
             unmanaged: plan.unmanaged.clone(),
+            excluded: plan.excluded.clone(),
             conflicts: plan.conflicts.clone(),
             duration_ms: input.duration_ms,
         }
@@ -319,6 +325,14 @@ impl ReconcileReport {
                 "unmanaged".into(),
                 u.username.clone(),
                 outcome.into(),
+                u.reason.clone(),
+            ]);
+        }
+        for u in &self.excluded {
+            rows.push([
+                "excluded".into(),
+                u.username.clone(),
+                "left alone".into(),
                 u.reason.clone(),
             ]);
         }
@@ -406,8 +420,18 @@ impl ReconcileReport {
         );
         let _ = writeln!(
             out,
-            "accounts     ghosts {} · unmanaged {} · other IdP {} · conflicts {} · deprovisions {} (cap {})",
-            c.ghosts, c.unmanaged, c.other_idp, c.conflicts, c.deprovisions, s.max_deletes
+            "accounts     ghosts {} · unmanaged {} · other IdP {} · conflicts {} · deprovisions {} (cap {}){}",
+            c.ghosts,
+            c.unmanaged,
+            c.other_idp,
+            c.conflicts,
+            c.deprovisions,
+            s.max_deletes,
+            if c.excluded > 0 {
+                format!(" · excluded {}", c.excluded)
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(
             out,
@@ -449,6 +473,7 @@ impl ReconcileReport {
                     groups_rename = c.groups_rename,
                     groups_delete = c.groups_delete,
                     unmanaged = c.unmanaged,
+                    excluded = c.excluded,
                     ghosts = c.ghosts,
                     applied = c.applied,
                     failed = c.failed,

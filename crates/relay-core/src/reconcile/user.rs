@@ -29,6 +29,8 @@ pub struct UserPlan {
     pub untouched: Option<Untouched>,
     /// The Duo user is a ghost (managed, gone from the IdP).
     pub ghost: bool,
+    /// `untouched` is an excluded account (`DUO_EXCLUDE_*`).
+    pub excluded: bool,
 }
 
 /// How a Duo account found only by its username is treated when the IdP
@@ -90,6 +92,18 @@ pub async fn plan_user<I: IdpReader, R: DuoReader>(
         Resolution::Found { .. } | Resolution::Absent => None,
     };
     let duo_user = resolution.found().cloned();
+    if let Some(d) = &duo_user
+        && let Some(why) = scope.rules.exclusions.reason(d)
+    {
+        return Ok(UserPlan {
+            untouched: Some(Untouched {
+                username: d.username.clone(),
+                reason: why,
+            }),
+            excluded: true,
+            ..UserPlan::default()
+        });
+    }
     // Looked up by login only (no IdP id in the key), the Duo user may carry
     // an id of this IdP: that IdP user decides.
     let other_id = duo_user
