@@ -602,7 +602,23 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// `permanent_is_final`: a permanent failure is recorded as done (sync
     /// mode: the IdP must not retry it forever) or released (queue mode: it
     /// goes to dead letters, and a replay must be able to apply it).
+    ///
+    /// Runs in an `event` span (`event_id`, `source`, `event_type`), so
+    /// every line written while the event is applied carries them.
     async fn apply_event_with(&self, event: &IdpEvent, permanent_is_final: bool) -> EventReport {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "event",
+            event_id = %event.id,
+            source = %event.source,
+            event_type = %event.event_type
+        );
+        self.apply_event_in_span(event, permanent_is_final)
+            .instrument(span)
+            .await
+    }
+
+    async fn apply_event_in_span(&self, event: &IdpEvent, permanent_is_final: bool) -> EventReport {
         let started = Instant::now();
         let held = self.logins.lock(event_logins(event)).await;
         let (result, calls) =

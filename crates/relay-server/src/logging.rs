@@ -5,7 +5,12 @@
 //! Each JSON line has `timestamp` (RFC 3339), `severity` (Cloud Logging's
 //! name: `DEBUG`, `INFO`, `WARNING`, `ERROR`), `level` (the tracing level, for
 //! CloudWatch habits), `message`, `target`, and every field of the event at the
-//! top level (`event_id`, `outcome`, `duo_calls`, …).
+//! top level (`event_id`, `outcome`, `duo_calls`, …), then every field of
+//! the spans it happened in that the event does not carry itself: a line
+//! written while an event is applied (a Duo error, the group index, a
+//! retry) carries that event's `event_id`, `source` and `event_type` from
+//! relay-core's `event` span, so the on-call engineer finds every line of
+//! one event by its id.
 //!
 //! Every value a line carries is cut to
 //! [`relay_core::limits::MAX_LOGGED_VALUE_BYTES`] with a marker saying how
@@ -65,17 +70,20 @@ where
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .fmt_fields(bounded_fields());
+        .with_writer(writer);
     let result = match (format, metrics) {
-        (LogFormat::Pretty, Metrics::Off) => builder.try_init(),
+        (LogFormat::Pretty, Metrics::Off) => builder.fmt_fields(bounded_fields()).try_init(),
         (LogFormat::Pretty, Metrics::Emf(_)) => {
             return Err("RELAY_METRICS: `emf` needs JSON log lines (RELAY_LOG_FORMAT=json)".into());
         }
-        (LogFormat::Json, Metrics::Off) => builder.event_format(JsonLines::new()).try_init(),
-        (LogFormat::Json, Metrics::Emf(emf)) => {
-            builder.event_format(JsonLines::with_emf(emf)).try_init()
-        }
+        (LogFormat::Json, Metrics::Off) => builder
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines::new())
+            .try_init(),
+        (LogFormat::Json, Metrics::Emf(emf)) => builder
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines::with_emf(emf))
+            .try_init(),
     };
     result.map_err(|e| format!("logging: {e}"))
 }
@@ -127,6 +135,43 @@ fn bounded_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
 
 struct Fields(Map<String, Value>);
 
+/// A span's fields as one JSON object (bounded like an event's), kept by
+/// the subscriber for [`JsonLines`] to add to the lines written inside it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonFields;
+
+impl<'writer> FormatFields<'writer> for JsonFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut visitor = Fields(Map::new());
+        fields.record(&mut visitor);
+        write!(writer, "{}", Value::Object(visitor.0))
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut tracing_subscriber::fmt::FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let mut visitor = Fields(span_fields(&current.fields));
+        fields.record(&mut visitor);
+        current.fields = Value::Object(visitor.0).to_string();
+        Ok(())
+    }
+}
+
+/// The fields [`JsonFields`] kept for a span (none if another formatter
+/// kept them).
+fn span_fields(kept: &str) -> Map<String, Value> {
+    match serde_json::from_str(kept) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.0
@@ -158,7 +203,7 @@ where
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -182,6 +227,19 @@ where
         for (k, v) in fields.0 {
             // Event fields never overwrite the envelope.
             line.entry(k).or_insert(v);
+        }
+        // Then the spans', innermost first; none overwrites the event's.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope {
+                let extensions = span.extensions();
+                let Some(kept) = extensions.get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                else {
+                    continue;
+                };
+                for (k, v) in span_fields(&kept.fields) {
+                    line.entry(k).or_insert(v);
+                }
+            }
         }
         if let Some(emf) = &self.emf {
             // Same instant as `timestamp`, in milliseconds.
@@ -244,6 +302,43 @@ mod tests {
         assert_eq!(line["event_id"], "okta:1");
         assert_eq!(line["duo_calls"], 3);
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn json_lines_carry_the_fields_of_their_spans_unless_they_have_their_own() {
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines::new())
+            .with_writer(buf.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("delivery", source = "okta", attempt = 1_u64);
+            let _outer = outer.enter();
+            let span = tracing::info_span!(
+                "event",
+                event_id = "okta:1",
+                event_type = tracing::field::Empty
+            );
+            span.record("event_type", "user.lifecycle.create");
+            let _inner = span.enter();
+            tracing::warn!(error = "503", "duo call failed");
+            tracing::info!(event_id = "okta:2", "its own id wins");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["message"], "duo call failed");
+        assert_eq!(lines[0]["event_id"], "okta:1");
+        assert_eq!(lines[0]["event_type"], "user.lifecycle.create");
+        assert_eq!(lines[0]["source"], "okta");
+        assert_eq!(lines[0]["attempt"], 1);
+        assert_eq!(lines[0]["error"], "503");
+        assert_eq!(lines[1]["event_id"], "okta:2");
+        assert_eq!(lines[1]["level"], "INFO");
     }
 
     /// Issue 13 item 3: a 900 KB value (a login a client sent, a Duo
