@@ -645,3 +645,107 @@ async fn duo_calls_on_excluded_accounts() {
         assert_eq!(calls, min, "{event}");
     }
 }
+
+/// `SCOPE_GROUPS` (issue 17 item 2): the user's groups come from the IdP
+/// (the stand-in), so a user outside costs the one Duo lookup and nothing
+/// else; joining costs what a create and a membership add cost; leaving
+/// what a delete costs.
+#[tokio::test]
+async fn duo_calls_with_scope_groups() {
+    use relay_tests::idp_standin::{IdpStandIn, StandInGroup, StandInUser, Tenant};
+    let tenant = |member: bool| Tenant {
+        users: vec![StandInUser::new("00uNEWUSER0000000001", JANE)],
+        groups: vec![StandInGroup::new(
+            "00gDUOUSERS000000001",
+            "duo-users",
+            if member {
+                &["00uNEWUSER0000000001"]
+            } else {
+                &[]
+            },
+        )],
+    };
+    let standin = IdpStandIn::start(tenant(false)).await;
+    let mut extra = standin.okta_env();
+    extra.push(("SCOPE_GROUPS".into(), "duo-users".into()));
+    extra.push(("AUTH0_AUTH_SECRET".into(), String::new()));
+    let served = relay_tests::served::serve(&extra).await;
+    let mut rows = Vec::new();
+    let step = |event, fixture: String, min, why| {
+        let served = &served;
+        async move {
+            served.sim.reset_calls();
+            served.deliver("/okta", fixture).await;
+            (event, served.sim.total_calls(), min, why)
+        }
+    };
+    rows.push(
+        step(
+            "user create, outside the scope",
+            relay_tests::fixture_text("okta/user-lifecycle-create.json"),
+            1,
+            "lookup only",
+        )
+        .await,
+    );
+    standin.with_tenant(|t| *t = tenant(true));
+    rows.push(
+        step(
+            "joins the scope group (cold group index, group not in Duo)",
+            relay_tests::fixture_text("okta/membership-add.json"),
+            7,
+            "plan lookup + (lookup + create user) + (lookup + 1 group page + create group + add)",
+        )
+        .await,
+    );
+    standin.with_tenant(|t| *t = tenant(false));
+    let mut leave: serde_json::Value =
+        serde_json::from_str(&relay_tests::fixture_text("okta/membership-remove.json")).unwrap();
+    for t in leave["data"]["events"][0]["target"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .filter(|t| t["type"] == "UserGroup")
+    {
+        t["id"] = serde_json::json!("00gDUOUSERS000000001");
+        t["displayName"] = serde_json::json!("duo-users");
+    }
+    rows.push(
+        step(
+            "leaves the scope group",
+            leave.to_string(),
+            3,
+            "plan lookup + (lookup + delete)",
+        )
+        .await,
+    );
+    // The same join with the IdP API and no SCOPE_GROUPS: the per-user
+    // reconcile of the event path (issue 8) costs the same, so the scope
+    // adds no Duo call.
+    let mut plain_env = standin.okta_env();
+    plain_env.push(("AUTH0_AUTH_SECRET".into(), String::new()));
+    standin.with_tenant(|t| *t = tenant(true));
+    let plain = relay_tests::served::serve(&plain_env).await;
+    plain
+        .deliver(
+            "/okta",
+            relay_tests::fixture_text("okta/membership-add.json"),
+        )
+        .await;
+    rows.push((
+        "  the same join without SCOPE_GROUPS (API on)",
+        plain.sim.total_calls(),
+        7,
+        "the same: the scope adds no Duo call",
+    ));
+    println!(
+        "{:<60} {:>5} {:>5}  reasoning",
+        "event (SCOPE_GROUPS)", "calls", "min"
+    );
+    for (event, calls, min, why) in &rows {
+        println!("{event:<60} {calls:>5} {min:>5}  {why}");
+    }
+    for (event, calls, min, _) in rows {
+        assert_eq!(calls, min, "{event}");
+    }
+}

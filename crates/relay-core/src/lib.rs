@@ -23,6 +23,7 @@ pub mod plan;
 pub mod queue;
 pub mod reconcile;
 pub mod report;
+pub mod scope;
 pub mod source;
 pub mod state;
 pub mod store;

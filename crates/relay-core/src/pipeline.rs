@@ -123,6 +123,25 @@ pub fn duo_relay<S: IdempotencyStore>(
     duo.timeout = timeout;
     let directory = crate::apply::DuoDirectory::from_rules(crate::config::duo_client(duo)?, &rules);
     let lookups = IdpLookups::from_config(raw)?;
+    if let Some(scope) = &rules.scope {
+        // Who is in scope is the user's groups now: the IdP's API.
+        for spec in crate::source::IDPS {
+            if crate::config::optional(raw, spec.secret_variable).is_some()
+                && !lookups.configured(spec.kind)
+            {
+                return Err(ConfigError::new(
+                    "SCOPE_GROUPS",
+                    format!(
+                        "({}) needs the {} API to tell who is in scope, since {} is set: set {}",
+                        scope.describe(),
+                        spec.kind,
+                        spec.secret_variable,
+                        spec.attributes.api_variables
+                    ),
+                ));
+            }
+        }
+    }
     let budget = sync_budget(raw)?;
     Ok(Relay::new(auth, rules, directory, store)
         .with_lookups(lookups)

@@ -26,6 +26,8 @@ pub struct PlanRules {
     pub mapping: crate::mapping::Mapping,
     /// Duo accounts never touched (`DUO_EXCLUDE_*`, Duo's directory sync).
     pub exclusions: crate::exclude::Exclusions,
+    /// Only members of these IdP groups are synced (`SCOPE_GROUPS`).
+    pub scope: Option<crate::scope::ScopeGroups>,
 }
 
 impl PlanRules {
@@ -53,6 +55,7 @@ impl PlanRules {
             group_filter,
             mapping: crate::mapping::Mapping::from_config(raw)?,
             exclusions: crate::exclude::Exclusions::from_config(raw)?,
+            scope: crate::scope::ScopeGroups::from_config(raw)?,
         })
     }
 
@@ -91,6 +94,22 @@ pub fn plan_event(event: &IdpEvent, rules: &PlanRules) -> Planned {
     if let Some(reason) = unmapped_attribute_change(event, rules) {
         return Planned::Skip(reason);
     }
+    if let Some(scope) = &rules.scope
+        && is_about_a_user(&event.change)
+    {
+        // Whether the user is in scope is its groups now: the IdP's API.
+        return Planned::Skip(format!(
+            "SCOPE_GROUPS ({}) is set: whether the user is in scope is read from the IdP; set {} so the relay can",
+            scope.describe(),
+            crate::mapping::spec(event.source.idp()).api_variables
+        ));
+    }
+    plan_event_in_scope(event, rules)
+}
+
+/// [`plan_event`] for an event whose user is known to be in scope
+/// (`SCOPE_GROUPS` checked against the IdP), or when no scope is set.
+pub fn plan_event_in_scope(event: &IdpEvent, rules: &PlanRules) -> Planned {
     let event = match map_event(event, &rules.mapping) {
         Ok(event) => event,
         Err(reason) => return Planned::Skip(reason),
@@ -265,6 +284,22 @@ pub fn map_user_ref(
             .login
             .as_deref()
             .and_then(|l| mapping.username_of_login(spec, l)),
+    }
+}
+
+/// Whether the event is about one user (and its scope matters).
+pub fn is_about_a_user(change: &Change) -> bool {
+    match change {
+        Change::UserUpserted { .. }
+        | Change::UserStateChanged { .. }
+        | Change::UserProfileChanged { .. }
+        | Change::UserDeleted { .. }
+        | Change::MembershipAdded { .. }
+        | Change::MembershipRemoved { .. }
+        | Change::MfaReset { .. } => true,
+        Change::GroupCreated { .. } | Change::GroupRenamed { .. } | Change::GroupDeleted { .. } => {
+            false
+        }
     }
 }
 

@@ -264,15 +264,21 @@ pub async fn run<I: IdpReader, R: DuoReader, D: Directory>(
             let (user_plan, duo_read) =
                 duo_admin::count_calls(plan_user(idp, duo, &scope, &target, username_match)).await;
             let user_plan = user_plan?;
-            let (excluded, unmanaged) = if user_plan.excluded {
-                (user_plan.untouched.into_iter().collect(), Vec::new())
+            let untouched: Vec<_> = user_plan.untouched.into_iter().collect();
+            let (mut excluded, mut out_of_scope, mut unmanaged) =
+                (Vec::new(), Vec::new(), Vec::new());
+            if user_plan.excluded {
+                excluded = untouched;
+            } else if user_plan.out_of_scope {
+                out_of_scope = untouched;
             } else {
-                (Vec::new(), user_plan.untouched.into_iter().collect())
-            };
+                unmanaged = untouched;
+            }
             let plan = Plan {
                 ghosts: usize::from(user_plan.ghost),
                 unmanaged,
                 excluded,
+                out_of_scope,
                 units: user_plan.unit.into_iter().collect(),
                 ..Plan::default()
             };
@@ -379,6 +385,18 @@ pub async fn plan_event_with_idp<D: Directory>(
     lookups: &IdpLookups,
     directory: &D,
 ) -> Planned {
+    if let Change::MfaReset { user, .. } = &event.change
+        && let Some(scope) = &rules.scope
+    {
+        return match mfa_reset_in_scope(event, user, scope, lookups).await {
+            Ok(true) => crate::plan::plan_event_in_scope(event, rules),
+            Ok(false) => Planned::Skip(format!(
+                "the user is in none of SCOPE_GROUPS ({})",
+                scope.describe()
+            )),
+            Err(reason) => Planned::Skip(reason),
+        };
+    }
     let user = match &event.change {
         Change::UserUpserted { user, .. }
         | Change::UserStateChanged { user, .. }
@@ -419,6 +437,11 @@ pub async fn plan_event_with_idp<D: Directory>(
         Ok(UserPlan {
             unit: Some(unit), ..
         }) => Planned::Operations(unit.actions.into_iter().map(|a| a.operation).collect()),
+        // The scope cannot be told without the IdP: the event is not
+        // applied (the next event about the user, or a reconcile, heals).
+        Err(e) if rules.scope.is_some() => Planned::Skip(format!(
+            "SCOPE_GROUPS is set and the user's groups could not be read from the IdP: {e}"
+        )),
         Err(e) => {
             tracing::warn!(
                 event_id = %event.id,
@@ -429,6 +452,42 @@ pub async fn plan_event_with_idp<D: Directory>(
             plan_event(event, rules)
         }
     }
+}
+
+/// Whether an MFA reset's user is in `SCOPE_GROUPS` (its groups read from
+/// the IdP); `Err`: why it cannot be told.
+async fn mfa_reset_in_scope(
+    event: &IdpEvent,
+    user: &UserRef,
+    scope: &crate::scope::ScopeGroups,
+    lookups: &IdpLookups,
+) -> Result<bool, String> {
+    let Some(id) = &user.idp_id else {
+        return Err("SCOPE_GROUPS is set and the event names no IdP user id to check".into());
+    };
+    let groups = match event.source.idp() {
+        IdpKind::Okta => match &lookups.okta {
+            Some(api) => IdpReader::user_groups(api, id).await,
+            None => return Err(no_api(event)),
+        },
+        IdpKind::Auth0 => match &lookups.auth0 {
+            Some(api) => IdpReader::user_groups(api, id).await,
+            None => return Err(no_api(event)),
+        },
+    };
+    match groups {
+        Ok(groups) => Ok(scope.admits(&groups)),
+        Err(e) => Err(format!(
+            "SCOPE_GROUPS is set and the user's groups could not be read from the IdP: {e}"
+        )),
+    }
+}
+
+fn no_api(event: &IdpEvent) -> String {
+    format!(
+        "SCOPE_GROUPS is set: whether the user is in scope is read from the IdP; set {} so the relay can",
+        crate::mapping::spec(event.source.idp()).api_variables
+    )
 }
 
 /// A short id for one run: its start time (UTC, to the millisecond) and a

@@ -143,6 +143,9 @@ pub struct Plan {
     /// modified, disabled or deleted, `include_unmanaged` or not; an IdP
     /// user whose account is one of them is left alone too.
     pub excluded: Vec<Untouched>,
+    /// IdP users in none of `SCOPE_GROUPS`: never created; their Duo
+    /// account is deprovisioned only when it is the relay's.
+    pub out_of_scope: Vec<Untouched>,
     pub stats: TenantStats,
 }
 
@@ -540,6 +543,29 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
         .collect();
     // IdP users whose Duo account is excluded: left alone.
     let mut skipped: HashSet<usize> = HashSet::new();
+    // SCOPE_GROUPS: the IdP user ids in scope (members of a scope group).
+    let in_scope: Option<HashSet<&str>> = rules.scope.as_ref().map(|scope_groups| {
+        idp.groups
+            .iter()
+            .filter(|g| scope_groups.names(g))
+            .flat_map(|g| idp.members.get(&g.idp_id).into_iter().flatten())
+            .map(String::as_str)
+            .collect()
+    });
+    let admitted = |u: &IdpUser| {
+        in_scope
+            .as_ref()
+            .is_none_or(|ids| ids.contains(u.idp_id.as_str()))
+    };
+    let scope_names = rules
+        .scope
+        .as_ref()
+        .map(crate::scope::ScopeGroups::describe)
+        .unwrap_or_default();
+    // Duo accounts of IdP users that left the scope (deprovisioned), and
+    // accounts an out-of-scope IdP user's login names (left alone).
+    let mut leavers: Vec<(usize, usize)> = Vec::new();
+    let mut protected: HashSet<usize> = HashSet::new();
     let mut by_alias: HashMap<String, usize> = HashMap::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (i, u) in duo.users.iter().enumerate() {
@@ -560,6 +586,12 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
                 skipped.insert(i);
                 continue;
             }
+            if !admitted(u) {
+                leavers.push((i, d));
+                skipped.insert(i);
+                owner_of.insert(d, i);
+                continue;
+            }
             duo_of.insert(i, d);
             owner_of.insert(d, i);
         }
@@ -578,6 +610,20 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
     let mut after_ghosts: Vec<(usize, String)> = Vec::new();
     for (i, u) in idp_users.iter().enumerate() {
         if duo_of.contains_key(&i) || skipped.contains(&i) {
+            continue;
+        }
+        if !admitted(u) {
+            let login = u.profile.login.clone();
+            if let Some(d) = login
+                .as_deref()
+                .and_then(|l| by_name.get(&lower(l)).or_else(|| by_alias.get(&lower(l))))
+            {
+                protected.insert(*d);
+            }
+            out.out_of_scope.push(Untouched {
+                username: login.unwrap_or_else(|| scope.tag(&u.idp_id)),
+                reason: format!("in none of SCOPE_GROUPS ({scope_names}): not synced"),
+            });
             continue;
         }
         let Some(login) = u.profile.login.clone() else {
@@ -725,7 +771,7 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
             });
             continue;
         }
-        if owner_of.contains_key(&d) {
+        if owner_of.contains_key(&d) || protected.contains(&d) {
             continue;
         }
         let action = if let Some(alias) = scope.our_alias(user) {
@@ -770,8 +816,28 @@ pub fn plan(idp: &IdpSnapshot, duo: &DuoSnapshot, scope: &PlanScope<'_>) -> Plan
             });
         }
     }
+    for (i, d) in leavers {
+        let user = &duo.users[d];
+        let tag = scope.tag(&idp_users[i].idp_id);
+        let key = UserKey {
+            idp_alias: Some(tag.clone()),
+            username: Some(user.username.clone()),
+        };
+        if let Some(action) = scope.deprovision(
+            key,
+            user,
+            &format!("{tag} left SCOPE_GROUPS ({scope_names})"),
+        ) {
+            deprovisions.push(Unit {
+                subject_kind: Subject::User,
+                subject: user.username.clone(),
+                actions: vec![action],
+            });
+        }
+    }
     deprovisions.sort_by(|a, b| a.subject.cmp(&b.subject));
     out.units.extend(deprovisions);
+    out.out_of_scope.sort_by(|a, b| a.username.cmp(&b.username));
     out.units.extend(create_units(after_ghosts));
     out.unmanaged.sort_by(|a, b| a.username.cmp(&b.username));
 

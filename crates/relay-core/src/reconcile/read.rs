@@ -295,9 +295,13 @@ pub async fn read_idp<I: IdpReader>(idp: &I, rules: &PlanRules) -> Result<IdpSna
     let (users, groups) = (users?, groups?);
     // Owned ids: futures that borrow through a closure's argument are not
     // provably `Send`, and callers spawn this on multi-threaded runtimes.
+    // The members of the synced groups, and of the SCOPE_GROUPS (which
+    // decide who is synced, GROUP_FILTER or not).
     let in_scope: Vec<String> = groups
         .iter()
-        .filter(|g| rules.group_allowed(Some(&g.name)))
+        .filter(|g| {
+            rules.group_allowed(Some(&g.name)) || rules.scope.as_ref().is_some_and(|s| s.names(g))
+        })
         .map(|g| g.idp_id.clone())
         .collect();
     let listings = in_scope.into_iter().map(|group_id| async move {

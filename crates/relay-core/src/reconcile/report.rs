@@ -72,6 +72,8 @@ pub struct Counts {
     pub unmanaged: usize,
     /// Accounts excluded (`DUO_EXCLUDE_*`, Duo's directory sync).
     pub excluded: usize,
+    /// IdP users in none of `SCOPE_GROUPS`.
+    pub out_of_scope: usize,
     /// Duo users that carry the other IdP's id.
     pub other_idp: usize,
     /// IdP users that cannot be mapped to a Duo user.
@@ -152,6 +154,8 @@ pub struct ReconcileReport {
     pub unmanaged: Vec<Untouched>,
     /// Duo accounts never touched (`DUO_EXCLUDE_*`, Duo's directory sync).
     pub excluded: Vec<Untouched>,
+    /// IdP users in none of `SCOPE_GROUPS`: not synced.
+    pub out_of_scope: Vec<Untouched>,
     pub conflicts: Vec<Untouched>,
     pub duration_ms: u64,
 }
@@ -177,6 +181,7 @@ impl ReconcileReport {
             ghosts: plan.ghosts,
             unmanaged: plan.unmanaged.len(),
             excluded: plan.excluded.len(),
+            out_of_scope: plan.out_of_scope.len(),
             other_idp: plan.other_idp,
             conflicts: plan.conflicts.len(),
             ..Counts::default()
@@ -254,6 +259,7 @@ impl ReconcileReport {
             items,
             unmanaged: plan.unmanaged.clone(),
             excluded: plan.excluded.clone(),
+            out_of_scope: plan.out_of_scope.clone(),
             conflicts: plan.conflicts.clone(),
             duration_ms: input.duration_ms,
         }
@@ -331,6 +337,14 @@ impl ReconcileReport {
         for u in &self.excluded {
             rows.push([
                 "excluded".into(),
+                u.username.clone(),
+                "left alone".into(),
+                u.reason.clone(),
+            ]);
+        }
+        for u in &self.out_of_scope {
+            rows.push([
+                "out of scope".into(),
                 u.username.clone(),
                 "left alone".into(),
                 u.reason.clone(),
@@ -427,11 +441,11 @@ impl ReconcileReport {
             c.conflicts,
             c.deprovisions,
             s.max_deletes,
-            if c.excluded > 0 {
-                format!(" · excluded {}", c.excluded)
-            } else {
-                String::new()
-            }
+            [("excluded", c.excluded), ("out of scope", c.out_of_scope)]
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(what, n)| format!(" · {what} {n}"))
+                .collect::<String>()
         );
         let _ = writeln!(
             out,
@@ -474,6 +488,7 @@ impl ReconcileReport {
                     groups_delete = c.groups_delete,
                     unmanaged = c.unmanaged,
                     excluded = c.excluded,
+                    out_of_scope = c.out_of_scope,
                     ghosts = c.ghosts,
                     applied = c.applied,
                     failed = c.failed,

@@ -31,6 +31,8 @@ pub struct UserPlan {
     pub ghost: bool,
     /// `untouched` is an excluded account (`DUO_EXCLUDE_*`).
     pub excluded: bool,
+    /// `untouched` is an IdP user outside `SCOPE_GROUPS`.
+    pub out_of_scope: bool,
 }
 
 /// How a Duo account found only by its username is treated when the IdP
@@ -139,11 +141,20 @@ pub async fn plan_user<I: IdpReader, R: DuoReader>(
             (_, None) => {}
         }
     }
+    // SCOPE_GROUPS: the user's groups decide whether it is synced at all.
+    let mut groups = None;
+    if let (Some(scope_groups), Some(u)) = (&scope.rules.scope, &found) {
+        let of_user = idp.user_groups(&u.idp_id).await.map_err(idp_err)?;
+        if !scope_groups.admits(&of_user) {
+            return Ok(out_of_scope(scope, u, duo_user.as_ref()));
+        }
+        groups = Some(of_user);
+    }
     match (found, duo_user) {
         (Some(u), Some(d)) => {
             let mut actions = user_changes(scope, &u, &d);
             let key = matched_key(scope, &u, &d);
-            actions.extend(memberships(idp, scope, &u, &key, Some(&d)).await?);
+            actions.extend(memberships(idp, scope, &u, &key, Some(&d), groups).await?);
             Ok(one(key, actions))
         }
         (Some(u), None) => {
@@ -174,11 +185,43 @@ pub async fn plan_user<I: IdpReader, R: DuoReader>(
                 );
             }
             let mut actions = vec![create];
-            actions.extend(memberships(idp, scope, &u, &key, None).await?);
+            actions.extend(memberships(idp, scope, &u, &key, None, groups).await?);
             Ok(one(key, actions))
         }
         (None, Some(d)) => Ok(gone_from_idp(scope, target, &d, username_match)),
         (None, None) => Ok(UserPlan::default()),
+    }
+}
+
+/// An IdP user in none of `SCOPE_GROUPS`: its Duo account is deprovisioned
+/// when it is the relay's (it carries this user's IdP id: the user left the
+/// scope); anything else is left alone, and nothing is created.
+fn out_of_scope(scope: &PlanScope<'_>, user: &IdpUser, duo_user: Option<&User>) -> UserPlan {
+    let tag = scope.tag(&user.idp_id);
+    let describe = scope
+        .rules
+        .scope
+        .as_ref()
+        .map(crate::scope::ScopeGroups::describe)
+        .unwrap_or_default();
+    match duo_user {
+        Some(d) if crate::identity::carries(d, &tag) => {
+            let key = UserKey {
+                idp_alias: Some(tag.clone()),
+                username: Some(d.username.clone()),
+            };
+            let why = format!("{tag} left SCOPE_GROUPS ({describe})");
+            let action = scope.deprovision(key.clone(), d, &why);
+            one(key, action.into_iter().collect())
+        }
+        _ => UserPlan {
+            untouched: Some(Untouched {
+                username: user.profile.login.clone().unwrap_or(tag),
+                reason: format!("in none of SCOPE_GROUPS ({describe}): not synced"),
+            }),
+            out_of_scope: true,
+            ..UserPlan::default()
+        },
     }
 }
 
@@ -253,14 +296,18 @@ async fn memberships<I: IdpReader>(
     user: &IdpUser,
     key: &UserKey,
     duo_user: Option<&User>,
+    groups: Option<Vec<crate::idp::IdpGroup>>,
 ) -> Result<Vec<Action>, ReconcileError> {
-    let groups = idp
-        .user_groups(&user.idp_id)
-        .await
-        .map_err(|e| ReconcileError::Idp {
-            idp: scope.kind,
-            error: e,
-        })?;
+    let groups = match groups {
+        Some(groups) => groups,
+        None => idp
+            .user_groups(&user.idp_id)
+            .await
+            .map_err(|e| ReconcileError::Idp {
+                idp: scope.kind,
+                error: e,
+            })?,
+    };
     let member_of: HashSet<String> = groups
         .iter()
         .map(|g| scope.tag(&g.idp_id).to_lowercase())

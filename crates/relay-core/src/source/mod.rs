@@ -139,6 +139,14 @@ impl IdpLookups {
         })
     }
 
+    /// Whether the API of `idp` is configured.
+    pub fn configured(&self, idp: IdpKind) -> bool {
+        match idp {
+            IdpKind::Okta => self.okta.is_some(),
+            IdpKind::Auth0 => self.auth0.is_some(),
+        }
+    }
+
     pub(crate) async fn user(&self, source: Source, id: &str) -> Option<Result<IdpUser, IdpError>> {
         match source.idp() {
             IdpKind::Okta => Some(self.okta.as_ref()?.user(id).await),
