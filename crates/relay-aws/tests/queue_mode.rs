@@ -504,3 +504,54 @@ async fn a_batch_too_close_to_the_deadline_is_handed_back_untried() {
         );
     }
 }
+
+/// The dead-letter contract every backend keeps (relay-tests'
+/// `dead_letters::contract`), through `dlq` on the FIFO dead-letter queue:
+/// letters written as the worker writes them (`send_dead_letter`), replays
+/// onto the FIFO event queue.
+#[tokio::test]
+async fn the_dead_letter_queue_keeps_the_dead_letter_contract() {
+    use relay_tests::dead_letters::{Backend, CASES, contract};
+    let Some(moto) = moto_url() else { return };
+    let sdk = sdk(&moto).await;
+    let queues = create_queues(&sdk, 30, 50).await;
+    let sqs = sqs(&sdk);
+    let letters = SqsDeadLetters::new(sqs.clone(), &queues.url, &queues.dlq_url);
+    let written = std::sync::atomic::AtomicU32::new(0);
+    let ran = contract(Backend {
+        name: "sqs",
+        store: &letters,
+        write: Box::new(|letter| {
+            let (sqs, dlq_url) = (sqs.clone(), queues.dlq_url.clone());
+            let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move {
+                relay_aws::sqs::send_dead_letter(&sqs, &dlq_url, &letter, &format!("m{n}"))
+                    .await
+                    .map(|_| ())
+            })
+        }),
+        drain_main: Box::new(|| {
+            let (sqs, url) = (sqs.clone(), queues.url.clone());
+            Box::pin(async move {
+                let mut bodies = Vec::new();
+                loop {
+                    let got = receive(&sqs, &url, 10, 30).await;
+                    if got.is_empty() {
+                        return bodies;
+                    }
+                    for message in got {
+                        sqs.delete_message()
+                            .queue_url(&url)
+                            .receipt_handle(message.receipt_handle().unwrap())
+                            .send()
+                            .await
+                            .unwrap();
+                        bodies.push(message.body().unwrap().to_owned());
+                    }
+                }
+            })
+        }),
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+}

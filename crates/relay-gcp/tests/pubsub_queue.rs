@@ -1048,3 +1048,80 @@ async fn headers_other_than_the_token_change_nothing() {
     assert_eq!(answer.status(), 401);
     assert_eq!(env.sim.total_calls(), 0);
 }
+
+/// The dead-letter contract every backend keeps (relay-tests'
+/// `dead_letters::contract`), through `dlq` on the dead-letter
+/// subscription: letters published as the push worker publishes them (its
+/// `DeadLetterSink`), replays onto the event topic, read back from a
+/// subscription of its own.
+#[tokio::test]
+async fn the_dead_letter_topic_keeps_the_dead_letter_contract() {
+    use relay_core::queue::DeadLetterSink as _;
+    use relay_gcp::pubsub::{DeadLetterSubscription, PubSub, PubSubConfig};
+    use relay_tests::dead_letters::{Backend as Letters, CASES, contract};
+    let Some(host) = pubsub_emulator() else {
+        return;
+    };
+    let project = common::unique_project();
+    let emulator = Emulator {
+        base: format!("http://{host}/v1"),
+        project: project.clone(),
+        http: reqwest::Client::new(),
+    };
+    for topic in ["events", "dead"] {
+        emulator.put(&format!("topics/{topic}"), json!({})).await;
+    }
+    emulator
+        .put(
+            "subscriptions/dead",
+            json!({ "topic": emulator.name("topics", "dead"), "ackDeadlineSeconds": 60 }),
+        )
+        .await;
+    emulator
+        .put(
+            "subscriptions/replayed",
+            json!({ "topic": emulator.name("topics", "events"), "enableMessageOrdering": true, "ackDeadlineSeconds": 600 }),
+        )
+        .await;
+    let raw = relay_core::config::from_pairs(&[
+        ("GOOGLE_CLOUD_PROJECT", project.as_str()),
+        ("PUBSUB_EMULATOR_HOST", host.as_str()),
+        ("RELAY_PUBSUB_TOPIC", "events"),
+        ("RELAY_PUBSUB_DEAD_LETTER_TOPIC", "dead"),
+        ("RELAY_PUBSUB_DEAD_LETTER_SUBSCRIPTION", "dead"),
+    ]);
+    let config = PubSubConfig::for_dlq(&raw).unwrap();
+    let pubsub = Arc::new(PubSub::connect(config).await.unwrap());
+    let store = DeadLetterSubscription::new(pubsub.clone());
+    let emulator = &emulator;
+    let ran = contract(Letters {
+        name: "pubsub dead-letter topic",
+        store: &store,
+        write: Box::new(|letter| {
+            let pubsub = pubsub.clone();
+            Box::pin(async move { pubsub.put_dead_letter(&letter).await })
+        }),
+        // Pulled (and so held for the ack deadline, 10 min: never seen
+        // again) until two pulls in a row come back empty.
+        drain_main: Box::new(move || {
+            Box::pin(async move {
+                let mut bodies = Vec::new();
+                let mut empty = 0;
+                while empty < 2 {
+                    let got = emulator.pull("replayed").await;
+                    if got.is_empty() {
+                        empty += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    for received in got {
+                        let data = received["message"]["data"].as_str().unwrap_or_default();
+                        bodies.push(String::from_utf8(BASE64.decode(data).unwrap()).unwrap());
+                    }
+                }
+                bodies
+            })
+        }),
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+}

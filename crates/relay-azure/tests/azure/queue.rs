@@ -594,3 +594,47 @@ async fn start_up_names_a_bad_queue_setting() {
         "{stderr}"
     );
 }
+
+/// The dead-letter contract every backend keeps (relay-tests'
+/// `dead_letters::contract`), through `dlq` on the poison queue: letters
+/// written as the queue worker writes them (its `DeadLetterSink`),
+/// replays onto the main queue.
+#[tokio::test]
+async fn the_poison_queue_keeps_the_dead_letter_contract() {
+    use relay_core::queue::DeadLetterSink as _;
+    use relay_tests::dead_letters::{Backend, CASES, contract};
+    let Some(url) = azurite_queue() else { return };
+    let name = fresh_queue();
+    let (main, poison) = StorageQueue::pair(&queue_settings(&url, &name, DEV_KEY)).unwrap();
+    main.create_if_absent().await.unwrap();
+    poison.create_if_absent().await.unwrap();
+    let store = PoisonQueue::new(main.clone(), poison.clone());
+    let ran = contract(Backend {
+        name: "azure poison queue",
+        store: &store,
+        write: Box::new(|letter| {
+            let poison = poison.clone();
+            Box::pin(async move { poison.put_dead_letter(&letter).await })
+        }),
+        drain_main: Box::new(|| {
+            let main = main.clone();
+            Box::pin(async move {
+                let mut bodies = Vec::new();
+                loop {
+                    let got = main.get(32, Duration::from_secs(60)).await.unwrap();
+                    if got.is_empty() {
+                        return bodies;
+                    }
+                    for message in got {
+                        main.delete(&message.id, message.pop_receipt.as_deref().unwrap())
+                            .await
+                            .unwrap();
+                        bodies.push(message.text);
+                    }
+                }
+            })
+        }),
+    })
+    .await;
+    assert_eq!(ran, CASES.len());
+}

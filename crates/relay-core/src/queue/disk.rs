@@ -419,6 +419,14 @@ impl DiskQueue {
         None
     }
 
+    /// Durably appends `(ordering key, body)` messages as they are, read
+    /// or not (tests and tools: a body the worker cannot decode, as a
+    /// newer version's message would be); the accept stage uses
+    /// [`EventQueue::enqueue`].
+    pub async fn enqueue_raw(&self, entries: Vec<(String, String)>) -> Result<(), QueueError> {
+        self.put(entries).await
+    }
+
     /// Durably appends `(ordering key, body)` messages; resolves once they
     /// are on disk (and visible to workers).
     async fn put(&self, entries: Vec<(String, String)>) -> Result<(), QueueError> {
