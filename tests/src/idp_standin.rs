@@ -440,6 +440,59 @@ impl IdpStandIn {
     }
 }
 
+/// One System Log event about one user, as Okta logs it and the hook
+/// delivers it (the LogEvent the catch-up reads): `uuid` is the hook's
+/// idempotency key. For the cloud entries' catch-up tests.
+pub fn okta_user_log_event(
+    uuid: &str,
+    at_ms: i64,
+    event_type: &str,
+    user_id: &str,
+    login: &str,
+) -> Value {
+    serde_json::json!({
+        "uuid": uuid,
+        "published": relay_core::time::rfc3339_millis(at_ms),
+        "eventType": event_type,
+        "version": "0",
+        "severity": "INFO",
+        "displayMessage": event_type,
+        "actor": {"id": "00uADMIN0000000000001", "type": "User",
+                  "alternateId": "admin@example.com", "displayName": "Example Admin"},
+        "outcome": {"result": "SUCCESS", "reason": null},
+        "target": [{"id": user_id, "type": "User", "alternateId": login,
+                    "displayName": login, "detailEntry": null}],
+    })
+}
+
+impl IdpStandIn {
+    /// An Okta tenant with one user, whose creation (ten minutes ago) is
+    /// in the System Log as event `uuid` and was never delivered by the
+    /// hook: what a catch-up run must apply.
+    pub async fn with_missed_okta_create(user_id: &str, login: &str, uuid: &str) -> Self {
+        let idp = Self::start(Tenant {
+            users: vec![StandInUser::new(user_id, login)],
+            groups: vec![],
+        })
+        .await;
+        idp.push_okta_log(okta_user_log_event(
+            uuid,
+            now_ms() - 10 * 60_000,
+            "user.lifecycle.create",
+            user_id,
+            login,
+        ));
+        idp
+    }
+}
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 // ---- plumbing ----
 
 fn now_secs() -> u64 {

@@ -13,7 +13,7 @@ use relay_core::catch_up::{
     CatchUpConfig, CatchUpOptions, CatchUpSummary, LogApi, LogSource, MemoryCheckpoints, RunStatus,
 };
 use relay_core::config::RawConfig;
-use relay_tests::idp_standin::{IdpStandIn, StandInUser, Tenant};
+use relay_tests::idp_standin::{IdpStandIn, StandInUser, Tenant, okta_user_log_event};
 use relay_tests::served::{ServedRelay, serve};
 use serde_json::{Value, json};
 
@@ -63,25 +63,22 @@ fn okta_event(
     user: usize,
     group: Option<usize>,
 ) -> Value {
-    let mut target = vec![okta_user_target(user)];
+    let target = okta_user_target(user);
+    let mut event = okta_user_log_event(
+        &format!("c0ffee00-0000-4000-8000-{seq:012}"),
+        at_ms,
+        event_type,
+        target["id"].as_str().unwrap(),
+        target["alternateId"].as_str().unwrap(),
+    );
+    event["target"][0] = target;
     if let Some(g) = group {
-        target.push(
+        event["target"].as_array_mut().unwrap().push(
             json!({"id": GROUPS[g].0, "type": "UserGroup", "alternateId": "unknown",
-                           "displayName": GROUPS[g].1, "detailEntry": null}),
+                   "displayName": GROUPS[g].1, "detailEntry": null}),
         );
     }
-    json!({
-        "uuid": format!("c0ffee00-0000-4000-8000-{seq:012}"),
-        "published": relay_core::time::rfc3339_millis(at_ms),
-        "eventType": event_type,
-        "version": "0",
-        "severity": "INFO",
-        "displayMessage": event_type,
-        "actor": {"id": "00uADMIN0000000000001", "type": "User",
-                  "alternateId": "admin@example.com", "displayName": "Example Admin"},
-        "outcome": {"result": "SUCCESS", "reason": null},
-        "target": target,
-    })
+    event
 }
 
 /// Each user's story, in time order; users interleaved. A third of the

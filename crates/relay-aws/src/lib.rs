@@ -30,8 +30,9 @@
 //! One function, three kinds of invocation ([`AwsRelay::invoke`] reads the
 //! raw event): an HTTP request (Function URL, HTTP API, REST API), an SQS
 //! batch (`eventSource` `aws:sqs`), or a task
-//! (`{"relay_task":"reconcile","source":"okta"}` from EventBridge
-//! Scheduler). Run locally as `bootstrap dlq list|show|replay …` with AWS
+//! (`{"relay_task":"reconcile","source":"okta"}` or
+//! `{"relay_task":"catch_up","source":"okta"}` from EventBridge Scheduler),
+//! read once into an [`Invocation`]. Run locally as `bootstrap dlq list|show|replay …` with AWS
 //! credentials and `RELAY_QUEUE_URL` / `RELAY_DLQ_URL`, it inspects and
 //! re-drives the dead letters ([`dlq_cli`]).
 //!
@@ -208,10 +209,12 @@ pub enum InvokeError {
         "an SQS batch arrived but RELAY_MODE is not queue: set RELAY_MODE=queue, RELAY_QUEUE_URL and RELAY_DLQ_URL, or remove the event source mapping"
     )]
     NotQueueMode,
-    #[error("unknown relay_task {0}; the known task is reconcile")]
+    #[error("unknown relay_task {0}; the known tasks are reconcile and catch_up")]
     UnknownTask(String),
     #[error("relay_task reconcile: {0}")]
     Reconcile(String),
+    #[error("relay_task catch_up: {0}")]
+    CatchUp(String),
     #[error(
         "the event is neither an HTTP request (Function URL, API Gateway), an SQS batch nor a relay_task: {0}"
     )]
@@ -455,21 +458,19 @@ impl AwsRelay {
         event: Value,
         deadline: Option<Instant>,
     ) -> Result<Value, InvokeError> {
-        if let Some(records) = worker::sqs_records(&event) {
-            let answer = self.handle_sqs(records, deadline).await?;
-            return serde_json::to_value(answer).map_err(|e| InvokeError::Answer(e.to_string()));
+        match Invocation::of(event)? {
+            Invocation::Sqs(records) => {
+                let answer = self.handle_sqs(records, deadline).await?;
+                serde_json::to_value(answer).map_err(|e| InvokeError::Answer(e.to_string()))
+            }
+            Invocation::Task(Task::Reconcile, task) => self.reconcile(&task).await,
+            Invocation::Task(Task::CatchUp, task) => self.catch_up(&task).await,
+            Invocation::Http(origin, event) => {
+                let request = lambda_http::request::from_str(&event.to_string())
+                    .map_err(|e| InvokeError::Unrecognized(e.to_string()))?;
+                origin.answer(self.handle(request).await)
+            }
         }
-        if let Some(task) = event.get("relay_task") {
-            return self.run_task(task, &event).await;
-        }
-        let origin = HttpOrigin::of(&event).ok_or_else(|| {
-            InvokeError::Unrecognized(
-                "no Records, relay_task, httpMethod or requestContext.http".into(),
-            )
-        })?;
-        let request = lambda_http::request::from_str(&event.to_string())
-            .map_err(|e| InvokeError::Unrecognized(e.to_string()))?;
-        origin.answer(self.handle(request).await)
     }
 
     /// Queue mode's worker on one SQS batch.
@@ -487,7 +488,7 @@ impl AwsRelay {
         Ok(queued.worker.run(relay, records, deadline).await)
     }
 
-    /// A scheduled task: `{"relay_task":"reconcile","source":"okta"|"auth0",
+    /// The scheduled reconcile: `{"relay_task":"reconcile","source":"okta"|"auth0",
     /// "dry_run":false,"max_deletes":10}` (EventBridge Scheduler; fields
     /// left out come from `RELAY_RECONCILE_*`, see
     /// `relay_core::reconcile::ReconcileOptions::scheduled`). The secret is
@@ -495,33 +496,62 @@ impl AwsRelay {
     /// environment. Answers the run's summary when Duo converged, and an
     /// error otherwise — drift left, the deletion cap, a read error — so the
     /// invocation counts as failed (the Terraform module alarms on it).
-    async fn run_task(&self, task: &Value, event: &Value) -> Result<Value, InvokeError> {
-        match task.as_str() {
-            Some("reconcile") => {
-                self.fetches.fetch_add(1, Ordering::Relaxed);
-                let values = self
-                    .secrets
-                    .fetch()
-                    .await
-                    .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
-                let raw = values.merged_over(&self.env);
-                let options = relay_core::reconcile::ReconcileOptions::scheduled(&raw, Some(event))
-                    .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
-                let report = relay_core::reconcile::run_from_config(&raw, &options)
-                    .await
-                    .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
-                if !report.converged() {
-                    return Err(InvokeError::Reconcile(report.status_line()));
-                }
-                Ok(serde_json::json!({
-                    "run_id": report.run_id,
-                    "status": report.status.as_str(),
-                    "detail": report.status_line(),
-                    "counts": report.counts,
-                }))
-            }
-            _ => Err(InvokeError::UnknownTask(task.to_string())),
+    async fn reconcile(&self, event: &Value) -> Result<Value, InvokeError> {
+        let raw = self
+            .task_config()
+            .await
+            .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
+        let options = relay_core::reconcile::ReconcileOptions::scheduled(&raw, Some(event))
+            .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
+        let report = relay_core::reconcile::run_from_config(&raw, &options)
+            .await
+            .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
+        if !report.converged() {
+            return Err(InvokeError::Reconcile(report.status_line()));
         }
+        Ok(serde_json::json!({
+            "run_id": report.run_id,
+            "status": report.status.as_str(),
+            "detail": report.status_line(),
+            "counts": report.counts,
+        }))
+    }
+
+    /// The scheduled catch-up: `{"relay_task":"catch_up","source":"okta"|
+    /// "auth0"}` (EventBridge Scheduler; the source defaults as in
+    /// `relay_core::catch_up::CatchUpOptions::scheduled`). Reads the IdP's
+    /// log from the checkpoint in the DynamoDB table (`cp#<source>`) and
+    /// applies what the hook missed through the current relay (its store,
+    /// group index and lookups). Answers the run's summary when it read to
+    /// the end (or to its page budget) with no failed event, and an error
+    /// otherwise, so the invocation counts as failed (the Terraform
+    /// module's catch_up_failed alarm).
+    async fn catch_up(&self, event: &Value) -> Result<Value, InvokeError> {
+        let raw = self
+            .task_config()
+            .await
+            .map_err(|e| InvokeError::CatchUp(e.to_string()))?;
+        let relay = Arc::clone(&self.active().await.relay);
+        let summary = relay_core::catch_up::run_scheduled(
+            &relay,
+            &raw,
+            &self.store.checkpoints(),
+            Some(event),
+        )
+        .await
+        .map_err(|e| InvokeError::CatchUp(e.to_string()))?;
+        if !summary.is_ok() {
+            return Err(InvokeError::CatchUp(summary.status_line()));
+        }
+        serde_json::to_value(&summary).map_err(|e| InvokeError::Answer(e.to_string()))
+    }
+
+    /// A task's configuration: the secret read afresh (the IdP API
+    /// credentials live there) laid over the environment.
+    async fn task_config(&self) -> Result<RawConfig, SecretError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let values = self.secrets.fetch().await?;
+        Ok(values.merged_over(&self.env))
     }
 
     /// Handles one Lambda HTTP event (Function URL, HTTP API or REST API).
@@ -660,9 +690,56 @@ fn build(
     })
 }
 
+/// What one invocation is, read from its raw event once (issue 15: a
+/// typed dispatch instead of probing the JSON in several places).
+#[derive(Debug)]
+pub enum Invocation {
+    /// An SQS batch (`eventSource` `aws:sqs`): queue mode's worker.
+    Sqs(Vec<worker::SqsRecord>),
+    /// A scheduled task (`relay_task`, from EventBridge Scheduler) with the
+    /// event, whose other fields are the task's options.
+    Task(Task, Value),
+    /// An HTTP request, in the shape of its origin.
+    Http(HttpOrigin, Value),
+}
+
+/// The scheduled tasks (`relay_task`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// `reconcile`: converge Duo with the IdP (relay_core::reconcile).
+    Reconcile,
+    /// `catch_up`: apply what the hook missed from the IdP's event log
+    /// (relay_core::catch_up).
+    CatchUp,
+}
+
+impl Invocation {
+    /// Reads the event; an unknown `relay_task` or an event of no known
+    /// shape is an error naming what was looked for.
+    pub fn of(event: Value) -> Result<Self, InvokeError> {
+        if let Some(records) = worker::sqs_records(&event) {
+            return Ok(Self::Sqs(records));
+        }
+        if let Some(task) = event.get("relay_task") {
+            let task = match task.as_str() {
+                Some("reconcile") => Task::Reconcile,
+                Some("catch_up") => Task::CatchUp,
+                _ => return Err(InvokeError::UnknownTask(task.to_string())),
+            };
+            return Ok(Self::Task(task, event));
+        }
+        match HttpOrigin::of(&event) {
+            Some(origin) => Ok(Self::Http(origin, event)),
+            None => Err(InvokeError::Unrecognized(
+                "no Records, relay_task, httpMethod or requestContext.http".into(),
+            )),
+        }
+    }
+}
+
 /// Where an HTTP event came from, which decides the answer's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HttpOrigin {
+pub enum HttpOrigin {
     /// API Gateway REST API (payload 1.0).
     RestApi,
     /// Function URL or HTTP API (payload 2.0).

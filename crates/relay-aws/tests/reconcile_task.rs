@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use relay_aws::{AwsRelay, SecretSource};
-use relay_tests::idp_standin::{IdpStandIn, OKTA_TOKEN, StandInGroup, StandInUser, Tenant};
+use relay_tests::idp_standin::{IdpStandIn, StandInGroup, StandInUser, Tenant};
 use serde_json::json;
 
 #[tokio::test]
@@ -25,13 +25,7 @@ async fn a_reconcile_task_converges_duo_and_fails_while_drift_is_left() {
     .await;
     // The API token lives in the secret, the org URL in the environment,
     // as the Terraform module sets them.
-    let secret = json!({
-        "DUO_SKEY": fx.sim.config().skey,
-        "OKTA_AUTH_SECRET": OKTA_SECRET,
-        "OKTA_API_TOKEN": OKTA_TOKEN,
-    })
-    .to_string();
-    let secret_id = create_secret(&fx.sdk, &secret).await;
+    let secret_id = create_secret(&fx.sdk, &okta_api_secret_json(&fx.sim)).await;
     let mut env = plain_env(&fx.sim);
     env.insert("OKTA_ORG_URL".into(), idp.base_url());
     let relay = AwsRelay::start(

@@ -22,6 +22,7 @@
 //! queue-trigger worker ([`worker`]). Verifying, parsing, planning and
 //! applying are `relay-core`'s; HTTP is `relay-server`'s.
 
+pub mod catch_up;
 pub mod groups;
 mod identity;
 pub mod key_vault;

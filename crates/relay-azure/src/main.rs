@@ -145,6 +145,13 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
         .with_context(|| format!("FUNCTIONS_CUSTOMHANDLER_PORT: cannot listen on {addr}"))?;
     let relay = Arc::new(relay);
     let mut router = relay_server::app_with_prefix(relay.clone(), "/api");
+    // The scheduled catch-up (the `catch_up` timer function), in both modes:
+    // the handler's own relay and table.
+    let catch_up = relay_azure::catch_up::router(relay_azure::catch_up::CatchUpTask {
+        relay: relay.clone(),
+        checkpoints: store.checkpoints(),
+        raw: Arc::new(raw.clone()),
+    });
     if let Some((main, poison)) = queues {
         tracing::info!(
             port = listen.port,
@@ -180,7 +187,9 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
         );
     }
     // The scheduled reconcile (the `reconcile` timer function), in both modes.
-    let router = router.merge(relay_azure::reconcile::router(Arc::new(raw.clone())));
+    let router = router
+        .merge(relay_azure::reconcile::router(Arc::new(raw.clone())))
+        .merge(catch_up);
     relay_server::serve(listener, router, limits, relay_server::shutdown_signal()).await?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 
 #[path = "azure/app_files.rs"]
 mod app_files;
+#[path = "azure/catch_up.rs"]
+mod catch_up;
 #[path = "azure/common.rs"]
 mod common;
 #[path = "azure/handler.rs"]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use relay_core::apply::{DryRun, DuoDirectory};
 use relay_core::catch_up::{
-    CatchUpConfig, CatchUpOptions, CatchUpSummary, FileCheckpoints, LogApi, LogSource, RunStatus,
+    CatchUpConfig, CatchUpOptions, CatchUpSummary, FileCheckpoints, LogApi, LogSource,
     parse_duration,
 };
 use relay_core::config::{RawConfig, duo_client, duo_config};
@@ -223,13 +223,12 @@ async fn run(raw: &RawConfig, args: &Args) -> Result<u8, (u8, anyhow::Error)> {
 }
 
 fn exit_code(summary: &CatchUpSummary) -> u8 {
-    match summary.status {
-        RunStatus::IdpFailed => EXIT_IDP_ERROR,
-        RunStatus::StoreFailed => EXIT_STORE_ERROR,
-        RunStatus::EventFailed => EXIT_EVENT_FAILED,
-        RunStatus::CaughtUp | RunStatus::Behind if summary.failed > 0 => EXIT_EVENT_FAILED,
-        RunStatus::CaughtUp | RunStatus::Behind => EXIT_OK,
-    }
+    let code = summary.exit_code();
+    debug_assert!(
+        [EXIT_OK, EXIT_EVENT_FAILED, EXIT_IDP_ERROR, EXIT_STORE_ERROR].contains(&code),
+        "relay-core's exit codes are the ones USAGE lists"
+    );
+    code
 }
 
 fn print_summary(summary: &CatchUpSummary, planned: &[String], json: bool) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@
 //! Routing, verification and everything behind it are `relay-server`'s and
 //! `relay-core`'s; this crate must not know about Okta, Auth0 or Duo.
 
+pub mod catch_up;
 pub mod firestore;
 pub mod groups;
 pub mod metadata;

@@ -6,6 +6,9 @@
 //! `RELAY_MODE=queue` accepted events go to Pub/Sub and come back to
 //! `POST /pubsub/push`.
 //!
+//! `relay-gcp reconcile` and `relay-gcp catch-up` run one scheduled task
+//! each (Cloud Run jobs on the service's image and settings).
+//!
 //! `relay-gcp dlq list|show|replay …` reads and re-drives the dead letters
 //! on `RELAY_PUBSUB_DEAD_LETTER_SUBSCRIPTION` (as a Cloud Run job with the
 //! service's settings, or anywhere with `GOOGLE_OAUTH_ACCESS_TOKEN`).
@@ -44,6 +47,10 @@ async fn main() -> std::process::ExitCode {
     // `relay-gcp reconcile`: one run (the Cloud Run job Cloud Scheduler starts).
     if args.first().map(String::as_str) == Some("reconcile") {
         return relay_gcp::reconcile::run_job(&raw).await;
+    }
+    // `relay-gcp catch-up`: one run (the Cloud Run job Cloud Scheduler starts).
+    if args.first().map(String::as_str) == Some("catch-up") {
+        return relay_gcp::catch_up::run_job(&raw).await;
     }
     match run(&raw).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

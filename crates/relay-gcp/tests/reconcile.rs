@@ -4,40 +4,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::{Command, Output};
 
 use duo_sim::DuoSim;
 use relay_tests::idp_standin::{IdpStandIn, StandInGroup, StandInUser, Tenant};
 
 fn command(sim: &DuoSim, idp: &IdpStandIn, extra: &[(&str, &str)]) -> Command {
-    let cfg = sim.config();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay-gcp"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DUO_API_HOST", &cfg.host)
-        .env("DUO_IKEY", &cfg.ikey)
-        .env("DUO_SKEY", &cfg.skey)
-        .env("DUO_API_URL", sim.base_url())
-        .env("DUO_RATE_PER_MINUTE", "off")
-        .envs(idp.okta_env())
-        .envs(extra.iter().copied())
-        .arg("reconcile");
-    cmd
+    let extra: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    common::job_command("reconcile", sim, idp, &extra)
 }
 
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("run relay-gcp"))
-        .await
-        .unwrap()
+async fn run(cmd: Command) -> Output {
+    common::run_job(cmd).await
 }
 
 fn summary(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["message"] == "reconcile")
-        .unwrap_or_else(|| panic!("no reconcile summary line in {stdout}"))
+    common::summary_line(out, "reconcile")
 }
 
 #[tokio::test(flavor = "multi_thread")]

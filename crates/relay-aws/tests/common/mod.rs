@@ -120,6 +120,18 @@ pub fn secret_json(sim: &DuoSim, okta_secret: &str) -> String {
     .to_string()
 }
 
+/// The secret JSON of a scheduled task reading Okta's API: the Duo key,
+/// the hook secret and the API token (as the Terraform module stores them;
+/// the org URL is in the plain environment).
+pub fn okta_api_secret_json(sim: &DuoSim) -> String {
+    json!({
+        "DUO_SKEY": sim.config().skey,
+        "OKTA_AUTH_SECRET": OKTA_SECRET,
+        "OKTA_API_TOKEN": relay_tests::idp_standin::OKTA_TOKEN,
+    })
+    .to_string()
+}
+
 /// The plain (non-secret) Lambda environment for `sim`.
 pub fn plain_env(sim: &DuoSim) -> RawConfig {
     RawConfig::from([

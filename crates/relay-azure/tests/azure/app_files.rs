@@ -104,22 +104,40 @@ fn queue_worker_function() {
     assert_eq!(trigger["connection"], "AzureWebJobsStorage");
 }
 
-#[test]
-fn reconcile_timer_function() {
-    let dir = app_dir().join(relay_azure::reconcile::FUNCTION_NAME);
-    assert!(valid_function_name(relay_azure::reconcile::FUNCTION_NAME));
-    let function = read_json(&dir.join("function.json"));
+/// A timer function: its folder is a valid function name, one
+/// `timerTrigger` on the app setting `setting` (which Terraform writes), not
+/// run at start-up.
+fn assert_timer_function(name: &str, setting: &str) {
+    assert!(valid_function_name(name));
+    let function = read_json(&app_dir().join(name).join("function.json"));
     let bindings = function["bindings"].as_array().unwrap();
-    assert_eq!(bindings.len(), 1, "a trigger and nothing else");
+    assert_eq!(bindings.len(), 1, "{name}: a trigger and nothing else");
     let trigger = &bindings[0];
     assert_eq!(trigger["type"], "timerTrigger");
     assert_eq!(trigger["direction"], "in");
-    // The schedule is an app setting Terraform writes (reconcile_schedule).
-    assert_eq!(trigger["schedule"], "%RELAY_RECONCILE_SCHEDULE%");
+    assert_eq!(trigger["schedule"], format!("%{setting}%"));
     assert_eq!(trigger["runOnStartup"], false);
+}
+
+#[test]
+fn reconcile_timer_function() {
+    // The schedule is reconcile_schedule in Terraform.
+    assert_timer_function(
+        relay_azure::reconcile::FUNCTION_NAME,
+        "RELAY_RECONCILE_SCHEDULE",
+    );
     // A large tenant needs more than the Consumption plan's default 5 min.
     let host = read_json(&app_dir().join("host.json"));
     assert_eq!(host["functionTimeout"], "00:10:00");
+}
+
+#[test]
+fn catch_up_timer_function() {
+    // The schedule is catch_up_schedule in Terraform.
+    assert_timer_function(
+        relay_azure::catch_up::FUNCTION_NAME,
+        "RELAY_CATCH_UP_SCHEDULE",
+    );
 }
 
 /// Function folders that are not HTTP routes, by trigger type.
@@ -127,6 +145,7 @@ fn non_http_functions() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
         (relay_azure::worker::FUNCTION_NAME, "queueTrigger"),
         (relay_azure::reconcile::FUNCTION_NAME, "timerTrigger"),
+        (relay_azure::catch_up::FUNCTION_NAME, "timerTrigger"),
     ])
 }
 

@@ -65,6 +65,12 @@ impl Checkpoint {
 /// 90 days), so it outlives everything it could still point into.
 pub const CHECKPOINT_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 
+/// Lost races after which a checkpoint save gives up with an error. More
+/// than a watermark's: a checkpoint has one writer per scheduled run, so a
+/// race is rare and another round costs little, while giving up fails the
+/// run (and its alarm).
+pub const CHECKPOINT_ROUNDS: usize = 10;
+
 /// Loads and saves checkpoints, keyed by source (`okta`, `auth0`). A save
 /// behind the stored checkpoint ([`Checkpoint::is_behind`]) succeeds and
 /// leaves the stored one.
@@ -193,7 +199,7 @@ impl CheckpointStore for FileCheckpoints {
 /// A save reads the record, keeps it when the new checkpoint is behind
 /// it, and otherwise writes on condition that it did not change since the
 /// read (`put_if_absent` / `replace_if_version`); a lost race reads again,
-/// up to [`crate::store::claim::MARK_ROUNDS`] rounds, like a watermark.
+/// up to [`CHECKPOINT_ROUNDS`] rounds.
 #[derive(Debug)]
 pub struct CasCheckpoints<C> {
     store: Arc<CasStore<C>>,
@@ -252,7 +258,7 @@ impl<C: Cas> CheckpointStore for CasCheckpoints<C> {
         let slot = Slot::Checkpoint(source);
         let body = serde_json::to_string(checkpoint)
             .map_err(|e| StoreError::Backend(format!("cannot encode the checkpoint: {e}")))?;
-        let rounds = crate::store::claim::MARK_ROUNDS;
+        let rounds = CHECKPOINT_ROUNDS;
         for round in 0..rounds {
             if round > 0 {
                 let ms = fastrand::u64(1..=5) * (round as u64 + 1);

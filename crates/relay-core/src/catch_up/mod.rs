@@ -255,6 +255,64 @@ pub struct CatchUpOptions {
     pub dry_run: bool,
 }
 
+impl CatchUpOptions {
+    /// A scheduled run's options: the source from the task
+    /// (`{"relay_task":"catch_up","source":"okta"}`, AWS) or
+    /// `RELAY_CATCH_UP_SOURCE` (Azure, GCP), else the IdP whose API is
+    /// configured (`OKTA_ORG_URL`, then `AUTH0_DOMAIN`). A scheduled run
+    /// starts from the stored checkpoint and applies (no `--since`, no dry
+    /// run: the cloud entries have no dry-run directory).
+    pub fn scheduled(raw: &RawConfig, task: Option<&Value>) -> Result<Self, ConfigError> {
+        let source = match task.and_then(|t| t.get("source")) {
+            Some(v) => v
+                .as_str()
+                .and_then(LogSource::parse)
+                .ok_or_else(|| ConfigError::new("source", "must be okta or auth0"))?,
+            None => match optional(raw, "RELAY_CATCH_UP_SOURCE") {
+                Some(v) => LogSource::parse(v).ok_or_else(|| {
+                    ConfigError::new("RELAY_CATCH_UP_SOURCE", "must be okta or auth0")
+                })?,
+                None if optional(raw, "OKTA_ORG_URL").is_some() => LogSource::Okta,
+                None if optional(raw, "AUTH0_DOMAIN").is_some() => LogSource::Auth0,
+                None => {
+                    return Err(ConfigError::new(
+                        "RELAY_CATCH_UP_SOURCE",
+                        "is not set and neither OKTA_ORG_URL nor AUTH0_DOMAIN is: no log to read",
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            source,
+            since_ms: None,
+            dry_run: false,
+        })
+    }
+}
+
+/// One scheduled catch-up run (the cloud entries' task): options from
+/// `task` and `raw` ([`CatchUpOptions::scheduled`]), settings and the log
+/// API client from `raw`, then [`run`] through `relay` (the entry's own:
+/// its store, group index and IdP lookups) from the checkpoint in
+/// `checkpoints`. A configuration error reads and writes nothing (and
+/// writes no summary line: the caller logs it and fails the invocation).
+pub async fn run_scheduled<D, S, C>(
+    relay: &Relay<D, S>,
+    raw: &RawConfig,
+    checkpoints: &C,
+    task: Option<&Value>,
+) -> Result<CatchUpSummary, ConfigError>
+where
+    D: Directory,
+    S: IdempotencyStore,
+    C: CheckpointStore,
+{
+    let options = CatchUpOptions::scheduled(raw, task)?;
+    let config = CatchUpConfig::from_config(raw)?;
+    let api = LogApi::from_config(raw, options.source)?;
+    Ok(run(relay, &api, checkpoints, &config, &options).await)
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -329,15 +387,40 @@ impl CatchUpSummary {
         }
     }
 
-    /// The one summary line of a run.
-    pub fn log(&self) {
-        let status = match self.status {
+    /// The status as the summary line spells it.
+    pub fn status_str(&self) -> &'static str {
+        match self.status {
             RunStatus::CaughtUp => "caught_up",
             RunStatus::Behind => "behind",
             RunStatus::EventFailed => "event_failed",
             RunStatus::IdpFailed => "idp_failed",
             RunStatus::StoreFailed => "store_failed",
-        };
+        }
+    }
+
+    /// One line for a scheduled run's answer (the invocation's result or
+    /// error; the `catch_up` log line has every field).
+    pub fn status_line(&self) -> String {
+        let mut line = format!(
+            "catch-up {} {}: {} records, {} new, {} duplicates, {} failed, checkpoint lag {} s",
+            self.source.as_str(),
+            self.status_str(),
+            self.records,
+            self.new,
+            self.duplicates,
+            self.failed,
+            self.checkpoint_lag_s
+        );
+        if let Some(error) = &self.error {
+            line.push_str("; stopped: ");
+            line.push_str(error);
+        }
+        line
+    }
+
+    /// The one summary line of a run.
+    pub fn log(&self) {
+        let status = self.status_str();
         let error = self.error.as_deref().unwrap_or("");
         // One field list for both levels: a run that ended well is info,
         // any other an error (what an alarm on the log counts).
@@ -366,6 +449,20 @@ impl CatchUpSummary {
             line!(info);
         } else {
             line!(error);
+        }
+    }
+
+    /// The process exit code of a run (the CLI's and the GCP job's): 0
+    /// read to the end (or to the page budget) with no failed event, 2 an
+    /// event failed, 4 reading the log failed, 6 the checkpoint or store
+    /// failed. (1 is bad configuration, before any run.)
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            RunStatus::IdpFailed => 4,
+            RunStatus::StoreFailed => 6,
+            RunStatus::EventFailed => 2,
+            RunStatus::CaughtUp | RunStatus::Behind if self.failed > 0 => 2,
+            RunStatus::CaughtUp | RunStatus::Behind => 0,
         }
     }
 
@@ -676,6 +773,45 @@ mod tests {
         assert_eq!(parse_duration("2w"), None);
         assert_eq!(parse_duration("h"), None);
         assert_eq!(parse_duration("-1h"), None);
+    }
+
+    #[test]
+    fn scheduled_options_name_the_source() {
+        let raw = crate::config::from_pairs(&[("OKTA_ORG_URL", "https://acme.okta.com")]);
+        let task = serde_json::json!({"relay_task": "catch_up", "source": "auth0"});
+        assert_eq!(
+            CatchUpOptions::scheduled(&raw, Some(&task)).unwrap().source,
+            LogSource::Auth0
+        );
+        assert_eq!(
+            CatchUpOptions::scheduled(&raw, None).unwrap(),
+            CatchUpOptions {
+                source: LogSource::Okta,
+                since_ms: None,
+                dry_run: false
+            }
+        );
+        let raw = crate::config::from_pairs(&[
+            ("AUTH0_DOMAIN", "acme.us.auth0.com"),
+            ("RELAY_CATCH_UP_SOURCE", "okta"),
+        ]);
+        assert_eq!(
+            CatchUpOptions::scheduled(&raw, None).unwrap().source,
+            LogSource::Okta
+        );
+        for (raw, task, name) in [
+            (vec![], None, "RELAY_CATCH_UP_SOURCE"),
+            (
+                vec![("RELAY_CATCH_UP_SOURCE", "azure")],
+                None,
+                "RELAY_CATCH_UP_SOURCE",
+            ),
+            (vec![], Some(serde_json::json!({"source": 3})), "source"),
+        ] {
+            let err = CatchUpOptions::scheduled(&crate::config::from_pairs(&raw), task.as_ref())
+                .unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

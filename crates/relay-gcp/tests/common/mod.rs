@@ -814,3 +814,43 @@ impl Drop for RelayProcess {
 pub fn okta_fixture() -> String {
     relay_tests::fixture_text("okta/user-lifecycle-create.json")
 }
+
+/// `relay-gcp <task>` as a Cloud Run job runs it: only the Duo settings of
+/// `sim`, the Okta API of `idp` and `extra` in the environment.
+pub fn job_command(
+    task: &str,
+    sim: &duo_sim::DuoSim,
+    idp: &relay_tests::idp_standin::IdpStandIn,
+    extra: &[(String, String)],
+) -> Command {
+    let cfg = sim.config();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay-gcp"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DUO_API_HOST", &cfg.host)
+        .env("DUO_IKEY", &cfg.ikey)
+        .env("DUO_SKEY", &cfg.skey)
+        .env("DUO_API_URL", sim.base_url())
+        .env("DUO_RATE_PER_MINUTE", "off")
+        .envs(idp.okta_env())
+        .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .arg(task);
+    cmd
+}
+
+/// Runs a job's process to its end.
+pub async fn run_job(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("run relay-gcp"))
+        .await
+        .unwrap()
+}
+
+/// The job's log line whose message is `message` (its summary line).
+pub fn summary_line(out: &std::process::Output, message: &str) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == message)
+        .unwrap_or_else(|| panic!("no {message} summary line in {stdout}"))
+}
