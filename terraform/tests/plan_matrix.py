@@ -57,6 +57,11 @@ OKTA_SECRET = "okta-hook-secret-0123456789abcdef"
 AUTH0_SECRET = "auth0-hook-secret-0123456789abcdef"
 TOKEN = "00token-0123456789abcdefghijklmnopqrstuvwx"
 PREVIOUS = "previous-hook-secret-0123456789abcdef"
+# The user_sync settings (issue 17) reach the relay's environment.
+USER_SYNC_SHOWN = r'"DUO_USERNAME_ATTRIBUTE"\s*=\s*"okta:profile\.employeeNumber"'
+SCOPE_SHOWN = r'"SCOPE_GROUPS"\s*=\s*"duo-users,00gCONTRACTORS"'
+GCP_USER_SYNC_SHOWN = r'name\s*=\s*"DUO_USERNAME_ATTRIBUTE"\s*\n\s*\+\s*value\s*=\s*"okta:profile\.employeeNumber"'
+GCP_SCOPE_SHOWN = r'name\s*=\s*"SCOPE_GROUPS"\s*\n\s*\+\s*value\s*=\s*"duo-users,00gCONTRACTORS"'
 
 # What a plan of the AWS function / Azure app shows when its plain settings
 # are reviewable (not folded into one "(sensitive value)").
@@ -219,8 +224,9 @@ def matrix() -> list[Combination]:
                 "alert_email": "oncall@example.com",
                 "alarm_actions": '["arn:aws:sns:us-east-1:123456789012:pager"]',
                 "kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
+                "user_sync": '{username_attribute = "okta:profile.employeeNumber", username_lowercase = true, alias1_attribute = "okta:login", scope_groups = ["duo-users", "00gCONTRACTORS"], exclude_groups = ["AD Sync Users"], exclude_usernames = "svc-.*"}',
             },
-            expect=[AWS_PLAIN_SHOWN],
+            expect=[AWS_PLAIN_SHOWN, USER_SYNC_SHOWN, SCOPE_SHOWN],
         ),
         _example(
             root,
@@ -263,8 +269,9 @@ def matrix() -> list[Combination]:
                 "action_group_ids": '["/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ops/providers/Microsoft.Insights/actionGroups/pager"]',
                 "resource_group_name": "existing-rg",
                 "shared_access_key_enabled": False,
+                "user_sync": '{username_attribute = "okta:profile.employeeNumber", username_lowercase = true, alias1_attribute = "okta:login", scope_groups = ["duo-users", "00gCONTRACTORS"], exclude_groups = ["AD Sync Users"], exclude_usernames = "svc-.*"}',
             },
-            expect=[AZURE_PLAIN_SHOWN],
+            expect=[AZURE_PLAIN_SHOWN, USER_SYNC_SHOWN, SCOPE_SHOWN],
         ),
     ]
 
@@ -298,8 +305,9 @@ def matrix() -> list[Combination]:
                 "create_firestore_database": False,
                 "firestore_database": "(default)",
                 "invoker_iam_disabled": True,
+                "user_sync": '{username_attribute = "okta:profile.employeeNumber", username_lowercase = true, alias1_attribute = "okta:login", scope_groups = ["duo-users", "00gCONTRACTORS"], exclude_groups = ["AD Sync Users"], exclude_usernames = "svc-.*"}',
             },
-            expect=[GCP_METRIC_WAIT, GCP_PLAIN_SHOWN],
+            expect=[GCP_METRIC_WAIT, GCP_PLAIN_SHOWN, GCP_USER_SYNC_SHOWN, GCP_SCOPE_SHOWN],
         ),
     ]
 

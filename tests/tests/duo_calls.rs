@@ -749,3 +749,65 @@ async fn duo_calls_with_scope_groups() {
         assert_eq!(calls, min, "{event}");
     }
 }
+
+/// A username from a custom Okta attribute (issue 17), read through the
+/// Okta API (the stand-in) because the hook event carries only the login:
+/// the event path's per-user reconcile (issue 8) costs its plan lookup on
+/// top of the operation's own; the mapping adds none.
+#[tokio::test]
+async fn duo_calls_with_a_username_read_from_the_okta_api() {
+    use relay_tests::idp_standin::{IdpStandIn, StandInUser, Tenant};
+    let user = |number: &str| {
+        StandInUser::new("00uNEWUSER0000000001", JANE)
+            .attribute("employeeNumber", serde_json::json!(number))
+    };
+    let standin = IdpStandIn::start(Tenant {
+        users: vec![user("E1")],
+        ..Tenant::default()
+    })
+    .await;
+    let mut extra = standin.okta_env();
+    extra.push((
+        "DUO_USERNAME_ATTRIBUTE".into(),
+        "okta:profile.employeeNumber".into(),
+    ));
+    let served = relay_tests::served::serve(&extra).await;
+    let mut rows = Vec::new();
+    served
+        .deliver(
+            "/okta",
+            relay_tests::fixture_text("okta/user-lifecycle-create.json"),
+        )
+        .await;
+    rows.push((
+        "user create (new), username from profile.employeeNumber",
+        served.sim.total_calls(),
+        3,
+        "plan lookup + (lookup + create)",
+    ));
+    standin.with_tenant(|t| t.users[0] = user("E2"));
+    served.sim.reset_calls();
+    served
+        .deliver(
+            "/okta",
+            relay_tests::fixture_text("okta/update-profile.json"),
+        )
+        .await;
+    rows.push((
+        "profile update renaming it (attribute changed)",
+        served.sim.total_calls(),
+        3,
+        "plan lookup + (lookup + modify)",
+    ));
+    assert!(served.sim.user_by_username("E2").is_some());
+    println!(
+        "{:<60} {:>5} {:>5}  reasoning",
+        "event (username via the Okta API)", "calls", "min"
+    );
+    for (event, calls, min, why) in &rows {
+        println!("{event:<60} {calls:>5} {min:>5}  {why}");
+    }
+    for (event, calls, min, _) in rows {
+        assert_eq!(calls, min, "{event}");
+    }
+}

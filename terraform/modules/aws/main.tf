@@ -68,7 +68,7 @@ locals {
   # than 15 s left and cuts one off 3 s before the end).
   function_timeout = var.queue_enabled ? 60 : 10
 
-  environment = merge(local.environment_base, local.environment_optional, local.environment_queue)
+  environment = merge(local.environment_base, local.environment_optional, local.user_sync_env, local.environment_queue)
 
   # The secret's JSON object: only the keys whose variable is set (the relay
   # treats a present key as configured).

@@ -106,6 +106,7 @@ resource "azurerm_linux_function_app" "relay" {
     },
     local.optional_secret_settings,
     local.optional_plain_settings,
+    local.user_sync_env,
     local.queue_settings,
     local.reconcile_settings,
   )

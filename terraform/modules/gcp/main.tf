@@ -64,6 +64,8 @@ locals {
         GROUP_FILTER    = var.group_filter
       } : k => v if v != null
     },
+    # Who and what is synced (user_sync.tf).
+    local.user_sync_env,
     # Queue mode (queue.tf): where accepted events and dead letters go,
     # what `dlq` reads, and whose push tokens the worker route accepts.
     var.queue_enabled ? {
