@@ -269,6 +269,9 @@ fn assert_exact_secret(source: Source, headers: &HeaderMap) {
     let secrets: &[&str] = match source {
         Source::Okta => &OKTA_SECRETS,
         Source::Auth0Events | Source::Auth0Logs => &AUTH0_SECRETS,
+        // Not a route of this target (its secret is in the body, and the
+        // target configures none): an Entra acceptance fails here.
+        Source::Entra => &[],
     };
     let bearer = value
         .split_once(' ')

@@ -319,18 +319,10 @@ impl IdpStandIn {
                 faults_and_log,
             ))
             .with_state(shared.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Self {
             shared,
             addr,
-            stop: Some(stop),
+            stop: Some(crate::harness::serve_until_dropped(listener, app)),
         }
     }
 

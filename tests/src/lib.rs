@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod checkpoint_store;
 pub mod claim_store;
 pub mod dead_letters;
+pub mod graph_standin;
 pub mod group_index;
 mod harness;
 pub mod idp_standin;

@@ -31,6 +31,22 @@ pub struct Served {
 /// Starts a relay with the simulator's Duo settings, both shared secrets,
 /// no sync budget and `extra` configuration.
 pub async fn serve(extra: &[(String, String)]) -> Served {
+    serve_inner(extra, None).await
+}
+
+/// [`serve`] in queue mode: deliveries go into `queue`; the test runs the
+/// workers (`relay_core::pipeline::run_workers`) on [`Served::relay`].
+pub async fn serve_with_queue(
+    extra: &[(String, String)],
+    queue: Arc<relay_core::queue::disk::DiskQueue>,
+) -> Served {
+    serve_inner(extra, Some(queue)).await
+}
+
+async fn serve_inner(
+    extra: &[(String, String)],
+    queue: Option<Arc<relay_core::queue::disk::DiskQueue>>,
+) -> Served {
     let sim = DuoSim::start().await;
     let mut raw: RawConfig = duo_env(&sim);
     raw.insert("OKTA_AUTH_SECRET".into(), SECRET.into());
@@ -45,11 +61,13 @@ pub async fn serve(extra: &[(String, String)]) -> Served {
         max_jitter: Duration::ZERO,
         budget: Duration::from_millis(50),
     };
-    let relay = Arc::new(
-        duo_relay(&raw, MemoryStore::default(), retry, Duration::from_secs(5))
-            .unwrap()
-            .with_sync_budget(None),
-    );
+    let mut relay = duo_relay(&raw, MemoryStore::default(), retry, Duration::from_secs(5))
+        .unwrap()
+        .with_sync_budget(None);
+    if let Some(queue) = queue {
+        relay = relay.with_queue(queue);
+    }
+    let relay = Arc::new(relay);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

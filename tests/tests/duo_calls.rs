@@ -272,6 +272,102 @@ use relay_tests::group_index::{
 /// The file and memory stores keep the group index contract the cloud
 /// stores are held to (relay-aws, relay-azure, relay-gcp run it on their
 /// emulators).
+/// Entra ID (issue 18): Duo and Graph calls per notification, each the
+/// first notification after the state it starts from. A notification
+/// carries no values, so every one reads Graph (the user and its groups,
+/// or the group's members) and Duo (one lookup, or the group and its
+/// members) before it writes; a notification about a state Duo already has
+/// writes nothing. Graph's token is fetched once per process (1 call,
+/// counted in the first row only).
+#[tokio::test]
+async fn entra_calls_per_notification_type() {
+    use relay_tests::graph_standin::{GraphGroup, GraphStandIn, GraphUser};
+    const ADA: &str = "0a1b2c3d-0000-4000-8000-00000000ada1";
+    const ENG: &str = "9e9e9e9e-0000-4000-8000-0000000000e1";
+    let graph = GraphStandIn::start(Vec::new(), Vec::new()).await;
+    let served = relay_tests::served::serve(&graph.env()).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/entra", served.addr);
+    let mut rows = Vec::new();
+    let mut step = async |name: &str, items: &[(&str, &str, &str)]| {
+        served.sim.reset_calls();
+        graph.reset_requests();
+        let started = std::time::Instant::now();
+        let r = http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(GraphStandIn::notifications(items))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        // Sync mode: the answer comes once the notification is applied.
+        println!("{name:<34} applied in {:?}", started.elapsed());
+        let graph_calls = graph.requests().len();
+        rows.push((name.to_owned(), served.sim.total_calls(), graph_calls));
+    };
+    let mut ada = GraphUser::new(ADA, "ada.lovelace@contoso.com");
+    graph.put_user(ada.clone());
+    step("user created (new)", &[("created", "Users", ADA)]).await;
+    step("user updated (no change)", &[("updated", "Users", ADA)]).await;
+    ada.enabled = false;
+    graph.put_user(ada.clone());
+    step("user disabled", &[("updated", "Users", ADA)]).await;
+    ada.enabled = true;
+    ada.upn = "ada.king@contoso.com".into();
+    graph.put_user(ada.clone());
+    step(
+        "user renamed (UPN) and enabled",
+        &[("updated", "Users", ADA)],
+    )
+    .await;
+    graph.put_group(GraphGroup::new(ENG, "Engineering", &[ADA]));
+    step("group created with 1 member", &[("created", "Groups", ENG)]).await;
+    step("group updated (no change)", &[("updated", "Groups", ENG)]).await;
+    graph.put_group(GraphGroup::new(ENG, "Engineering", &[]));
+    step("group member removed", &[("updated", "Groups", ENG)]).await;
+    graph.delete_user(ADA);
+    step("user deleted", &[("deleted", "Users", ADA)]).await;
+    graph.delete_group(ENG);
+    step("group deleted", &[("deleted", "Groups", ENG)]).await;
+    for (name, duo, graph) in &rows {
+        println!("{name:<34} duo {duo:>2}  graph {graph:>2}");
+    }
+    let got: Vec<(&str, usize, usize)> =
+        rows.iter().map(|(n, d, g)| (n.as_str(), *d, *g)).collect();
+    assert_eq!(
+        got,
+        [
+            // Graph: token + user + memberOf. Duo: the planner's lookup
+            // (reconcile_user reads Duo's view), then the apply's lookup +
+            // create.
+            ("user created (new)", 3, 3),
+            // Graph: user + memberOf. Duo: the planner's lookup; nothing to do.
+            ("user updated (no change)", 1, 2),
+            // Duo: planner lookup + apply lookup + modify (status).
+            ("user disabled", 3, 2),
+            // Duo: planner lookup; update_user (lookup + modify: username)
+            // and set_user_state (lookup + modify: status).
+            ("user renamed (UPN) and enabled", 5, 2),
+            // Graph: group (enrich) + members + the new member as a user
+            // notification reads it (user + memberOf). Duo: group search
+            // (1 page), rename_group = create (index page + create), the
+            // member's planner lookup, add_membership (lookup + add).
+            ("group created with 1 member", 6, 4),
+            // Duo: group search + 1 page of members; nothing to do.
+            ("group updated (no change)", 2, 2),
+            // Duo: group search + members + GET the member no longer in
+            // Graph (is it the relay's Entra user?) + remove (lookup + remove).
+            ("group member removed", 5, 2),
+            // Graph: 2 reads (the user answers 404). Duo: planner lookup +
+            // apply lookup + delete.
+            ("user deleted", 3, 2),
+            // Graph: group (404). Duo: delete (the group index knows it).
+            ("group deleted", 1, 1),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn file_and_memory_group_indexes_keep_the_contract() {
     let dir = std::env::temp_dir().join(format!("relay-duo-calls-contract-{}", std::process::id()));

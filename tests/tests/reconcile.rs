@@ -27,6 +27,9 @@ impl World {
         let idp_env = match kind {
             IdpKind::Okta => idp.okta_env(),
             IdpKind::Auth0 => idp.auth0_env(),
+            // This stand-in speaks Okta and Auth0; Entra's reconcile is
+            // tested against the Graph stand-in (tests/entra.rs).
+            IdpKind::Entra => Vec::new(),
         };
         raw.extend(idp_env);
         for (k, v) in extra {

@@ -39,6 +39,10 @@ fn id(kind: IdpKind, what: &str, i: usize) -> String {
         (IdpKind::Okta, _) => format!("00g{i:07}"),
         (IdpKind::Auth0, "user") => format!("auth0|u{i:07}"),
         (IdpKind::Auth0, _) => format!("rol_{i:07}"),
+        // Not measured here: this stand-in speaks Okta and Auth0 (Entra's
+        // reconcile reads the Graph stand-in, tests/entra.rs).
+        (IdpKind::Entra, "user") => format!("00000000-0000-4000-8000-{i:012}"),
+        (IdpKind::Entra, _) => format!("00000000-0000-4000-9000-{i:012}"),
     }
 }
 
@@ -148,6 +152,7 @@ async fn measure(kind: IdpKind, shape: Shape) {
     raw.extend(match kind {
         IdpKind::Okta => idp.okta_env(),
         IdpKind::Auth0 => idp.auth0_env(),
+        IdpKind::Entra => Vec::new(),
     });
     let seeded = started.elapsed();
     let ghosts = shape.users / shape.drift_every;
@@ -174,6 +179,7 @@ async fn measure(kind: IdpKind, shape: Shape) {
         // Past 1000 users: one page, the export job (start, two polls,
         // download) and the token; roles by 100; members by 100.
         IdpKind::Auth0 => 1 + 4 + 1 + shape.groups.div_ceil(100) + shape.groups,
+        IdpKind::Entra => 0,
     };
     assert!(
         dry.calls.idp as usize <= idp_bound,

@@ -52,6 +52,9 @@ sources! {
     Auth0Events = "auth0", idp Auth0;
     /// Auth0 Log Streams custom webhook (`POST /auth0/logs`).
     Auth0Logs = "auth0-logs", idp Auth0;
+    /// Microsoft Graph change notifications on Entra ID users and groups
+    /// (`POST /entra`).
+    Entra = "entra", idp Entra;
 }
 
 impl Source {
@@ -74,12 +77,13 @@ impl Source {
 pub enum IdpKind {
     Okta,
     Auth0,
+    Entra,
 }
 
 impl IdpKind {
     /// Every IdP (the order of `crate::source::IDPS`, checked when it
     /// compiles).
-    pub const ALL: &'static [IdpKind] = &[Self::Okta, Self::Auth0];
+    pub const ALL: &'static [IdpKind] = &[Self::Okta, Self::Auth0, Self::Entra];
 
     /// `okta` / `auth0`, as `--source` spells it.
     pub fn parse(value: &str) -> Option<Self> {
@@ -91,6 +95,7 @@ impl IdpKind {
         match self {
             Self::Okta => "okta",
             Self::Auth0 => "auth0",
+            Self::Entra => "entra",
         }
     }
 

@@ -82,6 +82,9 @@ pub enum Answer {
     Done,
     /// The verification challenge to echo. (200 `{"verification": …}`)
     Challenge(String),
+    /// A subscription validation token to echo as it is (Microsoft Graph's
+    /// `validationToken`). (200 `text/plain`)
+    Validation(String),
     /// Bad credentials or signature; the reason is logged. (401)
     Refused,
     /// A verification `GET` without a usable challenge. (400)
@@ -100,6 +103,21 @@ pub enum Answer {
         deferred: usize,
         budget_ms: u64,
     },
+}
+
+/// Longest validation token echoed (Graph's are about 100 characters).
+const MAX_VALIDATION_TOKEN_BYTES: usize = 1024;
+
+/// The value of `param` in `query`, form-decoded (`%XX` and `+`):
+/// `None` when the parameter is absent (not a handshake), `Some(None)` when
+/// it is there but empty, over-long or not text without control characters.
+fn validation_token(query: &str, param: &str) -> Option<Option<String>> {
+    let url = reqwest::Url::parse(&format!("http://h/?{query}")).ok()?;
+    let (_, value) = url.query_pairs().find(|(name, _)| name == param)?;
+    let ok = !value.trim().is_empty()
+        && value.len() <= MAX_VALIDATION_TOKEN_BYTES
+        && !value.chars().any(char::is_control);
+    Some(ok.then(|| value.into_owned()))
 }
 
 /// Parses a verified delivery with the parser of its source.
@@ -381,6 +399,37 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                     .await
             }
             Err(Refused(())) => Answer::Refused,
+        }
+    }
+
+    /// A subscription validation handshake on a delivery route: `Some`
+    /// when the source registers a validation query parameter
+    /// ([`crate::source::SourceSpec::validation_query`]) and the request's
+    /// query carries it. The handshake has no secret (Graph sends none), so
+    /// it is answered only for a source whose secret is configured: a
+    /// relay that would refuse every notification does not let a
+    /// subscription be created. The token is echoed URL-decoded (Graph
+    /// requires the decoded value), at most 1024 bytes of visible text
+    /// (a real one is about 100); anything else is a 400.
+    pub fn validation(&self, route: Route, query: Option<&str>) -> Option<Answer> {
+        let Route::Delivery(source) = route else {
+            return None;
+        };
+        let param = crate::source::spec(source).validation_query?;
+        let token = validation_token(query?, param)?;
+        if !self.auth.is_configured(source) {
+            tracing::warn!(source = %source, verify_failure = "not_configured", "subscription validation refused: no secret is configured for this source");
+            return Some(Answer::Refused);
+        }
+        match token {
+            Some(token) => {
+                tracing::info!(source = %source, "subscription validation handshake answered");
+                Some(Answer::Validation(token))
+            }
+            None => {
+                tracing::warn!(source = %source, "subscription validation refused: empty, over-long or non-text token");
+                Some(Answer::NoChallenge)
+            }
         }
     }
 
@@ -728,6 +777,10 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 self.finish(event, true).await;
                 return (Vec::new(), EventOutcome::Skipped(reason));
             }
+            Planned::Retry(reason) => {
+                self.finish(event, false).await;
+                return (Vec::new(), EventOutcome::FailedTransient(reason));
+            }
         };
         let names: Vec<String> = operations.iter().map(|op| op.name().to_owned()).collect();
         let mut changed = Vec::new();
@@ -951,7 +1004,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         if let Some(reason) = crate::plan::unmapped_attribute_change(event, &self.rules) {
             return Planned::Skip(reason);
         }
-        if self.lookups.okta.is_none() && self.lookups.auth0.is_none() {
+        if self.lookups.is_empty() {
             return plan_event(event, &self.rules);
         }
         crate::reconcile::plan_event_with_idp(event, &self.rules, &self.lookups, &self.directory)

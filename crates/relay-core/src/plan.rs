@@ -75,6 +75,11 @@ pub enum Planned {
     Operations(Vec<Operation>),
     /// Nothing to do in Duo, and why (logged, not an error).
     Skip(String),
+    /// The current state could not be read (the IdP or Duo failed
+    /// transiently): nothing is planned and the event is retried, since a
+    /// skip would lose a change the event itself does not describe (an
+    /// Entra notification carries no values).
+    Retry(String),
 }
 
 /// Why an event is nothing to do for the mapping in force: an Auth0
@@ -126,6 +131,9 @@ pub fn plan_event_in_scope(event: &IdpEvent, rules: &PlanRules) -> Planned {
         } => {
             let key = with_profile_login(user_key(user), profile);
             if key.username.is_none() {
+                if source == Source::Entra {
+                    return Planned::Skip(NO_GRAPH.into());
+                }
                 return Planned::Skip("the event carries no login to use as the Duo username".into());
             }
             one(Operation::UpsertUser {
@@ -152,6 +160,7 @@ pub fn plan_event_in_scope(event: &IdpEvent, rules: &PlanRules) -> Planned {
             None => Planned::Skip(match source {
                 Source::Okta => "the event does not carry the new profile; set OKTA_ORG_URL and OKTA_API_TOKEN so the relay can fetch it".into(),
                 Source::Auth0Events | Source::Auth0Logs => "the event does not carry the new profile; set AUTH0_DOMAIN, AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET so the relay can fetch it".into(),
+                Source::Entra => NO_GRAPH.into(),
             }),
         },
         Change::UserDeleted { user } => match rules.deprovision {
@@ -302,6 +311,9 @@ pub fn is_about_a_user(change: &Change) -> bool {
         }
     }
 }
+
+/// Why an Entra notification is skipped without Graph: it carries no values.
+const NO_GRAPH: &str = "an Entra notification carries no user values; set ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET so the relay reads them from Microsoft Graph";
 
 /// The alias value that ties a Duo user to its IdP user.
 pub fn idp_alias(source: Source, idp_id: &str) -> String {

@@ -31,7 +31,7 @@ use crate::idp::IdpError;
 use crate::operation::Operation;
 use crate::plan::{DeprovisionAction, PlanRules, Planned, plan_event};
 use crate::source::IdpLookups;
-use crate::source::{Auth0Api, OktaApi};
+use crate::source::{Auth0Api, EntraApi, OktaApi};
 
 pub mod diff;
 pub mod execute;
@@ -101,12 +101,12 @@ impl ReconcileOptions {
             Some(v) => Some(
                 v.as_str()
                     .and_then(IdpKind::parse)
-                    .ok_or_else(|| ConfigError::new("source", "must be okta or auth0"))?,
+                    .ok_or_else(|| ConfigError::new("source", "must be okta, auth0 or entra"))?,
             ),
             None => optional(raw, "RELAY_RECONCILE_SOURCE")
                 .map(|v| {
                     IdpKind::parse(v).ok_or_else(|| {
-                        ConfigError::new("RELAY_RECONCILE_SOURCE", "must be okta or auth0")
+                        ConfigError::new("RELAY_RECONCILE_SOURCE", "must be okta, auth0 or entra")
                     })
                 })
                 .transpose()?,
@@ -115,10 +115,11 @@ impl ReconcileOptions {
             Some(source) => source,
             None if optional(raw, "OKTA_ORG_URL").is_some() => IdpKind::Okta,
             None if optional(raw, "AUTH0_DOMAIN").is_some() => IdpKind::Auth0,
+            None if optional(raw, "ENTRA_TENANT_ID").is_some() => IdpKind::Entra,
             None => {
                 return Err(ConfigError::new(
                     "RELAY_RECONCILE_SOURCE",
-                    "is not set and neither OKTA_ORG_URL nor AUTH0_DOMAIN is: nothing to reconcile from",
+                    "is not set and neither OKTA_ORG_URL, AUTH0_DOMAIN nor ENTRA_TENANT_ID is: nothing to reconcile from",
                 ));
             }
         };
@@ -215,6 +216,15 @@ pub async fn run_from_config(
                 ConfigError::new(
                     "AUTH0_DOMAIN",
                     "is not set; reconcile --source auth0 reads users and roles with AUTH0_DOMAIN, AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET",
+                )
+            })?;
+            run(&api, &duo, &directory, &rules, opts).await
+        }
+        IdpKind::Entra => {
+            let api = EntraApi::from_config(raw)?.ok_or_else(|| {
+                ConfigError::new(
+                    "ENTRA_TENANT_ID",
+                    "is not set; reconcile --source entra reads users and groups from Microsoft Graph with ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET",
                 )
             })?;
             run(&api, &duo, &directory, &rules, opts).await
@@ -407,12 +417,25 @@ pub async fn plan_event_with_idp<D: Directory>(
         Change::GroupCreated { .. }
         | Change::GroupRenamed { .. }
         | Change::GroupDeleted { .. }
-        | Change::MfaReset { .. } => return plan_event(event, rules),
+        | Change::MfaReset { .. } => {
+            if let (IdpKind::Entra, Some(api), Some(duo)) =
+                (event.source.idp(), &lookups.entra, directory.duo_client())
+                && let Some(planned) =
+                    crate::source::entra::plan::plan_group_event(event, rules, api, duo).await
+            {
+                return planned;
+            }
+            return plan_event(event, rules);
+        }
     };
     let Some(duo) = directory.duo_client() else {
         return plan_event(event, rules);
     };
     let result = match event.source.idp() {
+        IdpKind::Entra => match &lookups.entra {
+            Some(api) => user_plan(api, duo, rules, user).await,
+            None => return plan_event(event, rules),
+        },
         IdpKind::Okta => match &lookups.okta {
             Some(api) => user_plan(api, duo, rules, user).await,
             None => return plan_event(event, rules),
@@ -437,6 +460,14 @@ pub async fn plan_event_with_idp<D: Directory>(
         Ok(UserPlan {
             unit: Some(unit), ..
         }) => Planned::Operations(unit.actions.into_iter().map(|a| a.operation).collect()),
+        // An Entra notification carries no values: a failed read is
+        // retried, never replaced by planning from the notification.
+        Err(e) if event.source.idp() == IdpKind::Entra && e.is_transient() => {
+            Planned::Retry(e.to_string())
+        }
+        Err(e) if event.source.idp() == IdpKind::Entra => {
+            Planned::Skip(format!("could not read the user from Graph: {e}"))
+        }
         // The scope cannot be told without the IdP: the event is not
         // applied (the next event about the user, or a reconcile, heals).
         Err(e) if rules.scope.is_some() => Planned::Skip(format!(
@@ -471,6 +502,10 @@ async fn mfa_reset_in_scope(
             None => return Err(no_api(event)),
         },
         IdpKind::Auth0 => match &lookups.auth0 {
+            Some(api) => IdpReader::user_groups(api, id).await,
+            None => return Err(no_api(event)),
+        },
+        IdpKind::Entra => match &lookups.entra {
             Some(api) => IdpReader::user_groups(api, id).await,
             None => return Err(no_api(event)),
         },

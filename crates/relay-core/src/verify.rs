@@ -85,6 +85,14 @@ pub enum VerifyFailure {
     DuplicateHeader { header: String },
     #[error("{header} header does not match a configured secret")]
     SecretMismatch { header: String },
+    /// A source whose secret travels in the body (Entra's `clientState`):
+    /// the body is not a delivery, or an item of it carries none.
+    #[error("{field} missing from the delivery or from one of its items")]
+    MissingBodySecret { field: String },
+    /// An item's copy of the secret does not match (the delivery is
+    /// refused as a whole).
+    #[error("a {field} in the delivery does not match a configured secret")]
+    BodySecretMismatch { field: String },
     #[error("missing, empty or malformed x-okta-verification-challenge header")]
     MissingChallenge,
     #[error("missing webhook-id, webhook-timestamp or webhook-signature header")]
@@ -106,7 +114,8 @@ impl VerifyFailure {
             Self::NotConfigured { .. } => "not_configured",
             Self::MissingHeader { .. } => "missing_header",
             Self::DuplicateHeader { .. } => "duplicate_header",
-            Self::SecretMismatch { .. } => "secret_mismatch",
+            Self::SecretMismatch { .. } | Self::BodySecretMismatch { .. } => "secret_mismatch",
+            Self::MissingBodySecret { .. } => "missing_body_secret",
             Self::MissingChallenge => "missing_challenge",
             Self::SignatureHeadersMissing => "signature_headers_missing",
             Self::SignatureMalformed => "signature_malformed",
@@ -329,10 +338,22 @@ pub struct InboundAuth {
 /// One IdP's shared secret and where it is sent.
 #[derive(Debug, Clone)]
 struct IdpAuth {
-    header: HeaderName,
+    place: Place,
     secrets: Option<SharedSecrets>,
-    /// `Bearer <secret>` matches too.
-    bearer: bool,
+}
+
+/// Where one IdP's secret is read from (`source::SecretIn`, resolved).
+#[derive(Debug, Clone)]
+enum Place {
+    Header {
+        header: HeaderName,
+        /// `Bearer <secret>` matches too.
+        bearer: bool,
+    },
+    Body {
+        field: &'static str,
+        read: fn(&[u8]) -> Option<Vec<String>>,
+    },
 }
 
 impl InboundAuth {
@@ -341,18 +362,29 @@ impl InboundAuth {
     pub fn from_config(raw: &RawConfig) -> Result<InboundAuth, ConfigError> {
         let mut idps = Vec::with_capacity(source::IDPS.len());
         for idp in source::IDPS {
-            let header = match idp
-                .header_variable
-                .and_then(|v| Some((v, config::optional(raw, v)?)))
-            {
-                None => AUTHORIZATION,
-                Some((variable, name)) => HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| ConfigError::new(variable, "is not a valid HTTP header name"))?,
+            let place = match idp.secret_in {
+                source::SecretIn::Header {
+                    header_variable,
+                    accepts_bearer,
+                } => {
+                    let header =
+                        match header_variable.and_then(|v| Some((v, config::optional(raw, v)?))) {
+                            None => AUTHORIZATION,
+                            Some((variable, name)) => HeaderName::from_bytes(name.as_bytes())
+                                .map_err(|_| {
+                                    ConfigError::new(variable, "is not a valid HTTP header name")
+                                })?,
+                        };
+                    Place::Header {
+                        header,
+                        bearer: accepts_bearer,
+                    }
+                }
+                source::SecretIn::Body { field, read } => Place::Body { field, read },
             };
             idps.push(IdpAuth {
-                header,
+                place,
                 secrets: SharedSecrets::from_config(raw, idp.secret_variable)?,
-                bearer: idp.accepts_bearer,
             });
         }
         if idps.iter().all(|idp| idp.secrets.is_none()) {
@@ -419,6 +451,7 @@ impl InboundAuth {
         body: Bytes,
     ) -> Result<Verified, VerifyFailure> {
         let Authenticated { source, signature } = authenticated;
+        self.authenticate_body(source, &body)?;
         let webhook_id = match (&self.signing, signature) {
             (Some(keys), Some(sent)) => Some(keys.verify_body(sent, &body)?),
             // Headers authenticated by another configuration: refuse.
@@ -455,11 +488,17 @@ impl InboundAuth {
         self.idp(source)?.secrets.as_ref()
     }
 
+    /// The header part of a source's secret check. A source whose secret
+    /// is in the body passes here (when it has a secret) and is checked by
+    /// [`Self::authenticate_body`] once the body is read.
     fn authenticate(&self, source: Source, headers: &HeaderMap) -> Result<(), VerifyFailure> {
         let not_configured = VerifyFailure::NotConfigured { idp: source };
         let idp = self.idp(source).ok_or(not_configured.clone())?;
         let secrets = idp.secrets.as_ref().ok_or(not_configured)?;
-        let name = &idp.header;
+        let (name, bearer) = match &idp.place {
+            Place::Header { header, bearer } => (header, *bearer),
+            Place::Body { .. } => return Ok(()),
+        };
         let header = name.to_string();
         let value = match single_header(headers, name) {
             Ok(Some(value)) => value,
@@ -470,7 +509,7 @@ impl InboundAuth {
             // Leading/trailing blanks are not part of a field value (RFC 9110).
             Ok(value) => {
                 let value = value.trim_matches([' ', '\t']);
-                if idp.bearer {
+                if bearer {
                     let bearer =
                         bearer_token(value).map_or(Choice::from(0), |token| secrets.matches(token));
                     secrets.matches(value) | bearer
@@ -484,6 +523,36 @@ impl InboundAuth {
             Ok(())
         } else {
             Err(VerifyFailure::SecretMismatch { header })
+        }
+    }
+
+    /// The body part of a source's secret check (Entra's `clientState`):
+    /// every copy the body carries must match; none, or one that does not,
+    /// refuses the whole delivery. Every copy is compared (constant time
+    /// each), so the answer's timing does not say which one failed.
+    fn authenticate_body(&self, source: Source, body: &[u8]) -> Result<(), VerifyFailure> {
+        let not_configured = VerifyFailure::NotConfigured { idp: source };
+        let idp = self.idp(source).ok_or(not_configured.clone())?;
+        let Place::Body { field, read } = idp.place else {
+            return Ok(());
+        };
+        let secrets = idp.secrets.as_ref().ok_or(not_configured)?;
+        let missing = VerifyFailure::MissingBodySecret {
+            field: field.to_owned(),
+        };
+        let copies = read(body).ok_or(missing.clone())?;
+        if copies.is_empty() {
+            return Err(missing);
+        }
+        let all = copies
+            .iter()
+            .fold(Choice::from(1), |acc, copy| acc & secrets.matches(copy));
+        if bool::from(all) {
+            Ok(())
+        } else {
+            Err(VerifyFailure::BodySecretMismatch {
+                field: field.to_owned(),
+            })
         }
     }
 }
@@ -672,6 +741,54 @@ mod tests {
             assert_eq!(outcome, mismatch("authorization"), "{wrong}");
         }
         assert_eq!(post(&auth, Source::Okta, &[]), missing("authorization"));
+    }
+
+    #[test]
+    fn entra_checks_every_client_state_in_the_body() {
+        const STATE: &str = "entra-state-0123456789abcdef";
+        const NEXT: &str = "entra-state-next-0123456789ab";
+        let auth = inbound(&[("ENTRA_CLIENT_STATE", &format!("{STATE},{NEXT}"))]);
+        let body = |states: &[&str]| {
+            let items: Vec<serde_json::Value> = states
+                .iter()
+                .map(|s| serde_json::json!({"clientState": s, "changeType": "updated"}))
+                .collect();
+            Bytes::from(serde_json::json!({ "value": items }).to_string())
+        };
+        let verify = |b: Bytes| {
+            auth.verify(Source::Entra, &HeaderMap::new(), b, at(0))
+                .map(drop)
+        };
+        assert_eq!(verify(body(&[STATE, NEXT, STATE])), Ok(()));
+        let field = || "clientState".to_owned();
+        assert_eq!(
+            verify(body(&[STATE, "entra-state-0123456789abcdeX"])),
+            Err(BodySecretMismatch { field: field() })
+        );
+        assert_eq!(verify(body(&[])), Err(MissingBodySecret { field: field() }));
+        assert_eq!(
+            verify(Bytes::from_static(
+                br#"{"value":[{"clientState":"entra-state-0123456789abcdef"},{}]}"#
+            )),
+            Err(MissingBodySecret { field: field() })
+        );
+        assert_eq!(
+            verify(Bytes::from_static(b"junk")),
+            Err(MissingBodySecret { field: field() })
+        );
+        // The header part passes without any header: the secret is in the body.
+        assert!(
+            auth.authenticate_headers(Source::Entra, &HeaderMap::new(), at(0))
+                .is_ok()
+        );
+        // Another IdP's secret configured, Entra's not: refused.
+        assert_eq!(
+            both()
+                .verify(Source::Entra, &HeaderMap::new(), body(&[STATE]), at(0))
+                .map(drop),
+            Err(NotConfigured { idp: Source::Entra })
+        );
+        assert!(!format!("{auth:?}").contains(STATE));
     }
 
     #[test]

@@ -150,6 +150,11 @@ async fn deliver<D: Directory + 'static, S: IdempotencyStore + 'static>(
 ) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    // A subscription validation handshake (Graph's `?validationToken=`)
+    // carries no secret, and its content type and body do not matter.
+    if let Some(answer) = relay.validation(route, parts.uri.query()) {
+        return respond(answer);
+    }
     if !content_type_ok(route, &parts.headers) {
         tracing::warn!(source = %route.source(), "delivery refused: unsupported content type");
         return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
@@ -285,7 +290,8 @@ fn content_type_ok(route: Route, headers: &HeaderMap) -> bool {
 }
 
 /// The one mapping of the relay's [`Answer`] to HTTP: 200 done (the
-/// challenge echoed as `{"verification": …}`), 401 refused (empty body), 400
+/// challenge echoed as `{"verification": …}`, a validation token as
+/// `text/plain`), 401 refused (empty body), 400
 /// no challenge (empty) or not a delivery (`{"error": …}`), 503 retry later
 /// (empty) or deferred by the sync budget (a JSON body saying why).
 pub fn respond(answer: Answer) -> Response {
@@ -295,6 +301,21 @@ pub fn respond(answer: Answer) -> Response {
             StatusCode::OK,
             &serde_json::json!({ "verification": challenge }),
         ),
+        Answer::Validation(token) => (
+            StatusCode::OK,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+            ],
+            token,
+        )
+            .into_response(),
         Answer::Refused => StatusCode::UNAUTHORIZED.into_response(),
         Answer::NoChallenge => StatusCode::BAD_REQUEST.into_response(),
         Answer::NotADelivery(error) => json(

@@ -155,6 +155,7 @@ fn one_function_per_route() {
         ("okta", ("okta", vec!["get", "post"])),
         ("auth0", ("auth0", vec!["post"])),
         ("auth0-logs", ("auth0/logs", vec!["post"])),
+        ("entra", ("entra", vec!["post"])),
         ("healthz", ("healthz", vec!["get"])),
     ]);
     let mut found = BTreeMap::new();

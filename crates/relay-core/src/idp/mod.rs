@@ -99,6 +99,91 @@ pub trait IdpLookup: Send + Sync {
     fn group(&self, idp_id: &str) -> impl Future<Output = Result<IdpGroup, IdpError>> + Send;
 }
 
+/// The access token of a client-credentials grant (Auth0's Management
+/// API, Microsoft Graph), cached until `margin` before it expires (or half
+/// its life when it lives less than twice the margin). The lock is held
+/// across a fetch, so concurrent callers wait for one fetch. No `Debug` of
+/// the token: it prints `[redacted]`.
+pub(crate) struct TokenCache {
+    slot: tokio::sync::Mutex<Option<(crate::Secret, std::time::Instant)>>,
+    margin: Duration,
+    /// Assumed when the answer has no `expires_in`.
+    default_lifetime: Duration,
+}
+
+impl TokenCache {
+    pub(crate) fn new(margin: Duration, default_lifetime: Duration) -> Self {
+        Self {
+            slot: tokio::sync::Mutex::new(None),
+            margin,
+            default_lifetime,
+        }
+    }
+
+    /// The cached token, or a new one from `fetch`, which answers the
+    /// token endpoint's body once its status was checked.
+    pub(crate) async fn get<F>(
+        &self,
+        idp: &'static str,
+        fetch: F,
+    ) -> Result<crate::Secret, IdpError>
+    where
+        F: Future<Output = Result<Vec<u8>, IdpError>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((token, fresh_until)) = slot.as_ref()
+            && std::time::Instant::now() < *fresh_until
+        {
+            return Ok(token.clone());
+        }
+        let asked = std::time::Instant::now();
+        let body = fetch.await?;
+        // Never serde's message here: it could quote the token.
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
+            IdpError::Decode("token answer is not {access_token, expires_in}".into())
+        })?;
+        if answer.access_token.is_empty()
+            || reqwest::header::HeaderValue::from_str(&format!("Bearer {}", answer.access_token))
+                .is_err()
+        {
+            return Err(IdpError::Decode(
+                "token answer holds no usable access_token".into(),
+            ));
+        }
+        let lifetime = answer
+            .expires_in
+            .map_or(self.default_lifetime, Duration::from_secs);
+        tracing::debug!(
+            idp,
+            expires_in_s = lifetime.as_secs(),
+            "fetched an API token"
+        );
+        let token = crate::Secret::new(answer.access_token);
+        *slot = Some((token.clone(), asked + self.fresh_for(lifetime)));
+        Ok(token)
+    }
+
+    /// Forgets `rejected` unless another caller already replaced it.
+    pub(crate) async fn forget(&self, rejected: &crate::Secret) {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|(token, _)| token == rejected) {
+            *slot = None;
+        }
+    }
+
+    /// How long a token of this lifetime is reused.
+    pub(crate) fn fresh_for(&self, lifetime: Duration) -> Duration {
+        lifetime - self.margin.min(lifetime / 2)
+    }
+}
+
+/// Deliberately no `Debug`: it holds the token.
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
 /// One page of a listing as the IdP sent it: the raw JSON body and the
 /// absolute `Link: rel="next"` target, if any. The System Log / tenant log
 /// reader of `crate::catch_up` decodes it (the records go to the hook
@@ -158,8 +243,12 @@ pub(crate) struct Http {
     pub(crate) policy: CallPolicy,
     /// `okta` / `auth0`, for log fields.
     idp: &'static str,
-    /// Epoch-seconds header announcing the rate-limit reset.
-    reset_header: &'static str,
+    /// Epoch-seconds header announcing the rate-limit reset (`None`: only
+    /// `Retry-After`).
+    reset_header: Option<&'static str>,
+    /// 503 with a `Retry-After` is waited out like a 429 (Microsoft Graph
+    /// throttles with both).
+    retry_unavailable: bool,
     /// HTTP requests sent (every attempt, 429s included), shared by clones:
     /// what a reconcile reports as its IdP calls.
     requests: Arc<AtomicU64>,
@@ -186,9 +275,19 @@ impl Http {
             client,
             policy,
             idp,
-            reset_header,
+            reset_header: Some(reset_header),
+            retry_unavailable: false,
             requests: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// An API that announces waits only with `Retry-After` (seconds) and
+    /// throttles with 503 as well as 429 (Microsoft Graph:
+    /// learn.microsoft.com/graph/throttling).
+    pub(crate) fn with_retry_after_only(mut self) -> Self {
+        self.reset_header = None;
+        self.retry_unavailable = true;
+        self
     }
 
     /// Requests sent so far by this client and its clones.
@@ -206,7 +305,11 @@ impl Http {
         let mut retries = 0;
         loop {
             let answer = self.send_once(endpoint, build(&self.client)).await?;
-            if answer.status != 429 {
+            let throttled = answer.status == 429
+                || (self.retry_unavailable
+                    && answer.status == 503
+                    && answer.headers.contains_key(RETRY_AFTER));
+            if !throttled {
                 return Ok(answer);
             }
             let reset_after =
@@ -340,10 +443,14 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 
 /// Time left until the announced reset: the `reset_header` (epoch seconds),
 /// else `Retry-After` (seconds). `None` when neither is usable.
-fn rate_limit_reset(headers: &HeaderMap, reset_header: &str, now: SystemTime) -> Option<Duration> {
+fn rate_limit_reset(
+    headers: &HeaderMap,
+    reset_header: Option<&str>,
+    now: SystemTime,
+) -> Option<Duration> {
     let number =
         |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
-    if let Some(epoch) = number(reset_header) {
+    if let Some(epoch) = reset_header.and_then(number) {
         let reset = UNIX_EPOCH + Duration::from_secs(epoch);
         return Some(reset.duration_since(now).unwrap_or(Duration::ZERO));
     }
@@ -540,22 +647,22 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_millis(1_000_000_500);
         let h = headers(&[("x-rate-limit-reset", "1000002")]);
         assert_eq!(
-            rate_limit_reset(&h, "x-rate-limit-reset", now),
+            rate_limit_reset(&h, Some("x-rate-limit-reset"), now),
             Some(Duration::from_millis(1_500))
         );
         // Already past: no wait left (the caller still waits a minimum).
         let h = headers(&[("x-rate-limit-reset", "999999")]);
         assert_eq!(
-            rate_limit_reset(&h, "x-rate-limit-reset", now),
+            rate_limit_reset(&h, Some("x-rate-limit-reset"), now),
             Some(Duration::ZERO)
         );
         let h = headers(&[("x-ratelimit-reset", "soon"), ("retry-after", "3")]);
         assert_eq!(
-            rate_limit_reset(&h, "x-ratelimit-reset", now),
+            rate_limit_reset(&h, Some("x-ratelimit-reset"), now),
             Some(Duration::from_secs(3))
         );
         assert_eq!(
-            rate_limit_reset(&HeaderMap::new(), "x-ratelimit-reset", now),
+            rate_limit_reset(&HeaderMap::new(), Some("x-ratelimit-reset"), now),
             None
         );
     }

@@ -182,12 +182,13 @@ impl PlanScope<'_> {
         format!("{}:", self.kind.source().idp_prefix())
     }
 
-    pub(crate) fn other_prefix(&self) -> String {
-        let other = match self.kind {
-            IdpKind::Okta => IdpKind::Auth0,
-            IdpKind::Auth0 => IdpKind::Okta,
-        };
-        format!("{}:", other.source().idp_prefix())
+    /// The alias prefixes of every other IdP.
+    pub(crate) fn other_prefixes(&self) -> Vec<String> {
+        IdpKind::ALL
+            .iter()
+            .filter(|k| **k != self.kind)
+            .map(|k| format!("{}:", k.source().idp_prefix()))
+            .collect()
     }
 
     /// This IdP's alias on a Duo user, if any (any slot: the relay writes
@@ -201,11 +202,11 @@ impl PlanScope<'_> {
     }
 
     pub(crate) fn has_other_alias(&self, user: &User) -> bool {
-        let prefix = self.other_prefix();
+        let prefixes = self.other_prefixes();
         user.aliases()
             .into_iter()
             .flatten()
-            .any(|a| starts_with_ignore_case(a, &prefix))
+            .any(|a| prefixes.iter().any(|p| starts_with_ignore_case(a, p)))
     }
 
     /// This IdP's tag at the start of a Duo group's description.

@@ -18,9 +18,11 @@ use crate::parse_util::ParseError;
 use crate::verified::Verified;
 
 pub mod auth0;
+pub mod entra;
 pub mod okta;
 
 pub use auth0::api::Auth0Api;
+pub use entra::api::EntraApi;
 pub use okta::api::OktaApi;
 
 /// Every source, in the order of [`Source::ALL`] (checked when it compiles).
@@ -28,10 +30,11 @@ pub static SOURCES: &[SourceSpec] = &[
     okta::hook::SOURCE,
     auth0::events::SOURCE,
     auth0::logs::SOURCE,
+    entra::notifications::SOURCE,
 ];
 
 /// Every IdP, in the order of [`IdpKind::ALL`] (checked when it compiles).
-pub static IDPS: &[IdpSpec] = &[okta::IDP, auth0::IDP];
+pub static IDPS: &[IdpSpec] = &[okta::IDP, auth0::IDP, entra::IDP];
 
 /// One inbound channel: its route, its parser, how to recognize a recorded
 /// delivery of it. Its inbound auth is its IdP's ([`IdpSpec`]).
@@ -43,6 +46,12 @@ pub struct SourceSpec {
     /// Whether a `GET` on [`SourceSpec::path`] answers the one-time
     /// verification challenge (`x-okta-verification-challenge`).
     pub verification_get: bool,
+    /// The query parameter of a `POST` on [`SourceSpec::path`] that makes
+    /// it a subscription validation handshake instead of a delivery
+    /// (Microsoft Graph's `validationToken`): its URL-decoded value is
+    /// echoed as `text/plain` before any content type, secret or body is
+    /// looked at (the handshake carries no secret).
+    pub validation_query: Option<&'static str>,
     /// Content types accepted besides JSON (`application/json`, `…+json`),
     /// lower case, without parameters.
     pub extra_content_types: &'static [&'static str],
@@ -61,13 +70,30 @@ pub struct IdpSpec {
     /// The variable holding the shared secret (rotation entries allowed),
     /// e.g. `OKTA_AUTH_SECRET`.
     pub secret_variable: &'static str,
-    /// The variable naming the header that carries the secret, when it is
-    /// configurable (default `Authorization`).
-    pub header_variable: Option<&'static str>,
-    /// Whether the header may also carry `Bearer <secret>`.
-    pub accepts_bearer: bool,
+    /// Where a delivery carries it.
+    pub secret_in: SecretIn,
     /// The user attributes attribute mapping may read (`crate::mapping`).
     pub attributes: &'static crate::mapping::AttributeSpec,
+}
+
+/// Where an IdP puts the shared secret in a delivery.
+#[derive(Debug)]
+pub enum SecretIn {
+    /// A header, checked before the body is read: `Authorization` unless
+    /// `header_variable` names the variable that names another;
+    /// `accepts_bearer`: `Bearer <secret>` matches too.
+    Header {
+        header_variable: Option<&'static str>,
+        accepts_bearer: bool,
+    },
+    /// The body (Microsoft Graph puts `clientState` in every notification
+    /// of a batch, and nothing in a header): `read` returns every copy the
+    /// delivery carries, or `None` when it cannot find them; each copy must
+    /// match, else the whole delivery is refused. `field` names it in logs.
+    Body {
+        field: &'static str,
+        read: fn(&[u8]) -> Option<Vec<String>>,
+    },
 }
 
 // The registry is indexed by the enums: checked here, when it compiles.
@@ -127,15 +153,18 @@ pub fn names() -> String {
 pub struct IdpLookups {
     pub okta: Option<OktaApi>,
     pub auth0: Option<Auth0Api>,
+    pub entra: Option<EntraApi>,
 }
 
 impl IdpLookups {
-    /// From `OKTA_ORG_URL` + `OKTA_API_TOKEN` and `AUTH0_DOMAIN` +
-    /// `AUTH0_CLIENT_ID` + `AUTH0_CLIENT_SECRET`.
+    /// From `OKTA_ORG_URL` + `OKTA_API_TOKEN`, `AUTH0_DOMAIN` +
+    /// `AUTH0_CLIENT_ID` + `AUTH0_CLIENT_SECRET`, and `ENTRA_TENANT_ID` +
+    /// `ENTRA_CLIENT_ID` + `ENTRA_CLIENT_SECRET`.
     pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             okta: OktaApi::from_config(raw)?,
             auth0: Auth0Api::from_config(raw)?,
+            entra: EntraApi::from_config(raw)?,
         })
     }
 
@@ -144,13 +173,20 @@ impl IdpLookups {
         match idp {
             IdpKind::Okta => self.okta.is_some(),
             IdpKind::Auth0 => self.auth0.is_some(),
+            IdpKind::Entra => self.entra.is_some(),
         }
+    }
+
+    /// Whether no IdP API is configured (events are planned as sent).
+    pub fn is_empty(&self) -> bool {
+        self.okta.is_none() && self.auth0.is_none() && self.entra.is_none()
     }
 
     pub(crate) async fn user(&self, source: Source, id: &str) -> Option<Result<IdpUser, IdpError>> {
         match source.idp() {
             IdpKind::Okta => Some(self.okta.as_ref()?.user(id).await),
             IdpKind::Auth0 => Some(self.auth0.as_ref()?.user(id).await),
+            IdpKind::Entra => Some(self.entra.as_ref()?.user(id).await),
         }
     }
 
@@ -162,6 +198,7 @@ impl IdpLookups {
         match source.idp() {
             IdpKind::Okta => Some(self.okta.as_ref()?.group(id).await),
             IdpKind::Auth0 => Some(self.auth0.as_ref()?.group(id).await),
+            IdpKind::Entra => Some(self.entra.as_ref()?.group(id).await),
         }
     }
 }
@@ -185,7 +222,7 @@ mod tests {
         paths.sort_unstable();
         paths.dedup();
         assert_eq!(paths.len(), SOURCES.len());
-        assert_eq!(names(), "okta, auth0 or auth0-logs");
+        assert_eq!(names(), "okta, auth0, auth0-logs or entra");
     }
 
     #[test]

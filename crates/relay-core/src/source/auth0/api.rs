@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -12,8 +12,8 @@ use crate::Secret;
 use crate::config::{ConfigError, RawConfig, optional};
 use crate::event::{UserProfile, UserState};
 use crate::idp::{
-    Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, base_url, decode,
-    form_body, next_link, origin, path_segment, present, status_error,
+    Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, TokenCache,
+    base_url, decode, form_body, next_link, origin, path_segment, present, status_error,
 };
 
 mod listing;
@@ -23,7 +23,7 @@ const CLIENT_ID: &str = "AUTH0_CLIENT_ID";
 const CLIENT_SECRET: &str = "AUTH0_CLIENT_SECRET";
 /// Auth0's default page size for `/users/{id}/roles`.
 const ROLES_PER_PAGE: usize = 50;
-/// A token is replaced this long before it expires (see [`refresh_after`]).
+/// A token is replaced this long before it expires (see `TokenCache`).
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// Assumed lifetime when the answer has no `expires_in`; a 401 still
 /// refreshes it early.
@@ -49,13 +49,7 @@ struct Shared {
     audience: String,
     client_id: String,
     client_secret: Secret,
-    /// Held across a fetch, so concurrent callers wait for one fetch.
-    token: tokio::sync::Mutex<Option<CachedToken>>,
-}
-
-struct CachedToken {
-    value: Secret,
-    refresh_at: Instant,
+    token: TokenCache,
 }
 
 impl fmt::Debug for Auth0Api {
@@ -108,7 +102,7 @@ impl Auth0Api {
                 audience: format!("https://{authority}/api/v2/"),
                 client_id: client_id.to_owned(),
                 client_secret: Secret::new(client_secret),
-                token: tokio::sync::Mutex::new(None),
+                token: TokenCache::new(TOKEN_MARGIN, DEFAULT_TOKEN_LIFETIME),
             }),
         }))
     }
@@ -203,30 +197,13 @@ impl Auth0Api {
         Ok((batch.into_iter().map(Auth0Role::into_idp).collect(), total))
     }
 
-    /// A cached token, or one fetched now. The lock is held across the
-    /// fetch so concurrent callers share it.
+    /// A cached token, or one fetched now (one fetch for concurrent callers).
     async fn token(&self) -> Result<Secret, IdpError> {
-        let mut slot = self.shared.token.lock().await;
-        if let Some(cached) = slot.as_ref()
-            && Instant::now() < cached.refresh_at
-        {
-            return Ok(cached.value.clone());
-        }
-        let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
-        *slot = Some(fresh);
-        Ok(value)
+        self.shared.token.get("auth0", self.fetch_token()).await
     }
 
-    /// Drops `rejected` from the cache unless another caller replaced it.
-    async fn forget_token(&self, rejected: &Secret) {
-        let mut slot = self.shared.token.lock().await;
-        if slot.as_ref().is_some_and(|c| &c.value == rejected) {
-            *slot = None;
-        }
-    }
-
-    async fn fetch_token(&self) -> Result<CachedToken, IdpError> {
+    /// The token endpoint's answer, its status checked.
+    async fn fetch_token(&self) -> Result<Vec<u8>, IdpError> {
         let shared = &*self.shared;
         let url = format!("{}/oauth/token", shared.base);
         let body = form_body(&[
@@ -235,7 +212,6 @@ impl Auth0Api {
             ("client_secret", shared.client_secret.expose()),
             ("audience", &shared.audience),
         ]);
-        let requested = Instant::now();
         let answer = self
             .http
             .send("oauth.token", |client| {
@@ -247,46 +223,19 @@ impl Auth0Api {
             })
             .await?;
         match answer.status {
-            200..=299 => {}
-            401 => {
-                return Err(IdpError::Unauthorized {
-                    status: 401,
-                    variable: CLIENT_SECRET,
-                    hint: "Auth0 refused the client credentials; check AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET",
-                });
-            }
-            403 => {
-                return Err(IdpError::Unauthorized {
-                    status: 403,
-                    variable: CLIENT_ID,
-                    hint: "the application AUTH0_CLIENT_ID is not authorized for the Management API of AUTH0_DOMAIN (add a client grant)",
-                });
-            }
-            status => return Err(status_error(status)),
+            200..=299 => Ok(answer.body),
+            401 => Err(IdpError::Unauthorized {
+                status: 401,
+                variable: CLIENT_SECRET,
+                hint: "Auth0 refused the client credentials; check AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET",
+            }),
+            403 => Err(IdpError::Unauthorized {
+                status: 403,
+                variable: CLIENT_ID,
+                hint: "the application AUTH0_CLIENT_ID is not authorized for the Management API of AUTH0_DOMAIN (add a client grant)",
+            }),
+            status => Err(status_error(status)),
         }
-        // Never serde's message here: it could quote the token.
-        let token: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|_| {
-            IdpError::Decode("token answer is not {access_token, expires_in}".into())
-        })?;
-        if token.access_token.is_empty()
-            || HeaderValue::from_str(&format!("Bearer {}", token.access_token)).is_err()
-        {
-            return Err(IdpError::Decode(
-                "token answer holds no usable access_token".into(),
-            ));
-        }
-        let lifetime = token
-            .expires_in
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
-        tracing::debug!(
-            idp = "auth0",
-            expires_in_s = lifetime.as_secs(),
-            "fetched a Management API token"
-        );
-        Ok(CachedToken {
-            value: Secret::new(token.access_token),
-            refresh_at: requested + refresh_after(lifetime),
-        })
     }
 
     /// `GET {base}{path_and_query}` with the bearer token. A 401 drops the
@@ -336,7 +285,7 @@ impl Auth0Api {
                 200..=299 => return Ok(answer),
                 401 if !refreshed => {
                     tracing::info!(idp = "auth0", endpoint, "token refused; fetching a new one");
-                    self.forget_token(&token).await;
+                    self.shared.token.forget(&token).await;
                     refreshed = true;
                 }
                 401 => {
@@ -359,12 +308,6 @@ impl Auth0Api {
     }
 }
 
-/// How long a token is reused: until 60 s before it expires, or half its
-/// life when it lives less than two minutes.
-fn refresh_after(lifetime: Duration) -> Duration {
-    lifetime - TOKEN_MARGIN.min(lifetime / 2)
-}
-
 impl IdpLookup for Auth0Api {
     /// `GET /api/v2/users/{id}` (`auth0|abc` travels as `auth0%7Cabc`).
     /// The email is the login (the Duo username by default).
@@ -382,13 +325,6 @@ impl IdpLookup for Auth0Api {
         let role: Auth0Role = decode(&answer.body, "Auth0 role")?;
         Ok(role.into_idp())
     }
-}
-
-/// Deliberately no `Debug`: it holds the token.
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: Option<u64>,
 }
 
 pub(super) type Auth0User = crate::idp::WithRaw<Auth0UserFields>;
@@ -459,6 +395,8 @@ mod tests {
 
     #[test]
     fn tokens_are_reused_until_a_minute_before_expiry() {
+        let cache = TokenCache::new(TOKEN_MARGIN, DEFAULT_TOKEN_LIFETIME);
+        let refresh_after = |d| cache.fresh_for(d);
         assert_eq!(
             refresh_after(Duration::from_secs(86_400)),
             Duration::from_secs(86_340)

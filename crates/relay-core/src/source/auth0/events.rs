@@ -37,6 +37,7 @@ pub const SOURCE: crate::source::SourceSpec = crate::source::SourceSpec {
     source: Source::Auth0Events,
     path: "/auth0",
     verification_get: false,
+    validation_query: None,
     extra_content_types: &[],
     parse,
     recognizes,

@@ -49,6 +49,7 @@ pub const SOURCE: crate::source::SourceSpec = crate::source::SourceSpec {
     source: Source::Auth0Logs,
     path: "/auth0/logs",
     verification_get: false,
+    validation_query: None,
     extra_content_types: &[
         "application/x-ndjson",
         "application/jsonl",

@@ -1,7 +1,7 @@
 //! Auth0: Event Streams (`events`, `POST /auth0`), Log Streams (`logs`,
 //! `POST /auth0/logs`) and the Management API (`api`).
 
-use super::IdpSpec;
+use super::{IdpSpec, SecretIn};
 use crate::event::IdpKind;
 
 pub mod api;
@@ -14,8 +14,10 @@ pub mod logs;
 pub const IDP: IdpSpec = IdpSpec {
     kind: IdpKind::Auth0,
     secret_variable: "AUTH0_AUTH_SECRET",
-    header_variable: None,
-    accepts_bearer: true,
+    secret_in: SecretIn::Header {
+        header_variable: None,
+        accepts_bearer: true,
+    },
     attributes: &ATTRIBUTES,
 };
 

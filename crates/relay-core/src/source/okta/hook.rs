@@ -39,6 +39,7 @@ pub const SOURCE: crate::source::SourceSpec = crate::source::SourceSpec {
     source: Source::Okta,
     path: "/okta",
     verification_get: true,
+    validation_query: None,
     extra_content_types: &[],
     parse,
     recognizes,

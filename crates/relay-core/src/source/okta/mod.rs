@@ -1,7 +1,7 @@
 //! Okta: the event hook (`hook`, `POST /okta` and its verification `GET`)
 //! and the Users/Groups API (`api`).
 
-use super::IdpSpec;
+use super::{IdpSpec, SecretIn};
 use crate::event::IdpKind;
 
 pub mod api;
@@ -12,8 +12,10 @@ pub mod hook;
 pub const IDP: IdpSpec = IdpSpec {
     kind: IdpKind::Okta,
     secret_variable: "OKTA_AUTH_SECRET",
-    header_variable: Some("OKTA_AUTH_HEADER"),
-    accepts_bearer: false,
+    secret_in: SecretIn::Header {
+        header_variable: Some("OKTA_AUTH_HEADER"),
+        accepts_bearer: false,
+    },
     attributes: &ATTRIBUTES,
 };
 

@@ -1,0 +1,453 @@
+//! A Microsoft Graph stand-in for the Entra ID tests: one small tenant
+//! (users, groups, direct memberships) served over real HTTP on loopback in
+//! Graph v1.0's shapes — the identity platform's client-credentials token
+//! (`POST /{tenant}/oauth2/v2.0/token`), `GET /v1.0/users/{id or UPN}`,
+//! `/v1.0/users`, `/v1.0/groups/{id}`, `/v1.0/groups`,
+//! `/v1.0/groups/{id}/members/microsoft.graph.user`,
+//! `/v1.0/users/{id}/memberOf/microsoft.graph.group`, with `$top` paging
+//! through `@odata.nextLink` — a bearer check, and Graph's throttling answer
+//! (429 or 503 with `Retry-After`). A test changes the tenant between
+//! notifications, arms a throttle, and reads the log of every request.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::harness::{serve_until_dropped, unpoisoned};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+pub const TENANT: &str = "contoso.onmicrosoft.com";
+pub const CLIENT_ID: &str = "graph-standin-app";
+pub const CLIENT_SECRET: &str = "graph-standin-SECRET";
+/// What the relay must send in `clientState` (`ENTRA_CLIENT_STATE`).
+pub const CLIENT_STATE: &str = "entra-client-state-0123456789";
+const TOKEN: &str = "graph-standin-access-token";
+
+/// An Entra user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphUser {
+    pub id: String,
+    pub upn: String,
+    pub given: String,
+    pub surname: String,
+    pub enabled: bool,
+}
+
+impl GraphUser {
+    /// An enabled user named after its UPN (`ada.lovelace@…` → Ada
+    /// Lovelace), as the Okta/Auth0 stand-in names its users.
+    pub fn new(id: &str, upn: &str) -> Self {
+        let named = crate::idp_standin::StandInUser::new(id, upn);
+        Self {
+            id: id.to_owned(),
+            upn: upn.to_owned(),
+            given: named.first_name,
+            surname: named.last_name,
+            enabled: true,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "@odata.type": "#microsoft.graph.user",
+            "id": self.id, "userPrincipalName": self.upn,
+            "displayName": format!("{} {}", self.given, self.surname),
+            "givenName": self.given, "surname": self.surname,
+            "mail": self.upn, "accountEnabled": self.enabled
+        })
+    }
+}
+
+/// An Entra group and its direct members' ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphGroup {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+impl GraphGroup {
+    pub fn new(id: &str, name: &str, members: &[&str]) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({"@odata.type": "#microsoft.graph.group", "id": self.id, "displayName": self.name})
+    }
+}
+
+/// One request the stand-in answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphRequest {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    users: Vec<GraphUser>,
+    groups: Vec<GraphGroup>,
+    /// Path prefix → (status, Retry-After seconds) answered once.
+    throttles: Vec<(String, u16, u64)>,
+    log: Vec<GraphRequest>,
+    /// Largest page served.
+    page: usize,
+}
+
+/// The stand-in's state and its own base URL (for `@odata.nextLink`).
+struct Shared {
+    base: String,
+    inner: Mutex<Inner>,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
+    unpoisoned(&shared.inner)
+}
+
+/// A running stand-in; dropping it stops the server.
+pub struct GraphStandIn {
+    shared: Arc<Shared>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for GraphStandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphStandIn")
+            .field("base", &self.shared.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphStandIn {
+    /// # Panics
+    /// If no loopback port can be bound (tests only).
+    pub async fn start(users: Vec<GraphUser>, groups: Vec<GraphGroup>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port for the Graph stand-in");
+        let addr: SocketAddr = listener.local_addr().expect("local address");
+        let shared = Arc::new(Shared {
+            base: format!("http://{addr}"),
+            inner: Mutex::new(Inner {
+                users,
+                groups,
+                page: 999,
+                ..Inner::default()
+            }),
+        });
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/v1.0/users", get(list_users))
+            .route("/v1.0/users/{id}", get(user))
+            .route(
+                "/v1.0/users/{id}/memberOf/microsoft.graph.group",
+                get(member_of),
+            )
+            .route("/v1.0/groups", get(list_groups))
+            .route("/v1.0/groups/{id}", get(group))
+            .route(
+                "/v1.0/groups/{id}/members/microsoft.graph.user",
+                get(members),
+            )
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
+            .with_state(shared.clone());
+        Self {
+            shared,
+            _stop: serve_until_dropped(listener, app),
+        }
+    }
+
+    /// `ENTRA_*` variables pointing a relay here (Graph and the token
+    /// endpoint on this server) and the client state to expect.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let base = self.shared.base.clone();
+        vec![
+            ("ENTRA_TENANT_ID".into(), TENANT.into()),
+            ("ENTRA_CLIENT_ID".into(), CLIENT_ID.into()),
+            ("ENTRA_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
+            ("ENTRA_CLIENT_STATE".into(), CLIENT_STATE.into()),
+            ("ENTRA_GRAPH_URL".into(), base.clone()),
+            ("ENTRA_LOGIN_URL".into(), base),
+        ]
+    }
+
+    /// Adds or replaces a user (by id).
+    pub fn put_user(&self, user: GraphUser) {
+        let mut inner = lock(&self.shared);
+        inner.users.retain(|u| u.id != user.id);
+        inner.users.push(user);
+    }
+
+    /// Deletes a user (and its memberships), as a delete in Entra does.
+    pub fn delete_user(&self, id: &str) {
+        let mut inner = lock(&self.shared);
+        inner.users.retain(|u| u.id != id);
+        for g in &mut inner.groups {
+            g.members.retain(|m| m != id);
+        }
+    }
+
+    /// Adds or replaces a group (by id).
+    pub fn put_group(&self, group: GraphGroup) {
+        let mut inner = lock(&self.shared);
+        inner.groups.retain(|g| g.id != group.id);
+        inner.groups.push(group);
+    }
+
+    pub fn delete_group(&self, id: &str) {
+        lock(&self.shared).groups.retain(|g| g.id != id);
+    }
+
+    /// The next request whose path starts with `prefix` answers `status`
+    /// (429 or 503) with `Retry-After: retry_after_s`.
+    pub fn throttle_once(&self, prefix: &str, status: u16, retry_after_s: u64) {
+        lock(&self.shared)
+            .throttles
+            .push((prefix.to_owned(), status, retry_after_s));
+    }
+
+    /// Pages hold at most `n` objects (to exercise `@odata.nextLink`).
+    pub fn page_size(&self, n: usize) {
+        lock(&self.shared).page = n.max(1);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<GraphRequest> {
+        lock(&self.shared).log.clone()
+    }
+
+    pub fn reset_requests(&self) {
+        lock(&self.shared).log.clear();
+    }
+
+    /// A notification collection (`{"value":[…]}`) naming `items`
+    /// (`(changeType, "Users"|"Groups", id)`) with the right client state.
+    pub fn notifications(items: &[(&str, &str, &str)]) -> String {
+        Self::notifications_with_state(items, CLIENT_STATE)
+    }
+
+    pub fn notifications_with_state(items: &[(&str, &str, &str)], state: &str) -> String {
+        let value: Vec<Value> = items
+            .iter()
+            .map(|(change, kind, id)| {
+                let odata = if *kind == "Groups" {
+                    "#Microsoft.Graph.Group"
+                } else {
+                    "#Microsoft.Graph.User"
+                };
+                json!({
+                    "subscriptionId": "7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
+                    "subscriptionExpirationDateTime": "2026-12-31T00:00:00Z",
+                    "changeType": change,
+                    "resource": format!("{kind}/{id}"),
+                    "resourceData": {"@odata.type": odata, "@odata.id": format!("{kind}/{id}"), "id": id, "organizationId": "tenant-1"},
+                    "clientState": state,
+                    "tenantId": "tenant-1"
+                })
+            })
+            .collect();
+        json!({ "value": value }).to_string()
+    }
+}
+
+/// Logs every request, answers an armed throttle, checks the bearer token
+/// on Graph paths.
+async fn gate(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().to_string();
+    let throttled = {
+        let mut inner = lock(&shared);
+        let hit = inner
+            .throttles
+            .iter()
+            .position(|(prefix, _, _)| path.starts_with(prefix.as_str()));
+        hit.map(|i| inner.throttles.remove(i))
+    };
+    let response = if let Some((_, status, after)) = throttled {
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+            [("retry-after", after.to_string())],
+            r#"{"error":{"code":"TooManyRequests","message":"throttled"}}"#,
+        )
+            .into_response()
+    } else if path.starts_with("/v1.0/")
+        && request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            != Some(&format!("Bearer {TOKEN}"))
+    {
+        StatusCode::UNAUTHORIZED.into_response()
+    } else {
+        next.run(request).await
+    };
+    lock(&shared).log.push(GraphRequest {
+        method,
+        path,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+async fn token(Path(tenant): Path<String>, body: String) -> Response {
+    let form: Vec<(String, String)> = url_pairs(&body);
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let ok = tenant == TENANT
+        && field("grant_type") == Some("client_credentials")
+        && field("client_id") == Some(CLIENT_ID)
+        && field("client_secret") == Some(CLIENT_SECRET)
+        && field("scope") == Some("https://graph.microsoft.com/.default");
+    if !ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    axum::Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN}))
+        .into_response()
+}
+
+fn url_pairs(body: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://x/?{body}"))
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// One page of `items` from `$skiptoken` (an offset here; opaque to the
+/// client), `$top` capped at the stand-in's page size.
+fn page(
+    shared: &Shared,
+    uri: &Uri,
+    q: &Query<Vec<(String, String)>>,
+    items: Vec<Value>,
+) -> Response {
+    let get = |k: &str| q.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let max = lock(shared).page;
+    let top = get("$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(100)
+        .min(max);
+    let from = get("$skiptoken")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(0);
+    let until = (from + top).min(items.len());
+    let mut body = json!({ "value": items.get(from..until).unwrap_or_default() });
+    if until < items.len() {
+        let mut others: Vec<String> =
+            q.0.iter()
+                .filter(|(n, _)| n != "$skiptoken")
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+        others.push(format!("$skiptoken={until}"));
+        body["@odata.nextLink"] = json!(format!(
+            "{}{}?{}",
+            shared.base,
+            uri.path(),
+            others.join("&")
+        ));
+    }
+    axum::Json(body).into_response()
+}
+
+async fn list_users(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    q: Query<Vec<(String, String)>>,
+) -> Response {
+    let items = lock(&shared).users.iter().map(GraphUser::json).collect();
+    page(&shared, &uri, &q, items)
+}
+
+async fn user(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let inner = lock(&shared);
+    match inner
+        .users
+        .iter()
+        .find(|u| u.id == id || u.upn.eq_ignore_ascii_case(&id))
+    {
+        Some(u) => axum::Json(u.json()).into_response(),
+        None => not_found(),
+    }
+}
+
+async fn member_of(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    q: Query<Vec<(String, String)>>,
+) -> Response {
+    let items = {
+        let inner = lock(&shared);
+        if !inner.users.iter().any(|u| u.id == id) {
+            return not_found();
+        }
+        inner
+            .groups
+            .iter()
+            .filter(|g| g.members.contains(&id))
+            .map(GraphGroup::json)
+            .collect()
+    };
+    page(&shared, &uri, &q, items)
+}
+
+async fn list_groups(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    q: Query<Vec<(String, String)>>,
+) -> Response {
+    let items = lock(&shared).groups.iter().map(GraphGroup::json).collect();
+    page(&shared, &uri, &q, items)
+}
+
+async fn group(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match lock(&shared).groups.iter().find(|g| g.id == id) {
+        Some(g) => axum::Json(g.json()).into_response(),
+        None => not_found(),
+    }
+}
+
+async fn members(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    q: Query<Vec<(String, String)>>,
+    _headers: HeaderMap,
+) -> Response {
+    let items = {
+        let inner = lock(&shared);
+        let Some(g) = inner.groups.iter().find(|g| g.id == id) else {
+            return not_found();
+        };
+        g.members
+            .iter()
+            .filter_map(|m| inner.users.iter().find(|u| &u.id == m))
+            .map(GraphUser::json)
+            .collect()
+    };
+    page(&shared, &uri, &q, items)
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": {"code": "Request_ResourceNotFound", "message": "not found"}})),
+    )
+        .into_response()
+}

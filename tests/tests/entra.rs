@@ -1,0 +1,380 @@
+//! Entra ID end to end (issue 18): Microsoft Graph change notifications
+//! posted to the real server on a real socket, Graph read from the Graph
+//! stand-in, Duo written in duo-sim. Sync mode and queue mode.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relay_core::pipeline::run_workers;
+use relay_core::queue::QueuePolicy;
+use relay_core::queue::disk::DiskQueue;
+use relay_tests::graph_standin::{GraphGroup, GraphStandIn, GraphUser};
+use relay_tests::served::{Served, serve};
+
+const ADA: &str = "0a1b2c3d-0000-4000-8000-00000000ada1";
+const BOB: &str = "0a1b2c3d-0000-4000-8000-000000000b0b";
+const ENG: &str = "9e9e9e9e-0000-4000-8000-0000000000e1";
+
+async fn setup(extra: &[(&str, &str)]) -> (Served, GraphStandIn) {
+    let graph = GraphStandIn::start(Vec::new(), Vec::new()).await;
+    let mut env = graph.env();
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    (serve(&env).await, graph)
+}
+
+async fn post(served: &Served, query: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{}/entra{query}", served.addr))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn notify(served: &Served, items: &[(&str, &str, &str)]) {
+    let r = post(served, "", GraphStandIn::notifications(items)).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+}
+
+/// Duo calls that change something.
+fn writes(served: &Served) -> usize {
+    served
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c.method != "GET")
+        .count()
+}
+
+#[tokio::test]
+async fn the_validation_handshake_echoes_the_decoded_token_as_text() {
+    let (served, graph) = setup(&[]).await;
+    let token =
+        "Validation: Testing client application reachability for subscription Request-Id: 5a4f+x";
+    let encoded: String =
+        reqwest::Url::parse_with_params("http://x/", [("validationToken", token)])
+            .unwrap()
+            .query()
+            .unwrap()
+            .to_owned();
+    // Graph's validation POST is text/plain with an empty body.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/entra?{encoded}", served.addr))
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.text().await.unwrap(), token);
+    // Empty or over-long tokens: 400. No Graph, no Duo.
+    for query in [
+        "?validationToken=",
+        &format!("?validationToken={}", "a".repeat(1025)),
+    ] {
+        let r = post(&served, query, String::new()).await;
+        assert_eq!(r.status(), 400, "{query}");
+    }
+    assert!(graph.requests().is_empty());
+    assert_eq!(served.sim.total_calls(), 0);
+
+    // A relay without ENTRA_CLIENT_STATE refuses the handshake: no
+    // subscription can point at a relay that would refuse its notifications.
+    let bare = serve(&[]).await;
+    let r = post(&bare, "?validationToken=abc", String::new()).await;
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn a_wrong_client_state_is_refused_with_no_graph_or_duo_call() {
+    let (served, graph) = setup(&[]).await;
+    graph.put_user(GraphUser::new(ADA, "ada.lovelace@contoso.com"));
+    let wrong = GraphStandIn::notifications_with_state(
+        &[("created", "Users", ADA)],
+        "entra-client-state-0123456789X",
+    );
+    assert_eq!(post(&served, "", wrong).await.status(), 401);
+    // One good item and one bad one: the whole batch is refused.
+    let good = GraphStandIn::notifications(&[("created", "Users", ADA)]);
+    let mut mixed: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let mut bad = mixed["value"][0].clone();
+    bad["clientState"] = "nope-nope-nope-nope-nope".into();
+    mixed["value"].as_array_mut().unwrap().push(bad);
+    assert_eq!(post(&served, "", mixed.to_string()).await.status(), 401);
+    // No clientState at all, junk, and an empty batch.
+    let mut none: serde_json::Value = serde_json::from_str(&good).unwrap();
+    none["value"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("clientState");
+    assert_eq!(post(&served, "", none.to_string()).await.status(), 401);
+    assert_eq!(post(&served, "", "junk".into()).await.status(), 401);
+    assert_eq!(
+        post(&served, "", r#"{"value":[]}"#.into()).await.status(),
+        401
+    );
+    assert!(graph.requests().is_empty(), "{:?}", graph.requests());
+    assert_eq!(served.sim.total_calls(), 0);
+    // Authenticated but not a notification: 400, still no call.
+    let junk = r#"{"value":[{"clientState":"entra-client-state-0123456789","changeType":"updated","resource":"Users/../x"}]}"#;
+    assert_eq!(post(&served, "", junk.into()).await.status(), 400);
+    assert!(graph.requests().is_empty());
+    assert_eq!(served.sim.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn create_disable_rename_groups_and_delete_reach_duo() {
+    let (served, graph) = setup(&[]).await;
+    let sim = &served.sim;
+
+    // Create.
+    graph.put_user(GraphUser::new(ADA, "ada.lovelace@contoso.com"));
+    notify(&served, &[("created", "Users", ADA)]).await;
+    let ada = sim.user_by_username("ada.lovelace@contoso.com").unwrap();
+    assert_eq!(ada.status, "active");
+    assert_eq!(ada.realname, "Ada Lovelace");
+    assert!(
+        ada.aliases
+            .iter()
+            .flatten()
+            .any(|a| a == &format!("entra:{ADA}")),
+        "{:?}",
+        ada.aliases
+    );
+
+    // Disable.
+    let mut user = GraphUser::new(ADA, "ada.lovelace@contoso.com");
+    user.enabled = false;
+    graph.put_user(user.clone());
+    notify(&served, &[("updated", "Users", ADA)]).await;
+    assert_eq!(
+        sim.user_by_username("ada.lovelace@contoso.com")
+            .unwrap()
+            .status,
+        "disabled"
+    );
+
+    // Rename (UPN change): the same Duo user, found by its alias.
+    user.enabled = true;
+    user.upn = "ada.king@contoso.com".into();
+    graph.put_user(user.clone());
+    notify(&served, &[("updated", "Users", ADA)]).await;
+    let renamed = sim.user_by_username("ada.king@contoso.com").unwrap();
+    assert_eq!(renamed.user_id, ada.user_id);
+    assert_eq!(renamed.status, "active");
+    assert!(sim.user_by_username("ada.lovelace@contoso.com").is_none());
+
+    // Group add: a new group with Ada and Bob (Bob not yet in Duo).
+    graph.put_user(GraphUser::new(BOB, "bob.builder@contoso.com"));
+    graph.put_group(GraphGroup::new(ENG, "Engineering", &[ADA, BOB]));
+    notify(&served, &[("updated", "Groups", ENG)]).await;
+    let group = sim.group_by_name("Engineering").unwrap();
+    assert!(
+        group.desc.starts_with(&format!("entra:{ENG}")),
+        "{}",
+        group.desc
+    );
+    assert_eq!(
+        sim.user_by_username("ada.king@contoso.com").unwrap().groups,
+        ["Engineering"]
+    );
+    assert_eq!(
+        sim.user_by_username("bob.builder@contoso.com")
+            .unwrap()
+            .groups,
+        ["Engineering"]
+    );
+
+    // Group remove (and rename of the group in the same change).
+    graph.put_group(GraphGroup::new(ENG, "Engineering EU", &[BOB]));
+    notify(&served, &[("updated", "Groups", ENG)]).await;
+    assert!(sim.group_by_name("Engineering").is_none());
+    assert!(
+        sim.user_by_username("ada.king@contoso.com")
+            .unwrap()
+            .groups
+            .is_empty()
+    );
+    assert_eq!(
+        sim.user_by_username("bob.builder@contoso.com")
+            .unwrap()
+            .groups,
+        ["Engineering EU"]
+    );
+
+    // Delete (DEPROVISION_ACTION defaults to delete).
+    graph.delete_user(ADA);
+    notify(&served, &[("deleted", "Users", ADA)]).await;
+    assert!(sim.user_by_username("ada.king@contoso.com").is_none());
+
+    // Group deleted in Entra: deleted in Duo.
+    graph.delete_group(ENG);
+    notify(&served, &[("deleted", "Groups", ENG)]).await;
+    assert!(sim.group_by_name("Engineering EU").is_none());
+    assert!(sim.user_by_username("bob.builder@contoso.com").is_some());
+}
+
+#[tokio::test]
+async fn deprovision_action_disable_keeps_the_user_disabled() {
+    let (served, graph) = setup(&[("DEPROVISION_ACTION", "disable")]).await;
+    graph.put_user(GraphUser::new(ADA, "ada@contoso.com"));
+    notify(&served, &[("created", "Users", ADA)]).await;
+    graph.delete_user(ADA);
+    notify(&served, &[("deleted", "Users", ADA)]).await;
+    assert_eq!(
+        served
+            .sim
+            .user_by_username("ada@contoso.com")
+            .unwrap()
+            .status,
+        "disabled"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_and_reordered_notifications_end_in_graphs_current_state() {
+    let (served, graph) = setup(&[]).await;
+    let sim = &served.sim;
+    graph.put_user(GraphUser::new(ADA, "ada@contoso.com"));
+    notify(&served, &[("created", "Users", ADA)]).await;
+
+    // The same notification again, alone and three times in one batch:
+    // Duo already matches, so no Duo write.
+    sim.reset_calls();
+    notify(&served, &[("created", "Users", ADA)]).await;
+    notify(
+        &served,
+        &[
+            ("updated", "Users", ADA),
+            ("updated", "Users", ADA),
+            ("updated", "Users", ADA),
+        ],
+    )
+    .await;
+    assert_eq!(writes(&served), 0, "{:?}", sim.calls());
+
+    // Disabled, then enabled again in Entra; the "disabled" notification
+    // arrives after the "enabled" one. Both read Graph now: active wins.
+    notify(&served, &[("updated", "Users", ADA)]).await; // (the enable's)
+    notify(&served, &[("updated", "Users", ADA)]).await; // (the late disable's)
+    assert_eq!(
+        sim.user_by_username("ada@contoso.com").unwrap().status,
+        "active"
+    );
+
+    // A late "deleted" for a user Entra has again (restored): kept.
+    notify(&served, &[("deleted", "Users", ADA)]).await;
+    assert!(sim.user_by_username("ada@contoso.com").is_some());
+    // created + deleted of one user in one batch, user gone now: deleted once.
+    graph.delete_user(ADA);
+    notify(
+        &served,
+        &[("created", "Users", ADA), ("deleted", "Users", ADA)],
+    )
+    .await;
+    assert!(sim.user_by_username("ada@contoso.com").is_none());
+}
+
+#[tokio::test]
+async fn graph_throttling_is_waited_out() {
+    let (served, graph) = setup(&[]).await;
+    graph.put_user(GraphUser::new(ADA, "ada@contoso.com"));
+    graph.throttle_once("/v1.0/users/", 429, 1);
+    let started = Instant::now();
+    notify(&served, &[("created", "Users", ADA)]).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(served.sim.user_by_username("ada@contoso.com").is_some());
+    let statuses: Vec<u16> = graph.requests().iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // 503 with Retry-After too.
+    graph.put_user(GraphUser::new(BOB, "bob@contoso.com"));
+    graph.throttle_once("/v1.0/users/", 503, 1);
+    notify(&served, &[("created", "Users", BOB)]).await;
+    assert!(served.sim.user_by_username("bob@contoso.com").is_some());
+}
+
+#[tokio::test]
+async fn members_are_paged_through_next_links() {
+    let (served, graph) = setup(&[]).await;
+    graph.page_size(2);
+    let ids: Vec<String> = (0..5)
+        .map(|i| format!("0a1b2c3d-0000-4000-8000-00000000000{i}"))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        graph.put_user(GraphUser::new(id, &format!("user{i}@contoso.com")));
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    graph.put_group(GraphGroup::new(ENG, "Paged", &refs));
+    notify(&served, &[("created", "Groups", ENG)]).await;
+    for i in 0..5 {
+        let u = served
+            .sim
+            .user_by_username(&format!("user{i}@contoso.com"))
+            .unwrap();
+        assert_eq!(u.groups, ["Paged"]);
+    }
+    let member_pages = graph
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/members/microsoft.graph.user"))
+        .count();
+    assert_eq!(member_pages, 3);
+}
+
+#[tokio::test]
+async fn group_filter_applies_to_entra_groups() {
+    let (served, graph) = setup(&[("GROUP_FILTER", "^Duo-")]).await;
+    graph.put_user(GraphUser::new(ADA, "ada@contoso.com"));
+    graph.put_group(GraphGroup::new(ENG, "Engineering", &[ADA]));
+    notify(&served, &[("created", "Groups", ENG)]).await;
+    assert!(served.sim.group_by_name("Engineering").is_none());
+    assert_eq!(served.sim.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn queue_mode_answers_at_once_and_a_worker_applies() {
+    let graph = GraphStandIn::start(Vec::new(), Vec::new()).await;
+    graph.put_user(GraphUser::new(ADA, "ada@contoso.com"));
+    let dir = std::env::temp_dir().join(format!("relay-entra-queue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let queue = Arc::new(DiskQueue::open(&dir).unwrap());
+    let served = relay_tests::served::serve_with_queue(&graph.env(), queue.clone()).await;
+
+    notify(&served, &[("created", "Users", ADA)]).await;
+    assert!(graph.requests().is_empty(), "the request reads nothing");
+    assert_eq!(served.sim.total_calls(), 0, "the request writes nothing");
+    assert_eq!(queue.stats().pending, 1);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(run_workers(
+        queue.clone(),
+        served.relay.clone(),
+        QueuePolicy::default(),
+        1,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served.sim.user_by_username("ada@contoso.com").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not apply the notification"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(());
+    workers.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
