@@ -378,3 +378,100 @@ async fn queue_mode_answers_at_once_and_a_worker_applies() {
     workers.await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `reconcile --source entra`: every Graph user and group read, Duo made to
+/// match (created, disabled, renamed, memberships, ghosts deprovisioned),
+/// and a second run finds nothing to do. Graph calls per run: the token,
+/// the user pages, the group pages and one member listing per group (no
+/// delta query yet, so a second run costs the same).
+#[tokio::test]
+async fn reconcile_source_entra_converges_and_a_second_run_changes_nothing() {
+    use duo_sim::{Seed, SeedUser};
+    use relay_core::reconcile::{IdpKind, ReconcileOptions, RunStatus, run_from_config};
+
+    let users: Vec<GraphUser> = (0..30)
+        .map(|i| {
+            let mut u = GraphUser::new(
+                &format!("0a1b2c3d-0000-4000-8000-{i:012}"),
+                &format!("user{i}@contoso.com"),
+            );
+            u.enabled = i % 10 != 3;
+            u
+        })
+        .collect();
+    let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+    let groups: Vec<GraphGroup> = (0..3)
+        .map(|g| {
+            let members: Vec<&str> = ids.iter().skip(g).step_by(3).map(String::as_str).collect();
+            GraphGroup::new(
+                &format!("9e9e9e9e-0000-4000-8000-{g:012}"),
+                &format!("team-{g}"),
+                &members,
+            )
+        })
+        .collect();
+    let graph = GraphStandIn::start(users, groups).await;
+    graph.page_size(7);
+    let sim = duo_sim::DuoSim::start().await;
+    // Drift: user0 with a stale name, a ghost the relay created earlier.
+    sim.seed(Seed {
+        users: vec![
+            SeedUser {
+                username: "user0@contoso.com".into(),
+                aliases: vec![
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("entra:{}", ids[0]),
+                ],
+                realname: "Old Name".into(),
+                ..SeedUser::default()
+            },
+            SeedUser {
+                username: "gone@contoso.com".into(),
+                aliases: vec![
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    "entra:0a1b2c3d-0000-4000-8000-999999999999".into(),
+                ],
+                ..SeedUser::default()
+            },
+        ],
+        ..Seed::default()
+    });
+    let mut raw = relay_tests::duo_env(&sim);
+    raw.extend(graph.env());
+    let opts = ReconcileOptions::new(IdpKind::Entra);
+    let first = run_from_config(&raw, &opts).await.unwrap();
+    // 27 enabled users but user0 (in Duo): created; the 3 disabled ones
+    // are not created disabled (reconcile's rule for every IdP).
+    assert_eq!(first.counts.users_create, 26);
+    assert_eq!(first.counts.users_update, 1);
+    assert_eq!(first.counts.users_delete, 1);
+    // token + 5 user pages (30 by 7) + 1 group page + 3 member listings
+    // of 10 members (2 pages each).
+    assert_eq!(first.calls.idp, 1 + 5 + 1 + 3 * 2);
+    let snapshot = sim.snapshot();
+    assert_eq!(snapshot.users.len(), 27);
+    assert!(sim.user_by_username("user3@contoso.com").is_none());
+    assert_eq!(
+        sim.user_by_username("user4@contoso.com").unwrap().groups,
+        ["team-1"]
+    );
+    assert_eq!(
+        sim.user_by_username("user0@contoso.com").unwrap().realname,
+        "User0 Tester"
+    );
+    assert!(sim.user_by_username("gone@contoso.com").is_none());
+
+    let again = run_from_config(&raw, &opts).await.unwrap();
+    assert_eq!(again.status, RunStatus::Converged);
+    assert_eq!(again.counts.actions(), 0);
+    assert_eq!(again.calls.duo_apply, 0);
+    assert_eq!(again.calls.idp, first.calls.idp);
+    println!(
+        "reconcile --source entra, 30 users / 3 groups, pages of 7: Graph {} calls first run, {} second; Duo reads {} / {}",
+        first.calls.idp, again.calls.idp, first.calls.duo_read, again.calls.duo_read
+    );
+}

@@ -27,16 +27,19 @@ pub(crate) const EXIT_DUO_ERROR: u8 = 5;
 
 pub(crate) const USAGE: &str = "\
 USAGE:
-    idp-duo-relay reconcile --source okta|auth0 [--dry-run] [--user LOGIN]
+    idp-duo-relay reconcile --source okta|auth0|entra [--dry-run] [--user LOGIN]
                             [--max-deletes N] [--include-unmanaged] [--json]
 
 Reads the IdP's users, groups/roles and memberships and Duo's users and
 groups, and makes Duo match (GROUP_FILTER and DEPROVISION_ACTION apply).
 
-    --source okta|auth0    the IdP (OKTA_ORG_URL + OKTA_API_TOKEN, or
-                           AUTH0_DOMAIN + AUTH0_CLIENT_ID + AUTH0_CLIENT_SECRET)
+    --source okta|auth0|entra
+                           the IdP (OKTA_ORG_URL + OKTA_API_TOKEN;
+                           AUTH0_DOMAIN + AUTH0_CLIENT_ID + AUTH0_CLIENT_SECRET;
+                           or ENTRA_TENANT_ID + ENTRA_CLIENT_ID +
+                           ENTRA_CLIENT_SECRET)
     --dry-run              report what would change; change nothing
-    --user LOGIN           only this user (IdP login / Auth0 email)
+    --user LOGIN           only this user (IdP login / Auth0 email / Entra UPN)
     --max-deletes N        stop, applying nothing, when more than N users or
                            groups would be deleted or deprovisioned (default 10)
     --include-unmanaged    also deprovision Duo-only accounts (default: report them)
@@ -81,7 +84,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--source" => {
                 let v = value("--source")?;
                 source = Some(
-                    IdpKind::parse(&v).ok_or_else(|| "--source takes okta or auth0".to_owned())?,
+                    IdpKind::parse(&v)
+                        .ok_or_else(|| "--source takes okta, auth0 or entra".to_owned())?,
                 );
             }
             "--dry-run" => dry_run = true,
@@ -96,7 +100,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    let source = source.ok_or_else(|| "--source okta|auth0 is required".to_owned())?;
+    let source = source.ok_or_else(|| "--source okta|auth0|entra is required".to_owned())?;
     Ok(Args {
         options: ReconcileOptions {
             source,
@@ -209,8 +213,11 @@ mod tests {
     #[test]
     fn bad_flags_say_what_is_wrong() {
         for (list, expected) in [
-            (&[][..], "--source okta|auth0 is required"),
-            (&["--source", "azure"][..], "--source takes okta or auth0"),
+            (&[][..], "--source okta|auth0|entra is required"),
+            (
+                &["--source", "azure"][..],
+                "--source takes okta, auth0 or entra",
+            ),
             (&["--source"][..], "--source needs a value"),
             (
                 &["--source", "okta", "--max-deletes", "-1"][..],

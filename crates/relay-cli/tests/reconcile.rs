@@ -172,7 +172,7 @@ async fn usage_and_configuration_errors_exit_1_without_quoting_secrets() {
     let w = World::start().await;
     let out = w.run(&["--dry-run"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--source okta|auth0 is required"));
+    assert!(text(&out.stderr).contains("--source okta|auth0|entra is required"));
 
     let out = w.run(&["--source", "auth0", "--dry-run"]).await;
     let stderr = text(&out.stderr);
