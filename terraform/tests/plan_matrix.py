@@ -2,8 +2,8 @@
 """Every Terraform root, planned from an empty state, for the variable sets a
 user would choose: the examples with only their required variables (the hook
 secret generated in the same apply), with every optional secret supplied,
-with queue mode, a reconcile schedule, alerts, and the IdP registration on
-and off; the cloud modules and the IdP modules on their own.
+with queue mode, a reconcile schedule, catch-up, alerts, and the IdP
+registration on and off; the cloud modules and the IdP modules on their own.
 
 Each combination runs `check` of the terraform-offline tool
 (../shared/tools/terraform-offline, or $TF_OFFLINE_DIR): the real
@@ -97,7 +97,13 @@ def matrix() -> list[Combination]:
     aws = {"region": "us-east-1", **DUO, "okta_org_url": "https://acme.okta.com", "lambda_zip_path": ZIP}
     root = "examples/okta-aws"
     out += [
-        _example(root, "required variables only (hook secret generated)", aws, expect=[AWS_PLAIN_SHOWN]),
+        _example(
+            root,
+            "required variables only (hook secret generated)",
+            aws,
+            expect=[AWS_PLAIN_SHOWN],
+            refuse=[r"catch_up\[0\] will be created"],
+        ),
         _example(
             root,
             "user-supplied secrets",
@@ -113,6 +119,17 @@ def matrix() -> list[Combination]:
             aws,
             {"relay_okta_api_token": TOKEN, "reconcile_schedule": "rate(1 hour)"},
             expect=[r"module\.relay\.aws_scheduler_schedule\.reconcile\[0\] will be created"],
+        ),
+        _example(
+            root,
+            "catch-up",
+            aws,
+            {"relay_okta_api_token": TOKEN, "catch_up_enabled": True},
+            expect=[
+                r"module\.relay\.aws_scheduler_schedule\.catch_up\[0\] will be created",
+                r"module\.relay\.aws_cloudwatch_metric_alarm\.catch_up_lag\[0\] will be created",
+                r'"RELAY_CATCH_UP_WINDOW"\s*=\s*"24h"',
+            ],
         ),
         _example(root, "alerts", aws, {"alert_email": "oncall@example.com"}),
         _example(
@@ -149,6 +166,17 @@ def matrix() -> list[Combination]:
             {"relay_okta_api_token": TOKEN, "reconcile_schedule": "0 * * * *"},
             expect=[r"google_cloud_scheduler_job\.reconcile\[0\] will be created"],
         ),
+        _example(
+            root,
+            "catch-up",
+            gcp,
+            {"relay_okta_api_token": TOKEN, "catch_up_enabled": True, "catch_up_lag_alarm_seconds": 1800},
+            expect=[
+                r"google_cloud_scheduler_job\.catch_up\[0\] will be created",
+                r"time_sleep\.catch_up_metrics\[0\] will be created",
+                r"jsonPayload\.checkpoint_lag_s>1800",
+            ],
+        ),
         _example(root, "alerts", gcp, {"alert_email": "oncall@example.com"}, expect=[GCP_METRIC_WAIT]),
         _example(
             root,
@@ -162,7 +190,13 @@ def matrix() -> list[Combination]:
     azure = {"location": "westeurope", **DUO, "auth0_domain": "acme.us.auth0.com", "package_zip_path": ZIP}
     root = "examples/auth0-azure"
     out += [
-        _example(root, "required variables only (hook secret generated)", azure, expect=[AZURE_PLAIN_SHOWN]),
+        _example(
+            root,
+            "required variables only (hook secret generated)",
+            azure,
+            expect=[AZURE_PLAIN_SHOWN, r'"AzureWebJobs_catch_up_Disabled"\s*=\s*"true"'],
+            refuse=[r"catch_up_(failed|lag)\[0\] will be created"],
+        ),
         _example(
             root,
             "user-supplied secrets",
@@ -189,6 +223,21 @@ def matrix() -> list[Combination]:
                 "reconcile_schedule": "0 0 * * * *",
             },
             expect=[r'"AzureWebJobs_reconcile_Disabled"\s*=\s*"false"'],
+        ),
+        _example(
+            root,
+            "catch-up",
+            azure,
+            {
+                "relay_auth0_client_id": "relayclientid0123456789abcdef012",
+                "relay_auth0_client_secret": TOKEN,
+                "catch_up_enabled": True,
+            },
+            expect=[
+                r'"AzureWebJobs_catch_up_Disabled"\s*=\s*"false"',
+                r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"auth0"',
+                r"azurerm_monitor_scheduled_query_rules_alert_v2\.catch_up_lag\[0\] will be created",
+            ],
         ),
         _example(root, "alerts", azure, {"alert_email": "oncall@example.com"}),
         _example(
@@ -221,6 +270,7 @@ def matrix() -> list[Combination]:
                 "webhook_signing_secrets": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
                 "queue_enabled": True,
                 "reconcile_schedule": "cron(15 3 * * ? *)",
+                "catch_up_enabled": True,
                 "alert_email": "oncall@example.com",
                 "alarm_actions": '["arn:aws:sns:us-east-1:123456789012:pager"]',
                 "kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
@@ -265,6 +315,7 @@ def matrix() -> list[Combination]:
                 "webhook_signing_secrets": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
                 "queue_enabled": True,
                 "reconcile_schedule": "0 0 * * * *",
+                "catch_up_enabled": True,
                 "alert_email": "oncall@example.com",
                 "action_group_ids": '["/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ops/providers/Microsoft.Insights/actionGroups/pager"]',
                 "resource_group_name": "existing-rg",
@@ -300,6 +351,7 @@ def matrix() -> list[Combination]:
                 "auth0_client_secret": TOKEN,
                 "queue_enabled": True,
                 "reconcile_schedule": "0 * * * *",
+                "catch_up_enabled": True,
                 "alert_email": "oncall@example.com",
                 "notification_channels": '["projects/my-gcp-project/notificationChannels/123"]',
                 "create_firestore_database": False,

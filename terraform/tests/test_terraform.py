@@ -1289,10 +1289,11 @@ _GCP_LINE_RE = re.compile(r'jsonPayload\.message\s*=\s*\\?"([A-Za-z_]+)\\?"')
 _GCP_FIELD_RE = re.compile(r"jsonPayload\.([A-Za-z_][A-Za-z0-9_]*)")
 _KQL_LINE_RE = re.compile(r'\be\.message\s*==\s*\\?"([A-Za-z_]+)\\?"')
 _KQL_FIELD_RE = re.compile(r"\be\.([A-Za-z_][A-Za-z0-9_]*)")
-_USER_METRIC_RE = re.compile(r"logging\.googleapis\.com/user/\$\{google_logging_metric\.([A-Za-z0-9_\-]+)\.name\}")
+_USER_METRIC_RE = re.compile(r"logging\.googleapis\.com/user/\$\{google_logging_metric\.([A-Za-z0-9_\-]+)(?:\[0\])?\.name\}")
 # An alert policy reads a metric type from a time_sleep's triggers:
-# time_sleep.NAME.triggers.KEY (or ["KEY"]).
-_SLEEP_TRIGGER_RE = re.compile(r"time_sleep\.([A-Za-z0-9_\-]+)\.triggers(?:\.|\[\")([A-Za-z0-9_\-]+)")
+# time_sleep.NAME.triggers.KEY (or ["KEY"]; NAME[0] for one counted on a
+# switch, like the catch-up's).
+_SLEEP_TRIGGER_RE = re.compile(r"time_sleep\.([A-Za-z0-9_\-]+)(?:\[0\])?\.triggers(?:\.|\[\")([A-Za-z0-9_\-]+)")
 
 
 def policy_user_metrics(module: Module, body: dict) -> tuple[set[str], set[str]]:

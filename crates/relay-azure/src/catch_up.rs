@@ -8,9 +8,10 @@
 //! (PartitionKey `catch-up`, RowKey the source) and applies what the hook
 //! missed through the handler's own relay: the same table of idempotency
 //! keys and watermarks, so what the hook delivered is a duplicate. The
-//! timer is a singleton across the app's instances (the host holds a blob
-//! lease per timer function), so runs do not overlap; the checkpoint's
-//! compare-and-swap would keep them safe anyway. Terraform keeps the
+//! timer runs one instance of the function across the app's instances (a
+//! blob lock per timer function: Azure/azure-webjobs-sdk#614), so runs do
+//! not overlap; the checkpoint's compare-and-swap would keep them safe
+//! anyway. Terraform keeps the
 //! function disabled (`AzureWebJobs.catch_up.Disabled`) until
 //! `catch_up_enabled`.
 //!

@@ -5,7 +5,7 @@
 //! member naming a namespace, dimension sets and metrics — into CloudWatch
 //! metrics, with no agent and no `PutMetricData` call. With
 //! `RELAY_METRICS=emf` the JSON line formatter ([`crate::logging::JsonLines`])
-//! makes two kinds of line such documents:
+//! makes three kinds of line such documents:
 //!
 //! | line (`message`) | metric | unit | dimension sets |
 //! | --- | --- | --- | --- |
@@ -14,6 +14,7 @@
 //! | `event` | `DuoThrottled` (`duo_throttled`, Duo 429 answers) | Count | none |
 //! | `event` | `DurationMs` (`duration_ms`) | Milliseconds | none |
 //! | `dead_letter` (queue mode) | `DeadLetters` (1 per line) | Count | none |
+//! | `catch_up` (one per catch-up run) | `CatchUpLagSeconds` (`checkpoint_lag_s`) | Seconds | `[Source]` |
 //!
 //! **The summary line itself is the EMF document**, not a second line. Its
 //! fields are already top-level members, so it only gains `_aws` and the six
@@ -30,8 +31,10 @@
 //! so the documented queries are unchanged.
 //!
 //! Dimensions are only the outcome and the source (a handful of values); the
-//! other metrics have none, so a deployment creates at most 28 custom
-//! metrics (6 outcomes × 3 sources + 6 outcomes, and 4 without dimension). Namespace: `RELAY_METRICS_NAMESPACE` (default
+//! other metrics have none, so a deployment creates at most 30 custom
+//! metrics (6 outcomes × 3 sources + 6 outcomes, 4 without dimension, and
+//! the catch-up lag per log source: okta, auth0). A catch-up run's line
+//! (`catch_up`) is its own document, like the event line. Namespace: `RELAY_METRICS_NAMESPACE` (default
 //! [`DEFAULT_NAMESPACE`]); Terraform gives each deployment its own.
 //!
 //! Only counts, durations, the outcome label and the source name are added:
@@ -54,6 +57,10 @@ pub const EVENT_LINE: &str = "event";
 /// `message` of the line queue mode writes when a message goes to dead
 /// letters.
 pub const DEAD_LETTER_LINE: &str = "dead_letter";
+
+/// `message` of the summary line of a catch-up run (relay-core's
+/// `catch_up`).
+pub const CATCH_UP_LINE: &str = "catch_up";
 
 /// Fields of the per-event summary line (the README's "The per-event log
 /// line"; Terraform's log-based metrics and KQL read these).
@@ -78,6 +85,25 @@ pub const DEAD_LETTER_LINE_FIELDS: &[&str] = &[
     "subject",
     "reason",
     "attempts",
+];
+
+/// Fields of the catch-up run's line (the README's "Catch-up"; the
+/// catch-up lag alarms read `checkpoint_lag_s`).
+pub const CATCH_UP_LINE_FIELDS: &[&str] = &[
+    "source",
+    "status",
+    "dry_run",
+    "records",
+    "new",
+    "duplicates",
+    "failed",
+    "ignored",
+    "pages",
+    "idp_calls",
+    "duo_calls",
+    "checkpoint_lag_s",
+    "cursor_fallback",
+    "error",
 ];
 
 /// The outcomes the summary line's `outcome` takes.
@@ -173,6 +199,14 @@ pub const METRICS: &[MetricSpec] = &[
         dimension_sets: NO_DIMENSION,
         description: "queued events given up on (moved to dead letters)",
     },
+    MetricSpec {
+        name: "CatchUpLagSeconds",
+        unit: "Seconds",
+        line: CATCH_UP_LINE,
+        field: Some("checkpoint_lag_s"),
+        dimension_sets: &[&["Source"]],
+        description: "seconds since a catch-up run last read the IdP's log to its end, per run",
+    },
 ];
 
 /// Value of a dimension whose field is missing or unusable.
@@ -266,8 +300,9 @@ impl Emf {
     }
 
     /// Makes `line` (one JSON log line's object) an EMF document when it is
-    /// a per-event summary line (`message` = `event` with an `outcome`) or a
-    /// dead-letter line; leaves any other line alone. Adds `_aws` (with
+    /// a per-event summary line (`message` = `event` with an `outcome`), a
+    /// dead-letter line or a catch-up run's line; leaves any other line
+    /// alone. Adds `_aws` (with
     /// `timestamp_ms`, milliseconds since the epoch) and one member per
     /// metric and dimension; existing fields are not changed. A metric whose
     /// field is missing or not a number is left out. Returns whether the line
@@ -277,6 +312,7 @@ impl Emf {
         let kind = match message {
             EVENT_LINE if line.get("outcome").is_some_and(Value::is_string) => EVENT_LINE,
             DEAD_LETTER_LINE => DEAD_LETTER_LINE,
+            CATCH_UP_LINE => CATCH_UP_LINE,
             _ => return false,
         };
 
@@ -382,6 +418,7 @@ pub fn contract_json() -> Value {
         "log_lines": {
             EVENT_LINE: EVENT_LINE_FIELDS,
             DEAD_LETTER_LINE: DEAD_LETTER_LINE_FIELDS,
+            CATCH_UP_LINE: CATCH_UP_LINE_FIELDS,
         },
         "outcomes": OUTCOMES,
     })
@@ -850,11 +887,11 @@ mod tests {
     fn every_metric_uses_declared_dimensions_and_a_cloudwatch_unit() {
         for m in METRICS {
             assert!(spec::UNITS.contains(&m.unit), "{}: unit {}", m.name, m.unit);
-            assert!(matches!(m.line, EVENT_LINE | DEAD_LETTER_LINE));
-            let fields = if m.line == EVENT_LINE {
-                EVENT_LINE_FIELDS
-            } else {
-                DEAD_LETTER_LINE_FIELDS
+            let fields = match m.line {
+                EVENT_LINE => EVENT_LINE_FIELDS,
+                DEAD_LETTER_LINE => DEAD_LETTER_LINE_FIELDS,
+                CATCH_UP_LINE => CATCH_UP_LINE_FIELDS,
+                other => panic!("{}: unknown line {other}", m.name),
             };
             if let Some(f) = m.field {
                 assert!(

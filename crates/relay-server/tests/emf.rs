@@ -289,3 +289,53 @@ fn terraform_reads_the_metrics_the_code_writes() {
         path.display()
     );
 }
+
+#[test]
+fn the_catch_up_line_is_valid_emf_with_the_lag_per_source() {
+    use relay_core::catch_up::{CatchUpSummary, LogSource, RunStatus};
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .event_format(JsonLines::with_emf(Emf::new(NAMESPACE).expect("namespace")))
+        .with_writer(logs.clone())
+        .finish();
+    let summary = CatchUpSummary {
+        source: LogSource::Auth0,
+        status: RunStatus::IdpFailed,
+        dry_run: false,
+        records: 200,
+        new: 3,
+        duplicates: 197,
+        failed: 0,
+        ignored: 0,
+        pages: 2,
+        idp_calls: 4,
+        duo_calls: 6,
+        checkpoint_lag_s: 5_400,
+        cursor_fallback: false,
+        error: Some("reading the auth0 log: 429".into()),
+    };
+    tracing::subscriber::with_default(subscriber, || summary.log());
+    let text = logs.text();
+    let line: Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(line["message"], metrics::CATCH_UP_LINE);
+    // Every field the Terraform queries may read is on the line.
+    for field in metrics::CATCH_UP_LINE_FIELDS {
+        assert!(
+            line.get(*field).is_some(),
+            "catch_up line lacks `{field}`: {line}"
+        );
+    }
+    let problems = spec::violations(&line);
+    assert!(
+        problems.is_empty(),
+        "catch_up line is not valid EMF: {problems:?}\n{line}"
+    );
+    assert_eq!(line["CatchUpLagSeconds"], 5_400);
+    assert_eq!(line["Source"], "auth0");
+    let directive = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], NAMESPACE);
+    assert_eq!(directive["Dimensions"], serde_json::json!([["Source"]]));
+    assert_eq!(directive["Metrics"][0]["Unit"], "Seconds");
+    // Only the catch-up metric: the line's duo_calls is not an event's.
+    assert!(line.get("DuoCalls").is_none(), "{line}");
+}

@@ -81,6 +81,15 @@ module "relay" {
   # with the relay's own application above.
   reconcile_schedule = var.reconcile_schedule
   reconcile_source   = "auth0"
+
+  # Scheduled catch-up from the Auth0 tenant logs (off unless
+  # catch_up_enabled): reads the log with relay_auth0_client_id and relay_auth0_client_secret
+  # (scope read:logs). null values keep the module's defaults.
+  catch_up_enabled           = var.catch_up_enabled
+  catch_up_source            = "auth0"
+  catch_up_schedule          = var.catch_up_schedule
+  catch_up_window            = var.catch_up_window
+  catch_up_lag_alarm_seconds = var.catch_up_lag_alarm_seconds
 }
 
 module "auth0_streams" {

@@ -77,6 +77,15 @@ module "relay" {
   # with relay_okta_api_token.
   reconcile_schedule = var.reconcile_schedule
   reconcile_source   = "okta"
+
+  # Scheduled catch-up from the Okta System Log (off unless
+  # catch_up_enabled): reads the log with relay_okta_api_token
+  # (scope okta.logs.read). null values keep the module's defaults.
+  catch_up_enabled           = var.catch_up_enabled
+  catch_up_source            = "okta"
+  catch_up_schedule          = var.catch_up_schedule
+  catch_up_window            = var.catch_up_window
+  catch_up_lag_alarm_seconds = var.catch_up_lag_alarm_seconds
 }
 
 module "okta_hook" {

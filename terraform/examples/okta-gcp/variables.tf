@@ -145,3 +145,28 @@ variable "reconcile_schedule" {
   type        = string
   default     = null
 }
+
+variable "catch_up_enabled" {
+  description = "Scheduled catch-up (README \"Catch-up\"): read the Okta System Log from a checkpoint and apply what the hook missed, with alarms when a run fails or the lag passes catch_up_lag_alarm_seconds. Needs relay_okta_api_token (scope okta.logs.read). false (default): off."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "catch_up_schedule" {
+  description = "When catch-up runs: a unix-cron expression in UTC (default \"*/15 * * * *\"). null: the module's default."
+  type        = string
+  default     = null
+}
+
+variable "catch_up_window" {
+  description = "How far back the first catch-up run reads (RELAY_CATCH_UP_WINDOW), e.g. \"24h\". null: the module's default (24h)."
+  type        = string
+  default     = null
+}
+
+variable "catch_up_lag_alarm_seconds" {
+  description = "Alarm when catch-up has not read the log to its end for longer than this many seconds. null: the module's default (3600)."
+  type        = number
+  default     = null
+}

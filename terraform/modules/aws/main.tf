@@ -3,7 +3,8 @@
 # in DynamoDB, logs in CloudWatch Logs, alarms to an SNS topic. Files:
 # lambda.tf (function, URL, queue event source), secret.tf, storage.tf
 # (table, queues), iam.tf (execution role), monitoring.tf (log group, topic,
-# alarms), reconcile.tf (the scheduled reconcile, off by default).
+# alarms), reconcile.tf (the scheduled reconcile, off by default),
+# catch_up.tf (the scheduled catch-up from the IdP's log, off by default).
 
 data "aws_caller_identity" "current" {}
 
@@ -41,8 +42,9 @@ locals {
   # instance that can apply events at once gets its share: queue mode's
   # worker invocations (the event source mapping's maximum concurrency),
   # sync mode's reserved concurrency (unreserved: nothing bounds it, the
-  # whole budget), and the scheduled reconcile function (same environment).
-  duo_pacers            = (var.queue_enabled ? var.queue_max_concurrency : coalesce(var.reserved_concurrency, 1)) + (var.reconcile_schedule != null ? 1 : 0)
+  # whole budget), and the scheduled reconcile and catch-up functions (same
+  # environment).
+  duo_pacers            = (var.queue_enabled ? var.queue_max_concurrency : coalesce(var.reserved_concurrency, 1)) + (var.reconcile_schedule != null ? 1 : 0) + (var.catch_up_enabled ? 1 : 0)
   duo_rate_per_instance = max(6, floor(var.duo_rate_per_minute / local.duo_pacers))
 
   # Optional settings, set only when given.

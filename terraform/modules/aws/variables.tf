@@ -380,7 +380,7 @@ variable "queue_age_alarm_seconds" {
 }
 
 variable "duo_rate_per_minute" {
-  description = "Duo Admin API calls a minute the relay may spend in all: Duo's budget is per account (about 300 modifications and 300 reads a minute, as Duo staff quoted it), while each instance paces itself. Each instance that can apply events at once gets its share as DUO_RATE_PER_MINUTE (README \"One Duo pace\"): in queue mode the budget divided by queue_max_concurrency, in sync mode by reserved_concurrency (the whole budget when unreserved: nothing bounds the instances then), one more when the scheduled reconcile runs (never below 6)."
+  description = "Duo Admin API calls a minute the relay may spend in all: Duo's budget is per account (about 300 modifications and 300 reads a minute, as Duo staff quoted it), while each instance paces itself. Each instance that can apply events at once gets its share as DUO_RATE_PER_MINUTE (README \"One Duo pace\"): in queue mode the budget divided by queue_max_concurrency, in sync mode by reserved_concurrency (the whole budget when unreserved: nothing bounds the instances then), one more for each of the scheduled reconcile and catch-up that runs (never below 6)."
   type        = number
   default     = 600
   nullable    = false

@@ -109,6 +109,7 @@ resource "azurerm_linux_function_app" "relay" {
     local.user_sync_env,
     local.queue_settings,
     local.reconcile_settings,
+    local.catch_up_settings,
   )
 
   identity {

@@ -45,9 +45,9 @@ locals {
   optional_secret_env = setsubtract(local.secret_env, ["DUO_SKEY"])
 
   # Duo's budget is the account's and each instance paces itself: the
-  # service runs at most max_instances, and the scheduled reconcile job is
-  # one more process.
-  duo_rate_per_instance = max(6, floor(var.duo_rate_per_minute / (var.max_instances + (var.reconcile_schedule != null ? 1 : 0))))
+  # service runs at most max_instances, and the scheduled reconcile and
+  # catch-up jobs are one more process each.
+  duo_rate_per_instance = max(6, floor(var.duo_rate_per_minute / (var.max_instances + (var.reconcile_schedule != null ? 1 : 0) + (var.catch_up_enabled ? 1 : 0))))
 
   # Plain (not secret) variables: each instance's Duo pace, and the
   # optional ones, set only when given. The keys

@@ -363,7 +363,7 @@ variable "log_metric_wait" {
 }
 
 variable "duo_rate_per_minute" {
-  description = "Duo Admin API calls a minute the relay may spend in all: Duo's budget is per account (about 300 modifications and 300 reads a minute, as Duo staff quoted it), while each instance paces itself. Each instance that can apply events at once gets its share as DUO_RATE_PER_MINUTE (README \"One Duo pace\"): the budget divided by max_instances, one more when the scheduled reconcile job runs (never below 6)."
+  description = "Duo Admin API calls a minute the relay may spend in all: Duo's budget is per account (about 300 modifications and 300 reads a minute, as Duo staff quoted it), while each instance paces itself. Each instance that can apply events at once gets its share as DUO_RATE_PER_MINUTE (README \"One Duo pace\"): the budget divided by max_instances, one more for each of the scheduled reconcile and catch-up jobs that runs (never below 6)."
   type        = number
   default     = 600
   nullable    = false
