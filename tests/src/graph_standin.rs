@@ -102,6 +102,8 @@ struct Inner {
     log: Vec<GraphRequest>,
     /// Largest page served.
     page: usize,
+    subscriptions: Vec<Value>,
+    next_subscription: usize,
 }
 
 /// The stand-in's state and its own base URL (for `@odata.nextLink`).
@@ -158,6 +160,14 @@ impl GraphStandIn {
             .route(
                 "/v1.0/groups/{id}/members/microsoft.graph.user",
                 get(members),
+            )
+            .route(
+                "/v1.0/subscriptions",
+                get(list_subscriptions).post(create_subscription),
+            )
+            .route(
+                "/v1.0/subscriptions/{id}",
+                axum::routing::patch(renew_subscription),
             )
             .fallback(|| async { StatusCode::NOT_FOUND })
             .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
@@ -220,6 +230,17 @@ impl GraphStandIn {
     /// Pages hold at most `n` objects (to exercise `@odata.nextLink`).
     pub fn page_size(&self, n: usize) {
         lock(&self.shared).page = n.max(1);
+    }
+
+    /// The subscriptions created so far, as Graph lists them.
+    pub fn subscriptions(&self) -> Vec<Value> {
+        lock(&self.shared).subscriptions.clone()
+    }
+
+    /// Removes every subscription (as Graph does when one expires or is
+    /// removed).
+    pub fn drop_subscriptions(&self) {
+        lock(&self.shared).subscriptions.clear();
     }
 
     /// Every request so far.
@@ -448,6 +469,86 @@ fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         axum::Json(json!({"error": {"code": "Request_ResourceNotFound", "message": "not found"}})),
+    )
+        .into_response()
+}
+
+async fn list_subscriptions(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(json!({ "value": lock(&shared).subscriptions.clone() })).into_response()
+}
+
+/// Creates a subscription the way Graph does: first the validation request
+/// to `notificationUrl` (`POST ?validationToken=…`, text/plain), which must
+/// echo the token within 10 seconds, else 400.
+async fn create_subscription(
+    State(shared): State<Arc<Shared>>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(url), Some(resource), Some(_state), Some(expires)) = (
+        field("notificationUrl"),
+        field("resource"),
+        field("clientState"),
+        field("expirationDateTime"),
+    ) else {
+        return bad_request("missing a required property");
+    };
+    let token = format!(
+        "Validation: Testing client application reachability for subscription Request-Id: {}",
+        lock(&shared).next_subscription
+    );
+    let Ok(target) = reqwest::Url::parse_with_params(&url, [("validationToken", token.as_str())])
+    else {
+        return bad_request("notificationUrl is not a URL");
+    };
+    let validation = reqwest::Client::new()
+        .post(target)
+        .header("content-type", "text/plain; charset=utf-8")
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await;
+    let echoed = match validation {
+        Ok(r) if r.status() == 200 => r.text().await.ok() == Some(token),
+        _ => false,
+    };
+    if !echoed {
+        return bad_request("Subscription validation request failed");
+    }
+    let mut inner = lock(&shared);
+    inner.next_subscription += 1;
+    let sub = json!({
+        "id": format!("7f105c7d-0000-4000-8000-{:012}", inner.next_subscription),
+        "resource": resource, "changeType": body["changeType"], "notificationUrl": url,
+        "lifecycleNotificationUrl": body["lifecycleNotificationUrl"],
+        "expirationDateTime": expires, "clientState": null
+    });
+    inner.subscriptions.push(sub.clone());
+    (StatusCode::CREATED, axum::Json(sub)).into_response()
+}
+
+async fn renew_subscription(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut inner = lock(&shared);
+    match inner
+        .subscriptions
+        .iter_mut()
+        .find(|s| s["id"] == id.as_str())
+    {
+        Some(sub) => {
+            sub["expirationDateTime"] = body["expirationDateTime"].clone();
+            axum::Json(sub.clone()).into_response()
+        }
+        None => not_found(),
+    }
+}
+
+fn bad_request(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": {"code": "InvalidRequest", "message": message}})),
     )
         .into_response()
 }

@@ -475,3 +475,62 @@ async fn reconcile_source_entra_converges_and_a_second_run_changes_nothing() {
         first.calls.idp, again.calls.idp, first.calls.duo_read, again.calls.duo_read
     );
 }
+
+/// `entra subscribe`: creates the users and groups subscriptions — the
+/// stand-in validates the URL through the real server's handshake, as
+/// Graph does —, renews them on the next run, and re-creates one Graph
+/// dropped. A relay without ENTRA_CLIENT_STATE fails the validation.
+#[tokio::test]
+async fn subscriptions_are_created_validated_renewed_and_recreated() {
+    use relay_core::source::EntraApi;
+    use relay_core::source::entra::subscription::{LIFETIME_MS, ensure_subscriptions};
+
+    let (served, graph) = setup(&[]).await;
+    let raw: relay_core::config::RawConfig = graph.env().into_iter().collect();
+    let api = EntraApi::from_config(&raw).unwrap().unwrap();
+    let url = format!("http://{}/entra", served.addr);
+    let state = "entra-client-state-0123456789";
+    let now = 1_796_380_800_000;
+    let first = ensure_subscriptions(&api, &url, state, now).await.unwrap();
+    let actions: Vec<(&str, &str)> = first
+        .iter()
+        .map(|o| (o.resource.as_str(), o.action))
+        .collect();
+    assert_eq!(actions, [("users", "created"), ("groups", "created")]);
+    assert_eq!(
+        first[0].expires,
+        relay_core::time::rfc3339_millis(now + LIFETIME_MS)
+    );
+    let subs = graph.subscriptions();
+    assert_eq!(subs.len(), 2);
+    assert_eq!(subs[0]["changeType"], "created,updated,deleted");
+    assert_eq!(subs[0]["lifecycleNotificationUrl"], url.as_str());
+
+    let later = now + 86_400_000;
+    let second = ensure_subscriptions(&api, &url, state, later)
+        .await
+        .unwrap();
+    assert!(second.iter().all(|o| o.action == "renewed"), "{second:?}");
+    assert_eq!(graph.subscriptions().len(), 2);
+    assert_eq!(
+        graph.subscriptions()[1]["expirationDateTime"],
+        relay_core::time::rfc3339_millis(later + LIFETIME_MS).as_str()
+    );
+
+    graph.drop_subscriptions();
+    let third = ensure_subscriptions(&api, &url, state, later)
+        .await
+        .unwrap();
+    assert!(third.iter().all(|o| o.action == "created"), "{third:?}");
+    // No Duo call at any point.
+    assert_eq!(served.sim.total_calls(), 0);
+
+    // The relay at the URL has no ENTRA_CLIENT_STATE: the handshake is
+    // refused, Graph refuses the subscription.
+    let bare = serve(&[]).await;
+    graph.drop_subscriptions();
+    let refused =
+        ensure_subscriptions(&api, &format!("http://{}/entra", bare.addr), state, later).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(graph.subscriptions().is_empty());
+}

@@ -10,6 +10,7 @@
 //! - `catch-up` — apply what the hook missed, from the IdP's event log.
 
 mod catch_up;
+mod entra;
 mod reconcile;
 
 use std::collections::BTreeMap;
@@ -41,11 +42,13 @@ USAGE:
                                         run recorded deliveries through the pipeline
     idp-duo-relay dlq list [--json] | show ID | replay ID...|--all
                                         dead letters of the local queue (RELAY_STATE_DIR/queue)
-    idp-duo-relay reconcile --source okta|auth0 [--dry-run] [--user LOGIN] [--max-deletes N]
+    idp-duo-relay reconcile --source okta|auth0|entra [--dry-run] [--user LOGIN] [--max-deletes N]
                             [--include-unmanaged] [--json]
                                         converge Duo to the IdP, or report the drift (reconcile --help)
     idp-duo-relay catch-up --source okta|auth0 [--since TIME] [--dry-run] [--json]
                                         apply what the hook missed, from the IdP's log (catch-up --help)
+    idp-duo-relay entra subscribe --url https://HOST/entra
+                                        create or renew the Microsoft Graph subscriptions (entra --help)
     idp-duo-relay --version | --help
 ";
 
@@ -69,6 +72,10 @@ fn main() -> std::process::ExitCode {
     if args.first().map(String::as_str) == Some("reconcile") {
         let raw: RawConfig = std::env::vars().collect();
         return runtime.block_on(reconcile::command(&raw, &args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("entra") {
+        let raw: RawConfig = std::env::vars().collect();
+        return runtime.block_on(entra::command(&raw, &args[1..]));
     }
     if args.first().map(String::as_str) == Some("catch-up") {
         let raw: RawConfig = std::env::vars().collect();

@@ -249,8 +249,23 @@ impl EntraApi {
     /// `GET {graph}{path_and_query}` with the token; a 401 fetches a new
     /// token and tries once more.
     async fn get(&self, path_and_query: &str, endpoint: &'static str) -> Result<Answer, IdpError> {
+        self.call(reqwest::Method::GET, path_and_query, None, endpoint)
+            .await
+    }
+
+    /// A Graph call with the token and an optional JSON body, with
+    /// [`Self::get`]'s 401 handling. Subscriptions are written through it
+    /// (`super::subscription`).
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        json_body: Option<&serde_json::Value>,
+        endpoint: &'static str,
+    ) -> Result<Answer, IdpError> {
         let url = Url::parse(&format!("{}{path_and_query}", self.inner.graph))
             .map_err(|e| IdpError::Decode(format!("cannot build the request URL: {e}")))?;
+        let body = json_body.map(serde_json::Value::to_string);
         let mut retried = false;
         loop {
             let token = self.token().await?;
@@ -260,9 +275,16 @@ impl EntraApi {
             let answer = self
                 .http
                 .send(endpoint, |c| {
-                    c.get(url.clone())
+                    let request = c
+                        .request(method.clone(), url.clone())
                         .header(AUTHORIZATION, bearer.clone())
-                        .header(ACCEPT, "application/json")
+                        .header(ACCEPT, "application/json");
+                    match &body {
+                        Some(body) => request
+                            .header(CONTENT_TYPE, "application/json")
+                            .body(body.clone()),
+                        None => request,
+                    }
                 })
                 .await?;
             match answer.status {

@@ -16,6 +16,7 @@ use crate::event::IdpKind;
 pub mod api;
 pub mod notifications;
 pub mod plan;
+pub mod subscription;
 
 /// Entra's shared secret: the subscription's `clientState` (Graph allows
 /// at most 128 characters; the relay asks for at least 16, like every

@@ -161,7 +161,7 @@ fn read_item(item: &Value) -> Result<Read, Skipped> {
         return Err(skip(
             subscription.as_deref(),
             Some(lifecycle),
-            "subscription lifecycle notification: renew the subscription and run reconcile --source entra to catch up",
+            "subscription lifecycle notification: run idp-duo-relay entra subscribe (renews or re-creates) and reconcile --source entra (catches up)",
         ));
     }
     let Some(change_type) = text("changeType") else {

@@ -1,0 +1,137 @@
+//! The relay's Graph subscriptions (`idp-duo-relay entra subscribe`): one
+//! on `users` and one on `groups`, change types `created,updated,deleted`,
+//! notifications and lifecycle notifications to the relay's `/entra`, with
+//! `ENTRA_CLIENT_STATE` as `clientState`
+//! (learn.microsoft.com/graph/api/subscription-post-subscriptions).
+//!
+//! Idempotent, so a schedule can run it: a subscription of the app on the
+//! same resource and URL is renewed (`PATCH` of its `expirationDateTime`,
+//! which also reauthorizes it), a missing one (never made, expired, or
+//! removed: Graph's `subscriptionRemoved`) is created — and Graph then
+//! validates the URL with the handshake (`POST /entra?validationToken=…`),
+//! so the relay must be reachable and configured when this runs.
+//!
+//! Lifetime: subscriptions on users and groups live at most 41,760 minutes
+//! (29 days) — a figure from third-party documentation that quotes
+//! Microsoft's table (we could not read that page here). The relay asks for
+//! 28 days and renews on every run, so a daily run keeps 27 days of margin.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::EntraApi;
+use crate::idp::{IdpError, decode};
+
+/// What the relay subscribes to.
+pub const RESOURCES: [&str; 2] = ["users", "groups"];
+/// The change types of each subscription.
+pub const CHANGE_TYPES: &str = "created,updated,deleted";
+/// Requested lifetime: under the 29-day maximum for users and groups.
+pub const LIFETIME_MS: i64 = 28 * 24 * 60 * 60 * 1000;
+
+/// What a run did to one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionOutcome {
+    pub resource: String,
+    pub id: String,
+    /// `created` or `renewed`.
+    pub action: &'static str,
+    /// RFC 3339.
+    pub expires: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Subscription {
+    id: String,
+    resource: String,
+    notification_url: String,
+}
+
+#[derive(Deserialize)]
+struct Subscriptions {
+    value: Vec<Subscription>,
+}
+
+/// Creates or renews the relay's subscriptions on `users` and `groups`
+/// for `notification_url` (the relay's `https://…/entra`), expiring
+/// [`LIFETIME_MS`] after `now_ms`. Stops at the first failure (the
+/// subscriptions done before it stay done; a rerun finishes the rest).
+pub async fn ensure_subscriptions(
+    api: &EntraApi,
+    notification_url: &str,
+    client_state: &str,
+    now_ms: i64,
+) -> Result<Vec<SubscriptionOutcome>, IdpError> {
+    let expires = crate::time::rfc3339_millis(now_ms + LIFETIME_MS);
+    let listed = api
+        .call(
+            reqwest::Method::GET,
+            "/v1.0/subscriptions",
+            None,
+            "subscriptions.list",
+        )
+        .await?;
+    let existing: Subscriptions = decode(&listed.body, "Graph subscriptions")?;
+    let mut outcomes = Vec::new();
+    for resource in RESOURCES {
+        let mine = existing.value.iter().find(|s| {
+            s.notification_url == notification_url
+                && s.resource
+                    .trim_start_matches('/')
+                    .eq_ignore_ascii_case(resource)
+        });
+        if let Some(sub) = mine {
+            let path = format!(
+                "/v1.0/subscriptions/{}",
+                crate::idp::encode_component(&sub.id)
+            );
+            let renewed = api
+                .call(
+                    reqwest::Method::PATCH,
+                    &path,
+                    Some(&json!({ "expirationDateTime": expires })),
+                    "subscriptions.renew",
+                )
+                .await;
+            match renewed {
+                Ok(_) => {
+                    outcomes.push(SubscriptionOutcome {
+                        resource: resource.to_owned(),
+                        id: sub.id.clone(),
+                        action: "renewed",
+                        expires: expires.clone(),
+                    });
+                    continue;
+                }
+                // Expired or removed between the listing and the renewal.
+                Err(IdpError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let body = json!({
+            "changeType": CHANGE_TYPES,
+            "notificationUrl": notification_url,
+            "lifecycleNotificationUrl": notification_url,
+            "resource": resource,
+            "expirationDateTime": expires,
+            "clientState": client_state,
+        });
+        let created = api
+            .call(
+                reqwest::Method::POST,
+                "/v1.0/subscriptions",
+                Some(&body),
+                "subscriptions.create",
+            )
+            .await?;
+        let sub: Subscription = decode(&created.body, "Graph subscription")?;
+        outcomes.push(SubscriptionOutcome {
+            resource: resource.to_owned(),
+            id: sub.id,
+            action: "created",
+            expires: expires.clone(),
+        });
+    }
+    Ok(outcomes)
+}
