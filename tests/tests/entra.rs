@@ -534,3 +534,40 @@ async fn subscriptions_are_created_validated_renewed_and_recreated() {
     assert!(refused.is_err(), "{refused:?}");
     assert!(graph.subscriptions().is_empty());
 }
+
+/// Attribute mapping applies to Entra users on both paths (a user
+/// notification and a group's new member): the username is the UPN
+/// without its domain, and a UPN change still renames the same Duo user.
+#[tokio::test]
+async fn attribute_mapping_applies_to_entra_users_and_group_members() {
+    let (served, graph) = setup(&[("DUO_USERNAME_STRIP_DOMAIN", "true")]).await;
+    let sim = &served.sim;
+    graph.put_user(GraphUser::new(ADA, "ada.lovelace@contoso.com"));
+    notify(&served, &[("created", "Users", ADA)]).await;
+    let ada = sim.user_by_username("ada.lovelace").unwrap();
+    let mut renamed = GraphUser::new(ADA, "ada.king@contoso.com");
+    renamed.given = "Ada".into();
+    graph.put_user(renamed);
+    notify(&served, &[("updated", "Users", ADA)]).await;
+    assert_eq!(
+        sim.user_by_username("ada.king").unwrap().user_id,
+        ada.user_id
+    );
+    assert!(sim.user_by_username("ada.lovelace").is_none());
+
+    graph.put_user(GraphUser::new(BOB, "bob.builder@contoso.com"));
+    graph.put_group(GraphGroup::new(ENG, "Engineering", &[ADA, BOB]));
+    notify(&served, &[("created", "Groups", ENG)]).await;
+    assert_eq!(
+        sim.user_by_username("bob.builder").unwrap().groups,
+        ["Engineering"]
+    );
+    assert_eq!(
+        sim.user_by_username("ada.king").unwrap().groups,
+        ["Engineering"]
+    );
+    // Duo already matches: the mapped usernames are recognized as members.
+    sim.reset_calls();
+    notify(&served, &[("updated", "Groups", ENG)]).await;
+    assert_eq!(writes(&served), 0, "{:?}", sim.calls());
+}

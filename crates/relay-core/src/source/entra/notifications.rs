@@ -364,6 +364,43 @@ mod tests {
         assert_eq!(parse(&body), Err(ParseError::NotJson));
     }
 
+    proptest::proptest! {
+        /// Never a panic on input: any bytes, and notification-shaped JSON
+        /// with arbitrary strings where ids, types and resources go.
+        #[test]
+        fn any_body_is_parsed_or_refused_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            items in proptest::collection::vec(
+                ("\\PC{0,12}", "\\PC{0,48}", "\\PC{0,48}", proptest::prelude::any::<bool>()),
+                0..6,
+            ),
+        ) {
+            let _ = client_states(&bytes);
+            let _ = parse(&Verified::for_tests(Source::Entra, bytes));
+            let value: Vec<Value> = items
+                .iter()
+                .map(|(change, resource, id, removed)| {
+                    let mut item = item(change, resource, id);
+                    if *removed {
+                        item["resourceData"]["@removed"] = serde_json::json!({});
+                    }
+                    item
+                })
+                .collect();
+            if let Ok(p) = parsed(value) {
+                for event in &p.events {
+                    let id = match &event.change {
+                        Change::UserUpserted { user, .. } | Change::UserDeleted { user } => user.idp_id.clone(),
+                        Change::GroupRenamed { group, .. } | Change::GroupDeleted { group } => group.idp_id.clone(),
+                        other => panic!("unexpected change {other:?}"),
+                    };
+                    // Only GUID-shaped ids reach Graph URLs and Duo aliases.
+                    proptest::prop_assert!(id.as_deref().is_some_and(is_object_id));
+                }
+            }
+        }
+    }
+
     #[test]
     fn client_states_are_one_per_item_or_none() {
         let body = br#"{"value":[{"clientState":"a"},{"clientState":"b"}]}"#;
