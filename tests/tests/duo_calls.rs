@@ -907,3 +907,70 @@ async fn duo_calls_with_a_username_read_from_the_okta_api() {
         assert_eq!(calls, min, "{event}");
     }
 }
+
+/// Phones (issue 17 item 3): what pre-provisioning the mapped mobile number
+/// adds to an Auth0 event — at most the calls it must (find the number,
+/// create the phone when Duo has none, attach; detach the relay's old one).
+#[tokio::test]
+async fn duo_calls_with_phones() {
+    let relay = TestRelay::start_with(&[("DUO_PHONE_ATTRIBUTE", "auth0:phone_number")]).await;
+    let object = |phone: &str| {
+        let mut body: serde_json::Value =
+            serde_json::from_str(&relay_tests::fixture_text("auth0/user-created.json")).unwrap();
+        body["data"]["object"]["phone_number"] = serde_json::json!(phone);
+        body
+    };
+    let updated = |id: &str, minute: u32, phone: &str, before: &str, name: &str| {
+        let mut body = object(phone);
+        body["id"] = serde_json::json!(id);
+        body["type"] = serde_json::json!("user.updated");
+        body["time"] = serde_json::json!(format!("2026-03-11T09:{minute:02}:00.000Z"));
+        body["data"]["object"]["name"] = serde_json::json!(name);
+        let mut previous = body["data"]["object"].clone();
+        previous["phone_number"] = serde_json::json!(before);
+        previous["name"] = serde_json::json!("Jane Doe");
+        body["data"]["previous_object"] = previous;
+        body.to_string()
+    };
+    let mut rows = Vec::new();
+    for (event, body, min, why) in [
+        (
+            "user.created with a mobile number",
+            object("+15550100199").to_string(),
+            5,
+            "lookup + create user + find number + create phone + attach",
+        ),
+        (
+            "user.updated (name), same number",
+            updated("evt_n", 10, "+15550100199", "+15550100199", "Jane Q. Doe"),
+            2,
+            "lookup + modify: the phone is there",
+        ),
+        (
+            "user.updated, number changed",
+            updated("evt_p", 20, "+442079460018", "+15550100199", "Jane Q. Doe"),
+            5,
+            "lookup + find number + create phone + attach + detach the relay's old one",
+        ),
+        (
+            "user.updated, number not a number",
+            updated("evt_b", 30, "call me", "+442079460018", "Jane B. Doe"),
+            2,
+            "lookup + modify: no phone call",
+        ),
+    ] {
+        relay.sim.reset_calls();
+        assert_eq!(relay.deliver("/auth0", body).await.status(), 200);
+        rows.push((event, relay.sim.total_calls(), min, why));
+    }
+    println!(
+        "{:<56} {:>5} {:>5}  reasoning",
+        "event (phones on)", "calls", "min"
+    );
+    for (event, calls, min, why) in &rows {
+        println!("{event:<56} {calls:>5} {min:>5}  {why}");
+    }
+    for (event, calls, min, _) in rows {
+        assert_eq!(calls, min, "{event}");
+    }
+}

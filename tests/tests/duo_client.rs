@@ -656,3 +656,43 @@ async fn a_request_that_cannot_be_built_is_permanent() {
     assert_eq!(duo.stats().requests, 0);
     assert_eq!(duo.stats().transport_errors, 0);
 }
+
+/// The phone calls of issue 17 (find by number, create, attach) against the
+/// simulator, every signature version: a phone is created once, found by
+/// its number, attached idempotently, and a number that is not E.164 is
+/// refused as an invalid parameter.
+#[tokio::test]
+async fn phones_are_created_found_and_attached_with_every_signature_version() {
+    let sim = DuoSim::start().await;
+    for (i, version) in VERSIONS.into_iter().enumerate() {
+        let duo = client_for(&sim, version);
+        let user = duo
+            .create_user(&user_fields(&format!("ph{i}")))
+            .await
+            .unwrap();
+        let number = format!("+1555010{i:04}");
+        assert!(duo.find_phones_by_number(&number).await.unwrap().is_empty());
+        let phone = duo
+            .create_phone(&number, "mobile", "idp-duo-relay")
+            .await
+            .unwrap();
+        assert_eq!(phone.number.as_deref(), Some(number.as_str()));
+        assert_eq!(phone.name.as_deref(), Some("idp-duo-relay"));
+        let found = duo.find_phones_by_number(&number).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].phone_id, phone.phone_id);
+        duo.attach_phone(&user.user_id, &phone.phone_id)
+            .await
+            .unwrap();
+        duo.attach_phone(&user.user_id, &phone.phone_id)
+            .await
+            .unwrap();
+        let phones = duo.list_user_phones(&user.user_id).await.unwrap();
+        assert_eq!(phones.len(), 1);
+        let refused = duo.create_phone("555-0100", "mobile", "x").await;
+        assert!(
+            matches!(refused, Err(DuoError::InvalidParameter(_))),
+            "{refused:?}"
+        );
+    }
+}

@@ -333,6 +333,47 @@ impl DuoClient {
         .await
     }
 
+    /// The phones whose number is `number` (0 or 1): `GET /admin/v1/phones`
+    /// with `number`, as `duo_client_python` `Admin.get_phones_by_number`
+    /// ("Returns list of 0 or 1 phone objects").
+    pub async fn find_phones_by_number(&self, number: &str) -> Result<Vec<Phone>, DuoError> {
+        self.get("/admin/v1/phones", &[param("number", number)])
+            .await
+    }
+
+    /// Creates a phone: `POST /admin/v1/phones` with `number`, `type`,
+    /// `name` (`duo_client_python` `Admin.add_phone`).
+    pub async fn create_phone(
+        &self,
+        number: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Phone, DuoError> {
+        let params = [
+            param("number", number),
+            param("type", kind),
+            param("name", name),
+        ];
+        let answer = self
+            .call(Method::POST, "/admin/v1/phones", &params, Unsafe)
+            .await?;
+        decode(answer.response, "create phone")
+    }
+
+    /// Associates a phone with a user: `POST /admin/v1/users/{id}/phones`
+    /// with `phone_id` (`duo_client_python` `Admin.add_user_phone`).
+    pub async fn attach_phone(&self, user: &DuoUserId, phone: &DuoPhoneId) -> Result<(), DuoError> {
+        let path = format!("/admin/v1/users/{}/phones", seg(user.as_str())?);
+        self.call(
+            Method::POST,
+            &path,
+            &[param("phone_id", phone.as_str())],
+            Safe,
+        )
+        .await
+        .map(drop)
+    }
+
     /// Deletes the phone object for everyone.
     pub async fn delete_phone(&self, phone: &DuoPhoneId) -> Result<(), DuoError> {
         self.delete(&format!("/admin/v1/phones/{}", seg(phone.as_str())?))

@@ -92,6 +92,9 @@ enum Op {
     UserDevices(DeviceKind),
     Disassociate(DeviceKind),
     DeleteDevice(DeviceKind),
+    ListPhones,
+    CreatePhone,
+    AttachPhone,
     Summary,
 }
 
@@ -119,6 +122,9 @@ const ROUTES: &[(&str, Op)] = {
             "DELETE /admin/v1/users/{user_id}/phones/{phone_id}",
             Op::Disassociate(D::Phones),
         ),
+        ("POST /admin/v1/users/{user_id}/phones", Op::AttachPhone),
+        ("GET /admin/v1/phones", Op::ListPhones),
+        ("POST /admin/v1/phones", Op::CreatePhone),
         (
             "GET /admin/v1/users/{user_id}/tokens",
             Op::UserDevices(D::Tokens),
@@ -252,6 +258,9 @@ fn dispatch(
         Op::UserDevices(kind) => t.user_devices(id(0), kind, p),
         Op::Disassociate(kind) => t.disassociate(id(0), kind, id(1)),
         Op::DeleteDevice(kind) => t.delete_device(kind, id(0)),
+        Op::ListPhones => t.list_phones(p),
+        Op::CreatePhone => t.create_phone(p),
+        Op::AttachPhone => t.attach_phone(id(0), p),
         Op::Summary => Ok(t.summary()),
     }
 }

@@ -32,6 +32,9 @@ pub struct SimGroup {
 pub struct SimPhone {
     pub phone_id: String,
     pub number: String,
+    /// The phone's name (`name` on create); empty when none was given.
+    #[serde(default)]
+    pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
     pub platform: String,
@@ -427,7 +430,6 @@ impl Tenant {
         let mut v = to_json(p);
         if let Value::Object(m) = &mut v {
             m.insert("extension".into(), "".into());
-            m.insert("name".into(), "".into());
             m.insert(
                 "capabilities".into(),
                 json!(["auto", "push", "sms", "phone", "mobile_otp"]),
@@ -589,6 +591,7 @@ impl Tenant {
                 let phone = SimPhone {
                     phone_id: phone_id.clone(),
                     number,
+                    name: String::new(),
                     kind: "Mobile".into(),
                     platform: "Apple iOS".into(),
                     activated: true,
@@ -809,6 +812,66 @@ impl Tenant {
     }
 
     // ---- groups -------------------------------------------------------------
+
+    /// `GET /admin/v1/phones`: every phone, or with `number` the 0 or 1
+    /// phones of that number.
+    pub(crate) fn list_phones(&self, p: &Params) -> Result<Reply, ApiError> {
+        let found: Vec<&SimPhone> = self
+            .phones
+            .iter()
+            .filter(|ph| p.get("number").is_none_or(|n| ph.number == n))
+            .collect();
+        let (range, meta) = page_range(p, found.len(), 100, 500)?;
+        Ok(Reply::Page {
+            items: found[range].iter().map(|ph| self.phone_json(ph)).collect(),
+            meta,
+        })
+    }
+
+    /// `POST /admin/v1/phones`: `number` must be E.164 (`+` and 7-15
+    /// digits; the simulator's rule, so a relay sending anything else is
+    /// caught), `type` `mobile` or `landline` (any case), `name` optional.
+    pub(crate) fn create_phone(&mut self, p: &Params) -> Result<Reply, ApiError> {
+        let number = p.get("number").unwrap_or_default();
+        let digits = number.strip_prefix('+').unwrap_or_default();
+        if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid("number"));
+        }
+        let kind = match p.get("type").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("mobile") => "Mobile",
+            Some("landline") => "Landline",
+            Some(_) => return Err(ApiError::invalid("type")),
+        };
+        let phone = SimPhone {
+            phone_id: self.new_id("DP"),
+            number: number.to_owned(),
+            name: p.get("name").unwrap_or_default().to_owned(),
+            kind: kind.into(),
+            platform: "Unknown".into(),
+            activated: false,
+        };
+        let json = self.phone_json(&phone);
+        self.phones.push(phone);
+        Ok(Reply::One(json))
+    }
+
+    /// `POST /admin/v1/users/{user_id}/phones` with `phone_id`.
+    pub(crate) fn attach_phone(&mut self, id: &str, p: &Params) -> Result<Reply, ApiError> {
+        let i = self.user_idx(id)?;
+        let phone_id = p
+            .get("phone_id")
+            .filter(|pid| self.phones.iter().any(|ph| ph.phone_id == *pid))
+            .ok_or_else(|| ApiError::invalid("phone_id"))?
+            .to_owned();
+        let u = &mut self.users[i];
+        if !u.phone_ids.contains(&phone_id) {
+            if u.phone_ids.len() >= 100 {
+                return Err(ApiError::internal(Some("too many phones for this user")));
+            }
+            u.phone_ids.push(phone_id);
+        }
+        Ok(Reply::One(json!("")))
+    }
 
     pub(crate) fn list_groups(&self, p: &Params) -> Result<Reply, ApiError> {
         let mut found: Vec<&SimGroup> = self.groups.iter().collect();

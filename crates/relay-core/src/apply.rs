@@ -139,7 +139,13 @@ pub struct DuoDirectory {
     groups: GroupIndex,
     group_filter: Option<regex_lite::Regex>,
     exclusions: crate::exclude::Exclusions,
+    /// `DUO_PHONE_READD` ([`crate::mapping::Mapping::phone_readd`]).
+    phone_readd: bool,
 }
+
+/// The `name` of the phones the relay creates: how it tells its own phones
+/// (which it may detach when the IdP's number changes) from the user's.
+pub const RELAY_PHONE_NAME: &str = "idp-duo-relay";
 
 impl DuoDirectory {
     /// With the default exclusions (accounts of Duo's directory sync).
@@ -149,6 +155,7 @@ impl DuoDirectory {
             groups: GroupIndex::default(),
             group_filter,
             exclusions: crate::exclude::Exclusions::default(),
+            phone_readd: false,
         }
     }
 
@@ -156,6 +163,7 @@ impl DuoDirectory {
     pub fn from_rules(duo: DuoClient, rules: &crate::plan::PlanRules) -> Self {
         Self {
             exclusions: rules.exclusions.clone(),
+            phone_readd: rules.mapping.phone_readd,
             ..Self::new(duo, rules.group_filter.clone())
         }
     }
@@ -446,6 +454,64 @@ impl DuoDirectory {
         )))
     }
 
+    /// The mapped mobile phone (issue 17 item 3), after the user's own write:
+    /// nothing when the user has a phone of that number; else, when the
+    /// relay just created the user, or the user has a phone of the relay's
+    /// (its number changed in the IdP), or `DUO_PHONE_READD`: the phone of
+    /// that number (found by `GET /admin/v1/phones?number=`, created with
+    /// `POST /admin/v1/phones` when Duo has none) is attached
+    /// (`POST /admin/v1/users/{id}/phones`) and the relay's phones of other
+    /// numbers detached. The user's own phones are never detached; after an
+    /// MFA reset (which detached the relay's phone too) nothing is re-added
+    /// unless `DUO_PHONE_READD`. `user` is the account as looked up (its
+    /// phones embedded), or as just created. Answers what changed.
+    async fn ensure_phone(
+        &self,
+        user: &User,
+        number: Option<&str>,
+        created: bool,
+    ) -> Result<Option<String>, ApplyError> {
+        let Some(number) = number else {
+            return Ok(None);
+        };
+        if user
+            .phones
+            .iter()
+            .any(|p| p.number.as_deref() == Some(number))
+        {
+            return Ok(None);
+        }
+        let ours: Vec<&duo_admin::Phone> = user
+            .phones
+            .iter()
+            .filter(|p| p.name.as_deref() == Some(RELAY_PHONE_NAME))
+            .collect();
+        if !created && ours.is_empty() && !self.phone_readd {
+            return Ok(None);
+        }
+        let phone = match self
+            .duo
+            .find_phones_by_number(number)
+            .await?
+            .into_iter()
+            .next()
+        {
+            Some(phone) => phone,
+            None => {
+                self.duo
+                    .create_phone(number, "mobile", RELAY_PHONE_NAME)
+                    .await?
+            }
+        };
+        self.duo
+            .attach_phone(&user.user_id, &phone.phone_id)
+            .await?;
+        for old in ours {
+            deleted(self.duo.detach_phone(&user.user_id, &old.phone_id).await)?;
+        }
+        Ok(Some(format!("phone {number} attached")))
+    }
+
     async fn reset_mfa(&self, mine: &Mine, key: &UserKey) -> Result<OpOutcome, ApplyError> {
         let user = &mine.user;
         let id = &user.user_id;
@@ -547,6 +613,17 @@ fn alias_slot(user: &User) -> usize {
     }
 }
 
+/// An operation's outcome, and the phone it attached (which makes it a
+/// change).
+fn with_phone(outcome: OpOutcome, phone: Option<String>) -> OpOutcome {
+    match (outcome, phone) {
+        (outcome, None) => outcome,
+        (OpOutcome::Changed(what) | OpOutcome::Unchanged(what), Some(phone)) => {
+            OpOutcome::Changed(format!("{what}; {phone}"))
+        }
+    }
+}
+
 /// A delete's answer: `true` when it removed something, `false` when Duo
 /// answered 404 — already gone, which is the goal state. A DELETE whose
 /// earlier answer was lost (a 500, a body cut short) meets exactly that on
@@ -604,12 +681,19 @@ impl Directory for DuoDirectory {
                     Err(outcome) => return Ok(outcome),
                 };
                 if created {
-                    return Ok(OpOutcome::Changed(format!(
-                        "created user {}",
-                        mine.user.username
-                    )));
+                    let phone = self
+                        .ensure_phone(&mine.user, attrs.phone.as_deref(), true)
+                        .await?;
+                    return Ok(with_phone(
+                        OpOutcome::Changed(format!("created user {}", mine.user.username)),
+                        phone,
+                    ));
                 }
-                self.update_user(&mine.user, user, attrs, *state).await
+                let outcome = self.update_user(&mine.user, user, attrs, *state).await?;
+                let phone = self
+                    .ensure_phone(&mine.user, attrs.phone.as_deref(), false)
+                    .await?;
+                Ok(with_phone(outcome, phone))
             }
             Operation::SetUserState { user, state, attrs } => {
                 match mine!(self.resolve(user, None).await?) {
@@ -654,14 +738,21 @@ impl Directory for DuoDirectory {
                 previous_username,
             } => match mine!(self.resolve(user, previous_username.as_deref()).await?) {
                 Resolution::Found { user: found, .. } => {
-                    self.update_user(&found, user, attrs, None).await
+                    let outcome = self.update_user(&found, user, attrs, None).await?;
+                    let phone = self
+                        .ensure_phone(&found, attrs.phone.as_deref(), false)
+                        .await?;
+                    Ok(with_phone(outcome, phone))
                 }
                 Resolution::Absent => {
                     let (mine, _) = self.create_user(user, attrs, None).await?;
-                    Ok(OpOutcome::Changed(format!(
-                        "created user {}",
-                        mine.user.username
-                    )))
+                    let phone = self
+                        .ensure_phone(&mine.user, attrs.phone.as_deref(), true)
+                        .await?;
+                    Ok(with_phone(
+                        OpOutcome::Changed(format!("created user {}", mine.user.username)),
+                        phone,
+                    ))
                 }
                 Resolution::Held {
                     user: holder,

@@ -193,6 +193,10 @@ pub struct UserProfile {
     /// leaves a slot as Duo has it. Slot 4 is the relay's IdP id.
     #[serde(default, skip_serializing_if = "no_aliases")]
     pub aliases: [Option<String>; 3],
+    /// The mobile phone from attribute mapping (`DUO_PHONE_ATTRIBUTE`), in
+    /// E.164 once mapped; `None`: no phone is provisioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
     /// The user object as the IdP's API shapes it (Okta `{"id", "status",
     /// "profile": {…}}`, Auth0 `{"user_id", "email", "app_metadata": {…}}`),
     /// when the delivery or the API read carried it whole: what attribute

@@ -18,6 +18,7 @@ pub mod mapping;
 pub mod operation;
 pub mod order;
 pub mod parse_util;
+pub mod phone;
 pub mod pipeline;
 pub mod plan;
 pub mod queue;

@@ -85,10 +85,12 @@ pub enum DuoField {
     Alias1,
     Alias2,
     Alias3,
+    /// The user's mobile phone (pre-provisioned, `crate::phone`).
+    Phone,
 }
 
 impl DuoField {
-    pub const ALL: [DuoField; 8] = [
+    pub const ALL: [DuoField; 9] = [
         Self::Username,
         Self::Realname,
         Self::Firstname,
@@ -97,6 +99,7 @@ impl DuoField {
         Self::Alias1,
         Self::Alias2,
         Self::Alias3,
+        Self::Phone,
     ];
 
     /// Duo's name of the field.
@@ -110,6 +113,7 @@ impl DuoField {
             Self::Alias1 => "alias1",
             Self::Alias2 => "alias2",
             Self::Alias3 => "alias3",
+            Self::Phone => "phone",
         }
     }
 
@@ -141,6 +145,7 @@ impl DuoField {
                 Some("DUO_ALIAS3_LOWERCASE"),
                 Some("DUO_ALIAS3_STRIP_DOMAIN"),
             ),
+            Self::Phone => ("DUO_PHONE_ATTRIBUTE", None, None),
         }
     }
 
@@ -233,7 +238,10 @@ impl fmt::Display for Missing {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdpMapping {
     /// Per [`DuoField::ALL`], in order.
-    pub rules: [FieldRule; 8],
+    pub rules: [FieldRule; 9],
+    /// The calling code of national phone numbers
+    /// (`DUO_PHONE_DEFAULT_REGION`, [`crate::phone`]).
+    pub phone_code: Option<String>,
 }
 
 impl IdpMapping {
@@ -301,6 +309,7 @@ impl IdpMapping {
                 DuoField::Lastname => profile.last_name.clone(),
                 DuoField::Email => profile.email.clone(),
                 DuoField::Alias1 | DuoField::Alias2 | DuoField::Alias3 => None,
+                DuoField::Phone => profile.phone.clone(),
             };
             let value = match &rule.attribute {
                 None => current,
@@ -329,6 +338,18 @@ impl IdpMapping {
                 DuoField::Firstname => out.first_name = value,
                 DuoField::Lastname => out.last_name = value,
                 DuoField::Email => out.email = value,
+                DuoField::Phone => {
+                    out.phone = value.and_then(|raw| {
+                        crate::phone::to_e164(&raw, self.phone_code.as_deref())
+                            .map_err(|why| {
+                                tracing::warn!(
+                                    reason = why,
+                                    "mapped phone number not provisioned (DUO_PHONE_ATTRIBUTE): {why}"
+                                );
+                            })
+                            .ok()
+                    });
+                }
                 DuoField::Alias1 | DuoField::Alias2 | DuoField::Alias3 => {
                     if let Some(i) = field.alias_index() {
                         out.aliases[i] = value;
@@ -385,13 +406,24 @@ fn text_at(object: &Value, path: &[String]) -> Option<String> {
 pub struct Mapping {
     /// Per [`IdpKind::ALL`], in order.
     per_idp: Vec<IdpMapping>,
+    /// `DUO_PHONE_READD`: provision the mapped phone on an account that has
+    /// none of the relay's (after an MFA reset removed it, or an account
+    /// the relay did not create). Default `false`.
+    pub phone_readd: bool,
 }
 
 impl Mapping {
     /// From the `DUO_<FIELD>_*` variables, validated against what each IdP
     /// offers; every error names the variable.
     pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
-        let mut per_idp = vec![IdpMapping::default(); IdpKind::ALL.len()];
+        let phone_code = crate::phone::default_code(raw)?;
+        let mut per_idp = vec![
+            IdpMapping {
+                phone_code,
+                ..IdpMapping::default()
+            };
+            IdpKind::ALL.len()
+        ];
         for field in DuoField::ALL {
             let (attribute_var, lowercase_var, strip_var) = field.variables();
             let lowercase = flag(raw, lowercase_var)?;
@@ -421,7 +453,11 @@ impl Mapping {
                 ));
             }
         }
-        Ok(Self { per_idp })
+        let phone_readd = flag(raw, Some("DUO_PHONE_READD"))?;
+        Ok(Self {
+            per_idp,
+            phone_readd,
+        })
     }
 
     /// The mapping of `idp`.

@@ -62,6 +62,8 @@ pub struct UserAttrs {
     pub email: Option<String>,
     /// Duo `alias1`..`alias3` from attribute mapping (`crate::mapping`).
     pub aliases: [Option<String>; 3],
+    /// The mobile phone to provision, E.164 (`crate::phone`).
+    pub phone: Option<String>,
 }
 
 /// One thing to make true in Duo.

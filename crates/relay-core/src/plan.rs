@@ -348,6 +348,7 @@ fn attrs(profile: &UserProfile) -> UserAttrs {
         lastname: profile.last_name.clone(),
         email: profile.email.clone(),
         aliases: profile.aliases.clone(),
+        phone: profile.phone.clone(),
     }
 }
 

@@ -13,7 +13,8 @@ variable "user_sync" {
     alias1_attribute .. alias3_attribute (DUO_ALIASn_ATTRIBUTE),
     scope_groups (SCOPE_GROUPS: only members of these IdP groups/roles are synced; needs the IdP API variables),
     exclude_directory_synced (DUO_EXCLUDE_DIRECTORY_SYNCED, default true in the relay), exclude_groups (DUO_EXCLUDE_GROUPS),
-    exclude_usernames (DUO_EXCLUDE_USERNAMES, a regex).
+    exclude_usernames (DUO_EXCLUDE_USERNAMES, a regex),
+    phone_attribute (DUO_PHONE_ATTRIBUTE, e.g. "okta:profile.mobilePhone"), phone_default_region (DUO_PHONE_DEFAULT_REGION), phone_readd (DUO_PHONE_READD).
   EOT
   type = object({
     username_attribute       = optional(string)
@@ -31,6 +32,9 @@ variable "user_sync" {
     exclude_directory_synced = optional(bool)
     exclude_groups           = optional(list(string))
     exclude_usernames        = optional(string)
+    phone_attribute          = optional(string)
+    phone_default_region     = optional(string)
+    phone_readd              = optional(bool)
   })
   default  = {}
   nullable = false
@@ -60,6 +64,9 @@ locals {
       DUO_EXCLUDE_DIRECTORY_SYNCED = var.user_sync.exclude_directory_synced == null ? null : tostring(var.user_sync.exclude_directory_synced)
       DUO_EXCLUDE_GROUPS           = var.user_sync.exclude_groups == null ? null : join(",", var.user_sync.exclude_groups)
       DUO_EXCLUDE_USERNAMES        = var.user_sync.exclude_usernames
+      DUO_PHONE_ATTRIBUTE          = var.user_sync.phone_attribute
+      DUO_PHONE_DEFAULT_REGION     = var.user_sync.phone_default_region
+      DUO_PHONE_READD              = var.user_sync.phone_readd == null ? null : tostring(var.user_sync.phone_readd)
     } : key => value if value != null
   }
 }

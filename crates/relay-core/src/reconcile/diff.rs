@@ -257,6 +257,7 @@ pub(crate) fn attrs_of(user: &IdpUser) -> UserAttrs {
         lastname: p.last_name.clone(),
         email: p.email.clone(),
         aliases: p.aliases.clone(),
+        phone: p.phone.clone(),
     }
 }
 
@@ -315,6 +316,22 @@ pub(crate) fn user_changes(scope: &PlanScope<'_>, idp: &IdpUser, duo: &User) -> 
         {
             let was = current.as_deref().unwrap_or("");
             changes.push(format!("{field} {was:?} → {wanted:?}"));
+        }
+    }
+    // The mapped phone, by the apply stage's rule (`DuoDirectory::ensure_phone`).
+    if let Some(number) = &attrs.phone
+        && !duo
+            .phones
+            .iter()
+            .any(|p| p.number.as_deref() == Some(number))
+    {
+        let ours = duo
+            .phones
+            .iter()
+            .find(|p| p.name.as_deref() == Some(crate::apply::RELAY_PHONE_NAME));
+        if ours.is_some() || scope.rules.mapping.phone_readd {
+            let was = ours.and_then(|p| p.number.as_deref()).unwrap_or("");
+            changes.push(format!("phone {was:?} → {number:?}"));
         }
     }
     let current_aliases = duo.aliases();

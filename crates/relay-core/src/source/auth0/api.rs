@@ -357,6 +357,7 @@ impl Auth0User {
                 first_name: present(fields.given_name),
                 last_name: present(fields.family_name),
                 aliases: Default::default(),
+                phone: None,
                 attributes: Some(raw),
             },
         }

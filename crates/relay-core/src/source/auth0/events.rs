@@ -166,6 +166,7 @@ fn profile_of(object: &Value) -> UserProfile {
         first_name: owned_text(object, &["given_name"]),
         last_name: owned_text(object, &["family_name"]),
         aliases: Default::default(),
+        phone: None,
         // The whole user object (attribute mapping reads it).
         attributes: Some(object.clone()),
     }

@@ -334,6 +334,7 @@ fn profile_with(log: &Value, field: impl Fn(&Value, &str) -> Option<String>) -> 
         last_name: field(log, "family_name"),
         // A log record holds a request's fields, not the user object.
         aliases: Default::default(),
+        phone: None,
         attributes: None,
     }
 }

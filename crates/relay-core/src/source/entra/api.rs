@@ -421,6 +421,7 @@ impl crate::idp::WithRaw<GraphUserFields> {
                 first_name: present(fields.given_name),
                 last_name: present(fields.surname),
                 aliases: Default::default(),
+                phone: None,
                 attributes: Some(raw),
             },
         }

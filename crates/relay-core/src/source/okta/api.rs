@@ -320,6 +320,7 @@ impl OktaUser {
                 first_name,
                 last_name,
                 aliases: Default::default(),
+                phone: None,
                 attributes: Some(raw),
             },
         }

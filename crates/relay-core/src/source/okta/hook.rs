@@ -181,6 +181,7 @@ fn read_event(event: &Value, seen: &mut SeenIds) -> Result<IdpEvent, Skipped> {
                     first_name: None,
                     last_name: None,
                     aliases: Default::default(),
+                    phone: None,
                     attributes: None,
                 },
                 user,
