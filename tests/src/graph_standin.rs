@@ -104,6 +104,9 @@ struct Inner {
     page: usize,
     subscriptions: Vec<Value>,
     next_subscription: usize,
+    /// Directory audit records (`activityDateTime` in RFC 3339 with
+    /// milliseconds, as the relay's filter writes it).
+    audits: Vec<Value>,
 }
 
 /// The stand-in's state and its own base URL (for `@odata.nextLink`).
@@ -161,6 +164,7 @@ impl GraphStandIn {
                 "/v1.0/groups/{id}/members/microsoft.graph.user",
                 get(members),
             )
+            .route("/v1.0/auditLogs/directoryAudits", get(directory_audits))
             .route(
                 "/v1.0/subscriptions",
                 get(list_subscriptions).post(create_subscription),
@@ -230,6 +234,17 @@ impl GraphStandIn {
     /// Pages hold at most `n` objects (to exercise `@odata.nextLink`).
     pub fn page_size(&self, n: usize) {
         lock(&self.shared).page = n.max(1);
+    }
+
+    /// Adds an Authentication Methods audit record: `activity` on the user
+    /// `user_id` at `at` (RFC 3339 with milliseconds).
+    pub fn add_audit(&self, id: &str, activity: &str, user_id: &str, upn: &str, at: &str) {
+        lock(&self.shared).audits.push(json!({
+            "id": id, "category": "UserManagement", "loggedByService": "Authentication Methods",
+            "activityDisplayName": activity, "activityDateTime": at, "result": "success",
+            "initiatedBy": {"user": {"userPrincipalName": "admin@contoso.com"}},
+            "targetResources": [{"id": user_id, "type": "User", "userPrincipalName": upn}]
+        }));
     }
 
     /// The subscriptions created so far, as Graph lists them.
@@ -551,4 +566,36 @@ fn bad_request(message: &str) -> Response {
         axum::Json(json!({"error": {"code": "InvalidRequest", "message": message}})),
     )
         .into_response()
+}
+
+/// `$filter=loggedByService eq 'Authentication Methods' and
+/// activityDateTime ge <time>` (the only filter the relay sends; anything
+/// else is a 400), paged like the other listings.
+async fn directory_audits(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    q: Query<Vec<(String, String)>>,
+) -> Response {
+    let filter =
+        q.0.iter()
+            .find(|(n, _)| n == "$filter")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+    let Some(since) = filter
+        .strip_prefix("loggedByService eq 'Authentication Methods' and activityDateTime ge ")
+        .map(str::to_owned)
+    else {
+        return bad_request("unsupported filter");
+    };
+    let items = lock(&shared)
+        .audits
+        .iter()
+        .filter(|a| {
+            a["activityDateTime"]
+                .as_str()
+                .is_some_and(|t| t >= since.as_str())
+        })
+        .cloned()
+        .collect();
+    page(&shared, &uri, &q, items)
 }

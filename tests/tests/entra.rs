@@ -571,3 +571,84 @@ async fn attribute_mapping_applies_to_entra_users_and_group_members() {
     notify(&served, &[("updated", "Groups", ENG)]).await;
     assert_eq!(writes(&served), 0, "{:?}", sim.calls());
 }
+
+/// An MFA reset in Entra (an admin deletes a user's security info) reaches
+/// Duo through the audit-log poll: the devices go, the user stays; a second
+/// poll rereads the overlap and finds a duplicate (0 Duo calls).
+#[tokio::test]
+async fn an_entra_mfa_reset_removes_the_duo_devices_and_keeps_the_user() {
+    use duo_sim::{Seed, SeedUser};
+    use relay_core::catch_up::MemoryCheckpoints;
+    use relay_core::source::EntraApi;
+    use relay_core::source::entra::audit::poll_resets;
+
+    let (served, graph) = setup(&[]).await;
+    served.sim.seed(Seed {
+        users: vec![SeedUser {
+            username: "ada@contoso.com".into(),
+            aliases: vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("entra:{ADA}"),
+            ],
+            phones: 2,
+            ..SeedUser::default()
+        }],
+        ..Seed::default()
+    });
+    let now = relay_core::time::parse_rfc3339_ms("2026-12-04T12:00:00Z").unwrap();
+    graph.add_audit(
+        "r1",
+        "Admin deleted security info",
+        ADA,
+        "ada@contoso.com",
+        "2026-12-04T11:59:00.000Z",
+    );
+    graph.add_audit(
+        "r2",
+        "User registered security info",
+        ADA,
+        "ada@contoso.com",
+        "2026-12-04T11:59:30.000Z",
+    );
+    // Older than the first poll's 24 h window: not read.
+    graph.add_audit(
+        "r0",
+        "Admin deleted security info",
+        BOB,
+        "bob@contoso.com",
+        "2026-12-02T11:00:00.000Z",
+    );
+    let raw: relay_core::config::RawConfig = graph.env().into_iter().collect();
+    let api = EntraApi::from_config(&raw).unwrap().unwrap();
+    let checkpoints = MemoryCheckpoints::default();
+
+    served.sim.reset_calls();
+    let first = poll_resets(&served.relay, &api, &checkpoints, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.records, first.resets, first.applied, first.failed),
+        (2, 1, 1, 0),
+        "{first:?}"
+    );
+    let ada = served.sim.user_by_username("ada@contoso.com").unwrap();
+    assert!(ada.phones.is_empty(), "{:?}", ada.phones);
+    assert_eq!(ada.status, "active");
+    println!(
+        "entra audit poll: {} Graph calls, {} Duo calls",
+        first.graph_calls,
+        served.sim.total_calls()
+    );
+
+    served.sim.reset_calls();
+    let second = poll_resets(&served.relay, &api, &checkpoints, now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.resets, second.applied, second.duplicates),
+        (1, 0, 1)
+    );
+    assert_eq!(served.sim.total_calls(), 0);
+}

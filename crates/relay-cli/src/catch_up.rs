@@ -167,15 +167,7 @@ async fn run(raw: &RawConfig, args: &Args) -> Result<u8, (u8, anyhow::Error)> {
     let api = LogApi::from_config(raw, args.options.source).map_err(|e| usage(e.into()))?;
     let rules = PlanRules::from_config(raw).map_err(|e| usage(e.into()))?;
     let lookups = IdpLookups::from_config(raw).map_err(|e| usage(e.into()))?;
-    let auth = crate::replay_auth().map_err(usage)?;
-    let state_dir = PathBuf::from(crate::state_dir(raw));
-    std::fs::create_dir_all(&state_dir).map_err(|e| {
-        store_error(anyhow::anyhow!(
-            "RELAY_STATE_DIR {}: {e}",
-            state_dir.display()
-        ))
-    })?;
-    let _lock = lock(&state_dir).map_err(store_error)?;
+    let (state_dir, _lock) = open_state_dir(raw)?;
     let checkpoints = FileCheckpoints::new(&state_dir);
     let applied = state_dir.join("applied.log");
     let (summary, planned) = if args.options.dry_run {
@@ -184,6 +176,7 @@ async fn run(raw: &RawConfig, args: &Args) -> Result<u8, (u8, anyhow::Error)> {
         let copy = DryRunCopy::of(&applied).map_err(store_error)?;
         let store = FileStore::open(copy.applied(), DEFAULT_TTL)
             .map_err(|e| store_error(anyhow::anyhow!("a copy of {}: {e}", applied.display())))?;
+        let auth = crate::replay_auth().map_err(usage)?;
         let relay = Relay::new(auth, rules, DryRun::default(), store).with_lookups(lookups);
         let summary =
             relay_core::catch_up::run(&relay, &api, &checkpoints, &config, &args.options).await;
@@ -195,31 +188,64 @@ async fn run(raw: &RawConfig, args: &Args) -> Result<u8, (u8, anyhow::Error)> {
             .collect();
         (summary, planned)
     } else {
-        let duo = duo_config(raw, duo_admin::RetryPolicy::default())
-            .and_then(duo_client)
-            .map_err(|e| usage(e.into()))?;
-        let directory = DuoDirectory::from_rules(duo, &rules);
-        let store = FileStore::open(&applied, DEFAULT_TTL).map_err(|e| {
-            store_error(anyhow::anyhow!(
-                "RELAY_STATE_DIR: cannot open the idempotency store {}: {e}",
-                applied.display()
-            ))
-        })?;
-        let groups = relay_core::group_index::FileGroupIndex::open(state_dir.join("groups.log"))
-            .map_err(|e| {
-                store_error(anyhow::anyhow!(
-                    "RELAY_STATE_DIR: cannot open the group index: {e}"
-                ))
-            })?;
-        let relay = Relay::new(auth, rules, directory, store)
-            .with_lookups(lookups)
-            .with_group_index(Arc::new(groups));
+        let relay = live_relay(raw, &state_dir, rules, lookups)?;
         let summary =
             relay_core::catch_up::run(&relay, &api, &checkpoints, &config, &args.options).await;
         (summary, Vec::new())
     };
     print_summary(&summary, &planned, args.json).map_err(store_error)?;
     Ok(exit_code(&summary))
+}
+
+/// The relay a state-directory command applies events through: Duo with
+/// the full retry policy, `applied.log`, `groups.log` (what `serve` keeps
+/// in `RELAY_STATE_DIR`). Errors carry their exit code.
+pub(crate) fn live_relay(
+    raw: &RawConfig,
+    state_dir: &Path,
+    rules: PlanRules,
+    lookups: IdpLookups,
+) -> Result<Relay<DuoDirectory, FileStore>, (u8, anyhow::Error)> {
+    let usage = |e: anyhow::Error| (EXIT_USAGE, e);
+    let store_error = |e: anyhow::Error| (EXIT_STORE_ERROR, e);
+    let auth = crate::replay_auth().map_err(usage)?;
+    let duo = duo_config(raw, duo_admin::RetryPolicy::default())
+        .and_then(duo_client)
+        .map_err(|e| usage(e.into()))?;
+    let directory = DuoDirectory::from_rules(duo, &rules);
+    let applied = state_dir.join("applied.log");
+    let store = FileStore::open(&applied, DEFAULT_TTL).map_err(|e| {
+        store_error(anyhow::anyhow!(
+            "RELAY_STATE_DIR: cannot open the idempotency store {}: {e}",
+            applied.display()
+        ))
+    })?;
+    let groups = relay_core::group_index::FileGroupIndex::open(state_dir.join("groups.log"))
+        .map_err(|e| {
+            store_error(anyhow::anyhow!(
+                "RELAY_STATE_DIR: cannot open the group index: {e}"
+            ))
+        })?;
+    Ok(Relay::new(auth, rules, directory, store)
+        .with_lookups(lookups)
+        .with_group_index(Arc::new(groups)))
+}
+
+/// Creates `RELAY_STATE_DIR` and takes its catch-up lock (one run at a
+/// time, and not while `serve` holds `applied.log`).
+pub(crate) fn open_state_dir(
+    raw: &RawConfig,
+) -> Result<(PathBuf, std::fs::File), (u8, anyhow::Error)> {
+    let store_error = |e: anyhow::Error| (EXIT_STORE_ERROR, e);
+    let state_dir = PathBuf::from(crate::state_dir(raw));
+    std::fs::create_dir_all(&state_dir).map_err(|e| {
+        store_error(anyhow::anyhow!(
+            "RELAY_STATE_DIR {}: {e}",
+            state_dir.display()
+        ))
+    })?;
+    let lock = lock(&state_dir).map_err(store_error)?;
+    Ok((state_dir, lock))
 }
 
 fn exit_code(summary: &CatchUpSummary) -> u8 {

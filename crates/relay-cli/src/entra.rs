@@ -13,6 +13,7 @@ use relay_core::source::entra::subscription::ensure_subscriptions;
 pub(crate) const USAGE: &str = "\
 USAGE:
     idp-duo-relay entra subscribe --url https://HOST/entra
+    idp-duo-relay entra audit
 
 Creates the relay's Microsoft Graph subscriptions (users and groups,
 created/updated/deleted, clientState = ENTRA_CLIENT_STATE), or renews them
@@ -23,6 +24,13 @@ the permissions Graph asks of a subscription on users and groups).
 
     --url URL    the relay's notification URL (Azure: https://APP/api/entra)
 
+`entra audit` reads Entra's audit log (AuditLog.Read.All) from the
+checkpoint in RELAY_STATE_DIR and applies every MFA reset in it (an admin
+or the user deleted security info): the user's Duo devices are removed,
+the user kept. Run it on a schedule; the delay of a reset is the interval
+plus Entra's audit latency. Like catch-up, it uses RELAY_STATE_DIR's
+applied.log: run it while serve is stopped, or on a serverless entry.
+
 EXIT CODES: 0 done, 1 Graph refused or failed, 2 usage or configuration
 ";
 
@@ -31,6 +39,9 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
     if args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h") {
         print!("{USAGE}");
         return ExitCode::from(if args.is_empty() { 2 } else { 0 });
+    }
+    if args.first().map(String::as_str) == Some("audit") {
+        return audit(raw, &args[1..]).await;
     }
     let url = match parse(args) {
         Ok(url) => url,
@@ -109,6 +120,62 @@ fn parse(args: &[String]) -> Result<String, String> {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
         _ => Err("--url must be https (Graph delivers only to https)".into()),
+    }
+}
+
+/// `entra audit`: one poll of the audit log for MFA resets.
+async fn audit(raw: &RawConfig, rest: &[String]) -> ExitCode {
+    if let Some(extra) = rest.first() {
+        eprintln!("error: unknown argument {extra:?}\n\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = crate::reconcile::init_logging(raw) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let built = (|| {
+        let api = EntraApi::from_config(raw)
+            .map_err(|e| (2, anyhow::Error::from(e)))?
+            .ok_or_else(|| (2, anyhow::anyhow!("ENTRA_TENANT_ID is not set; entra audit needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET")))?;
+        let rules = relay_core::plan::PlanRules::from_config(raw).map_err(|e| (2, e.into()))?;
+        let lookups =
+            relay_core::pipeline::IdpLookups::from_config(raw).map_err(|e| (2, e.into()))?;
+        let (state_dir, lock) = crate::catch_up::open_state_dir(raw)?;
+        let relay = crate::catch_up::live_relay(raw, &state_dir, rules, lookups)?;
+        Ok::<_, (u8, anyhow::Error)>((api, relay, state_dir, lock))
+    })();
+    let (api, relay, state_dir, _lock) = match built {
+        Ok(built) => built,
+        Err((code, e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(code);
+        }
+    };
+    let checkpoints = relay_core::catch_up::FileCheckpoints::new(&state_dir);
+    match relay_core::source::entra::audit::poll_resets(
+        &relay,
+        &api,
+        &checkpoints,
+        relay_core::state::now_ms(),
+    )
+    .await
+    {
+        Ok(poll) => {
+            println!(
+                "{} audit records, {} MFA resets: {} applied, {} duplicates, {} failed ({} Graph calls)",
+                poll.records,
+                poll.resets,
+                poll.applied,
+                poll.duplicates,
+                poll.failed,
+                poll.graph_calls
+            );
+            ExitCode::from(if poll.failed == 0 { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -189,7 +189,7 @@ impl EntraApi {
             items.extend(page.value);
             next = match page.next_link {
                 None => None,
-                Some(link) => Some(self.on_graph(&link)?),
+                Some(link) => Some(self.path_on_graph(&link)?),
             };
         }
         Err(IdpError::Decode(format!("more than {MAX_PAGES} pages")))
@@ -197,7 +197,7 @@ impl EntraApi {
 
     /// A `nextLink` as a path and query on the Graph base URL, or an error
     /// when it points elsewhere.
-    fn on_graph(&self, link: &str) -> Result<String, IdpError> {
+    pub(crate) fn path_on_graph(&self, link: &str) -> Result<String, IdpError> {
         let url = Url::parse(link).map_err(|_| IdpError::Decode("nextLink is not a URL".into()))?;
         if origin(&url) != self.inner.graph {
             return Err(IdpError::Decode(

@@ -14,6 +14,7 @@ use super::{IdpSpec, SecretIn};
 use crate::event::IdpKind;
 
 pub mod api;
+pub mod audit;
 pub mod notifications;
 pub mod plan;
 pub mod subscription;
