@@ -7,6 +7,7 @@
 //! secrets and state live.
 
 pub mod apply;
+pub mod attributes;
 pub mod catch_up;
 pub mod config;
 pub mod event;

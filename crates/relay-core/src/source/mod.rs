@@ -73,7 +73,7 @@ pub struct IdpSpec {
     /// Where a delivery carries it.
     pub secret_in: SecretIn,
     /// The user attributes attribute mapping may read (`crate::mapping`).
-    pub attributes: &'static crate::mapping::AttributeSpec,
+    pub attributes: &'static crate::attributes::AttributeSpec,
 }
 
 /// Where an IdP puts the shared secret in a delivery.

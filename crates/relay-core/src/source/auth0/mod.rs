@@ -24,7 +24,7 @@ pub const IDP: IdpSpec = IdpSpec {
 /// Auth0's user attributes for mapping, at their place in the Management
 /// API's user object (`GET /api/v2/users/{id}`), which Event Streams'
 /// `user.created` / `user.updated` carry whole as `data.object`.
-pub static ATTRIBUTES: crate::mapping::AttributeSpec = crate::mapping::AttributeSpec {
+pub static ATTRIBUTES: crate::attributes::AttributeSpec = crate::attributes::AttributeSpec {
     named: &[
         ("email", "email"),
         ("username", "username"),

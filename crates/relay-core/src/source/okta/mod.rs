@@ -24,7 +24,7 @@ pub const IDP: IdpSpec = IdpSpec {
 /// Hook events carry only the login (the target's `alternateId`), so any
 /// other attribute is read through the API (`OKTA_ORG_URL`,
 /// `OKTA_API_TOKEN`).
-pub static ATTRIBUTES: crate::mapping::AttributeSpec = crate::mapping::AttributeSpec {
+pub static ATTRIBUTES: crate::attributes::AttributeSpec = crate::attributes::AttributeSpec {
     named: &[
         ("login", "profile.login"),
         ("email", "profile.email"),
