@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test setup should fail loudly
 
 use duo_sim::{Seed, SeedUser};
-use relay_core::reconcile::{IdpKind, ReconcileOptions, run_from_config};
+use relay_core::idp_sync::run_from_config;
+use relay_core::reconcile::{IdpKind, ReconcileOptions};
 use relay_tests::TestRelay;
 use relay_tests::idp_standin::{IdpStandIn, StandInUser, Tenant};
 

@@ -9,8 +9,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use relay_core::event::Source;
+use relay_core::idp_sync::run_from_config;
 use relay_core::pipeline::{EventOutcome, EventReport};
-use relay_core::reconcile::{IdpKind, ReconcileOptions, run_from_config};
+use relay_core::reconcile::{IdpKind, ReconcileOptions};
 use relay_tests::idp_standin::{IdpStandIn, StandInGroup, StandInUser, Tenant};
 use relay_tests::served::{Served, serve};
 use relay_tests::{SECRET, fixture_text};

@@ -1,14 +1,14 @@
 //! Reconcile end to end: the IdP stand-in (Okta and Auth0 shapes, real
 //! HTTP) and the Duo simulator seeded with drift, through
-//! `reconcile::run_from_config` as the CLI and the cloud entries call it.
+//! `idp_sync::run_from_config` as the CLI and the cloud entries call it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test setup should fail loudly
 
 use duo_sim::{DuoSim, Seed, SeedGroup, SeedUser};
 use relay_core::config::RawConfig;
+use relay_core::idp_sync::run_from_config;
 use relay_core::reconcile::{
     Category, IdpKind, ReconcileError, ReconcileOptions, ReconcileReport, RunStatus,
-    run_from_config,
 };
 use relay_tests::idp_standin::{IdpStandIn, StandInGroup, StandInUser, Tenant};
 

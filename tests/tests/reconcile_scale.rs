@@ -17,9 +17,8 @@
 use std::time::Instant;
 
 use duo_sim::{DuoSim, Seed, SeedGroup, SeedUser};
-use relay_core::reconcile::{
-    IdpKind, ReconcileOptions, ReconcileReport, RunStatus, run_from_config,
-};
+use relay_core::idp_sync::run_from_config;
+use relay_core::reconcile::{IdpKind, ReconcileOptions, ReconcileReport, RunStatus};
 use relay_tests::idp_standin::{IdpStandIn, StandInGroup, StandInUser, Tenant};
 
 /// Memberships per user.

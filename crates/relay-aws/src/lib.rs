@@ -503,7 +503,7 @@ impl AwsRelay {
             .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
         let options = relay_core::reconcile::ReconcileOptions::scheduled(&raw, Some(event))
             .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
-        let report = relay_core::reconcile::run_from_config(&raw, &options)
+        let report = relay_core::idp_sync::run_from_config(&raw, &options)
             .await
             .map_err(|e| InvokeError::Reconcile(e.to_string()))?;
         if !report.converged() {

@@ -24,7 +24,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use relay_core::config::RawConfig;
-use relay_core::reconcile::{ReconcileOptions, run_from_config};
+use relay_core::idp_sync::run_from_config;
+use relay_core::reconcile::ReconcileOptions;
 use relay_server::platform::functions_task_answer;
 
 /// The function's folder name, which is the path the host calls.

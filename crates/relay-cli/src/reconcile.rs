@@ -8,8 +8,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use relay_core::config::{RawConfig, optional};
+use relay_core::idp_sync::run_from_config;
 use relay_core::reconcile::{
-    DEFAULT_MAX_DELETES, IdpKind, ReconcileError, ReconcileOptions, RunStatus, run_from_config,
+    DEFAULT_MAX_DELETES, IdpKind, ReconcileError, ReconcileOptions, RunStatus,
 };
 
 /// Duo matches the IdP (or a dry run found nothing to do).

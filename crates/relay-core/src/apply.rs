@@ -159,13 +159,20 @@ impl DuoDirectory {
         }
     }
 
-    /// With the rules' `GROUP_FILTER` and exclusions (`DUO_EXCLUDE_*`).
-    pub fn from_rules(duo: DuoClient, rules: &crate::plan::PlanRules) -> Self {
-        Self {
-            exclusions: rules.exclusions.clone(),
-            phone_readd: rules.mapping.phone_readd,
-            ..Self::new(duo, rules.group_filter.clone())
-        }
+    /// With these exclusions (`DUO_EXCLUDE_*`) instead of the default ones.
+    /// (`DuoDirectory::from_rules`, in `crate::plan`, sets them from the
+    /// rules: apply does not import plan.)
+    #[must_use]
+    pub fn with_exclusions(mut self, exclusions: crate::exclude::Exclusions) -> Self {
+        self.exclusions = exclusions;
+        self
+    }
+
+    /// `DUO_PHONE_READD` (`crate::mapping::Mapping::phone_readd`).
+    #[must_use]
+    pub fn with_phone_readd(mut self, phone_readd: bool) -> Self {
+        self.phone_readd = phone_readd;
+        self
     }
 
     /// Keeps the group index in `store` (the platform's state store), so a

@@ -35,3 +35,4 @@ pub mod verify;
 
 pub use duo_admin::Secret;
 pub mod idp;
+pub mod idp_sync;

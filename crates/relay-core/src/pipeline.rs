@@ -998,7 +998,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
 
     /// Plans one event. With the IdP API of its source configured, an event
     /// about one user becomes "make this user match the IdP"
-    /// ([`crate::reconcile::plan_event_with_idp`]), so stale, repeated and
+    /// ([`crate::idp_sync::plan_event_with_idp`]), so stale, repeated and
     /// missed events heal; otherwise the event alone decides ([`plan_event`]).
     async fn plan_with_idp(&self, event: &IdpEvent) -> Planned {
         if let Some(reason) = crate::plan::unmapped_attribute_change(event, &self.rules) {
@@ -1007,7 +1007,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         if self.lookups.is_empty() {
             return plan_event(event, &self.rules);
         }
-        crate::reconcile::plan_event_with_idp(event, &self.rules, &self.lookups, &self.directory)
+        crate::idp_sync::plan_event_with_idp(event, &self.rules, &self.lookups, &self.directory)
             .await
     }
 }

@@ -352,6 +352,15 @@ fn attrs(profile: &UserProfile) -> UserAttrs {
     }
 }
 
+impl crate::apply::DuoDirectory {
+    /// With the rules' `GROUP_FILTER` and exclusions (`DUO_EXCLUDE_*`).
+    pub fn from_rules(duo: duo_admin::DuoClient, rules: &PlanRules) -> Self {
+        Self::new(duo, rules.group_filter.clone())
+            .with_exclusions(rules.exclusions.clone())
+            .with_phone_readd(rules.mapping.phone_readd)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //! Whether a user is in scope is its IdP group memberships *now*, so the
 //! setting needs the IdP's API (`OKTA_ORG_URL` + `OKTA_API_TOKEN`,
 //! `AUTH0_DOMAIN` + …): every user event is then planned as "make this user
-//! match the IdP" (`crate::reconcile::plan_event_with_idp`), and reconcile
+//! match the IdP" (`crate::idp_sync::plan_event_with_idp`), and reconcile
 //! reads the scope groups' members. Without the API a user event is skipped
 //! with a line saying so.
 

@@ -14,9 +14,8 @@
 use std::process::ExitCode;
 
 use relay_core::config::RawConfig;
-use relay_core::reconcile::{
-    ReconcileError, ReconcileOptions, ReconcileReport, RunStatus, run_from_config,
-};
+use relay_core::idp_sync::run_from_config;
+use relay_core::reconcile::{ReconcileError, ReconcileOptions, ReconcileReport, RunStatus};
 
 /// The exit code of a run.
 pub fn exit_code(result: &Result<ReconcileReport, ReconcileError>) -> u8 {

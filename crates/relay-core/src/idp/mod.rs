@@ -22,7 +22,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
 
 use crate::config::ConfigError;
-use crate::event::{UserProfile, UserState};
+use crate::event::{IdpKind, UserProfile, UserState};
 
 /// A user as the IdP holds it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -585,6 +585,57 @@ pub(crate) fn joined_name(first: Option<&str>, last: Option<&str>) -> Option<Str
         (Some(f), Some(l)) => Some(format!("{f} {l}")),
         (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
         (None, None) => None,
+    }
+}
+
+/// What a reconcile (`crate::reconcile`) needs from an IdP. Each source's API client implements
+/// it in the source's folder (`source::okta::api`, `source::auth0::api`,
+/// `source::entra::api`); tests may implement it in memory.
+pub trait IdpReader: Send + Sync {
+    fn kind(&self) -> IdpKind;
+
+    /// Every user, including deactivated/blocked ones (as `Disabled`): a
+    /// user missing here is read as deleted in the IdP.
+    fn list_users(&self) -> impl Future<Output = Result<Vec<IdpUser>, IdpError>> + Send;
+
+    /// Every group (Okta group, Auth0 role) the relay may sync, before
+    /// `GROUP_FILTER`.
+    fn list_groups(&self) -> impl Future<Output = Result<Vec<IdpGroup>, IdpError>> + Send;
+
+    /// The IdP ids of one group's members.
+    fn list_member_ids(
+        &self,
+        group_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, IdpError>> + Send;
+
+    /// One user by id; `None` when the IdP says 404.
+    fn user(&self, idp_id: &str) -> impl Future<Output = Result<Option<IdpUser>, IdpError>> + Send;
+
+    /// The users whose login is `login` (Okta logins are unique; Auth0
+    /// emails need not be).
+    fn users_by_login(
+        &self,
+        login: &str,
+    ) -> impl Future<Output = Result<Vec<IdpUser>, IdpError>> + Send;
+
+    /// The groups one user belongs to, before `GROUP_FILTER`.
+    fn user_groups(
+        &self,
+        idp_id: &str,
+    ) -> impl Future<Output = Result<Vec<IdpGroup>, IdpError>> + Send;
+
+    /// HTTP requests sent so far (for the report; 0 when not counted).
+    fn calls(&self) -> u64;
+}
+
+/// A lookup's answer with "not found" as `None` (an [`IdpReader`]'s
+/// `user`).
+///
+pub fn none_if_not_found(result: Result<IdpUser, IdpError>) -> Result<Option<IdpUser>, IdpError> {
+    match result {
+        Ok(user) => Ok(Some(user)),
+        Err(IdpError::NotFound) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -4,7 +4,7 @@
 //! compares. Everything is read before anything is planned, so an error here
 //! stops a run before Duo is touched.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
@@ -13,54 +13,16 @@ use duo_admin::{DuoClient, DuoError, Group, User};
 
 use super::IdpKind;
 use crate::identity::{self, Resolution};
-use crate::idp::{IdpError, IdpGroup, IdpLookup, IdpUser};
+use crate::idp::{IdpError, IdpGroup, IdpUser};
 use crate::operation::UserKey;
 use crate::plan::PlanRules;
-use crate::source::{Auth0Api, OktaApi};
 
 /// Group member listings in flight at once: enough to hide latency, few
 /// enough to stay inside the IdPs' concurrency limits (Okta counts
 /// concurrent requests per org; the waits on 429 cover the rest).
 const MEMBER_LISTINGS_IN_FLIGHT: usize = 4;
 
-/// What a reconcile needs from an IdP. Implemented for [`OktaApi`] and
-/// [`Auth0Api`]; tests may implement it in memory.
-pub trait IdpReader: Send + Sync {
-    fn kind(&self) -> IdpKind;
-
-    /// Every user, including deactivated/blocked ones (as `Disabled`): a
-    /// user missing here is read as deleted in the IdP.
-    fn list_users(&self) -> impl Future<Output = Result<Vec<IdpUser>, IdpError>> + Send;
-
-    /// Every group (Okta group, Auth0 role) the relay may sync, before
-    /// `GROUP_FILTER`.
-    fn list_groups(&self) -> impl Future<Output = Result<Vec<IdpGroup>, IdpError>> + Send;
-
-    /// The IdP ids of one group's members.
-    fn list_member_ids(
-        &self,
-        group_id: &str,
-    ) -> impl Future<Output = Result<Vec<String>, IdpError>> + Send;
-
-    /// One user by id; `None` when the IdP says 404.
-    fn user(&self, idp_id: &str) -> impl Future<Output = Result<Option<IdpUser>, IdpError>> + Send;
-
-    /// The users whose login is `login` (Okta logins are unique; Auth0
-    /// emails need not be).
-    fn users_by_login(
-        &self,
-        login: &str,
-    ) -> impl Future<Output = Result<Vec<IdpUser>, IdpError>> + Send;
-
-    /// The groups one user belongs to, before `GROUP_FILTER`.
-    fn user_groups(
-        &self,
-        idp_id: &str,
-    ) -> impl Future<Output = Result<Vec<IdpGroup>, IdpError>> + Send;
-
-    /// HTTP requests sent so far (for the report; 0 when not counted).
-    fn calls(&self) -> u64;
-}
+pub use crate::idp::IdpReader;
 
 /// An [`IdpReader`] whose users come out with attribute mapping applied
 /// (`crate::mapping`): `profile.login` is the Duo username the mapping
@@ -138,101 +100,6 @@ impl<I: IdpReader> IdpReader for Mapped<'_, I> {
 
     fn calls(&self) -> u64 {
         self.inner.calls()
-    }
-}
-
-fn none_if_not_found(result: Result<IdpUser, IdpError>) -> Result<Option<IdpUser>, IdpError> {
-    match result {
-        Ok(user) => Ok(Some(user)),
-        Err(IdpError::NotFound) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-impl IdpReader for OktaApi {
-    fn kind(&self) -> IdpKind {
-        IdpKind::Okta
-    }
-
-    /// `GET /api/v1/users` leaves deactivated users out, so they are listed
-    /// separately: a deactivated user is disabled in Duo, not deleted.
-    async fn list_users(&self) -> Result<Vec<IdpUser>, IdpError> {
-        let (listed, deprovisioned) =
-            tokio::join!(OktaApi::list_users(self), self.list_deprovisioned_users());
-        let mut users = listed?;
-        let mut seen: HashSet<String> = users.iter().map(|u| u.idp_id.clone()).collect();
-        users.extend(
-            deprovisioned?
-                .into_iter()
-                .filter(|u| seen.insert(u.idp_id.clone())),
-        );
-        Ok(users)
-    }
-
-    async fn list_groups(&self) -> Result<Vec<IdpGroup>, IdpError> {
-        self.list_groups_except_built_in().await
-    }
-
-    async fn list_member_ids(&self, group_id: &str) -> Result<Vec<String>, IdpError> {
-        Ok(self
-            .list_group_members(group_id)
-            .await?
-            .into_iter()
-            .map(|u| u.idp_id)
-            .collect())
-    }
-
-    async fn user(&self, idp_id: &str) -> Result<Option<IdpUser>, IdpError> {
-        none_if_not_found(IdpLookup::user(self, idp_id).await)
-    }
-
-    /// Okta takes a login where an id is expected (`GET /api/v1/users/{login}`).
-    async fn users_by_login(&self, login: &str) -> Result<Vec<IdpUser>, IdpError> {
-        Ok(none_if_not_found(IdpLookup::user(self, login).await)?
-            .into_iter()
-            .collect())
-    }
-
-    async fn user_groups(&self, idp_id: &str) -> Result<Vec<IdpGroup>, IdpError> {
-        self.list_user_groups_except_built_in(idp_id).await
-    }
-
-    fn calls(&self) -> u64 {
-        OktaApi::calls(self)
-    }
-}
-
-impl IdpReader for Auth0Api {
-    fn kind(&self) -> IdpKind {
-        IdpKind::Auth0
-    }
-
-    async fn list_users(&self) -> Result<Vec<IdpUser>, IdpError> {
-        Auth0Api::list_users(self).await
-    }
-
-    async fn list_groups(&self) -> Result<Vec<IdpGroup>, IdpError> {
-        self.list_roles().await
-    }
-
-    async fn list_member_ids(&self, group_id: &str) -> Result<Vec<String>, IdpError> {
-        self.list_role_member_ids(group_id).await
-    }
-
-    async fn user(&self, idp_id: &str) -> Result<Option<IdpUser>, IdpError> {
-        none_if_not_found(IdpLookup::user(self, idp_id).await)
-    }
-
-    async fn users_by_login(&self, login: &str) -> Result<Vec<IdpUser>, IdpError> {
-        self.users_by_email(login).await
-    }
-
-    async fn user_groups(&self, idp_id: &str) -> Result<Vec<IdpGroup>, IdpError> {
-        self.list_user_roles(idp_id).await
-    }
-
-    fn calls(&self) -> u64 {
-        Auth0Api::calls(self)
     }
 }
 

@@ -390,6 +390,41 @@ enum RolesPage {
     Bare(Vec<Auth0Role>),
 }
 
+/// What reconcile reads of this IdP.
+impl crate::idp::IdpReader for Auth0Api {
+    fn kind(&self) -> crate::event::IdpKind {
+        crate::event::IdpKind::Auth0
+    }
+
+    async fn list_users(&self) -> Result<Vec<IdpUser>, IdpError> {
+        Auth0Api::list_users(self).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<IdpGroup>, IdpError> {
+        self.list_roles().await
+    }
+
+    async fn list_member_ids(&self, group_id: &str) -> Result<Vec<String>, IdpError> {
+        self.list_role_member_ids(group_id).await
+    }
+
+    async fn user(&self, idp_id: &str) -> Result<Option<IdpUser>, IdpError> {
+        crate::idp::none_if_not_found(IdpLookup::user(self, idp_id).await)
+    }
+
+    async fn users_by_login(&self, login: &str) -> Result<Vec<IdpUser>, IdpError> {
+        self.users_by_email(login).await
+    }
+
+    async fn user_groups(&self, idp_id: &str) -> Result<Vec<IdpGroup>, IdpError> {
+        self.list_user_roles(idp_id).await
+    }
+
+    fn calls(&self) -> u64 {
+        Auth0Api::calls(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

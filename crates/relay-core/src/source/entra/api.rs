@@ -25,11 +25,11 @@ use serde::Deserialize;
 use crate::Secret;
 use crate::config::{ConfigError, RawConfig, optional};
 use crate::event::{IdpKind, UserProfile, UserState};
+use crate::idp::IdpReader;
 use crate::idp::{
     Answer, CallPolicy, Http, IdpError, IdpGroup, IdpLookup, IdpUser, MAX_PAGES, TokenCache,
     base_url, decode, form_body, origin, path_segment, present, status_error,
 };
-use crate::reconcile::IdpReader;
 
 pub const TENANT_ID: &str = "ENTRA_TENANT_ID";
 pub const CLIENT_ID: &str = "ENTRA_CLIENT_ID";

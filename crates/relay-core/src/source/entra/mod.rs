@@ -1,9 +1,10 @@
 //! Microsoft Entra ID: Microsoft Graph change notifications on `users` and
 //! `groups` (`notifications`, `POST /entra`, with Graph's validation
 //! handshake), the Graph client (`api`: users, groups, members, with a
-//! client-credentials token) and the planner that turns a notification —
-//! a hint that an object changed — into "make Duo match what Graph says
-//! now" (`plan`).
+//! client-credentials token). The planner that turns a notification — a
+//! hint that an object changed — into "make Duo match what Graph says now"
+//! is `crate::idp_sync::entra`: it plans through reconcile, which sits
+//! above the sources (`scripts/check-module-cycles.py`).
 //!
 //! Graph puts no secret in a header: each notification of a batch carries
 //! the subscription's `clientState`, which must equal `ENTRA_CLIENT_STATE`
@@ -16,7 +17,6 @@ use crate::event::IdpKind;
 pub mod api;
 pub mod audit;
 pub mod notifications;
-pub mod plan;
 pub mod subscription;
 
 /// Entra's shared secret: the subscription's `clientState` (Graph allows
@@ -36,7 +36,7 @@ pub const IDP: IdpSpec = IdpSpec {
 /// (`GET /v1.0/users/{id}`; the relay's `$select` asks for each of them,
 /// learn.microsoft.com/graph/api/resources/user). Notifications carry
 /// none: every value comes from Graph.
-pub static ATTRIBUTES: crate::mapping::AttributeSpec = crate::mapping::AttributeSpec {
+pub static ATTRIBUTES: crate::attributes::AttributeSpec = crate::attributes::AttributeSpec {
     named: &[
         ("userPrincipalName", "userPrincipalName"),
         ("mail", "mail"),

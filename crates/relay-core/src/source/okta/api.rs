@@ -387,6 +387,63 @@ impl OktaGroup {
     }
 }
 
+/// What reconcile reads of this IdP.
+impl crate::idp::IdpReader for OktaApi {
+    fn kind(&self) -> crate::event::IdpKind {
+        crate::event::IdpKind::Okta
+    }
+
+    /// `GET /api/v1/users` leaves deactivated users out, so they are listed
+    /// separately: a deactivated user is disabled in Duo, not deleted.
+    async fn list_users(&self) -> Result<Vec<IdpUser>, IdpError> {
+        let (listed, deprovisioned) =
+            tokio::join!(OktaApi::list_users(self), self.list_deprovisioned_users());
+        let mut users = listed?;
+        let mut seen: std::collections::HashSet<String> =
+            users.iter().map(|u| u.idp_id.clone()).collect();
+        users.extend(
+            deprovisioned?
+                .into_iter()
+                .filter(|u| seen.insert(u.idp_id.clone())),
+        );
+        Ok(users)
+    }
+
+    async fn list_groups(&self) -> Result<Vec<IdpGroup>, IdpError> {
+        self.list_groups_except_built_in().await
+    }
+
+    async fn list_member_ids(&self, group_id: &str) -> Result<Vec<String>, IdpError> {
+        Ok(self
+            .list_group_members(group_id)
+            .await?
+            .into_iter()
+            .map(|u| u.idp_id)
+            .collect())
+    }
+
+    async fn user(&self, idp_id: &str) -> Result<Option<IdpUser>, IdpError> {
+        crate::idp::none_if_not_found(IdpLookup::user(self, idp_id).await)
+    }
+
+    /// Okta takes a login where an id is expected (`GET /api/v1/users/{login}`).
+    async fn users_by_login(&self, login: &str) -> Result<Vec<IdpUser>, IdpError> {
+        Ok(
+            crate::idp::none_if_not_found(IdpLookup::user(self, login).await)?
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    async fn user_groups(&self, idp_id: &str) -> Result<Vec<IdpGroup>, IdpError> {
+        self.list_user_groups_except_built_in(idp_id).await
+    }
+
+    fn calls(&self) -> u64 {
+        OktaApi::calls(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! A group notification → "make this Duo group and its members match
 //! Graph now". (User notifications go through the planner every source
-//! shares with an IdP API, `crate::reconcile::plan_event_with_idp`, which
+//! shares with an IdP API, `crate::idp_sync::plan_event_with_idp`, which
 //! reads the user and its groups from Graph.)
 //!
 //! Graph's notification on a group says only that the group changed —
@@ -31,12 +31,12 @@ use std::collections::HashSet;
 use duo_admin::{DuoClient, DuoError, Pager, User};
 use serde::Deserialize;
 
-use super::api::EntraApi;
 use crate::event::{Change, GroupRef, IdpEvent, IdpKind, Source, UserRef};
 use crate::group_index::GroupIndex;
 use crate::idp::{IdpError, IdpLookup};
 use crate::operation::{GroupKey, Operation, UserKey};
 use crate::plan::{PlanRules, Planned, idp_alias, plan_event};
+use crate::source::entra::api::EntraApi;
 
 /// Duo's page size for `GET /admin/v2/groups/{id}/users` (its maximum is 500).
 const MEMBERS_PAGE: u32 = 100;
