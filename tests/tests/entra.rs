@@ -387,7 +387,8 @@ async fn queue_mode_answers_at_once_and_a_worker_applies() {
 #[tokio::test]
 async fn reconcile_source_entra_converges_and_a_second_run_changes_nothing() {
     use duo_sim::{Seed, SeedUser};
-    use relay_core::reconcile::{IdpKind, ReconcileOptions, RunStatus, run_from_config};
+    use relay_core::idp_sync::run_from_config;
+    use relay_core::reconcile::{IdpKind, ReconcileOptions, RunStatus};
 
     let users: Vec<GraphUser> = (0..30)
         .map(|i| {
