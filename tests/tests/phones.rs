@@ -250,7 +250,8 @@ fn bad_phone_settings_name_the_variable() {
 /// `profile.mobilePhone`, read through the stand-in's Users API).
 #[tokio::test]
 async fn reconcile_creates_the_user_with_its_phone() {
-    use relay_core::reconcile::{IdpKind, ReconcileOptions, run_from_config};
+    use relay_core::idp_sync::run_from_config;
+    use relay_core::reconcile::{IdpKind, ReconcileOptions};
     use relay_tests::idp_standin::{IdpStandIn, StandInUser, Tenant};
     let standin = IdpStandIn::start(Tenant {
         users: vec![
