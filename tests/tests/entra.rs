@@ -580,8 +580,8 @@ async fn attribute_mapping_applies_to_entra_users_and_group_members() {
 async fn an_entra_mfa_reset_removes_the_duo_devices_and_keeps_the_user() {
     use duo_sim::{Seed, SeedUser};
     use relay_core::catch_up::MemoryCheckpoints;
+    use relay_core::catch_up::entra_audit::poll_resets;
     use relay_core::source::EntraApi;
-    use relay_core::source::entra::audit::poll_resets;
 
     let (served, graph) = setup(&[]).await;
     served.sim.seed(Seed {

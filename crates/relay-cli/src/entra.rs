@@ -152,7 +152,7 @@ async fn audit(raw: &RawConfig, rest: &[String]) -> ExitCode {
         }
     };
     let checkpoints = relay_core::catch_up::FileCheckpoints::new(&state_dir);
-    match relay_core::source::entra::audit::poll_resets(
+    match relay_core::catch_up::entra_audit::poll_resets(
         &relay,
         &api,
         &checkpoints,

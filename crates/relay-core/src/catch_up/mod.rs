@@ -22,6 +22,7 @@
 
 pub mod auth0_log;
 pub mod checkpoint;
+pub mod entra_audit;
 pub mod okta_log;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -15,7 +15,6 @@ use super::{IdpSpec, SecretIn};
 use crate::event::IdpKind;
 
 pub mod api;
-pub mod audit;
 pub mod notifications;
 pub mod subscription;
 

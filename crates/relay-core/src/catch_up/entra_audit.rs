@@ -22,12 +22,12 @@
 
 use serde_json::Value;
 
-use super::api::EntraApi;
 use crate::apply::Directory;
 use crate::catch_up::CheckpointStore;
 use crate::event::{Change, EventId, IdpEvent, MfaScope, Source, UserRef};
 use crate::idp::{IdpError, decode, encode_component};
 use crate::pipeline::{EventOutcome, Relay};
+use crate::source::entra::api::EntraApi;
 use crate::store::IdempotencyStore;
 
 /// The activities that reset MFA in Duo.
@@ -84,7 +84,7 @@ fn reset_event(record: &Value) -> Option<IdpEvent> {
         .find(|t| text(t, "type").is_some_and(|k| k.eq_ignore_ascii_case("user")))?;
     let user_id = text(target, "id")
         .map(|i| i.to_ascii_lowercase())
-        .filter(|i| super::notifications::is_object_id(i))?;
+        .filter(|i| crate::source::entra::notifications::is_object_id(i))?;
     Some(IdpEvent {
         id: EventId::new(Source::Entra, &format!("audit/{id}")),
         source: Source::Entra,
