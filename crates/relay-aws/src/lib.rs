@@ -416,7 +416,8 @@ impl AwsRelay {
             secret_ttl_secs = settings.secret_ttl.as_secs(),
             okta = relay.auth().is_configured(relay_core::event::Source::Okta),
             auth0 = relay.auth().is_configured(relay_core::event::Source::Auth0Events),
-            "idp-duo-relay ready on Lambda: /okta, /auth0, /auth0/logs, /healthz"
+            entra = relay.auth().is_configured(relay_core::event::Source::Entra),
+            "idp-duo-relay ready on Lambda: /okta, /auth0, /auth0/logs, /entra, /healthz"
         );
         Ok(Self {
             env,
@@ -878,6 +879,7 @@ fn refused_for_its_secret(relay: &LambdaRelay, request: &Buffered) -> bool {
         failure,
         Some(
             VerifyFailure::SecretMismatch { .. }
+                | VerifyFailure::BodySecretMismatch { .. }
                 | VerifyFailure::SignatureMismatch
                 | VerifyFailure::NotConfigured { .. }
         )

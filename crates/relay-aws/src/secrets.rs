@@ -23,6 +23,8 @@ pub const SECRET_VARIABLES: &[&str] = &[
     "WEBHOOK_SIGNING_SECRETS",
     "OKTA_API_TOKEN",
     "AUTH0_CLIENT_SECRET",
+    "ENTRA_CLIENT_STATE",
+    "ENTRA_CLIENT_SECRET",
 ];
 
 /// Keys the secret must hold, every one (the Duo secret key). Terraform's
@@ -31,7 +33,11 @@ pub const SECRET_VARIABLES: &[&str] = &[
 pub const REQUIRED_SECRET_KEYS: &[&str] = &["DUO_SKEY"];
 /// Keys of which the secret must hold at least one: the shared secret of
 /// each IdP (either will do).
-pub const HOOK_SECRET_KEYS: &[&str] = &["OKTA_AUTH_SECRET", "AUTH0_AUTH_SECRET"];
+pub const HOOK_SECRET_KEYS: &[&str] = &[
+    "OKTA_AUTH_SECRET",
+    "AUTH0_AUTH_SECRET",
+    "ENTRA_CLIENT_STATE",
+];
 
 /// Why the secret could not be used. `Display` names the secret and the key,
 /// never a value.

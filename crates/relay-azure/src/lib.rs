@@ -51,7 +51,11 @@ pub const REQUIRED_ENV: &[&str] = &["DUO_API_HOST", "DUO_IKEY", "DUO_SKEY"];
 
 /// At least one of these must be set as well (a source without its secret
 /// answers 401): not a plain list, so not part of [`REQUIRED_ENV`].
-pub const REQUIRED_ONE_OF_ENV: &[&str] = &["OKTA_AUTH_SECRET", "AUTH0_AUTH_SECRET"];
+pub const REQUIRED_ONE_OF_ENV: &[&str] = &[
+    "OKTA_AUTH_SECRET",
+    "AUTH0_AUTH_SECRET",
+    "ENTRA_CLIENT_STATE",
+];
 
 /// Where the idempotency table is: one of these must be set.
 /// `AZURE_STORAGE_TABLE_ENDPOINT` selects the managed identity (role *Storage
