@@ -45,32 +45,33 @@
 
 pub mod dynamo;
 pub mod groups;
+pub mod invocation;
 pub mod secrets;
+pub mod settings;
 pub mod sqs;
 pub mod worker;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Uri};
-use lambda_http::RequestExt as _;
-use lambda_http::request::RequestContext;
-use lambda_http::tower::ServiceExt as _;
+use http::StatusCode;
 use relay_core::apply::DuoDirectory;
-use relay_core::config::{ConfigError, RawConfig, optional, required};
-use relay_core::pipeline::{Relay, Route, duo_relay, sync_retry};
-use relay_core::queue::{EventQueue, QueuePolicy};
-use relay_core::verify::VerifyFailure;
+use relay_core::config::{ConfigError, RawConfig, required};
+use relay_core::pipeline::{Relay, duo_relay, sync_retry};
+use relay_core::queue::EventQueue;
 use serde_json::Value;
+
+use invocation::{Buffered, dispatch, into_lambda, refused_for_its_secret};
 
 pub use dynamo::DynamoStore;
 pub use groups::DynamoGroupIndex;
+pub use invocation::{HttpOrigin, Invocation, Task};
 pub use secrets::{
     HOOK_SECRET_KEYS, REQUIRED_SECRET_KEYS, SecretError, SecretSource, SecretValues,
 };
+pub use settings::{QueueSettings, Settings, dynamodb_client, sdk_config, worker_dynamodb_client};
 pub use sqs::{SqsDeadLetters, SqsQueue};
 pub use worker::{BatchResponse, Worker};
 
@@ -94,102 +95,6 @@ pub const REQUIRED_ENV: &[&str] = &[
 
 /// The relay as this entry runs it.
 pub type LambdaRelay = Relay<DuoDirectory, DynamoStore>;
-
-/// The AWS-specific settings, from the plain environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// `RELAY_SECRET_ID`: id or ARN of the secret.
-    pub secret_id: String,
-    /// `RELAY_TABLE_NAME`: the idempotency table.
-    pub table_name: String,
-    /// `RELAY_SECRET_TTL_SECS`: how long a fetched secret is trusted.
-    pub secret_ttl: Duration,
-    /// Least time between two reads forced by refused deliveries.
-    pub forced_refresh_interval: Duration,
-    /// Queue mode (`RELAY_MODE=queue`); `None` in sync mode.
-    pub queue: Option<QueueSettings>,
-}
-
-/// Queue mode's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSettings {
-    /// `RELAY_QUEUE_URL`: the SQS FIFO event queue.
-    pub queue_url: String,
-    /// `RELAY_DLQ_URL`: the SQS FIFO dead-letter queue.
-    pub dlq_url: String,
-    /// `RELAY_QUEUE_MAX_ATTEMPTS`, `RELAY_QUEUE_BACKOFF_MS`.
-    pub policy: QueuePolicy,
-}
-
-impl QueueSettings {
-    /// `RELAY_QUEUE_URL`, `RELAY_DLQ_URL` and the queue policy.
-    pub fn from_env(env: &RawConfig) -> Result<Self, ConfigError> {
-        let queue_url = required(env, "RELAY_QUEUE_URL").map_err(|_| {
-            ConfigError::new(
-                "RELAY_QUEUE_URL",
-                "is not set; queue mode needs the URL of the SQS FIFO event queue",
-            )
-        })?;
-        let dlq_url = required(env, "RELAY_DLQ_URL").map_err(|_| {
-            ConfigError::new(
-                "RELAY_DLQ_URL",
-                "is not set; queue mode needs the URL of the SQS FIFO dead-letter queue",
-            )
-        })?;
-        for (name, url) in [("RELAY_QUEUE_URL", queue_url), ("RELAY_DLQ_URL", dlq_url)] {
-            if !url.ends_with(".fifo") {
-                return Err(ConfigError::new(
-                    name,
-                    "must be the URL of a FIFO queue (its name ends in .fifo): per-user order and deduplication need one",
-                ));
-            }
-        }
-        Ok(Self {
-            queue_url: queue_url.to_owned(),
-            dlq_url: dlq_url.to_owned(),
-            policy: QueuePolicy::from_config(env)?,
-        })
-    }
-}
-
-impl Settings {
-    pub const DEFAULT_SECRET_TTL: Duration = Duration::from_secs(300);
-    pub const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-
-    /// Reads `RELAY_SECRET_ID`, `RELAY_TABLE_NAME` and `RELAY_SECRET_TTL_SECS`.
-    pub fn from_env(env: &RawConfig) -> Result<Self, ConfigError> {
-        let secret_id = required(env, "RELAY_SECRET_ID").map_err(|_| {
-            ConfigError::new(
-                "RELAY_SECRET_ID",
-                "is not set; set it to the id or ARN of the Secrets Manager secret holding DUO_SKEY, OKTA_AUTH_SECRET, …",
-            )
-        })?;
-        let table_name = required(env, "RELAY_TABLE_NAME").map_err(|_| {
-            ConfigError::new(
-                "RELAY_TABLE_NAME",
-                "is not set; set it to the DynamoDB table of the idempotency store",
-            )
-        })?;
-        let queue = if relay_core::queue::queue_mode(env)? {
-            Some(QueueSettings::from_env(env)?)
-        } else {
-            None
-        };
-        let secret_ttl = match optional(env, "RELAY_SECRET_TTL_SECS") {
-            None => Self::DEFAULT_SECRET_TTL,
-            Some(secs) => Duration::from_secs(secs.parse().map_err(|_| {
-                ConfigError::new("RELAY_SECRET_TTL_SECS", "must be a whole number of seconds")
-            })?),
-        };
-        Ok(Self {
-            secret_id: secret_id.to_owned(),
-            table_name: table_name.to_owned(),
-            secret_ttl,
-            forced_refresh_interval: Self::FORCED_REFRESH_INTERVAL,
-            queue,
-        })
-    }
-}
 
 /// Why the function cannot start. Names the variable, the secret or the key;
 /// never a value.
@@ -221,45 +126,6 @@ pub enum InvokeError {
     Unrecognized(String),
     #[error("could not write the answer: {0}")]
     Answer(String),
-}
-
-/// The SDK configuration the Lambda runtime provides: region, credentials of
-/// the execution role, and `AWS_ENDPOINT_URL` when set.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
-}
-
-/// A DynamoDB client whose calls fit in a webhook answer: Okta gives up
-/// after about 3 s, and a store that does not answer must turn into a 503
-/// (the IdP retries) rather than a timeout.
-pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    dynamodb_client_within(sdk, Duration::from_secs(1), Duration::from_secs(2))
-}
-
-/// A DynamoDB client for queue mode's worker: no IdP is waiting, so a slow
-/// answer is better than a failed write (a watermark or completion that
-/// cannot be written after Duo was changed is only logged).
-pub fn worker_dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    dynamodb_client_within(sdk, Duration::from_secs(3), Duration::from_secs(10))
-}
-
-/// A DynamoDB client on `sdk` whose attempts and whole calls (retries
-/// included) give up after `attempt` and `total`.
-fn dynamodb_client_within(
-    sdk: &aws_config::SdkConfig,
-    attempt: Duration,
-    total: Duration,
-) -> aws_sdk_dynamodb::Client {
-    let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-        .operation_attempt_timeout(attempt)
-        .operation_timeout(total)
-        .build();
-    let config = aws_sdk_dynamodb::config::Builder::from(sdk)
-        .timeout_config(timeouts)
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 /// `bootstrap dlq list|show|replay …`, run by hand with AWS credentials:
@@ -459,17 +325,21 @@ impl AwsRelay {
         event: Value,
         deadline: Option<Instant>,
     ) -> Result<Value, InvokeError> {
+        // Each kind's future is boxed, so this one stays small: a reconcile
+        // or catch-up future is large enough that, inlined, a debug build
+        // overflowed the 2 MiB stack of a thread (the test threads', and the
+        // runtime's workers have the same size).
         match Invocation::of(event)? {
             Invocation::Sqs(records) => {
-                let answer = self.handle_sqs(records, deadline).await?;
+                let answer = Box::pin(self.handle_sqs(records, deadline)).await?;
                 serde_json::to_value(answer).map_err(|e| InvokeError::Answer(e.to_string()))
             }
-            Invocation::Task(Task::Reconcile, task) => self.reconcile(&task).await,
-            Invocation::Task(Task::CatchUp, task) => self.catch_up(&task).await,
+            Invocation::Task(Task::Reconcile, task) => Box::pin(self.reconcile(&task)).await,
+            Invocation::Task(Task::CatchUp, task) => Box::pin(self.catch_up(&task)).await,
             Invocation::Http(origin, event) => {
                 let request = lambda_http::request::from_str(&event.to_string())
                     .map_err(|e| InvokeError::Unrecognized(e.to_string()))?;
-                origin.answer(self.handle(request).await)
+                origin.answer(Box::pin(self.handle(request)).await)
             }
         }
     }
@@ -691,241 +561,11 @@ fn build(
     })
 }
 
-/// What one invocation is, read from its raw event once (issue 15: a
-/// typed dispatch instead of probing the JSON in several places).
-#[derive(Debug)]
-pub enum Invocation {
-    /// An SQS batch (`eventSource` `aws:sqs`): queue mode's worker.
-    Sqs(Vec<worker::SqsRecord>),
-    /// A scheduled task (`relay_task`, from EventBridge Scheduler) with the
-    /// event, whose other fields are the task's options.
-    Task(Task, Value),
-    /// An HTTP request, in the shape of its origin.
-    Http(HttpOrigin, Value),
-}
-
-/// The scheduled tasks (`relay_task`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// `reconcile`: converge Duo with the IdP (relay_core::reconcile).
-    Reconcile,
-    /// `catch_up`: apply what the hook missed from the IdP's event log
-    /// (relay_core::catch_up).
-    CatchUp,
-}
-
-impl Invocation {
-    /// Reads the event; an unknown `relay_task` or an event of no known
-    /// shape is an error naming what was looked for.
-    pub fn of(event: Value) -> Result<Self, InvokeError> {
-        if let Some(records) = worker::sqs_records(&event) {
-            return Ok(Self::Sqs(records));
-        }
-        if let Some(task) = event.get("relay_task") {
-            let task = match task.as_str() {
-                Some("reconcile") => Task::Reconcile,
-                Some("catch_up") => Task::CatchUp,
-                _ => return Err(InvokeError::UnknownTask(task.to_string())),
-            };
-            return Ok(Self::Task(task, event));
-        }
-        match HttpOrigin::of(&event) {
-            Some(origin) => Ok(Self::Http(origin, event)),
-            None => Err(InvokeError::Unrecognized(
-                "no Records, relay_task, httpMethod or requestContext.http".into(),
-            )),
-        }
-    }
-}
-
-/// Where an HTTP event came from, which decides the answer's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpOrigin {
-    /// API Gateway REST API (payload 1.0).
-    RestApi,
-    /// Function URL or HTTP API (payload 2.0).
-    HttpApi,
-}
-
-impl HttpOrigin {
-    fn of(event: &Value) -> Option<Self> {
-        if event.get("version").and_then(Value::as_str) == Some("2.0")
-            || event.pointer("/requestContext/http").is_some()
-        {
-            Some(Self::HttpApi)
-        } else if event.get("httpMethod").is_some() {
-            Some(Self::RestApi)
-        } else {
-            None
-        }
-    }
-
-    /// The answer as API Gateway / the Function URL reads it.
-    fn answer(self, response: http::Response<lambda_http::Body>) -> Result<Value, InvokeError> {
-        use lambda_http::aws_lambda_events::apigw::{
-            ApiGatewayProxyResponse, ApiGatewayV2httpResponse,
-        };
-        let (parts, body) = response.into_parts();
-        let (is_base64_encoded, body) = match body {
-            lambda_http::Body::Empty => (false, None),
-            text @ lambda_http::Body::Text(_) => (false, Some(text)),
-            binary @ lambda_http::Body::Binary(_) => (true, Some(binary)),
-            _ => (false, None),
-        };
-        let status_code = i64::from(parts.status.as_u16());
-        let value = match self {
-            Self::RestApi => {
-                let mut answer = ApiGatewayProxyResponse::default();
-                answer.status_code = status_code;
-                // Only multi-value headers: API Gateway merges both fields.
-                answer.multi_value_headers = parts.headers;
-                answer.body = body;
-                answer.is_base64_encoded = is_base64_encoded;
-                serde_json::to_value(answer)
-            }
-            Self::HttpApi => {
-                let mut answer = ApiGatewayV2httpResponse::default();
-                answer.status_code = status_code;
-                answer.headers = parts.headers;
-                answer.body = body;
-                answer.is_base64_encoded = is_base64_encoded;
-                serde_json::to_value(answer)
-            }
-        };
-        value.map_err(|e| InvokeError::Answer(e.to_string()))
-    }
-}
-
-/// One request, read whole, so it can be handled a second time.
-struct Buffered {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Buffered {
-    fn from_lambda(request: lambda_http::Request) -> Self {
-        let uri = stage_less_uri(&request);
-        let (parts, body) = request.into_parts();
-        let body = match body {
-            lambda_http::Body::Empty => Bytes::new(),
-            lambda_http::Body::Text(text) => Bytes::from(text),
-            lambda_http::Body::Binary(bytes) => Bytes::from(bytes),
-            other => Bytes::copy_from_slice(other.as_ref()),
-        };
-        Self {
-            method: parts.method,
-            uri,
-            headers: parts.headers,
-            body,
-        }
-    }
-}
-
-/// The request's path and query without the API Gateway stage: lambda_http
-/// puts a named stage in front of the path (`/prod/okta`), the routes have
-/// none. A Function URL or a `$default` stage has nothing to strip.
-fn stage_less_uri(request: &lambda_http::Request) -> Uri {
-    let stage = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(context)) => context.stage.as_deref(),
-        Some(RequestContext::ApiGatewayV2(context)) => context.stage.as_deref(),
-        _ => None,
-    };
-    let uri = request.uri();
-    let path = strip_stage(uri.path(), stage);
-    let path_and_query = match uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    };
-    path_and_query.parse().unwrap_or_else(|_| uri.clone())
-}
-
-fn strip_stage<'a>(path: &'a str, stage: Option<&str>) -> &'a str {
-    let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") else {
-        return path;
-    };
-    match path.strip_prefix('/').and_then(|p| p.strip_prefix(stage)) {
-        Some("") => "/",
-        Some(rest) if rest.starts_with('/') => rest,
-        _ => path,
-    }
-}
-
-/// Whether a 401 came from a secret that did not match (or a source with no
-/// secret yet): the case a rotation explains. A missing or duplicated header
-/// is not worth a read of the secret. The route comes from the source
-/// registry (`Route::of`), the table `relay-server`'s router is built from.
-fn refused_for_its_secret(relay: &LambdaRelay, request: &Buffered) -> bool {
-    let Some(route) = Route::of(&request.method, request.uri.path()) else {
-        return false;
-    };
-    let failure = match route {
-        Route::Verification(source) => relay
-            .auth()
-            .verify_challenge(source, &request.headers)
-            .err(),
-        Route::Delivery(source) => relay
-            .auth()
-            .verify(
-                source,
-                &request.headers,
-                request.body.clone(),
-                SystemTime::now(),
-            )
-            .err(),
-    };
-    matches!(
-        failure,
-        Some(
-            VerifyFailure::SecretMismatch { .. }
-                | VerifyFailure::BodySecretMismatch { .. }
-                | VerifyFailure::SignatureMismatch
-                | VerifyFailure::NotConfigured { .. }
-        )
-    )
-}
-
-/// Runs the request through the router and reads the answer whole.
-async fn dispatch(router: &axum::Router, request: &Buffered) -> http::Response<Bytes> {
-    let mut http_request = http::Request::new(axum::body::Body::from(request.body.clone()));
-    *http_request.method_mut() = request.method.clone();
-    *http_request.uri_mut() = request.uri.clone();
-    *http_request.headers_mut() = request.headers.clone();
-    let response = match router.clone().oneshot(http_request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => http::Response::from_parts(parts, bytes),
-        Err(e) => {
-            tracing::error!(error = %e, "could not read the router's answer");
-            let mut response = http::Response::new(Bytes::new());
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            response
-        }
-    }
-}
-
-/// The answer as lambda_http sends it back (text when it is UTF-8, which
-/// every answer of the router is; base64 otherwise).
-fn into_lambda(response: http::Response<Bytes>) -> http::Response<lambda_http::Body> {
-    let (parts, body) = response.into_parts();
-    let body = if body.is_empty() {
-        lambda_http::Body::Empty
-    } else {
-        match String::from_utf8(body.to_vec()) {
-            Ok(text) => lambda_http::Body::Text(text),
-            Err(e) => lambda_http::Body::Binary(e.into_bytes()),
-        }
-    };
-    http::Response::from_parts(parts, body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invocation::strip_stage;
+    use std::time::Duration;
 
     #[test]
     fn stages_are_stripped_only_when_named_and_present() {
