@@ -25,7 +25,7 @@ import re
 
 import pytest
 
-from test_terraform import CLOUDS, REPO_ROOT, Module, _as_list, _text, cloud_module, env_keys, relay_metrics
+from test_terraform import CLOUDS, REPO_ROOT, Module, _as_list, _cargo_sources, _text, cloud_module, env_keys, relay_metrics
 
 CATCH_UP_RS = REPO_ROOT / "crates" / "relay-core" / "src" / "catch_up" / "mod.rs"
 # Set by the Functions host from function.json, not read by relay-core.
@@ -111,7 +111,7 @@ def test_aws_schedule_invokes_the_same_artifact_with_the_catch_up_task():
     assert [s["actions"] for s in statements] == [["lambda:InvokeFunction"]]
     assert statements[0]["resources"] == ["${aws_lambda_function.catch_up[0].arn}"]
     # The task name and field relay-aws and relay-core read.
-    dispatcher = (REPO_ROOT / "crates" / "relay-aws" / "src" / "lib.rs").read_text()
+    dispatcher = _cargo_sources("relay-aws")
     assert 'Some("catch_up") => Task::CatchUp' in dispatcher
     assert 't.get("source")' in CATCH_UP_RS.read_text()
 
@@ -175,7 +175,7 @@ def test_gcp_scheduler_runs_the_service_image_as_relay_gcp_catch_up():
     assert _as_list(scheduler["retry_config"])[0]["retry_count"] == 0
     invoker = module.resources[("google_cloud_run_v2_job_iam_member", "catch_up_trigger")]
     assert invoker["role"] == "roles/run.invoker" and "google_cloud_run_v2_job.catch_up" in _text(invoker["name"])
-    main = (REPO_ROOT / "crates" / "relay-gcp" / "src" / "main.rs").read_text()
+    main = _cargo_sources("relay-gcp")
     assert 'Some("catch-up")' in main
     # The lag alert counts the job's catch_up lines over the threshold.
     lag_filter = module.expand(module.locals["catch_up_lag_filter"])

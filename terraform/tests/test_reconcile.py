@@ -21,7 +21,7 @@ import re
 
 import pytest
 
-from test_terraform import CLOUDS, REPO_ROOT, Module, _as_list, _text, cloud_module, env_keys
+from test_terraform import CLOUDS, REPO_ROOT, Module, _as_list, _cargo_sources, _text, cloud_module, env_keys
 
 RECONCILE_RS = REPO_ROOT / "crates" / "relay-core" / "src" / "reconcile.rs"
 SETTINGS = ("RELAY_RECONCILE_SOURCE", "RELAY_RECONCILE_DRY_RUN", "RELAY_RECONCILE_MAX_DELETES")
@@ -99,7 +99,7 @@ def test_aws_schedule_invokes_the_same_artifact_with_the_reconcile_task():
     invoke = module.resources[("aws_lambda_function_event_invoke_config", "reconcile")]
     assert invoke["maximum_retry_attempts"] == 0
     # The task names and fields relay-aws and relay-core read.
-    dispatcher = (REPO_ROOT / "crates" / "relay-aws" / "src" / "lib.rs").read_text()
+    dispatcher = _cargo_sources("relay-aws")
     assert 'Some("reconcile")' in dispatcher and 'event.get("relay_task")' in dispatcher
     core = RECONCILE_RS.read_text()
     for field in ("source", "dry_run", "max_deletes"):
@@ -137,7 +137,7 @@ def test_gcp_scheduler_runs_the_service_image_as_relay_gcp_reconcile():
     assert _as_list(scheduler["retry_config"])[0]["retry_count"] == 0
     invoker = module.resources[("google_cloud_run_v2_job_iam_member", "reconcile_scheduler")]
     assert invoker["role"] == "roles/run.invoker" and "google_cloud_run_v2_job.reconcile" in _text(invoker["name"])
-    main = (REPO_ROOT / "crates" / "relay-gcp" / "src" / "main.rs").read_text()
+    main = _cargo_sources("relay-gcp")
     assert 'Some("reconcile")' in main
 
 

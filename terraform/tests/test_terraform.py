@@ -792,7 +792,7 @@ def test_aws_queue_mode_matches_the_worker():
         assert re.search(rf"{name} = one\(aws_sqs_queue\.{queue}\[\*\]\.url\)", env), f"{name} must be the {queue} queue's URL"
     assert 'RELAY_MODE = "queue"' in env
     assert {"RELAY_MODE", "RELAY_QUEUE_URL", "RELAY_DLQ_URL"} <= env_keys(module)
-    lib = (REPO_ROOT / "crates/relay-aws/src/lib.rs").read_text(encoding="utf-8")
+    lib = _cargo_sources("relay-aws")
     for name in ("RELAY_QUEUE_URL", "RELAY_DLQ_URL", "RELAY_MODE"):
         assert f'"{name}"' in lib, f"bootstrap no longer reads {name}"
 
