@@ -131,6 +131,13 @@ def matrix() -> list[Combination]:
                 r'"RELAY_CATCH_UP_WINDOW"\s*=\s*"24h"',
             ],
         ),
+        _example(
+            root,
+            "user sync settings",
+            aws,
+            {"relay_okta_api_token": TOKEN, "user_sync": '{username_attribute = "okta:profile.employeeNumber", scope_groups = ["duo-users", "00gCONTRACTORS"]}'},
+            expect=[USER_SYNC_SHOWN, SCOPE_SHOWN],
+        ),
         _example(root, "alerts", aws, {"alert_email": "oncall@example.com"}),
         _example(
             root,
@@ -176,6 +183,13 @@ def matrix() -> list[Combination]:
                 r"time_sleep\.catch_up_metrics\[0\] will be created",
                 r"jsonPayload\.checkpoint_lag_s>1800",
             ],
+        ),
+        _example(
+            root,
+            "user sync settings",
+            gcp,
+            {"relay_okta_api_token": TOKEN, "user_sync": '{username_attribute = "okta:profile.employeeNumber", scope_groups = ["duo-users", "00gCONTRACTORS"]}'},
+            expect=[GCP_USER_SYNC_SHOWN, GCP_SCOPE_SHOWN],
         ),
         _example(root, "alerts", gcp, {"alert_email": "oncall@example.com"}, expect=[GCP_METRIC_WAIT]),
         _example(
@@ -237,6 +251,20 @@ def matrix() -> list[Combination]:
                 r'"AzureWebJobs_catch_up_Disabled"\s*=\s*"false"',
                 r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"auth0"',
                 r"azurerm_monitor_scheduled_query_rules_alert_v2\.catch_up_lag\[0\] will be created",
+            ],
+        ),
+        _example(
+            root,
+            "user sync settings",
+            azure,
+            {
+                "relay_auth0_client_id": "relayclientid0123456789abcdef012",
+                "relay_auth0_client_secret": TOKEN,
+                "user_sync": '{username_attribute = "auth0:app_metadata.duo_user", scope_groups = ["duo-users"]}',
+            },
+            expect=[
+                r'"DUO_USERNAME_ATTRIBUTE"\s*=\s*"auth0:app_metadata\.duo_user"',
+                r'"SCOPE_GROUPS"\s*=\s*"duo-users"',
             ],
         ),
         _example(root, "alerts", azure, {"alert_email": "oncall@example.com"}),

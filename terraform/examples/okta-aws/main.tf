@@ -86,6 +86,10 @@ module "relay" {
   catch_up_schedule          = var.catch_up_schedule
   catch_up_window            = var.catch_up_window
   catch_up_lag_alarm_seconds = var.catch_up_lag_alarm_seconds
+
+  # Who and what is synced (attribute mapping, scope by IdP group,
+  # accounts left alone, phones): the module's user_sync variable.
+  user_sync = var.user_sync
 }
 
 module "okta_hook" {

@@ -161,3 +161,9 @@ variable "catch_up_lag_alarm_seconds" {
   type        = number
   default     = null
 }
+
+variable "user_sync" {
+  description = "Who and what is synced, passed to the module as is: attribute mapping (username_attribute, …), scope_groups, exclude_groups / exclude_usernames / exclude_directory_synced, phone_attribute, … — the fields and the relay variables each sets are in the module's user_sync variable and the README (\"Attribute mapping\"). Empty: today's defaults."
+  type        = any
+  default     = {}
+}
