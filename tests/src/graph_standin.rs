@@ -107,6 +107,22 @@ struct Inner {
     /// Directory audit records (`activityDateTime` in RFC 3339 with
     /// milliseconds, as the relay's filter writes it).
     audits: Vec<Value>,
+    /// The change log delta queries read: (version, "users"|"groups", id).
+    changes: Vec<(u64, &'static str, String)>,
+    version: u64,
+    /// State tokens carry the epoch they were issued in; those of an
+    /// earlier epoch are refused with this status (410, or 400
+    /// `syncStateNotFound`).
+    epoch: u64,
+    refused_status: u16,
+}
+
+impl Inner {
+    fn changed(&mut self, kind: &'static str, id: &str) {
+        self.version += 1;
+        let version = self.version;
+        self.changes.push((version, kind, id.to_owned()));
+    }
 }
 
 /// The stand-in's state and its own base URL (for `@odata.nextLink`).
@@ -153,6 +169,8 @@ impl GraphStandIn {
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/v1.0/users", get(list_users))
+            .route("/v1.0/users/delta", get(users_delta))
+            .route("/v1.0/groups/delta", get(groups_delta))
             .route("/v1.0/users/{id}", get(user))
             .route(
                 "/v1.0/users/{id}/memberOf/microsoft.graph.group",
@@ -172,6 +190,10 @@ impl GraphStandIn {
             .route(
                 "/v1.0/subscriptions/{id}",
                 axum::routing::patch(renew_subscription),
+            )
+            .route(
+                "/v1.0/subscriptions/{id}/reauthorize",
+                post(reauthorize_subscription),
             )
             .fallback(|| async { StatusCode::NOT_FOUND })
             .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
@@ -199,6 +221,7 @@ impl GraphStandIn {
     /// Adds or replaces a user (by id).
     pub fn put_user(&self, user: GraphUser) {
         let mut inner = lock(&self.shared);
+        inner.changed("users", &user.id);
         inner.users.retain(|u| u.id != user.id);
         inner.users.push(user);
     }
@@ -206,7 +229,17 @@ impl GraphStandIn {
     /// Deletes a user (and its memberships), as a delete in Entra does.
     pub fn delete_user(&self, id: &str) {
         let mut inner = lock(&self.shared);
+        inner.changed("users", id);
         inner.users.retain(|u| u.id != id);
+        let groups: Vec<String> = inner
+            .groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m == id))
+            .map(|g| g.id.clone())
+            .collect();
+        for g in &groups {
+            inner.changed("groups", g);
+        }
         for g in &mut inner.groups {
             g.members.retain(|m| m != id);
         }
@@ -215,12 +248,40 @@ impl GraphStandIn {
     /// Adds or replaces a group (by id).
     pub fn put_group(&self, group: GraphGroup) {
         let mut inner = lock(&self.shared);
+        inner.changed("groups", &group.id);
         inner.groups.retain(|g| g.id != group.id);
         inner.groups.push(group);
     }
 
     pub fn delete_group(&self, id: &str) {
-        lock(&self.shared).groups.retain(|g| g.id != id);
+        let mut inner = lock(&self.shared);
+        inner.changed("groups", id);
+        inner.groups.retain(|g| g.id != id);
+    }
+
+    /// From now on, every state token handed out so far is refused with
+    /// `status` (410 Gone, or 400 with `syncStateNotFound`), as Graph does
+    /// with an expired deltaLink.
+    pub fn refuse_delta_tokens(&self, status: u16) {
+        let mut inner = lock(&self.shared);
+        inner.epoch += 1;
+        inner.refused_status = status;
+    }
+
+    /// A lifecycle notification collection (`lifecycleEvent` =
+    /// `reauthorizationRequired`, `subscriptionRemoved` or `missed`) about
+    /// `subscription_id`, with `state` as clientState.
+    pub fn lifecycle_notification(event: &str, subscription_id: &str, state: &str) -> String {
+        json!({"value": [{
+            "subscriptionId": subscription_id,
+            "subscriptionExpirationDateTime": "2026-12-31T00:00:00Z",
+            "lifecycleEvent": event,
+            "resource": "users",
+            "clientState": state,
+            "tenantId": "tenant-1",
+            "organizationId": "tenant-1"
+        }]})
+        .to_string()
     }
 
     /// The next request whose path starts with `prefix` answers `status`
@@ -598,4 +659,158 @@ async fn directory_audits(
         .cloned()
         .collect();
     page(&shared, &uri, &q, items)
+}
+
+/// `POST /subscriptions/{id}/reauthorize`: 204 for a subscription that
+/// exists (Graph answers `204 No Content`), 404 otherwise.
+async fn reauthorize_subscription(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Response {
+    if lock(&shared)
+        .subscriptions
+        .iter()
+        .any(|s| s["id"] == id.as_str())
+    {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found()
+    }
+}
+
+async fn users_delta(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    q: Query<Vec<(String, String)>>,
+) -> Response {
+    delta(&shared, &uri, &q, "users")
+}
+
+async fn groups_delta(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    q: Query<Vec<(String, String)>>,
+) -> Response {
+    delta(&shared, &uri, &q, "groups")
+}
+
+/// A delta query in Graph's shapes: no token = every object; `$deltatoken=
+/// latest` = no object and a deltaLink of now; `$deltatoken=vN` = the
+/// objects changed since version N (current state, or `@removed` when gone);
+/// pages through `$skiptoken=<since>:<upto>:<offset>` (`@odata.nextLink`),
+/// the last page carries `@odata.deltaLink` (`$deltatoken=v<upto>`). Every
+/// token starts with its epoch (`e<epoch>.`): one of an earlier epoch is
+/// refused ([`GraphStandIn::refuse_delta_tokens`]).
+fn delta(
+    shared: &Shared,
+    uri: &Uri,
+    q: &Query<Vec<(String, String)>>,
+    kind: &'static str,
+) -> Response {
+    let get = |k: &str| q.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let inner = lock(shared);
+    let link = |query: String| format!("{}{}?{query}", shared.base, uri.path());
+    let epoch = format!("e{}.", inner.epoch);
+    // `Err(true)`: a token of an earlier epoch; `Err(false)`: not a token.
+    let token = |k: &str| -> Result<Option<String>, bool> {
+        match get(k) {
+            None => Ok(None),
+            Some(t) if k == "$deltatoken" && t == "latest" => Ok(Some(t)),
+            Some(t) => match t.strip_prefix(epoch.as_str()) {
+                Some(rest) => Ok(Some(rest.to_owned())),
+                None => Err(t.starts_with('e')),
+            },
+        }
+    };
+    let (delta_token, skip_token) = match (token("$deltatoken"), token("$skiptoken")) {
+        (Ok(d), Ok(s)) => (d, s),
+        (Err(true), _) | (_, Err(true)) => return refused(inner.refused_status),
+        _ => return bad_request("bad state token"),
+    };
+    let (since, upto, offset) = match (delta_token, skip_token) {
+        (Some(t), _) if t == "latest" => {
+            let body = json!({"value": [], "@odata.deltaLink": link(format!("$deltatoken={epoch}v{}", inner.version))});
+            return axum::Json(body).into_response();
+        }
+        (Some(t), _) => match t.strip_prefix('v').and_then(|v| v.parse::<u64>().ok()) {
+            Some(v) => (Some(v), inner.version, 0),
+            None => return bad_request("bad delta token"),
+        },
+        (None, Some(skip)) => {
+            let parts: Vec<&str> = skip.split(':').collect();
+            let num = |s: &str| s.parse::<u64>().ok();
+            match parts.as_slice() {
+                [since, upto, offset] => match (num(upto), num(offset)) {
+                    (Some(upto), Some(offset)) => (num(since), upto, offset),
+                    _ => return bad_request("bad skip token"),
+                },
+                _ => return bad_request("bad skip token"),
+            }
+        }
+        (None, None) => (None, inner.version, 0),
+    };
+    let current = |id: &str| -> Value {
+        let found = if kind == "users" {
+            inner.users.iter().find(|u| u.id == id).map(GraphUser::json)
+        } else {
+            inner.groups.iter().find(|g| g.id == id).map(|g| {
+                let mut j = g.json();
+                j["members@delta"] = json!(
+                    g.members
+                        .iter()
+                        .map(|m| json!({"@odata.type": "#microsoft.graph.user", "id": m}))
+                        .collect::<Vec<_>>()
+                );
+                j
+            })
+        };
+        found.unwrap_or_else(|| json!({"id": id, "@removed": {"reason": "changed"}}))
+    };
+    let ids: Vec<String> = match since {
+        None => {
+            if kind == "users" {
+                inner.users.iter().map(|u| u.id.clone()).collect()
+            } else {
+                inner.groups.iter().map(|g| g.id.clone()).collect()
+            }
+        }
+        Some(since) => {
+            let mut ids: Vec<String> = Vec::new();
+            for (v, k, id) in &inner.changes {
+                if *k == kind && *v > since && *v <= upto && !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+            ids
+        }
+    };
+    let page = inner.page;
+    let from = usize::try_from(offset).unwrap_or(usize::MAX).min(ids.len());
+    let until = (from + page).min(ids.len());
+    let items: Vec<Value> = ids[from..until].iter().map(|id| current(id)).collect();
+    let mut body = json!({ "value": items });
+    if until < ids.len() {
+        let since = since.map(|s| s.to_string()).unwrap_or_default();
+        body["@odata.nextLink"] = json!(link(format!("$skiptoken={epoch}{since}:{upto}:{until}")));
+    } else {
+        body["@odata.deltaLink"] = json!(link(format!("$deltatoken={epoch}v{upto}")));
+    }
+    axum::Json(body).into_response()
+}
+
+/// Graph's answers to a state token it no longer honours.
+fn refused(status: u16) -> Response {
+    if status == 410 {
+        (
+            StatusCode::GONE,
+            axum::Json(json!({"error": {"code": "resyncRequired", "message": "resync"}})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"code": "syncStateNotFound", "message": "The sync state generation is not found. The delta token is expired and data must be synchronized again."}})),
+        )
+            .into_response()
+    }
 }

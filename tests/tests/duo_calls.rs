@@ -368,6 +368,59 @@ async fn entra_calls_per_notification_type() {
     );
 }
 
+/// `entra delta` (issue 18): after the first run's resync, a user
+/// disabled in Entra costs what its notification costs in Duo (3 calls:
+/// planner lookup, apply lookup, modify) plus 2 delta pages in Graph; a
+/// run with nothing changed: 2 Graph calls, 0 Duo calls.
+#[tokio::test]
+async fn entra_delta_catch_up_calls() {
+    use relay_core::catch_up::MemoryCheckpoints;
+    use relay_core::catch_up::entra_delta::catch_up;
+    use relay_tests::graph_standin::{GraphStandIn, GraphUser};
+    const ADA: &str = "0a1b2c3d-0000-4000-8000-00000000ada1";
+    let mut ada = GraphUser::new(ADA, "ada.lovelace@contoso.com");
+    let graph = GraphStandIn::start(vec![ada.clone()], Vec::new()).await;
+    let served = relay_tests::served::serve(&graph.env()).await;
+    let raw: relay_core::config::RawConfig = graph.env().into_iter().collect();
+    let api = relay_core::source::EntraApi::from_config(&raw)
+        .unwrap()
+        .unwrap();
+    let checkpoints = MemoryCheckpoints::default();
+    let now = 1_796_380_800_000;
+    let first = catch_up(&served.relay, &api, &checkpoints, now)
+        .await
+        .unwrap();
+    assert!(first.resync.is_some());
+    // token + 2 deltaLinks of now + 1 user page + 1 group page.
+    assert_eq!(first.graph_calls, 1 + 2 + 2);
+    assert!(
+        served
+            .sim
+            .user_by_username("ada.lovelace@contoso.com")
+            .is_some()
+    );
+
+    ada.enabled = false;
+    graph.put_user(ada);
+    served.sim.reset_calls();
+    graph.reset_requests();
+    let second = catch_up(&served.relay, &api, &checkpoints, now + 1)
+        .await
+        .unwrap();
+    assert_eq!((second.users, second.applied), (1, 1));
+    // The planner's token + 2 delta pages + user + memberOf.
+    assert_eq!(second.graph_calls, 1 + 2 + 2);
+    assert_eq!(graph.requests().len(), 5);
+    assert_eq!(served.sim.total_calls(), 3, "{:?}", served.sim.calls());
+
+    served.sim.reset_calls();
+    let quiet = catch_up(&served.relay, &api, &checkpoints, now + 2)
+        .await
+        .unwrap();
+    assert_eq!((quiet.users, quiet.groups, quiet.graph_calls), (0, 0, 2));
+    assert_eq!(served.sim.total_calls(), 0);
+}
+
 #[tokio::test]
 async fn file_and_memory_group_indexes_keep_the_contract() {
     let dir = std::env::temp_dir().join(format!("relay-duo-calls-contract-{}", std::process::id()));

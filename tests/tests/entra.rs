@@ -390,27 +390,11 @@ async fn reconcile_source_entra_converges_and_a_second_run_changes_nothing() {
     use relay_core::idp_sync::run_from_config;
     use relay_core::reconcile::{IdpKind, ReconcileOptions, RunStatus};
 
-    let users: Vec<GraphUser> = (0..30)
-        .map(|i| {
-            let mut u = GraphUser::new(
-                &format!("0a1b2c3d-0000-4000-8000-{i:012}"),
-                &format!("user{i}@contoso.com"),
-            );
-            u.enabled = i % 10 != 3;
-            u
-        })
-        .collect();
+    let (mut users, groups) = tenant();
+    for (i, u) in users.iter_mut().enumerate() {
+        u.enabled = i % 10 != 3;
+    }
     let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
-    let groups: Vec<GraphGroup> = (0..3)
-        .map(|g| {
-            let members: Vec<&str> = ids.iter().skip(g).step_by(3).map(String::as_str).collect();
-            GraphGroup::new(
-                &format!("9e9e9e9e-0000-4000-8000-{g:012}"),
-                &format!("team-{g}"),
-                &members,
-            )
-        })
-        .collect();
     let graph = GraphStandIn::start(users, groups).await;
     graph.page_size(7);
     let sim = duo_sim::DuoSim::start().await;
@@ -652,4 +636,161 @@ async fn an_entra_mfa_reset_removes_the_duo_devices_and_keeps_the_user() {
         (1, 0, 1)
     );
     assert_eq!(served.sim.total_calls(), 0);
+}
+
+/// A tenant of 30 users / 3 groups read in pages of 7.
+fn tenant() -> (Vec<GraphUser>, Vec<GraphGroup>) {
+    let users: Vec<GraphUser> = (0..30)
+        .map(|i| {
+            GraphUser::new(
+                &format!("0a1b2c3d-0000-4000-8000-{i:012}"),
+                &format!("user{i}@contoso.com"),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+    let groups = (0..3)
+        .map(|g| {
+            let members: Vec<&str> = ids.iter().skip(g).step_by(3).map(String::as_str).collect();
+            GraphGroup::new(
+                &format!("9e9e9e9e-0000-4000-8000-{g:012}"),
+                &format!("team-{g}"),
+                &members,
+            )
+        })
+        .collect();
+    (users, groups)
+}
+
+fn uid(i: usize) -> String {
+    format!("0a1b2c3d-0000-4000-8000-{i:012}")
+}
+
+/// `entra delta`: the first run is a full resync (baseline deltaLinks of
+/// now, then a reconcile); the next run reads only what changed since —
+/// a disabled user, a UPN rename, a deleted user, a new member — and
+/// applies each like a notification; a run with nothing changed costs 2
+/// Graph calls and 0 Duo calls; a deltaLink Graph refuses (410 Gone, or
+/// 400 syncStateNotFound) means a full resync, then delta again.
+#[tokio::test]
+async fn delta_catch_up_resyncs_first_then_costs_only_the_changes() {
+    use relay_core::catch_up::CheckpointStore;
+    use relay_core::catch_up::MemoryCheckpoints;
+    use relay_core::catch_up::entra_delta::{GROUPS_KEY, USERS_KEY, catch_up};
+    use relay_core::reconcile::RunStatus;
+    use relay_core::source::EntraApi;
+
+    let (users, groups) = tenant();
+    let graph = GraphStandIn::start(users, groups).await;
+    graph.page_size(7);
+    let served = serve(&graph.env()).await;
+    let sim = &served.sim;
+    let raw: relay_core::config::RawConfig = graph.env().into_iter().collect();
+    let api = EntraApi::from_config(&raw).unwrap().unwrap();
+    let checkpoints = MemoryCheckpoints::default();
+    let now = 1_796_380_800_000;
+
+    let first = catch_up(&served.relay, &api, &checkpoints, now)
+        .await
+        .unwrap();
+    assert_eq!(first.resync.as_deref(), Some("no deltaLink stored yet"));
+    assert_eq!(first.reconcile, Some(RunStatus::Converged));
+    // token + 2 deltaLinks of now + the reconcile's reads (5 user pages,
+    // 1 group page, 3 member listings of 10 in 2 pages each).
+    assert_eq!(first.graph_calls, 1 + 2 + (5 + 1 + 3 * 2));
+    assert_eq!(sim.snapshot().users.len(), 30);
+    let stored = checkpoints.load(USERS_KEY).await.unwrap().unwrap();
+    assert!(
+        stored
+            .cursor
+            .unwrap()
+            .contains("/v1.0/users/delta?$deltatoken=")
+    );
+    assert!(checkpoints.load(GROUPS_KEY).await.unwrap().is_some());
+
+    // Changes in Entra the relay was not told about.
+    let mut five = GraphUser::new(&uid(5), "user5@contoso.com");
+    five.enabled = false;
+    graph.put_user(five);
+    graph.put_user(GraphUser::new(&uid(6), "user6.renamed@contoso.com"));
+    graph.delete_user(&uid(7)); // in team-1
+    graph.put_user(GraphUser::new(&uid(30), "user30@contoso.com"));
+    let (_, groups) = tenant();
+    let mut team0 = groups[0].clone();
+    team0.members.push(uid(30));
+    graph.put_group(team0);
+    let user6 = sim.user_by_username("user6@contoso.com").unwrap();
+
+    sim.reset_calls();
+    graph.reset_requests();
+    let second = catch_up(&served.relay, &api, &checkpoints, now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(second.resync, None);
+    assert_eq!((second.users, second.groups), (4, 2), "{second:?}");
+    assert_eq!(second.failed, 0);
+    assert_eq!(
+        sim.user_by_username("user5@contoso.com").unwrap().status,
+        "disabled"
+    );
+    assert_eq!(
+        sim.user_by_username("user6.renamed@contoso.com")
+            .unwrap()
+            .user_id,
+        user6.user_id
+    );
+    assert!(sim.user_by_username("user7@contoso.com").is_none());
+    assert_eq!(
+        sim.user_by_username("user30@contoso.com").unwrap().groups,
+        ["team-0"]
+    );
+    let delta_pages = graph
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/delta"))
+        .count();
+    assert_eq!(delta_pages, 2, "one page of users, one of groups");
+    // The run counts its own and the planner's Graph calls: the planner's
+    // token, 2 delta pages, user + memberOf per changed user (the deleted
+    // one's user read answers 404 and memberOf too), and per changed group
+    // the group + its members (2 pages of 7: team-0 has 11, team-1 9).
+    assert_eq!(second.graph_calls, graph.requests().len() as u64);
+    assert_eq!(second.graph_calls, 1 + 2 + 4 * 2 + 2 * (1 + 2));
+    println!(
+        "entra delta, 4 users and 2 groups changed: {} Graph calls ({delta_pages} delta pages), {} Duo calls",
+        second.graph_calls,
+        sim.total_calls()
+    );
+
+    // Nothing changed: one delta page each, nothing in Duo.
+    sim.reset_calls();
+    let quiet = catch_up(&served.relay, &api, &checkpoints, now + 120_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (quiet.users, quiet.groups, quiet.resync.as_deref()),
+        (0, 0, None)
+    );
+    assert_eq!(quiet.graph_calls, 2);
+    assert_eq!(sim.total_calls(), 0);
+
+    // Graph refuses the stored links: full resync, said in the result,
+    // then delta from the new links.
+    for (round, status) in [410, 400].into_iter().enumerate() {
+        let at = now + 180_000 * (round as i64 + 1);
+        graph.refuse_delta_tokens(status);
+        let resynced = catch_up(&served.relay, &api, &checkpoints, at)
+            .await
+            .unwrap();
+        let why = resynced.resync.clone().unwrap_or_default();
+        assert!(why.contains(&format!("HTTP {status}")), "{why}");
+        if status == 400 {
+            assert!(why.contains("syncStateNotFound"), "{why}");
+        }
+        assert_eq!(resynced.reconcile, Some(RunStatus::Converged));
+        let after = catch_up(&served.relay, &api, &checkpoints, at + 60_000)
+            .await
+            .unwrap();
+        assert_eq!((after.resync, after.graph_calls), (None, 2));
+    }
 }

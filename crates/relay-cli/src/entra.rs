@@ -14,6 +14,7 @@ pub(crate) const USAGE: &str = "\
 USAGE:
     idp-duo-relay entra subscribe --url https://HOST/entra
     idp-duo-relay entra audit
+    idp-duo-relay entra delta
 
 Creates the relay's Microsoft Graph subscriptions (users and groups,
 created/updated/deleted, clientState = ENTRA_CLIENT_STATE), or renews them
@@ -31,6 +32,14 @@ the user kept. Run it on a schedule; the delay of a reset is the interval
 plus Entra's audit latency. Like catch-up, it uses RELAY_STATE_DIR's
 applied.log: run it while serve is stopped, or on a serverless entry.
 
+`entra delta` catches up by delta query: what changed in users and groups
+since the deltaLinks stored in RELAY_STATE_DIR, each change applied like a
+notification about it. The first run (no deltaLink yet), or a run whose
+deltaLink Graph refuses (expired after 7 days), is a full resync: a
+reconcile of every user and group, then delta from there (said in the
+log). Run it on a schedule (daily keeps the links alive) and after a
+`missed` lifecycle notification. Same RELAY_STATE_DIR rule as audit.
+
 EXIT CODES: 0 done, 1 Graph refused or failed, 2 usage or configuration
 ";
 
@@ -42,6 +51,9 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
     }
     if args.first().map(String::as_str) == Some("audit") {
         return audit(raw, &args[1..]).await;
+    }
+    if args.first().map(String::as_str) == Some("delta") {
+        return delta(raw, &args[1..]).await;
     }
     let url = match parse(args) {
         Ok(url) => url,
@@ -123,20 +135,30 @@ fn parse(args: &[String]) -> Result<String, String> {
     }
 }
 
-/// `entra audit`: one poll of the audit log for MFA resets.
-async fn audit(raw: &RawConfig, rest: &[String]) -> ExitCode {
+/// What `entra audit` and `entra delta` run with: the Graph client, a live
+/// relay on RELAY_STATE_DIR, the state directory and its lock.
+type Built = (
+    EntraApi,
+    relay_core::pipeline::Relay<relay_core::apply::DuoDirectory, relay_core::store::FileStore>,
+    std::path::PathBuf,
+    std::fs::File,
+);
+
+/// Builds [`Built`] for `command` (`audit`, `delta`); `Err` is the exit
+/// code, the error printed.
+fn build(raw: &RawConfig, command: &str, rest: &[String]) -> Result<Built, ExitCode> {
     if let Some(extra) = rest.first() {
         eprintln!("error: unknown argument {extra:?}\n\n{USAGE}");
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
     if let Err(e) = crate::reconcile::init_logging(raw) {
         eprintln!("error: {e}");
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
     let built = (|| {
         let api = EntraApi::from_config(raw)
             .map_err(|e| (2, anyhow::Error::from(e)))?
-            .ok_or_else(|| (2, anyhow::anyhow!("ENTRA_TENANT_ID is not set; entra audit needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET")))?;
+            .ok_or_else(|| (2, anyhow::anyhow!("ENTRA_TENANT_ID is not set; entra {command} needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET")))?;
         let rules = relay_core::plan::PlanRules::from_config(raw).map_err(|e| (2, e.into()))?;
         let lookups =
             relay_core::pipeline::IdpLookups::from_config(raw).map_err(|e| (2, e.into()))?;
@@ -144,12 +166,61 @@ async fn audit(raw: &RawConfig, rest: &[String]) -> ExitCode {
         let relay = crate::catch_up::live_relay(raw, &state_dir, rules, lookups)?;
         Ok::<_, (u8, anyhow::Error)>((api, relay, state_dir, lock))
     })();
-    let (api, relay, state_dir, _lock) = match built {
+    built.map_err(|(code, e)| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(code)
+    })
+}
+
+/// `entra delta`: one delta catch-up (or full resync).
+async fn delta(raw: &RawConfig, rest: &[String]) -> ExitCode {
+    let (api, relay, state_dir, _lock) = match build(raw, "delta", rest) {
         Ok(built) => built,
-        Err((code, e)) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(code);
+        Err(code) => return code,
+    };
+    let checkpoints = relay_core::catch_up::FileCheckpoints::new(&state_dir);
+    match relay_core::catch_up::entra_delta::catch_up(
+        &relay,
+        &api,
+        &checkpoints,
+        relay_core::state::now_ms(),
+    )
+    .await
+    {
+        Ok(run) => {
+            match (&run.resync, run.reconcile) {
+                (Some(why), Some(status)) => println!(
+                    "full resync ({why}): reconcile {} ({} Graph calls)",
+                    status.as_str(),
+                    run.graph_calls
+                ),
+                _ => println!(
+                    "{} users and {} groups changed: {} applied, {} unchanged, {} skipped, {} duplicates, {} failed, {} refused ({} Graph calls)",
+                    run.users,
+                    run.groups,
+                    run.applied,
+                    run.unchanged,
+                    run.skipped,
+                    run.duplicates,
+                    run.failed,
+                    run.refused,
+                    run.graph_calls
+                ),
+            }
+            ExitCode::from(if run.incomplete() { 1 } else { 0 })
         }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `entra audit`: one poll of the audit log for MFA resets.
+async fn audit(raw: &RawConfig, rest: &[String]) -> ExitCode {
+    let (api, relay, state_dir, _lock) = match build(raw, "audit", rest) {
+        Ok(built) => built,
+        Err(code) => return code,
     };
     let checkpoints = relay_core::catch_up::FileCheckpoints::new(&state_dir);
     match relay_core::catch_up::entra_audit::poll_resets(

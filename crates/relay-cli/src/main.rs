@@ -47,7 +47,7 @@ USAGE:
                                         converge Duo to the IdP, or report the drift (reconcile --help)
     idp-duo-relay catch-up --source okta|auth0 [--since TIME] [--dry-run] [--json]
                                         apply what the hook missed, from the IdP's log (catch-up --help)
-    idp-duo-relay entra subscribe --url https://HOST/entra | entra audit
+    idp-duo-relay entra subscribe --url https://HOST/entra | entra audit | entra delta
                                         create or renew the Microsoft Graph subscriptions; apply
                                         Entra MFA resets from the audit log (entra --help)
     idp-duo-relay --version | --help

@@ -367,6 +367,12 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         &self.auth
     }
 
+    /// The planning rules (`GROUP_FILTER`, `DEPROVISION_ACTION`, scope,
+    /// mapping): a catch-up that reconciles uses the relay's own.
+    pub fn rules(&self) -> &PlanRules {
+        &self.rules
+    }
+
     pub fn directory(&self) -> &D {
         &self.directory
     }

@@ -23,6 +23,7 @@
 pub mod auth0_log;
 pub mod checkpoint;
 pub mod entra_audit;
+pub mod entra_delta;
 pub mod okta_log;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

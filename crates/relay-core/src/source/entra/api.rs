@@ -42,7 +42,7 @@ const DEFAULT_GRAPH: &str = "https://graph.microsoft.com";
 const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com";
 /// The user fields the relay maps and the attributes attribute mapping may
 /// name (`super::ATTRIBUTES`); `$select` keeps answers small.
-const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,surname,mail,accountEnabled,employeeId,mailNickname,onPremisesSamAccountName,onPremisesUserPrincipalName,onPremisesExtensionAttributes";
+pub(crate) const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,surname,mail,accountEnabled,employeeId,mailNickname,onPremisesSamAccountName,onPremisesUserPrincipalName,onPremisesExtensionAttributes";
 /// Graph's largest page for directory objects.
 const PAGE_SIZE: u32 = 999;
 /// A token is used until this long before it expires (Entra's app tokens
@@ -147,6 +147,12 @@ impl EntraApi {
     /// HTTP requests sent so far (token requests and retries included).
     pub fn calls(&self) -> u64 {
         self.http.requests()
+    }
+
+    /// Whether `other` is this client or a clone of it (they share the
+    /// token and the call counter).
+    pub fn same_client(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The user members of a group (direct members; devices, service
@@ -263,6 +269,25 @@ impl EntraApi {
         json_body: Option<&serde_json::Value>,
         endpoint: &'static str,
     ) -> Result<Answer, IdpError> {
+        let answer = self
+            .call_any_status(method, path_and_query, json_body, endpoint)
+            .await?;
+        match answer.status {
+            200..=299 => Ok(answer),
+            status => Err(status_error(status)),
+        }
+    }
+
+    /// [`Self::call`], but any status other than 401/403 is the caller's
+    /// to read (with its body): a delta query tells an expired deltaLink
+    /// by Graph's error code (`super::delta`).
+    pub(crate) async fn call_any_status(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        json_body: Option<&serde_json::Value>,
+        endpoint: &'static str,
+    ) -> Result<Answer, IdpError> {
         let url = Url::parse(&format!("{}{path_and_query}", self.inner.graph))
             .map_err(|e| IdpError::Decode(format!("cannot build the request URL: {e}")))?;
         let body = json_body.map(serde_json::Value::to_string);
@@ -288,7 +313,6 @@ impl EntraApi {
                 })
                 .await?;
             match answer.status {
-                200..=299 => return Ok(answer),
                 401 if !retried => {
                     self.inner.token.forget(&token).await;
                     retried = true;
@@ -300,7 +324,7 @@ impl EntraApi {
                         hint: "Graph refused the token; grant the application User.Read.All and GroupMember.Read.All (application permissions, admin consent)",
                     });
                 }
-                status => return Err(status_error(status)),
+                _ => return Ok(answer),
             }
         }
     }

@@ -15,6 +15,7 @@ use super::{IdpSpec, SecretIn};
 use crate::event::IdpKind;
 
 pub mod api;
+pub mod delta;
 pub mod notifications;
 pub mod subscription;
 
