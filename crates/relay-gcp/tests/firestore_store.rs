@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Backend, FirestoreStandIn, MetadataStandIn, STAND_IN_TOKEN, unique_project};
+use common::{
+    Backend, FirestoreStandIn, LATE_ANSWER, MetadataStandIn, STAND_IN_TOKEN, unique_project,
+};
 use relay_core::config::from_pairs as raw;
 use relay_core::event::{EventId, Source};
 use relay_core::store::{Claim, IdempotencyStore, StoreError};
@@ -371,14 +373,22 @@ async fn firestore_5xx_is_a_store_error_and_the_next_call_recovers() {
     }
 }
 
+/// The client timeout of the lost-answer test: see there.
+const LOST_ANSWER_TIMEOUT: Duration = Duration::from_millis(1500);
+const _: () = assert!(LOST_ANSWER_TIMEOUT.as_millis() < LATE_ANSWER.as_millis());
+
 #[tokio::test]
 async fn a_claim_whose_answer_was_lost_is_still_this_instances() {
     // Firestore applies the write but the answer comes after the client's
     // timeout. Reading the claim's nonce back tells the claim landed;
     // otherwise the IdP's retry would find an unowned claim "in progress".
+    // The timeout is short enough that the stand-in's late answer
+    // (`LATE_ANSWER`, 4 s) always misses it, and long enough that its other
+    // answers never do on a loaded machine (300 ms did: CI saw a plain
+    // release time out at load 17).
     let backend = Backend::stand_in().await;
     let store = backend
-        .store_with(|c| c.request_timeout = Duration::from_millis(300))
+        .store_with(|c| c.request_timeout = LOST_ANSWER_TIMEOUT)
         .await;
     let firestore = backend.firestore.as_ref().unwrap();
     let key = id("lost-answer");

@@ -34,6 +34,10 @@ use serde_json::{Value, json};
 /// URL (`http://127.0.0.1:PORT`).
 pub const EMULATOR_VAR: &str = "RELAY_TEST_FIRESTORE_URL";
 
+/// How late the Firestore stand-in answers a write when asked to
+/// (`slow_after_write`): far past any client timeout a test sets to lose it.
+pub const LATE_ANSWER: Duration = Duration::from_secs(4);
+
 /// The Firestore emulator's host:port, when one runs. Unset: a failure when
 /// `RELAY_TEST_REQUIRE_EMULATORS=1`, else a printed line and `None`.
 pub fn emulator_host() -> Option<String> {
@@ -286,10 +290,11 @@ impl FirestoreState {
         None
     }
 
-    /// Answers after a write, late if asked to.
+    /// Answers after a write, late if asked to: by `LATE_ANSWER`, far past
+    /// the client timeout a test sets for it.
     async fn after_write(&self, response: Response) -> Response {
         if response.status().is_success() && take(&self.slow_after_write) {
-            tokio::time::sleep(Duration::from_millis(800)).await;
+            tokio::time::sleep(LATE_ANSWER).await;
         }
         response
     }
