@@ -93,3 +93,28 @@ def test_fails_when_a_sensitive_conditional_hides_the_lambda_environment(tmp_pat
     result = _plan(tree, "examples/okta-aws", "user-supplied secrets")
     assert not result.ok, "the plan matrix did not catch a wholly sensitive Lambda environment"
     assert any("sensitive value" in p or "does not show" in p for p in result.problems), result.problems
+
+
+def test_fails_when_entra_secret_names_come_from_generated_values(tmp_path):
+    # Issue 12's defect for Entra ID: which Key Vault secrets exist decided
+    # from the clientState, which idp/entra generates in the same apply.
+    tree = _copy_tree(tmp_path)
+    _put_back(
+        tree / "modules" / "azure" / "keyvault.tf",
+        r'local\.entra_enabled \? \["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"\]',
+        'nonsensitive(var.entra_client_state != null) ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"]',
+    )
+    result = _plan(tree, "examples/entra-azure", "required variables only (client secret and clientState generated)")
+    assert not result.ok, "the plan matrix did not catch Entra secret names decided from generated values"
+    assert "Invalid for_each argument" in result.output, plan_matrix._failure_excerpt(result.output)
+    assert "modules/azure/keyvault.tf" in result.output
+
+
+def test_fails_when_the_entra_settings_do_not_reach_the_app(tmp_path):
+    # The wiring of issue 18: without the Entra settings in the Function
+    # App's app_settings the relay has no tenant to read Graph from.
+    tree = _copy_tree(tmp_path)
+    _put_back(tree / "modules" / "azure" / "function.tf", r"    local\.entra_settings,\n", "")
+    result = _plan(tree, "examples/entra-azure", "required variables only (client secret and clientState generated)")
+    assert not result.ok, "the plan matrix did not notice the Entra settings missing from the app"
+    assert any("ENTRA_TENANT_ID" in p for p in result.problems), result.problems

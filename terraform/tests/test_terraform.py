@@ -49,7 +49,7 @@ if isinstance(hcl2.loads('a = "b"\n').get("a"), list):
 TF_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = TF_ROOT.parent
 CLOUDS = ("aws", "azure", "gcp")
-EXAMPLES = ("okta-aws", "auth0-azure", "okta-gcp")
+EXAMPLES = ("okta-aws", "auth0-azure", "okta-gcp", "entra-azure")
 IDP_DIR = TF_ROOT / "idp"
 OKTA_EVENT_TYPES_JSON = IDP_DIR / "okta-event-types.json"
 OKTA_RS = REPO_ROOT / "crates" / "relay-core" / "src" / "okta.rs"
@@ -76,9 +76,10 @@ _FOR_ITEMS_AS_KEYS_RE = re.compile(r"for\s+(?:[A-Za-z_]\w*\s*,\s*)?([A-Za-z_]\w*
 # Names that carry a secret value: contain one of these words...
 _SECRET_WORD_RE = re.compile(r"secret|skey|token|password|connection_string|access_key")
 # ...unless they end in a suffix that names metadata about a secret, not the
-# secret itself (existing_secret_arn, secret_ttl_seconds, hook_secret_version).
+# secret itself (existing_secret_arn, secret_ttl_seconds, hook_secret_version,
+# client_secret_end_date).
 _NOT_A_SECRET_SUFFIX_RE = re.compile(
-    r"_(arn|arns|id|ids|name|names|ttl|seconds|days|version|versions|header|enabled|uri|url|path|count|rotation)$"
+    r"_(arn|arns|id|ids|name|names|ttl|seconds|days|date|version|versions|header|enabled|uri|url|path|count|rotation)$"
 )
 
 # AWS actions that have no resource-level permissions: "*" is the only
@@ -932,7 +933,7 @@ def test_example_uses_only_outputs_the_modules_have(example):
         pytest.skip(f"no module examples/{example} calls exists yet")
 
 
-@pytest.mark.parametrize("example", EXAMPLES)
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e != "entra-azure"])
 def test_example_generates_the_hook_secret_once(example):
     ex = Module(TF_ROOT / "examples" / example)
     passwords = [(n, b) for t, n, b in ex.of_type("random_password")]
@@ -1660,6 +1661,159 @@ def test_gcp_queue_mode_settings_match_relay_gcp():
     claim = re.search(r"CLAIM_TIMEOUT: Duration = Duration::from_secs\((\d+)\)", _cargo_sources("relay-core"))
     backoff = re.fullmatch(r"(\d+)s", _as_list(worker["retry_policy"])[0]["minimum_backoff"])
     assert claim and backoff and int(backoff.group(1)) > int(claim.group(1)), (backoff, claim)
+
+
+# --- Entra ID (issue 18): what the modules set is what the binaries read --------
+
+# Entra's settings: plain (the tenant and the app's client id) and secret
+# (the subscriptions' clientState, the app's client secret).
+ENTRA_PLAIN = ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID")
+ENTRA_SECRETS = ("ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET")
+ENTRA_RS = REPO_ROOT / "crates" / "relay-core" / "src" / "source" / "entra"
+
+
+def _rust_str_list(source: str, const: str) -> list[str]:
+    """The string literals of `pub const NAME: &[&str] = &[...]`."""
+    m = re.search(rf"const {const}: &\[&str\] = &\[(.*?)\];", source, re.S)
+    assert m, f"no const {const}"
+    return re.findall(r'"([^"]+)"', m.group(1))
+
+
+def entra_env_problems(cloud: str, module: Module) -> list[str]:
+    """Each module sets Entra's plain settings as plain settings and its
+    secrets through the cloud's secret store only, keyed on hook_sources
+    containing "entra" (a variable), never on the values."""
+    problems = []
+    keys = env_keys(module)
+    plain_text = {
+        "aws": _text(module.locals.get("environment_entra", "")),
+        "azure": _text(module.locals.get("entra_settings", "")),
+        "gcp": _text(module.locals.get("entra_env", "")),
+    }[cloud]
+    if "local.entra_enabled" not in plain_text:
+        problems.append(f"the Entra plain settings are not keyed on local.entra_enabled: {plain_text!r}")
+    enabled = _text(module.locals.get("entra_enabled", ""))
+    if not re.search(r'contains\(var\.hook_sources,\s*"entra"\)', enabled):
+        problems.append(f"local.entra_enabled is not hook_sources containing \"entra\": {enabled!r}")
+    for name in ENTRA_PLAIN:
+        if name not in keys:
+            problems.append(f"does not set {name}")
+        if name not in plain_text:
+            problems.append(f"{name} is not among the plain Entra settings")
+    for name in ENTRA_SECRETS:
+        if name in plain_text:
+            problems.append(f"{name} is set as a plain setting")
+    if cloud == "aws":
+        secret = _text(module.locals.get("secret_values", ""))
+        for name in ENTRA_SECRETS:
+            if not re.search(rf'"?\b{name}"?\s*[=:]\s*"?\$?\{{?var\.{name.lower()}\b', secret):
+                problems.append(f"the Secrets Manager secret does not hold {name} = var.{name.lower()}")
+            if name in keys:
+                problems.append(f"{name} is in the Lambda's plain environment")
+    else:
+        chosen = _text(module.locals.get("secrets_set" if cloud == "azure" else "secret_env", ""))
+        if not re.search(r'local\.entra_enabled\s*\?\s*\[\s*"ENTRA_CLIENT_STATE",\s*"ENTRA_CLIENT_SECRET"\s*\]', chosen):
+            problems.append(f"the stored secrets are not chosen by local.entra_enabled: {chosen!r}")
+        values = _text(module.locals.get("secret_values", ""))
+        for name in ENTRA_SECRETS:
+            if not re.search(rf'"?\b{name}"?\s*[=:]\s*"?\$?\{{?var\.{name.lower()}\b', values):
+                problems.append(f"secret_values does not map {name} to var.{name.lower()}")
+            if name not in keys:
+                problems.append(f"does not set {name} (from the secret store)")
+    return problems
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_entra_settings_are_plain_and_its_secrets_in_the_secret_store(cloud):
+    problems = entra_env_problems(cloud, cloud_module(cloud))
+    assert not problems, f"modules/{cloud}: " + "\n".join(problems)
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_entra_variables_are_the_ones_the_relay_reads(cloud):
+    """The names the modules set are the ones relay-core reads, the entry
+    accepts ENTRA_CLIENT_STATE as a hook secret, and relay-aws takes the
+    secret ones from Secrets Manager only (a plain one is refused at start)."""
+    api = (ENTRA_RS / "api.rs").read_text(encoding="utf-8")
+    core = _cargo_sources("relay-core")
+    for name in ENTRA_PLAIN + ("ENTRA_CLIENT_SECRET",):
+        assert f'"{name}"' in api, f"relay-core's Entra API client reads no {name}"
+    assert '"ENTRA_CLIENT_STATE"' in (ENTRA_RS / "mod.rs").read_text(encoding="utf-8")
+    module = cloud_module(cloud)
+    written = set(re.findall(r"\bENTRA_[A-Z_]+", "\n".join(_text(v) for v in module.locals.values())))
+    for name in written:
+        assert f'"{name}"' in core, f"modules/{cloud} writes {name}, which relay-core does not read"
+    assert set(ENTRA_PLAIN + ENTRA_SECRETS) <= written, f"modules/{cloud} writes only {sorted(written)}"
+    one_of = _load_json(module.dir / ("required-secret-keys.json" if cloud == "aws" else "required-one-of-env.json"))
+    hooks = one_of["one_of"] if cloud == "aws" else _one_of_groups(one_of)[0]
+    assert "ENTRA_CLIENT_STATE" in hooks, f"modules/{cloud}: the entry does not accept ENTRA_CLIENT_STATE as a hook secret"
+    if cloud == "aws":
+        secret_variables = _rust_str_list(_cargo_sources("relay-aws"), "SECRET_VARIABLES")
+        assert set(ENTRA_SECRETS) <= set(secret_variables), secret_variables
+        assert not set(ENTRA_PLAIN) & set(secret_variables), "relay-aws would refuse the plain Entra settings"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_entra_notification_url_is_the_relays_route(cloud):
+    module = cloud_module(cloud)
+    out = module.outputs.get("entra_notification_url")
+    assert out, f"modules/{cloud} has no entra_notification_url output"
+    url = _text(out["value"])
+    route = "/entra"
+    assert url.endswith(route + ""), url
+    if cloud == "azure":
+        # the Functions host prefixes /api (host.json), and the app has a
+        # function for the route
+        assert "local.base_url" in url and "/api" in _text(module.locals["base_url"])
+        function = json.loads((REPO_ROOT / "crates" / "relay-azure" / "app" / "entra" / "function.json").read_text(encoding="utf-8"))
+        assert any(b.get("route") == "entra" for b in function["bindings"]), function
+    assert '"/entra"' in _cargo_sources("relay-core") + _cargo_sources("relay-server"), "no /entra route in the relay"
+
+
+_ENTRA_GOOD_HCL = (
+    'locals {\n'
+    '  entra_enabled = contains(var.hook_sources, "entra")\n'
+    '  entra_settings = local.entra_enabled ? { ENTRA_TENANT_ID = var.entra_tenant_id, ENTRA_CLIENT_ID = var.entra_client_id } : {}\n'
+    '  secrets_set = toset(concat(["DUO_SKEY"], local.entra_enabled ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"] : []))\n'
+    '  secret_values = { ENTRA_CLIENT_STATE = var.entra_client_state, ENTRA_CLIENT_SECRET = var.entra_client_secret }\n'
+    '}\n'
+    'resource "azurerm_linux_function_app" "relay" {\n'
+    '  app_settings = merge(local.entra_settings, { for env in local.secrets_set : env => "ref" })\n'
+    '}\n'
+)
+
+
+def test_self_entra_checks_catch_a_plain_secret_and_a_value_keyed_set():
+    def problems(old="", new=""):
+        return entra_env_problems("azure", Module.from_text(_ENTRA_GOOD_HCL.replace(old, new)))
+
+    assert not problems(), problems()
+    plain = problems("ENTRA_CLIENT_ID = var.entra_client_id }", "ENTRA_CLIENT_ID = var.entra_client_id, ENTRA_CLIENT_SECRET = var.entra_client_secret }")
+    assert any("ENTRA_CLIENT_SECRET is set as a plain setting" in p for p in plain), plain
+    by_value = problems('local.entra_enabled ? ["ENTRA_CLIENT_STATE"', 'nonsensitive(var.entra_client_state != null) ? ["ENTRA_CLIENT_STATE"')
+    assert any("not chosen by local.entra_enabled" in p for p in by_value), by_value
+    plain_by_value = problems("entra_settings = local.entra_enabled ?", "entra_settings = var.entra_tenant_id != null ?")
+    assert any("not keyed on local.entra_enabled" in p for p in plain_by_value), plain_by_value
+    unset = problems("ENTRA_CLIENT_SECRET = var.entra_client_secret }", "}")
+    assert any("does not map ENTRA_CLIENT_SECRET" in p for p in unset), unset
+
+
+def test_entra_example_hands_the_generated_secrets_to_the_relay():
+    """entra-azure: the clientState is generated once, in idp/entra, and the
+    relay gets it and the client secret from there (the examples' other
+    secrets come from one random_password in the root)."""
+    ex = Module(TF_ROOT / "examples" / "entra-azure")
+    assert not list(ex.of_type("random_password")), "entra-azure generates the clientState in idp/entra, not in the root"
+    idp = Module(TF_ROOT / "idp" / "entra")
+    (_, name, body), = idp.of_type("random_password")
+    assert body.get("length", 0) >= 32 and body.get("length") <= 128 and body.get("special") is False, body
+    assert _text(idp.outputs["client_state"]["value"]) == f"${{random_password.{name}.result}}"
+    relay = ex.modules["relay"]
+    assert _text(relay["entra_client_state"]) == "${module.entra.client_state}"
+    assert _text(relay["entra_client_secret"]) == "${module.entra.client_secret}"
+    assert _text(relay["entra_tenant_id"]) == "${module.entra.tenant_id}"
+    assert _text(relay["entra_client_id"]) == "${module.entra.client_id}"
+    assert [_text(s) for s in relay["hook_sources"]] == ["entra"], relay["hook_sources"]
 
 
 # --- nothing a user can commit from an example holds a secret -------------------

@@ -41,12 +41,16 @@ resource "aws_lambda_function" "relay" {
       error_message = "duo_skey is required (the Duo Admin API secret key), unless existing_secret_arn names a secret that holds DUO_SKEY."
     }
     precondition {
-      condition     = var.existing_secret_arn != null || var.okta_auth_secret != null || var.auth0_auth_secret != null
-      error_message = "Set okta_auth_secret, auth0_auth_secret or both: the relay refuses to start without a secret to check deliveries against."
+      condition     = var.existing_secret_arn != null || var.okta_auth_secret != null || var.auth0_auth_secret != null || var.entra_client_state != null
+      error_message = "Set okta_auth_secret, auth0_auth_secret, entra_client_state or several: the relay refuses to start without a secret to check deliveries against."
     }
     precondition {
-      condition     = var.hook_sources == null || var.existing_secret_arn != null ? true : contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null)
-      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\"; set no hook secret for an IdP it does not name."
+      condition     = var.hook_sources == null || var.existing_secret_arn != null ? true : contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null) && contains(var.hook_sources, "entra") == (var.entra_client_state != null && var.entra_client_secret != null)
+      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\", entra_client_state and entra_client_secret for \"entra\"; set no hook secret for an IdP it does not name."
+    }
+    precondition {
+      condition     = local.entra_enabled == (var.entra_tenant_id != null && var.entra_client_id != null) && (local.entra_enabled || (var.entra_client_state == null && var.entra_client_secret == null))
+      error_message = "Entra ID needs hook_sources to include \"entra\" (it decides at plan time which settings the function gets) with entra_tenant_id and entra_client_id (and entra_client_state and entra_client_secret, or existing_secret_arn holding them); without \"entra\" set none of them."
     }
     precondition {
       condition     = var.existing_secret_arn != null || (var.okta_org_url == null) == (var.okta_api_token == null)

@@ -70,7 +70,7 @@ locals {
   # than 15 s left and cuts one off 3 s before the end).
   function_timeout = var.queue_enabled ? 60 : 10
 
-  environment = merge(local.environment_base, local.environment_optional, local.user_sync_env, local.environment_queue)
+  environment = merge(local.environment_base, local.environment_optional, local.environment_entra, local.user_sync_env, local.environment_queue)
 
   # The secret's JSON object: only the keys whose variable is set (the relay
   # treats a present key as configured).
@@ -82,6 +82,8 @@ locals {
       OKTA_API_TOKEN          = var.okta_api_token
       AUTH0_CLIENT_SECRET     = var.auth0_client_secret
       WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets
+      ENTRA_CLIENT_STATE      = var.entra_client_state
+      ENTRA_CLIENT_SECRET     = var.entra_client_secret
     } : key => value if value != null
   }
 

@@ -13,6 +13,11 @@ output "auth0_logs_url" {
   value       = "${local.base_url}/auth0/logs"
 }
 
+output "entra_notification_url" {
+  description = "The Microsoft Graph notification URL (`idp-duo-relay entra subscribe --url` it; Graph's validation handshake and the notifications)."
+  value       = "${local.base_url}/entra"
+}
+
 output "healthz_url" {
   description = "Health check URL ({\"status\":\"ok\"} once the function has started)."
   value       = "${local.base_url}/healthz"

@@ -46,13 +46,13 @@ variable "duo_skey" {
 }
 
 variable "hook_sources" {
-  description = "The IdPs that deliver to this relay: \"okta\" and/or \"auth0\", each with its hook secret (okta_auth_secret, auth0_auth_secret). Optional here (all secrets go into one JSON secret, whose keys need not be known at plan time), checked against the secrets that are set when given; the gcp and azure modules require it. null: not checked."
+  description = "The IdPs that deliver to this relay: \"okta\", \"auth0\" and/or \"entra\", each with its hook secret (okta_auth_secret, auth0_auth_secret, entra_client_state with entra_client_secret). Entra ID needs it (its plain settings are keyed on it). Optional here (all secrets go into one JSON secret, whose keys need not be known at plan time), checked against the secrets that are set when given; the gcp and azure modules require it. null: not checked."
   type        = set(string)
   default     = null
 
   validation {
-    condition     = var.hook_sources == null || try(length(var.hook_sources) > 0 && alltrue([for s in var.hook_sources : contains(["okta", "auth0"], s)]), false)
-    error_message = "hook_sources must name at least one IdP, each \"okta\" or \"auth0\" (e.g. [\"okta\"]), or be null."
+    condition     = var.hook_sources == null || try(length(var.hook_sources) > 0 && alltrue([for s in var.hook_sources : contains(["okta", "auth0", "entra"], s)]), false)
+    error_message = "hook_sources must name at least one IdP, each \"okta\", \"auth0\" or \"entra\" (e.g. [\"okta\"]), or be null."
   }
 }
 

@@ -12,7 +12,7 @@ resource "azurerm_service_plan" "relay" {
 
 locals {
   # OKTA_AUTH_SECRET, AUTH0_AUTH_SECRET, OKTA_API_TOKEN, AUTH0_CLIENT_SECRET,
-  # WEBHOOK_SIGNING_SECRETS when set: Key Vault references pinned to the
+  # WEBHOOK_SIGNING_SECRETS, ENTRA_CLIENT_STATE, ENTRA_CLIENT_SECRET when set: Key Vault references pinned to the
   # secret version this apply wrote, so a changed value restarts the app
   # with it at once (DUO_SKEY, always set, is listed in app_settings).
   optional_secret_settings = {
@@ -106,6 +106,7 @@ resource "azurerm_linux_function_app" "relay" {
     },
     local.optional_secret_settings,
     local.optional_plain_settings,
+    local.entra_settings,
     local.user_sync_env,
     local.queue_settings,
     local.reconcile_settings,
@@ -137,8 +138,12 @@ resource "azurerm_linux_function_app" "relay" {
 
   lifecycle {
     precondition {
-      condition     = contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null)
-      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\"; set no hook secret for an IdP it does not name (it would be left out)."
+      condition     = contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null) && local.entra_enabled == (var.entra_client_state != null)
+      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\", entra_client_state for \"entra\"; set no hook secret for an IdP it does not name (it would be left out)."
+    }
+    precondition {
+      condition     = local.entra_enabled == (var.entra_tenant_id != null && var.entra_client_id != null && var.entra_client_secret != null)
+      error_message = "hook_sources \"entra\" needs entra_tenant_id, entra_client_id and entra_client_secret (every notification is read from Graph with them; terraform/idp/entra outputs all three); without \"entra\" set none of them."
     }
   }
 

@@ -33,6 +33,8 @@ locals {
     OKTA_API_TOKEN          = "okta-api-token"
     AUTH0_CLIENT_SECRET     = "auth0-client-secret"
     WEBHOOK_SIGNING_SECRETS = "webhook-signing-secrets"
+    ENTRA_CLIENT_STATE      = "entra-client-state"
+    ENTRA_CLIENT_SECRET     = "entra-client-secret"
   }
 
   secret_values = {
@@ -42,6 +44,8 @@ locals {
     OKTA_API_TOKEN          = var.okta_api_token
     AUTH0_CLIENT_SECRET     = var.auth0_client_secret
     WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets
+    ENTRA_CLIENT_STATE      = var.entra_client_state
+    ENTRA_CLIENT_SECRET     = var.entra_client_secret
   }
 
   # Which secrets exist (resource keys and app setting names) is decided
@@ -49,13 +53,16 @@ locals {
   # secret generated in the same apply (random_password) is unknown while
   # planning, and a key set built from it fails with "Invalid for_each
   # argument". DUO_SKEY always; the hook secret of each IdP in
-  # hook_sources; an optional secret when its variable is set. nonsensitive()
+  # hook_sources (for "entra" the clientState and the client secret, both
+  # of which terraform/idp/entra generates in the same apply); an optional
+  # secret when its variable is set. nonsensitive()
   # only unmarks whether an optional secret is set, which is no secret: the
   # plan names the Key Vault secret anyway.
   secrets_set = toset(concat(
     ["DUO_SKEY"],
     contains(var.hook_sources, "okta") ? ["OKTA_AUTH_SECRET"] : [],
     contains(var.hook_sources, "auth0") ? ["AUTH0_AUTH_SECRET"] : [],
+    local.entra_enabled ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"] : [],
     nonsensitive(var.okta_api_token != null) ? ["OKTA_API_TOKEN"] : [],
     nonsensitive(var.auth0_client_secret != null) ? ["AUTH0_CLIENT_SECRET"] : [],
     nonsensitive(var.webhook_signing_secrets != null) ? ["WEBHOOK_SIGNING_SECRETS"] : [],

@@ -18,6 +18,11 @@ output "auth0_logs_url" {
   value       = "${local.base_url}/auth0/logs"
 }
 
+output "entra_notification_url" {
+  description = "The Microsoft Graph notification URL (`idp-duo-relay entra subscribe --url` it; Graph's validation handshake and the notifications)."
+  value       = "${local.base_url}/entra"
+}
+
 output "healthz_url" {
   description = "GET it: {\"status\":\"ok\"} when the Function App runs."
   value       = "${local.base_url}/healthz"

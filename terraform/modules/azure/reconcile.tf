@@ -18,13 +18,13 @@ variable "reconcile_schedule" {
 }
 
 variable "reconcile_source" {
-  description = "The IdP a scheduled reconcile reads: \"okta\" or \"auth0\". null (default) = okta when okta_org_url is set, else auth0."
+  description = "The IdP a scheduled reconcile reads: \"okta\", \"auth0\" or \"entra\". null (default) = okta when okta_org_url is set, else entra when hook_sources includes \"entra\", else auth0."
   type        = string
   default     = null
 
   validation {
-    condition     = var.reconcile_source == null || contains(["okta", "auth0"], coalesce(var.reconcile_source, "okta"))
-    error_message = "reconcile_source must be \"okta\" or \"auth0\"."
+    condition     = var.reconcile_source == null || contains(["okta", "auth0", "entra"], coalesce(var.reconcile_source, "okta"))
+    error_message = "reconcile_source must be \"okta\", \"auth0\" or \"entra\"."
   }
 }
 
@@ -49,7 +49,7 @@ variable "reconcile_max_deletes" {
 
 locals {
   reconcile_enabled = var.reconcile_schedule != null
-  reconcile_source  = coalesce(var.reconcile_source, var.okta_org_url != null ? "okta" : "auth0")
+  reconcile_source  = coalesce(var.reconcile_source, var.okta_org_url != null ? "okta" : local.entra_enabled ? "entra" : "auth0")
   reconcile_off     = local.reconcile_enabled ? "false" : "true"
 
   # App settings of the reconcile function (relay_core::reconcile::
@@ -109,8 +109,8 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "reconcile_failed" {
   # the run reads.
   lifecycle {
     precondition {
-      condition     = local.reconcile_source == "okta" ? (var.okta_org_url != null && var.okta_api_token != null) : (var.auth0_domain != null && var.auth0_client_id != null && var.auth0_client_secret != null)
-      error_message = "A scheduled reconcile reads the IdP's API: set okta_org_url and okta_api_token (reconcile_source okta), or auth0_domain, auth0_client_id and auth0_client_secret (auth0)."
+      condition     = local.reconcile_source == "okta" ? (var.okta_org_url != null && var.okta_api_token != null) : local.reconcile_source == "entra" ? local.entra_enabled : (var.auth0_domain != null && var.auth0_client_id != null && var.auth0_client_secret != null)
+      error_message = "A scheduled reconcile reads the IdP's API: set okta_org_url and okta_api_token (reconcile_source okta), auth0_domain, auth0_client_id and auth0_client_secret (auth0), or hook_sources with \"entra\" and the entra_* variables (entra)."
     }
   }
 }

@@ -24,6 +24,8 @@ locals {
     AUTH0_AUTH_SECRET   = var.auth0_auth_secret
     OKTA_API_TOKEN      = var.okta_api_token
     AUTH0_CLIENT_SECRET = var.auth0_client_secret
+    ENTRA_CLIENT_STATE  = var.entra_client_state
+    ENTRA_CLIENT_SECRET = var.entra_client_secret
   }
 
   # Which secrets exist (the for_each keys in secrets.tf and the env blocks
@@ -38,6 +40,7 @@ locals {
     ["DUO_SKEY"],
     contains(var.hook_sources, "okta") ? ["OKTA_AUTH_SECRET"] : [],
     contains(var.hook_sources, "auth0") ? ["AUTH0_AUTH_SECRET"] : [],
+    local.entra_enabled ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"] : [],
     nonsensitive(var.okta_api_token != null) ? ["OKTA_API_TOKEN"] : [],
     nonsensitive(var.auth0_client_secret != null) ? ["AUTH0_CLIENT_SECRET"] : [],
   ))
@@ -64,6 +67,8 @@ locals {
         GROUP_FILTER    = var.group_filter
       } : k => v if v != null
     },
+    # Entra ID's tenant and client ids (entra.tf).
+    local.entra_env,
     # Who and what is synced (user_sync.tf).
     local.user_sync_env,
     # Queue mode (queue.tf): where accepted events and dead letters go,

@@ -1,6 +1,6 @@
 # The relay: crates/relay-gcp as a Cloud Run (v2) service. It listens on
 # $PORT (Cloud Run sets it from container_port), serves /okta, /auth0,
-# /auth0/logs and /healthz, and finishes requests in flight on SIGTERM.
+# /auth0/logs, /entra and /healthz, and finishes requests in flight on SIGTERM.
 
 resource "google_cloud_run_v2_service" "relay" {
   project             = var.project
@@ -99,8 +99,8 @@ resource "google_cloud_run_v2_service" "relay" {
         value = "json"
       }
 
-      # OKTA_AUTH_SECRET, AUTH0_AUTH_SECRET, OKTA_API_TOKEN, AUTH0_CLIENT_SECRET
-      # when set: from Secret Manager, pinned to the version created here.
+      # OKTA_AUTH_SECRET, AUTH0_AUTH_SECRET, OKTA_API_TOKEN, AUTH0_CLIENT_SECRET,
+      # ENTRA_CLIENT_STATE, ENTRA_CLIENT_SECRET when set: from Secret Manager, pinned to the version created here.
       dynamic "env" {
         for_each = local.optional_secret_env
         content {
@@ -128,8 +128,12 @@ resource "google_cloud_run_v2_service" "relay" {
 
   lifecycle {
     precondition {
-      condition     = contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null)
-      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\"; set no hook secret for an IdP it does not name (it would be left out)."
+      condition     = contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null) && local.entra_enabled == (var.entra_client_state != null)
+      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\", entra_client_state for \"entra\"; set no hook secret for an IdP it does not name (it would be left out)."
+    }
+    precondition {
+      condition     = local.entra_enabled == (var.entra_tenant_id != null && var.entra_client_id != null && var.entra_client_secret != null)
+      error_message = "hook_sources \"entra\" needs entra_tenant_id, entra_client_id and entra_client_secret (every notification is read from Graph with them; terraform/idp/entra outputs all three); without \"entra\" set none of them."
     }
   }
 

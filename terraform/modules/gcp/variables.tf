@@ -90,13 +90,13 @@ variable "duo_skey" {
 # ---------------------------------------------------------------------------
 
 variable "hook_sources" {
-  description = "The IdPs that deliver to this relay: \"okta\" and/or \"auth0\". Each gets its hook secret (okta_auth_secret → OKTA_AUTH_SECRET, auth0_auth_secret → AUTH0_AUTH_SECRET) stored as a secret of its own. It decides at plan time which secrets exist, so their values may be generated in the same apply (random_password): never derived from the values themselves, which are unknown until then."
+  description = "The IdPs that deliver to this relay: \"okta\", \"auth0\" and/or \"entra\". Each gets its hook secret (okta_auth_secret → OKTA_AUTH_SECRET, auth0_auth_secret → AUTH0_AUTH_SECRET, entra_client_state → ENTRA_CLIENT_STATE, with entra_client_secret → ENTRA_CLIENT_SECRET) stored as a secret of its own. It decides at plan time which secrets exist, so their values may be generated in the same apply (random_password): never derived from the values themselves, which are unknown until then."
   type        = set(string)
   nullable    = false
 
   validation {
-    condition     = length(var.hook_sources) > 0 && alltrue([for s in var.hook_sources : contains(["okta", "auth0"], s)])
-    error_message = "hook_sources must name at least one IdP, each \"okta\" or \"auth0\" (e.g. [\"okta\"])."
+    condition     = length(var.hook_sources) > 0 && alltrue([for s in var.hook_sources : contains(["okta", "auth0", "entra"], s)])
+    error_message = "hook_sources must name at least one IdP, each \"okta\", \"auth0\" or \"entra\" (e.g. [\"okta\"])."
   }
 }
 

@@ -1,0 +1,123 @@
+# --- Where it runs -----------------------------------------------------------
+
+variable "name" {
+  description = "Prefix of every resource name, and the display name of the relay's app registration in Entra ID."
+  type        = string
+  default     = "idp-duo-relay"
+}
+
+variable "subscription_id" {
+  description = "Azure subscription to deploy into. null: taken from ARM_SUBSCRIPTION_ID."
+  type        = string
+  default     = null
+}
+
+variable "tenant_id" {
+  description = "The Entra ID tenant whose users and groups are synced (the app registration is made there). null: the tenant of your Azure CLI login (or ARM_TENANT_ID)."
+  type        = string
+  default     = null
+}
+
+variable "location" {
+  description = "Azure region, e.g. westeurope (one that offers the Function App plan the module uses)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]+[a-z0-9]*$", var.location))
+    error_message = "location must be an Azure region name such as westeurope or eastus2 (lowercase, no spaces)."
+  }
+}
+
+variable "package_zip_path" {
+  description = "The built Function App: crates/relay-azure/package.sh writes target/azure-function-app.zip."
+  type        = string
+  default     = "../../../target/azure-function-app.zip"
+}
+
+variable "tags" {
+  description = "Tags added to every Azure resource."
+  type        = map(string)
+  default     = {}
+}
+
+# --- Duo Admin API (Duo Admin Panel → Applications → Admin API) ---------------
+
+variable "duo_api_host" {
+  description = "API hostname of the Admin API application, e.g. api-1234abcd.duosecurity.com."
+  type        = string
+}
+
+variable "duo_ikey" {
+  description = "Integration key of the Admin API application (DI…, 20 characters)."
+  type        = string
+}
+
+variable "duo_skey" {
+  description = "Secret key of the Admin API application. Stored in Key Vault, never in a plain app setting."
+  type        = string
+  sensitive   = true
+}
+
+# --- Entra ID ----------------------------------------------------------------------
+
+variable "entra_audit_log_enabled" {
+  description = "Also grant the app AuditLog.Read.All, for `idp-duo-relay entra audit` (MFA resets from Entra's audit log; not scheduled on Azure yet: run it from a scheduler). false (default): users and groups only."
+  type        = bool
+  default     = false
+}
+
+variable "client_secret_rotation_days" {
+  description = "Days after which an apply replaces the relay's Entra client secret (the new one reaches Key Vault and the app before the old one is deleted)."
+  type        = number
+  default     = 90
+}
+
+variable "client_secret_grace_days" {
+  description = "Days the client secret stays valid after its rotation date: run terraform apply within them, or the relay loses Graph access."
+  type        = number
+  default     = 30
+}
+
+# --- Behaviour -------------------------------------------------------------------
+
+variable "deprovision_action" {
+  description = "What a deleted Entra ID user becomes in Duo: delete or disable."
+  type        = string
+  default     = "delete"
+}
+
+variable "group_filter" {
+  description = "Optional regex: only matching Entra ID groups are synced to Duo."
+  type        = string
+  default     = null
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Log Analytics workspace behind Application Insights, in days."
+  type        = number
+  default     = 30
+}
+
+variable "alert_email" {
+  description = "Optional address the alerts notify."
+  type        = string
+  default     = null
+}
+
+variable "queue_enabled" {
+  description = "Queue mode (durable delivery): the HTTP function enqueues each notification into a Storage queue and answers at once; the queue_worker function applies them with retries; failures land in the poison queue with their reason (relay-azure dlq list|show|replay). false = sync mode (apply inside the request)."
+  type        = bool
+  default     = false
+}
+
+variable "reconcile_schedule" {
+  description = "Scheduled reconcile (README \"Reconcile\"): when to converge Duo with Entra ID (every user and group read from Graph), as an NCRONTAB expression with seconds, in UTC, e.g. \"0 0 3 * * *\" (daily at 03:00). null (default): no schedule."
+  type        = string
+  default     = null
+}
+
+variable "user_sync" {
+  description = "Who and what is synced, passed to the module as is: attribute mapping (username_attribute, e.g. \"entra:onPremisesSamAccountName\"), scope_groups, exclude_groups / exclude_usernames / exclude_directory_synced, phone_attribute, … — the fields and the relay variables each sets are in the module's user_sync variable and the README (\"Attribute mapping\"). Empty: today's defaults."
+  type        = any
+  default     = {}
+}
