@@ -23,19 +23,23 @@ data "azuread_client_config" "current" {}
 # (docs/resources/service_principal.md, "Caveats of use_existing";
 # hashicorp/terraform-provider-azuread#1141).
 #
-# depends_on: both are read once the app registration exists, which on a
-# first apply means during the apply (their values show as "known after
-# apply" in that plan). The offline plan check (terraform/tests) needs
-# that: its mock data sources answer empty maps, in which no permission
-# name can be looked up.
+# depends_on: both are read during the apply that creates the clientState
+# (the first deploy; that plan shows the role ids as "known after apply"),
+# and at plan time on every later run, because random_password.client_state
+# never changes once created. The offline plan check (terraform/tests) needs
+# the first: its mock data sources answer empty maps, in which no
+# permission name can be looked up. Not the app registration as the
+# anchor: a change to it would defer the read again, and an app role id
+# unknown while planning forces the app role assignments to be replaced
+# (consent revoked and granted again).
 data "azuread_application_published_app_ids" "well_known" {
-  depends_on = [azuread_application_registration.relay]
+  depends_on = [random_password.client_state]
 }
 
 data "azuread_service_principal" "msgraph" {
   client_id = data.azuread_application_published_app_ids.well_known.result["MicrosoftGraph"]
 
-  depends_on = [azuread_application_registration.relay]
+  depends_on = [random_password.client_state]
 
   lifecycle {
     postcondition {
