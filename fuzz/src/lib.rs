@@ -87,6 +87,7 @@ fn subjects_named(event: &IdpEvent) -> bool {
         Change::GroupCreated { group: g }
         | Change::GroupRenamed { group: g, .. }
         | Change::GroupDeleted { group: g } => group(g),
+        Change::SubscriptionLifecycle { subscription, .. } => !subscription.is_empty(),
     }
 }
 

@@ -191,10 +191,6 @@ impl GraphStandIn {
                 "/v1.0/subscriptions/{id}",
                 axum::routing::patch(renew_subscription),
             )
-            .route(
-                "/v1.0/subscriptions/{id}/reauthorize",
-                post(reauthorize_subscription),
-            )
             .fallback(|| async { StatusCode::NOT_FOUND })
             .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
             .with_state(shared.clone());
@@ -311,6 +307,11 @@ impl GraphStandIn {
     /// The subscriptions created so far, as Graph lists them.
     pub fn subscriptions(&self) -> Vec<Value> {
         lock(&self.shared).subscriptions.clone()
+    }
+
+    /// Removes one subscription (Graph's `subscriptionRemoved`).
+    pub fn remove_subscription(&self, id: &str) {
+        lock(&self.shared).subscriptions.retain(|s| s["id"] != id);
     }
 
     /// Removes every subscription (as Graph does when one expires or is
@@ -659,23 +660,6 @@ async fn directory_audits(
         .cloned()
         .collect();
     page(&shared, &uri, &q, items)
-}
-
-/// `POST /subscriptions/{id}/reauthorize`: 204 for a subscription that
-/// exists (Graph answers `204 No Content`), 404 otherwise.
-async fn reauthorize_subscription(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Response {
-    if lock(&shared)
-        .subscriptions
-        .iter()
-        .any(|s| s["id"] == id.as_str())
-    {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        not_found()
-    }
 }
 
 async fn users_delta(

@@ -24,6 +24,9 @@ pub struct Served {
     pub sim: DuoSim,
     pub relay: Arc<ServedRelay>,
     pub addr: SocketAddr,
+    /// The catch-up checkpoints of the relay's `missed` catch-up (Entra's
+    /// deltaLinks), when Entra is configured.
+    pub checkpoints: Arc<relay_core::catch_up::MemoryCheckpoints>,
     http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -67,6 +70,14 @@ async fn serve_inner(
     if let Some(queue) = queue {
         relay = relay.with_queue(queue);
     }
+    // As `serve` wires it: a `missed` lifecycle notification runs a delta
+    // catch-up with these checkpoints.
+    let checkpoints = Arc::new(relay_core::catch_up::MemoryCheckpoints::default());
+    if let Some(api) = relay.lookups().entra.clone() {
+        relay = relay.with_catch_up(Arc::new(
+            relay_core::catch_up::entra_delta::DeltaCatchUp::new(api, checkpoints.clone()),
+        ));
+    }
     let relay = Arc::new(relay);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -83,6 +94,7 @@ async fn serve_inner(
         sim,
         relay,
         addr,
+        checkpoints,
         http: reqwest::Client::new(),
         _stop: stop,
     }

@@ -421,6 +421,85 @@ async fn entra_delta_catch_up_calls() {
     assert_eq!(served.sim.total_calls(), 0);
 }
 
+/// Entra lifecycle notifications (issue 18), each posted to the real
+/// server in sync mode: Graph and Duo calls per notification.
+#[tokio::test]
+async fn entra_calls_per_lifecycle_notification() {
+    use relay_core::source::entra::subscription::ensure_subscriptions;
+    use relay_tests::graph_standin::{CLIENT_STATE, GraphStandIn, GraphUser};
+    const ADA: &str = "0a1b2c3d-0000-4000-8000-00000000ada1";
+    let mut ada = GraphUser::new(ADA, "ada.lovelace@contoso.com");
+    let graph = GraphStandIn::start(vec![ada.clone()], Vec::new()).await;
+    let target = relay_tests::served::serve(&graph.env()).await;
+    let url = format!("http://{}/entra", target.addr);
+    let mut env = graph.env();
+    env.push(("ENTRA_NOTIFICATION_URL".into(), url.clone()));
+    let served = relay_tests::served::serve(&env).await;
+    let raw: relay_core::config::RawConfig = graph.env().into_iter().collect();
+    let api = relay_core::source::EntraApi::from_config(&raw)
+        .unwrap()
+        .unwrap();
+    let subs = ensure_subscriptions(&api, &url, CLIENT_STATE, 1_796_380_800_000)
+        .await
+        .unwrap();
+    let users_sub = subs[0].id.clone();
+    let http = reqwest::Client::new();
+    let mut rows = Vec::new();
+    let mut step = async |name: &str, event: &str| {
+        served.sim.reset_calls();
+        graph.reset_requests();
+        let r = http
+            .post(format!("http://{}/entra", served.addr))
+            .header("Content-Type", "application/json")
+            .body(GraphStandIn::lifecycle_notification(
+                event,
+                &users_sub,
+                CLIENT_STATE,
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        rows.push((
+            name.to_owned(),
+            served.sim.total_calls(),
+            graph.requests().len(),
+        ));
+    };
+    step("reauthorizationRequired", "reauthorizationRequired").await;
+    graph.remove_subscription(&subs[0].id);
+    step("subscriptionRemoved", "subscriptionRemoved").await;
+    step("missed, first (full resync)", "missed").await;
+    step("missed, nothing changed", "missed").await;
+    ada.enabled = false;
+    graph.put_user(ada);
+    step("missed, 1 user disabled", "missed").await;
+    for (name, duo, graph) in &rows {
+        println!("{name:<30} duo {duo:>2}  graph {graph:>2}");
+    }
+    let got: Vec<(&str, usize, usize)> =
+        rows.iter().map(|(n, d, g)| (n.as_str(), *d, *g)).collect();
+    assert_eq!(
+        got,
+        [
+            // Graph: token + PATCH (reauthorizes and renews).
+            ("reauthorizationRequired", 0, 2),
+            // Graph: list + create (validated through the handshake) +
+            // renew the other one.
+            ("subscriptionRemoved", 0, 3),
+            // Graph: 2 deltaLinks of now + reconcile (1 user page, 1
+            // group page). Duo: the reconcile's reads and Ada's creation.
+            ("missed, first (full resync)", 4, 4),
+            // Graph: one delta page each.
+            ("missed, nothing changed", 0, 2),
+            // Graph: 2 delta pages + user + memberOf. Duo: as a
+            // `disabled` notification (planner lookup, apply lookup,
+            // modify).
+            ("missed, 1 user disabled", 3, 4),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn file_and_memory_group_indexes_keep_the_contract() {
     let dir = std::env::temp_dir().join(format!("relay-duo-calls-contract-{}", std::process::id()));

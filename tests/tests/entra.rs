@@ -232,14 +232,7 @@ async fn deprovision_action_disable_keeps_the_user_disabled() {
     notify(&served, &[("created", "Users", ADA)]).await;
     graph.delete_user(ADA);
     notify(&served, &[("deleted", "Users", ADA)]).await;
-    assert_eq!(
-        served
-            .sim
-            .user_by_username("ada@contoso.com")
-            .unwrap()
-            .status,
-        "disabled"
-    );
+    assert_eq!(status_of(&served, "ada@contoso.com"), "disabled");
 }
 
 #[tokio::test]
@@ -342,6 +335,27 @@ async fn group_filter_applies_to_entra_groups() {
     assert_eq!(served.sim.total_calls(), 0);
 }
 
+/// Runs one queue worker on the served relay until `done` (10 s at most).
+async fn work_until(queue: &Arc<DiskQueue>, served: &Served, what: &str, done: impl Fn() -> bool) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(run_workers(
+        queue.clone(),
+        served.relay.clone(),
+        QueuePolicy::default(),
+        1,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(());
+    workers.await.unwrap();
+}
+
 #[tokio::test]
 async fn queue_mode_answers_at_once_and_a_worker_applies() {
     let graph = GraphStandIn::start(Vec::new(), Vec::new()).await;
@@ -356,26 +370,13 @@ async fn queue_mode_answers_at_once_and_a_worker_applies() {
     assert_eq!(served.sim.total_calls(), 0, "the request writes nothing");
     assert_eq!(queue.stats().pending, 1);
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let workers = tokio::spawn(run_workers(
-        queue.clone(),
-        served.relay.clone(),
-        QueuePolicy::default(),
-        1,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while served.sim.user_by_username("ada@contoso.com").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not apply the notification"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = stop_tx.send(());
-    workers.await.unwrap();
+    work_until(
+        &queue,
+        &served,
+        "the worker did not apply the notification",
+        || served.sim.user_by_username("ada@contoso.com").is_some(),
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -793,4 +794,205 @@ async fn delta_catch_up_resyncs_first_then_costs_only_the_changes() {
             .unwrap();
         assert_eq!((after.resync, after.graph_calls), (None, 2));
     }
+}
+
+/// The Graph requests since the last reset, as `METHOD path`.
+fn graph_calls(graph: &GraphStandIn) -> Vec<String> {
+    graph
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The relay's two subscriptions created in the stand-in for a relay
+/// that answers the handshake (Graph validates every new subscription
+/// there): that relay, its URL, the subscriptions (users, groups).
+async fn subscribed(
+    graph: &GraphStandIn,
+) -> (
+    Served,
+    String,
+    Vec<relay_core::source::entra::subscription::SubscriptionOutcome>,
+) {
+    let target = serve(&graph.env()).await;
+    let url = format!("http://{}/entra", target.addr);
+    let raw: relay_core::config::RawConfig = graph.env().into_iter().collect();
+    let api = relay_core::source::EntraApi::from_config(&raw)
+        .unwrap()
+        .unwrap();
+    let subs = relay_core::source::entra::subscription::ensure_subscriptions(
+        &api,
+        &url,
+        relay_tests::graph_standin::CLIENT_STATE,
+        1_796_380_800_000,
+    )
+    .await
+    .unwrap();
+    (target, url, subs)
+}
+
+/// A Duo user's status.
+fn status_of(served: &Served, username: &str) -> String {
+    served.sim.user_by_username(username).unwrap().status
+}
+
+/// Lifecycle notifications through the real server (sync mode):
+/// `reauthorizationRequired` renews the subscription (one PATCH, which
+/// reauthorizes too); `subscriptionRemoved` (and a renewal Graph answers
+/// 404) re-creates it at ENTRA_NOTIFICATION_URL, Graph validating the URL
+/// through a relay's handshake; `missed` runs the delta catch-up (a full
+/// resync the first time, then only the changes). No Duo call but the
+/// catch-up's. A wrong clientState on a lifecycle notification: 401, no
+/// Graph or Duo call.
+#[tokio::test]
+async fn lifecycle_notifications_renew_recreate_and_catch_up() {
+    let graph = GraphStandIn::start(vec![GraphUser::new(ADA, "ada@contoso.com")], Vec::new()).await;
+    let (_target, url, subs) = subscribed(&graph).await;
+    let mut env = graph.env();
+    env.push(("ENTRA_NOTIFICATION_URL".into(), url.clone()));
+    let served = serve(&env).await;
+    let state = relay_tests::graph_standin::CLIENT_STATE;
+    let (users_sub, groups_sub) = (subs[0].id.clone(), subs[1].id.clone());
+    let lifecycle =
+        |event: &str, sub: &str| GraphStandIn::lifecycle_notification(event, sub, state);
+
+    // A wrong clientState: refused before anything.
+    graph.reset_requests();
+    let wrong = GraphStandIn::lifecycle_notification(
+        "reauthorizationRequired",
+        &users_sub,
+        "entra-client-state-0123456789X",
+    );
+    assert_eq!(post(&served, "", wrong).await.status(), 401);
+    assert!(graph.requests().is_empty());
+    assert_eq!(served.sim.total_calls(), 0);
+
+    // reauthorizationRequired: the token, one PATCH; the expiry moved.
+    let before = graph.subscriptions()[0]["expirationDateTime"].clone();
+    let r = post(
+        &served,
+        "",
+        lifecycle("reauthorizationRequired", &users_sub),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        graph_calls(&graph),
+        [
+            format!(
+                "POST /{}/oauth2/v2.0/token",
+                relay_tests::graph_standin::TENANT
+            ),
+            format!("PATCH /v1.0/subscriptions/{users_sub}"),
+        ]
+    );
+    assert_ne!(graph.subscriptions()[0]["expirationDateTime"], before);
+    assert_eq!(served.sim.total_calls(), 0);
+
+    // subscriptionRemoved: list, create the missing one (validated through
+    // the target relay's handshake), renew the one left.
+    graph.remove_subscription(&users_sub);
+    graph.reset_requests();
+    let r = post(&served, "", lifecycle("subscriptionRemoved", &users_sub)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        graph_calls(&graph),
+        [
+            "GET /v1.0/subscriptions".to_owned(),
+            "POST /v1.0/subscriptions".to_owned(),
+            format!("PATCH /v1.0/subscriptions/{groups_sub}"),
+        ]
+    );
+    let now: Vec<String> = graph
+        .subscriptions()
+        .iter()
+        .map(|s| s["resource"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(now, ["groups", "users"]);
+    assert_eq!(served.sim.total_calls(), 0);
+
+    // reauthorizationRequired for a subscription Graph no longer has: the
+    // PATCH answers 404, the relay re-creates.
+    graph.drop_subscriptions();
+    graph.reset_requests();
+    let r = post(
+        &served,
+        "",
+        lifecycle("reauthorizationRequired", &groups_sub),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(graph.subscriptions().len(), 2);
+    assert_eq!(
+        graph_calls(&graph).len(),
+        1 + 1 + 2,
+        "PATCH 404, list, 2 creations"
+    );
+
+    // missed: no deltaLink yet, so a full resync (Ada created by the
+    // reconcile); then a change the relay was not told about is caught up
+    // from the stored links.
+    let r = post(&served, "", lifecycle("missed", &users_sub)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(status_of(&served, "ada@contoso.com"), "active");
+    let mut ada = GraphUser::new(ADA, "ada@contoso.com");
+    ada.enabled = false;
+    graph.put_user(ada);
+    graph.reset_requests();
+    served.sim.reset_calls();
+    let r = post(&served, "", lifecycle("missed", &users_sub)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(status_of(&served, "ada@contoso.com"), "disabled");
+    // 2 delta pages + user + memberOf; Duo as a `disabled` notification.
+    assert_eq!(graph.requests().len(), 4, "{:?}", graph_calls(&graph));
+    assert_eq!(served.sim.total_calls(), 3);
+}
+
+/// Without ENTRA_NOTIFICATION_URL a `subscriptionRemoved` cannot be acted
+/// on: answered 200 (Graph must not retry it), nothing created, an error
+/// line names the command; no Graph or Duo call.
+#[tokio::test]
+async fn subscription_removed_without_a_notification_url_creates_nothing() {
+    let (served, graph) = setup(&[]).await;
+    let body = GraphStandIn::lifecycle_notification(
+        "subscriptionRemoved",
+        "7f105c7d-0000-4000-8000-000000000001",
+        relay_tests::graph_standin::CLIENT_STATE,
+    );
+    let r = post(&served, "", body).await;
+    assert_eq!(r.status(), 200);
+    assert!(graph.requests().is_empty(), "{:?}", graph.requests());
+    assert!(graph.subscriptions().is_empty());
+    assert_eq!(served.sim.total_calls(), 0);
+}
+
+/// Queue mode: a lifecycle notification is only enqueued in the request
+/// (no Graph call); the worker renews the subscription.
+#[tokio::test]
+async fn queue_mode_enqueues_lifecycle_notifications_and_a_worker_acts() {
+    let graph = GraphStandIn::start(Vec::new(), Vec::new()).await;
+    let (_target, _url, subs) = subscribed(&graph).await;
+    let state = relay_tests::graph_standin::CLIENT_STATE;
+    let before = graph.subscriptions()[0]["expirationDateTime"].clone();
+    let dir = std::env::temp_dir().join(format!(
+        "relay-entra-lifecycle-queue-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let queue = Arc::new(DiskQueue::open(&dir).unwrap());
+    let served = relay_tests::served::serve_with_queue(&graph.env(), queue.clone()).await;
+
+    graph.reset_requests();
+    let body = GraphStandIn::lifecycle_notification("reauthorizationRequired", &subs[0].id, state);
+    assert_eq!(post(&served, "", body).await.status(), 200);
+    assert!(graph.requests().is_empty(), "the request calls no Graph");
+    assert_eq!(queue.stats().pending, 1);
+
+    work_until(&queue, &served, "the worker did not renew", || {
+        graph.subscriptions()[0]["expirationDateTime"] != before
+    })
+    .await;
+    assert_eq!(served.sim.total_calls(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use relay_core::config::{RawConfig, optional};
 use relay_core::source::EntraApi;
-use relay_core::source::entra::subscription::ensure_subscriptions;
+use relay_core::source::entra::subscription::{check_notification_url, ensure_subscriptions};
 
 pub(crate) const USAGE: &str = "\
 USAGE:
-    idp-duo-relay entra subscribe --url https://HOST/entra
+    idp-duo-relay entra subscribe [--url https://HOST/entra]
     idp-duo-relay entra audit
     idp-duo-relay entra delta
 
@@ -23,7 +23,9 @@ the relay must be running there with ENTRA_CLIENT_STATE set. Needs
 ENTRA_TENANT_ID, ENTRA_CLIENT_ID, ENTRA_CLIENT_SECRET (the app also needs
 the permissions Graph asks of a subscription on users and groups).
 
-    --url URL    the relay's notification URL (Azure: https://APP/api/entra)
+    --url URL    the relay's notification URL (Azure: https://APP/api/entra);
+                 default ENTRA_NOTIFICATION_URL, which also lets the relay
+                 re-create a subscription Graph removed by itself
 
 `entra audit` reads Entra's audit log (AuditLog.Read.All) from the
 checkpoint in RELAY_STATE_DIR and applies every MFA reset in it (an admin
@@ -55,7 +57,7 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
     if args.first().map(String::as_str) == Some("delta") {
         return delta(raw, &args[1..]).await;
     }
-    let url = match parse(args) {
+    let given = match parse(args) {
         Ok(url) => url,
         Err(e) => {
             eprintln!("error: {e}\n\n{USAGE}");
@@ -74,6 +76,10 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+    };
+    let Some(url) = given.or_else(|| api.notification_url().map(str::to_owned)) else {
+        eprintln!("error: --url is required (or set ENTRA_NOTIFICATION_URL)\n\n{USAGE}");
+        return ExitCode::from(2);
     };
     // The first rotation entry is the current value.
     let Some(state) = optional(raw, "ENTRA_CLIENT_STATE")
@@ -103,12 +109,12 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
     }
 }
 
-/// `subscribe --url URL` (or `--url=URL`): the URL, https (http only to a
-/// loopback address, for tests).
-fn parse(args: &[String]) -> Result<String, String> {
+/// `subscribe [--url URL]` (or `--url=URL`): the URL if given, https
+/// (http only to a loopback address, for tests).
+fn parse(args: &[String]) -> Result<Option<String>, String> {
     let mut it = args.iter();
     if it.next().map(String::as_str) != Some("subscribe") {
-        return Err("the only subcommand is subscribe".into());
+        return Err("the subcommands are subscribe, audit and delta".into());
     }
     let mut url = None;
     while let Some(arg) = it.next() {
@@ -120,19 +126,8 @@ fn parse(args: &[String]) -> Result<String, String> {
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
-    let url = url.ok_or("--url is required")?;
-    let parsed = reqwest::Url::parse(&url).map_err(|_| "--url must be a URL".to_owned())?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match parsed.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err("--url must be https (Graph delivers only to https)".into()),
-    }
+    url.map(|url| check_notification_url(&url).map_err(|why| format!("--url {why}")))
+        .transpose()
 }
 
 /// What `entra audit` and `entra delta` run with: the Graph client, a live
@@ -188,25 +183,7 @@ async fn delta(raw: &RawConfig, rest: &[String]) -> ExitCode {
     .await
     {
         Ok(run) => {
-            match (&run.resync, run.reconcile) {
-                (Some(why), Some(status)) => println!(
-                    "full resync ({why}): reconcile {} ({} Graph calls)",
-                    status.as_str(),
-                    run.graph_calls
-                ),
-                _ => println!(
-                    "{} users and {} groups changed: {} applied, {} unchanged, {} skipped, {} duplicates, {} failed, {} refused ({} Graph calls)",
-                    run.users,
-                    run.groups,
-                    run.applied,
-                    run.unchanged,
-                    run.skipped,
-                    run.duplicates,
-                    run.failed,
-                    run.refused,
-                    run.graph_calls
-                ),
-            }
+            println!("{}", relay_core::catch_up::entra_delta::summary(&run));
             ExitCode::from(if run.incomplete() { 1 } else { 0 })
         }
         Err(e) => {
@@ -259,20 +236,22 @@ mod tests {
     }
 
     #[test]
-    fn the_url_is_required_and_https() {
+    fn the_url_is_https_and_optional() {
         assert_eq!(
             parse(&args(&[
                 "subscribe",
                 "--url",
                 "https://relay.example.com/entra"
             ]))
-            .unwrap(),
-            "https://relay.example.com/entra"
+            .unwrap()
+            .as_deref(),
+            Some("https://relay.example.com/entra")
         );
         assert!(parse(&args(&["subscribe", "--url=http://127.0.0.1:8080/entra"])).is_ok());
+        // Without --url: ENTRA_NOTIFICATION_URL, if set (checked in `command`).
+        assert_eq!(parse(&args(&["subscribe"])), Ok(None));
         for bad in [
-            &["subscribe"][..],
-            &["subscribe", "--url", "http://relay.example.com/entra"],
+            &["subscribe", "--url", "http://relay.example.com/entra"][..],
             &["subscribe", "--url"],
             &["renew"],
             &["subscribe", "--url", "x", "--force"],

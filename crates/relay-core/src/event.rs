@@ -289,6 +289,50 @@ pub enum Change {
         user: UserRef,
         scope: MfaScope,
     },
+    /// Something happened to the relay's subscription at the IdP, not to a
+    /// user or group (Microsoft Graph's lifecycle notifications): nothing
+    /// to change in Duo, an action towards the IdP (`crate::idp_sync`).
+    SubscriptionLifecycle {
+        /// The IdP's subscription id.
+        subscription: String,
+        lifecycle: Lifecycle,
+    },
+}
+
+/// Microsoft Graph's lifecycle events (learn.microsoft.com/graph/change-notifications-lifecycle-events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Lifecycle {
+    /// The subscription's authorization runs out: reauthorize it.
+    #[serde(rename = "reauthorizationRequired")]
+    ReauthorizationRequired,
+    /// Graph removed the subscription: create it again.
+    #[serde(rename = "subscriptionRemoved")]
+    SubscriptionRemoved,
+    /// Graph dropped notifications: catch up.
+    #[serde(rename = "missed")]
+    Missed,
+}
+
+impl Lifecycle {
+    /// Graph's `lifecycleEvent` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReauthorizationRequired => "reauthorizationRequired",
+            Self::SubscriptionRemoved => "subscriptionRemoved",
+            Self::Missed => "missed",
+        }
+    }
+
+    /// The lifecycle event named `value` (Graph's spelling, any case).
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::ReauthorizationRequired,
+            Self::SubscriptionRemoved,
+            Self::Missed,
+        ]
+        .into_iter()
+        .find(|l| l.as_str().eq_ignore_ascii_case(value.trim()))
+    }
 }
 
 /// One event from one delivery.

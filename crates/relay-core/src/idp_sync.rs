@@ -89,6 +89,17 @@ pub async fn plan_event_with_idp<D: Directory>(
         };
     }
     let user = match &event.change {
+        Change::SubscriptionLifecycle {
+            subscription,
+            lifecycle,
+        } => {
+            return match (event.source.idp(), &lookups.entra) {
+                (IdpKind::Entra, Some(api)) => {
+                    entra::plan_lifecycle(event, subscription, *lifecycle, api).await
+                }
+                _ => plan_event(event, rules),
+            };
+        }
         Change::UserUpserted { user, .. }
         | Change::UserStateChanged { user, .. }
         | Change::UserProfileChanged { user, .. }

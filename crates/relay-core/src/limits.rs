@@ -71,6 +71,12 @@ pub fn check_event(event: &IdpEvent) -> Result<(), &'static str> {
             check_group(group)
         }
         Change::GroupCreated { group } | Change::GroupDeleted { group } => check_group(group),
+        // Parsers keep subscription ids to 64 bytes.
+        Change::SubscriptionLifecycle { subscription, .. } => within(
+            Some(subscription.as_str()),
+            64,
+            "subscription id longer than 64 bytes",
+        ),
         Change::GroupRenamed { group, new_name } => {
             check_group(group)?;
             within(

@@ -121,9 +121,10 @@ fn change_user(change: &Change) -> Option<&UserRef> {
         | Change::MembershipAdded { user, .. }
         | Change::MembershipRemoved { user, .. }
         | Change::MfaReset { user, .. } => Some(user),
-        Change::GroupCreated { .. } | Change::GroupRenamed { .. } | Change::GroupDeleted { .. } => {
-            None
-        }
+        Change::GroupCreated { .. }
+        | Change::GroupRenamed { .. }
+        | Change::GroupDeleted { .. }
+        | Change::SubscriptionLifecycle { .. } => None,
     }
 }
 
@@ -138,7 +139,10 @@ fn login_aspect(event: &IdpEvent) -> Option<Aspect> {
         | Change::MembershipAdded { user, .. }
         | Change::MembershipRemoved { user, .. }
         | Change::MfaReset { user, .. } => (user, user.login.as_ref()),
-        Change::GroupCreated { .. } | Change::GroupRenamed { .. } | Change::GroupDeleted { .. } => {
+        Change::GroupCreated { .. }
+        | Change::GroupRenamed { .. }
+        | Change::GroupDeleted { .. }
+        | Change::SubscriptionLifecycle { .. } => {
             return None;
         }
     };
@@ -216,6 +220,8 @@ fn subject_aspects(event: &IdpEvent) -> Vec<Aspect> {
                 Role::Sets,
             )]
         }
+        // Not about a user or group: nothing to order against.
+        Change::SubscriptionLifecycle { .. } => Vec::new(),
     }
 }
 
@@ -236,6 +242,9 @@ pub fn subject_key(event: &IdpEvent) -> String {
         Change::GroupCreated { group }
         | Change::GroupRenamed { group, .. }
         | Change::GroupDeleted { group } => group_key(source, group),
+        Change::SubscriptionLifecycle { subscription, .. } => {
+            format!("{}:subscription/{subscription}", source.idp_prefix())
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use http::HeaderMap;
 
 use crate::apply::{ApplyError, Directory, OpOutcome};
 use crate::config::{ConfigError, RawConfig};
-use crate::event::{Change, GroupRef, IdpEvent, Parsed, Source};
+use crate::event::{Change, GroupRef, IdpEvent, Lifecycle, Parsed, Source};
 use crate::idp::IdpError;
 use crate::order::{Role, aspects, parse_time_ms};
 use crate::parse_util::ParseError;
@@ -217,6 +217,34 @@ pub struct Relay<D, S> {
     queue: Option<Arc<dyn EventQueue>>,
     logins: LoginLocks,
     sync_budget: Option<std::time::Duration>,
+    catch_up: CatchUpSlot<D, S>,
+}
+
+/// A catch-up a lifecycle event asks for (Entra's `missed`: "notifications
+/// were dropped"), run through the relay with what only whoever builds it
+/// has — the catch-up checkpoint store, which sits above this module
+/// (`crate::catch_up::entra_delta::DeltaCatchUp` implements it).
+pub trait CatchUpHook<D, S>: Send + Sync {
+    /// Runs the catch-up; `Ok`: what it did; `Err((transient, why))`.
+    fn run<'a>(&'a self, relay: &'a Relay<D, S>) -> CatchUpFuture<'a>;
+}
+
+/// What [`CatchUpHook::run`] answers.
+pub type CatchUpFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<String, (bool, String)>> + Send + 'a>,
+>;
+
+/// The relay's catch-up hook, if any.
+struct CatchUpSlot<D, S>(Option<Arc<dyn CatchUpHook<D, S>>>);
+
+impl<D, S> std::fmt::Debug for CatchUpSlot<D, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(CatchUpHook)"
+        } else {
+            "None"
+        })
+    }
 }
 
 /// One lock per login while an event about it applies, so two events about
@@ -298,8 +326,10 @@ fn event_logins(event: &IdpEvent) -> Vec<String> {
         | Change::MembershipAdded { user, .. }
         | Change::MembershipRemoved { user, .. }
         | Change::MfaReset { user, .. } => logins.extend(user.login.as_deref()),
-        Change::GroupCreated { .. } | Change::GroupRenamed { .. } | Change::GroupDeleted { .. } => {
-        }
+        Change::GroupCreated { .. }
+        | Change::GroupRenamed { .. }
+        | Change::GroupDeleted { .. }
+        | Change::SubscriptionLifecycle { .. } => {}
     }
     logins
         .into_iter()
@@ -318,7 +348,17 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             queue: None,
             logins: LoginLocks::default(),
             sync_budget: Some(DEFAULT_SYNC_BUDGET),
+            catch_up: CatchUpSlot(None),
         }
+    }
+
+    /// What a `missed` lifecycle notification runs (a delta catch-up with
+    /// the deployment's checkpoint store). Without one, such a
+    /// notification is an error line naming the command to run.
+    #[must_use]
+    pub fn with_catch_up(mut self, hook: Arc<dyn CatchUpHook<D, S>>) -> Self {
+        self.catch_up = CatchUpSlot(Some(hook));
+        self
     }
 
     /// Sync mode: the time after which a request starts no further event
@@ -787,6 +827,10 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 self.finish(event, false).await;
                 return (Vec::new(), EventOutcome::FailedTransient(reason));
             }
+            Planned::Done(what) => {
+                self.finish(event, true).await;
+                return (Vec::new(), EventOutcome::Applied(what));
+            }
         };
         let names: Vec<String> = operations.iter().map(|op| op.name().to_owned()).collect();
         let mut changed = Vec::new();
@@ -1007,6 +1051,30 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// ([`crate::idp_sync::plan_event_with_idp`]), so stale, repeated and
     /// missed events heal; otherwise the event alone decides ([`plan_event`]).
     async fn plan_with_idp(&self, event: &IdpEvent) -> Planned {
+        if let Change::SubscriptionLifecycle {
+            subscription,
+            lifecycle: Lifecycle::Missed,
+        } = &event.change
+            && let Some(hook) = &self.catch_up.0
+        {
+            return match hook.run(self).await {
+                Ok(done) => Planned::Done(format!(
+                    "missed notifications on subscription {subscription}: caught up ({done})"
+                )),
+                Err((true, why)) => {
+                    tracing::warn!(event_id = %event.id, source = %event.source, "catch-up after missed notifications failed: {why}; will retry");
+                    Planned::Retry(why)
+                }
+                Err((false, why)) => {
+                    let reason = format!(
+                        "missed notifications on subscription {subscription}: the catch-up failed: {why}; run {}",
+                        crate::plan::lifecycle_command(Lifecycle::Missed)
+                    );
+                    tracing::error!(event_id = %event.id, source = %event.source, "{reason}");
+                    Planned::Skip(reason)
+                }
+            };
+        }
         if let Some(reason) = crate::plan::unmapped_attribute_change(event, &self.rules) {
             return Planned::Skip(reason);
         }

@@ -80,6 +80,10 @@ pub enum Planned {
     /// skip would lose a change the event itself does not describe (an
     /// Entra notification carries no values).
     Retry(String),
+    /// The planner did what the event asks itself, towards the IdP (an
+    /// Entra subscription reauthorized or re-created, a catch-up run):
+    /// nothing for Duo, and what was done.
+    Done(String),
 }
 
 /// Why an event is nothing to do for the mapping in force: an Auth0
@@ -219,6 +223,34 @@ pub fn plan_event_in_scope(event: &IdpEvent, rules: &PlanRules) -> Planned {
             user: user_key(user),
             scope: *scope,
         }),
+        // Acted on with the IdP's API (`crate::idp_sync::entra`); without
+        // it, only an operator can.
+        Change::SubscriptionLifecycle {
+            subscription,
+            lifecycle,
+        } => {
+            let reason = format!(
+                "{} on subscription {subscription}: set ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET so the relay acts on it, or run {}",
+                lifecycle.as_str(),
+                lifecycle_command(*lifecycle)
+            );
+            tracing::error!(event_id = %event.id, source = %event.source, "{reason}");
+            Planned::Skip(reason)
+        }
+    }
+}
+
+/// The command an operator runs for a lifecycle event the relay cannot
+/// act on itself.
+pub fn lifecycle_command(lifecycle: crate::event::Lifecycle) -> &'static str {
+    match lifecycle {
+        crate::event::Lifecycle::ReauthorizationRequired
+        | crate::event::Lifecycle::SubscriptionRemoved => {
+            "idp-duo-relay entra subscribe --url https://HOST/entra (renews, reauthorizes and re-creates)"
+        }
+        crate::event::Lifecycle::Missed => {
+            "idp-duo-relay entra delta (catches up what changed since the last run)"
+        }
     }
 }
 
@@ -274,8 +306,10 @@ pub fn map_event<'e>(
         | Change::MfaReset { user, .. } => {
             *user = map_user_ref(user, m, spec);
         }
-        Change::GroupCreated { .. } | Change::GroupRenamed { .. } | Change::GroupDeleted { .. } => {
-        }
+        Change::GroupCreated { .. }
+        | Change::GroupRenamed { .. }
+        | Change::GroupDeleted { .. }
+        | Change::SubscriptionLifecycle { .. } => {}
     }
     Ok(std::borrow::Cow::Owned(event))
 }
@@ -306,9 +340,10 @@ pub fn is_about_a_user(change: &Change) -> bool {
         | Change::MembershipAdded { .. }
         | Change::MembershipRemoved { .. }
         | Change::MfaReset { .. } => true,
-        Change::GroupCreated { .. } | Change::GroupRenamed { .. } | Change::GroupDeleted { .. } => {
-            false
-        }
+        Change::GroupCreated { .. }
+        | Change::GroupRenamed { .. }
+        | Change::GroupDeleted { .. }
+        | Change::SubscriptionLifecycle { .. } => false,
     }
 }
 

@@ -142,5 +142,8 @@ pub fn subject(change: &Change) -> String {
         Change::GroupCreated { group: g }
         | Change::GroupRenamed { group: g, .. }
         | Change::GroupDeleted { group: g } => group(g),
+        Change::SubscriptionLifecycle { subscription, .. } => {
+            format!("subscription {subscription}")
+        }
     }
 }

@@ -18,11 +18,13 @@
 //! Duo directory; the same run as `reconcile --source entra`), and stores
 //! the links only when the reconcile converged.
 
+use std::sync::Arc;
+
 use crate::apply::Directory;
 use crate::catch_up::{Checkpoint, CheckpointStore};
 use crate::event::{Change, EventId, GroupRef, IdpEvent, IdpKind, Source, UserProfile, UserRef};
 use crate::idp::IdpError;
-use crate::pipeline::{EventOutcome, Relay};
+use crate::pipeline::{CatchUpFuture, CatchUpHook, EventOutcome, Relay};
 use crate::reconcile::{ReconcileError, ReconcileOptions, RunStatus};
 use crate::source::entra::api::EntraApi;
 use crate::source::entra::delta::{self, DeltaChange, DeltaError, Resource};
@@ -311,6 +313,72 @@ where
         reconcile: Some(report.status),
         ..DeltaRun::default()
     })
+}
+
+/// The `missed` lifecycle notification's catch-up ([`catch_up`] with the
+/// deployment's checkpoint store), for `crate::pipeline::Relay::with_catch_up`.
+/// A run that left changes failed transiently is itself a transient
+/// failure (the notification is retried, and the links have not moved).
+pub struct DeltaCatchUp<C> {
+    api: EntraApi,
+    checkpoints: Arc<C>,
+}
+
+impl<C> std::fmt::Debug for DeltaCatchUp<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaCatchUp")
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> DeltaCatchUp<C> {
+    pub fn new(api: EntraApi, checkpoints: Arc<C>) -> Self {
+        Self { api, checkpoints }
+    }
+}
+
+impl<D, S, C> CatchUpHook<D, S> for DeltaCatchUp<C>
+where
+    D: Directory,
+    S: IdempotencyStore,
+    C: CheckpointStore,
+{
+    fn run<'a>(&'a self, relay: &'a Relay<D, S>) -> CatchUpFuture<'a> {
+        Box::pin(async move {
+            let now = crate::state::now_ms();
+            match catch_up(relay, &self.api, self.checkpoints.as_ref(), now).await {
+                Ok(run) if run.incomplete() => {
+                    Err((true, format!("incomplete: {}", summary(&run))))
+                }
+                Ok(run) => Ok(summary(&run)),
+                Err(e) => Err((e.is_transient(), e.to_string())),
+            }
+        })
+    }
+}
+
+/// One line about a run.
+pub fn summary(run: &DeltaRun) -> String {
+    match (&run.resync, run.reconcile) {
+        (Some(why), Some(status)) => format!(
+            "full resync ({why}): reconcile {} ({} Graph calls)",
+            status.as_str(),
+            run.graph_calls
+        ),
+        _ => format!(
+            "{} users and {} groups changed: {} applied, {} unchanged, {} skipped, {} duplicates, {} failed, {} refused ({} Graph calls)",
+            run.users,
+            run.groups,
+            run.applied,
+            run.unchanged,
+            run.skipped,
+            run.duplicates,
+            run.failed,
+            run.refused,
+            run.graph_calls
+        ),
+    }
 }
 
 fn log_run(run: &DeltaRun) {

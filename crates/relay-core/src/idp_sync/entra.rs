@@ -31,12 +31,13 @@ use std::collections::HashSet;
 use duo_admin::{DuoClient, DuoError, Pager, User};
 use serde::Deserialize;
 
-use crate::event::{Change, GroupRef, IdpEvent, IdpKind, Source, UserRef};
+use crate::event::{Change, GroupRef, IdpEvent, IdpKind, Lifecycle, Source, UserRef};
 use crate::group_index::GroupIndex;
 use crate::idp::{IdpError, IdpLookup};
 use crate::operation::{GroupKey, Operation, UserKey};
 use crate::plan::{PlanRules, Planned, idp_alias, plan_event};
 use crate::source::entra::api::EntraApi;
+use crate::source::entra::subscription::{ensure_subscriptions, renew};
 
 /// Duo's page size for `GET /admin/v2/groups/{id}/users` (its maximum is 500).
 const MEMBERS_PAGE: u32 = 100;
@@ -254,4 +255,114 @@ async fn members_plan(
         });
     }
     Ok(ops)
+}
+
+/// A lifecycle notification acted on with Graph
+/// (`crate::source::entra::subscription` has the facts):
+/// - `reauthorizationRequired`: the subscription renewed with one `PATCH`
+///   (reauthorizes it and moves its expiry 28 days out); one Graph no
+///   longer has (404) is re-created;
+/// - `subscriptionRemoved`: the relay's subscriptions re-created (and the
+///   other renewed) for `ENTRA_NOTIFICATION_URL`; Graph validates the URL
+///   through the relay's handshake first;
+/// - `missed`: a catch-up the relay runs with its checkpoint store
+///   (`crate::pipeline::Relay::with_catch_up`), not here.
+///
+/// A transient Graph failure retries the notification; anything that only
+/// an operator can fix is an error line naming the command to run.
+pub async fn plan_lifecycle(
+    event: &IdpEvent,
+    subscription: &str,
+    lifecycle: Lifecycle,
+    api: &EntraApi,
+) -> Planned {
+    let now = crate::state::now_ms();
+    match lifecycle {
+        Lifecycle::ReauthorizationRequired => {
+            match renew(api, subscription, now).await {
+                Ok(expires) => Planned::Done(format!(
+                    "subscription {subscription} reauthorized and renewed until {expires}"
+                )),
+                Err(IdpError::NotFound) => recreate(
+                    event,
+                    api,
+                    &format!(
+                        "subscription {subscription} is gone (Graph answered 404 to its renewal)"
+                    ),
+                    now,
+                )
+                .await,
+                Err(e) => lifecycle_failed(
+                    event,
+                    lifecycle,
+                    &format!("renewing subscription {subscription}: {e}"),
+                    e.is_transient(),
+                ),
+            }
+        }
+        Lifecycle::SubscriptionRemoved => {
+            recreate(
+                event,
+                api,
+                &format!("Graph removed subscription {subscription}"),
+                now,
+            )
+            .await
+        }
+        Lifecycle::Missed => lifecycle_failed(
+            event,
+            lifecycle,
+            "this relay runs no catch-up by itself (no checkpoint store wired)",
+            false,
+        ),
+    }
+}
+
+/// Re-creates the relay's subscriptions (`ensure_subscriptions`: the
+/// listing, a renewal of the one still there, a creation of the missing).
+async fn recreate(event: &IdpEvent, api: &EntraApi, why: &str, now: i64) -> Planned {
+    let (Some(url), Some(state)) = (api.notification_url(), api.client_state()) else {
+        return lifecycle_failed(
+            event,
+            Lifecycle::SubscriptionRemoved,
+            &format!("{why}; ENTRA_NOTIFICATION_URL is not set, so the relay cannot re-create it"),
+            false,
+        );
+    };
+    match ensure_subscriptions(api, url, state.expose(), now).await {
+        Ok(outcomes) => {
+            let done: Vec<String> = outcomes
+                .iter()
+                .map(|o| format!("{} {} {}", o.resource, o.action, o.id))
+                .collect();
+            Planned::Done(format!("{why}: {}", done.join(", ")))
+        }
+        Err(e) => lifecycle_failed(
+            event,
+            Lifecycle::SubscriptionRemoved,
+            &format!("{why}; re-creating it failed: {e}"),
+            e.is_transient(),
+        ),
+    }
+}
+
+/// A lifecycle notification the relay could not act on: retried when
+/// `transient`, else an error line naming the operator's command.
+fn lifecycle_failed(
+    event: &IdpEvent,
+    lifecycle: Lifecycle,
+    detail: &str,
+    transient: bool,
+) -> Planned {
+    if transient {
+        tracing::warn!(event_id = %event.id, source = %event.source, lifecycle = lifecycle.as_str(), "{detail}; will retry");
+        return Planned::Retry(detail.to_owned());
+    }
+    let reason = format!(
+        "{}: {detail}; run {}",
+        lifecycle.as_str(),
+        crate::plan::lifecycle_command(lifecycle)
+    );
+    tracing::error!(event_id = %event.id, source = %event.source, "{reason}");
+    Planned::Skip(reason)
 }

@@ -37,6 +37,10 @@ pub const CLIENT_SECRET: &str = "ENTRA_CLIENT_SECRET";
 /// Optional base URL overrides (tests, stand-ins, national clouds).
 pub const GRAPH_URL: &str = "ENTRA_GRAPH_URL";
 pub const LOGIN_URL: &str = "ENTRA_LOGIN_URL";
+/// Optional: the relay's own notification URL (`https://HOST/entra`), so a
+/// `subscriptionRemoved` lifecycle notification (or a renewal that finds
+/// the subscription gone) can re-create the subscriptions.
+pub const NOTIFICATION_URL: &str = "ENTRA_NOTIFICATION_URL";
 
 const DEFAULT_GRAPH: &str = "https://graph.microsoft.com";
 const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com";
@@ -65,6 +69,11 @@ struct Inner {
     client_id: String,
     client_secret: Secret,
     token: TokenCache,
+    /// `ENTRA_NOTIFICATION_URL`, checked.
+    notification_url: Option<String>,
+    /// The first `ENTRA_CLIENT_STATE` entry: a re-created subscription's
+    /// `clientState`.
+    client_state: Option<Secret>,
 }
 
 impl fmt::Debug for EntraApi {
@@ -75,6 +84,8 @@ impl fmt::Debug for EntraApi {
             .field("tenant", &self.inner.tenant)
             .field("client_id", &self.inner.client_id)
             .field("client_secret", &self.inner.client_secret)
+            .field("notification_url", &self.inner.notification_url)
+            .field("client_state", &self.inner.client_state)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +135,18 @@ impl EntraApi {
             optional(raw, LOGIN_URL).unwrap_or(DEFAULT_LOGIN),
             DEFAULT_LOGIN,
         )?;
+        let notification_url = optional(raw, NOTIFICATION_URL)
+            .map(|url| {
+                super::subscription::check_notification_url(url)
+                    .map_err(|why| ConfigError::new(NOTIFICATION_URL, why))
+            })
+            .transpose()?;
+        // The first rotation entry is the current value.
+        let client_state = optional(raw, super::IDP.secret_variable)
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new);
         Ok(Some(Self {
             http: Http::new("entra", "", GRAPH_URL)?.with_retry_after_only(),
             inner: Arc::new(Inner {
@@ -133,6 +156,8 @@ impl EntraApi {
                 client_id: client_id.to_owned(),
                 client_secret: Secret::new(secret),
                 token: TokenCache::new(TOKEN_MARGIN, Duration::from_secs(3600)),
+                notification_url,
+                client_state,
             }),
         }))
     }
@@ -147,6 +172,17 @@ impl EntraApi {
     /// HTTP requests sent so far (token requests and retries included).
     pub fn calls(&self) -> u64 {
         self.http.requests()
+    }
+
+    /// `ENTRA_NOTIFICATION_URL`: where the relay's subscriptions deliver.
+    pub fn notification_url(&self) -> Option<&str> {
+        self.inner.notification_url.as_deref()
+    }
+
+    /// The `clientState` a subscription the relay creates carries (the
+    /// first `ENTRA_CLIENT_STATE` entry).
+    pub fn client_state(&self) -> Option<&Secret> {
+        self.inner.client_state.as_ref()
     }
 
     /// Whether `other` is this client or a clone of it (they share the
@@ -495,11 +531,35 @@ mod tests {
             (TENANT_ID, "contoso.onmicrosoft.com"),
             (CLIENT_ID, "app-1"),
             (CLIENT_SECRET, "very-secret-value"),
+            (
+                "ENTRA_CLIENT_STATE",
+                "state-value-0123456789,older-state-value-0123",
+            ),
+            (NOTIFICATION_URL, "https://relay.example.com/entra"),
         ]))
         .unwrap()
         .unwrap();
         let shown = format!("{api:?}");
         assert!(!shown.contains("very-secret-value"), "{shown}");
+        assert!(!shown.contains("state-value"), "{shown}");
+        assert_eq!(
+            api.client_state().unwrap().expose(),
+            "state-value-0123456789"
+        );
+        assert_eq!(
+            api.notification_url(),
+            Some("https://relay.example.com/entra")
+        );
+        for bad in ["http://relay.example.com/entra", "not a url"] {
+            let err = EntraApi::from_config(&raw(&[
+                (TENANT_ID, "t"),
+                (CLIENT_ID, "c"),
+                (CLIENT_SECRET, "s"),
+                (NOTIFICATION_URL, bad),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.variable, NOTIFICATION_URL);
+        }
         assert!(
             shown.contains(
                 "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"

@@ -27,7 +27,7 @@
 use serde_json::Value;
 
 use crate::event::{
-    Change, EventId, GroupRef, IdpEvent, Parsed, Skipped, Source, UserProfile, UserRef,
+    Change, EventId, GroupRef, IdpEvent, Lifecycle, Parsed, Skipped, Source, UserProfile, UserRef,
 };
 use crate::parse_util::{ParseError, expect_source, parse_json, reject, require_well_formed, skip};
 use crate::verified::Verified;
@@ -76,6 +76,8 @@ pub fn client_states(body: &[u8]) -> Option<Vec<String>> {
 enum Kind {
     User,
     Group,
+    /// A lifecycle notification about the relay's subscription.
+    Subscription(Lifecycle),
 }
 
 pub fn parse(delivery: &Verified) -> Result<Parsed, ParseError> {
@@ -110,6 +112,7 @@ fn parse_at(delivery: &Verified, received_ms: i64) -> Result<Parsed, ParseError>
                 let resource = match kind {
                     Kind::User => "users",
                     Kind::Group => "groups",
+                    Kind::Subscription(_) => "subscriptions",
                 };
                 let event = IdpEvent {
                     id: EventId::with_suffix(
@@ -153,15 +156,41 @@ fn read_item(item: &Value) -> Result<Read, Skipped> {
     }
     let text = |key: &str| item.get(key).and_then(Value::as_str);
     let subscription = text("subscriptionId").map(|s| crate::limits::truncated(s, 64));
-    if let Some(lifecycle) = text("lifecycleEvent") {
-        // Graph's lifecycle notifications: the subscription needs renewing
-        // (reauthorizationRequired), is gone (subscriptionRemoved), or
-        // notifications were dropped (missed). Each means changes may have
-        // been lost: a reconcile (`reconcile --source entra`) catches up.
-        return Err(skip(
-            subscription.as_deref(),
-            Some(lifecycle),
-            "subscription lifecycle notification: run idp-duo-relay entra subscribe (renews or re-creates) and reconcile --source entra (catches up)",
+    if let Some(name) = text("lifecycleEvent") {
+        // Graph's lifecycle notifications: the subscription needs
+        // reauthorizing (reauthorizationRequired), is gone
+        // (subscriptionRemoved), or notifications were dropped (missed).
+        // Each becomes an event the relay acts on with Graph
+        // (`crate::idp_sync::entra::plan_lifecycle`, the pipeline's
+        // catch-up for `missed`), in queue mode after the enqueue.
+        let Some(lifecycle) = Lifecycle::parse(name) else {
+            return Err(skip(
+                subscription.as_deref(),
+                Some(&crate::limits::truncated(name, 64)),
+                "unknown lifecycle event",
+            ));
+        };
+        let Some(id) = subscription
+            .as_deref()
+            .map(str::trim)
+            .filter(|id| is_object_id(id))
+        else {
+            return Err(reject(
+                None,
+                Some(lifecycle.as_str()),
+                "lifecycle notification without a subscriptionId, or not a GUID",
+            ));
+        };
+        let id = id.to_ascii_lowercase();
+        let change = Change::SubscriptionLifecycle {
+            subscription: id.clone(),
+            lifecycle,
+        };
+        return Ok(Read::Change(
+            Kind::Subscription(lifecycle),
+            id,
+            lifecycle.as_str().to_owned(),
+            change,
         ));
     }
     let Some(change_type) = text("changeType") else {
@@ -228,6 +257,14 @@ fn read_item(item: &Value) -> Result<Read, Skipped> {
             new_name: None,
         },
         (Kind::Group, true) => Change::GroupDeleted { group: group(&id) },
+        // Change notifications name users and groups only (above).
+        (Kind::Subscription(_), _) => {
+            return Err(skip(
+                subscription.as_deref(),
+                event_type,
+                "not a users or groups notification",
+            ));
+        }
     };
     let change_type = if removed {
         "deleted".to_owned()
@@ -337,16 +374,43 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_and_other_resources_are_skipped_not_malformed() {
-        let lifecycle = serde_json::json!({"lifecycleEvent": "missed", "subscriptionId": "s", "clientState": "x"});
-        let other = item("updated", "me/messages/AAA", "AAA");
-        let mut other = other;
+    fn lifecycle_notifications_become_events_other_resources_are_skipped() {
+        const SUB: &str = "7F105C7D-2DC5-4530-97CD-4E7AE6534C07";
+        let lifecycle = |name: &str, sub: &str| serde_json::json!({"lifecycleEvent": name, "subscriptionId": sub, "clientState": "x", "resource": "users"});
+        let mut other = item("updated", "me/messages/AAA", "AAA");
         other["resourceData"]["@odata.type"] = "#Microsoft.Graph.Message".into();
-        let p = parsed(vec![lifecycle, other]).unwrap();
-        assert!(p.events.is_empty());
-        assert_eq!(p.skipped.len(), 2);
+        let p = parsed(vec![
+            lifecycle("missed", SUB),
+            lifecycle("reauthorizationRequired", SUB),
+            lifecycle("missed", SUB),
+            lifecycle("somethingNew", SUB),
+            other,
+        ])
+        .unwrap();
+        let sub = SUB.to_ascii_lowercase();
+        assert_eq!(p.events.len(), 2, "{:?}", p.events);
+        assert_eq!(p.events[0].event_type, "subscriptions.missed");
+        assert_eq!(
+            p.events[0].id.as_str(),
+            format!("entra:subscriptions/{sub}/missed@20261204T104000.123Z#2")
+        );
+        assert_eq!(
+            p.events[1].change,
+            Change::SubscriptionLifecycle {
+                subscription: sub.clone(),
+                lifecycle: Lifecycle::ReauthorizationRequired
+            }
+        );
+        // The repeated `missed`, the unknown event, the message.
+        assert_eq!(p.skipped.len(), 3);
         assert!(p.skipped.iter().all(|s| !s.malformed));
-        assert_eq!(p.skipped[0].event_type.as_deref(), Some("missed"));
+        // A lifecycle notification must name a GUID subscription.
+        for bad in ["", "../x", "s"] {
+            assert_eq!(
+                parsed(vec![lifecycle("missed", bad)]),
+                Err(ParseError::NoWellFormedRecord)
+            );
+        }
     }
 
     #[test]

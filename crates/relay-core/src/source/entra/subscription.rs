@@ -11,6 +11,22 @@
 //! validates the URL with the handshake (`POST /entra?validationToken=…`),
 //! so the relay must be reachable and configured when this runs.
 //!
+//! Lifecycle notifications (learn.microsoft.com/graph/change-notifications-lifecycle-events;
+//! microsoftgraph/microsoft-graph-docs-contrib,
+//! `concepts/change-notifications-lifecycle-events.md`): Graph sends
+//! `reauthorizationRequired` when the subscription's access token or the
+//! subscription itself is about to expire, or the app lost its permission;
+//! the app answers with *either* `POST /subscriptions/{id}/reauthorize`
+//! (no new expiry) or `PATCH /subscriptions/{id}` with a new
+//! `expirationDateTime`, which reauthorizes and renews in one call — and
+//! must not send both within 10 minutes. The relay sends the PATCH
+//! ([`renew`]), as `entra subscribe` does. `subscriptionRemoved` means the
+//! subscription is gone: [`ensure_subscriptions`] re-creates it, which
+//! needs the relay's notification URL (`ENTRA_NOTIFICATION_URL`). That page
+//! lists `subscriptionRemoved` and `missed` for Outlook and Teams resources
+//! only, so for users and groups only `reauthorizationRequired` is expected
+//! today; the relay handles all three.
+//!
 //! Lifetime: subscriptions on users and groups live at most 41,760 minutes
 //! (29 days) — a figure from third-party documentation that quotes
 //! Microsoft's table (we could not read that page here). The relay asks for
@@ -53,6 +69,40 @@ struct Subscriptions {
     value: Vec<Subscription>,
 }
 
+/// The relay's notification URL (`ENTRA_NOTIFICATION_URL`, `entra
+/// subscribe --url`): https (Graph delivers only to https), or http to a
+/// loopback address (tests). `Err`: why not.
+pub fn check_notification_url(url: &str) -> Result<String, &'static str> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "must be a URL")?;
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(url.to_owned()),
+        "http" if loopback => Ok(url.to_owned()),
+        _ => Err("must be https (Graph delivers only to https)"),
+    }
+}
+
+/// Renews (and so reauthorizes) subscription `id`: `PATCH` of its
+/// `expirationDateTime` to [`LIFETIME_MS`] after `now_ms`, which it
+/// answers. [`IdpError::NotFound`]: Graph no longer has it.
+pub async fn renew(api: &EntraApi, id: &str, now_ms: i64) -> Result<String, IdpError> {
+    let expires = crate::time::rfc3339_millis(now_ms + LIFETIME_MS);
+    let path = format!("/v1.0/subscriptions/{}", crate::idp::encode_component(id));
+    api.call(
+        reqwest::Method::PATCH,
+        &path,
+        Some(&json!({ "expirationDateTime": expires })),
+        "subscriptions.renew",
+    )
+    .await?;
+    Ok(expires)
+}
+
 /// Creates or renews the relay's subscriptions on `users` and `groups`
 /// for `notification_url` (the relay's `https://…/entra`), expiring
 /// [`LIFETIME_MS`] after `now_ms`. Stops at the first failure (the
@@ -82,19 +132,7 @@ pub async fn ensure_subscriptions(
                     .eq_ignore_ascii_case(resource)
         });
         if let Some(sub) = mine {
-            let path = format!(
-                "/v1.0/subscriptions/{}",
-                crate::idp::encode_component(&sub.id)
-            );
-            let renewed = api
-                .call(
-                    reqwest::Method::PATCH,
-                    &path,
-                    Some(&json!({ "expirationDateTime": expires })),
-                    "subscriptions.renew",
-                )
-                .await;
-            match renewed {
+            match renew(api, &sub.id, now_ms).await {
                 Ok(_) => {
                     outcomes.push(SubscriptionOutcome {
                         resource: resource.to_owned(),
