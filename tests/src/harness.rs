@@ -52,30 +52,9 @@ pub fn summary_lines(logs: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A mutex's guard, whether or not a panicking test poisoned it (the
-/// stand-ins' state stays readable for the assertions after).
-pub(crate) fn unpoisoned<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Serves `app` on `listener` in a task until the returned sender is
-/// dropped or fired.
-pub(crate) fn serve_until_dropped(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-) -> tokio::sync::oneshot::Sender<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    stop
-}
+/// Serves an axum app on a listener until the returned sender is dropped
+/// (shared with the Graph stand-in, `graph-sim`).
+pub(crate) use graph_sim::serve_until_dropped;
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,12 @@ USAGE:
     idp-duo-relay --version | --help
 ";
 
+/// The demo's Entra ID user (in its embedded Graph stand-in).
+const DEMO_ENTRA_USER: (&str, &str) = (
+    "4d9b8f2e-0000-4000-8000-00000000a11c",
+    "grace.hopper@contoso.com",
+);
+
 /// A sample Okta delivery for the demo (the same shape as the test fixtures).
 const SAMPLE_OKTA_DELIVERY: &str =
     include_str!("../../../tests/fixtures/okta/user-lifecycle-create.json");
@@ -340,6 +346,21 @@ async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
         ("AUTH0_AUTH_SECRET".to_owned(), secret.clone()),
     ]);
     let mut env = env;
+    // Entra ID: an embedded Microsoft Graph stand-in (loopback) with one
+    // user in one group; the relay reads Graph there, as it would read
+    // graph.microsoft.com. The notifications' clientState is the secret.
+    let (entra_id, entra_upn) = DEMO_ENTRA_USER;
+    let graph = graph_sim::GraphStandIn::start(
+        vec![graph_sim::GraphUser::new(entra_id, entra_upn)],
+        vec![graph_sim::GraphGroup::new(
+            "4d9b8f2e-0000-4000-8000-0000000e1e11",
+            "Engineering",
+            &[entra_id],
+        )],
+    )
+    .await;
+    env.extend(graph.env());
+    env.insert("ENTRA_CLIENT_STATE".to_owned(), secret.clone());
     for key in ["GROUP_FILTER", "DEPROVISION_ACTION"] {
         if let Some(v) = optional(raw, key) {
             env.insert(key.to_owned(), v.to_owned());
@@ -378,7 +399,13 @@ async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
     println!();
     println!("  Okta hook URL        {url}");
     println!("  Auth0 stream URLs    http://{addr}/auth0   http://{addr}/auth0/logs");
-    println!("  Shared secret        {secret}   (OKTA_AUTH_SECRET / AUTH0_AUTH_SECRET)");
+    println!(
+        "  Entra ID (Graph)     http://{addr}/entra   (Graph stand-in: {})",
+        graph_url(&env)
+    );
+    println!(
+        "  Shared secret        {secret}   (OKTA_AUTH_SECRET / AUTH0_AUTH_SECRET / ENTRA_CLIENT_STATE)"
+    );
     println!(
         "  Duo simulator        {} (state: {}/_sim/state)",
         sim.base_url(),
@@ -390,9 +417,23 @@ async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
     println!("      -H 'Authorization: {secret}' -H 'Content-Type: application/json' \\");
     println!("      --data-binary @{}", sample.display());
     println!();
+    // An Entra change notification names the user only: the relay reads
+    // her from the Graph stand-in (Grace Hopper, in Engineering).
+    let entra_url = format!("http://{addr}/entra");
+    let notification = graph_sim::GraphStandIn::notifications_with_state(
+        &[("created", "Users", entra_id)],
+        &secret,
+    );
+    let entra_sample = std::env::temp_dir().join("idp-duo-relay-demo-entra.json");
+    std::fs::write(&entra_sample, &notification).context("cannot write the sample notification")?;
+    println!("  Send a Microsoft Graph change notification (user created in Entra ID):");
+    println!("    curl -i -X POST {entra_url} -H 'Content-Type: application/json' \\");
+    println!("      --data-binary @{}", entra_sample.display());
+    println!();
 
-    // Send it once ourselves, so the newcomer sees a Duo user appear.
-    let response = reqwest::Client::new()
+    // Send both once ourselves, so the newcomer sees Duo users appear.
+    let client = reqwest::Client::new();
+    let response = client
         .post(&url)
         .header("Authorization", &secret)
         .header("Content-Type", "application/json")
@@ -400,9 +441,17 @@ async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
         .send()
         .await
         .context("the demo could not reach its own relay")?;
+    let entra = client
+        .post(&entra_url)
+        .header("Content-Type", "application/json")
+        .body(notification)
+        .send()
+        .await
+        .context("the demo could not reach its own relay")?;
     println!(
-        "  Sent it once: HTTP {}. Duo users now:",
-        response.status().as_u16()
+        "  Sent each once: Okta HTTP {}, Entra HTTP {}. Duo users now:",
+        response.status().as_u16(),
+        entra.status().as_u16()
     );
     for user in sim.snapshot().users {
         println!(
@@ -420,7 +469,13 @@ async fn demo(raw: &RawConfig, once: bool) -> anyhow::Result<()> {
         println!("  Serving until Ctrl-C. Send it again: it is applied once (idempotent).");
     }
     server.await.context("server task")??;
+    drop(graph);
     Ok(())
+}
+
+/// The Graph base URL the demo's relay reads.
+fn graph_url(env: &RawConfig) -> &str {
+    optional(env, "ENTRA_GRAPH_URL").unwrap_or("-")
 }
 
 /// Guesses the source of a recorded delivery from its shape (the

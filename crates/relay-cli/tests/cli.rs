@@ -88,10 +88,20 @@ fn demo_once_shows_a_duo_user_appear() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("Sent it once: HTTP 200"), "{stdout}");
+    assert!(
+        stdout.contains("Sent each once: Okta HTTP 200, Entra HTTP 200"),
+        "{stdout}"
+    );
     assert!(stdout.contains("jane.doe@example.com"), "{stdout}");
     assert!(
         stdout.contains("idp-id=okta:00uNEWUSER0000000001"),
+        "{stdout}"
+    );
+    // The Entra notification, read from the embedded Graph stand-in.
+    assert!(stdout.contains("grace.hopper@contoso.com"), "{stdout}");
+    assert!(stdout.contains("Grace Hopper"), "{stdout}");
+    assert!(
+        stdout.contains("idp-id=entra:4d9b8f2e-0000-4000-8000-00000000a11c"),
         "{stdout}"
     );
 }

@@ -1,18 +1,21 @@
-//! A Microsoft Graph stand-in for the Entra ID tests: one small tenant
-//! (users, groups, direct memberships) served over real HTTP on loopback in
-//! Graph v1.0's shapes — the identity platform's client-credentials token
-//! (`POST /{tenant}/oauth2/v2.0/token`), `GET /v1.0/users/{id or UPN}`,
-//! `/v1.0/users`, `/v1.0/groups/{id}`, `/v1.0/groups`,
-//! `/v1.0/groups/{id}/members/microsoft.graph.user`,
+//! A Microsoft Graph stand-in for Entra ID (the relay's tests and its
+//! `demo`): one small tenant (users, groups, direct memberships) served
+//! over real HTTP on loopback in Graph v1.0's shapes — the identity
+//! platform's client-credentials token (`POST /{tenant}/oauth2/v2.0/token`),
+//! `GET /v1.0/users/{id or UPN}`, `/v1.0/users`, `/v1.0/groups/{id}`,
+//! `/v1.0/groups`, `/v1.0/groups/{id}/members/microsoft.graph.user`,
 //! `/v1.0/users/{id}/memberOf/microsoft.graph.group`, with `$top` paging
-//! through `@odata.nextLink` — a bearer check, and Graph's throttling answer
-//! (429 or 503 with `Retry-After`). A test changes the tenant between
-//! notifications, arms a throttle, and reads the log of every request.
+//! through `@odata.nextLink`; `/v1.0/users/delta` and `/v1.0/groups/delta`
+//! (`@odata.nextLink` / `@odata.deltaLink`, `@removed`, `$deltatoken=latest`,
+//! refused tokens); `/v1.0/subscriptions` (created only after the
+//! validation handshake to the notification URL, renewed, listed);
+//! `/v1.0/auditLogs/directoryAudits` — a bearer check, and Graph's
+//! throttling answer (429 or 503 with `Retry-After`). A test changes the
+//! tenant between notifications, arms a throttle, and reads the log of
+//! every request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use crate::harness::{serve_until_dropped, unpoisoned};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -42,12 +45,20 @@ impl GraphUser {
     /// An enabled user named after its UPN (`ada.lovelace@…` → Ada
     /// Lovelace), as the Okta/Auth0 stand-in names its users.
     pub fn new(id: &str, upn: &str) -> Self {
-        let named = crate::idp_standin::StandInUser::new(id, upn);
+        let local = upn.split('@').next().unwrap_or(upn);
+        let (given, surname) = local.split_once('.').unwrap_or((local, "Tester"));
+        let capitalize = |s: &str| -> String {
+            let mut chars = s.chars();
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        };
         Self {
             id: id.to_owned(),
             upn: upn.to_owned(),
-            given: named.first_name,
-            surname: named.last_name,
+            given: capitalize(given),
+            surname: capitalize(surname),
             enabled: true,
         }
     }
@@ -123,6 +134,31 @@ impl Inner {
         let version = self.version;
         self.changes.push((version, kind, id.to_owned()));
     }
+}
+
+/// A mutex's guard, whether or not a panicking test poisoned it (the
+/// stand-in's state stays readable for the assertions after).
+fn unpoisoned<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Serves `app` on `listener` in a task until the returned sender is
+/// dropped or fired (the relay's other test stand-ins use it too).
+pub fn serve_until_dropped(
+    listener: tokio::net::TcpListener,
+    app: Router,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
 }
 
 /// The stand-in's state and its own base URL (for `@odata.nextLink`).
