@@ -996,3 +996,24 @@ async fn queue_mode_enqueues_lifecycle_notifications_and_a_worker_acts() {
     assert_eq!(served.sim.total_calls(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lifecycle notifications that are junk: without a GUID subscription id
+/// → 400; an unknown lifecycle event → 200, skipped; no Graph or Duo call
+/// either way.
+#[tokio::test]
+async fn junk_lifecycle_notifications_make_no_call() {
+    let (served, graph) = setup(&[]).await;
+    let state = relay_tests::graph_standin::CLIENT_STATE;
+    for sub in ["", "../../subscriptions", "not-a-guid!"] {
+        let body = GraphStandIn::lifecycle_notification("reauthorizationRequired", sub, state);
+        assert_eq!(post(&served, "", body).await.status(), 400, "{sub:?}");
+    }
+    let body = GraphStandIn::lifecycle_notification(
+        "somethingNew",
+        "7f105c7d-0000-4000-8000-000000000001",
+        state,
+    );
+    assert_eq!(post(&served, "", body).await.status(), 200);
+    assert!(graph.requests().is_empty(), "{:?}", graph.requests());
+    assert_eq!(served.sim.total_calls(), 0);
+}

@@ -151,12 +151,12 @@ fn build(raw: &RawConfig, command: &str, rest: &[String]) -> Result<Built, ExitC
         return Err(ExitCode::from(2));
     }
     let built = (|| {
-        let api = EntraApi::from_config(raw)
-            .map_err(|e| (2, anyhow::Error::from(e)))?
-            .ok_or_else(|| (2, anyhow::anyhow!("ENTRA_TENANT_ID is not set; entra {command} needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET")))?;
         let rules = relay_core::plan::PlanRules::from_config(raw).map_err(|e| (2, e.into()))?;
         let lookups =
             relay_core::pipeline::IdpLookups::from_config(raw).map_err(|e| (2, e.into()))?;
+        // The relay's own Graph client: one token for the run's reads and
+        // the planner's.
+        let api = lookups.entra.clone().ok_or_else(|| (2, anyhow::anyhow!("ENTRA_TENANT_ID is not set; entra {command} needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET")))?;
         let (state_dir, lock) = crate::catch_up::open_state_dir(raw)?;
         let relay = crate::catch_up::live_relay(raw, &state_dir, rules, lookups)?;
         Ok::<_, (u8, anyhow::Error)>((api, relay, state_dir, lock))

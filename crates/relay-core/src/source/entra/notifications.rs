@@ -465,6 +465,40 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Lifecycle notifications with arbitrary event names and
+        /// subscription ids: never a panic, and only a known event about a
+        /// GUID-shaped subscription becomes an event.
+        #[test]
+        fn any_lifecycle_notification_is_parsed_or_refused_without_panicking(
+            items in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("missed".to_owned()),
+                        proptest::strategy::Just("ReauthorizationRequired ".to_owned()),
+                        "\\PC{0,24}",
+                    ],
+                    proptest::prop_oneof!["[0-9a-fA-F-]{1,40}", "\\PC{0,48}"],
+                ),
+                1..6,
+            ),
+        ) {
+            let value: Vec<Value> = items
+                .iter()
+                .map(|(event, sub)| serde_json::json!({"lifecycleEvent": event, "subscriptionId": sub, "clientState": "x"}))
+                .collect();
+            if let Ok(p) = parsed(value) {
+                for event in &p.events {
+                    let Change::SubscriptionLifecycle { subscription, lifecycle } = &event.change else {
+                        panic!("unexpected change {:?}", event.change);
+                    };
+                    proptest::prop_assert!(is_object_id(subscription));
+                    proptest::prop_assert!(Lifecycle::parse(lifecycle.as_str()) == Some(*lifecycle));
+                }
+            }
+        }
+    }
+
     #[test]
     fn client_states_are_one_per_item_or_none() {
         let body = br#"{"value":[{"clientState":"a"},{"clientState":"b"}]}"#;
