@@ -422,7 +422,8 @@ async fn entra_delta_catch_up_calls() {
 }
 
 /// Entra lifecycle notifications (issue 18), each posted to the real
-/// server in sync mode: Graph and Duo calls per notification.
+/// server in sync mode: Graph and Duo calls per notification (the relay
+/// has a catch-up store, as `serve` wires it).
 #[tokio::test]
 async fn entra_calls_per_lifecycle_notification() {
     use relay_core::source::entra::subscription::ensure_subscriptions;
@@ -471,8 +472,15 @@ async fn entra_calls_per_lifecycle_notification() {
     };
     step("reauthorizationRequired", "reauthorizationRequired").await;
     graph.remove_subscription(&subs[0].id);
-    step("subscriptionRemoved", "subscriptionRemoved").await;
-    step("missed, first (full resync)", "missed").await;
+    step("subscriptionRemoved, first", "subscriptionRemoved").await;
+    let users_now = graph
+        .subscriptions()
+        .iter()
+        .find(|s| s["resource"] == "users")
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    graph.remove_subscription(&users_now);
+    step("subscriptionRemoved, again", "subscriptionRemoved").await;
     step("missed, nothing changed", "missed").await;
     ada.enabled = false;
     graph.put_user(ada);
@@ -488,11 +496,14 @@ async fn entra_calls_per_lifecycle_notification() {
             // Graph: token + PATCH (reauthorizes and renews).
             ("reauthorizationRequired", 0, 2),
             // Graph: list + create (validated through the handshake) +
-            // renew the other one.
-            ("subscriptionRemoved", 0, 3),
-            // Graph: 2 deltaLinks of now + reconcile (1 user page, 1
-            // group page). Duo: the reconcile's reads and Ada's creation.
-            ("missed, first (full resync)", 4, 4),
+            // renew the other one; then the catch-up of what changed
+            // while there was no subscription — no deltaLink yet, so a
+            // full resync: 2 deltaLinks of now + the reconcile (1 user
+            // page, 1 group page). Duo: the reconcile's reads and Ada's
+            // creation.
+            ("subscriptionRemoved, first", 4, 3 + 2 + 2),
+            // The same, the catch-up now a delta: one page each.
+            ("subscriptionRemoved, again", 0, 3 + 2),
             // Graph: one delta page each.
             ("missed, nothing changed", 0, 2),
             // Graph: 2 delta pages + user + memberOf. Duo: as a

@@ -95,7 +95,9 @@ pub async fn plan_event_with_idp<D: Directory>(
         } => {
             return match (event.source.idp(), &lookups.entra) {
                 (IdpKind::Entra, Some(api)) => {
-                    entra::plan_lifecycle(event, subscription, *lifecycle, api).await
+                    entra::plan_lifecycle(event, subscription, *lifecycle, api)
+                        .await
+                        .0
                 }
                 _ => plan_event(event, rules),
             };

@@ -1053,27 +1053,23 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     async fn plan_with_idp(&self, event: &IdpEvent) -> Planned {
         if let Change::SubscriptionLifecycle {
             subscription,
-            lifecycle: Lifecycle::Missed,
+            lifecycle,
         } = &event.change
-            && let Some(hook) = &self.catch_up.0
+            && let Some(api) = &self.lookups.entra
         {
-            return match hook.run(self).await {
-                Ok(done) => Planned::Done(format!(
-                    "missed notifications on subscription {subscription}: caught up ({done})"
-                )),
-                Err((true, why)) => {
-                    tracing::warn!(event_id = %event.id, source = %event.source, "catch-up after missed notifications failed: {why}; will retry");
-                    Planned::Retry(why)
-                }
-                Err((false, why)) => {
-                    let reason = format!(
-                        "missed notifications on subscription {subscription}: the catch-up failed: {why}; run {}",
-                        crate::plan::lifecycle_command(Lifecycle::Missed)
-                    );
-                    tracing::error!(event_id = %event.id, source = %event.source, "{reason}");
-                    Planned::Skip(reason)
-                }
-            };
+            let hook = self.catch_up.0.as_ref();
+            if let (Lifecycle::Missed, Some(hook)) = (lifecycle, hook) {
+                let what = format!("missed notifications on subscription {subscription}");
+                return self.catch_up_after(hook, event, &what).await;
+            }
+            // A subscription re-created (Graph had removed it) missed the
+            // changes in between: a catch-up follows when the relay has one.
+            let (planned, recreated) =
+                crate::idp_sync::entra::plan_lifecycle(event, subscription, *lifecycle, api).await;
+            if let (Planned::Done(done), true, Some(hook)) = (&planned, recreated, hook) {
+                return self.catch_up_after(hook, event, done).await;
+            }
+            return planned;
         }
         if let Some(reason) = crate::plan::unmapped_attribute_change(event, &self.rules) {
             return Planned::Skip(reason);
@@ -1083,6 +1079,34 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         }
         crate::idp_sync::plan_event_with_idp(event, &self.rules, &self.lookups, &self.directory)
             .await
+    }
+}
+
+impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
+    /// Runs the catch-up `hook` after `what` (a lifecycle event): done,
+    /// retried when it failed transiently, else an error line naming the
+    /// command to run.
+    async fn catch_up_after(
+        &self,
+        hook: &Arc<dyn CatchUpHook<D, S>>,
+        event: &IdpEvent,
+        what: &str,
+    ) -> Planned {
+        match hook.run(self).await {
+            Ok(done) => Planned::Done(format!("{what}; caught up ({done})")),
+            Err((true, why)) => {
+                tracing::warn!(event_id = %event.id, source = %event.source, "{what}; the catch-up failed: {why}; will retry");
+                Planned::Retry(why)
+            }
+            Err((false, why)) => {
+                let reason = format!(
+                    "{what}; the catch-up failed: {why}; run {}",
+                    crate::plan::lifecycle_command(Lifecycle::Missed)
+                );
+                tracing::error!(event_id = %event.id, source = %event.source, "{reason}");
+                Planned::Skip(reason)
+            }
+        }
     }
 }
 

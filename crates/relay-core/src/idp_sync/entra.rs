@@ -258,7 +258,9 @@ async fn members_plan(
 }
 
 /// A lifecycle notification acted on with Graph
-/// (`crate::source::entra::subscription` has the facts):
+/// (`crate::source::entra::subscription` has the facts), and whether the
+/// subscriptions were re-created (the pipeline then catches up on what
+/// changed while there was none, when it has a catch-up):
 /// - `reauthorizationRequired`: the subscription renewed with one `PATCH`
 ///   (reauthorizes it and moves its expiry 28 days out); one Graph no
 ///   longer has (404) is re-created;
@@ -275,44 +277,43 @@ pub async fn plan_lifecycle(
     subscription: &str,
     lifecycle: Lifecycle,
     api: &EntraApi,
-) -> Planned {
+) -> (Planned, bool) {
     let now = crate::state::now_ms();
     match lifecycle {
-        Lifecycle::ReauthorizationRequired => {
-            match renew(api, subscription, now).await {
-                Ok(expires) => Planned::Done(format!(
+        Lifecycle::ReauthorizationRequired => match renew(api, subscription, now).await {
+            Ok(expires) => (
+                Planned::Done(format!(
                     "subscription {subscription} reauthorized and renewed until {expires}"
                 )),
-                Err(IdpError::NotFound) => recreate(
-                    event,
-                    api,
-                    &format!(
-                        "subscription {subscription} is gone (Graph answered 404 to its renewal)"
-                    ),
-                    now,
-                )
-                .await,
-                Err(e) => lifecycle_failed(
+                false,
+            ),
+            Err(IdpError::NotFound) => {
+                let why = format!(
+                    "subscription {subscription} is gone (Graph answered 404 to its renewal)"
+                );
+                recreate(event, api, &why, now).await
+            }
+            Err(e) => (
+                lifecycle_failed(
                     event,
                     lifecycle,
                     &format!("renewing subscription {subscription}: {e}"),
                     e.is_transient(),
                 ),
-            }
-        }
+                false,
+            ),
+        },
         Lifecycle::SubscriptionRemoved => {
-            recreate(
-                event,
-                api,
-                &format!("Graph removed subscription {subscription}"),
-                now,
-            )
-            .await
+            let why = format!("Graph removed subscription {subscription}");
+            recreate(event, api, &why, now).await
         }
-        Lifecycle::Missed => lifecycle_failed(
-            event,
-            lifecycle,
-            "this relay runs no catch-up by itself (no checkpoint store wired)",
+        Lifecycle::Missed => (
+            lifecycle_failed(
+                event,
+                lifecycle,
+                "this relay runs no catch-up by itself (no checkpoint store wired)",
+                false,
+            ),
             false,
         ),
     }
@@ -320,12 +321,12 @@ pub async fn plan_lifecycle(
 
 /// Re-creates the relay's subscriptions (`ensure_subscriptions`: the
 /// listing, a renewal of the one still there, a creation of the missing).
-async fn recreate(event: &IdpEvent, api: &EntraApi, why: &str, now: i64) -> Planned {
+async fn recreate(event: &IdpEvent, api: &EntraApi, why: &str, now: i64) -> (Planned, bool) {
     let (Some(url), Some(state)) = (api.notification_url(), api.client_state()) else {
-        return lifecycle_failed(
-            event,
-            Lifecycle::SubscriptionRemoved,
-            &format!("{why}; ENTRA_NOTIFICATION_URL is not set, so the relay cannot re-create it"),
+        let detail =
+            format!("{why}; ENTRA_NOTIFICATION_URL is not set, so the relay cannot re-create it");
+        return (
+            lifecycle_failed(event, Lifecycle::SubscriptionRemoved, &detail, false),
             false,
         );
     };
@@ -335,13 +336,16 @@ async fn recreate(event: &IdpEvent, api: &EntraApi, why: &str, now: i64) -> Plan
                 .iter()
                 .map(|o| format!("{} {} {}", o.resource, o.action, o.id))
                 .collect();
-            Planned::Done(format!("{why}: {}", done.join(", ")))
+            (Planned::Done(format!("{why}: {}", done.join(", "))), true)
         }
-        Err(e) => lifecycle_failed(
-            event,
-            Lifecycle::SubscriptionRemoved,
-            &format!("{why}; re-creating it failed: {e}"),
-            e.is_transient(),
+        Err(e) => (
+            lifecycle_failed(
+                event,
+                Lifecycle::SubscriptionRemoved,
+                &format!("{why}; re-creating it failed: {e}"),
+                e.is_transient(),
+            ),
+            false,
         ),
     }
 }
