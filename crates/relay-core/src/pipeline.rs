@@ -652,7 +652,9 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 return (None, Disposition::DeadLetter { reason });
             }
         };
-        let report = self.apply_event_with(&message.event, false).await;
+        let report = self
+            .apply_event_with(&message.event, ApplyMode::Queue)
+            .await;
         let disposition = crate::queue::decide(&report, attempt, policy);
         match &disposition {
             Disposition::DeadLetter { reason } => {
@@ -710,16 +712,15 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
 
     /// Applies one event exactly once, and writes its summary line.
     pub async fn apply_event(&self, event: &IdpEvent) -> EventReport {
-        self.apply_event_with(event, true).await
+        self.apply_event_with(event, ApplyMode::Sync).await
     }
 
-    /// `permanent_is_final`: a permanent failure is recorded as done (sync
-    /// mode: the IdP must not retry it forever) or released (queue mode: it
-    /// goes to dead letters, and a replay must be able to apply it).
+    /// `mode` decides what a permanent failure and a claim held by another
+    /// delivery become (see [`ApplyMode`]).
     ///
     /// Runs in an `event` span (`event_id`, `source`, `event_type`), so
     /// every line written while the event is applied carries them.
-    async fn apply_event_with(&self, event: &IdpEvent, permanent_is_final: bool) -> EventReport {
+    async fn apply_event_with(&self, event: &IdpEvent, mode: ApplyMode) -> EventReport {
         use tracing::Instrument as _;
         let span = tracing::info_span!(
             "event",
@@ -727,16 +728,13 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             source = %event.source,
             event_type = %event.event_type
         );
-        self.apply_event_in_span(event, permanent_is_final)
-            .instrument(span)
-            .await
+        self.apply_event_in_span(event, mode).instrument(span).await
     }
 
-    async fn apply_event_in_span(&self, event: &IdpEvent, permanent_is_final: bool) -> EventReport {
+    async fn apply_event_in_span(&self, event: &IdpEvent, mode: ApplyMode) -> EventReport {
         let started = Instant::now();
         let held = self.logins.lock(event_logins(event)).await;
-        let (result, calls) =
-            duo_admin::count_task_calls(self.apply_inner(event, permanent_is_final)).await;
+        let (result, calls) = duo_admin::count_task_calls(self.apply_inner(event, mode)).await;
         drop(held);
         let (operations, outcome) = result;
         let report = EventReport {
@@ -754,11 +752,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         report
     }
 
-    async fn apply_inner(
-        &self,
-        event: &IdpEvent,
-        permanent_is_final: bool,
-    ) -> (Vec<String>, EventOutcome) {
+    async fn apply_inner(&self, event: &IdpEvent, mode: ApplyMode) -> (Vec<String>, EventOutcome) {
         match self.store.claim(&event.id).await {
             Ok(Claim::New) => {}
             Ok(Claim::Done) => return (Vec::new(), EventOutcome::Duplicate),
@@ -767,7 +761,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             // would lose the event if the other attempt fails or died, so it
             // waits for a later attempt (the claim expires after
             // CLAIM_TIMEOUT).
-            Ok(Claim::InProgress) if permanent_is_final => {
+            Ok(Claim::InProgress) if mode == ApplyMode::Sync => {
                 return (Vec::new(), EventOutcome::Duplicate);
             }
             Ok(Claim::InProgress) => {
@@ -785,14 +779,18 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 );
             }
         }
-        let (event, advance) = match self.order(event).await {
-            Ok(Ordered::Apply(event, advance)) => (event, advance),
+        let ToApply {
+            event,
+            occurred_at_ms,
+            advance,
+        } = match self.order(event).await {
+            Ok(Ordered::Apply(to_apply)) => *to_apply,
             Ok(Ordered::Stale(reason)) => {
-                self.finish(event, true).await;
+                self.finish(event, Finish::Done).await;
                 return (Vec::new(), EventOutcome::Skipped(reason));
             }
             Err(e) => {
-                self.finish(event, false).await;
+                self.finish(event, Finish::Release).await;
                 return (
                     Vec::new(),
                     EventOutcome::FailedTransient(format!("idempotency store: {e}")),
@@ -804,7 +802,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
             Ok(enriched) => enriched,
             Err(e) => {
                 let transient = e.is_transient();
-                self.finish(event, !transient && permanent_is_final).await;
+                self.finish(event, mode.after_failure(transient)).await;
                 let detail = format!("fetching current values from the IdP: {e}");
                 return (
                     Vec::new(),
@@ -820,15 +818,15 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         let operations = match self.plan_with_idp(event).await {
             Planned::Operations(ops) => ops,
             Planned::Skip(reason) => {
-                self.finish(event, true).await;
+                self.finish(event, Finish::Done).await;
                 return (Vec::new(), EventOutcome::Skipped(reason));
             }
             Planned::Retry(reason) => {
-                self.finish(event, false).await;
+                self.finish(event, Finish::Release).await;
                 return (Vec::new(), EventOutcome::FailedTransient(reason));
             }
             Planned::Done(what) => {
-                self.finish(event, true).await;
+                self.finish(event, Finish::Done).await;
                 return (Vec::new(), EventOutcome::Applied(what));
             }
         };
@@ -840,9 +838,9 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 Ok(OpOutcome::Changed(what)) => changed.push(what),
                 Ok(OpOutcome::Unchanged(what)) => unchanged.push(what),
                 Err(ApplyError::LoginHeld { owner, detail }) => {
-                    match self.holder_is_newer(&owner, advance.0).await {
+                    match self.holder_is_newer(&owner, occurred_at_ms).await {
                         Ok(Some(reason)) => {
-                            self.finish(event, true).await;
+                            self.finish(event, Finish::Done).await;
                             return (names, EventOutcome::Skipped(reason));
                         }
                         Ok(None) => {}
@@ -850,7 +848,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                             tracing::warn!(event_id = %event.id, error = %e, "could not read the holder's watermark; the event waits")
                         }
                     }
-                    self.finish(event, false).await;
+                    self.finish(event, Finish::Release).await;
                     return (
                         names,
                         EventOutcome::FailedTransient(format!("{op}: waiting: {detail}")),
@@ -858,7 +856,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 }
                 Err(e) => {
                     let transient = e.is_transient();
-                    self.finish(event, !transient && permanent_is_final).await;
+                    self.finish(event, mode.after_failure(transient)).await;
                     let detail = format!("{op}: {e}");
                     return (
                         names,
@@ -871,13 +869,13 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 }
             }
         }
-        if let Some(at) = advance.0 {
-            for key in &advance.1 {
+        if let Some(at) = occurred_at_ms {
+            for key in &advance {
                 if let Err(e) = self.store.set_watermark(key, at).await {
                     // Duo has the change, but without its time a late, older
                     // event could undo it: retry the event (its operations
                     // are idempotent) so the time gets recorded.
-                    self.finish(event, false).await;
+                    self.finish(event, Finish::Release).await;
                     return (
                         names,
                         EventOutcome::FailedTransient(format!(
@@ -887,7 +885,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 }
             }
         }
-        self.finish(event, true).await;
+        self.finish(event, Finish::Done).await;
         let outcome = if changed.is_empty() {
             EventOutcome::Unchanged(unchanged.join("; "))
         } else {
@@ -960,7 +958,11 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     /// the watermarks to advance once it has applied.
     async fn order(&self, event: &IdpEvent) -> Result<Ordered, crate::store::StoreError> {
         let Some(at) = event.occurred_at.as_deref().and_then(parse_time_ms) else {
-            return Ok(Ordered::Apply(Box::new(event.clone()), (None, Vec::new())));
+            return Ok(Ordered::Apply(Box::new(ToApply {
+                event: event.clone(),
+                occurred_at_ms: None,
+                advance: Vec::new(),
+            })));
         };
         let mut event = event.clone();
         let mut advance = Vec::new();
@@ -1007,7 +1009,11 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 }
             }
         }
-        Ok(Ordered::Apply(Box::new(event), (Some(at), advance)))
+        Ok(Ordered::Apply(Box::new(ToApply {
+            event,
+            occurred_at_ms: Some(at),
+            advance,
+        })))
     }
 
     /// The event's login is held by the account of another identity
@@ -1033,11 +1039,10 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
     }
 
     /// Records the event as done, or releases it for a retry.
-    async fn finish(&self, event: &IdpEvent, done: bool) {
-        let result = if done {
-            self.store.complete(&event.id).await
-        } else {
-            self.store.release(&event.id).await
+    async fn finish(&self, event: &IdpEvent, finish: Finish) {
+        let result = match finish {
+            Finish::Done => self.store.complete(&event.id).await,
+            Finish::Release => self.store.release(&event.id).await,
         };
         if let Err(e) = result {
             tracing::error!(event_id = %event.id, error = %e, "idempotency store write failed");
@@ -1112,10 +1117,55 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
 
 /// What [`Relay::order`] decided.
 enum Ordered {
-    /// Apply this (possibly trimmed) event; then advance these watermarks
-    /// to this time.
-    Apply(Box<IdpEvent>, (Option<i64>, Vec<String>)),
+    /// Apply this (possibly trimmed) event, then advance its watermarks.
+    Apply(Box<ToApply>),
+    /// Skip it: a newer event already set what it would set (the reason).
     Stale(String),
+}
+
+/// An event [`Relay::order`] let through, and what to record once it has
+/// applied.
+struct ToApply {
+    /// The event, possibly trimmed (a create whose state or profile is
+    /// stale loses that part).
+    event: IdpEvent,
+    /// The event's time (Unix ms), when it carries one it can be ordered by.
+    occurred_at_ms: Option<i64>,
+    /// The watermark keys to advance to `occurred_at_ms` once it has applied.
+    advance: Vec<String>,
+}
+
+/// Who applies an event, which decides what a permanent failure and a
+/// claim held by another delivery become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApplyMode {
+    /// The IdP's request waits for the answer: a permanent failure is
+    /// recorded as done (the IdP must not retry it forever), and a claim
+    /// held by another delivery is a duplicate (that delivery answers).
+    Sync,
+    /// A queue worker: a permanent failure is released (it goes to dead
+    /// letters, and a replay must be able to apply it), and a claim held
+    /// by another delivery waits for a later attempt.
+    Queue,
+}
+
+impl ApplyMode {
+    /// What an event that failed becomes in the idempotency store.
+    fn after_failure(self, transient: bool) -> Finish {
+        match (self, transient) {
+            (Self::Sync, false) => Finish::Done,
+            (Self::Sync, true) | (Self::Queue, _) => Finish::Release,
+        }
+    }
+}
+
+/// How [`Relay::finish`] leaves an event's claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// Recorded as done: a later delivery is a duplicate.
+    Done,
+    /// Released: a later delivery applies it again.
+    Release,
 }
 
 /// A delivery refused by [`Relay::authenticate`] (the reason is logged,
