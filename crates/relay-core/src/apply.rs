@@ -46,6 +46,7 @@ use crate::group_index::{GroupEntry, GroupIndex, GroupIndexStore};
 use crate::event::UserState;
 use crate::identity::{self, Resolution};
 use crate::operation::{GroupKey, Operation, UserAttrs, UserKey};
+use crate::target::{TargetReader, Unreadable};
 
 /// The alias slot (1-4) that holds the IdP's user id. Slot 4, because admins
 /// who use aliases by hand fill them from slot 1.
@@ -109,10 +110,18 @@ pub trait Directory: Send + Sync {
         op: &Operation,
     ) -> impl std::future::Future<Output = Result<OpOutcome, ApplyError>> + Send;
 
-    /// The Duo client behind this directory, if any: planners that compare
-    /// with Duo's current state (reconcile, per-user on the event path) read
-    /// through it. A dry run has none.
-    fn duo_client(&self) -> Option<&DuoClient> {
+    /// What planners read the target's current state through.
+    type Reader: TargetReader;
+
+    /// The reader, if this directory can read its target: planners that
+    /// compare with it (reconcile, per-user on the event path) read through
+    /// it, and only read. A dry run has none (its events are planned from
+    /// the event as sent).
+    fn reader(&self) -> Option<&Self::Reader>;
+
+    /// The pace the target's calls are held to, if any: queue workers wait
+    /// for it before taking a message.
+    fn pacer(&self) -> Option<&duo_admin::Pacer> {
         None
     }
 }
@@ -676,8 +685,14 @@ fn status_matches(current: &UserStatus, wanted: UserState) -> bool {
 }
 
 impl Directory for DuoDirectory {
-    fn duo_client(&self) -> Option<&DuoClient> {
+    type Reader = DuoClient;
+
+    fn reader(&self) -> Option<&DuoClient> {
         Some(&self.duo)
+    }
+
+    fn pacer(&self) -> Option<&duo_admin::Pacer> {
+        self.duo.pacer().map(Arc::as_ref)
     }
 
     async fn apply(&self, op: &Operation) -> Result<OpOutcome, ApplyError> {
@@ -949,6 +964,12 @@ impl DryRun {
 }
 
 impl Directory for DryRun {
+    type Reader = Unreadable;
+
+    fn reader(&self) -> Option<&Unreadable> {
+        None
+    }
+
     async fn apply(&self, op: &Operation) -> Result<OpOutcome, ApplyError> {
         self.planned
             .lock()

@@ -113,7 +113,7 @@ pub async fn plan_event_with_idp<D: Directory>(
         | Change::GroupDeleted { .. }
         | Change::MfaReset { .. } => {
             if let (IdpKind::Entra, Some(api), Some(duo)) =
-                (event.source.idp(), &lookups.entra, directory.duo_client())
+                (event.source.idp(), &lookups.entra, directory.reader())
                 && let Some(planned) = entra::plan_group_event(event, rules, api, duo).await
             {
                 return planned;
@@ -121,7 +121,7 @@ pub async fn plan_event_with_idp<D: Directory>(
             return plan_event(event, rules);
         }
     };
-    let Some(duo) = directory.duo_client() else {
+    let Some(duo) = directory.reader() else {
         return plan_event(event, rules);
     };
     let result = match event.source.idp() {

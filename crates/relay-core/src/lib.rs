@@ -29,6 +29,7 @@ pub mod scope;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod target;
 pub mod time;
 pub mod verified;
 pub mod verify;

@@ -1219,7 +1219,7 @@ pub async fn run_workers<D, S>(
                 // Wait for the Duo pace before taking a message, not while
                 // holding one: a worker waiting for a token must not keep
                 // its subject (and the events queued behind it) from others.
-                if let Some(pacer) = relay.directory().duo_client().and_then(|c| c.pacer()) {
+                if let Some(pacer) = relay.directory().pacer() {
                     tokio::select! {
                         () = pacer.ready() => {}
                         _ = stopped.changed() => continue,

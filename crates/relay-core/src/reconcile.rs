@@ -11,7 +11,7 @@
 //!
 //! Layers, each usable alone (tests drive them with stand-ins):
 //! - [`read`]: [`IdpReader`] (implemented by each source's API client) and
-//!   [`DuoReader`] → snapshots;
+//!   [`TargetReader`] → snapshots;
 //! - [`diff`]: two snapshots → a [`Plan`] (pure; the scope rules live there);
 //! - [`user`]: one user → its plan (for `--user` and the event path);
 //! - [`execute`]: a plan → Duo, through a [`Directory`], one log line per
@@ -42,7 +42,7 @@ pub mod user;
 
 pub use diff::{Action, Category, Plan, PlanScope, Subject, TenantStats, Unit, Untouched, plan};
 pub use execute::{ActionOutcome, UnitResult};
-pub use read::{DuoReader, DuoSnapshot, IdpReader, IdpSnapshot, Mapped, read_duo, read_idp};
+pub use read::{DuoSnapshot, IdpReader, IdpSnapshot, Mapped, TargetReader, read_duo, read_idp};
 pub use report::{
     ActionReport, CallCounts, Counts, ItemReport, ReconcileReport, RunStatus, ScopeReport,
 };
@@ -190,7 +190,7 @@ impl ReconcileError {
 /// Runs a reconcile: read both sides, plan, check the cap, apply (unless
 /// `dry_run`), report. The IdP's kind is `idp.kind()`. Errors only when a
 /// read failed, before anything was written.
-pub async fn run<I: IdpReader, R: DuoReader, D: Directory>(
+pub async fn run<I: IdpReader, R: TargetReader, D: Directory>(
     idp: &I,
     duo: &R,
     directory: &D,
@@ -300,7 +300,7 @@ pub async fn run<I: IdpReader, R: DuoReader, D: Directory>(
 /// (`DEPROVISION_ACTION`) when its Duo user is the relay's: it carries this
 /// IdP's id, or no IdP id and the login `user` names (the caller knows the
 /// IdP named it). Empty when Duo already matches.
-pub async fn reconcile_user<I: IdpReader, R: DuoReader>(
+pub async fn reconcile_user<I: IdpReader, R: TargetReader>(
     idp: &I,
     duo: &R,
     rules: &PlanRules,
@@ -315,7 +315,7 @@ pub async fn reconcile_user<I: IdpReader, R: DuoReader>(
 
 /// [`reconcile_user`]'s plan, with why a user is left alone (the event
 /// path's planner, `crate::idp_sync`, reads it).
-pub async fn user_plan<I: IdpReader, R: DuoReader>(
+pub async fn user_plan<I: IdpReader, R: TargetReader>(
     idp: &I,
     duo: &R,
     rules: &PlanRules,

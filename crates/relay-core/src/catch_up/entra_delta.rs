@@ -288,7 +288,7 @@ where
         })?;
         baseline.push((resource, link));
     }
-    let duo = relay.directory().duo_client().ok_or(CatchUpError::NoDuo)?;
+    let duo = relay.directory().reader().ok_or(CatchUpError::NoDuo)?;
     let report = crate::reconcile::run(
         api,
         duo,

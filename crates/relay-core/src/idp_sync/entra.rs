@@ -28,27 +28,23 @@
 
 use std::collections::HashSet;
 
-use duo_admin::{DuoClient, DuoError, Pager, User};
-use serde::Deserialize;
+use duo_admin::{DuoError, User};
 
 use crate::event::{Change, GroupRef, IdpEvent, IdpKind, Lifecycle, Source, UserRef};
-use crate::group_index::GroupIndex;
 use crate::idp::{IdpError, IdpLookup};
 use crate::operation::{GroupKey, Operation, UserKey};
 use crate::plan::{PlanRules, Planned, idp_alias, plan_event};
 use crate::source::entra::api::EntraApi;
 use crate::source::entra::subscription::{ensure_subscriptions, renew};
-
-/// Duo's page size for `GET /admin/v2/groups/{id}/users` (its maximum is 500).
-const MEMBERS_PAGE: u32 = 100;
+use crate::target::{GroupMember, TargetReader};
 
 /// Plans a group event of the Entra source, reading Graph and Duo; `None`
 /// for any other event (the caller plans it).
-pub async fn plan_group_event(
+pub async fn plan_group_event<R: TargetReader>(
     event: &IdpEvent,
     rules: &PlanRules,
     api: &EntraApi,
-    duo: &DuoClient,
+    duo: &R,
 ) -> Option<Planned> {
     let (group, name) = match &event.change {
         Change::GroupRenamed { group, new_name } => (group, new_name.clone()),
@@ -135,15 +131,9 @@ fn failed(event: &IdpEvent, failed: Failed) -> Planned {
     }
 }
 
-#[derive(Deserialize)]
-struct DuoMember {
-    user_id: duo_admin::DuoUserId,
-    username: String,
-}
-
-async fn members_plan(
+async fn members_plan<R: TargetReader>(
     api: &EntraApi,
-    duo: &DuoClient,
+    duo: &R,
     rules: &PlanRules,
     id: &str,
     name: &str,
@@ -153,12 +143,9 @@ async fn members_plan(
         name: Some(name.to_owned()),
     };
     let graph_members = api.group_members(id).await.map_err(|e| Failed::graph(&e))?;
-    let duo_group = GroupIndex::new(None)
-        .find(duo, &key)
-        .await
-        .map_err(|e| Failed::duo(&e))?;
+    let duo_group = duo.find_group(&key).await.map_err(|e| Failed::duo(&e))?;
     let mut ops = Vec::new();
-    let duo_members: Vec<DuoMember> = match &duo_group {
+    let duo_members: Vec<GroupMember> = match &duo_group {
         Some(entry) => {
             if entry.name != name || entry.tag.as_deref() != key.idp_tag.as_deref() {
                 ops.push(Operation::RenameGroup {
@@ -166,11 +153,9 @@ async fn members_plan(
                     new_name: name.to_owned(),
                 });
             }
-            let path = format!("/admin/v2/groups/{}/users", entry.group_id.as_str());
-            Pager::new(duo.clone(), path, Vec::new(), MEMBERS_PAGE)
-                .collect_all()
+            duo.group_members(&entry.group_id)
                 .await
-                .map_err(|e: DuoError| Failed::duo(&e))?
+                .map_err(|e| Failed::duo(&e))?
         }
         None => {
             ops.push(Operation::RenameGroup {
@@ -229,7 +214,7 @@ async fn members_plan(
         .filter(|m| !logins.contains(&m.username.to_lowercase()))
     {
         let user: User = duo
-            .get_user(&member.user_id)
+            .user(&member.user_id)
             .await
             .map_err(|e| Failed::duo(&e))?;
         let entra_id = [&user.alias1, &user.alias2, &user.alias3, &user.alias4]

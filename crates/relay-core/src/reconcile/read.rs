@@ -1,6 +1,6 @@
 //! Reading both sides: the IdP through [`IdpReader`] (Okta's Users/Groups
 //! API, Auth0's Management API, or anything a test supplies) and Duo through
-//! [`DuoReader`] (the Admin API client), into plain snapshots the planner
+//! [`TargetReader`] (the Admin API client), into plain snapshots the planner
 //! compares. Everything is read before anything is planned, so an error here
 //! stops a run before Duo is touched.
 
@@ -9,12 +9,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use duo_admin::{DuoClient, DuoError, Group, User};
+use duo_admin::{DuoError, Group, User};
 
 use super::IdpKind;
-use crate::identity::{self, Resolution};
 use crate::idp::{IdpError, IdpGroup, IdpUser};
-use crate::operation::UserKey;
 use crate::plan::PlanRules;
 
 /// Group member listings in flight at once: enough to hide latency, few
@@ -23,6 +21,7 @@ use crate::plan::PlanRules;
 const MEMBER_LISTINGS_IN_FLIGHT: usize = 4;
 
 pub use crate::idp::IdpReader;
+pub use crate::target::TargetReader;
 
 /// An [`IdpReader`] whose users come out with attribute mapping applied
 /// (`crate::mapping`): `profile.login` is the Duo username the mapping
@@ -103,41 +102,6 @@ impl<I: IdpReader> IdpReader for Mapped<'_, I> {
     }
 }
 
-/// What a reconcile needs to read from Duo.
-pub trait DuoReader: Send + Sync {
-    /// Every user, with its groups (Duo embeds them in the user object).
-    fn list_users(&self) -> impl Future<Output = Result<Vec<User>, DuoError>> + Send;
-    fn list_groups(&self) -> impl Future<Output = Result<Vec<Group>, DuoError>> + Send;
-    /// This identity's Duo account by the rule the apply stage uses
-    /// ([`crate::identity`]): the account carrying the key's IdP id, else
-    /// the login's account unless it is bound to another IdP id (then the
-    /// login is held).
-    fn resolve_user(
-        &self,
-        key: &UserKey,
-    ) -> impl Future<Output = Result<Resolution, DuoError>> + Send;
-}
-
-impl DuoReader for DuoClient {
-    /// 300 per page, Duo's maximum.
-    async fn list_users(&self) -> Result<Vec<User>, DuoError> {
-        DuoClient::list_users(self).collect_all().await
-    }
-
-    /// 100 per page, Duo's maximum.
-    async fn list_groups(&self) -> Result<Vec<Group>, DuoError> {
-        DuoClient::list_groups(self).collect_all().await
-    }
-
-    /// One lookup (`username_list`), as the apply stage makes it.
-    async fn resolve_user(&self, key: &UserKey) -> Result<Resolution, DuoError> {
-        let names = identity::lookup_names(key, None);
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let candidates = self.find_users_by_names(&names).await?;
-        Ok(identity::resolve(key, None, &candidates))
-    }
-}
-
 /// The IdP as a reconcile sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdpSnapshot {
@@ -187,7 +151,7 @@ pub async fn read_idp<I: IdpReader>(idp: &I, rules: &PlanRules) -> Result<IdpSna
 }
 
 /// Reads every Duo user (with their groups) and every Duo group.
-pub async fn read_duo<R: DuoReader>(duo: &R) -> Result<DuoSnapshot, DuoError> {
+pub async fn read_duo<R: TargetReader>(duo: &R) -> Result<DuoSnapshot, DuoError> {
     let (users, groups) = tokio::join!(duo.list_users(), duo.list_groups());
     Ok(DuoSnapshot {
         users: users?,

@@ -14,7 +14,7 @@ use super::diff::{
     Action, PlanScope, Subject, Unit, Untouched, add_membership, create_user, matched_key,
     remove_membership, user_changes,
 };
-use super::read::{DuoReader, IdpReader};
+use super::read::{IdpReader, TargetReader};
 use crate::event::{UserRef, UserState};
 use crate::identity::Resolution;
 use crate::idp::IdpUser;
@@ -48,7 +48,7 @@ pub enum UsernameMatch {
 
 /// Plans one user. `target` names it by IdP id (preferred: a login can be
 /// reused) and/or login.
-pub async fn plan_user<I: IdpReader, R: DuoReader>(
+pub async fn plan_user<I: IdpReader, R: TargetReader>(
     idp: &I,
     duo: &R,
     scope: &PlanScope<'_>,
