@@ -15,6 +15,7 @@ pub mod exclude;
 pub mod group_index;
 pub mod identity;
 pub mod limits;
+pub mod log_line;
 pub mod mapping;
 pub mod operation;
 pub mod order;

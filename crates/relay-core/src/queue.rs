@@ -289,14 +289,18 @@ impl DeadLetter {
     /// The one log line per dead letter (tracing message `dead_letter`;
     /// field names are stable, metrics and alarms count them).
     pub fn log(&self, source: &str) {
+        use crate::log_line::dead_letter as f;
         tracing::error!(
-            event_id = self.event_id.as_deref().unwrap_or("-"),
-            source,
-            event_type = self.event_type.as_deref().unwrap_or("-"),
-            subject = self.subject.as_deref().unwrap_or("-"),
-            reason = %self.reason,
-            attempts = self.attempts,
-            "dead_letter"
+            {
+                { f::EVENT_ID } = self.event_id.as_deref().unwrap_or("-"),
+                { f::SOURCE } = source,
+                { f::EVENT_TYPE } = self.event_type.as_deref().unwrap_or("-"),
+                { f::SUBJECT } = self.subject.as_deref().unwrap_or("-"),
+                { f::REASON } = tracing::field::display(&self.reason),
+                { f::ATTEMPTS } = self.attempts,
+            },
+            "{}",
+            f::MESSAGE
         );
     }
 }

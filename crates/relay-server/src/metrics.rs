@@ -44,6 +44,7 @@
 //! (Terraform) read the same summary line's fields.
 
 use relay_core::config::{RawConfig, optional};
+use relay_core::log_line;
 use serde_json::{Map, Value};
 
 use crate::log_format::LogFormat;
@@ -51,70 +52,35 @@ use crate::log_format::LogFormat;
 /// Namespace when `RELAY_METRICS_NAMESPACE` is unset.
 pub const DEFAULT_NAMESPACE: &str = "IdpDuoRelay";
 
+// The lines' names and fields are relay-core's (`relay_core::log_line`,
+// written by its pipeline, queue and catch-up): defined there once, read
+// here.
+
 /// `message` of the per-event summary line (relay-core's pipeline).
-pub const EVENT_LINE: &str = "event";
+pub const EVENT_LINE: &str = log_line::event::MESSAGE;
 
 /// `message` of the line queue mode writes when a message goes to dead
 /// letters.
-pub const DEAD_LETTER_LINE: &str = "dead_letter";
+pub const DEAD_LETTER_LINE: &str = log_line::dead_letter::MESSAGE;
 
 /// `message` of the summary line of a catch-up run (relay-core's
 /// `catch_up`).
-pub const CATCH_UP_LINE: &str = "catch_up";
+pub const CATCH_UP_LINE: &str = log_line::catch_up::MESSAGE;
 
 /// Fields of the per-event summary line (the README's "The per-event log
 /// line"; Terraform's log-based metrics and KQL read these).
-pub const EVENT_LINE_FIELDS: &[&str] = &[
-    "event_id",
-    "source",
-    "event_type",
-    "subject",
-    "operations",
-    "outcome",
-    "detail",
-    "duo_calls",
-    "duo_throttled",
-    "duration_ms",
-];
+pub const EVENT_LINE_FIELDS: &[&str] = log_line::event::FIELDS;
 
 /// Fields of the dead-letter line.
-pub const DEAD_LETTER_LINE_FIELDS: &[&str] = &[
-    "event_id",
-    "source",
-    "event_type",
-    "subject",
-    "reason",
-    "attempts",
-];
+pub const DEAD_LETTER_LINE_FIELDS: &[&str] = log_line::dead_letter::FIELDS;
 
 /// Fields of the catch-up run's line (the README's "Catch-up"; the
 /// catch-up lag alarms read `checkpoint_lag_s`).
-pub const CATCH_UP_LINE_FIELDS: &[&str] = &[
-    "source",
-    "status",
-    "dry_run",
-    "records",
-    "new",
-    "duplicates",
-    "failed",
-    "ignored",
-    "pages",
-    "idp_calls",
-    "duo_calls",
-    "checkpoint_lag_s",
-    "cursor_fallback",
-    "error",
-];
+pub const CATCH_UP_LINE_FIELDS: &[&str] = log_line::catch_up::FIELDS;
 
-/// The outcomes the summary line's `outcome` takes.
-pub const OUTCOMES: &[&str] = &[
-    "applied",
-    "unchanged",
-    "duplicate",
-    "skipped",
-    "failed_transient",
-    "failed_permanent",
-];
+/// The outcomes the summary line's `outcome` takes
+/// (`relay_core::report::OutcomeKind`).
+pub const OUTCOMES: &[&str] = &relay_core::report::OUTCOMES;
 
 /// A dimension: its CloudWatch name and the line field that gives its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,11 +95,11 @@ pub struct Dimension {
 pub const DIMENSIONS: &[Dimension] = &[
     Dimension {
         name: "Outcome",
-        field: "outcome",
+        field: log_line::event::OUTCOME,
     },
     Dimension {
         name: "Source",
-        field: "source",
+        field: log_line::event::SOURCE,
     },
 ];
 
@@ -171,7 +137,7 @@ pub const METRICS: &[MetricSpec] = &[
         name: "DuoCalls",
         unit: "Count",
         line: EVENT_LINE,
-        field: Some("duo_calls"),
+        field: Some(log_line::event::DUO_CALLS),
         dimension_sets: NO_DIMENSION,
         description: "Duo Admin API requests (retries included)",
     },
@@ -179,7 +145,7 @@ pub const METRICS: &[MetricSpec] = &[
         name: "DuoThrottled",
         unit: "Count",
         line: EVENT_LINE,
-        field: Some("duo_throttled"),
+        field: Some(log_line::event::DUO_THROTTLED),
         dimension_sets: NO_DIMENSION,
         description: "Duo answers 429 (rate limited)",
     },
@@ -187,7 +153,7 @@ pub const METRICS: &[MetricSpec] = &[
         name: "DurationMs",
         unit: "Milliseconds",
         line: EVENT_LINE,
-        field: Some("duration_ms"),
+        field: Some(log_line::event::DURATION_MS),
         dimension_sets: NO_DIMENSION,
         description: "time to apply one event",
     },
@@ -203,7 +169,7 @@ pub const METRICS: &[MetricSpec] = &[
         name: "CatchUpLagSeconds",
         unit: "Seconds",
         line: CATCH_UP_LINE,
-        field: Some("checkpoint_lag_s"),
+        field: Some(log_line::catch_up::CHECKPOINT_LAG_S),
         dimension_sets: &[&["Source"]],
         description: "seconds since a catch-up run last read the IdP's log to its end, per run",
     },
@@ -310,7 +276,13 @@ impl Emf {
     pub fn annotate(&self, line: &mut Map<String, Value>, timestamp_ms: u64) -> bool {
         let message = line.get("message").and_then(Value::as_str).unwrap_or("");
         let kind = match message {
-            EVENT_LINE if line.get("outcome").is_some_and(Value::is_string) => EVENT_LINE,
+            EVENT_LINE
+                if line
+                    .get(log_line::event::OUTCOME)
+                    .is_some_and(Value::is_string) =>
+            {
+                EVENT_LINE
+            }
             DEAD_LETTER_LINE => DEAD_LETTER_LINE,
             CATCH_UP_LINE => CATCH_UP_LINE,
             _ => return false,

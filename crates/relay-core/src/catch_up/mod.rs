@@ -422,6 +422,7 @@ impl CatchUpSummary {
 
     /// The one summary line of a run.
     pub fn log(&self) {
+        use crate::log_line::catch_up as f;
         let status = self.status_str();
         let error = self.error.as_deref().unwrap_or("");
         // One field list for both levels: a run that ended well is info,
@@ -429,21 +430,25 @@ impl CatchUpSummary {
         macro_rules! line {
             ($level:ident) => {
                 tracing::$level!(
-                    source = self.source.as_str(),
-                    status,
-                    dry_run = self.dry_run,
-                    records = self.records,
-                    new = self.new,
-                    duplicates = self.duplicates,
-                    failed = self.failed,
-                    ignored = self.ignored,
-                    pages = self.pages,
-                    idp_calls = self.idp_calls,
-                    duo_calls = self.duo_calls,
-                    checkpoint_lag_s = self.checkpoint_lag_s,
-                    cursor_fallback = self.cursor_fallback,
-                    error,
-                    "catch_up"
+                    {
+                        { f::SOURCE } = self.source.as_str(),
+                        { f::STATUS } = status,
+                        { f::DRY_RUN } = self.dry_run,
+                        { f::RECORDS } = self.records,
+                        { f::NEW } = self.new,
+                        { f::DUPLICATES } = self.duplicates,
+                        { f::FAILED } = self.failed,
+                        { f::IGNORED } = self.ignored,
+                        { f::PAGES } = self.pages,
+                        { f::IDP_CALLS } = self.idp_calls,
+                        { f::DUO_CALLS } = self.duo_calls,
+                        { f::CHECKPOINT_LAG_S } = self.checkpoint_lag_s,
+                        { f::CURSOR_FALLBACK } = self.cursor_fallback,
+                        { f::ERROR } = error,
+
+                    },
+                    "{}",
+                    f::MESSAGE
                 )
             };
         }
