@@ -42,18 +42,20 @@
 //! did not match forces one early read — at most once per
 //! [`Settings::FORCED_REFRESH_INTERVAL`], so refused requests cannot make us
 //! hammer Secrets Manager — and is handled again if the secret changed.
+//! The caching, the TTL and the rate limit are [`reloading::Reloading`]'s.
 
 pub mod dynamo;
 pub mod groups;
 pub mod invocation;
+pub mod reloading;
 pub mod secrets;
 pub mod settings;
 pub mod sqs;
 pub mod worker;
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use http::StatusCode;
@@ -64,6 +66,7 @@ use relay_core::queue::EventQueue;
 use serde_json::Value;
 
 use invocation::{Buffered, dispatch, into_lambda, refused_for_its_secret};
+use reloading::{Reload, Reloading};
 
 pub use dynamo::DynamoStore;
 pub use groups::DynamoGroupIndex;
@@ -189,27 +192,64 @@ struct Active {
     digest: [u8; 32],
 }
 
-struct Schedule {
-    active: Arc<Active>,
-    /// When the secret is read again.
-    next_check: Instant,
-    /// The last read forced by a refused delivery.
-    last_forced: Option<Instant>,
+/// The function's state across invocations: the current relay, rebuilt
+/// when the secret is rotated.
+pub struct AwsRelay {
+    settings: Settings,
+    active: Reloading<Rebuild>,
 }
 
-/// The function's state across invocations: the current relay and where to
-/// reload it from.
-pub struct AwsRelay {
+/// What the relay is built from, the secret being read again by
+/// [`Reloading`].
+struct Rebuild {
     /// The plain environment; the secret is laid over it on every rebuild.
     env: RawConfig,
     secrets: SecretSource,
     store: DynamoStore,
-    settings: Settings,
     queued: Option<Queued>,
-    schedule: Mutex<Schedule>,
-    /// One read of the secret at a time.
-    refreshing: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
+}
+
+impl Reload for Rebuild {
+    type Value = Active;
+
+    fn secret_id(&self) -> &str {
+        self.secrets.secret_id()
+    }
+
+    /// Rebuilds the relay if the secret's content changed. A failed read or
+    /// an invalid new version keeps the current relay (it still works with
+    /// the previous secret) and is logged.
+    async fn reload(&self, current: &Active) -> Option<Active> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        match self.secrets.fetch().await {
+            Ok(values) if values.same_content(&current.digest) => None,
+            Ok(values) => match build(&self.env, &values, &self.store, self.queued.as_ref()) {
+                Ok(active) => {
+                    tracing::info!(
+                        secret_id = %self.secrets.secret_id(),
+                        "the secret changed: configuration reloaded"
+                    );
+                    Some(active)
+                }
+                Err(e) => {
+                    tracing::error!(
+                        secret_id = %self.secrets.secret_id(),
+                        error = %e,
+                        "the secret changed but its new version is not usable; keeping the previous configuration"
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot read the secret again; keeping the previous configuration"
+                );
+                None
+            }
+        }
+    }
 }
 
 impl fmt::Debug for AwsRelay {
@@ -285,35 +325,37 @@ impl AwsRelay {
             entra = relay.auth().is_configured(relay_core::event::Source::Entra),
             "idp-duo-relay ready on Lambda: /okta, /auth0, /auth0/logs, /entra, /healthz"
         );
-        Ok(Self {
+        let rebuild = Rebuild {
             env,
             secrets,
             store,
-            schedule: Mutex::new(Schedule {
-                active: Arc::new(active),
-                next_check: Instant::now() + settings.secret_ttl,
-                last_forced: None,
-            }),
-            settings,
             queued,
-            refreshing: tokio::sync::Mutex::new(()),
             fetches: AtomicU64::new(1),
+        };
+        Ok(Self {
+            active: Reloading::new(
+                rebuild,
+                active,
+                settings.secret_ttl,
+                settings.forced_refresh_interval,
+            ),
+            settings,
         })
     }
 
     /// How many times the secret was read (start-up included).
     pub fn secret_fetches(&self) -> u64 {
-        self.fetches.load(Ordering::Relaxed)
+        self.active.source().fetches.load(Ordering::Relaxed)
     }
 
     /// The relay currently serving (changes when a rotated secret is loaded).
     pub fn relay(&self) -> Arc<LambdaRelay> {
-        Arc::clone(&self.schedule().active.relay)
+        Arc::clone(&self.active.cached().relay)
     }
 
     /// The queue worker (queue mode only).
     pub fn worker(&self) -> Option<&Worker> {
-        self.queued.as_ref().map(|q| &q.worker)
+        self.active.source().queued.as_ref().map(|q| &q.worker)
     }
 
     /// Handles one invocation, whatever its kind, from the raw event:
@@ -350,12 +392,12 @@ impl AwsRelay {
         records: Vec<worker::SqsRecord>,
         deadline: Option<Instant>,
     ) -> Result<BatchResponse, InvokeError> {
-        let Some(queued) = &self.queued else {
+        let Some(queued) = &self.active.source().queued else {
             return Err(InvokeError::NotQueueMode);
         };
         // The current relay: a rotated secret (say DUO_SKEY) is picked up
         // by the worker as by the requests.
-        let relay = Arc::clone(&self.active().await.relay);
+        let relay = Arc::clone(&self.active.current().await.relay);
         Ok(queued.worker.run(relay, records, deadline).await)
     }
 
@@ -402,11 +444,11 @@ impl AwsRelay {
             .task_config()
             .await
             .map_err(|e| InvokeError::CatchUp(e.to_string()))?;
-        let relay = Arc::clone(&self.active().await.relay);
+        let relay = Arc::clone(&self.active.current().await.relay);
         let summary = relay_core::catch_up::run_scheduled(
             &relay,
             &raw,
-            &self.store.checkpoints(),
+            &self.active.source().store.checkpoints(),
             Some(event),
         )
         .await
@@ -420,117 +462,27 @@ impl AwsRelay {
     /// A task's configuration: the secret read afresh (the IdP API
     /// credentials live there) laid over the environment.
     async fn task_config(&self) -> Result<RawConfig, SecretError> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let values = self.secrets.fetch().await?;
-        Ok(values.merged_over(&self.env))
+        let source = self.active.source();
+        source.fetches.fetch_add(1, Ordering::Relaxed);
+        let values = source.secrets.fetch().await?;
+        Ok(values.merged_over(&source.env))
     }
 
     /// Handles one Lambda HTTP event (Function URL, HTTP API or REST API).
     pub async fn handle(&self, request: lambda_http::Request) -> http::Response<lambda_http::Body> {
         let request = Buffered::from_lambda(request);
-        let active = self.active().await;
+        let active = self.active.current().await;
         let mut response = dispatch(&active.router, &request).await;
         if response.status() == StatusCode::UNAUTHORIZED
             && refused_for_its_secret(&active.relay, &request)
-            && let Some(fresh) = self.forced_refresh(&active).await
+            && let Some(fresh) = self
+                .active
+                .reread(&active, "a delivery was refused for its secret")
+                .await
         {
             response = dispatch(&fresh.router, &request).await;
         }
         into_lambda(response)
-    }
-
-    fn schedule(&self) -> MutexGuard<'_, Schedule> {
-        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The current relay, re-reading the secret first when its TTL ran out.
-    async fn active(&self) -> Arc<Active> {
-        {
-            let schedule = self.schedule();
-            if Instant::now() < schedule.next_check {
-                return Arc::clone(&schedule.active);
-            }
-        }
-        let _one_at_a_time = self.refreshing.lock().await;
-        {
-            // Another request may have read it while we waited.
-            let schedule = self.schedule();
-            if Instant::now() < schedule.next_check {
-                return Arc::clone(&schedule.active);
-            }
-        }
-        self.refresh().await
-    }
-
-    /// A read forced by a delivery refused for its secret: `Some` with the
-    /// new relay when the secret changed, `None` when it did not or when the
-    /// last forced read is too recent.
-    async fn forced_refresh(&self, seen: &Arc<Active>) -> Option<Arc<Active>> {
-        let _one_at_a_time = self.refreshing.lock().await;
-        {
-            let mut schedule = self.schedule();
-            if !Arc::ptr_eq(&schedule.active, seen) {
-                // Rebuilt while this request ran: try the new one, no read.
-                return Some(Arc::clone(&schedule.active));
-            }
-            let now = Instant::now();
-            if schedule.last_forced.is_some_and(|last| {
-                now.duration_since(last) < self.settings.forced_refresh_interval
-            }) {
-                tracing::debug!(
-                    "secret mismatch: a forced secret read ran recently; not reading again"
-                );
-                return None;
-            }
-            schedule.last_forced = Some(now);
-        }
-        tracing::info!(
-            secret_id = %self.secrets.secret_id(),
-            "a delivery was refused for its secret: reading the secret again in case it was rotated"
-        );
-        let after = self.refresh().await;
-        (!Arc::ptr_eq(&after, seen)).then_some(after)
-    }
-
-    /// Reads the secret and rebuilds the relay if its content changed. A
-    /// failed read or an invalid new version keeps the current relay (it
-    /// still works with the previous secret) and is logged. Call with
-    /// `refreshing` held.
-    async fn refresh(&self) -> Arc<Active> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let fetched = self.secrets.fetch().await;
-        let current = Arc::clone(&self.schedule().active);
-        let next = match fetched {
-            Ok(values) if values.same_content(&current.digest) => current,
-            Ok(values) => match build(&self.env, &values, &self.store, self.queued.as_ref()) {
-                Ok(active) => {
-                    tracing::info!(
-                        secret_id = %self.secrets.secret_id(),
-                        "the secret changed: configuration reloaded"
-                    );
-                    Arc::new(active)
-                }
-                Err(e) => {
-                    tracing::error!(
-                        secret_id = %self.secrets.secret_id(),
-                        error = %e,
-                        "the secret changed but its new version is not usable; keeping the previous configuration"
-                    );
-                    current
-                }
-            },
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    "cannot read the secret again; keeping the previous configuration"
-                );
-                current
-            }
-        };
-        let mut schedule = self.schedule();
-        schedule.active = Arc::clone(&next);
-        schedule.next_check = Instant::now() + self.settings.secret_ttl;
-        next
     }
 }
 
