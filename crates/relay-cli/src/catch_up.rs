@@ -305,11 +305,15 @@ fn lock(state_dir: &Path) -> anyhow::Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .open(&path)?;
-    if file.try_lock().is_err() {
-        anyhow::bail!(
+    match relay_core::queue::disk::lock_exclusive(&file) {
+        Ok(()) => {}
+        Err(relay_core::queue::disk::LockFailed::Held) => anyhow::bail!(
             "{} is held by another catch-up run of this state directory",
             path.display()
-        );
+        ),
+        Err(relay_core::queue::disk::LockFailed::Io(e)) => {
+            anyhow::bail!("locking {}: {e}", path.display())
+        }
     }
     Ok(file)
 }

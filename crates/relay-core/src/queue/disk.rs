@@ -286,12 +286,15 @@ impl DiskQueue {
             .truncate(false)
             .write(true)
             .open(dir.join("queue.lock"))?;
-        if lock.try_lock().is_err() {
-            return Err(QueueError::Io(format!(
+        lock_exclusive(&lock).map_err(|e| match e {
+            LockFailed::Held => QueueError::Io(format!(
                 "{} is in use by another process (a running `idp-duo-relay serve`?)",
                 dir.display()
-            )));
-        }
+            )),
+            LockFailed::Io(e) => {
+                QueueError::Io(format!("locking {}: {e}", dir.join("queue.lock").display()))
+            }
+        })?;
         let shared = Arc::new(Shared::default());
         let (writer, report) = load::load(dir, limits, shared.clone())?;
         for r in &report {
@@ -438,6 +441,31 @@ impl DiskQueue {
         }
         wait.await
             .map_err(|_| QueueError::Io("the queue's writer thread has stopped".into()))?
+    }
+}
+
+/// Why [`lock_exclusive`] failed.
+#[derive(Debug)]
+pub enum LockFailed {
+    /// Another open file holds the lock (another process, or another
+    /// queue of this one).
+    Held,
+    /// The lock call itself failed (`ENOLCK`, …): not "in use", and said
+    /// as it is so an operator is not sent looking for a second process.
+    Io(std::io::Error),
+}
+
+/// Takes `file`'s exclusive lock without waiting. Only `WouldBlock` means
+/// another holder; an interrupted call is retried.
+pub fn lock_exclusive(file: &File) -> Result<(), LockFailed> {
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => return Err(LockFailed::Held),
+            Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(LockFailed::Io(e)),
+        }
     }
 }
 
@@ -593,6 +621,42 @@ mod tests {
         let d = std::env::temp_dir().join(format!("relay-q-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn a_second_open_is_refused_as_in_use_and_a_reopen_after_drop_works() {
+        let d = dir("lock");
+        let q = DiskQueue::open(&d).unwrap();
+        let Err(QueueError::Io(why)) = DiskQueue::open(&d) else {
+            panic!("a second open of a held queue must fail");
+        };
+        assert!(why.contains("is in use by another process"), "{why}");
+        drop(q);
+        // Dropping releases the lock at once: the next open succeeds.
+        for _ in 0..50 {
+            drop(DiskQueue::open(&d).unwrap());
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn lock_exclusive_tells_a_held_lock_from_a_free_one() {
+        let d = dir("lock-file");
+        std::fs::create_dir_all(&d).unwrap();
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(d.join("x.lock"))
+                .unwrap()
+        };
+        let (a, b) = (open(), open());
+        lock_exclusive(&a).unwrap();
+        assert!(matches!(lock_exclusive(&b), Err(LockFailed::Held)));
+        drop(a);
+        lock_exclusive(&b).unwrap();
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     fn policy() -> QueuePolicy {
