@@ -109,21 +109,74 @@ pub enum Operation {
     ResetMfa { user: UserKey, scope: MfaScope },
 }
 
-impl Operation {
-    /// A short stable name for logs and metrics.
-    pub fn name(&self) -> &'static str {
+/// Which operation, without its arguments: what the summary line's
+/// `operations` and the `--json` report list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    UpsertUser,
+    SetUserState,
+    UpdateUser,
+    DeleteUser,
+    AddMembership,
+    RemoveMembership,
+    CreateGroup,
+    RenameGroup,
+    DeleteGroup,
+    ResetMfa,
+}
+
+impl OperationKind {
+    /// A short stable name for logs and metrics (the one place these
+    /// strings are written).
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Self::UpsertUser { .. } => "upsert_user",
-            Self::SetUserState { .. } => "set_user_state",
-            Self::UpdateUser { .. } => "update_user",
-            Self::DeleteUser { .. } => "delete_user",
-            Self::AddMembership { .. } => "add_membership",
-            Self::RemoveMembership { .. } => "remove_membership",
-            Self::CreateGroup { .. } => "create_group",
-            Self::RenameGroup { .. } => "rename_group",
-            Self::DeleteGroup { .. } => "delete_group",
-            Self::ResetMfa { .. } => "reset_mfa",
+            Self::UpsertUser => "upsert_user",
+            Self::SetUserState => "set_user_state",
+            Self::UpdateUser => "update_user",
+            Self::DeleteUser => "delete_user",
+            Self::AddMembership => "add_membership",
+            Self::RemoveMembership => "remove_membership",
+            Self::CreateGroup => "create_group",
+            Self::RenameGroup => "rename_group",
+            Self::DeleteGroup => "delete_group",
+            Self::ResetMfa => "reset_mfa",
         }
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As its name (`"upsert_user"`).
+impl Serialize for OperationKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Operation {
+    /// Which operation this is.
+    pub fn kind(&self) -> OperationKind {
+        match self {
+            Self::UpsertUser { .. } => OperationKind::UpsertUser,
+            Self::SetUserState { .. } => OperationKind::SetUserState,
+            Self::UpdateUser { .. } => OperationKind::UpdateUser,
+            Self::DeleteUser { .. } => OperationKind::DeleteUser,
+            Self::AddMembership { .. } => OperationKind::AddMembership,
+            Self::RemoveMembership { .. } => OperationKind::RemoveMembership,
+            Self::CreateGroup { .. } => OperationKind::CreateGroup,
+            Self::RenameGroup { .. } => OperationKind::RenameGroup,
+            Self::DeleteGroup { .. } => OperationKind::DeleteGroup,
+            Self::ResetMfa { .. } => OperationKind::ResetMfa,
+        }
+    }
+
+    /// A short stable name for logs and metrics: [`OperationKind::as_str`].
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
     }
 
     /// Whether applying it destroys something that cannot be restored.

@@ -25,6 +25,7 @@ use crate::apply::{ApplyError, Directory, OpOutcome};
 use crate::config::{ConfigError, RawConfig};
 use crate::event::{Change, GroupRef, IdpEvent, Lifecycle, Parsed, Source};
 use crate::idp::IdpError;
+use crate::operation::{Operation, OperationKind};
 use crate::order::{Role, aspects, parse_time_ms};
 use crate::parse_util::ParseError;
 use crate::plan::{PlanRules, Planned, plan_event};
@@ -752,7 +753,11 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         report
     }
 
-    async fn apply_inner(&self, event: &IdpEvent, mode: ApplyMode) -> (Vec<String>, EventOutcome) {
+    async fn apply_inner(
+        &self,
+        event: &IdpEvent,
+        mode: ApplyMode,
+    ) -> (Vec<OperationKind>, EventOutcome) {
         match self.store.claim(&event.id).await {
             Ok(Claim::New) => {}
             Ok(Claim::Done) => return (Vec::new(), EventOutcome::Duplicate),
@@ -830,7 +835,7 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
                 return (Vec::new(), EventOutcome::Applied(what));
             }
         };
-        let names: Vec<String> = operations.iter().map(|op| op.name().to_owned()).collect();
+        let names: Vec<OperationKind> = operations.iter().map(Operation::kind).collect();
         let mut changed = Vec::new();
         let mut unchanged = Vec::new();
         for op in &operations {

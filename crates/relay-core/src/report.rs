@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer, ser::SerializeMap as _};
 
 use crate::event::{Change, Skipped, Source};
 use crate::log_line;
+use crate::operation::OperationKind;
 
 /// How one event ended. On the summary line and in `--json` reports it is
 /// two fields: `outcome` ([`OutcomeKind`]'s label) and `detail`.
@@ -145,7 +146,7 @@ pub struct EventReport {
     pub source: Source,
     pub event_type: String,
     pub subject: String,
-    pub operations: Vec<String>,
+    pub operations: Vec<OperationKind>,
     #[serde(flatten)]
     pub outcome: EventOutcome,
     pub duo_calls: u64,
@@ -176,7 +177,12 @@ pub(crate) fn skipped_report(source: Source, skipped: &Skipped) -> EventReport {
 /// Its target stays `relay_core::pipeline`, where it was written first.
 pub(crate) fn log_report(r: &EventReport) {
     use crate::log_line::event as f;
-    let operations = r.operations.join(",");
+    let operations = r
+        .operations
+        .iter()
+        .map(|kind| kind.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let failed = r.outcome.kind().is_failure();
     macro_rules! line {
         ($level:ident) => {
@@ -249,7 +255,7 @@ mod tests {
             source: Source::Okta,
             event_type: "user.lifecycle.create".into(),
             subject: "jane".into(),
-            operations: vec!["upsert_user".into()],
+            operations: vec![OperationKind::UpsertUser],
             outcome,
             duo_calls: 2,
             duo_throttled: 0,
@@ -285,6 +291,7 @@ mod tests {
             assert_eq!(json["detail"], outcome.detail());
         }
         let json = serde_json::to_value(report(EventOutcome::Duplicate)).expect("JSON");
+        assert_eq!(json["operations"], serde_json::json!(["upsert_user"]));
         assert_eq!(json["outcome"], "duplicate");
         assert!(json.get("detail").is_none(), "{json}");
     }
