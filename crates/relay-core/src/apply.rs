@@ -43,6 +43,7 @@ use duo_admin::{DuoClient, DuoError, GroupFields, User, UserFields, UserStatus};
 pub use crate::group_index::managed_tag;
 use crate::group_index::{GroupEntry, GroupIndex, GroupIndexStore};
 
+pub use crate::effect::Effect;
 use crate::event::UserState;
 use crate::identity::{self, Resolution};
 use crate::operation::{GroupKey, Operation, UserAttrs, UserKey};
@@ -52,13 +53,23 @@ use crate::target::{TargetReader, Unreadable};
 /// who use aliases by hand fill them from slot 1.
 pub const IDP_ALIAS_SLOT: usize = 4;
 
-/// How one operation ended.
+/// How one operation ended, and what it did (worded once, by
+/// [`Effect`]'s `Display`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpOutcome {
     /// Duo was changed.
-    Changed(String),
+    Changed(Effect),
     /// Duo already matched; nothing was written.
-    Unchanged(String),
+    Unchanged(Effect),
+}
+
+impl OpOutcome {
+    /// What the operation did, or found already done.
+    pub fn effect(&self) -> &Effect {
+        match self {
+            Self::Changed(effect) | Self::Unchanged(effect) => effect,
+        }
+    }
 }
 
 /// Why an operation failed.
@@ -216,10 +227,12 @@ impl DuoDirectory {
         if let Resolution::Found { user, .. } = &resolution
             && let Some(why) = self.exclusions.reason(user)
         {
-            return Ok(Resolved::Excluded(OpOutcome::Unchanged(format!(
-                "Duo user {} is excluded, left alone: {why}",
-                user.username
-            ))));
+            return Ok(Resolved::Excluded(OpOutcome::Unchanged(
+                Effect::UserExcluded {
+                    username: user.username.clone(),
+                    why: why.to_string(),
+                },
+            )));
         }
         Ok(Resolved::Mine(resolution))
     }
@@ -283,9 +296,10 @@ impl DuoDirectory {
                     Ok((Mine { user, adopted }, false))
                 }
                 Resolved::Mine(Resolution::Held { user, owner }) => Err(held(key, &user, &owner)),
-                Resolved::Excluded(OpOutcome::Unchanged(why) | OpOutcome::Changed(why)) => Err(
-                    ApplyError::Permanent(format!("cannot create user {username}: {why}")),
-                ),
+                Resolved::Excluded(outcome) => Err(ApplyError::Permanent(format!(
+                    "cannot create user {username}: {}",
+                    outcome.effect()
+                ))),
                 Resolved::Mine(Resolution::Absent) => Err(ApplyError::Permanent(format!(
                     "Duo refused to create user {username} (invalid parameter)"
                 ))),
@@ -435,10 +449,9 @@ impl DuoDirectory {
             fields.status = Some(duo_status(state));
         }
         if fields.is_empty() {
-            return Ok(OpOutcome::Unchanged(format!(
-                "user {} already up to date",
-                user.username
-            )));
+            return Ok(OpOutcome::Unchanged(Effect::UserUpToDate {
+                username: user.username.clone(),
+            }));
         }
         match self.modify_user(user, &fields).await {
             Ok(_) => {}
@@ -464,10 +477,9 @@ impl DuoDirectory {
             }
             Err(e) => return Err(e),
         }
-        Ok(OpOutcome::Changed(format!(
-            "modified user {}",
-            user.username
-        )))
+        Ok(OpOutcome::Changed(Effect::ModifiedUser {
+            username: user.username.clone(),
+        }))
     }
 
     /// The mapped mobile phone (issue 17 item 3), after the user's own write:
@@ -480,7 +492,7 @@ impl DuoDirectory {
     /// numbers detached. The user's own phones are never detached; after an
     /// MFA reset (which detached the relay's phone too) nothing is re-added
     /// unless `DUO_PHONE_READD`. `user` is the account as looked up (its
-    /// phones embedded), or as just created. Answers what changed.
+    /// phones embedded), or as just created. Answers the number attached.
     async fn ensure_phone(
         &self,
         user: &User,
@@ -525,7 +537,7 @@ impl DuoDirectory {
         for old in ours {
             deleted(self.duo.detach_phone(&user.user_id, &old.phone_id).await)?;
         }
-        Ok(Some(format!("phone {number} attached")))
+        Ok(Some(number.to_owned()))
     }
 
     async fn reset_mfa(&self, mine: &Mine, key: &UserKey) -> Result<OpOutcome, ApplyError> {
@@ -565,12 +577,14 @@ impl DuoDirectory {
             )?);
         }
         Ok(if removed == 0 {
-            OpOutcome::Unchanged(format!("user {} has no devices", user.username))
+            OpOutcome::Unchanged(Effect::NoDevices {
+                username: user.username.clone(),
+            })
         } else {
-            OpOutcome::Changed(format!(
-                "removed {removed} devices/codes of user {}",
-                user.username
-            ))
+            OpOutcome::Changed(Effect::RemovedDevices {
+                username: user.username.clone(),
+                count: removed,
+            })
         })
     }
 }
@@ -629,13 +643,16 @@ fn alias_slot(user: &User) -> usize {
     }
 }
 
-/// An operation's outcome, and the phone it attached (which makes it a
-/// change).
+/// An operation's outcome, and the phone number it attached (which makes
+/// it a change).
 fn with_phone(outcome: OpOutcome, phone: Option<String>) -> OpOutcome {
     match (outcome, phone) {
         (outcome, None) => outcome,
-        (OpOutcome::Changed(what) | OpOutcome::Unchanged(what), Some(phone)) => {
-            OpOutcome::Changed(format!("{what}; {phone}"))
+        (OpOutcome::Changed(effect) | OpOutcome::Unchanged(effect), Some(number)) => {
+            OpOutcome::Changed(Effect::PhoneAttached {
+                effect: Box::new(effect),
+                number,
+            })
         }
     }
 }
@@ -707,7 +724,10 @@ impl Directory for DuoDirectory {
                         .ensure_phone(&mine.user, attrs.phone.as_deref(), true)
                         .await?;
                     return Ok(with_phone(
-                        OpOutcome::Changed(format!("created user {}", mine.user.username)),
+                        OpOutcome::Changed(Effect::CreatedUser {
+                            username: mine.user.username.clone(),
+                            disabled: false,
+                        }),
                         phone,
                     ));
                 }
@@ -732,20 +752,18 @@ impl Directory for DuoDirectory {
                     Resolution::Absent
                         if *state == UserState::Disabled && user.username.is_none() =>
                     {
-                        Ok(OpOutcome::Unchanged(format!(
-                            "user {user} is not in Duo; nothing to disable"
-                        )))
+                        Ok(OpOutcome::Unchanged(Effect::UserNotInDuoNothingToDisable {
+                            user: user.clone(),
+                        }))
                     }
                     // A suspension that arrived before the user's creation
                     // (IdPs deliver out of order): the IdP has this user, so
                     // create it disabled rather than lose the state.
                     Resolution::Absent => {
                         let (mine, _) = self.create_user(user, attrs, Some(*state)).await?;
-                        Ok(OpOutcome::Changed(match state {
-                            UserState::Disabled => {
-                                format!("created user {} as disabled", mine.user.username)
-                            }
-                            UserState::Active => format!("created user {}", mine.user.username),
+                        Ok(OpOutcome::Changed(Effect::CreatedUser {
+                            username: mine.user.username.clone(),
+                            disabled: *state == UserState::Disabled,
                         }))
                     }
                     Resolution::Held {
@@ -772,7 +790,10 @@ impl Directory for DuoDirectory {
                         .ensure_phone(&mine.user, attrs.phone.as_deref(), true)
                         .await?;
                     Ok(with_phone(
-                        OpOutcome::Changed(format!("created user {}", mine.user.username)),
+                        OpOutcome::Changed(Effect::CreatedUser {
+                            username: mine.user.username.clone(),
+                            disabled: false,
+                        }),
                         phone,
                     ))
                 }
@@ -784,27 +805,26 @@ impl Directory for DuoDirectory {
             Operation::DeleteUser { user } => match mine!(self.resolve(user, None).await?) {
                 Resolution::Found { user: found, .. } => {
                     if !deleted(self.duo.delete_user(&found.user_id).await)? {
-                        return Ok(OpOutcome::Unchanged(format!(
-                            "user {} was already gone",
-                            found.username
-                        )));
+                        return Ok(OpOutcome::Unchanged(Effect::UserAlreadyGone {
+                            username: found.username,
+                        }));
                     }
-                    Ok(OpOutcome::Changed(format!(
-                        "deleted user {}",
-                        found.username
-                    )))
+                    Ok(OpOutcome::Changed(Effect::DeletedUser {
+                        username: found.username,
+                    }))
                 }
-                Resolution::Absent => {
-                    Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo")))
-                }
+                Resolution::Absent => Ok(OpOutcome::Unchanged(Effect::UserNotInDuo {
+                    user: user.clone(),
+                })),
                 // Never the other identity's account.
                 Resolution::Held {
                     user: holder,
                     owner,
-                } => Ok(OpOutcome::Unchanged(format!(
-                    "user {user} is not in Duo (Duo user {} belongs to {owner}; left alone)",
-                    holder.username
-                ))),
+                } => Ok(OpOutcome::Unchanged(Effect::UserNotInDuoHeld {
+                    user: user.clone(),
+                    holder: holder.username,
+                    owner,
+                })),
             },
             Operation::AddMembership { user, group } => {
                 let (mine, _) = match self.ensure_user(user, &UserAttrs::default(), None).await? {
@@ -814,24 +834,23 @@ impl Directory for DuoDirectory {
                 self.groups.learn(&mine.user.groups).await;
                 let (g, _) = self.ensure_group(group).await?;
                 if !self.group_allowed(&g.name) {
-                    return Ok(OpOutcome::Unchanged(format!(
-                        "group {} does not match GROUP_FILTER",
-                        g.name
-                    )));
+                    return Ok(OpOutcome::Unchanged(Effect::GroupFiltered {
+                        group: g.name.clone(),
+                    }));
                 }
                 let found = &mine.user;
                 if found.groups.iter().any(|m| m.group_id == g.group_id) {
-                    return Ok(OpOutcome::Unchanged(format!(
-                        "{} is already in {}",
-                        found.username, g.name
-                    )));
+                    return Ok(OpOutcome::Unchanged(Effect::AlreadyMember {
+                        username: found.username.clone(),
+                        group: g.name.clone(),
+                    }));
                 }
                 self.bind(&mine, user).await?;
                 let g = self.add_to_group(found, group, g).await?;
-                Ok(OpOutcome::Changed(format!(
-                    "added {} to {}",
-                    found.username, g.name
-                )))
+                Ok(OpOutcome::Changed(Effect::AddedMember {
+                    username: found.username.clone(),
+                    group: g.name.clone(),
+                }))
             }
             Operation::RemoveMembership { user, group } => {
                 let Resolution::Found {
@@ -839,7 +858,9 @@ impl Directory for DuoDirectory {
                     adopted,
                 } = mine!(self.resolve(user, None).await?)
                 else {
-                    return Ok(OpOutcome::Unchanged(format!("user {user} is not in Duo")));
+                    return Ok(OpOutcome::Unchanged(Effect::UserNotInDuo {
+                        user: user.clone(),
+                    }));
                 };
                 self.groups.learn(&found.groups).await;
                 let member = found.groups.iter().find(|m| {
@@ -864,28 +885,28 @@ impl Directory for DuoDirectory {
                             .remove_user_from_group(&found.user_id, &m.group_id)
                             .await;
                         if !deleted(removal)? {
-                            return Ok(OpOutcome::Unchanged(format!(
-                                "{} was already out of {}",
-                                found.username, m.name
-                            )));
+                            return Ok(OpOutcome::Unchanged(Effect::AlreadyOut {
+                                username: found.username.clone(),
+                                group: m.name.clone(),
+                            }));
                         }
-                        Ok(OpOutcome::Changed(format!(
-                            "removed {} from {}",
-                            found.username, m.name
-                        )))
+                        Ok(OpOutcome::Changed(Effect::RemovedMember {
+                            username: found.username.clone(),
+                            group: m.name.clone(),
+                        }))
                     }
-                    None => Ok(OpOutcome::Unchanged(format!(
-                        "{} is not in group {group}",
-                        found.username
-                    ))),
+                    None => Ok(OpOutcome::Unchanged(Effect::NotInGroup {
+                        username: found.username.clone(),
+                        group: group.clone(),
+                    })),
                 }
             }
             Operation::CreateGroup { group } => {
                 let (g, created) = self.ensure_group(group).await?;
                 Ok(if created {
-                    OpOutcome::Changed(format!("created group {}", g.name))
+                    OpOutcome::Changed(Effect::CreatedGroup { name: g.name })
                 } else {
-                    OpOutcome::Unchanged(format!("group {} exists", g.name))
+                    OpOutcome::Unchanged(Effect::GroupExists { name: g.name })
                 })
             }
             Operation::RenameGroup { group, new_name } => {
@@ -895,12 +916,12 @@ impl Directory for DuoDirectory {
                         name: Some(new_name.clone()),
                     };
                     let (g, _) = self.ensure_group(&key).await?;
-                    return Ok(OpOutcome::Changed(format!("created group {}", g.name)));
+                    return Ok(OpOutcome::Changed(Effect::CreatedGroup { name: g.name }));
                 };
                 if g.name == *new_name {
-                    return Ok(OpOutcome::Unchanged(format!(
-                        "group {new_name} already named so"
-                    )));
+                    return Ok(OpOutcome::Unchanged(Effect::GroupAlreadyNamed {
+                        name: new_name.clone(),
+                    }));
                 }
                 let renamed = self
                     .duo
@@ -913,10 +934,10 @@ impl Directory for DuoDirectory {
                     )
                     .await?;
                 self.groups.insert(&GroupEntry::from_group(&renamed)).await;
-                Ok(OpOutcome::Changed(format!(
-                    "renamed group {} to {new_name}",
-                    g.name
-                )))
+                Ok(OpOutcome::Changed(Effect::RenamedGroup {
+                    from: g.name,
+                    to: new_name.clone(),
+                }))
             }
             Operation::DeleteGroup { group } => match self.find_group(group).await? {
                 Some(g) => {
@@ -927,19 +948,23 @@ impl Directory for DuoDirectory {
                         self.groups.forget(&g.group_id).await;
                     }
                     Ok(if deletion? {
-                        OpOutcome::Changed(format!("deleted group {}", g.name))
+                        OpOutcome::Changed(Effect::DeletedGroup { name: g.name })
                     } else {
-                        OpOutcome::Unchanged(format!("group {} was already gone", g.name))
+                        OpOutcome::Unchanged(Effect::GroupAlreadyGone { name: g.name })
                     })
                 }
-                None => Ok(OpOutcome::Unchanged(format!("group {group} is not in Duo"))),
+                None => Ok(OpOutcome::Unchanged(Effect::GroupNotInDuo {
+                    group: group.clone(),
+                })),
             },
             Operation::ResetMfa { user: key, .. } => match mine!(self.resolve(key, None).await?) {
                 Resolution::Found { user, adopted } => {
                     self.reset_mfa(&Mine { user, adopted }, key).await
                 }
                 Resolution::Absent | Resolution::Held { .. } => {
-                    Ok(OpOutcome::Unchanged(format!("user {key} is not in Duo")))
+                    Ok(OpOutcome::Unchanged(Effect::UserNotInDuo {
+                        user: key.clone(),
+                    }))
                 }
             },
         }
@@ -975,7 +1000,9 @@ impl Directory for DryRun {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(op.clone());
-        Ok(OpOutcome::Unchanged(format!("dry run: would {op}")))
+        Ok(OpOutcome::Unchanged(Effect::WouldApply {
+            operation: Box::new(op.clone()),
+        }))
     }
 }
 

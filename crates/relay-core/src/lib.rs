@@ -10,6 +10,7 @@ pub mod apply;
 pub mod attributes;
 pub mod catch_up;
 pub mod config;
+pub mod effect;
 pub mod event;
 pub mod exclude;
 pub mod group_index;

@@ -840,8 +840,8 @@ impl<D: Directory, S: IdempotencyStore> Relay<D, S> {
         let mut unchanged = Vec::new();
         for op in &operations {
             match self.directory.apply(op).await {
-                Ok(OpOutcome::Changed(what)) => changed.push(what),
-                Ok(OpOutcome::Unchanged(what)) => unchanged.push(what),
+                Ok(OpOutcome::Changed(effect)) => changed.push(effect.to_string()),
+                Ok(OpOutcome::Unchanged(effect)) => unchanged.push(effect.to_string()),
                 Err(ApplyError::LoginHeld { owner, detail }) => {
                     match self.holder_is_newer(&owner, occurred_at_ms).await {
                         Ok(Some(reason)) => {

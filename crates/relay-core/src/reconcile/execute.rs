@@ -164,8 +164,8 @@ async fn apply_unit<D: Directory>(
             continue;
         }
         let outcome = match directory.apply(&action.operation).await {
-            Ok(OpOutcome::Changed(what)) => ActionOutcome::Applied(what),
-            Ok(OpOutcome::Unchanged(what)) => ActionOutcome::Unchanged(what),
+            Ok(OpOutcome::Changed(effect)) => ActionOutcome::Applied(effect.to_string()),
+            Ok(OpOutcome::Unchanged(effect)) => ActionOutcome::Unchanged(effect.to_string()),
             Err(e) => {
                 let detail = format!("{}: {e}", action.operation);
                 stopped = Some(format!("an earlier action failed ({detail})"));
