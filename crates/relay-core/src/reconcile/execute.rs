@@ -11,7 +11,9 @@ use serde::Serialize;
 use super::IdpKind;
 use super::diff::{Category, Unit};
 use crate::apply::{Directory, OpOutcome};
+use crate::log_line::event as line;
 use crate::operation::Operation;
+use crate::report::OutcomeKind;
 
 /// How one action ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,13 +32,15 @@ pub enum ActionOutcome {
 }
 
 impl ActionOutcome {
+    /// The label: an event's ([`OutcomeKind`]) where the two mean the
+    /// same, and reconcile's own `planned` and `not_attempted`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Planned => "planned",
-            Self::Applied(_) => "applied",
-            Self::Unchanged(_) => "unchanged",
-            Self::FailedTransient(_) => "failed_transient",
-            Self::FailedPermanent(_) => "failed_permanent",
+            Self::Applied(_) => OutcomeKind::Applied.as_str(),
+            Self::Unchanged(_) => OutcomeKind::Unchanged.as_str(),
+            Self::FailedTransient(_) => OutcomeKind::FailedTransient.as_str(),
+            Self::FailedPermanent(_) => OutcomeKind::FailedPermanent.as_str(),
             Self::NotAttempted(_) => "not_attempted",
         }
     }
@@ -77,14 +81,19 @@ impl UnitResult {
         }
     }
 
-    /// The unit's outcome as the summary line labels it.
-    pub fn label(&self) -> &'static str {
-        if let Some(failed) = self.outcomes.iter().find(|o| {
+    /// The first failed action (transient or permanent), if any.
+    fn failed(&self) -> Option<&ActionOutcome> {
+        self.outcomes.iter().find(|o| {
             matches!(
                 o,
                 ActionOutcome::FailedTransient(_) | ActionOutcome::FailedPermanent(_)
             )
-        }) {
+        })
+    }
+
+    /// The unit's outcome as the summary line labels it.
+    pub fn label(&self) -> &'static str {
+        if let Some(failed) = self.failed() {
             return failed.label();
         }
         if self
@@ -92,11 +101,11 @@ impl UnitResult {
             .iter()
             .any(|o| matches!(o, ActionOutcome::Applied(_)))
         {
-            "applied"
+            OutcomeKind::Applied.as_str()
         } else if self.outcomes.iter().all(|o| *o == ActionOutcome::Planned) {
             "planned"
         } else {
-            "unchanged"
+            OutcomeKind::Unchanged.as_str()
         }
     }
 }
@@ -181,7 +190,8 @@ async fn apply_unit<D: Directory>(
     outcomes
 }
 
-/// One line per unit, with the event line's fields.
+/// One line per unit, with the event line's fields (named in
+/// [`crate::log_line::event`]; no `duo_throttled`).
 fn log_unit(kind: IdpKind, run_id: &str, unit: &Unit, result: &UnitResult) {
     let operations: Vec<&str> = unit.actions.iter().map(|a| a.operation.name()).collect();
     let operations = operations.join(",");
@@ -197,20 +207,23 @@ fn log_unit(kind: IdpKind, run_id: &str, unit: &Unit, result: &UnitResult) {
     macro_rules! line {
         ($level:ident) => {
             tracing::$level!(
-                event_id = %event_id,
-                source = kind.as_str(),
-                event_type = "reconcile",
-                subject = %unit.subject,
-                operations = %operations,
-                outcome,
-                detail = %detail,
-                duo_calls = result.duo_calls,
-                duration_ms = result.duration_ms,
-                "event"
+                {
+                    { line::EVENT_ID } = tracing::field::display(&event_id),
+                    { line::SOURCE } = kind.as_str(),
+                    { line::EVENT_TYPE } = "reconcile",
+                    { line::SUBJECT } = tracing::field::display(&unit.subject),
+                    { line::OPERATIONS } = tracing::field::display(&operations),
+                    { line::OUTCOME } = outcome,
+                    { line::DETAIL } = tracing::field::display(&detail),
+                    { line::DUO_CALLS } = result.duo_calls,
+                    { line::DURATION_MS } = result.duration_ms,
+                },
+                "{}",
+                line::MESSAGE
             )
         };
     }
-    if outcome.starts_with("failed") {
+    if result.failed().is_some() {
         line!(warn);
     } else {
         line!(info);
