@@ -296,6 +296,58 @@ mod tests {
         assert!(json.get("detail").is_none(), "{json}");
     }
 
+    /// The hand-written form is the one serde's derive gave before the
+    /// labels were typed (`rename_all = "snake_case"`, `tag = "outcome"`,
+    /// `content = "detail"`, flattened): `replay --json` is unchanged.
+    #[test]
+    fn the_json_outcome_is_the_former_derived_one() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
+        enum Derived {
+            Applied(String),
+            Unchanged(String),
+            Duplicate,
+            Skipped(String),
+            FailedTransient(String),
+            FailedPermanent(String),
+        }
+        #[derive(Serialize)]
+        struct Flat<T: Serialize> {
+            before: u8,
+            #[serde(flatten)]
+            outcome: T,
+        }
+        let d = || "created user jane; added jane to Engineering".to_owned();
+        let pairs = [
+            (EventOutcome::Applied(d()), Derived::Applied(d())),
+            (EventOutcome::Unchanged(d()), Derived::Unchanged(d())),
+            (EventOutcome::Duplicate, Derived::Duplicate),
+            (EventOutcome::Skipped(d()), Derived::Skipped(d())),
+            (
+                EventOutcome::FailedTransient(d()),
+                Derived::FailedTransient(d()),
+            ),
+            (
+                EventOutcome::FailedPermanent(d()),
+                Derived::FailedPermanent(d()),
+            ),
+        ];
+        for (ours, derived) in pairs {
+            assert_eq!(
+                serde_json::to_string(&Flat {
+                    before: 1,
+                    outcome: ours
+                })
+                .expect("JSON"),
+                serde_json::to_string(&Flat {
+                    before: 1,
+                    outcome: derived
+                })
+                .expect("JSON"),
+            );
+        }
+    }
+
     #[test]
     fn the_labels_are_the_documented_ones_each_once() {
         assert_eq!(
