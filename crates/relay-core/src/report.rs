@@ -129,14 +129,23 @@ impl EventOutcome {
 /// names and labels as the summary line.
 impl Serialize for EventOutcome {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let detail = self.carried_detail();
-        let mut map = serializer.serialize_map(Some(1 + usize::from(detail.is_some())))?;
-        map.serialize_entry(log_line::event::OUTCOME, self.label())?;
-        if let Some(detail) = detail {
-            map.serialize_entry(log_line::event::DETAIL, detail)?;
-        }
-        map.end()
+        serialize_outcome(serializer, self.label(), self.carried_detail())
     }
+}
+
+/// An outcome as the two fields `outcome` and `detail` (left out when
+/// `None`), to flatten into a report: events' and reconcile actions'.
+pub(crate) fn serialize_outcome<S: Serializer>(
+    serializer: S,
+    label: &str,
+    detail: Option<&str>,
+) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(1 + usize::from(detail.is_some())))?;
+    map.serialize_entry(log_line::event::OUTCOME, label)?;
+    if let Some(detail) = detail {
+        map.serialize_entry(log_line::event::DETAIL, detail)?;
+    }
+    map.end()
 }
 
 /// What happened to one event, as the summary line and `replay` report it.

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::IdpKind;
 use super::diff::{Category, Unit};
@@ -15,9 +15,9 @@ use crate::log_line::event as line;
 use crate::operation::Operation;
 use crate::report::OutcomeKind;
 
-/// How one action ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
+/// How one action ended. In `--json` reports: `outcome` (its label) and
+/// `detail` (none when planned), the event line's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionOutcome {
     /// Dry run, or held back by the safety cap.
     Planned,
@@ -53,14 +53,26 @@ impl ActionOutcome {
     }
 
     pub fn detail(&self) -> &str {
+        self.carried_detail().unwrap_or("")
+    }
+
+    fn carried_detail(&self) -> Option<&str> {
         match self {
-            Self::Planned => "",
+            Self::Planned => None,
             Self::Applied(d)
             | Self::Unchanged(d)
             | Self::FailedTransient(d)
             | Self::FailedPermanent(d)
-            | Self::NotAttempted(d) => d,
+            | Self::NotAttempted(d) => Some(d),
         }
+    }
+}
+
+/// `{"outcome": <label>, "detail": <detail>}` (no `detail` when planned),
+/// from [`ActionOutcome::label`]: the labels are written once.
+impl Serialize for ActionOutcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::report::serialize_outcome(serializer, self.label(), self.carried_detail())
     }
 }
 
@@ -227,5 +239,64 @@ fn log_unit(kind: IdpKind, run_id: &str, unit: &Unit, result: &UnitResult) {
         line!(warn);
     } else {
         line!(info);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written form is the one serde's derive gave before
+    /// (`rename_all = "snake_case"`, `tag = "outcome"`, `content =
+    /// "detail"`, flattened into the report's action): `reconcile --json`
+    /// is unchanged.
+    #[test]
+    fn the_json_outcome_is_the_former_derived_one() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
+        enum Former {
+            Planned,
+            Applied(String),
+            Unchanged(String),
+            FailedTransient(String),
+            FailedPermanent(String),
+            NotAttempted(String),
+        }
+        #[derive(Serialize)]
+        struct Action<T: Serialize> {
+            operation: &'static str,
+            #[serde(flatten)]
+            outcome: T,
+        }
+        let d = || "added ann to Engineering".to_owned();
+        let pairs = [
+            (ActionOutcome::Planned, Former::Planned),
+            (ActionOutcome::Applied(d()), Former::Applied(d())),
+            (ActionOutcome::Unchanged(d()), Former::Unchanged(d())),
+            (
+                ActionOutcome::FailedTransient(d()),
+                Former::FailedTransient(d()),
+            ),
+            (
+                ActionOutcome::FailedPermanent(d()),
+                Former::FailedPermanent(d()),
+            ),
+            (ActionOutcome::NotAttempted(d()), Former::NotAttempted(d())),
+        ];
+        for (ours, former) in pairs {
+            let op = "add ann to Engineering";
+            assert_eq!(
+                serde_json::to_string(&Action {
+                    operation: op,
+                    outcome: ours
+                })
+                .expect("JSON"),
+                serde_json::to_string(&Action {
+                    operation: op,
+                    outcome: former
+                })
+                .expect("JSON"),
+            );
+        }
     }
 }
