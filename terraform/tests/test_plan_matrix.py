@@ -104,7 +104,7 @@ def test_fails_when_entra_secret_names_come_from_generated_values(tmp_path):
         r'local\.entra_enabled \? \["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"\]',
         'nonsensitive(var.entra_client_state != null) ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"]',
     )
-    result = _plan(tree, "examples/entra-azure", "required variables only (client secret and clientState generated)")
+    result = _plan(tree, "examples/entra-azure", "required variables only (clientState generated)")
     assert not result.ok, "the plan matrix did not catch Entra secret names decided from generated values"
     assert "Invalid for_each argument" in result.output, plan_matrix._failure_excerpt(result.output)
     assert "modules/azure/keyvault.tf" in result.output
@@ -115,6 +115,23 @@ def test_fails_when_the_entra_settings_do_not_reach_the_app(tmp_path):
     # App's app_settings the relay has no tenant to read Graph from.
     tree = _copy_tree(tmp_path)
     _put_back(tree / "modules" / "azure" / "function.tf", r"    local\.entra_settings,\n", "")
-    result = _plan(tree, "examples/entra-azure", "required variables only (client secret and clientState generated)")
+    result = _plan(tree, "examples/entra-azure", "required variables only (clientState generated)")
     assert not result.ok, "the plan matrix did not notice the Entra settings missing from the app"
     assert any("ENTRA_TENANT_ID" in p for p in result.problems), result.problems
+
+
+def test_fails_when_an_example_needs_a_provider_the_tool_does_not_serve(tmp_path):
+    # entra-azure once called idp/entra, which needs azuread: the shared
+    # tool serves no azuread schema, so anyone's offline check of the
+    # example failed at init while the matrix (which added the repository's
+    # azuread schema for every root) passed. The extra schemas are now for
+    # idp/entra alone; an example that pulls azuread in again must fail.
+    tree = _copy_tree(tmp_path)
+    _put_back(
+        tree / "examples" / "entra-azure" / "versions.tf",
+        r"  required_providers \{\n",
+        '  required_providers {\n    azuread = {\n      source  = "hashicorp/azuread"\n      version = ">= 3.0, < 4.0"\n    }\n',
+    )
+    result = _plan(tree, "examples/entra-azure", "required variables only (clientState generated)")
+    assert not result.ok, "the plan matrix planned an example that needs azuread"
+    assert "hashicorp/azuread" in result.output, plan_matrix._failure_excerpt(result.output)

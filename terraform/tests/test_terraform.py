@@ -1799,21 +1799,26 @@ def test_self_entra_checks_catch_a_plain_secret_and_a_value_keyed_set():
 
 
 def test_entra_example_hands_the_generated_secrets_to_the_relay():
-    """entra-azure: the clientState is generated once, in idp/entra, and the
-    relay gets it and the client secret from there (the examples' other
-    secrets come from one random_password in the root)."""
+    """entra-azure: the clientState is generated in the root (a secret
+    between Graph and the relay, like the other examples' hook secrets) and
+    the app registration comes in as variables from terraform/idp/entra's
+    outputs, so the root needs no azuread provider (the offline check of an
+    example serves only the shared tool's providers)."""
     ex = Module(TF_ROOT / "examples" / "entra-azure")
-    assert not list(ex.of_type("random_password")), "entra-azure generates the clientState in idp/entra, not in the root"
-    idp = Module(TF_ROOT / "idp" / "entra")
-    (_, name, body), = idp.of_type("random_password")
+    (_, name, body), = ex.of_type("random_password")
     assert body.get("length", 0) >= 32 and body.get("length") <= 128 and body.get("special") is False, body
-    assert _text(idp.outputs["client_state"]["value"]) == f"${{random_password.{name}.result}}"
     relay = ex.modules["relay"]
-    assert _text(relay["entra_client_state"]) == "${module.entra.client_state}"
-    assert _text(relay["entra_client_secret"]) == "${module.entra.client_secret}"
-    assert _text(relay["entra_tenant_id"]) == "${module.entra.tenant_id}"
-    assert _text(relay["entra_client_id"]) == "${module.entra.client_id}"
+    assert _text(relay["entra_client_state"]) == f"${{random_password.{name}.result}}"
+    assert _text(relay["entra_client_secret"]) == "${var.entra_client_secret}"
+    assert _text(relay["entra_tenant_id"]) == "${var.entra_tenant_id}"
+    assert _text(relay["entra_client_id"]) == "${var.entra_client_id}"
     assert [_text(s) for s in relay["hook_sources"]] == ["entra"], relay["hook_sources"]
+    assert "entra" not in ex.modules, "the app registration is its own root (terraform/idp/entra)"
+    versions = (TF_ROOT / "examples" / "entra-azure" / "versions.tf").read_text()
+    assert "hashicorp/azuread" not in versions, "entra-azure must not need the azuread provider"
+    idp = Module(TF_ROOT / "idp" / "entra")
+    for output in ("tenant_id", "client_id", "client_secret"):
+        assert output in idp.outputs, output
 
 
 # --- nothing a user can commit from an example holds a secret -------------------

@@ -2,6 +2,11 @@
 # Graph change notifications on users and groups (POST /api/entra), each
 # one read back from Graph with the relay's own app registration.
 # Build first: crates/relay-azure/package.sh → target/azure-function-app.zip
+# The app registration comes first, from its own root: apply
+# terraform/idp/entra (it needs the azuread provider and a login that may
+# grant admin consent) and pass its tenant_id, client_id and client_secret
+# outputs here (terraform/README.md, "entra-azure"). Kept apart so that this
+# root needs only azurerm, random and time, like the other examples.
 #
 # After the apply, create the Graph subscriptions (Terraform does not: Graph
 # validates a new one by calling the running relay, and they expire within
@@ -14,23 +19,13 @@ provider "azurerm" {
   subscription_id = var.subscription_id
 }
 
-# The tenant whose users and groups reach Duo. null: the tenant of the
-# Azure CLI login (or ARM_TENANT_ID).
-provider "azuread" {
-  tenant_id = var.tenant_id
-}
-
-# The relay's app registration in Entra ID: Microsoft Graph application
-# permissions with admin consent, its client secret (rotated every
-# client_secret_rotation_days by an apply) and the subscriptions'
-# clientState, generated here.
-module "entra" {
-  source = "../../idp/entra"
-
-  display_name                = var.name
-  audit_log_enabled           = var.entra_audit_log_enabled
-  client_secret_rotation_days = var.client_secret_rotation_days
-  client_secret_grace_days    = var.client_secret_grace_days
+# The subscriptions' clientState: a secret between Graph and the relay only
+# (the relay gives it to Graph when it creates a subscription), made here
+# like the other examples' hook secrets. Its value is known only after
+# apply; the module decides its Key Vault secrets from hook_sources.
+resource "random_password" "client_state" {
+  length  = 64
+  special = false
 }
 
 module "relay" {
@@ -40,10 +35,10 @@ module "relay" {
   # and the client secret themselves are only known after apply.
   hook_sources = ["entra"]
 
-  entra_tenant_id     = module.entra.tenant_id
-  entra_client_id     = module.entra.client_id
-  entra_client_secret = module.entra.client_secret
-  entra_client_state  = module.entra.client_state
+  entra_tenant_id     = var.entra_tenant_id
+  entra_client_id     = var.entra_client_id
+  entra_client_secret = var.entra_client_secret
+  entra_client_state  = random_password.client_state.result
 
   name               = var.name
   location           = var.location

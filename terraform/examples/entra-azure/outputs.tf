@@ -7,9 +7,9 @@ output "entra_subscribe" {
   description = "What to run after the apply, and then daily, to create and renew the relay's Graph subscriptions (README \"Entra ID\")."
   value       = <<-EOT
     # From this folder, with the idp-duo-relay CLI (cargo build --release -p relay-cli):
-    export ENTRA_TENANT_ID="$(terraform output -raw entra_tenant_id)"
-    export ENTRA_CLIENT_ID="$(terraform output -raw entra_client_id)"
-    export ENTRA_CLIENT_SECRET="$(terraform output -raw entra_client_secret)"
+    export ENTRA_TENANT_ID="$(terraform -chdir=../../idp/entra output -raw tenant_id)"
+    export ENTRA_CLIENT_ID="$(terraform -chdir=../../idp/entra output -raw client_id)"
+    export ENTRA_CLIENT_SECRET="$(terraform -chdir=../../idp/entra output -raw client_secret)"
     export ENTRA_CLIENT_STATE="$(terraform output -raw entra_client_state)"
     curl -fsS "${module.relay.healthz_url}"     # the relay must answer first: Graph validates through it
     idp-duo-relay entra subscribe --url "${module.relay.entra_notification_url}"
@@ -17,36 +17,10 @@ output "entra_subscribe" {
   EOT
 }
 
-output "entra_tenant_id" {
-  description = "The Entra ID tenant (ENTRA_TENANT_ID)."
-  value       = module.entra.tenant_id
-}
-
-output "entra_client_id" {
-  description = "The relay's app registration (ENTRA_CLIENT_ID): Entra admin center → App registrations."
-  value       = module.entra.client_id
-}
-
-output "entra_client_secret" {
-  description = "The app registration's client secret (ENTRA_CLIENT_SECRET), for `entra subscribe`: `terraform output -raw entra_client_secret`."
-  value       = module.entra.client_secret
-  sensitive   = true
-}
-
-output "entra_client_secret_end_date" {
-  description = "When Entra ID stops accepting the client secret: an apply after the rotation date and before this replaces it."
-  value       = module.entra.client_secret_end_date
-}
-
 output "entra_client_state" {
   description = "The subscriptions' clientState (ENTRA_CLIENT_STATE), for `entra subscribe`: `terraform output -raw entra_client_state`."
-  value       = module.entra.client_state
+  value       = random_password.client_state.result
   sensitive   = true
-}
-
-output "entra_graph_permissions" {
-  description = "The Microsoft Graph application permissions granted (admin consent) to the relay's app."
-  value       = module.entra.graph_permissions
 }
 
 output "healthz_url" {

@@ -12,12 +12,6 @@ variable "subscription_id" {
   default     = null
 }
 
-variable "tenant_id" {
-  description = "The Entra ID tenant whose users and groups are synced (the app registration is made there). null: the tenant of your Azure CLI login (or ARM_TENANT_ID)."
-  type        = string
-  default     = null
-}
-
 variable "location" {
   description = "Azure region, e.g. westeurope (one that offers the Function App plan the module uses)."
   type        = string
@@ -60,22 +54,20 @@ variable "duo_skey" {
 
 # --- Entra ID ----------------------------------------------------------------------
 
-variable "entra_audit_log_enabled" {
-  description = "Also grant the app AuditLog.Read.All, for `idp-duo-relay entra audit` (MFA resets from Entra's audit log; not scheduled on Azure yet: run it from a scheduler). false (default): users and groups only."
-  type        = bool
-  default     = false
+variable "entra_tenant_id" {
+  description = "The Entra ID tenant whose users and groups are synced (ENTRA_TENANT_ID): terraform/idp/entra's tenant_id output."
+  type        = string
 }
 
-variable "client_secret_rotation_days" {
-  description = "Days after which an apply replaces the relay's Entra client secret (the new one reaches Key Vault and the app before the old one is deleted)."
-  type        = number
-  default     = 90
+variable "entra_client_id" {
+  description = "The relay's app registration (ENTRA_CLIENT_ID): terraform/idp/entra's client_id output."
+  type        = string
 }
 
-variable "client_secret_grace_days" {
-  description = "Days the client secret stays valid after its rotation date: run terraform apply within them, or the relay loses Graph access."
-  type        = number
-  default     = 30
+variable "entra_client_secret" {
+  description = "The app registration's client secret (ENTRA_CLIENT_SECRET), stored in Key Vault: terraform/idp/entra's client_secret output (export TF_VAR_entra_client_secret=\"$(terraform -chdir=../../idp/entra output -raw client_secret)\"). After idp/entra rotates it, apply here again."
+  type        = string
+  sensitive   = true
 }
 
 # --- Behaviour -------------------------------------------------------------------

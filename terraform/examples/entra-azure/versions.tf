@@ -20,10 +20,6 @@ terraform {
       source  = "hashicorp/azurerm"
       version = ">= 4.0, < 5.0"
     }
-    azuread = {
-      source  = "hashicorp/azuread"
-      version = ">= 3.0, < 4.0"
-    }
     random = {
       source  = "hashicorp/random"
       version = ">= 3.5, < 4.0"

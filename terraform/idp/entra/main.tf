@@ -1,7 +1,8 @@
 # The Entra ID side of the relay: the app registration the relay reads
 # Microsoft Graph with (client credentials), its application permissions
-# with admin consent, its client secret, and the clientState its Graph
-# subscriptions carry.
+# with admin consent, and its client secret. (The subscriptions' clientState
+# is the relay's: the root that deploys it generates it, as
+# examples/entra-azure does.)
 #
 # The subscriptions themselves are NOT created here: the relay creates and
 # renews them (`idp-duo-relay entra subscribe --url <entra_notification_url>`,
@@ -23,23 +24,22 @@ data "azuread_client_config" "current" {}
 # (docs/resources/service_principal.md, "Caveats of use_existing";
 # hashicorp/terraform-provider-azuread#1141).
 #
-# depends_on: both are read during the apply that creates the clientState
-# (the first deploy; that plan shows the role ids as "known after apply"),
-# and at plan time on every later run, because random_password.client_state
-# never changes once created. The offline plan check (terraform/tests) needs
+# depends_on: both are read during the first apply (that plan shows the
+# role ids as "known after apply"), and at plan time on every later run,
+# because time_static.first_apply never changes once created. The offline plan check (terraform/tests) needs
 # the first: its mock data sources answer empty maps, in which no
 # permission name can be looked up. Not the app registration as the
 # anchor: a change to it would defer the read again, and an app role id
 # unknown while planning forces the app role assignments to be replaced
 # (consent revoked and granted again).
 data "azuread_application_published_app_ids" "well_known" {
-  depends_on = [random_password.client_state]
+  depends_on = [time_static.first_apply]
 }
 
 data "azuread_service_principal" "msgraph" {
   client_id = data.azuread_application_published_app_ids.well_known.result["MicrosoftGraph"]
 
-  depends_on = [random_password.client_state]
+  depends_on = [time_static.first_apply]
 
   lifecycle {
     postcondition {
@@ -130,12 +130,6 @@ resource "azuread_application_password" "relay" {
   }
 }
 
-# The clientState of the relay's subscriptions (Graph echoes it in every
-# notification; the relay compares it with ENTRA_CLIENT_STATE in constant
-# time). Graph allows at most 128 characters
-# (learn.microsoft.com/graph/api/resources/subscription, clientState); the
-# relay wants at least 16. Letters and digits: it travels in JSON.
-resource "random_password" "client_state" {
-  length  = 64
-  special = false
-}
+# The time of the first apply: the anchor of the Graph data sources above
+# (set once, never replaced).
+resource "time_static" "first_apply" {}

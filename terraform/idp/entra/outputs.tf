@@ -19,12 +19,6 @@ output "client_secret_end_date" {
   value       = azuread_application_password.relay.end_date
 }
 
-output "client_state" {
-  description = "The subscriptions' clientState: ENTRA_CLIENT_STATE (for the cloud module's secret store, and for `entra subscribe`)."
-  value       = random_password.client_state.result
-  sensitive   = true
-}
-
 output "graph_permissions" {
   description = "The Microsoft Graph application permissions granted (with admin consent) to the relay's app."
   value       = local.graph_permissions

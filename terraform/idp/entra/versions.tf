@@ -11,13 +11,8 @@ terraform {
       source  = "hashicorp/azuread"
       version = ">= 3.0, < 4.0"
     }
-    random = {
-      # The subscriptions' clientState.
-      source  = "hashicorp/random"
-      version = ">= 3.5, < 4.0"
-    }
     time = {
-      # When the client secret is rotated.
+      # When the client secret is rotated; the first apply's time.
       source  = "hashicorp/time"
       version = ">= 0.9, < 1.0"
     }
