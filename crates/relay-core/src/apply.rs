@@ -203,10 +203,6 @@ impl DuoDirectory {
         self
     }
 
-    pub fn client(&self) -> &DuoClient {
-        &self.duo
-    }
-
     /// One lookup for everything the key (and an earlier login) names, then
     /// the identity rule ([`identity::resolve`]).
     ///
