@@ -1023,3 +1023,145 @@ async fn junk_lifecycle_notifications_make_no_call() {
     assert!(graph.requests().is_empty(), "{:?}", graph.requests());
     assert_eq!(served.sim.total_calls(), 0);
 }
+
+/// The scheduled catch-up with source entra — what the three clouds'
+/// schedules run (`RELAY_CATCH_UP_SOURCE=entra`, the AWS task
+/// `{"relay_task":"catch_up","source":"entra"}`): the first run creates
+/// the subscriptions (Graph validating the URL through the real server),
+/// resyncs fully and polls the audit log; the next run keeps the
+/// subscriptions without a write, applies only what changed (a disabled
+/// user) and the MFA reset (devices gone, user kept), and sums it all in
+/// one `catch_up` summary; a refused credential is `idp_failed` (exit 4)
+/// with no Duo call; a bad ENTRA_AUDIT_LOG is a configuration error
+/// before any call.
+#[tokio::test]
+async fn scheduled_catch_up_source_entra_subscribes_catches_up_and_polls_resets() {
+    use duo_sim::{Seed, SeedUser};
+    use relay_core::catch_up::{LogSource, RunStatus, run_scheduled};
+
+    let (mut users, groups) = tenant();
+    users.push(GraphUser::new(ADA, "ada@contoso.com"));
+    let graph = GraphStandIn::start(users, groups).await;
+    let served = serve(&graph.env()).await;
+    let sim = &served.sim;
+    sim.seed(Seed {
+        users: vec![SeedUser {
+            username: "ada@contoso.com".into(),
+            aliases: vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("entra:{ADA}"),
+            ],
+            phones: 2,
+            ..SeedUser::default()
+        }],
+        ..Seed::default()
+    });
+    let url = format!("http://{}/entra", served.addr);
+    let mut raw: relay_core::config::RawConfig = graph.env().into_iter().collect();
+    raw.insert("ENTRA_NOTIFICATION_URL".into(), url.clone());
+    raw.insert("ENTRA_AUDIT_LOG".into(), "true".into());
+    let task = serde_json::json!({"relay_task": "catch_up", "source": "entra"});
+    let checkpoints = served.checkpoints.as_ref();
+
+    sim.reset_calls();
+    graph.reset_requests();
+    let first = run_scheduled(&served.relay, &raw, checkpoints, Some(&task))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.source, first.status, first.cursor_fallback),
+        (LogSource::Entra, RunStatus::CaughtUp, true),
+        "{first:?}"
+    );
+    assert!(first.is_ok() && first.error.is_none(), "{first:?}");
+    let subs = graph.subscriptions();
+    assert_eq!(subs.len(), 2, "{subs:?}");
+    assert!(subs.iter().all(|s| s["notificationUrl"] == url.as_str()));
+    assert_eq!(sim.snapshot().users.len(), 31);
+    assert_eq!(first.duo_calls, sim.total_calls() as u64);
+    assert_eq!(first.idp_calls, graph.requests().len() as u64);
+    assert_eq!(first.checkpoint_lag_s, 0, "{first:?}");
+
+    // What the relay was not told: a disabled user, and an admin deleting
+    // Ada's security info.
+    let mut five = GraphUser::new(&uid(5), "user5@contoso.com");
+    five.enabled = false;
+    graph.put_user(five);
+    let at = relay_core::time::rfc3339_millis(relay_core::state::now_ms() - 60_000);
+    graph.add_audit(
+        "reset-1",
+        "Admin deleted security info",
+        ADA,
+        "ada@contoso.com",
+        &at,
+    );
+    sim.reset_calls();
+    graph.reset_requests();
+    let second = run_scheduled(&served.relay, &raw, checkpoints, Some(&task))
+        .await
+        .unwrap();
+    assert_eq!(second.status, RunStatus::CaughtUp, "{second:?}");
+    assert!(!second.cursor_fallback);
+    // 1 changed user + 1 audit record read, both applied.
+    assert_eq!(
+        (second.records, second.new, second.duplicates, second.failed),
+        (2, 2, 0, 0),
+        "{second:?}"
+    );
+    assert_eq!(status_of(&served, "user5@contoso.com"), "disabled");
+    let ada = sim.user_by_username("ada@contoso.com").unwrap();
+    assert!(ada.phones.is_empty(), "{:?}", ada.phones);
+    assert_eq!(ada.status, "active");
+    // The subscriptions have 28 days left: listed, not renewed.
+    let calls = graph_calls(&graph);
+    assert!(
+        calls.iter().any(|c| c == "GET /v1.0/subscriptions"),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("PATCH ")), "{calls:?}");
+    assert_eq!(second.idp_calls, calls.len() as u64);
+    assert_eq!(second.duo_calls, sim.total_calls() as u64);
+    println!(
+        "scheduled entra catch-up, 1 user changed + 1 MFA reset: {} Graph calls, {} Duo calls",
+        second.idp_calls, second.duo_calls
+    );
+
+    // Nothing new: the audit overlap rereads the reset, a duplicate.
+    sim.reset_calls();
+    let quiet = run_scheduled(&served.relay, &raw, checkpoints, Some(&task))
+        .await
+        .unwrap();
+    assert_eq!(
+        (quiet.status, quiet.new, quiet.duplicates),
+        (RunStatus::CaughtUp, 0, 1),
+        "{quiet:?}"
+    );
+    assert_eq!(sim.total_calls(), 0);
+
+    // A refused client secret: every step fails, no Duo call, exit 4.
+    let mut refused = raw.clone();
+    refused.insert("ENTRA_CLIENT_SECRET".into(), "not-the-secret".into());
+    let failed = run_scheduled(&served.relay, &refused, checkpoints, Some(&task))
+        .await
+        .unwrap();
+    assert_eq!(failed.status, RunStatus::IdpFailed, "{failed:?}");
+    assert_eq!(failed.exit_code(), 4);
+    let error = failed.error.clone().unwrap_or_default();
+    for step in ["subscriptions", "delta catch-up", "audit-log poll"] {
+        assert!(error.contains(step), "{error}");
+    }
+    assert!(!error.contains("not-the-secret"), "{error}");
+    assert_eq!(sim.total_calls(), 0);
+
+    // Bad configuration: named, nothing read.
+    graph.reset_requests();
+    let mut bad = raw.clone();
+    bad.insert("ENTRA_AUDIT_LOG".into(), "maybe".into());
+    let err = run_scheduled(&served.relay, &bad, checkpoints, Some(&task))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ENTRA_AUDIT_LOG"), "{err}");
+    assert!(graph.requests().is_empty());
+}

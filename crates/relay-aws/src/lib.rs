@@ -431,7 +431,7 @@ impl AwsRelay {
     }
 
     /// The scheduled catch-up: `{"relay_task":"catch_up","source":"okta"|
-    /// "auth0"}` (EventBridge Scheduler; the source defaults as in
+    /// "auth0"|"entra"}` (EventBridge Scheduler; the source defaults as in
     /// `relay_core::catch_up::CatchUpOptions::scheduled`). Reads the IdP's
     /// log from the checkpoint in the DynamoDB table (`cp#<source>`) and
     /// applies what the hook missed through the current relay (its store,
@@ -502,6 +502,12 @@ fn build(
     };
     let mut relay = duo_relay(&values.merged_over(env), store.clone(), retry, timeout)?
         .with_group_index(Arc::new(store.group_index()));
+    // A `missed` Entra lifecycle notification catches up by delta query
+    // from the deltaLinks the scheduled catch-up keeps in the table.
+    relay = relay_core::catch_up::entra_delta::with_missed_catch_up(
+        relay,
+        Arc::new(store.checkpoints()),
+    );
     if let Some(queued) = queued {
         relay = relay.with_queue(Arc::clone(&queued.queue) as Arc<dyn EventQueue>);
     }

@@ -4,7 +4,9 @@
 //! to `/catch_up`, like the `reconcile` function ([`crate::reconcile`]).
 //!
 //! The run reads the IdP's log (`RELAY_CATCH_UP_SOURCE`, else the IdP whose
-//! API is configured) from the checkpoint in the idempotency table
+//! API is configured; for `entra`, Graph's delta queries and audit log, and
+//! the subscriptions kept: `relay_core::catch_up::entra`) from the
+//! checkpoint in the idempotency table
 //! (PartitionKey `catch-up`, RowKey the source) and applies what the hook
 //! missed through the handler's own relay: the same table of idempotency
 //! keys and watermarks, so what the hook delivered is a duplicate. The

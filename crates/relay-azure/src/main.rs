@@ -101,6 +101,12 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
     let (retry, timeout) = sync_retry();
     let mut relay = duo_relay(&raw, store.clone(), retry, timeout)?
         .with_group_index(Arc::new(store.group_index()));
+    // A `missed` Entra lifecycle notification catches up by delta query
+    // from the deltaLinks the catch_up function keeps in the table.
+    relay = relay_core::catch_up::entra_delta::with_missed_catch_up(
+        relay,
+        Arc::new(store.checkpoints()),
+    );
     store.create_table_if_absent().await.with_context(|| {
         format!(
             "idempotency table {} at {}",

@@ -64,6 +64,9 @@ EXIT CODES:
     6  the local state failed (checkpoint, idempotency store)
 ";
 
+/// Why `--source entra` is refused, and what to run instead.
+const ENTRA: &str = "--source entra: Entra ID has no event log to replay; catch up with `idp-duo-relay entra delta` (what changed since the stored deltaLinks) and `entra audit` (MFA resets) — in the cloud, the scheduled catch-up with source entra runs both and renews the subscriptions";
+
 #[derive(Debug, PartialEq, Eq)]
 struct Args {
     options: CatchUpOptions,
@@ -91,10 +94,11 @@ fn parse(args: &[String], now_ms: i64) -> Result<Args, String> {
         match flag {
             "--source" => {
                 let v = value("--source")?;
-                source = Some(
-                    LogSource::parse(&v)
-                        .ok_or_else(|| "--source takes okta or auth0".to_owned())?,
-                );
+                source = match LogSource::parse(&v) {
+                    Some(LogSource::Entra) => return Err(ENTRA.to_owned()),
+                    Some(source) => Some(source),
+                    None => return Err("--source takes okta or auth0".to_owned()),
+                };
             }
             "--since" => {
                 let v = value("--since")?;
@@ -390,6 +394,7 @@ mod tests {
         for (list, expected) in [
             (&[][..], "--source okta|auth0 is required"),
             (&["--source", "azure"][..], "--source takes okta or auth0"),
+            (&["--source", "entra"][..], "idp-duo-relay entra delta"),
             (
                 &["--source", "okta", "--since"][..],
                 "--since needs a value",

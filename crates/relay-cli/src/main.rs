@@ -213,12 +213,10 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
     };
     // A `missed` lifecycle notification catches up by delta query, with
     // the deltaLinks in the state directory (`entra delta` keeps them there).
-    if let Some(api) = relay.lookups().entra.clone() {
-        let checkpoints = Arc::new(relay_core::catch_up::FileCheckpoints::new(state_dir));
-        relay = relay.with_catch_up(Arc::new(
-            relay_core::catch_up::entra_delta::DeltaCatchUp::new(api, checkpoints),
-        ));
-    }
+    relay = relay_core::catch_up::entra_delta::with_missed_catch_up(
+        relay,
+        Arc::new(relay_core::catch_up::FileCheckpoints::new(state_dir)),
+    );
     let lookups = relay.lookups();
     if lookups.okta.is_none() && lookups.auth0.is_none() {
         tracing::info!(

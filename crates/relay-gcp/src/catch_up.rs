@@ -1,7 +1,9 @@
 //! `relay-gcp catch-up`: one catch-up run, as the Cloud Run job that Cloud
 //! Scheduler starts runs it (the service's image, service account and
 //! settings, the argument `catch-up`). It reads the IdP's log
-//! (`RELAY_CATCH_UP_SOURCE`, else the IdP whose API is configured) from the
+//! (`RELAY_CATCH_UP_SOURCE`, else the IdP whose API is configured; for
+//! `entra`, Graph's delta queries and audit log, and the subscriptions
+//! kept: `relay_core::catch_up::entra`) from the
 //! checkpoint in the Firestore collection of the idempotency store (document
 //! `checkpoint.<source in base64url>`) and applies what the hook missed
 //! through a relay on the same store, so what the hook delivered is a

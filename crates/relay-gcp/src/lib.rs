@@ -35,6 +35,7 @@ mod settings;
 
 use std::fmt;
 
+use relay_core::catch_up::{CasCheckpoints, Checkpoint, CheckpointStore, MemoryCheckpoints};
 use relay_core::config::{ConfigError, RawConfig, optional};
 use relay_core::event::EventId;
 use relay_core::store::{Claim, IdempotencyStore, MemoryStore, StoreError};
@@ -96,6 +97,41 @@ impl GcpStore {
         match self {
             Self::Firestore(store) => Some(store.group_index()),
             Self::Memory(_) => None,
+        }
+    }
+}
+
+impl GcpStore {
+    /// Where catch-up checkpoints (Entra's deltaLinks among them) are kept:
+    /// beside the idempotency documents in Firestore; in memory for the
+    /// memory store (forgotten with the instance, like its keys).
+    pub fn checkpoints(&self) -> GcpCheckpoints {
+        match self {
+            Self::Firestore(store) => GcpCheckpoints::Firestore(store.checkpoints()),
+            Self::Memory(_) => GcpCheckpoints::Memory(MemoryCheckpoints::default()),
+        }
+    }
+}
+
+/// The checkpoints of a [`GcpStore`].
+#[derive(Debug)]
+pub enum GcpCheckpoints {
+    Firestore(CasCheckpoints<firestore::FirestoreCas>),
+    Memory(MemoryCheckpoints),
+}
+
+impl CheckpointStore for GcpCheckpoints {
+    async fn load(&self, source: &str) -> Result<Option<Checkpoint>, StoreError> {
+        match self {
+            Self::Firestore(c) => c.load(source).await,
+            Self::Memory(c) => c.load(source).await,
+        }
+    }
+
+    async fn save(&self, source: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        match self {
+            Self::Firestore(c) => c.save(source, checkpoint).await,
+            Self::Memory(c) => c.save(source, checkpoint).await,
         }
     }
 }

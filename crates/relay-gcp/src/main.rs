@@ -103,10 +103,15 @@ async fn run(raw: &RawConfig) -> anyhow::Result<()> {
     // the backing off, and a push must answer well within its deadline.
     let (retry, timeout) = sync_retry();
     let groups = store.group_index();
+    let checkpoints = store.checkpoints();
     let mut relay = duo_relay(raw, store, retry, timeout)?;
     if let Some(groups) = groups {
         relay = relay.with_group_index(Arc::new(groups));
     }
+    // A `missed` Entra lifecycle notification catches up by delta query
+    // from the deltaLinks the catch-up job keeps in Firestore (in memory
+    // with RELAY_STORE=memory: the first `missed` of an instance resyncs).
+    relay = relay_core::catch_up::entra_delta::with_missed_catch_up(relay, Arc::new(checkpoints));
     let queue = match queue_config {
         Some((config, auth)) => {
             let pubsub = Arc::new(PubSub::connect(config).await?);

@@ -55,6 +55,8 @@ pub struct AuditPoll {
     /// Events that failed transiently: the checkpoint stayed put.
     pub failed: usize,
     pub graph_calls: u64,
+    /// Duo requests the resets made.
+    pub duo_calls: u64,
 }
 
 /// The MFA-reset events of some audit records (others are ignored): a
@@ -162,7 +164,9 @@ where
         events.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at));
         for event in &events {
             poll.resets += 1;
-            match relay.apply_event(event).await.outcome {
+            let report = relay.apply_event(event).await;
+            poll.duo_calls += report.duo_calls;
+            match report.outcome {
                 EventOutcome::Duplicate => poll.duplicates += 1,
                 EventOutcome::FailedTransient(_) => poll.failed += 1,
                 _ => poll.applied += 1,

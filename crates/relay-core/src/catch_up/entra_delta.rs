@@ -63,6 +63,8 @@ pub struct DeltaRun {
     pub refused: usize,
     /// Graph requests of the run (token included).
     pub graph_calls: u64,
+    /// Duo requests of the run (the resync's reads and writes included).
+    pub duo_calls: u64,
 }
 
 impl DeltaRun {
@@ -168,7 +170,9 @@ where
         }
         for change in &round.changes {
             let event = event(*resource, change, &received);
-            match relay.apply_event(&event).await.outcome {
+            let report = relay.apply_event(&event).await;
+            run.duo_calls += report.duo_calls;
+            match report.outcome {
                 EventOutcome::Applied(_) => run.applied += 1,
                 EventOutcome::Unchanged(_) => run.unchanged += 1,
                 EventOutcome::Duplicate => run.duplicates += 1,
@@ -311,6 +315,7 @@ where
     Ok(DeltaRun {
         resync: Some(reason.to_owned()),
         reconcile: Some(report.status),
+        duo_calls: report.calls.duo_read + report.calls.duo_apply,
         ..DeltaRun::default()
     })
 }
@@ -355,6 +360,24 @@ where
                 Err(e) => Err((e.is_transient(), e.to_string())),
             }
         })
+    }
+}
+
+/// `relay` with the `missed` lifecycle notification's catch-up wired
+/// ([`DeltaCatchUp`] on `checkpoints`, where the scheduled run keeps the
+/// same deltaLinks) when it reads Entra ID; unchanged otherwise. Every
+/// entry wires its own store: `serve` the state directory, AWS the
+/// DynamoDB table, Azure the idempotency table, GCP the Firestore
+/// collection.
+pub fn with_missed_catch_up<D, S, C>(relay: Relay<D, S>, checkpoints: Arc<C>) -> Relay<D, S>
+where
+    D: Directory + 'static,
+    S: IdempotencyStore + 'static,
+    C: CheckpointStore + 'static,
+{
+    match relay.lookups().entra.clone() {
+        Some(api) => relay.with_catch_up(Arc::new(DeltaCatchUp::new(api, checkpoints))),
+        None => relay,
     }
 }
 

@@ -11,6 +11,11 @@
 //! - Auth0: the tenant logs (`GET /api/v2/logs`), the Log Streams' own
 //!   records, keyed by `log_id` ([`auth0_log`]).
 //!
+//! Entra ID keeps no log of its change notifications; its scheduled
+//! catch-up ([`entra`]) renews the Graph subscriptions, reads what changed
+//! by delta query ([`entra_delta`]) and polls the audit log for MFA resets
+//! ([`entra_audit`]), and reports through the same summary line.
+//!
 //! A record already delivered by the hook is a duplicate (0 Duo calls); a
 //! missed one is applied; stale-event protection (event-time watermarks)
 //! holds as for the hook, since it is the same [`Relay::apply_event`].
@@ -22,6 +27,7 @@
 
 pub mod auth0_log;
 pub mod checkpoint;
+pub mod entra;
 pub mod entra_audit;
 pub mod entra_delta;
 pub mod okta_log;
@@ -57,7 +63,7 @@ pub const DEFAULT_MAX_PAGES: u32 = 200;
 /// The longest window accepted: Okta's retention (90 days).
 const MAX_WINDOW: Duration = Duration::from_secs(90 * 24 * 3600);
 
-/// The log a catch-up reads.
+/// The source a catch-up reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogSource {
@@ -65,6 +71,10 @@ pub enum LogSource {
     Okta,
     /// Auth0 tenant logs → the `/auth0/logs` Log Streams' records.
     Auth0,
+    /// Entra ID, which has no event log of its notifications: a run
+    /// renews the Graph subscriptions, catches up by delta query and polls
+    /// the audit log for MFA resets ([`entra`]).
+    Entra,
 }
 
 impl LogSource {
@@ -72,6 +82,7 @@ impl LogSource {
         match value.trim().to_ascii_lowercase().as_str() {
             "okta" => Some(Self::Okta),
             "auth0" => Some(Self::Auth0),
+            "entra" => Some(Self::Entra),
             _ => None,
         }
     }
@@ -80,15 +91,34 @@ impl LogSource {
         match self {
             Self::Okta => "okta",
             Self::Auth0 => "auth0",
+            Self::Entra => "entra",
         }
     }
 
-    /// The hook route whose events this log repeats (and whose idempotency
-    /// keys it shares).
+    /// The hook route whose events this source repeats (and whose
+    /// idempotency keys it shares).
     pub fn hook_source(self) -> Source {
         match self {
             Self::Okta => Source::Okta,
             Self::Auth0 => Source::Auth0Logs,
+            Self::Entra => Source::Entra,
+        }
+    }
+}
+
+/// The event logs [`run`] reads page by page (Entra's catch-up is
+/// [`entra::run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogKind {
+    Okta,
+    Auth0,
+}
+
+impl LogKind {
+    fn source(self) -> LogSource {
+        match self {
+            Self::Okta => LogSource::Okta,
+            Self::Auth0 => LogSource::Auth0,
         }
     }
 }
@@ -129,13 +159,21 @@ impl LogApi {
                         "is not set: catch-up reads the tenant logs with AUTH0_DOMAIN + AUTH0_CLIENT_ID + AUTH0_CLIENT_SECRET (scope read:logs)",
                     )
                 }),
+            LogSource::Entra => Err(ConfigError::new(
+                "RELAY_CATCH_UP_SOURCE",
+                "entra has no event log to read page by page: its catch-up is the delta query and the audit poll (`idp-duo-relay entra delta`, `entra audit`; the scheduled catch-up runs both)",
+            )),
         }
     }
 
     pub fn source(&self) -> LogSource {
+        self.kind().source()
+    }
+
+    fn kind(&self) -> LogKind {
         match self {
-            Self::Okta(_) => LogSource::Okta,
-            Self::Auth0(_) => LogSource::Auth0,
+            Self::Okta(_) => LogKind::Okta,
+            Self::Auth0(_) => LogKind::Auth0,
         }
     }
 
@@ -261,7 +299,8 @@ impl CatchUpOptions {
     /// A scheduled run's options: the source from the task
     /// (`{"relay_task":"catch_up","source":"okta"}`, AWS) or
     /// `RELAY_CATCH_UP_SOURCE` (Azure, GCP), else the IdP whose API is
-    /// configured (`OKTA_ORG_URL`, then `AUTH0_DOMAIN`). A scheduled run
+    /// configured (`OKTA_ORG_URL`, then `AUTH0_DOMAIN`, then
+    /// `ENTRA_TENANT_ID`). A scheduled run
     /// starts from the stored checkpoint and applies (no `--since`, no dry
     /// run: the cloud entries have no dry-run directory).
     pub fn scheduled(raw: &RawConfig, task: Option<&Value>) -> Result<Self, ConfigError> {
@@ -269,17 +308,20 @@ impl CatchUpOptions {
             Some(v) => v
                 .as_str()
                 .and_then(LogSource::parse)
-                .ok_or_else(|| ConfigError::new("source", "must be okta or auth0"))?,
+                .ok_or_else(|| ConfigError::new("source", "must be okta, auth0 or entra"))?,
             None => match optional(raw, "RELAY_CATCH_UP_SOURCE") {
                 Some(v) => LogSource::parse(v).ok_or_else(|| {
-                    ConfigError::new("RELAY_CATCH_UP_SOURCE", "must be okta or auth0")
+                    ConfigError::new("RELAY_CATCH_UP_SOURCE", "must be okta, auth0 or entra")
                 })?,
                 None if optional(raw, "OKTA_ORG_URL").is_some() => LogSource::Okta,
                 None if optional(raw, "AUTH0_DOMAIN").is_some() => LogSource::Auth0,
+                None if optional(raw, crate::source::entra::api::TENANT_ID).is_some() => {
+                    LogSource::Entra
+                }
                 None => {
                     return Err(ConfigError::new(
                         "RELAY_CATCH_UP_SOURCE",
-                        "is not set and neither OKTA_ORG_URL nor AUTH0_DOMAIN is: no log to read",
+                        "is not set and none of OKTA_ORG_URL, AUTH0_DOMAIN, ENTRA_TENANT_ID is: no IdP to catch up from",
                     ));
                 }
             },
@@ -310,6 +352,9 @@ where
     C: CheckpointStore,
 {
     let options = CatchUpOptions::scheduled(raw, task)?;
+    if options.source == LogSource::Entra {
+        return entra::run(relay, raw, checkpoints).await;
+    }
     let config = CatchUpConfig::from_config(raw)?;
     let api = LogApi::from_config(raw, options.source)?;
     Ok(run(relay, &api, checkpoints, &config, &options).await)
@@ -524,7 +569,8 @@ where
     S: IdempotencyStore,
     C: CheckpointStore,
 {
-    let source = api.source();
+    let kind = api.kind();
+    let source = kind.source();
     let mut summary = CatchUpSummary::new(source, options.dry_run);
     let calls_before = api.calls();
     let started_ms = now_ms();
@@ -539,25 +585,25 @@ where
         }
     };
     let fresh_since = |c: &Checkpoint| c.resume_since_ms.unwrap_or(first_since);
-    let mut next = match (options.since_ms, source, &checkpoint.cursor) {
-        (Some(since), LogSource::Okta, _) => Next::Page {
+    let mut next = match (options.since_ms, kind, &checkpoint.cursor) {
+        (Some(since), LogKind::Okta, _) => Next::Page {
             target: okta_log::polling_request(since),
             from_checkpoint: false,
         },
-        (Some(since), LogSource::Auth0, _) => Next::Seed(since),
-        (None, LogSource::Okta, Some(cursor)) => Next::Page {
+        (Some(since), LogKind::Auth0, _) => Next::Seed(since),
+        (None, LogKind::Okta, Some(cursor)) => Next::Page {
             target: cursor.clone(),
             from_checkpoint: true,
         },
-        (None, LogSource::Auth0, Some(log_id)) => Next::Page {
+        (None, LogKind::Auth0, Some(log_id)) => Next::Page {
             target: auth0_log::from_request(log_id),
             from_checkpoint: true,
         },
-        (None, LogSource::Okta, None) => Next::Page {
+        (None, LogKind::Okta, None) => Next::Page {
             target: okta_log::polling_request(fresh_since(&checkpoint)),
             from_checkpoint: false,
         },
-        (None, LogSource::Auth0, None) => Next::Seed(fresh_since(&checkpoint)),
+        (None, LogKind::Auth0, None) => Next::Seed(fresh_since(&checkpoint)),
     };
     // Each iteration is one request; a refused cursor costs one.
     let mut requests = 0u32;
@@ -576,7 +622,7 @@ where
         };
         let (records, link) = match api.page(&target).await {
             Ok(page) => page,
-            Err(e) if from_checkpoint && cursor_refused(source, &e) => {
+            Err(e) if from_checkpoint && cursor_refused(kind, &e) => {
                 let since = checkpoint
                     .last_event_ms
                     .or(checkpoint.caught_up_ms)
@@ -588,12 +634,12 @@ where
                     "the stored catch-up cursor was refused; restarting from the last event's time minus RELAY_CATCH_UP_OVERLAP"
                 );
                 summary.cursor_fallback = true;
-                next = match source {
-                    LogSource::Okta => Next::Page {
+                next = match kind {
+                    LogKind::Okta => Next::Page {
                         target: okta_log::polling_request(since),
                         from_checkpoint: false,
                     },
-                    LogSource::Auth0 => Next::Seed(since),
+                    LogKind::Auth0 => Next::Seed(since),
                 };
                 continue;
             }
@@ -609,16 +655,16 @@ where
             // The end of the log. Okta's `next` link of an empty polling
             // page is where new events will appear; Auth0's equals the
             // request, so the stored `log_id` stays.
-            match source {
-                LogSource::Okta => checkpoint.cursor = Some(link.unwrap_or(target)),
-                LogSource::Auth0 if seeding => {
+            match kind {
+                LogKind::Okta => checkpoint.cursor = Some(link.unwrap_or(target)),
+                LogKind::Auth0 if seeding => {
                     // Nothing since the window's start: the next run
                     // searches again from a little before this run.
                     if checkpoint.cursor.is_none() || options.since_ms.is_some() {
                         checkpoint.resume_since_ms = Some(started_ms - millis(config.overlap));
                     }
                 }
-                LogSource::Auth0 => {}
+                LogKind::Auth0 => {}
             }
             break true;
         }
@@ -626,7 +672,7 @@ where
             .last()
             .and_then(auth0_log::log_id)
             .map(str::to_owned);
-        match apply_page(relay, source, records, &mut summary).await {
+        match apply_page(relay, kind, records, &mut summary).await {
             PageEnd::Final(newest) => {
                 if let Some(t) = newest {
                     checkpoint.last_event_ms =
@@ -639,8 +685,8 @@ where
                 break false;
             }
         }
-        next = match source {
-            LogSource::Okta => {
+        next = match kind {
+            LogKind::Okta => {
                 let Some(link) = link else {
                     // Not a polling answer (Okta always links the next
                     // page of one): read this page again next time.
@@ -653,7 +699,7 @@ where
                     from_checkpoint: false,
                 }
             }
-            LogSource::Auth0 => {
+            LogKind::Auth0 => {
                 let Some(log_id) = last_log_id else {
                     summary.status = RunStatus::IdpFailed;
                     summary.error = Some("a tenant log record has no log_id".into());
@@ -698,10 +744,10 @@ where
     summary
 }
 
-fn cursor_refused(source: LogSource, e: &IdpError) -> bool {
-    match source {
-        LogSource::Okta => okta_log::cursor_refused(e),
-        LogSource::Auth0 => auth0_log::cursor_refused(e),
+fn cursor_refused(kind: LogKind, e: &IdpError) -> bool {
+    match kind {
+        LogKind::Okta => okta_log::cursor_refused(e),
+        LogKind::Auth0 => auth0_log::cursor_refused(e),
     }
 }
 
@@ -710,7 +756,7 @@ fn cursor_refused(source: LogSource, e: &IdpError) -> bool {
 /// source, so the hook's parser gives it the hook's idempotency key.
 async fn apply_page<D, S>(
     relay: &Relay<D, S>,
-    source: LogSource,
+    kind: LogKind,
     mut records: Vec<Value>,
     summary: &mut CatchUpSummary,
 ) -> PageEnd
@@ -718,20 +764,20 @@ where
     D: Directory,
     S: IdempotencyStore,
 {
-    let time = |r: &Value| match source {
-        LogSource::Okta => okta_log::event_time_ms(r),
-        LogSource::Auth0 => auth0_log::event_time_ms(r),
+    let time = |r: &Value| match kind {
+        LogKind::Okta => okta_log::event_time_ms(r),
+        LogKind::Auth0 => auth0_log::event_time_ms(r),
     };
     records.sort_by_key(|r| time(r).unwrap_or(i64::MIN));
     let mut newest: Option<i64> = None;
     for record in &records {
-        let body = match source {
-            LogSource::Okta => okta_log::envelope(record),
-            LogSource::Auth0 => record.to_string().into_bytes(),
+        let body = match kind {
+            LogKind::Okta => okta_log::envelope(record),
+            LogKind::Auth0 => record.to_string().into_bytes(),
         };
         // The record came from the IdP's API over TLS with the relay's own
         // credential: the operator's authority, as for a replayed file.
-        let delivery = Verified::trusted_local_file(source.hook_source(), body);
+        let delivery = Verified::trusted_local_file(kind.source().hook_source(), body);
         let parsed = match parse_delivery(&delivery) {
             Ok(parsed) => parsed,
             Err(_) => {
@@ -805,6 +851,17 @@ mod tests {
         assert_eq!(
             CatchUpOptions::scheduled(&raw, None).unwrap().source,
             LogSource::Okta
+        );
+        // Entra: named, or the only IdP whose API is configured.
+        let task = serde_json::json!({"relay_task": "catch_up", "source": "entra"});
+        assert_eq!(
+            CatchUpOptions::scheduled(&raw, Some(&task)).unwrap().source,
+            LogSource::Entra
+        );
+        let entra = crate::config::from_pairs(&[("ENTRA_TENANT_ID", "contoso.onmicrosoft.com")]);
+        assert_eq!(
+            CatchUpOptions::scheduled(&entra, None).unwrap().source,
+            LogSource::Entra
         );
         for (raw, task, name) in [
             (vec![], None, "RELAY_CATCH_UP_SOURCE"),

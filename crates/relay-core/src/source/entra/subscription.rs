@@ -50,7 +50,8 @@ pub const LIFETIME_MS: i64 = 28 * 24 * 60 * 60 * 1000;
 pub struct SubscriptionOutcome {
     pub resource: String,
     pub id: String,
-    /// `created` or `renewed`.
+    /// `created`, `renewed`, or `kept` (far enough from its expiry that a
+    /// scheduled run left it alone: [`ensure_subscriptions_within`]).
     pub action: &'static str,
     /// RFC 3339.
     pub expires: String,
@@ -62,6 +63,8 @@ struct Subscription {
     id: String,
     resource: String,
     notification_url: String,
+    #[serde(default)]
+    expiration_date_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +116,30 @@ pub async fn ensure_subscriptions(
     client_state: &str,
     now_ms: i64,
 ) -> Result<Vec<SubscriptionOutcome>, IdpError> {
+    ensure(api, notification_url, client_state, now_ms, None).await
+}
+
+/// [`ensure_subscriptions`] for a schedule: a subscription that still has
+/// more than `margin_ms` to live is kept as it is (one listing call and no
+/// write, so a run every few minutes costs Graph one request); one closer
+/// to its expiry is renewed, a missing one created.
+pub async fn ensure_subscriptions_within(
+    api: &EntraApi,
+    notification_url: &str,
+    client_state: &str,
+    now_ms: i64,
+    margin_ms: i64,
+) -> Result<Vec<SubscriptionOutcome>, IdpError> {
+    ensure(api, notification_url, client_state, now_ms, Some(margin_ms)).await
+}
+
+async fn ensure(
+    api: &EntraApi,
+    notification_url: &str,
+    client_state: &str,
+    now_ms: i64,
+    margin_ms: Option<i64>,
+) -> Result<Vec<SubscriptionOutcome>, IdpError> {
     let expires = crate::time::rfc3339_millis(now_ms + LIFETIME_MS);
     let listed = api
         .call(
@@ -132,6 +159,21 @@ pub async fn ensure_subscriptions(
                     .eq_ignore_ascii_case(resource)
         });
         if let Some(sub) = mine {
+            let current = sub
+                .expiration_date_time
+                .as_deref()
+                .and_then(|t| crate::time::parse_rfc3339_ms(t).map(|ms| (t, ms)));
+            if let (Some(margin), Some((text, at))) = (margin_ms, current)
+                && at - now_ms > margin
+            {
+                outcomes.push(SubscriptionOutcome {
+                    resource: resource.to_owned(),
+                    id: sub.id.clone(),
+                    action: "kept",
+                    expires: text.to_owned(),
+                });
+                continue;
+            }
             match renew(api, &sub.id, now_ms).await {
                 Ok(_) => {
                     outcomes.push(SubscriptionOutcome {
