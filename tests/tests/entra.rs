@@ -1139,6 +1139,9 @@ async fn scheduled_catch_up_source_entra_subscribes_catches_up_and_polls_resets(
         "{quiet:?}"
     );
     assert_eq!(sim.total_calls(), 0);
+    // A quiet run's Graph requests: the run's token, the subscription
+    // listing, one delta page each for users and groups, one audit page.
+    assert_eq!(quiet.idp_calls, 5, "{quiet:?}");
 
     // A refused client secret: every step fails, no Duo call, exit 4.
     let mut refused = raw.clone();
