@@ -14,6 +14,7 @@
 //! tenant between notifications, arms a throttle, and reads the log of
 //! every request.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -106,8 +107,14 @@ pub struct GraphRequest {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// In listing order (a replaced object moves to the end).
     users: Vec<GraphUser>,
     groups: Vec<GraphGroup>,
+    /// id → position in `users` / `groups` (the first one, as a scan
+    /// finds it), rebuilt on every change so that reads at 20,000 users
+    /// and 5,000 groups cost a lookup, not a scan of the tenant.
+    user_at: HashMap<String, usize>,
+    group_at: HashMap<String, usize>,
     /// Path prefix → (status, Retry-After seconds) answered once.
     throttles: Vec<(String, u16, u64)>,
     log: Vec<GraphRequest>,
@@ -129,6 +136,28 @@ struct Inner {
 }
 
 impl Inner {
+    fn reindex_users(&mut self) {
+        self.user_at.clear();
+        for (i, u) in self.users.iter().enumerate() {
+            self.user_at.entry(u.id.clone()).or_insert(i);
+        }
+    }
+
+    fn reindex_groups(&mut self) {
+        self.group_at.clear();
+        for (i, g) in self.groups.iter().enumerate() {
+            self.group_at.entry(g.id.clone()).or_insert(i);
+        }
+    }
+
+    fn user(&self, id: &str) -> Option<&GraphUser> {
+        self.user_at.get(id).and_then(|&i| self.users.get(i))
+    }
+
+    fn group(&self, id: &str) -> Option<&GraphGroup> {
+        self.group_at.get(id).and_then(|&i| self.groups.get(i))
+    }
+
     fn changed(&mut self, kind: &'static str, id: &str) {
         self.version += 1;
         let version = self.version;
@@ -193,14 +222,17 @@ impl GraphStandIn {
             .await
             .expect("bind a loopback port for the Graph stand-in");
         let addr: SocketAddr = listener.local_addr().expect("local address");
+        let mut inner = Inner {
+            users,
+            groups,
+            page: 999,
+            ..Inner::default()
+        };
+        inner.reindex_users();
+        inner.reindex_groups();
         let shared = Arc::new(Shared {
             base: format!("http://{addr}"),
-            inner: Mutex::new(Inner {
-                users,
-                groups,
-                page: 999,
-                ..Inner::default()
-            }),
+            inner: Mutex::new(inner),
         });
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
@@ -256,6 +288,7 @@ impl GraphStandIn {
         inner.changed("users", &user.id);
         inner.users.retain(|u| u.id != user.id);
         inner.users.push(user);
+        inner.reindex_users();
     }
 
     /// Deletes a user (and its memberships), as a delete in Entra does.
@@ -263,6 +296,7 @@ impl GraphStandIn {
         let mut inner = lock(&self.shared);
         inner.changed("users", id);
         inner.users.retain(|u| u.id != id);
+        inner.reindex_users();
         let groups: Vec<String> = inner
             .groups
             .iter()
@@ -283,12 +317,14 @@ impl GraphStandIn {
         inner.changed("groups", &group.id);
         inner.groups.retain(|g| g.id != group.id);
         inner.groups.push(group);
+        inner.reindex_groups();
     }
 
     pub fn delete_group(&self, id: &str) {
         let mut inner = lock(&self.shared);
         inner.changed("groups", id);
         inner.groups.retain(|g| g.id != id);
+        inner.reindex_groups();
     }
 
     /// From now on, every state token handed out so far is refused with
@@ -463,16 +499,19 @@ fn url_pairs(body: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// One page of `items` from `$skiptoken` (an offset here; opaque to the
-/// client), `$top` capped at the stand-in's page size.
+/// One page of a listing of `len` objects from `$skiptoken` (an offset
+/// here; opaque to the client), `$top` capped at `max` (the stand-in's page
+/// size); `render` turns the page's positions into objects (only the page
+/// is serialized, not the listing).
 fn page(
-    shared: &Shared,
+    base: &str,
     uri: &Uri,
     q: &Query<Vec<(String, String)>>,
-    items: Vec<Value>,
+    max: usize,
+    len: usize,
+    render: impl FnOnce(std::ops::Range<usize>) -> Vec<Value>,
 ) -> Response {
     let get = |k: &str| q.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let max = lock(shared).page;
     let top = get("$top")
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(100)
@@ -480,21 +519,21 @@ fn page(
     let from = get("$skiptoken")
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(0);
-    let until = (from + top).min(items.len());
-    let mut body = json!({ "value": items.get(from..until).unwrap_or_default() });
-    if until < items.len() {
+    let until = from.saturating_add(top).min(len);
+    let value = if from < until {
+        render(from..until)
+    } else {
+        Vec::new()
+    };
+    let mut body = json!({ "value": value });
+    if until < len {
         let mut others: Vec<String> =
             q.0.iter()
                 .filter(|(n, _)| n != "$skiptoken")
                 .map(|(n, v)| format!("{n}={v}"))
                 .collect();
         others.push(format!("$skiptoken={until}"));
-        body["@odata.nextLink"] = json!(format!(
-            "{}{}?{}",
-            shared.base,
-            uri.path(),
-            others.join("&")
-        ));
+        body["@odata.nextLink"] = json!(format!("{base}{}?{}", uri.path(), others.join("&")));
     }
     axum::Json(body).into_response()
 }
@@ -504,17 +543,19 @@ async fn list_users(
     uri: Uri,
     q: Query<Vec<(String, String)>>,
 ) -> Response {
-    let items = lock(&shared).users.iter().map(GraphUser::json).collect();
-    page(&shared, &uri, &q, items)
+    let inner = lock(&shared);
+    page(&shared.base, &uri, &q, inner.page, inner.users.len(), |r| {
+        inner.users[r].iter().map(GraphUser::json).collect()
+    })
 }
 
 async fn user(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let inner = lock(&shared);
-    match inner
-        .users
-        .iter()
-        .find(|u| u.id == id || u.upn.eq_ignore_ascii_case(&id))
-    {
+    // By id (indexed), else by UPN (a scan, as before).
+    let found = inner
+        .user(&id)
+        .or_else(|| inner.users.iter().find(|u| u.upn.eq_ignore_ascii_case(&id)));
+    match found {
         Some(u) => axum::Json(u.json()).into_response(),
         None => not_found(),
     }
@@ -526,19 +567,18 @@ async fn member_of(
     uri: Uri,
     q: Query<Vec<(String, String)>>,
 ) -> Response {
-    let items = {
-        let inner = lock(&shared);
-        if !inner.users.iter().any(|u| u.id == id) {
-            return not_found();
-        }
-        inner
-            .groups
-            .iter()
-            .filter(|g| g.members.contains(&id))
-            .map(GraphGroup::json)
-            .collect()
-    };
-    page(&shared, &uri, &q, items)
+    let inner = lock(&shared);
+    if inner.user(&id).is_none() {
+        return not_found();
+    }
+    let groups: Vec<&GraphGroup> = inner
+        .groups
+        .iter()
+        .filter(|g| g.members.contains(&id))
+        .collect();
+    page(&shared.base, &uri, &q, inner.page, groups.len(), |r| {
+        groups[r].iter().map(|g| g.json()).collect()
+    })
 }
 
 async fn list_groups(
@@ -546,12 +586,19 @@ async fn list_groups(
     uri: Uri,
     q: Query<Vec<(String, String)>>,
 ) -> Response {
-    let items = lock(&shared).groups.iter().map(GraphGroup::json).collect();
-    page(&shared, &uri, &q, items)
+    let inner = lock(&shared);
+    page(
+        &shared.base,
+        &uri,
+        &q,
+        inner.page,
+        inner.groups.len(),
+        |r| inner.groups[r].iter().map(GraphGroup::json).collect(),
+    )
 }
 
 async fn group(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    match lock(&shared).groups.iter().find(|g| g.id == id) {
+    match lock(&shared).group(&id) {
         Some(g) => axum::Json(g.json()).into_response(),
         None => not_found(),
     }
@@ -564,18 +611,15 @@ async fn members(
     q: Query<Vec<(String, String)>>,
     _headers: HeaderMap,
 ) -> Response {
-    let items = {
-        let inner = lock(&shared);
-        let Some(g) = inner.groups.iter().find(|g| g.id == id) else {
-            return not_found();
-        };
-        g.members
-            .iter()
-            .filter_map(|m| inner.users.iter().find(|u| &u.id == m))
-            .map(GraphUser::json)
-            .collect()
+    let inner = lock(&shared);
+    let Some(g) = inner.group(&id) else {
+        return not_found();
     };
-    page(&shared, &uri, &q, items)
+    // The group's members in its order, those still users.
+    let users: Vec<&GraphUser> = g.members.iter().filter_map(|m| inner.user(m)).collect();
+    page(&shared.base, &uri, &q, inner.page, users.len(), |r| {
+        users[r].iter().map(|u| u.json()).collect()
+    })
 }
 
 fn not_found() -> Response {
@@ -685,7 +729,8 @@ async fn directory_audits(
     else {
         return bad_request("unsupported filter");
     };
-    let items = lock(&shared)
+    let inner = lock(&shared);
+    let items: Vec<&Value> = inner
         .audits
         .iter()
         .filter(|a| {
@@ -693,9 +738,10 @@ async fn directory_audits(
                 .as_str()
                 .is_some_and(|t| t >= since.as_str())
         })
-        .cloned()
         .collect();
-    page(&shared, &uri, &q, items)
+    page(&shared.base, &uri, &q, inner.page, items.len(), |r| {
+        items[r].iter().map(|a| (*a).clone()).collect()
+    })
 }
 
 async fn users_delta(
@@ -771,9 +817,9 @@ fn delta(
     };
     let current = |id: &str| -> Value {
         let found = if kind == "users" {
-            inner.users.iter().find(|u| u.id == id).map(GraphUser::json)
+            inner.user(id).map(GraphUser::json)
         } else {
-            inner.groups.iter().find(|g| g.id == id).map(|g| {
+            inner.group(id).map(|g| {
                 let mut j = g.json();
                 j["members@delta"] = json!(
                     g.members
@@ -786,22 +832,23 @@ fn delta(
         };
         found.unwrap_or_else(|| json!({"id": id, "@removed": {"reason": "changed"}}))
     };
-    let ids: Vec<String> = match since {
+    let ids: Vec<&str> = match since {
         None => {
             if kind == "users" {
-                inner.users.iter().map(|u| u.id.clone()).collect()
+                inner.users.iter().map(|u| u.id.as_str()).collect()
             } else {
-                inner.groups.iter().map(|g| g.id.clone()).collect()
+                inner.groups.iter().map(|g| g.id.as_str()).collect()
             }
         }
         Some(since) => {
-            let mut ids: Vec<String> = Vec::new();
-            for (v, k, id) in &inner.changes {
-                if *k == kind && *v > since && *v <= upto && !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-            }
-            ids
+            // Each changed id once, in the order of its first change.
+            let mut seen: HashSet<&str> = HashSet::new();
+            inner
+                .changes
+                .iter()
+                .filter(|(v, k, id)| *k == kind && *v > since && *v <= upto && seen.insert(id))
+                .map(|(_, _, id)| id.as_str())
+                .collect()
         }
     };
     let page = inner.page;
