@@ -90,6 +90,15 @@ ENTRA_KEY_VAULT_SECRETS = (
     r'"ENTRA_CLIENT_SECRET"\s*=\s*\(known after apply\)',
 )
 ENTRA_SECRETS_PLAIN = r'"ENTRA_CLIENT_(STATE|SECRET)"\s*=\s*\(sensitive value\)'
+# The scheduled catch-up of Entra ID (issue 18): the runner gets the URL
+# the subscriptions deliver to. (?s) regexes look inside one resource's
+# block: from its "will be created" line to the next one.
+def in_block(address: str, rx: str) -> str:
+    return rf"(?s)# {address} will be created(?:(?!will be created).)*?{rx}"
+
+
+ENTRA_URL_DEFAULT = r'"ENTRA_NOTIFICATION_URL"\s*=\s*\(known after apply\)'
+ENTRA_URL_CUSTOM = r'"ENTRA_NOTIFICATION_URL"\s*=\s*"https://relay\.example\.com/(api/)?entra"'
 ENTRA_MODULE_VARS = {
     "entra_tenant_id": "11111111-2222-3333-4444-555555555555",
     "entra_client_id": "66666666-7777-8888-9999-000000000000",
@@ -326,8 +335,33 @@ def matrix() -> list[Combination]:
                 *ENTRA_KEY_VAULT_SECRETS,
                 r"random_password\.client_state will be created",
                 r'"AzureWebJobs_reconcile_Disabled"\s*=\s*"true"',
+                # the scheduled catch-up is on by default: it creates and
+                # renews the Graph subscriptions at the app's own URL
+                r'"AzureWebJobs_catch_up_Disabled"\s*=\s*"false"',
+                r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"entra"',
+                ENTRA_URL_DEFAULT,
+                r"azurerm_monitor_scheduled_query_rules_alert_v2\.catch_up_failed\[0\] will be created",
+                in_block(r"module\.relay\.azurerm_monitor_scheduled_query_rules_alert_v2\.catch_up_failed\[0\]", r"a Graph 401/403 means the app registration lacks a permission"),
             ],
-            refuse=[WHOLLY_SENSITIVE, ENTRA_SECRETS_PLAIN, r"azuread_", r'"OKTA_AUTH_SECRET"'],
+            refuse=[WHOLLY_SENSITIVE, ENTRA_SECRETS_PLAIN, r"azuread_", r'"OKTA_AUTH_SECRET"', r'"ENTRA_AUDIT_LOG"'],
+        ),
+        _example(
+            root,
+            "catch-up off",
+            entra,
+            {"catch_up_enabled": False},
+            # the HTTP function still gets the URL (it re-creates a
+            # subscription Graph removed)
+            expect=[r'"AzureWebJobs_catch_up_Disabled"\s*=\s*"true"', ENTRA_URL_DEFAULT],
+            refuse=[r"catch_up_(failed|lag)\[0\] will be created"],
+        ),
+        _example(
+            root,
+            "notification URL of a custom domain, hourly catch-up",
+            entra,
+            {"entra_notification_url": "https://relay.example.com/api/entra", "catch_up_schedule": "0 5 * * * *"},
+            expect=[ENTRA_URL_CUSTOM, r'"RELAY_CATCH_UP_SCHEDULE"\s*=\s*"0 5 \* \* \* \*"'],
+            refuse=[ENTRA_URL_DEFAULT],
         ),
         _example(root, "queue mode", entra, {"queue_enabled": True}, expect=[r'"RELAY_MODE"\s*=\s*"queue"', ENTRA_TENANT_SHOWN]),
         _example(
@@ -387,6 +421,25 @@ def matrix() -> list[Combination]:
         ),
         _example(
             root,
+            "Entra ID catch-up (source by default)",
+            {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_MODULE_VARS, "catch_up_enabled": True},
+            # the catch-up function holds the hook function's URL + /entra;
+            # the hook function itself cannot (its own URL: a cycle)
+            expect=[
+                in_block(r"aws_lambda_function\.catch_up\[0\]", ENTRA_URL_DEFAULT),
+                in_block(r"aws_scheduler_schedule\.catch_up\[0\]", r'source\s*=\s*"entra"'),
+                in_block(r"aws_cloudwatch_metric_alarm\.catch_up_failed\[0\]", r"a Graph 401/403 means the app registration lacks a permission"),
+            ],
+            refuse=[in_block(r"aws_lambda_function\.relay", r'"ENTRA_NOTIFICATION_URL"'), r'"ENTRA_CLIENT_(STATE|SECRET)"\s*='],
+        ),
+        _example(
+            root,
+            "Entra ID catch-up, notification URL of a custom domain",
+            {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_MODULE_VARS, "catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/entra"},
+            expect=[in_block(r"aws_lambda_function\.catch_up\[0\]", ENTRA_URL_CUSTOM), r'entra_notification_url\s*=\s*"https://relay\.example\.com/entra"'],
+        ),
+        _example(
+            root,
             "existing secret",
             {
                 **{k: v for k, v in DUO.items() if k != "duo_skey"},
@@ -441,6 +494,24 @@ def matrix() -> list[Combination]:
         ),
     ]
 
+    azure_entra = {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_MODULE_VARS}
+    out += [
+        _example(
+            root,
+            "Entra ID catch-up (source by default)",
+            azure_entra,
+            {"catch_up_enabled": True},
+            expect=[r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"entra"', ENTRA_URL_DEFAULT, r'"AzureWebJobs_catch_up_Disabled"\s*=\s*"false"'],
+        ),
+        _example(
+            root,
+            "Entra ID catch-up, notification URL of a custom domain",
+            azure_entra,
+            {"catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/api/entra"},
+            expect=[ENTRA_URL_CUSTOM],
+        ),
+    ]
+
     root = "modules/gcp"
     base = {
         "project": "my-gcp-project",
@@ -487,6 +558,32 @@ def matrix() -> list[Combination]:
                 r'name\s*=\s*"ENTRA_CLIENT_STATE"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)\s*\n\s*\n\s*\+\s*value_source\s*\{\s*\n\s*\+\s*secret_key_ref',
             ],
             refuse=[r'name\s*=\s*"ENTRA_CLIENT_(STATE|SECRET)"\s*\n\s*\+\s*value\s*=\s*("|\(sensitive value\))'],
+        ),
+    ]
+
+    gcp_entra = {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_MODULE_VARS}
+    out += [
+        _example(
+            root,
+            "Entra ID catch-up (source by default)",
+            gcp_entra,
+            {"catch_up_enabled": True},
+            # the job holds the service's URL + /entra and reads the
+            # clientState and the client secret from Secret Manager
+            expect=[
+                in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_NOTIFICATION_URL"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)'),
+                in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"RELAY_CATCH_UP_SOURCE"\s*\n\s*\+\s*value\s*=\s*"entra"'),
+                in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_CLIENT_STATE"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)\s*\n\s*\n\s*\+\s*value_source\s*\{\s*\n\s*\+\s*secret_key_ref'),
+                in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_CLIENT_SECRET"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)\s*\n\s*\n\s*\+\s*value_source\s*\{\s*\n\s*\+\s*secret_key_ref'),
+            ],
+            refuse=[in_block(r"google_cloud_run_v2_service\.relay", r'"ENTRA_NOTIFICATION_URL"')],
+        ),
+        _example(
+            root,
+            "Entra ID catch-up, notification URL of a custom domain",
+            gcp_entra,
+            {"catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/entra"},
+            expect=[in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_NOTIFICATION_URL"\s*\n\s*\+\s*value\s*=\s*"https://relay\.example\.com/entra"')],
         ),
     ]
 

@@ -15,7 +15,12 @@
 - the alarms: a failed run, and the lag read from the `catch_up` line's
   checkpoint_lag_s (EMF CatchUpLagSeconds on AWS, KQL on Azure, a log-based
   metric on GCP) with the threshold variable;
-- no retries where the platform would repeat a failed run on its own.
+- no retries where the platform would repeat a failed run on its own;
+- Entra ID as a source (issue 18): "entra" is accepted and is the default
+  after okta and auth0, a run gets ENTRA_NOTIFICATION_URL (the URL the
+  relay's Graph subscriptions deliver to) where it can without a cycle,
+  the same string the module outputs, and an entra catch-up is refused
+  without the app registration and the clientState.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import re
 
 import pytest
 
-from test_terraform import CLOUDS, REPO_ROOT, Module, _as_list, _cargo_sources, _text, cloud_module, env_keys, relay_metrics
+from test_terraform import CLOUDS, REPO_ROOT, Module, _as_list, _cargo_sources, _text, cloud_module, env_keys, keys_of, relay_metrics
 
 CATCH_UP_RS = REPO_ROOT / "crates" / "relay-core" / "src" / "catch_up" / "mod.rs"
 # Set by the Functions host from function.json, not read by relay-core.
@@ -182,6 +187,105 @@ def test_gcp_scheduler_runs_the_service_image_as_relay_gcp_catch_up():
     assert 'jsonPayload.message=\\"catch_up\\"' in lag_filter or 'jsonPayload.message="catch_up"' in lag_filter
     assert "jsonPayload.checkpoint_lag_s>${var.catch_up_lag_alarm_seconds}" in lag_filter
     assert "checkpoint_lag_s" in relay_metrics()["log_lines"]["catch_up"]
+
+
+# --- Entra ID (issue 18) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_catch_up_source_entra_is_accepted_and_the_default_after_okta_and_auth0(cloud):
+    module = cloud_module(cloud)
+    validation = _text(module.variables["catch_up_source"]["validation"])
+    assert re.search(r'contains\(\[\\?"okta\\?", \\?"auth0\\?", \\?"entra\\?"\]', validation), validation
+    # relay-core's default when the source is unset: okta if OKTA_ORG_URL,
+    # else auth0 if AUTH0_DOMAIN, else entra; the module decides it from
+    # the same settings (entra: hook_sources, which sets ENTRA_TENANT_ID).
+    expr = _text(module.locals["catch_up_source"])
+    assert re.search(
+        r'var\.okta_org_url != null \? "okta" : var\.auth0_domain != null \? "auth0" : local\.entra_enabled \? "entra"', expr
+    ), expr
+
+
+def entra_url_problems(cloud: str, module: Module) -> list[str]:
+    """ENTRA_NOTIFICATION_URL reaches the catch-up runner as the module's
+    local.entra_notification_url (which the output shows), keyed on the
+    catch-up source, a variable; on AWS and GCP never the hook function or
+    service, whose own URL it is (a dependency cycle)."""
+    problems = []
+    if _text(module.outputs.get("entra_notification_url", {}).get("value")) != "${local.entra_notification_url}":
+        problems.append("the output entra_notification_url is not local.entra_notification_url")
+    if cloud == "azure":
+        # One app: the same settings for the HTTP function (re-creating a
+        # removed subscription) and the catch_up function.
+        settings = module.locals.get("entra_settings", {})
+        if "ENTRA_NOTIFICATION_URL = local.entra_notification_url" not in _text(settings):
+            problems.append(f"entra_settings does not set ENTRA_NOTIFICATION_URL = local.entra_notification_url: {_text(settings)!r}")
+        if "azurerm_linux_function_app" in _text(module.locals.get("entra_notification_url")):
+            problems.append("local.entra_notification_url reads the Function App itself (a cycle)")
+        return problems
+    runner_local, hook_local = ("catch_up_environment", "environment") if cloud == "aws" else ("catch_up_env", "optional_plain_env")
+    entra_env = _text(module.locals.get("catch_up_entra_env", ""))
+    if not re.search(r'^\$\{local\.catch_up_source == "entra" \?', entra_env):
+        problems.append(f"catch_up_entra_env is not keyed on local.catch_up_source: {entra_env!r}")
+    if "ENTRA_NOTIFICATION_URL = local.entra_notification_url" not in entra_env:
+        problems.append(f"catch_up_entra_env does not set ENTRA_NOTIFICATION_URL = local.entra_notification_url: {entra_env!r}")
+    if "ENTRA_NOTIFICATION_URL" not in keys_of(module, module.locals.get(runner_local)):
+        problems.append(f"local.{runner_local} (the catch-up runner's) does not hold ENTRA_NOTIFICATION_URL")
+    if "ENTRA_NOTIFICATION_URL" in keys_of(module, module.locals.get(hook_local)):
+        problems.append(f"local.{hook_local} (the hook's own) holds ENTRA_NOTIFICATION_URL: its own URL, a cycle")
+    return problems
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_entra_catch_up_gets_the_notification_url_the_module_outputs(cloud):
+    problems = entra_url_problems(cloud, cloud_module(cloud))
+    assert not problems, f"modules/{cloud}: " + "\n".join(problems)
+    # The name relay-core reads.
+    api = (REPO_ROOT / "crates" / "relay-core" / "src" / "source" / "entra" / "api.rs").read_text(encoding="utf-8")
+    assert 'NOTIFICATION_URL: &str = "ENTRA_NOTIFICATION_URL"' in api
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_entra_catch_up_is_refused_without_the_app_registration(cloud):
+    """The precondition of the catch-up resource: source entra needs the
+    Entra settings (the plan matrix's negative case plans it)."""
+    module = cloud_module(cloud)
+    anchor = {
+        "aws": ("aws_lambda_function", "catch_up"),
+        "azure": ("azurerm_monitor_scheduled_query_rules_alert_v2", "catch_up_failed"),
+        "gcp": ("google_cloud_run_v2_job", "catch_up"),
+    }[cloud]
+    lifecycle = _text(module.resources[anchor]["lifecycle"])
+    assert 'local.catch_up_source == \\"entra\\" ? local.entra_catch_up_ready' in lifecycle, lifecycle
+    ready = _text(module.locals["entra_catch_up_ready"])
+    for needed in ("local.entra_enabled", "var.entra_tenant_id != null", "var.entra_client_id != null", "var.entra_client_secret != null", "var.entra_client_state != null"):
+        assert needed in ready, f"entra_catch_up_ready does not check {needed}: {ready}"
+
+
+def test_self_entra_url_checks_catch_the_url_in_the_hooks_own_environment():
+    good = """
+        locals {
+          entra_notification_url = coalesce(var.entra_notification_url, "${local.base_url}/entra")
+          catch_up_entra_env = local.catch_up_source == "entra" ? {
+            ENTRA_NOTIFICATION_URL = local.entra_notification_url
+          } : {}
+          environment = merge(local.environment_base, {})
+          environment_base = { DUO_IKEY = var.duo_ikey }
+          catch_up_environment = merge(local.environment, { RELAY_CATCH_UP_WINDOW = var.catch_up_window }, local.catch_up_entra_env)
+        }
+        output "entra_notification_url" {
+          value = local.entra_notification_url
+        }
+    """
+    assert not entra_url_problems("aws", Module.from_text(good)), entra_url_problems("aws", Module.from_text(good))
+    in_hook = good.replace("merge(local.environment_base, {})", "merge(local.environment_base, local.catch_up_entra_env)")
+    assert any("a cycle" in p for p in entra_url_problems("aws", Module.from_text(in_hook)))
+    not_in_runner = good.replace(", local.catch_up_entra_env)", ")")
+    assert any("does not hold" in p for p in entra_url_problems("aws", Module.from_text(not_in_runner)))
+    always = good.replace('local.catch_up_source == "entra" ?', 'var.entra_notification_url != null ?')
+    assert any("not keyed on local.catch_up_source" in p for p in entra_url_problems("aws", Module.from_text(always)))
+    other_output = good.replace("value = local.entra_notification_url", 'value = "${local.base_url}/entra"')
+    assert any("output" in p for p in entra_url_problems("aws", Module.from_text(other_output)))
 
 
 def test_self_off_by_default_catches_an_always_on_resource():

@@ -135,3 +135,62 @@ def test_fails_when_an_example_needs_a_provider_the_tool_does_not_serve(tmp_path
     result = _plan(tree, "examples/entra-azure", "required variables only (clientState generated)")
     assert not result.ok, "the plan matrix planned an example that needs azuread"
     assert "hashicorp/azuread" in result.output, plan_matrix._failure_excerpt(result.output)
+
+
+# --- what must not plan (on the real tree) ------------------------------------
+
+
+def _plan_combination(root: str, variables: dict) -> plan_matrix.Result:
+    ok, out = plan_matrix.setup()
+    assert ok, out
+    combo = plan_matrix.Combination(root, "must fail", variables)
+    return plan_matrix.run([combo], plan_matrix.TF_ROOT, jobs=1)[0]
+
+
+_MODULE_BASE = {
+    "modules/aws": {**plan_matrix.DUO, "lambda_zip_path": plan_matrix.ZIP},
+    "modules/azure": {"location": "westeurope", "package_zip_path": plan_matrix.ZIP, **plan_matrix.DUO},
+    "modules/gcp": {
+        "project": "my-gcp-project",
+        "region": "europe-west1",
+        "image": "europe-west1-docker.pkg.dev/my-gcp-project/relay/relay-gcp:v1",
+        **plan_matrix.DUO,
+    },
+}
+
+
+@pytest.mark.parametrize("root", sorted(_MODULE_BASE))
+def test_an_entra_catch_up_without_the_app_registration_does_not_plan(root):
+    # Issue 18: catch_up_source "entra" on an Okta-only relay would run
+    # (and fail) every 15 minutes with no Graph credentials; the precondition
+    # refuses it at plan time and says what to set.
+    result = _plan_combination(
+        root,
+        {
+            **_MODULE_BASE[root],
+            "hook_sources": '["okta"]',
+            "okta_auth_secret": plan_matrix.OKTA_SECRET,
+            "okta_org_url": "https://acme.okta.com",
+            "okta_api_token": plan_matrix.TOKEN,
+            "catch_up_enabled": True,
+            "catch_up_source": "entra",
+        },
+    )
+    assert not result.ok, f"{root}: an entra catch-up without Entra credentials planned"
+    assert "Resource precondition failed" in result.output, plan_matrix._failure_excerpt(result.output)
+    assert "catch_up.tf" in result.output and "entra_client_state" in result.output, plan_matrix._failure_excerpt(result.output)
+
+
+def test_a_plain_http_notification_url_does_not_plan():
+    # Graph delivers only to https; the relay refuses anything else too.
+    result = _plan_combination(
+        "modules/azure",
+        {
+            **_MODULE_BASE["modules/azure"],
+            "hook_sources": '["entra"]',
+            **plan_matrix.ENTRA_MODULE_VARS,
+            "entra_notification_url": "http://relay.example.com/api/entra",
+        },
+    )
+    assert not result.ok, "an http notification URL planned"
+    assert "entra_notification_url must be an https URL" in result.output, plan_matrix._failure_excerpt(result.output)

@@ -1758,13 +1758,20 @@ def test_entra_notification_url_is_the_relays_route(cloud):
     module = cloud_module(cloud)
     out = module.outputs.get("entra_notification_url")
     assert out, f"modules/{cloud} has no entra_notification_url output"
-    url = _text(out["value"])
+    # The output is the URL the scheduled catch-up subscribes at (Graph's
+    # subscriptions are matched on the exact string): the override, else
+    # the relay's route.
+    assert _text(out["value"]) == "${local.entra_notification_url}", out["value"]
+    url = _text(module.locals["entra_notification_url"])
+    assert url.startswith("${coalesce(var.entra_notification_url,"), url
     route = "/entra"
-    assert url.endswith(route + ""), url
+    assert url.endswith(route + '")}'), url
     if cloud == "azure":
-        # the Functions host prefixes /api (host.json), and the app has a
-        # function for the route
-        assert "local.base_url" in url and "/api" in _text(module.locals["base_url"])
+        # the Functions host prefixes /api (host.json), on the app's classic
+        # default host name (its default_hostname attribute in its own app
+        # settings would be a cycle), and the app has a function for the route
+        assert re.search(r'"https://\$\{local\.function_app_name\}\.azurewebsites\.net/api/entra"', url), url
+        assert "local.function_app_name" in _text(module.resources[("azurerm_linux_function_app", "relay")]["name"])
         function = json.loads((REPO_ROOT / "crates" / "relay-azure" / "app" / "entra" / "function.json").read_text(encoding="utf-8"))
         assert any(b.get("route") == "entra" for b in function["bindings"]), function
     assert '"/entra"' in _cargo_sources("relay-core") + _cargo_sources("relay-server"), "no /entra route in the relay"

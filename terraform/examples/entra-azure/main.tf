@@ -8,10 +8,13 @@
 # outputs here (terraform/README.md, "entra-azure"). Kept apart so that this
 # root needs only azurerm, random and time, like the other examples.
 #
-# After the apply, create the Graph subscriptions (Terraform does not: Graph
-# validates a new one by calling the running relay, and they expire within
-# a month, so the relay's CLI creates and renews them; README "Entra ID"):
-# `terraform output -raw entra_subscribe` prints the commands.
+# The Graph subscriptions are not Terraform resources (Graph validates a
+# new one by calling the running relay, and they expire within a month):
+# the relay's scheduled catch-up (catch_up_enabled, on by default here)
+# creates them on its first run after the apply and renews them on every
+# run, then runs the users/groups delta catch-up and, with entra_audit_log,
+# polls the audit log for MFA resets (README "Entra ID").
+# `terraform output -raw entra_subscribe` prints how to run it at once.
 
 provider "azurerm" {
   features {}
@@ -52,6 +55,17 @@ module "relay" {
   alert_email        = var.alert_email
   queue_enabled      = var.queue_enabled
   tags               = var.tags
+
+  # Scheduled catch-up from Graph (on by default: it is what creates and
+  # renews the subscriptions): subscriptions at entra_notification_url
+  # (default https://<function app name>.azurewebsites.net/api/entra),
+  # delta catch-up, and the audit-log poll when entra_audit_log is set.
+  catch_up_enabled           = var.catch_up_enabled
+  catch_up_source            = "entra"
+  catch_up_schedule          = var.catch_up_schedule
+  catch_up_window            = var.catch_up_window
+  catch_up_lag_alarm_seconds = var.catch_up_lag_alarm_seconds
+  entra_notification_url     = var.entra_notification_url
 
   # Scheduled reconcile (off unless reconcile_schedule is set): reads every
   # user and group from Graph with the same app registration.

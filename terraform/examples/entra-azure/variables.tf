@@ -108,6 +108,37 @@ variable "reconcile_schedule" {
   default     = null
 }
 
+variable "catch_up_enabled" {
+  description = "Scheduled catch-up from Microsoft Graph (README \"Catch-up\", \"Entra ID\"): each run creates or renews the relay's Graph subscriptions (they expire 28 days after the last renewal: without runs, notifications stop), applies what the notifications missed from the users/groups delta queries, and with entra_audit_log polls the audit log for MFA resets; alarms when a run fails or the lag passes catch_up_lag_alarm_seconds. true (default). false: run `idp-duo-relay entra subscribe` yourself at least every 28 days (output entra_subscribe)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "catch_up_schedule" {
+  description = "When catch-up runs: an NCRONTAB expression with seconds, in UTC (default \"0 */15 * * * *\", every 15 minutes; an MFA reset in Entra reaches Duo within this interval plus Entra's audit-log latency). null: the module's default."
+  type        = string
+  default     = null
+}
+
+variable "catch_up_window" {
+  description = "How far back the first catch-up run reads the audit log (RELAY_CATCH_UP_WINDOW), e.g. \"24h\". null: the module's default (24h)."
+  type        = string
+  default     = null
+}
+
+variable "catch_up_lag_alarm_seconds" {
+  description = "Alarm when catch-up has not caught up with Graph for longer than this many seconds. null: the module's default (3600)."
+  type        = number
+  default     = null
+}
+
+variable "entra_notification_url" {
+  description = "Where Graph delivers (ENTRA_NOTIFICATION_URL): an https URL reaching the relay's /api/entra, for a custom domain or a gateway in front of the Function App. null (default): https://<function app name>.azurewebsites.net/api/entra."
+  type        = string
+  default     = null
+}
+
 variable "user_sync" {
   description = "Who and what is synced, passed to the module as is: attribute mapping (username_attribute, e.g. \"entra:onPremisesSamAccountName\"), scope_groups, exclude_groups / exclude_usernames / exclude_directory_synced, phone_attribute, … — the fields and the relay variables each sets are in the module's user_sync variable and the README (\"Attribute mapping\"). Empty: today's defaults."
   type        = any

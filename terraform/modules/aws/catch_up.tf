@@ -3,6 +3,11 @@
 # {"relay_task":"catch_up","source":…}. The run reads the IdP's own event
 # log (Okta System Log, Auth0 tenant logs) from the checkpoint in the
 # DynamoDB table and applies what the hook missed (README "Catch-up").
+# For Entra ID (source "entra") a run renews or re-creates the relay's
+# Graph subscriptions at ENTRA_NOTIFICATION_URL, runs the users/groups
+# delta queries from the deltaLinks kept in the same checkpoint store, and
+# with entra_audit_log polls the directory audit log for MFA resets: this
+# schedule is what keeps the subscriptions alive (entra.tf).
 # EventBridge Scheduler invokes Lambda asynchronously; retries are off on
 # both (the next scheduled run is the retry, from the same checkpoint).
 # Two alarms: a run failed (the invocation errors), and the checkpoint lag
@@ -29,13 +34,13 @@ variable "catch_up_schedule" {
 }
 
 variable "catch_up_source" {
-  description = "The log catch-up reads: \"okta\" (System Log) or \"auth0\" (tenant logs). null (default) = okta when okta_org_url is set, else auth0."
+  description = "What catch-up reads: \"okta\" (System Log), \"auth0\" (tenant logs) or \"entra\" (Microsoft Graph: renews the relay's subscriptions, runs the users/groups delta queries, and with entra_audit_log polls the audit log for MFA resets). null (default) = okta when okta_org_url is set, else auth0 when auth0_domain is set, else entra when hook_sources includes \"entra\"."
   type        = string
   default     = null
 
   validation {
-    condition     = var.catch_up_source == null || contains(["okta", "auth0"], coalesce(var.catch_up_source, "okta"))
-    error_message = "catch_up_source must be \"okta\" or \"auth0\"."
+    condition     = var.catch_up_source == null || contains(["okta", "auth0", "entra"], coalesce(var.catch_up_source, "okta"))
+    error_message = "catch_up_source must be \"okta\", \"auth0\" or \"entra\"."
   }
 }
 
@@ -65,7 +70,7 @@ variable "catch_up_lag_alarm_seconds" {
 
 locals {
   catch_up_enabled = var.catch_up_enabled
-  catch_up_source  = coalesce(var.catch_up_source, var.okta_org_url != null ? "okta" : "auth0")
+  catch_up_source  = coalesce(var.catch_up_source, var.okta_org_url != null ? "okta" : var.auth0_domain != null ? "auth0" : local.entra_enabled ? "entra" : "auth0")
   catch_up_name    = "${var.name}-catch-up"
 
   # What bootstrap's relay_task dispatcher reads (relay_core::catch_up::
@@ -76,10 +81,18 @@ locals {
   }
 
   # The hook's environment, plus what a first run reads
-  # (relay_core::catch_up::CatchUpConfig).
+  # (relay_core::catch_up::CatchUpConfig), plus for Entra ID where the
+  # subscriptions deliver and whether to poll the audit log (entra.tf).
+  # The notification URL is the hook function's URL, which only this
+  # function's environment can hold: in the hook's own it would be a cycle.
   catch_up_environment = merge(local.environment, {
     RELAY_CATCH_UP_WINDOW = var.catch_up_window
-  })
+  }, local.catch_up_entra_env)
+
+  # What an IdP 401/403 means, in the alarm's words.
+  catch_up_denied = local.catch_up_source == "entra" ? local.entra_denied : "an IdP 401/403 means the API token lacks the log scope"
+  # What a lag delays.
+  catch_up_delayed = local.catch_up_source == "entra" ? local.entra_delayed : "Missed hook deliveries (an MFA reset, a deactivation) wait that long."
 }
 
 resource "aws_cloudwatch_log_group" "catch_up" {
@@ -129,8 +142,8 @@ resource "aws_lambda_function" "catch_up" {
 
   lifecycle {
     precondition {
-      condition     = local.catch_up_source == "okta" ? var.okta_org_url != null : (var.auth0_domain != null && var.auth0_client_id != null)
-      error_message = "Catch-up reads the IdP's log API: set okta_org_url and okta_api_token (catch_up_source okta; scope okta.logs.read), or auth0_domain, auth0_client_id and auth0_client_secret (auth0; scope read:logs)."
+      condition     = local.catch_up_source == "okta" ? var.okta_org_url != null : local.catch_up_source == "entra" ? local.entra_catch_up_ready : (var.auth0_domain != null && var.auth0_client_id != null)
+      error_message = "Catch-up reads the IdP's log API: set okta_org_url and okta_api_token (catch_up_source okta; scope okta.logs.read), auth0_domain, auth0_client_id and auth0_client_secret (auth0; scope read:logs), or hook_sources with \"entra\" and entra_tenant_id, entra_client_id, entra_client_secret and entra_client_state (entra; Graph permissions User.Read.All and Group.Read.All, AuditLog.Read.All with entra_audit_log)."
     }
   }
 
@@ -249,7 +262,7 @@ resource "aws_cloudwatch_metric_alarm" "catch_up_failed" {
   count = local.catch_up_enabled ? 1 : 0
 
   alarm_name          = "${local.catch_up_name}-failed"
-  alarm_description   = "idp-duo-relay ${var.name}: a scheduled catch-up from the ${local.catch_up_source} log failed. Read /aws/lambda/${local.catch_up_name}: the line with message \"catch_up\" has the status (event_failed, idp_failed, store_failed) and error; an IdP 401/403 means the API token lacks the log scope. The next run retries from the same checkpoint. README \"Catch-up\"."
+  alarm_description   = "idp-duo-relay ${var.name}: a scheduled catch-up from the ${local.catch_up_source} log failed. Read /aws/lambda/${local.catch_up_name}: the line with message \"catch_up\" has the status (event_failed, idp_failed, store_failed) and error; ${local.catch_up_denied}. The next run retries from the same checkpoint. README \"Catch-up\"."
   namespace           = "AWS/Lambda"
   metric_name         = "Errors"
   dimensions          = { FunctionName = aws_lambda_function.catch_up[0].function_name }
@@ -272,7 +285,7 @@ resource "aws_cloudwatch_metric_alarm" "catch_up_lag" {
   count = local.catch_up_enabled ? 1 : 0
 
   alarm_name          = "${local.catch_up_name}-lag"
-  alarm_description   = "idp-duo-relay ${var.name}: catch-up has not read the ${local.catch_up_source} log to its end for more than ${var.catch_up_lag_alarm_seconds} s (metric CatchUpLagSeconds from the catch_up line's checkpoint_lag_s). Missed hook deliveries (an MFA reset, a deactivation) wait that long. Read /aws/lambda/${local.catch_up_name}: status behind = raise RELAY_CATCH_UP_MAX_PAGES or run more often; failed runs = see the catch-up-failed alarm. README \"Catch-up\"."
+  alarm_description   = "idp-duo-relay ${var.name}: catch-up has not read the ${local.catch_up_source} log to its end for more than ${var.catch_up_lag_alarm_seconds} s (metric CatchUpLagSeconds from the catch_up line's checkpoint_lag_s). ${local.catch_up_delayed} Read /aws/lambda/${local.catch_up_name}: status behind = raise RELAY_CATCH_UP_MAX_PAGES or run more often; failed runs = see the catch-up-failed alarm. README \"Catch-up\"."
   namespace           = local.metrics_namespace
   metric_name         = "CatchUpLagSeconds"
   dimensions          = { Source = local.catch_up_source }

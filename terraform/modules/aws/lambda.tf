@@ -53,6 +53,10 @@ resource "aws_lambda_function" "relay" {
       error_message = "Entra ID needs hook_sources to include \"entra\" (it decides at plan time which settings the function gets) with entra_tenant_id and entra_client_id (and entra_client_state and entra_client_secret, or existing_secret_arn holding them); without \"entra\" set none of them."
     }
     precondition {
+      condition     = var.entra_notification_url == null || local.entra_enabled
+      error_message = "entra_notification_url is where Graph delivers Entra ID notifications: set it only with \"entra\" in hook_sources."
+    }
+    precondition {
       condition     = var.existing_secret_arn != null || (var.okta_org_url == null) == (var.okta_api_token == null)
       error_message = "okta_org_url and okta_api_token go together: set both (Okta API lookups) or neither."
     }

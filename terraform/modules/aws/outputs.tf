@@ -14,8 +14,8 @@ output "auth0_logs_url" {
 }
 
 output "entra_notification_url" {
-  description = "The Microsoft Graph notification URL (`idp-duo-relay entra subscribe --url` it; Graph's validation handshake and the notifications)."
-  value       = "${local.base_url}/entra"
+  description = "The Microsoft Graph notification URL: entra_notification_url if set, else the relay's /entra route. The scheduled catch-up (catch_up_source entra) subscribes and renews at it; `idp-duo-relay entra subscribe --url` by hand must use the same string (Graph's subscriptions are matched on it)."
+  value       = local.entra_notification_url
 }
 
 output "healthz_url" {

@@ -7,6 +7,11 @@
 # has a value and the function is switched off instead. Two alerts: a run
 # failed (the handler answers 500), and the checkpoint lag (the `catch_up`
 # line's checkpoint_lag_s) above catch_up_lag_alarm_seconds.
+# For Entra ID (source "entra") a run renews or re-creates the relay's
+# Graph subscriptions at ENTRA_NOTIFICATION_URL, runs the users/groups
+# delta queries from the deltaLinks kept in the same checkpoint store, and
+# with entra_audit_log polls the directory audit log for MFA resets: this
+# schedule is what keeps the subscriptions alive (entra.tf).
 
 variable "catch_up_enabled" {
   description = "Run catch-up from the IdP's event log on catch_up_schedule (README \"Catch-up\"). false (default) = the catch_up function stays disabled and no alert is created."
@@ -28,13 +33,13 @@ variable "catch_up_schedule" {
 }
 
 variable "catch_up_source" {
-  description = "The log catch-up reads: \"okta\" (System Log) or \"auth0\" (tenant logs). null (default) = okta when okta_org_url is set, else auth0."
+  description = "What catch-up reads: \"okta\" (System Log), \"auth0\" (tenant logs) or \"entra\" (Microsoft Graph: renews the relay's subscriptions, runs the users/groups delta queries, and with entra_audit_log polls the audit log for MFA resets). null (default) = okta when okta_org_url is set, else auth0 when auth0_domain is set, else entra when hook_sources includes \"entra\"."
   type        = string
   default     = null
 
   validation {
-    condition     = var.catch_up_source == null || contains(["okta", "auth0"], coalesce(var.catch_up_source, "okta"))
-    error_message = "catch_up_source must be \"okta\" or \"auth0\"."
+    condition     = var.catch_up_source == null || contains(["okta", "auth0", "entra"], coalesce(var.catch_up_source, "okta"))
+    error_message = "catch_up_source must be \"okta\", \"auth0\" or \"entra\"."
   }
 }
 
@@ -64,7 +69,7 @@ variable "catch_up_lag_alarm_seconds" {
 
 locals {
   catch_up_enabled = var.catch_up_enabled
-  catch_up_source  = coalesce(var.catch_up_source, var.okta_org_url != null ? "okta" : "auth0")
+  catch_up_source  = coalesce(var.catch_up_source, var.okta_org_url != null ? "okta" : var.auth0_domain != null ? "auth0" : local.entra_enabled ? "entra" : "auth0")
   catch_up_off     = local.catch_up_enabled ? "false" : "true"
 
   # App settings of the catch_up function (relay_core::catch_up reads the
@@ -77,6 +82,11 @@ locals {
     RELAY_CATCH_UP_SOURCE            = local.catch_up_source
     RELAY_CATCH_UP_WINDOW            = var.catch_up_window
   }
+
+  # What an IdP 401/403 means, in the alert's words.
+  catch_up_denied = local.catch_up_source == "entra" ? local.entra_denied : "an IdP 401/403 means the API credentials lack the log scope"
+  # What a lag delays.
+  catch_up_delayed = local.catch_up_source == "entra" ? local.entra_delayed : "Missed hook deliveries (an MFA reset, a deactivation) wait that long."
 
   # The catch-up runs' lines with their lag (README "Catch-up").
   catch_up_lag_query = join("\n", [
@@ -98,7 +108,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "catch_up_failed" {
   resource_group_name     = local.resource_group_name
   location                = var.location
   scopes                  = [azurerm_application_insights.relay.id]
-  description             = "A scheduled catch-up from the ${local.catch_up_source} log failed. The traces line whose message is \"catch_up\" has the status (event_failed, idp_failed, store_failed) and the error; an IdP 401/403 means the API credentials lack the log scope. The next run retries from the same checkpoint. README \"Catch-up\"."
+  description             = "A scheduled catch-up from the ${local.catch_up_source} log failed. The traces line whose message is \"catch_up\" has the status (event_failed, idp_failed, store_failed) and the error; ${local.catch_up_denied}. The next run retries from the same checkpoint. README \"Catch-up\"."
   severity                = 2
   evaluation_frequency    = "PT15M"
   window_duration         = "PT1H"
@@ -129,8 +139,8 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "catch_up_failed" {
   # run reads.
   lifecycle {
     precondition {
-      condition     = local.catch_up_source == "okta" ? (var.okta_org_url != null && var.okta_api_token != null) : (var.auth0_domain != null && var.auth0_client_id != null && var.auth0_client_secret != null)
-      error_message = "Catch-up reads the IdP's log API: set okta_org_url and okta_api_token (catch_up_source okta; scope okta.logs.read), or auth0_domain, auth0_client_id and auth0_client_secret (auth0; scope read:logs)."
+      condition     = local.catch_up_source == "okta" ? (var.okta_org_url != null && var.okta_api_token != null) : local.catch_up_source == "entra" ? local.entra_catch_up_ready : (var.auth0_domain != null && var.auth0_client_id != null && var.auth0_client_secret != null)
+      error_message = "Catch-up reads the IdP's log API: set okta_org_url and okta_api_token (catch_up_source okta; scope okta.logs.read), auth0_domain, auth0_client_id and auth0_client_secret (auth0; scope read:logs), or hook_sources with \"entra\" and entra_tenant_id, entra_client_id, entra_client_secret and entra_client_state (entra; Graph permissions User.Read.All and Group.Read.All, AuditLog.Read.All with entra_audit_log)."
     }
   }
 }
@@ -145,7 +155,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "catch_up_lag" {
   resource_group_name     = local.resource_group_name
   location                = var.location
   scopes                  = [azurerm_application_insights.relay.id]
-  description             = "Catch-up has not read the ${local.catch_up_source} log to its end for more than ${var.catch_up_lag_alarm_seconds} s (checkpoint_lag_s of the catch_up lines). Missed hook deliveries (an MFA reset, a deactivation) wait that long. status behind = raise RELAY_CATCH_UP_MAX_PAGES or run more often; failed runs = see the catch-up-failed alert. Query: ${local.catch_up_lag_query}"
+  description             = "Catch-up has not read the ${local.catch_up_source} log to its end for more than ${var.catch_up_lag_alarm_seconds} s (checkpoint_lag_s of the catch_up lines). ${local.catch_up_delayed} status behind = raise RELAY_CATCH_UP_MAX_PAGES or run more often; failed runs = see the catch-up-failed alert. Query: ${local.catch_up_lag_query}"
   severity                = 2
   evaluation_frequency    = "PT15M"
   window_duration         = "PT1H"

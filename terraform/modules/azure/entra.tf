@@ -6,6 +6,19 @@
 # Vault secrets referenced from the app settings (keyvault.tf), like every
 # other secret. Whether they exist is decided by hook_sources containing
 # "entra", a variable, so the values may be generated in the same apply.
+#
+# The Graph subscriptions (28-day lifetime) are created and renewed by the
+# scheduled catch-up with catch_up_source "entra" (catch_up.tf), a function
+# of this same app, at ENTRA_NOTIFICATION_URL; the HTTP function reads it
+# too, to re-create a subscription Graph removed (`subscriptionRemoved`).
+# Its default is built from the app's name, the classic default host name
+# https://<name>.azurewebsites.net: the app's default_hostname attribute
+# cannot go into its own app settings (a dependency cycle). This module
+# does not opt in to App Service's unique default host names
+# (<name>-<hash>.<region>.azurewebsites.net, an option for apps created
+# since June 2024, MicrosoftDocs/azure-docs
+# articles/app-service/includes/regionalization-note.md), so the two are
+# the same; behind a custom domain or a gateway set entra_notification_url.
 
 variable "entra_tenant_id" {
   description = "Entra ID tenant id (ENTRA_TENANT_ID; a GUID or a verified domain). Set when hook_sources includes \"entra\" (and only then): notifications carry no values, every one is read from Graph."
@@ -46,13 +59,38 @@ variable "entra_client_state" {
   }
 }
 
+variable "entra_notification_url" {
+  description = "Where the relay's Graph subscriptions deliver (ENTRA_NOTIFICATION_URL; the scheduled catch-up creates and renews them there): an https URL that reaches this relay's /entra route, for a custom domain or a gateway in front of the Function App. null (default) = https://<function app name>.azurewebsites.net/api/entra (output entra_notification_url). A subscription is found again by this exact URL: changing it makes the next run create new ones (delete the old ones in Graph)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.entra_notification_url == null ? true : can(regex("^https://[^/\\s?#]+(/\\S*)?$", var.entra_notification_url))
+    error_message = "entra_notification_url must be an https URL (Graph delivers only to https), e.g. https://relay.example.com/entra."
+  }
+}
+
 locals {
   entra_enabled = contains(var.hook_sources, "entra")
+
+  # The URL the subscriptions deliver to (the same string in the output and
+  # in every run: Graph's subscriptions are matched on it). The Functions
+  # host prefixes /api (host.json routePrefix).
+  entra_notification_url = coalesce(var.entra_notification_url, "https://${local.function_app_name}.azurewebsites.net/api/entra")
 
   # Plain settings, keyed on the variable above; their values (the client
   # id of an app registration made in the same apply) may be unknown.
   entra_settings = local.entra_enabled ? {
-    ENTRA_TENANT_ID = var.entra_tenant_id
-    ENTRA_CLIENT_ID = var.entra_client_id
+    ENTRA_TENANT_ID        = var.entra_tenant_id
+    ENTRA_CLIENT_ID        = var.entra_client_id
+    ENTRA_NOTIFICATION_URL = local.entra_notification_url
   } : {}
+
+  # A catch-up of Entra ID needs the app registration and the clientState
+  # (the subscriptions it creates carry it).
+  entra_catch_up_ready = local.entra_enabled && var.entra_tenant_id != null && var.entra_client_id != null && var.entra_client_secret != null && var.entra_client_state != null
+
+  # The alerts' words for a catch-up of Entra ID (catch_up.tf).
+  entra_denied  = "a Graph 401/403 means the app registration lacks a permission (User.Read.All, Group.Read.All; AuditLog.Read.All for the audit poll) or its client secret expired (terraform/idp/entra rotates it: apply here again after it)"
+  entra_delayed = "Changes Graph did not notify (a disabled or deleted user, a group change) wait that long, and so do MFA resets from the audit log; a run that fails also leaves the subscriptions unrenewed (Graph drops them at expiry, 28 days after the last renewal)."
 }

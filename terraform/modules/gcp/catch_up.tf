@@ -9,6 +9,11 @@
 # the same checkpoint. Two alerts: a failed execution (the job exits
 # non-zero), and catch-up lines whose checkpoint_lag_s is above
 # catch_up_lag_alarm_seconds.
+# For Entra ID (source "entra") a run renews or re-creates the relay's
+# Graph subscriptions at ENTRA_NOTIFICATION_URL, runs the users/groups
+# delta queries from the deltaLinks kept in the same checkpoint store, and
+# with entra_audit_log polls the directory audit log for MFA resets: this
+# schedule is what keeps the subscriptions alive (entra.tf).
 
 variable "catch_up_enabled" {
   description = "Run catch-up from the IdP's event log on catch_up_schedule (README \"Catch-up\"). false (default) = nothing is created."
@@ -30,13 +35,13 @@ variable "catch_up_schedule" {
 }
 
 variable "catch_up_source" {
-  description = "The log catch-up reads: \"okta\" (System Log) or \"auth0\" (tenant logs). null (default) = okta when okta_org_url is set, else auth0."
+  description = "What catch-up reads: \"okta\" (System Log), \"auth0\" (tenant logs) or \"entra\" (Microsoft Graph: renews the relay's subscriptions, runs the users/groups delta queries, and with entra_audit_log polls the audit log for MFA resets). null (default) = okta when okta_org_url is set, else auth0 when auth0_domain is set, else entra when hook_sources includes \"entra\"."
   type        = string
   default     = null
 
   validation {
-    condition     = var.catch_up_source == null || contains(["okta", "auth0"], coalesce(var.catch_up_source, "okta"))
-    error_message = "catch_up_source must be \"okta\" or \"auth0\"."
+    condition     = var.catch_up_source == null || contains(["okta", "auth0", "entra"], coalesce(var.catch_up_source, "okta"))
+    error_message = "catch_up_source must be \"okta\", \"auth0\" or \"entra\"."
   }
 }
 
@@ -66,15 +71,22 @@ variable "catch_up_lag_alarm_seconds" {
 
 locals {
   catch_up_enabled = var.catch_up_enabled
-  catch_up_source  = coalesce(var.catch_up_source, var.okta_org_url != null ? "okta" : "auth0")
+  catch_up_source  = coalesce(var.catch_up_source, var.okta_org_url != null ? "okta" : var.auth0_domain != null ? "auth0" : local.entra_enabled ? "entra" : "auth0")
   catch_up_name    = "${var.name}-catch-up"
 
   # What `relay-gcp catch-up` reads besides the service's settings
   # (relay_core::catch_up::CatchUpOptions::scheduled, CatchUpConfig).
-  catch_up_env = {
+  # For Entra ID, where the subscriptions deliver (the service's URL, which
+  # only the job can hold: in the service's own env it would be a cycle).
+  catch_up_env = merge({
     RELAY_CATCH_UP_SOURCE = local.catch_up_source
     RELAY_CATCH_UP_WINDOW = var.catch_up_window
-  }
+  }, local.catch_up_entra_env)
+
+  # What an IdP 401/403 means, and what a lag delays, in the alerts' words
+  # (for okta and auth0 the documentation as it was, line breaks included).
+  catch_up_denied  = local.catch_up_source == "entra" ? local.entra_denied : "a 401/403 means the API token lacks\nthe log scope"
+  catch_up_delayed = local.catch_up_source == "entra" ? local.entra_delayed : "Missed hook deliveries (an MFA reset, a\ndeactivation) wait that long to reach Duo."
 
   # The job's catch-up lines whose lag is above the threshold.
   catch_up_lag_filter = join(" AND ", [
@@ -198,8 +210,8 @@ resource "google_cloud_run_v2_job" "catch_up" {
 
   lifecycle {
     precondition {
-      condition     = local.catch_up_source == "okta" ? (var.okta_org_url != null && var.okta_api_token != null) : (var.auth0_domain != null && var.auth0_client_id != null && var.auth0_client_secret != null)
-      error_message = "Catch-up reads the IdP's log API: set okta_org_url and okta_api_token (catch_up_source okta; scope okta.logs.read), or auth0_domain, auth0_client_id and auth0_client_secret (auth0; scope read:logs)."
+      condition     = local.catch_up_source == "okta" ? (var.okta_org_url != null && var.okta_api_token != null) : local.catch_up_source == "entra" ? local.entra_catch_up_ready : (var.auth0_domain != null && var.auth0_client_id != null && var.auth0_client_secret != null)
+      error_message = "Catch-up reads the IdP's log API: set okta_org_url and okta_api_token (catch_up_source okta; scope okta.logs.read), auth0_domain, auth0_client_id and auth0_client_secret (auth0; scope read:logs), or hook_sources with \"entra\" and entra_tenant_id, entra_client_id, entra_client_secret and entra_client_state (entra; Graph permissions User.Read.All and Group.Read.All, AuditLog.Read.All with entra_audit_log)."
     }
   }
 
@@ -339,8 +351,7 @@ resource "google_monitoring_alert_policy" "catch_up_failed" {
     content   = <<-EOT
       The ${local.catch_up_name} job exited non-zero: 2 an event failed (Duo
       429/5xx; the checkpoint stays before its page), 4 reading the
-      ${local.catch_up_source} log failed (a 401/403 means the API token lacks
-      the log scope), 6 the checkpoint or the store failed, 1 bad
+      ${local.catch_up_source} log failed (${local.catch_up_denied}), 6 the checkpoint or the store failed, 1 bad
       configuration. The next run retries from the same checkpoint.
 
       Logs Explorer (project ${var.project}):
@@ -397,8 +408,7 @@ resource "google_monitoring_alert_policy" "catch_up_lag" {
     content   = <<-EOT
       A catch-up run reported that the ${local.catch_up_source} log was last read
       to its end more than ${var.catch_up_lag_alarm_seconds} s ago
-      (checkpoint_lag_s). Missed hook deliveries (an MFA reset, a
-      deactivation) wait that long to reach Duo. status behind: raise
+      (checkpoint_lag_s). ${local.catch_up_delayed} status behind: raise
       RELAY_CATCH_UP_MAX_PAGES or run more often; failed runs: see the
       catch-up-failed alert.
 

@@ -7,6 +7,14 @@
 # run.tf), like every other secret. Whether they exist is decided by
 # hook_sources containing "entra", a variable, so the values may be
 # generated in the same apply.
+#
+# The Graph subscriptions (28-day lifetime) are created and renewed by the
+# scheduled catch-up with catch_up_source "entra" (catch_up.tf): its job
+# gets ENTRA_NOTIFICATION_URL, the service's URL + /entra (or
+# entra_notification_url). The service does not: its own URL in its own
+# environment would be a dependency cycle. Without it, a
+# `subscriptionRemoved` lifecycle notification is logged and the next
+# scheduled run re-creates the subscription (README "Entra ID").
 
 variable "entra_tenant_id" {
   description = "Entra ID tenant id (ENTRA_TENANT_ID; a GUID or a verified domain). Set when hook_sources includes \"entra\" (and only then): notifications carry no values, every one is read from Graph."
@@ -47,8 +55,29 @@ variable "entra_client_state" {
   }
 }
 
+variable "entra_notification_url" {
+  description = "Where the relay's Graph subscriptions deliver (ENTRA_NOTIFICATION_URL; the scheduled catch-up creates and renews them there): an https URL that reaches this relay's /entra route, for a custom domain or a gateway in front of the Cloud Run service. null (default) = the service URL + /entra (output entra_notification_url). A subscription is found again by this exact URL: changing it makes the next run create new ones (delete the old ones in Graph)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.entra_notification_url == null ? true : can(regex("^https://[^/\\s?#]+(/\\S*)?$", var.entra_notification_url))
+    error_message = "entra_notification_url must be an https URL (Graph delivers only to https), e.g. https://relay.example.com/entra."
+  }
+}
+
 locals {
   entra_enabled = contains(var.hook_sources, "entra")
+
+  # The URL the subscriptions deliver to (the same string in the output and
+  # in every run: Graph's subscriptions are matched on it).
+  entra_notification_url = coalesce(var.entra_notification_url, "${local.service_url}/entra")
+
+  # The scheduled catch-up's Entra settings (catch_up.tf), keyed on
+  # variables only.
+  catch_up_entra_env = local.catch_up_source == "entra" ? {
+    ENTRA_NOTIFICATION_URL = local.entra_notification_url
+  } : {}
 
   # Plain variables, keyed on the variable above; their values (the client
   # id of an app registration made in the same apply) may be unknown.
@@ -56,4 +85,12 @@ locals {
     ENTRA_TENANT_ID = var.entra_tenant_id
     ENTRA_CLIENT_ID = var.entra_client_id
   } : {}
+
+  # A catch-up of Entra ID needs the app registration and the clientState
+  # (the subscriptions it creates carry it).
+  entra_catch_up_ready = local.entra_enabled && var.entra_tenant_id != null && var.entra_client_id != null && var.entra_client_secret != null && var.entra_client_state != null
+
+  # The alerts' words for a catch-up of Entra ID (catch_up.tf).
+  entra_denied  = "a Graph 401/403 means the app registration lacks a permission (User.Read.All, Group.Read.All; AuditLog.Read.All for the audit poll) or its client secret expired (terraform/idp/entra rotates it: apply here again after it)"
+  entra_delayed = "Changes Graph did not notify (a disabled or deleted user, a group change) wait that long, and so do MFA resets from the audit log; a run that fails also leaves the subscriptions unrenewed (Graph drops them at expiry, 28 days after the last renewal)."
 }

@@ -135,6 +135,10 @@ resource "google_cloud_run_v2_service" "relay" {
       condition     = local.entra_enabled == (var.entra_tenant_id != null && var.entra_client_id != null && var.entra_client_secret != null)
       error_message = "hook_sources \"entra\" needs entra_tenant_id, entra_client_id and entra_client_secret (every notification is read from Graph with them; terraform/idp/entra outputs all three); without \"entra\" set none of them."
     }
+    precondition {
+      condition     = var.entra_notification_url == null || local.entra_enabled
+      error_message = "entra_notification_url is where Graph delivers Entra ID notifications: set it only with \"entra\" in hook_sources."
+    }
   }
 
   depends_on = [
