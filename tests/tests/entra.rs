@@ -1168,3 +1168,60 @@ async fn scheduled_catch_up_source_entra_subscribes_catches_up_and_polls_resets(
     assert!(err.to_string().contains("ENTRA_AUDIT_LOG"), "{err}");
     assert!(graph.requests().is_empty());
 }
+
+/// `ENTRA_CLIENT_CERTIFICATE` instead of the client secret: the token
+/// request carries a PS256 assertion the stand-in verifies as Entra does
+/// (thumbprint, audience, issuer, lifetime, signature, a jti never seen
+/// before), and a notification is applied as with a secret. A wrong
+/// client id is refused at the token endpoint: the scheduled run fails
+/// naming ENTRA_CLIENT_CERTIFICATE, with no Duo call.
+#[tokio::test]
+async fn a_certificate_credential_reads_graph_with_a_signed_assertion() {
+    use relay_core::catch_up::{RunStatus, run_scheduled};
+
+    let graph = GraphStandIn::start(Vec::new(), Vec::new()).await;
+    let env = graph.env_with_certificate();
+    assert!(!env.iter().any(|(k, _)| k == "ENTRA_CLIENT_SECRET"));
+    let served = serve(&env).await;
+    graph.put_user(GraphUser::new(ADA, "ada.cert@contoso.com"));
+    notify(&served, &[("created", "Users", ADA)]).await;
+    assert!(
+        served
+            .sim
+            .user_by_username("ada.cert@contoso.com")
+            .is_some()
+    );
+    let calls = graph_calls(&graph);
+    let tokens = calls.iter().filter(|c| c.ends_with("/token")).count();
+    assert_eq!(tokens, 1, "{calls:?}");
+
+    // The scheduled run with its own client: a second assertion (a new
+    // jti, accepted), then a client id Entra does not know (refused).
+    let raw: relay_core::config::RawConfig = env.iter().cloned().collect();
+    let task = serde_json::json!({"source": "entra"});
+    let run = run_scheduled(
+        &served.relay,
+        &raw,
+        served.checkpoints.as_ref(),
+        Some(&task),
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.status, RunStatus::CaughtUp, "{run:?}");
+    let mut wrong = raw.clone();
+    wrong.insert("ENTRA_CLIENT_ID".into(), "another-app".into());
+    served.sim.reset_calls();
+    let refused = run_scheduled(
+        &served.relay,
+        &wrong,
+        served.checkpoints.as_ref(),
+        Some(&task),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status, RunStatus::IdpFailed, "{refused:?}");
+    let error = refused.error.unwrap_or_default();
+    assert!(error.contains("ENTRA_CLIENT_CERTIFICATE"), "{error}");
+    assert!(!error.contains("PRIVATE KEY"), "{error}");
+    assert_eq!(served.sim.total_calls(), 0);
+}

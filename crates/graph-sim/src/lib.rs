@@ -14,6 +14,10 @@
 //! tenant between notifications, arms a throttle, and reads the log of
 //! every request.
 
+mod assertion;
+
+pub use assertion::TEST_CLIENT_CERTIFICATE;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -194,6 +198,8 @@ pub fn serve_until_dropped(
 struct Shared {
     base: String,
     inner: Mutex<Inner>,
+    /// The `jti` of every client assertion accepted (a replay is refused).
+    jtis: Mutex<HashSet<String>>,
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
@@ -233,6 +239,7 @@ impl GraphStandIn {
         let shared = Arc::new(Shared {
             base: format!("http://{addr}"),
             inner: Mutex::new(inner),
+            jtis: Mutex::default(),
         });
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
@@ -280,6 +287,19 @@ impl GraphStandIn {
             ("ENTRA_GRAPH_URL".into(), base.clone()),
             ("ENTRA_LOGIN_URL".into(), base),
         ]
+    }
+
+    /// [`Self::env`] with the app's certificate
+    /// ([`TEST_CLIENT_CERTIFICATE`] as `ENTRA_CLIENT_CERTIFICATE`) instead
+    /// of its client secret.
+    pub fn env_with_certificate(&self) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.retain(|(k, _)| k != "ENTRA_CLIENT_SECRET");
+        env.push((
+            "ENTRA_CLIENT_CERTIFICATE".into(),
+            TEST_CLIENT_CERTIFICATE.into(),
+        ));
+        env
     }
 
     /// Adds or replaces a user (by id).
@@ -474,13 +494,31 @@ async fn gate(
     response
 }
 
-async fn token(Path(tenant): Path<String>, body: String) -> Response {
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    body: String,
+) -> Response {
     let form: Vec<(String, String)> = url_pairs(&body);
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    // A client secret, or a certificate's assertion (never both).
+    let credential = match (field("client_secret"), field("client_assertion")) {
+        (Some(secret), None) => secret == CLIENT_SECRET,
+        (None, Some(jwt)) => {
+            let audience = format!("{}/{tenant}/oauth2/v2.0/token", shared.base);
+            let now_s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            field("client_assertion_type")
+                == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                && assertion::refusal(jwt, CLIENT_ID, &audience, now_s, &shared.jtis).is_none()
+        }
+        _ => false,
+    };
     let ok = tenant == TENANT
         && field("grant_type") == Some("client_credentials")
         && field("client_id") == Some(CLIENT_ID)
-        && field("client_secret") == Some(CLIENT_SECRET)
+        && credential
         && field("scope") == Some("https://graph.microsoft.com/.default");
     if !ok {
         return (

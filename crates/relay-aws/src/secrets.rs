@@ -25,6 +25,7 @@ pub const SECRET_VARIABLES: &[&str] = &[
     "AUTH0_CLIENT_SECRET",
     "ENTRA_CLIENT_STATE",
     "ENTRA_CLIENT_SECRET",
+    "ENTRA_CLIENT_CERTIFICATE",
 ];
 
 /// Keys the secret must hold, every one (the Duo secret key). Terraform's

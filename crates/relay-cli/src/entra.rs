@@ -20,7 +20,8 @@ Creates the relay's Microsoft Graph subscriptions (users and groups,
 created/updated/deleted, clientState = ENTRA_CLIENT_STATE), or renews them
 when they exist. Graph validates a new subscription by calling the URL:
 the relay must be running there with ENTRA_CLIENT_STATE set. Needs
-ENTRA_TENANT_ID, ENTRA_CLIENT_ID, ENTRA_CLIENT_SECRET (the app also needs
+ENTRA_TENANT_ID, ENTRA_CLIENT_ID, ENTRA_CLIENT_SECRET or
+ENTRA_CLIENT_CERTIFICATE (the app also needs
 the permissions Graph asks of a subscription on users and groups).
 
     --url URL    the relay's notification URL (Azure: https://APP/api/entra);
@@ -68,7 +69,7 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
         Ok(Some(api)) => api,
         Ok(None) => {
             eprintln!(
-                "error: ENTRA_TENANT_ID is not set; entra subscribe needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET"
+                "error: ENTRA_TENANT_ID is not set; entra subscribe needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE)"
             );
             return ExitCode::from(2);
         }
@@ -156,7 +157,7 @@ fn build(raw: &RawConfig, command: &str, rest: &[String]) -> Result<Built, ExitC
             relay_core::pipeline::IdpLookups::from_config(raw).map_err(|e| (2, e.into()))?;
         // The relay's own Graph client: one token for the run's reads and
         // the planner's.
-        let api = lookups.entra.clone().ok_or_else(|| (2, anyhow::anyhow!("ENTRA_TENANT_ID is not set; entra {command} needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET")))?;
+        let api = lookups.entra.clone().ok_or_else(|| (2, anyhow::anyhow!("ENTRA_TENANT_ID is not set; entra {command} needs ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE)")))?;
         let (state_dir, lock) = crate::catch_up::open_state_dir(raw)?;
         let relay = crate::catch_up::live_relay(raw, &state_dir, rules, lookups)?;
         Ok::<_, (u8, anyhow::Error)>((api, relay, state_dir, lock))

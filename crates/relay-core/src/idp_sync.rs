@@ -55,7 +55,7 @@ pub async fn run_from_config(
             let api = EntraApi::from_config(raw)?.ok_or_else(|| {
                 ConfigError::new(
                     "ENTRA_TENANT_ID",
-                    "is not set; reconcile --source entra reads users and groups from Microsoft Graph with ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET",
+                    "is not set; reconcile --source entra reads users and groups from Microsoft Graph with ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE)",
                 )
             })?;
             run(&api, &duo, &directory, &rules, opts).await

@@ -230,7 +230,7 @@ pub fn plan_event_in_scope(event: &IdpEvent, rules: &PlanRules) -> Planned {
             lifecycle,
         } => {
             let reason = format!(
-                "{} on subscription {subscription}: set ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET so the relay acts on it, or run {}",
+                "{} on subscription {subscription}: set ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE) so the relay acts on it, or run {}",
                 lifecycle.as_str(),
                 lifecycle_command(*lifecycle)
             );
@@ -348,7 +348,7 @@ pub fn is_about_a_user(change: &Change) -> bool {
 }
 
 /// Why an Entra notification is skipped without Graph: it carries no values.
-const NO_GRAPH: &str = "an Entra notification carries no user values; set ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET so the relay reads them from Microsoft Graph";
+const NO_GRAPH: &str = "an Entra notification carries no user values; set ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE) so the relay reads them from Microsoft Graph";
 
 /// The alias value that ties a Duo user to its IdP user.
 pub fn idp_alias(source: Source, idp_id: &str) -> String {

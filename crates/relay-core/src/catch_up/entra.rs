@@ -71,7 +71,7 @@ impl Plan {
             .ok_or_else(|| {
                 ConfigError::new(
                     TENANT_ID,
-                    "is not set: the entra catch-up reads Microsoft Graph with ENTRA_TENANT_ID + ENTRA_CLIENT_ID + ENTRA_CLIENT_SECRET",
+                    "is not set: the entra catch-up reads Microsoft Graph with ENTRA_TENANT_ID + ENTRA_CLIENT_ID + ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE)",
                 )
             })?
             .with_policy(policy);

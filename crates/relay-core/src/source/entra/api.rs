@@ -22,6 +22,7 @@ use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
+use super::credential::{self, Certificate, Credential};
 use crate::Secret;
 use crate::config::{ConfigError, RawConfig, optional};
 use crate::event::{IdpKind, UserProfile, UserState};
@@ -34,6 +35,9 @@ use crate::idp::{
 pub const TENANT_ID: &str = "ENTRA_TENANT_ID";
 pub const CLIENT_ID: &str = "ENTRA_CLIENT_ID";
 pub const CLIENT_SECRET: &str = "ENTRA_CLIENT_SECRET";
+/// Instead of the secret: the app's certificate and its private key, PEM
+/// (`super::credential`).
+pub const CLIENT_CERTIFICATE: &str = "ENTRA_CLIENT_CERTIFICATE";
 /// Optional base URL overrides (tests, stand-ins, national clouds).
 pub const GRAPH_URL: &str = "ENTRA_GRAPH_URL";
 pub const LOGIN_URL: &str = "ENTRA_LOGIN_URL";
@@ -67,7 +71,7 @@ struct Inner {
     token_url: String,
     tenant: String,
     client_id: String,
-    client_secret: Secret,
+    credential: Credential,
     token: TokenCache,
     /// `ENTRA_NOTIFICATION_URL`, checked.
     notification_url: Option<String>,
@@ -83,7 +87,7 @@ impl fmt::Debug for EntraApi {
             .field("token_url", &self.inner.token_url)
             .field("tenant", &self.inner.tenant)
             .field("client_id", &self.inner.client_id)
-            .field("client_secret", &self.inner.client_secret)
+            .field("credential", &self.inner.credential)
             .field("notification_url", &self.inner.notification_url)
             .field("client_state", &self.inner.client_state)
             .finish_non_exhaustive()
@@ -92,16 +96,28 @@ impl fmt::Debug for EntraApi {
 
 impl EntraApi {
     /// From `ENTRA_TENANT_ID` (a GUID or a verified domain),
-    /// `ENTRA_CLIENT_ID`, `ENTRA_CLIENT_SECRET`, and the optional
-    /// `ENTRA_GRAPH_URL` / `ENTRA_LOGIN_URL`. `None` when the three are
-    /// unset; an error naming the first missing one when only some are.
+    /// `ENTRA_CLIENT_ID`, `ENTRA_CLIENT_SECRET` or `ENTRA_CLIENT_CERTIFICATE`
+    /// (one of them), and the optional `ENTRA_GRAPH_URL` /
+    /// `ENTRA_LOGIN_URL`. `None` when none is set; an error naming the
+    /// first missing one when only some are.
     pub fn from_config(raw: &RawConfig) -> Result<Option<Self>, ConfigError> {
-        let names = [TENANT_ID, CLIENT_ID, CLIENT_SECRET];
-        let [tenant, client_id, secret] = names.map(|n| optional(raw, n));
-        let (tenant, client_id, secret) = match (tenant, client_id, secret) {
-            (None, None, None) => return Ok(None),
-            (Some(t), Some(c), Some(s)) => (t, c, s),
-            (t, c, _) => {
+        let names = [TENANT_ID, CLIENT_ID, CLIENT_SECRET, CLIENT_CERTIFICATE];
+        let [tenant, client_id, secret, certificate] = names.map(|n| optional(raw, n));
+        let (tenant, client_id, credential) = match (tenant, client_id, secret, certificate) {
+            (None, None, None, None) => return Ok(None),
+            (Some(_), Some(_), Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    CLIENT_CERTIFICATE,
+                    "is set and so is ENTRA_CLIENT_SECRET: set one of them (the relay would not know which Entra expects)",
+                ));
+            }
+            (Some(t), Some(c), Some(s), None) => (t, c, Credential::Secret(Secret::new(s))),
+            (Some(t), Some(c), None, Some(pem)) => {
+                let certificate = Certificate::from_pem(pem)
+                    .map_err(|why| ConfigError::new(CLIENT_CERTIFICATE, why))?;
+                (t, c, Credential::Certificate(certificate))
+            }
+            (t, c, _, _) => {
                 let missing = if t.is_none() {
                     TENANT_ID
                 } else if c.is_none() {
@@ -111,7 +127,7 @@ impl EntraApi {
                 };
                 return Err(ConfigError::new(
                     missing,
-                    "is not set but other ENTRA_TENANT_ID/ENTRA_CLIENT_ID/ENTRA_CLIENT_SECRET variables are; all three are needed to read Microsoft Graph",
+                    "is not set but other ENTRA_TENANT_ID/ENTRA_CLIENT_ID/ENTRA_CLIENT_SECRET variables are; Microsoft Graph needs the tenant, the client id, and the client secret or ENTRA_CLIENT_CERTIFICATE",
                 ));
             }
         };
@@ -154,7 +170,7 @@ impl EntraApi {
                 token_url: format!("{}/{tenant}/oauth2/v2.0/token", origin(&login)),
                 tenant: tenant.to_owned(),
                 client_id: client_id.to_owned(),
-                client_secret: Secret::new(secret),
+                credential,
                 token: TokenCache::new(TOKEN_MARGIN, Duration::from_secs(3600)),
                 notification_url,
                 client_state,
@@ -260,12 +276,25 @@ impl EntraApi {
     /// The identity platform's token answer, its status checked.
     async fn new_token(&self) -> Result<Vec<u8>, IdpError> {
         let inner = &*self.inner;
-        let form = form_body(&[
+        let assertion;
+        let mut fields = vec![
             ("grant_type", "client_credentials"),
-            ("client_id", &inner.client_id),
-            ("client_secret", inner.client_secret.expose()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ]);
+            ("client_id", inner.client_id.as_str()),
+        ];
+        match &inner.credential {
+            Credential::Secret(secret) => fields.push(("client_secret", secret.expose())),
+            Credential::Certificate(certificate) => {
+                // A fresh assertion per token request (each has its jti).
+                let now_s = crate::state::now_ms() / 1000;
+                assertion = certificate
+                    .assertion(&inner.client_id, &inner.token_url, now_s)
+                    .map_err(IdpError::Transport)?;
+                fields.push(("client_assertion_type", credential::ASSERTION_TYPE));
+                fields.push(("client_assertion", assertion.as_str()));
+            }
+        }
+        fields.push(("scope", "https://graph.microsoft.com/.default"));
+        let form = form_body(&fields);
         let answer = self
             .http
             .send("token", |c| {
@@ -279,10 +308,17 @@ impl EntraApi {
             200..=299 => Ok(answer.body),
             // The identity platform answers a wrong secret or client id with
             // 400/401 (invalid_client, unauthorized_client).
-            400 | 401 => Err(IdpError::Unauthorized {
-                status: answer.status,
-                variable: CLIENT_SECRET,
-                hint: "Entra refused the client credentials; check ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET (an expired secret is refused too)",
+            400 | 401 => Err(match inner.credential {
+                Credential::Secret(_) => IdpError::Unauthorized {
+                    status: answer.status,
+                    variable: CLIENT_SECRET,
+                    hint: "Entra refused the client credentials; check ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE) (an expired secret is refused too)",
+                },
+                Credential::Certificate(_) => IdpError::Unauthorized {
+                    status: answer.status,
+                    variable: CLIENT_CERTIFICATE,
+                    hint: "Entra refused the certificate's assertion; check ENTRA_TENANT_ID, ENTRA_CLIENT_ID, and that the app registration holds ENTRA_CLIENT_CERTIFICATE's certificate (not expired) — its x5t#S256 is in the relay's Debug output of the Entra client",
+                },
             }),
             status => Err(status_error(status)),
         }

@@ -15,6 +15,7 @@ use super::{IdpSpec, SecretIn};
 use crate::event::IdpKind;
 
 pub mod api;
+pub mod credential;
 pub mod delta;
 pub mod notifications;
 pub mod subscription;
@@ -51,5 +52,5 @@ pub static ATTRIBUTES: crate::attributes::AttributeSpec = crate::attributes::Att
     ],
     path_prefixes: &["onPremisesExtensionAttributes."],
     login: "userPrincipalName",
-    api_variables: "ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET",
+    api_variables: "ENTRA_TENANT_ID, ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE) (or ENTRA_CLIENT_CERTIFICATE)",
 };
