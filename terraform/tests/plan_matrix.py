@@ -98,6 +98,8 @@ def in_block(address: str, rx: str) -> str:
 
 
 ENTRA_URL_DEFAULT = r'"ENTRA_NOTIFICATION_URL"\s*=\s*\(known after apply\)'
+ENTRA_AUDIT_ON = r'"ENTRA_AUDIT_LOG"\s*=\s*"true"'
+GCP_ENTRA_AUDIT_ON = r'name\s*=\s*"ENTRA_AUDIT_LOG"\s*\n\s*\+\s*value\s*=\s*"true"'
 ENTRA_URL_CUSTOM = r'"ENTRA_NOTIFICATION_URL"\s*=\s*"https://relay\.example\.com/(api/)?entra"'
 ENTRA_MODULE_VARS = {
     "entra_tenant_id": "11111111-2222-3333-4444-555555555555",
@@ -363,6 +365,13 @@ def matrix() -> list[Combination]:
             expect=[ENTRA_URL_CUSTOM, r'"RELAY_CATCH_UP_SCHEDULE"\s*=\s*"0 5 \* \* \* \*"'],
             refuse=[ENTRA_URL_DEFAULT],
         ),
+        _example(
+            root,
+            "MFA resets from the audit log",
+            entra,
+            {"entra_audit_log": True},
+            expect=[ENTRA_AUDIT_ON, r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"entra"'],
+        ),
         _example(root, "queue mode", entra, {"queue_enabled": True}, expect=[r'"RELAY_MODE"\s*=\s*"queue"', ENTRA_TENANT_SHOWN]),
         _example(
             root,
@@ -430,13 +439,18 @@ def matrix() -> list[Combination]:
                 in_block(r"aws_scheduler_schedule\.catch_up\[0\]", r'source\s*=\s*"entra"'),
                 in_block(r"aws_cloudwatch_metric_alarm\.catch_up_failed\[0\]", r"a Graph 401/403 means the app registration lacks a permission"),
             ],
-            refuse=[in_block(r"aws_lambda_function\.relay", r'"ENTRA_NOTIFICATION_URL"'), r'"ENTRA_CLIENT_(STATE|SECRET)"\s*='],
+            refuse=[in_block(r"aws_lambda_function\.relay", r'"ENTRA_NOTIFICATION_URL"'), r'"ENTRA_CLIENT_(STATE|SECRET)"\s*=', r'"ENTRA_AUDIT_LOG"'],
         ),
         _example(
             root,
-            "Entra ID catch-up, notification URL of a custom domain",
-            {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_MODULE_VARS, "catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/entra"},
-            expect=[in_block(r"aws_lambda_function\.catch_up\[0\]", ENTRA_URL_CUSTOM), r'entra_notification_url\s*=\s*"https://relay\.example\.com/entra"'],
+            "Entra ID catch-up with the audit poll, notification URL of a custom domain",
+            {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_MODULE_VARS, "catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/entra", "entra_audit_log": True},
+            expect=[
+                in_block(r"aws_lambda_function\.catch_up\[0\]", ENTRA_URL_CUSTOM),
+                in_block(r"aws_lambda_function\.catch_up\[0\]", ENTRA_AUDIT_ON),
+                r'entra_notification_url\s*=\s*"https://relay\.example\.com/entra"',
+            ],
+            refuse=[in_block(r"aws_lambda_function\.relay", r'"ENTRA_(AUDIT_LOG|NOTIFICATION_URL)"')],
         ),
         _example(
             root,
@@ -502,13 +516,14 @@ def matrix() -> list[Combination]:
             azure_entra,
             {"catch_up_enabled": True},
             expect=[r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"entra"', ENTRA_URL_DEFAULT, r'"AzureWebJobs_catch_up_Disabled"\s*=\s*"false"'],
+            refuse=[r'"ENTRA_AUDIT_LOG"'],
         ),
         _example(
             root,
-            "Entra ID catch-up, notification URL of a custom domain",
+            "Entra ID catch-up with the audit poll, notification URL of a custom domain",
             azure_entra,
-            {"catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/api/entra"},
-            expect=[ENTRA_URL_CUSTOM],
+            {"catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/api/entra", "entra_audit_log": True},
+            expect=[ENTRA_URL_CUSTOM, ENTRA_AUDIT_ON],
         ),
     ]
 
@@ -576,14 +591,18 @@ def matrix() -> list[Combination]:
                 in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_CLIENT_STATE"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)\s*\n\s*\n\s*\+\s*value_source\s*\{\s*\n\s*\+\s*secret_key_ref'),
                 in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_CLIENT_SECRET"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)\s*\n\s*\n\s*\+\s*value_source\s*\{\s*\n\s*\+\s*secret_key_ref'),
             ],
-            refuse=[in_block(r"google_cloud_run_v2_service\.relay", r'"ENTRA_NOTIFICATION_URL"')],
+            refuse=[in_block(r"google_cloud_run_v2_service\.relay", r'"ENTRA_NOTIFICATION_URL"'), r'"ENTRA_AUDIT_LOG"'],
         ),
         _example(
             root,
-            "Entra ID catch-up, notification URL of a custom domain",
+            "Entra ID catch-up with the audit poll, notification URL of a custom domain",
             gcp_entra,
-            {"catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/entra"},
-            expect=[in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_NOTIFICATION_URL"\s*\n\s*\+\s*value\s*=\s*"https://relay\.example\.com/entra"')],
+            {"catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/entra", "entra_audit_log": True},
+            expect=[
+                in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_NOTIFICATION_URL"\s*\n\s*\+\s*value\s*=\s*"https://relay\.example\.com/entra"'),
+                in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", GCP_ENTRA_AUDIT_ON),
+            ],
+            refuse=[in_block(r"google_cloud_run_v2_service\.relay", r'"ENTRA_(AUDIT_LOG|NOTIFICATION_URL)"')],
         ),
     ]
 

@@ -262,6 +262,61 @@ def test_entra_catch_up_is_refused_without_the_app_registration(cloud):
         assert needed in ready, f"entra_catch_up_ready does not check {needed}: {ready}"
 
 
+def test_relay_core_takes_entra_as_a_catch_up_source_in_the_modules_order():
+    """The other side of the modules' default: relay-core parses "entra"
+    and, with no source given, picks okta, auth0, entra in that order."""
+    source = CATCH_UP_RS.read_text(encoding="utf-8")
+    assert '"entra" => Some(Self::Entra)' in source
+    scheduled = source[source.index("pub fn scheduled(") :]
+    scheduled = scheduled[: scheduled.index("\n    }\n")]
+    order = [scheduled.find(k) for k in ('"OKTA_ORG_URL"', '"AUTH0_DOMAIN"', "entra::api::TENANT_ID")]
+    assert -1 not in order and order == sorted(order), order
+
+
+def entra_audit_problems(cloud: str, module: Module) -> list[str]:
+    """ENTRA_AUDIT_LOG = "true" only when var.entra_audit_log (default
+    false) is, for the catch-up runner only on AWS and GCP; a precondition
+    ties it to the Entra catch-up."""
+    problems = []
+    var = module.variables.get("entra_audit_log")
+    if var is None:
+        return ["no variable entra_audit_log"]
+    if var.get("default") is not False or var.get("nullable") is not False:
+        problems.append(f"entra_audit_log must default to false and not be nullable: {var}")
+    where = "entra_settings" if cloud == "azure" else "catch_up_entra_env"
+    text = _text(module.locals.get(where, ""))
+    if 'var.entra_audit_log ? {ENTRA_AUDIT_LOG = "true"} : {}' not in text:
+        problems.append(f"local.{where} does not set ENTRA_AUDIT_LOG = \"true\" on var.entra_audit_log: {text!r}")
+    if cloud != "azure" and "ENTRA_AUDIT_LOG" in keys_of(module, module.locals.get("environment" if cloud == "aws" else "optional_plain_env")):
+        problems.append("the hook's own environment holds ENTRA_AUDIT_LOG")
+    hook = {"aws": ("aws_lambda_function", "relay"), "azure": ("azurerm_linux_function_app", "relay"), "gcp": ("google_cloud_run_v2_service", "relay")}[cloud]
+    lifecycle = _text(module.resources.get(hook, {}).get("lifecycle", ""))
+    if '!var.entra_audit_log || (var.catch_up_enabled && local.catch_up_source == \\"entra\\")' not in lifecycle:
+        problems.append("no precondition ties entra_audit_log to the Entra catch-up")
+    return problems
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_entra_audit_log_reaches_the_catch_up_runner_only_when_asked(cloud):
+    problems = entra_audit_problems(cloud, cloud_module(cloud))
+    assert not problems, f"modules/{cloud}: " + "\n".join(problems)
+    entra = (REPO_ROOT / "crates" / "relay-core" / "src" / "catch_up" / "entra.rs").read_text(encoding="utf-8")
+    assert 'AUDIT_LOG: &str = "ENTRA_AUDIT_LOG"' in entra
+
+
+def test_entra_example_passes_the_audit_log_switch_and_turns_the_catch_up_on():
+    ex = Module(REPO_ROOT / "terraform" / "examples" / "entra-azure")
+    relay = ex.modules["relay"]
+    assert _text(relay["entra_audit_log"]) == "${var.entra_audit_log}"
+    assert relay["catch_up_source"] == "entra"
+    assert _text(relay["catch_up_enabled"]) == "${var.catch_up_enabled}"
+    assert ex.variables["catch_up_enabled"].get("default") is True, "the schedule is what keeps the subscriptions alive"
+    assert ex.variables["entra_audit_log"].get("default") is False
+    # its description points at the permission's switch in idp/entra
+    assert "audit_log_enabled" in ex.variables["entra_audit_log"]["description"]
+    assert "audit_log_enabled" in Module(REPO_ROOT / "terraform" / "idp" / "entra").variables
+
+
 def test_self_entra_url_checks_catch_the_url_in_the_hooks_own_environment():
     good = """
         locals {

@@ -194,3 +194,22 @@ def test_a_plain_http_notification_url_does_not_plan():
     )
     assert not result.ok, "an http notification URL planned"
     assert "entra_notification_url must be an https URL" in result.output, plan_matrix._failure_excerpt(result.output)
+
+
+def test_the_audit_poll_without_the_entra_catch_up_does_not_plan():
+    # ENTRA_AUDIT_LOG is read by the scheduled catch-up only: set without
+    # it, nothing would poll the audit log and MFA resets would be lost
+    # silently.
+    variables = {
+        "location": "westeurope",
+        **plan_matrix.DUO,
+        "package_zip_path": plan_matrix.ZIP,
+        "entra_tenant_id": plan_matrix.ENTRA_MODULE_VARS["entra_tenant_id"],
+        "entra_client_id": plan_matrix.ENTRA_MODULE_VARS["entra_client_id"],
+        "entra_client_secret": plan_matrix.ENTRA_MODULE_VARS["entra_client_secret"],
+        "catch_up_enabled": False,
+        "entra_audit_log": True,
+    }
+    result = _plan_combination("examples/entra-azure", variables)
+    assert not result.ok, "entra_audit_log without the catch-up planned"
+    assert "entra_audit_log is read by the scheduled catch-up" in result.output, plan_matrix._failure_excerpt(result.output)

@@ -66,6 +66,9 @@ module "relay" {
   catch_up_window            = var.catch_up_window
   catch_up_lag_alarm_seconds = var.catch_up_lag_alarm_seconds
   entra_notification_url     = var.entra_notification_url
+  # The MFA-reset poll of the audit log: needs AuditLog.Read.All, which
+  # terraform/idp/entra grants with audit_log_enabled = true.
+  entra_audit_log = var.entra_audit_log
 
   # Scheduled reconcile (off unless reconcile_schedule is set): reads every
   # user and group from Graph with the same app registration.

@@ -133,6 +133,13 @@ variable "catch_up_lag_alarm_seconds" {
   default     = null
 }
 
+variable "entra_audit_log" {
+  description = "MFA resets from Entra ID: every scheduled catch-up run also polls the directory audit log (Admin/User deleted security info → the user's Duo devices removed, the user kept). Set it together with terraform/idp/entra's audit_log_enabled = true, which grants the AuditLog.Read.All it needs (without it every poll is refused and the run fails). Needs catch_up_enabled. An MFA reset reaches Duo within catch_up_schedule's interval (default 15 minutes) plus Entra's own audit-log latency. Default false."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "entra_notification_url" {
   description = "Where Graph delivers (ENTRA_NOTIFICATION_URL): an https URL reaching the relay's /api/entra, for a custom domain or a gateway in front of the Function App. null (default): https://<function app name>.azurewebsites.net/api/entra."
   type        = string

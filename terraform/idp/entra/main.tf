@@ -60,8 +60,9 @@ locals {
   #   learn.microsoft.com/graph/api/subscription-post-subscriptions: group →
   #   Group.Read.All, user → User.Read.All, application). GroupMember.Read.All
   #   would cover the reads but not the subscription;
-  # - AuditLog.Read.All (audit_log_enabled): `entra audit`, the MFA resets
-  #   read from GET /auditLogs/directoryAudits.
+  # - AuditLog.Read.All (audit_log_enabled): the MFA resets read from
+  #   GET /auditLogs/directoryAudits (the modules' entra_audit_log on the
+  #   scheduled catch-up, or `entra audit`).
   graph_permissions = concat(
     ["User.Read.All", "Group.Read.All"],
     var.audit_log_enabled ? ["AuditLog.Read.All"] : [],

@@ -10,7 +10,7 @@ variable "display_name" {
 }
 
 variable "audit_log_enabled" {
-  description = "Also grant AuditLog.Read.All, which `idp-duo-relay entra audit` (the MFA-reset poll of Entra's audit log) needs. Off by default: least privilege for a relay that only follows users and groups."
+  description = "Also grant AuditLog.Read.All, which the MFA-reset poll of Entra's audit log needs (the relay modules' entra_audit_log on the scheduled catch-up, or `idp-duo-relay entra audit`). Off by default: least privilege for a relay that only follows users and groups."
   type        = bool
   default     = false
   nullable    = false

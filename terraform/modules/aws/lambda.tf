@@ -57,6 +57,10 @@ resource "aws_lambda_function" "relay" {
       error_message = "entra_notification_url is where Graph delivers Entra ID notifications: set it only with \"entra\" in hook_sources."
     }
     precondition {
+      condition     = !var.entra_audit_log || (var.catch_up_enabled && local.catch_up_source == "entra")
+      error_message = "entra_audit_log is read by the scheduled catch-up of Entra ID: set catch_up_enabled = true with catch_up_source \"entra\" (the default when \"entra\" is the only IdP with API settings)."
+    }
+    precondition {
       condition     = var.existing_secret_arn != null || (var.okta_org_url == null) == (var.okta_api_token == null)
       error_message = "okta_org_url and okta_api_token go together: set both (Okta API lookups) or neither."
     }

@@ -70,6 +70,13 @@ variable "entra_notification_url" {
   }
 }
 
+variable "entra_audit_log" {
+  description = "Also poll Entra ID's directory audit log for MFA resets (Admin/User deleted security info) on every scheduled catch-up run: ENTRA_AUDIT_LOG = \"true\" on the catch-up timer function (an app setting). Only with catch_up_enabled and catch_up_source \"entra\". Needs the AuditLog.Read.All permission (terraform/idp/entra with audit_log_enabled = true): without it every poll is refused and the run fails. An MFA reset reaches Duo within the catch_up_schedule interval plus Entra's own audit-log latency. Default false."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 locals {
   entra_enabled = contains(var.hook_sources, "entra")
 
@@ -80,11 +87,13 @@ locals {
 
   # Plain settings, keyed on the variable above; their values (the client
   # id of an app registration made in the same apply) may be unknown.
-  entra_settings = local.entra_enabled ? {
+  # ENTRA_AUDIT_LOG is read by the catch_up function only (a precondition
+  # ties it to the Entra catch-up).
+  entra_settings = local.entra_enabled ? merge({
     ENTRA_TENANT_ID        = var.entra_tenant_id
     ENTRA_CLIENT_ID        = var.entra_client_id
     ENTRA_NOTIFICATION_URL = local.entra_notification_url
-  } : {}
+  }, var.entra_audit_log ? { ENTRA_AUDIT_LOG = "true" } : {}) : {}
 
   # A catch-up of Entra ID needs the app registration and the clientState
   # (the subscriptions it creates carry it).

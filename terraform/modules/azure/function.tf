@@ -149,6 +149,10 @@ resource "azurerm_linux_function_app" "relay" {
       condition     = var.entra_notification_url == null || local.entra_enabled
       error_message = "entra_notification_url is where Graph delivers Entra ID notifications: set it only with \"entra\" in hook_sources."
     }
+    precondition {
+      condition     = !var.entra_audit_log || (var.catch_up_enabled && local.catch_up_source == "entra")
+      error_message = "entra_audit_log is read by the scheduled catch-up of Entra ID: set catch_up_enabled = true with catch_up_source \"entra\" (the default when \"entra\" is the only IdP with API settings)."
+    }
   }
 
   # The identity's roles should be in force before the first start: it

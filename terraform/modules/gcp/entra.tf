@@ -66,6 +66,13 @@ variable "entra_notification_url" {
   }
 }
 
+variable "entra_audit_log" {
+  description = "Also poll Entra ID's directory audit log for MFA resets (Admin/User deleted security info) on every scheduled catch-up run: ENTRA_AUDIT_LOG = \"true\" on the catch-up job. Only with catch_up_enabled and catch_up_source \"entra\". Needs the AuditLog.Read.All permission (terraform/idp/entra with audit_log_enabled = true): without it every poll is refused and the run fails. An MFA reset reaches Duo within the catch_up_schedule interval plus Entra's own audit-log latency. Default false."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 locals {
   entra_enabled = contains(var.hook_sources, "entra")
 
@@ -75,9 +82,10 @@ locals {
 
   # The scheduled catch-up's Entra settings (catch_up.tf), keyed on
   # variables only.
-  catch_up_entra_env = local.catch_up_source == "entra" ? {
-    ENTRA_NOTIFICATION_URL = local.entra_notification_url
-  } : {}
+  catch_up_entra_env = local.catch_up_source == "entra" ? merge(
+    { ENTRA_NOTIFICATION_URL = local.entra_notification_url },
+    var.entra_audit_log ? { ENTRA_AUDIT_LOG = "true" } : {},
+  ) : {}
 
   # Plain variables, keyed on the variable above; their values (the client
   # id of an app registration made in the same apply) may be unknown.

@@ -139,6 +139,10 @@ resource "google_cloud_run_v2_service" "relay" {
       condition     = var.entra_notification_url == null || local.entra_enabled
       error_message = "entra_notification_url is where Graph delivers Entra ID notifications: set it only with \"entra\" in hook_sources."
     }
+    precondition {
+      condition     = !var.entra_audit_log || (var.catch_up_enabled && local.catch_up_source == "entra")
+      error_message = "entra_audit_log is read by the scheduled catch-up of Entra ID: set catch_up_enabled = true with catch_up_source \"entra\" (the default when \"entra\" is the only IdP with API settings)."
+    }
   }
 
   depends_on = [
