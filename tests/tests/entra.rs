@@ -1225,3 +1225,118 @@ async fn a_certificate_credential_reads_graph_with_a_signed_assertion() {
     assert!(!error.contains("PRIVATE KEY"), "{error}");
     assert_eq!(served.sim.total_calls(), 0);
 }
+
+/// clientState rotation on the scheduled run: Graph cannot change a
+/// subscription's clientState, so when the first ENTRA_CLIENT_STATE value
+/// is not the one the subscriptions were made with ("new,old"), the run
+/// creates new subscriptions with the new value and deletes the old ones;
+/// the next runs (with "new,old", then "new") keep them without a write.
+/// The store holds a fingerprint of the value, never the value.
+#[tokio::test]
+async fn a_new_client_state_recreates_the_subscriptions_on_the_scheduled_run() {
+    use relay_core::catch_up::entra::SUBSCRIPTIONS_KEY;
+    use relay_core::catch_up::{CheckpointStore, MemoryCheckpoints, RunStatus, run_scheduled};
+
+    const OLD: &str = relay_tests::graph_standin::CLIENT_STATE;
+    const NEW: &str = "entra-client-state-NEW-9876543210";
+    let graph = GraphStandIn::start(Vec::new(), Vec::new()).await;
+    let served = serve(&graph.env()).await;
+    let checkpoints = MemoryCheckpoints::default();
+    let task = serde_json::json!({"source": "entra"});
+    let run = |state: &str| {
+        let mut raw: relay_core::config::RawConfig = graph.env().into_iter().collect();
+        raw.insert("ENTRA_CLIENT_STATE".into(), state.into());
+        raw.insert(
+            "ENTRA_NOTIFICATION_URL".into(),
+            format!("http://{}/entra", served.addr),
+        );
+        raw
+    };
+    let graph_writes = |graph: &GraphStandIn| -> Vec<String> {
+        graph_calls(graph)
+            .into_iter()
+            .filter(|c| {
+                c.starts_with("POST /v1.0/sub")
+                    || c.starts_with("DELETE ")
+                    || c.starts_with("PATCH ")
+            })
+            .collect()
+    };
+
+    let first = run_scheduled(&served.relay, &run(OLD), &checkpoints, Some(&task))
+        .await
+        .unwrap();
+    assert_eq!(first.status, RunStatus::CaughtUp, "{first:?}");
+    assert_eq!(graph.subscription_client_states(), [OLD, OLD]);
+    let old_ids: Vec<String> = graph
+        .subscriptions()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    let stored = checkpoints.load(SUBSCRIPTIONS_KEY).await.unwrap().unwrap();
+    let fingerprint = stored.cursor.unwrap();
+    assert_eq!(fingerprint.len(), 64);
+    assert!(!fingerprint.contains(OLD));
+
+    // The operator sets "new,old": the run rotates.
+    graph.reset_requests();
+    let rotated = run_scheduled(
+        &served.relay,
+        &run(&format!("{NEW},{OLD}")),
+        &checkpoints,
+        Some(&task),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rotated.status, RunStatus::CaughtUp, "{rotated:?}");
+    assert_eq!(graph.subscription_client_states(), [NEW, NEW]);
+    let subs = graph.subscriptions();
+    assert!(
+        subs.iter()
+            .all(|s| !old_ids.contains(&s["id"].as_str().unwrap().to_owned()))
+    );
+    let calls = graph_writes(&graph);
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("POST")).count(),
+        2,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("DELETE")).count(),
+        2,
+        "{calls:?}"
+    );
+    let stored = checkpoints.load(SUBSCRIPTIONS_KEY).await.unwrap().unwrap();
+    assert_ne!(stored.cursor.unwrap(), fingerprint);
+
+    // Rotation done: with "new,old" and then "new" alone, no write.
+    for state in [format!("{NEW},{OLD}"), NEW.to_owned()] {
+        graph.reset_requests();
+        let kept = run_scheduled(&served.relay, &run(&state), &checkpoints, Some(&task))
+            .await
+            .unwrap();
+        assert_eq!(kept.status, RunStatus::CaughtUp, "{kept:?}");
+        assert!(
+            graph_writes(&graph).is_empty(),
+            "{:?}",
+            graph_writes(&graph)
+        );
+        assert_eq!(graph.subscription_client_states(), [NEW, NEW]);
+    }
+
+    // A relay upgraded mid-rotation (no fingerprint, two values): rotates.
+    let fresh = MemoryCheckpoints::default();
+    graph.reset_requests();
+    let upgraded = run_scheduled(
+        &served.relay,
+        &run(&format!("{OLD},{NEW}")),
+        &fresh,
+        Some(&task),
+    )
+    .await
+    .unwrap();
+    assert_eq!(upgraded.status, RunStatus::CaughtUp, "{upgraded:?}");
+    assert_eq!(graph.subscription_client_states(), [OLD, OLD]);
+    // Duo was only read (the first run's full resync).
+    assert_eq!(writes(&served), 0);
+}

@@ -126,6 +126,8 @@ struct Inner {
     page: usize,
     subscriptions: Vec<Value>,
     next_subscription: usize,
+    /// Each subscription's clientState (Graph lists it as null).
+    client_states: HashMap<String, String>,
     /// Directory audit records (`activityDateTime` in RFC 3339 with
     /// milliseconds, as the relay's filter writes it).
     audits: Vec<Value>,
@@ -264,7 +266,7 @@ impl GraphStandIn {
             )
             .route(
                 "/v1.0/subscriptions/{id}",
-                axum::routing::patch(renew_subscription),
+                axum::routing::patch(renew_subscription).delete(delete_subscription),
             )
             .fallback(|| async { StatusCode::NOT_FOUND })
             .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
@@ -394,6 +396,18 @@ impl GraphStandIn {
             "initiatedBy": {"user": {"userPrincipalName": "admin@contoso.com"}},
             "targetResources": [{"id": user_id, "type": "User", "userPrincipalName": upn}]
         }));
+    }
+
+    /// The clientState each current subscription was created with (Graph
+    /// lists none), in creation order.
+    pub fn subscription_client_states(&self) -> Vec<String> {
+        let inner = lock(&self.shared);
+        inner
+            .subscriptions
+            .iter()
+            .filter_map(|s| s["id"].as_str())
+            .filter_map(|id| inner.client_states.get(id).cloned())
+            .collect()
     }
 
     /// The subscriptions created so far, as Graph lists them.
@@ -680,7 +694,7 @@ async fn create_subscription(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-    let (Some(url), Some(resource), Some(_state), Some(expires)) = (
+    let (Some(url), Some(resource), Some(state), Some(expires)) = (
         field("notificationUrl"),
         field("resource"),
         field("clientState"),
@@ -718,7 +732,23 @@ async fn create_subscription(
         "expirationDateTime": expires, "clientState": null
     });
     inner.subscriptions.push(sub.clone());
+    let id = sub["id"].as_str().unwrap_or_default().to_owned();
+    inner.client_states.insert(id, state);
     (StatusCode::CREATED, axum::Json(sub)).into_response()
+}
+
+async fn delete_subscription(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Response {
+    let mut inner = lock(&shared);
+    let before = inner.subscriptions.len();
+    inner.subscriptions.retain(|s| s["id"] != id.as_str());
+    if inner.subscriptions.len() == before {
+        return not_found();
+    }
+    inner.client_states.remove(&id);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn renew_subscription(

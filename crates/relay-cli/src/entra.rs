@@ -8,11 +8,13 @@ use std::process::ExitCode;
 
 use relay_core::config::{RawConfig, optional};
 use relay_core::source::EntraApi;
-use relay_core::source::entra::subscription::{check_notification_url, ensure_subscriptions};
+use relay_core::source::entra::subscription::{
+    check_notification_url, ensure_subscriptions, recreate_subscriptions,
+};
 
 pub(crate) const USAGE: &str = "\
 USAGE:
-    idp-duo-relay entra subscribe [--url https://HOST/entra]
+    idp-duo-relay entra subscribe [--url https://HOST/entra] [--recreate]
     idp-duo-relay entra audit
     idp-duo-relay entra delta
 
@@ -27,6 +29,11 @@ the permissions Graph asks of a subscription on users and groups).
     --url URL    the relay's notification URL (Azure: https://APP/api/entra);
                  default ENTRA_NOTIFICATION_URL, which also lets the relay
                  re-create a subscription Graph removed by itself
+    --recreate   rotate the clientState: create new subscriptions with the
+                 first ENTRA_CLIENT_STATE value, then delete the old ones
+                 (Graph cannot change a subscription's clientState); run it
+                 while the relay accepts both values (ENTRA_CLIENT_STATE
+                 new,old). The scheduled catch-up does this by itself
 
 `entra audit` reads Entra's audit log (AuditLog.Read.All) from the
 checkpoint in RELAY_STATE_DIR and applies every MFA reset in it (an admin
@@ -58,8 +65,8 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
     if args.first().map(String::as_str) == Some("delta") {
         return delta(raw, &args[1..]).await;
     }
-    let given = match parse(args) {
-        Ok(url) => url,
+    let (given, recreate) = match parse(args) {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("error: {e}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -93,7 +100,13 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    match ensure_subscriptions(&api, &url, state, relay_core::state::now_ms()).await {
+    let now = relay_core::state::now_ms();
+    let done = if recreate {
+        recreate_subscriptions(&api, &url, state, now).await
+    } else {
+        ensure_subscriptions(&api, &url, state, now).await
+    };
+    match done {
         Ok(outcomes) => {
             for o in outcomes {
                 println!(
@@ -110,15 +123,21 @@ pub(crate) async fn command(raw: &RawConfig, args: &[String]) -> ExitCode {
     }
 }
 
-/// `subscribe [--url URL]` (or `--url=URL`): the URL if given, https
-/// (http only to a loopback address, for tests).
-fn parse(args: &[String]) -> Result<Option<String>, String> {
+/// `subscribe [--url URL] [--recreate]` (or `--url=URL`): the URL if
+/// given, https (http only to a loopback address, for tests), and whether
+/// to re-create.
+fn parse(args: &[String]) -> Result<(Option<String>, bool), String> {
     let mut it = args.iter();
     if it.next().map(String::as_str) != Some("subscribe") {
         return Err("the subcommands are subscribe, audit and delta".into());
     }
     let mut url = None;
+    let mut recreate = false;
     while let Some(arg) = it.next() {
+        if arg == "--recreate" {
+            recreate = true;
+            continue;
+        }
         match arg.split_once('=') {
             Some(("--url", v)) => url = Some(v.to_owned()),
             _ if arg == "--url" => {
@@ -127,8 +146,10 @@ fn parse(args: &[String]) -> Result<Option<String>, String> {
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
-    url.map(|url| check_notification_url(&url).map_err(|why| format!("--url {why}")))
-        .transpose()
+    let url = url
+        .map(|url| check_notification_url(&url).map_err(|why| format!("--url {why}")))
+        .transpose()?;
+    Ok((url, recreate))
 }
 
 /// What `entra audit` and `entra delta` run with: the Graph client, a live
@@ -245,12 +266,14 @@ mod tests {
                 "https://relay.example.com/entra"
             ]))
             .unwrap()
+            .0
             .as_deref(),
             Some("https://relay.example.com/entra")
         );
         assert!(parse(&args(&["subscribe", "--url=http://127.0.0.1:8080/entra"])).is_ok());
         // Without --url: ENTRA_NOTIFICATION_URL, if set (checked in `command`).
-        assert_eq!(parse(&args(&["subscribe"])), Ok(None));
+        assert_eq!(parse(&args(&["subscribe"])), Ok((None, false)));
+        assert_eq!(parse(&args(&["subscribe", "--recreate"])), Ok((None, true)));
         for bad in [
             &["subscribe", "--url", "http://relay.example.com/entra"][..],
             &["subscribe", "--url"],

@@ -9,6 +9,16 @@
 //!    (`crate::source::entra::subscription`), so a relay on a schedule
 //!    never lets them lapse. Without the URL the run says so and manages
 //!    none (`idp-duo-relay entra subscribe --url …` does it by hand).
+//!    **clientState rotation**: Graph never changes a subscription's
+//!    `clientState`, so the run keeps a fingerprint of the value the
+//!    subscriptions were made with ([`SUBSCRIPTIONS_KEY`]: a SHA-256 of the
+//!    value, never the value); when the first `ENTRA_CLIENT_STATE` entry no
+//!    longer matches it — the operator set `"new,old"` — the run creates
+//!    new subscriptions with the new value and deletes the old ones
+//!    (`recreate_subscriptions`). With no fingerprint stored yet (the
+//!    first run, or a relay upgraded to this), subscriptions are assumed to
+//!    carry the current value unless `ENTRA_CLIENT_STATE` lists two
+//!    values, which means a rotation is under way.
 //! 2. **Delta catch-up** ([`super::entra_delta`]): what changed in users
 //!    and groups since the stored deltaLinks, each change applied like a
 //!    notification about it; the first run, or one whose deltaLink Graph
@@ -34,14 +44,19 @@ use crate::Secret;
 use crate::apply::Directory;
 use crate::catch_up::entra_audit::{self, AuditPoll};
 use crate::catch_up::entra_delta::{self, CatchUpError, DeltaRun};
-use crate::catch_up::{CatchUpSummary, CheckpointStore, LogSource, RunStatus};
+use crate::catch_up::{CatchUpSummary, Checkpoint, CheckpointStore, LogSource, RunStatus};
 use crate::config::{ConfigError, RawConfig, optional};
 use crate::idp::CallPolicy;
 use crate::pipeline::Relay;
 use crate::reconcile::RunStatus as ReconcileStatus;
 use crate::source::entra::api::{EntraApi, TENANT_ID};
-use crate::source::entra::subscription::{SubscriptionOutcome, ensure_subscriptions_within};
+use crate::source::entra::subscription::{
+    SubscriptionOutcome, ensure_subscriptions_within, recreate_subscriptions,
+};
 use crate::store::IdempotencyStore;
+
+/// The checkpoint-store key of the subscriptions' clientState fingerprint.
+pub const SUBSCRIPTIONS_KEY: &str = "entra-subscriptions";
 
 /// `ENTRA_AUDIT_LOG`: poll the directory audit log for MFA resets.
 pub const AUDIT_LOG: &str = "ENTRA_AUDIT_LOG";
@@ -55,6 +70,8 @@ struct Plan {
     api: EntraApi,
     /// The URL and the clientState subscriptions are kept at.
     subscribe: Option<(String, Secret)>,
+    /// `ENTRA_CLIENT_STATE` lists more than one value (a rotation).
+    rotating: bool,
     audit: bool,
 }
 
@@ -96,9 +113,12 @@ impl Plan {
             }
             (None, _) => None,
         };
+        let rotating = optional(raw, "ENTRA_CLIENT_STATE")
+            .is_some_and(|v| v.split(',').filter(|s| !s.trim().is_empty()).count() > 1);
         Ok(Self {
             api,
             subscribe,
+            rotating,
             audit,
         })
     }
@@ -142,15 +162,10 @@ where
 
     match &plan.subscribe {
         Some((url, state)) => {
-            match ensure_subscriptions_within(&plan.api, url, state.expose(), now, RENEW_MARGIN_MS)
-                .await
+            if let Err((status, error)) =
+                keep_subscriptions(&plan, url, state, checkpoints, now).await
             {
-                Ok(outcomes) => log_subscriptions(&outcomes),
-                Err(e) => fail(
-                    &mut summary,
-                    RunStatus::IdpFailed,
-                    format!("keeping the Graph subscriptions at ENTRA_NOTIFICATION_URL: {e}"),
-                ),
+                fail(&mut summary, status, error);
             }
         }
         None => tracing::warn!(
@@ -188,6 +203,80 @@ where
     }
     summary.log();
     Ok(summary)
+}
+
+/// Step 1: the subscriptions kept, or re-created for a new clientState.
+async fn keep_subscriptions<C: CheckpointStore>(
+    plan: &Plan,
+    url: &str,
+    state: &Secret,
+    checkpoints: &C,
+    now: i64,
+) -> Result<(), (RunStatus, String)> {
+    let fingerprint = state_fingerprint(state.expose());
+    let stored = checkpoints
+        .load(SUBSCRIPTIONS_KEY)
+        .await
+        .map_err(|e| {
+            (
+                RunStatus::StoreFailed,
+                format!("loading the subscriptions' clientState fingerprint: {e}"),
+            )
+        })?
+        .and_then(|c| c.cursor);
+    let rotate = match &stored {
+        Some(f) => *f != fingerprint,
+        None => plan.rotating,
+    };
+    let done = if rotate {
+        recreate_subscriptions(&plan.api, url, state.expose(), now).await
+    } else {
+        ensure_subscriptions_within(&plan.api, url, state.expose(), now, RENEW_MARGIN_MS).await
+    };
+    let outcomes = done.map_err(|e| {
+        let what = if rotate {
+            "re-creating the Graph subscriptions with the new clientState"
+        } else {
+            "keeping the Graph subscriptions at ENTRA_NOTIFICATION_URL"
+        };
+        (RunStatus::IdpFailed, format!("{what}: {e}"))
+    })?;
+    if rotate {
+        tracing::warn!(
+            source = "entra",
+            "entra subscriptions re-created with the first ENTRA_CLIENT_STATE value (Graph cannot change a subscription's clientState); the old value may now be dropped from ENTRA_CLIENT_STATE"
+        );
+    }
+    log_subscriptions(&outcomes);
+    if stored.as_deref() != Some(fingerprint.as_str()) {
+        let checkpoint = Checkpoint {
+            cursor: Some(fingerprint),
+            last_event_ms: Some(now),
+            caught_up_ms: Some(now),
+            resume_since_ms: None,
+        };
+        checkpoints
+            .save(SUBSCRIPTIONS_KEY, &checkpoint)
+            .await
+            .map_err(|e| {
+                (
+                    RunStatus::StoreFailed,
+                    format!("saving the subscriptions' clientState fingerprint: {e}"),
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// A fingerprint of a clientState: SHA-256 over a label and the value,
+/// hex. The value is a random secret of 16 or more characters, so the
+/// fingerprint tells nothing of it.
+fn state_fingerprint(state: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"idp-duo-relay entra clientState v1\0");
+    hash.update(state.as_bytes());
+    hex::encode(hash.finalize())
 }
 
 fn add_delta(

@@ -50,8 +50,9 @@ pub const LIFETIME_MS: i64 = 28 * 24 * 60 * 60 * 1000;
 pub struct SubscriptionOutcome {
     pub resource: String,
     pub id: String,
-    /// `created`, `renewed`, or `kept` (far enough from its expiry that a
-    /// scheduled run left it alone: [`ensure_subscriptions_within`]).
+    /// `created`, `renewed`, `kept` (far enough from its expiry that a
+    /// scheduled run left it alone: [`ensure_subscriptions_within`]), or
+    /// `deleted` (replaced by a rotation: [`recreate_subscriptions`]).
     pub action: &'static str,
     /// RFC 3339.
     pub expires: String,
@@ -189,28 +190,98 @@ async fn ensure(
                 Err(e) => return Err(e),
             }
         }
-        let body = json!({
-            "changeType": CHANGE_TYPES,
-            "notificationUrl": notification_url,
-            "lifecycleNotificationUrl": notification_url,
-            "resource": resource,
-            "expirationDateTime": expires,
-            "clientState": client_state,
-        });
-        let created = api
-            .call(
-                reqwest::Method::POST,
-                "/v1.0/subscriptions",
-                Some(&body),
-                "subscriptions.create",
-            )
-            .await?;
-        let sub: Subscription = decode(&created.body, "Graph subscription")?;
+        outcomes.push(create(api, notification_url, client_state, resource, &expires).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Creates the subscription on `resource` (Graph validates the URL first).
+async fn create(
+    api: &EntraApi,
+    notification_url: &str,
+    client_state: &str,
+    resource: &str,
+    expires: &str,
+) -> Result<SubscriptionOutcome, IdpError> {
+    let body = json!({
+        "changeType": CHANGE_TYPES,
+        "notificationUrl": notification_url,
+        "lifecycleNotificationUrl": notification_url,
+        "resource": resource,
+        "expirationDateTime": expires,
+        "clientState": client_state,
+    });
+    let created = api
+        .call(
+            reqwest::Method::POST,
+            "/v1.0/subscriptions",
+            Some(&body),
+            "subscriptions.create",
+        )
+        .await?;
+    let sub: Subscription = decode(&created.body, "Graph subscription")?;
+    Ok(SubscriptionOutcome {
+        resource: resource.to_owned(),
+        id: sub.id,
+        action: "created",
+        expires: expires.to_owned(),
+    })
+}
+
+/// Rotates the subscriptions' `clientState` to `client_state`: Graph's
+/// update changes only a subscription's expiry and URL, never its
+/// `clientState` (learn.microsoft.com/graph/api/resources/subscription,
+/// "Methods": Update), so the relay creates a new subscription on each
+/// resource with the new value, then deletes the ones it had at the same
+/// URL (a 404: already gone). New before old: for a moment both deliver,
+/// and the relay applies the second notification of a change as an
+/// unchanged duplicate; the other order could lose a change. During the
+/// rotation `ENTRA_CLIENT_STATE` must accept both values (`"new,old"`).
+/// Stops at the first failure: a rerun creates again (one more new
+/// subscription on that resource, deleted by the next rotation or left to
+/// expire) and deletes what is left.
+pub async fn recreate_subscriptions(
+    api: &EntraApi,
+    notification_url: &str,
+    client_state: &str,
+    now_ms: i64,
+) -> Result<Vec<SubscriptionOutcome>, IdpError> {
+    let expires = crate::time::rfc3339_millis(now_ms + LIFETIME_MS);
+    let listed = api
+        .call(
+            reqwest::Method::GET,
+            "/v1.0/subscriptions",
+            None,
+            "subscriptions.list",
+        )
+        .await?;
+    let existing: Subscriptions = decode(&listed.body, "Graph subscriptions")?;
+    let mut outcomes = Vec::new();
+    for resource in RESOURCES {
+        outcomes.push(create(api, notification_url, client_state, resource, &expires).await?);
+    }
+    for old in existing.value.iter().filter(|s| {
+        s.notification_url == notification_url
+            && RESOURCES
+                .iter()
+                .any(|r| s.resource.trim_start_matches('/').eq_ignore_ascii_case(r))
+    }) {
+        let path = format!(
+            "/v1.0/subscriptions/{}",
+            crate::idp::encode_component(&old.id)
+        );
+        match api
+            .call(reqwest::Method::DELETE, &path, None, "subscriptions.delete")
+            .await
+        {
+            Ok(_) | Err(IdpError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
         outcomes.push(SubscriptionOutcome {
-            resource: resource.to_owned(),
-            id: sub.id,
-            action: "created",
-            expires: expires.clone(),
+            resource: old.resource.trim_start_matches('/').to_owned(),
+            id: old.id.clone(),
+            action: "deleted",
+            expires: old.expiration_date_time.clone().unwrap_or_default(),
         });
     }
     Ok(outcomes)
