@@ -107,6 +107,26 @@ ENTRA_MODULE_VARS = {
     "entra_client_secret": "entra-client-secret-0123456789abcdef",
     "entra_client_state": "entra-client-state-0123456789abcdef",
 }
+# A certificate instead of the client secret (ENTRA_CLIENT_CERTIFICATE):
+# graph-sim's throwaway key pair (public on purpose), the PEM relay-core
+# reads. On the command line with its line breaks written as \n (the
+# one-line form the relay reads too; a -var value spanning lines would also
+# spread over the tool's log line, which hides only the first); the
+# generated roots below hand it over with real line breaks.
+ENTRA_CERTIFICATE_PEM = (REPO_ROOT / "crates" / "graph-sim" / "src" / "test-client-certificate.pem").read_text(encoding="utf-8")
+ENTRA_CERTIFICATE_PEM = ENTRA_CERTIFICATE_PEM[ENTRA_CERTIFICATE_PEM.index("-----BEGIN"):]
+ENTRA_CERTIFICATE = ENTRA_CERTIFICATE_PEM.strip().replace("\n", "\\n")
+ENTRA_CERT_VARS = {
+    **{k: v for k, v in ENTRA_MODULE_VARS.items() if k != "entra_client_secret"},
+    "entra_credential": "certificate",
+    "entra_client_certificate": ENTRA_CERTIFICATE,
+}
+# Where the certificate goes, per cloud: a key of the AWS secret (never the
+# plain environment), a Key Vault secret behind a reference, a Secret
+# Manager secret read through secret_key_ref by the service and the job.
+ENTRA_CERT_PLAIN = r'"ENTRA_CLIENT_(STATE|SECRET|CERTIFICATE)"\s*='
+GCP_CERT_REF = r'name\s*=\s*"ENTRA_CLIENT_CERTIFICATE"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)\s*\n\s*\n\s*\+\s*value_source\s*\{\s*\n\s*\+\s*secret_key_ref'
+GCP_CERT_PLAIN = r'name\s*=\s*"ENTRA_CLIENT_(SECRET|CERTIFICATE)"\s*\n\s*\+\s*value\s*=\s*("|\(sensitive value\))'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,14 +136,76 @@ class Combination:
     variables: dict
     expect: tuple = ()  # regexes the verbose plan must match
     refuse: tuple = ()  # regexes it must not match
+    # A root written for the check (main.tf), for what a user's own root
+    # does and no root here does: {modules} is the checked tree's modules/.
+    generated: str = ""
 
     @property
     def label(self) -> str:
         return f"{self.root} [{self.name}]"
 
 
-def _example(root, name, base, extra=None, expect=(), refuse=()):
-    return Combination(root, name, {**base, **(extra or {})}, tuple(expect), tuple(refuse))
+def _example(root, name, base, extra=None, expect=(), refuse=(), generated=""):
+    return Combination(root, name, {**base, **(extra or {})}, tuple(expect), tuple(refuse), generated)
+
+
+# The first base64 line of the throwaway private key: no plan may show it
+# (the variables are sensitive; the tool hides one-line -var values).
+KEY_MATERIAL = re.escape(ENTRA_CERTIFICATE_PEM.splitlines()[1])
+
+# Per cloud: the module's own required inputs in a generated root.
+_SAME_APPLY_INPUTS = {
+    "aws": ('provider "aws" {\n  region = "us-east-1"\n}\n', 'lambda_zip_path = var.zip\n'),
+    "azure": ('provider "azurerm" {\n  features {}\n}\n', 'location         = "westeurope"\n  package_zip_path = var.zip\n'),
+    "gcp": ("", 'project = "my-gcp-project"\n  region  = "europe-west1"\n  image   = "europe-west1-docker.pkg.dev/my-gcp-project/relay/relay-gcp:v1"\n'),
+}
+
+
+def same_apply_certificate_root(cloud: str) -> str:
+    """A user's root whose Graph certificate (and clientState) comes from a
+    resource of the same apply: unknown while planning. The module must
+    still decide its secrets (entra_credential, a plain value) and plan:
+    issue 12's `Invalid for_each argument` otherwise."""
+    provider, inputs = _SAME_APPLY_INPUTS[cloud]
+    return f'''# Written by terraform/tests/plan_matrix.py (same-apply certificate).
+{provider}
+variable "zip" {{
+  type    = string
+  default = null
+}}
+
+resource "random_password" "same_apply" {{
+  length  = 32
+  special = false
+}}
+
+# A stand-in for a certificate made or fetched in the same apply: a
+# resource's attribute, unknown (null or not) until the apply creates it.
+# (Terraform decides that a string template is not null even when its parts
+# are unknown, so a template would not show the defect.)
+resource "terraform_data" "certificate" {{
+  input = sensitive(<<-EOT
+{ENTRA_CERTIFICATE_PEM.strip()}
+  EOT
+  )
+}}
+
+module "relay" {{
+  source = "{{modules}}/{cloud}"
+
+  {inputs}  duo_api_host = "{DUO['duo_api_host']}"
+  duo_ikey     = "{DUO['duo_ikey']}"
+  duo_skey     = "{DUO['duo_skey']}"
+
+  hook_sources             = ["entra"]
+  entra_tenant_id          = "{ENTRA_MODULE_VARS['entra_tenant_id']}"
+  entra_client_id          = "{ENTRA_MODULE_VARS['entra_client_id']}"
+  entra_client_state       = random_password.same_apply.result
+  entra_credential         = "certificate"
+  entra_client_certificate = terraform_data.certificate.output
+  catch_up_enabled         = true
+}}
+'''
 
 
 def matrix() -> list[Combination]:
@@ -389,6 +471,24 @@ def matrix() -> list[Combination]:
         ),
     ]
 
+    # A certificate instead of the client secret: the example picks the
+    # module's entra_credential from whether one is given.
+    entra_cert = {**{k: v for k, v in entra.items() if k != "entra_client_secret"}, "entra_client_certificate": ENTRA_CERTIFICATE}
+    out += [
+        _example(
+            root,
+            "a certificate instead of the client secret",
+            entra_cert,
+            expect=[
+                r'azurerm_key_vault_secret\.relay\["ENTRA_CLIENT_CERTIFICATE"\] will be created',
+                r'"ENTRA_CLIENT_CERTIFICATE"\s*=\s*\(known after apply\)',
+                *ENTRA_KEY_VAULT_SECRETS[::2],
+                r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"entra"',
+            ],
+            refuse=[r'"?ENTRA_CLIENT_SECRET"?\]?\s*(=|will be created)', r'"ENTRA_CLIENT_CERTIFICATE"\s*=\s*\(sensitive value\)', WHOLLY_SENSITIVE, KEY_MATERIAL],
+        ),
+    ]
+
     # --- cloud modules on their own (known secrets) -------------------------
     root = "modules/aws"
     base = {**DUO, "lambda_zip_path": ZIP, "okta_auth_secret": OKTA_SECRET}
@@ -462,6 +562,28 @@ def matrix() -> list[Combination]:
             },
             refuse=[r"aws_secretsmanager_secret\.relay\[0\] will be created"],
         ),
+        _example(
+            root,
+            "Entra ID with a certificate, catch-up source entra",
+            {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_CERT_VARS, "catch_up_enabled": True, "catch_up_source": "entra"},
+            # the certificate is a key of the secret (its JSON is sensitive
+            # in the plan; test_plan_matrix.py reads it from the plan's
+            # JSON), never a plain variable of either function
+            expect=[
+                r"aws_secretsmanager_secret_version\.relay\[0\] will be created",
+                in_block(r"aws_lambda_function\.catch_up\[0\]", ENTRA_URL_DEFAULT),
+                in_block(r"aws_scheduler_schedule\.catch_up\[0\]", r'source\s*=\s*"entra"'),
+            ],
+            refuse=[ENTRA_CERT_PLAIN, KEY_MATERIAL],
+        ),
+        _example(
+            root,
+            "Entra ID certificate from the same apply",
+            {"zip": ZIP},
+            expect=[r"module\.relay\.aws_secretsmanager_secret_version\.relay\[0\] will be created", in_block(r"module\.relay\.aws_lambda_function\.catch_up\[0\]", ENTRA_URL_DEFAULT)],
+            refuse=[ENTRA_CERT_PLAIN, KEY_MATERIAL],
+            generated=same_apply_certificate_root("aws"),
+        ),
     ]
 
     root = "modules/azure"
@@ -509,6 +631,7 @@ def matrix() -> list[Combination]:
     ]
 
     azure_entra = {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_MODULE_VARS}
+    azure_entra_cert = {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_CERT_VARS}
     out += [
         _example(
             root,
@@ -524,6 +647,29 @@ def matrix() -> list[Combination]:
             azure_entra,
             {"catch_up_enabled": True, "catch_up_source": "entra", "entra_notification_url": "https://relay.example.com/api/entra", "entra_audit_log": True},
             expect=[ENTRA_URL_CUSTOM, ENTRA_AUDIT_ON],
+        ),
+        _example(
+            root,
+            "Entra ID with a certificate, catch-up source entra",
+            azure_entra_cert,
+            {"catch_up_enabled": True, "catch_up_source": "entra"},
+            # a Key Vault secret behind a reference app setting, instead of
+            # the client secret's
+            expect=[
+                r'azurerm_key_vault_secret\.relay\["ENTRA_CLIENT_CERTIFICATE"\] will be created',
+                r'"ENTRA_CLIENT_CERTIFICATE"\s*=\s*\(known after apply\)',
+                r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"entra"',
+                r'"AzureWebJobs_catch_up_Disabled"\s*=\s*"false"',
+            ],
+            refuse=[r'"?ENTRA_CLIENT_SECRET"?\]?\s*(=|will be created)', r'"ENTRA_CLIENT_CERTIFICATE"\s*=\s*("|\(sensitive value\))', KEY_MATERIAL],
+        ),
+        _example(
+            root,
+            "Entra ID certificate from the same apply",
+            {"zip": ZIP},
+            expect=[r'module\.relay\.azurerm_key_vault_secret\.relay\["ENTRA_CLIENT_CERTIFICATE"\] will be created', r'"ENTRA_CLIENT_CERTIFICATE"\s*=\s*\(known after apply\)'],
+            refuse=[r'"?ENTRA_CLIENT_SECRET"?\]?\s*(=|will be created)', KEY_MATERIAL],
+            generated=same_apply_certificate_root("azure"),
         ),
     ]
 
@@ -577,6 +723,7 @@ def matrix() -> list[Combination]:
     ]
 
     gcp_entra = {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_MODULE_VARS}
+    gcp_entra_cert = {**{k: v for k, v in base.items() if k != "okta_auth_secret"}, "hook_sources": '["entra"]', **ENTRA_CERT_VARS}
     out += [
         _example(
             root,
@@ -603,6 +750,32 @@ def matrix() -> list[Combination]:
                 in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", GCP_ENTRA_AUDIT_ON),
             ],
             refuse=[in_block(r"google_cloud_run_v2_service\.relay", r'"ENTRA_(AUDIT_LOG|NOTIFICATION_URL)"')],
+        ),
+        _example(
+            root,
+            "Entra ID with a certificate, catch-up source entra",
+            gcp_entra_cert,
+            {"catch_up_enabled": True, "catch_up_source": "entra"},
+            # a Secret Manager secret, read by the service and the job
+            # through secret_key_ref, instead of the client secret's
+            expect=[
+                r'google_secret_manager_secret\.relay\["ENTRA_CLIENT_CERTIFICATE"\] will be created',
+                in_block(r"google_cloud_run_v2_service\.relay", GCP_CERT_REF),
+                in_block(r"google_cloud_run_v2_job\.catch_up\[0\]", GCP_CERT_REF),
+            ],
+            refuse=[r'"?ENTRA_CLIENT_SECRET"?\]?\s*(=|will be created)', GCP_CERT_PLAIN, KEY_MATERIAL],
+        ),
+        _example(
+            root,
+            "Entra ID certificate from the same apply",
+            {},
+            expect=[
+                r'module\.relay\.google_secret_manager_secret\.relay\["ENTRA_CLIENT_CERTIFICATE"\] will be created',
+                in_block(r"module\.relay\.google_cloud_run_v2_service\.relay", GCP_CERT_REF),
+                in_block(r"module\.relay\.google_cloud_run_v2_job\.catch_up\[0\]", GCP_CERT_REF),
+            ],
+            refuse=[r'"?ENTRA_CLIENT_SECRET"?\]?\s*(=|will be created)', GCP_CERT_PLAIN, KEY_MATERIAL],
+            generated=same_apply_certificate_root("gcp"),
         ),
     ]
 
@@ -731,9 +904,14 @@ class Result:
 
 def run_one(combo: Combination, tree: Path, artifact: Path) -> Result:
     start = time.monotonic()
-    cmd = [sys.executable, str(tool_dir() / "check"), "-v", str(tree / combo.root)]
-    cmd += _var_args(combo.variables, artifact)
-    proc = subprocess.run(cmd, env=tool_env(combo.root), capture_output=True, text=True, cwd=str(tree))
+    with tempfile.TemporaryDirectory(prefix="tf-matrix-root-") as generated:
+        directory = tree / combo.root
+        if combo.generated:
+            directory = Path(generated)
+            (directory / "main.tf").write_text(combo.generated.replace("{modules}", str((tree / "modules").resolve())), encoding="utf-8")
+        cmd = [sys.executable, str(tool_dir() / "check"), "-v", str(directory)]
+        cmd += _var_args(combo.variables, artifact)
+        proc = subprocess.run(cmd, env=tool_env(combo.root), capture_output=True, text=True, cwd=str(tree))
     output = proc.stdout + proc.stderr
     problems = []
     if proc.returncode != 0:

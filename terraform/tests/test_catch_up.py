@@ -258,8 +258,12 @@ def test_entra_catch_up_is_refused_without_the_app_registration(cloud):
     lifecycle = _text(module.resources[anchor]["lifecycle"])
     assert 'local.catch_up_source == \\"entra\\" ? local.entra_catch_up_ready' in lifecycle, lifecycle
     ready = _text(module.locals["entra_catch_up_ready"])
-    for needed in ("local.entra_enabled", "var.entra_tenant_id != null", "var.entra_client_id != null", "var.entra_client_secret != null", "var.entra_client_state != null"):
+    for needed in ("local.entra_enabled", "var.entra_tenant_id != null", "var.entra_client_id != null", "local.entra_credential_given", "var.entra_client_state != null"):
         assert needed in ready, f"entra_catch_up_ready does not check {needed}: {ready}"
+    # the credential: the client secret, or the certificate instead
+    # (entra_credential), so a certificate-only relay may catch up
+    given = _text(module.locals["entra_credential_given"])
+    assert given == '${var.entra_credential == "certificate" ? var.entra_client_certificate != null : var.entra_client_secret != null}', given
 
 
 def test_relay_core_takes_entra_as_a_catch_up_source_in_the_modules_order():

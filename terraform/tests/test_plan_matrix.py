@@ -15,6 +15,7 @@ combinations (about 10 s each on a quiet machine).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -101,13 +102,30 @@ def test_fails_when_entra_secret_names_come_from_generated_values(tmp_path):
     tree = _copy_tree(tmp_path)
     _put_back(
         tree / "modules" / "azure" / "keyvault.tf",
-        r'local\.entra_enabled \? \["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"\]',
-        'nonsensitive(var.entra_client_state != null) ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"]',
+        r'local\.entra_enabled \? \["ENTRA_CLIENT_STATE", local\.entra_credential_env\]',
+        'nonsensitive(var.entra_client_state != null) ? ["ENTRA_CLIENT_STATE", local.entra_credential_env]',
     )
     result = _plan(tree, "examples/entra-azure", "required variables only (clientState generated)")
     assert not result.ok, "the plan matrix did not catch Entra secret names decided from generated values"
     assert "Invalid for_each argument" in result.output, plan_matrix._failure_excerpt(result.output)
     assert "modules/azure/keyvault.tf" in result.output
+
+
+@pytest.mark.parametrize("cloud", ["azure", "gcp"])
+def test_fails_when_the_entra_credential_is_decided_from_the_certificate(tmp_path, cloud):
+    # Issue 12's defect again, for the certificate: which secret holds the
+    # Graph credential decided from whether the certificate is set, which a
+    # root making it in the same apply does not know while planning (the
+    # matrix's generated root). entra_credential, a plain variable, decides.
+    tree = _copy_tree(tmp_path)
+    _put_back(
+        tree / "modules" / cloud / "entra.tf",
+        r'entra_credential_env\s*= var\.entra_credential == "certificate" \?',
+        'entra_credential_env = nonsensitive(var.entra_client_certificate != null) ?',
+    )
+    result = _plan(tree, f"modules/{cloud}", "Entra ID certificate from the same apply")
+    assert not result.ok, f"modules/{cloud}: the plan matrix did not catch the credential decided from the certificate"
+    assert "Invalid for_each argument" in result.output, plan_matrix._failure_excerpt(result.output)
 
 
 def test_fails_when_the_entra_settings_do_not_reach_the_app(tmp_path):
@@ -213,3 +231,143 @@ def test_the_audit_poll_without_the_entra_catch_up_does_not_plan():
     result = _plan_combination("examples/entra-azure", variables)
     assert not result.ok, "entra_audit_log without the catch-up planned"
     assert "entra_audit_log is read by the scheduled catch-up" in result.output, plan_matrix._failure_excerpt(result.output)
+
+
+# --- a certificate instead of the client secret (issue 18) -------------------------
+
+_ENTRA_CERT_BASE = {
+    root: {**base, "hook_sources": '["entra"]', **plan_matrix.ENTRA_CERT_VARS}
+    for root, base in _MODULE_BASE.items()
+}
+
+
+@pytest.mark.parametrize("root", sorted(_MODULE_BASE))
+def test_a_secret_and_a_certificate_together_do_not_plan(root):
+    # The relay refuses ENTRA_CLIENT_SECRET with ENTRA_CLIENT_CERTIFICATE.
+    result = _plan_combination(root, {**_ENTRA_CERT_BASE[root], "entra_client_secret": plan_matrix.ENTRA_MODULE_VARS["entra_client_secret"]})
+    assert not result.ok, f"{root}: a client secret and a certificate planned together"
+    assert "Set one Graph credential, not both" in result.output, plan_matrix._failure_excerpt(result.output)
+
+
+@pytest.mark.parametrize("root", sorted(_MODULE_BASE))
+def test_entra_without_a_credential_does_not_plan(root):
+    # entra_credential "certificate" with no certificate (and no secret).
+    variables = {k: v for k, v in _ENTRA_CERT_BASE[root].items() if k != "entra_client_certificate"}
+    result = _plan_combination(root, variables)
+    assert not result.ok, f"{root}: Entra ID without a Graph credential planned"
+    assert "Resource precondition failed" in result.output, plan_matrix._failure_excerpt(result.output)
+    assert "entra_client_certificate" in result.output, plan_matrix._failure_excerpt(result.output)
+
+
+@pytest.mark.parametrize("root", sorted(_MODULE_BASE))
+def test_a_certificate_without_its_private_key_does_not_plan(root):
+    # The certificate alone (what the app registration holds) cannot sign
+    # an assertion; the message names what is missing, never the value.
+    cert_only = plan_matrix.ENTRA_CERTIFICATE[plan_matrix.ENTRA_CERTIFICATE.index("-----BEGIN CERTIFICATE-----"):]
+    result = _plan_combination(root, {**_ENTRA_CERT_BASE[root], "entra_client_certificate": cert_only})
+    assert not result.ok, f"{root}: a certificate without its private key planned"
+    assert "entra_client_certificate must be PEM text holding both the certificate" in result.output, plan_matrix._failure_excerpt(result.output)
+    assert cert_only[30:90] not in result.output, "the error quotes the value"
+
+
+def test_the_example_refuses_a_secret_and_a_certificate_together():
+    variables = {
+        "location": "westeurope",
+        **plan_matrix.DUO,
+        "package_zip_path": plan_matrix.ZIP,
+        **{k: v for k, v in plan_matrix.ENTRA_MODULE_VARS.items() if k != "entra_client_state"},
+        "entra_client_certificate": plan_matrix.ENTRA_CERTIFICATE,
+    }
+    result = _plan_combination("examples/entra-azure", variables)
+    assert not result.ok, "entra-azure planned with a client secret and a certificate"
+    assert "Set one Graph credential, not both" in result.output, plan_matrix._failure_excerpt(result.output)
+
+
+def _plan_json(root: str, variables: dict, tmp_path: Path) -> dict:
+    """The plan of `root` as `terraform show -json` gives it: the values
+    the text plan hides as (sensitive value), to see where each one goes."""
+    import json
+    import subprocess
+    import sys
+    import zipfile
+
+    ok, out = plan_matrix.setup()
+    assert ok, out
+    artifact = tmp_path / "artifact.zip"
+    with zipfile.ZipFile(artifact, "w") as z:
+        z.writestr("bootstrap", "")
+    env = plan_matrix.tool_env(root)
+    cmd = [sys.executable, str(plan_matrix.tool_dir() / "check"), "--keep", str(plan_matrix.TF_ROOT / root)]
+    cmd += plan_matrix._var_args(variables, artifact) + ["-out=matrix.tfplan"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    kept = re.search(r"kept the temporary copy: (\S+)", proc.stdout)
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert kept, proc.stdout
+        show = subprocess.run(
+            [shutil.which("terraform") or "terraform", "show", "-json", "matrix.tfplan"],
+            cwd=kept.group(1),
+            env={**env, "TF_CLI_CONFIG_FILE": str(Path(env["TF_OFFLINE_HOME"]) / "terraformrc"), "CHECKPOINT_DISABLE": "1"},
+            capture_output=True,
+            text=True,
+        )
+        assert show.returncode == 0, show.stderr
+        return json.loads(show.stdout)
+    finally:
+        if kept:
+            top = Path(kept.group(1))
+            while top.parent != top and not top.name.startswith("terraform-offline."):
+                top = top.parent
+            if top.name.startswith("terraform-offline."):
+                shutil.rmtree(top, ignore_errors=True)
+
+
+def _changes(plan: dict) -> dict:
+    return {c["address"]: c["change"] for c in plan["resource_changes"]}
+
+
+PEM_SENT = plan_matrix.ENTRA_CERTIFICATE
+
+
+@pytest.mark.parametrize("root", sorted(_MODULE_BASE))
+def test_the_certificate_reaches_the_secret_store_and_never_a_plain_setting(root, tmp_path):
+    combo = next(c for c in plan_matrix.matrix() if c.root == root and c.name == "Entra ID with a certificate, catch-up source entra")
+    changes = _changes(_plan_json(root, combo.variables, tmp_path))
+    text = json.dumps(changes)
+    if root == "modules/aws":
+        # a key of the Secrets Manager secret's JSON, with the value given;
+        # no ENTRA_CLIENT_SECRET; neither function's plain environment
+        secret = json.loads(changes["aws_secretsmanager_secret_version.relay[0]"]["after"]["secret_string"])
+        assert secret.get("ENTRA_CLIENT_CERTIFICATE") == PEM_SENT, sorted(secret)
+        assert "ENTRA_CLIENT_SECRET" not in secret and "ENTRA_CLIENT_STATE" in secret, sorted(secret)
+        for function in ("aws_lambda_function.relay", "aws_lambda_function.catch_up[0]"):
+            variables = changes[function]["after"]["environment"][0]["variables"]
+            assert not {k for k in variables if k.startswith("ENTRA_CLIENT_") and k != "ENTRA_CLIENT_ID"}, sorted(variables)
+    elif root == "modules/azure":
+        # a Key Vault secret holding the value; the app setting is the
+        # reference to it (its id, unknown until it exists), never the value
+        kv = changes['azurerm_key_vault_secret.relay["ENTRA_CLIENT_CERTIFICATE"]']["after"]
+        assert kv["value"] == PEM_SENT and kv["name"] == "entra-client-certificate", kv["name"]
+        assert 'azurerm_key_vault_secret.relay["ENTRA_CLIENT_SECRET"]' not in changes
+        app = changes["azurerm_linux_function_app.relay"]
+        assert app["after_unknown"]["app_settings"] is True or app["after_unknown"]["app_settings"].get("ENTRA_CLIENT_CERTIFICATE") is True, app["after_unknown"]
+        settings = app["after"].get("app_settings") or {}
+        assert "ENTRA_CLIENT_SECRET" not in settings and settings.get("ENTRA_CLIENT_CERTIFICATE") in (None,), sorted(settings)
+    else:
+        # a Secret Manager secret holding the value, read through
+        # secret_key_ref by the service and the catch-up job, never a value
+        version = changes['google_secret_manager_secret_version.relay["ENTRA_CLIENT_CERTIFICATE"]']["after"]
+        assert version["secret_data"] == PEM_SENT
+        assert 'google_secret_manager_secret.relay["ENTRA_CLIENT_SECRET"]' not in changes
+        for runner, containers in (
+            ("google_cloud_run_v2_service.relay", lambda a: a["template"][0]["containers"]),
+            ("google_cloud_run_v2_job.catch_up[0]", lambda a: a["template"][0]["template"][0]["containers"]),
+        ):
+            env = {e["name"]: e for c in containers(changes[runner]["after"]) for e in c.get("env", [])}
+            cert = env.get("ENTRA_CLIENT_CERTIFICATE")
+            assert cert, f"{runner}: no ENTRA_CLIENT_CERTIFICATE among {sorted(env)}"
+            assert not cert.get("value") and cert["value_source"][0]["secret_key_ref"], (runner, cert)
+            assert "ENTRA_CLIENT_SECRET" not in env, sorted(env)
+    # the value appears only where it is stored
+    line = plan_matrix.ENTRA_CERTIFICATE_PEM.splitlines()[1]
+    assert text.count(line) == 1, f"{root}: the certificate appears {text.count(line)} times in the plan"

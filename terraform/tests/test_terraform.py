@@ -1666,9 +1666,13 @@ def test_gcp_queue_mode_settings_match_relay_gcp():
 # --- Entra ID (issue 18): what the modules set is what the binaries read --------
 
 # Entra's settings: plain (the tenant and the app's client id) and secret
-# (the subscriptions' clientState, the app's client secret).
+# (the subscriptions' clientState, the app's client secret or, instead,
+# its certificate).
 ENTRA_PLAIN = ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID")
-ENTRA_SECRETS = ("ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET")
+ENTRA_SECRETS = ("ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET", "ENTRA_CLIENT_CERTIFICATE")
+# Which of the two credentials is stored: decided by the plain variable
+# entra_credential alone, never by the (sensitive, possibly unknown) values.
+ENTRA_CREDENTIAL_ENV = '${var.entra_credential == "certificate" ? "ENTRA_CLIENT_CERTIFICATE" : "ENTRA_CLIENT_SECRET"}'
 ENTRA_RS = REPO_ROOT / "crates" / "relay-core" / "src" / "source" / "entra"
 
 
@@ -1703,6 +1707,12 @@ def entra_env_problems(cloud: str, module: Module) -> list[str]:
     for name in ENTRA_SECRETS:
         if name in plain_text:
             problems.append(f"{name} is set as a plain setting")
+    credential_env = _text(module.locals.get("entra_credential_env", ""))
+    if credential_env != ENTRA_CREDENTIAL_ENV:
+        problems.append(f"local.entra_credential_env is not decided by var.entra_credential alone: {credential_env!r}")
+    credential_var = module.variables.get("entra_credential", {})
+    if credential_var.get("sensitive") is True or _text(credential_var.get("default")) != "secret":
+        problems.append(f"variable entra_credential must be plain with default \"secret\": {credential_var!r}")
     if cloud == "aws":
         secret = _text(module.locals.get("secret_values", ""))
         for name in ENTRA_SECRETS:
@@ -1712,7 +1722,7 @@ def entra_env_problems(cloud: str, module: Module) -> list[str]:
                 problems.append(f"{name} is in the Lambda's plain environment")
     else:
         chosen = _text(module.locals.get("secrets_set" if cloud == "azure" else "secret_env", ""))
-        if not re.search(r'local\.entra_enabled\s*\?\s*\[\s*"ENTRA_CLIENT_STATE",\s*"ENTRA_CLIENT_SECRET"\s*\]', chosen):
+        if not re.search(r'local\.entra_enabled\s*\?\s*\[\s*"ENTRA_CLIENT_STATE",\s*local\.entra_credential_env\s*\]', chosen):
             problems.append(f"the stored secrets are not chosen by local.entra_enabled: {chosen!r}")
         values = _text(module.locals.get("secret_values", ""))
         for name in ENTRA_SECRETS:
@@ -1736,7 +1746,7 @@ def test_entra_variables_are_the_ones_the_relay_reads(cloud):
     secret ones from Secrets Manager only (a plain one is refused at start)."""
     api = (ENTRA_RS / "api.rs").read_text(encoding="utf-8")
     core = _cargo_sources("relay-core")
-    for name in ENTRA_PLAIN + ("ENTRA_CLIENT_SECRET",):
+    for name in ENTRA_PLAIN + ("ENTRA_CLIENT_SECRET", "ENTRA_CLIENT_CERTIFICATE"):
         assert f'"{name}"' in api, f"relay-core's Entra API client reads no {name}"
     assert '"ENTRA_CLIENT_STATE"' in (ENTRA_RS / "mod.rs").read_text(encoding="utf-8")
     module = cloud_module(cloud)
@@ -1781,11 +1791,15 @@ _ENTRA_GOOD_HCL = (
     'locals {\n'
     '  entra_enabled = contains(var.hook_sources, "entra")\n'
     '  entra_settings = local.entra_enabled ? { ENTRA_TENANT_ID = var.entra_tenant_id, ENTRA_CLIENT_ID = var.entra_client_id } : {}\n'
-    '  secrets_set = toset(concat(["DUO_SKEY"], local.entra_enabled ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"] : []))\n'
-    '  secret_values = { ENTRA_CLIENT_STATE = var.entra_client_state, ENTRA_CLIENT_SECRET = var.entra_client_secret }\n'
+    '  entra_credential_env = var.entra_credential == "certificate" ? "ENTRA_CLIENT_CERTIFICATE" : "ENTRA_CLIENT_SECRET"\n'
+    '  secrets_set = toset(concat(["DUO_SKEY"], local.entra_enabled ? ["ENTRA_CLIENT_STATE", local.entra_credential_env] : []))\n'
+    '  secret_values = { ENTRA_CLIENT_STATE = var.entra_client_state, ENTRA_CLIENT_SECRET = var.entra_client_secret, ENTRA_CLIENT_CERTIFICATE = var.entra_client_certificate }\n'
     '}\n'
     'resource "azurerm_linux_function_app" "relay" {\n'
     '  app_settings = merge(local.entra_settings, { for env in local.secrets_set : env => "ref" })\n'
+    '}\n'
+    'variable "entra_credential" {\n'
+    '  default = "secret"\n'
     '}\n'
 )
 
@@ -1799,9 +1813,20 @@ def test_self_entra_checks_catch_a_plain_secret_and_a_value_keyed_set():
     assert any("ENTRA_CLIENT_SECRET is set as a plain setting" in p for p in plain), plain
     by_value = problems('local.entra_enabled ? ["ENTRA_CLIENT_STATE"', 'nonsensitive(var.entra_client_state != null) ? ["ENTRA_CLIENT_STATE"')
     assert any("not chosen by local.entra_enabled" in p for p in by_value), by_value
+    # The Graph credential: its name decided from the certificate's value
+    # (unknown when it is made in the same apply), the certificate as a
+    # plain setting or not stored, a sensitive entra_credential: refused.
+    for old, new, said in (
+        ('var.entra_credential == "certificate" ?', "nonsensitive(var.entra_client_certificate != null) ?", "not decided by var.entra_credential alone"),
+        ("ENTRA_CLIENT_ID = var.entra_client_id }", "ENTRA_CLIENT_ID = var.entra_client_id, ENTRA_CLIENT_CERTIFICATE = var.entra_client_certificate }", "ENTRA_CLIENT_CERTIFICATE is set as a plain setting"),
+        (", ENTRA_CLIENT_CERTIFICATE = var.entra_client_certificate }", " }", "does not map ENTRA_CLIENT_CERTIFICATE"),
+        ('  default = "secret"\n', '  default = "secret"\n  sensitive = true\n', "entra_credential must be plain"),
+    ):
+        found = problems(old, new)
+        assert any(said in p for p in found), (said, found)
     plain_by_value = problems("entra_settings = local.entra_enabled ?", "entra_settings = var.entra_tenant_id != null ?")
     assert any("not keyed on local.entra_enabled" in p for p in plain_by_value), plain_by_value
-    unset = problems("ENTRA_CLIENT_SECRET = var.entra_client_secret }", "}")
+    unset = problems("ENTRA_CLIENT_SECRET = var.entra_client_secret,", "")
     assert any("does not map ENTRA_CLIENT_SECRET" in p for p in unset), unset
 
 
@@ -1817,6 +1842,13 @@ def test_entra_example_hands_the_generated_secrets_to_the_relay():
     relay = ex.modules["relay"]
     assert _text(relay["entra_client_state"]) == f"${{random_password.{name}.result}}"
     assert _text(relay["entra_client_secret"]) == "${var.entra_client_secret}"
+    # a certificate instead of the secret: passed through, and the module's
+    # entra_credential follows whether one is given (a root variable, known
+    # while planning; the module refuses both and neither)
+    assert _text(relay["entra_client_certificate"]) == "${var.entra_client_certificate}"
+    assert _text(relay["entra_credential"]) == '${nonsensitive(var.entra_client_certificate != null) ? "certificate" : "secret"}', relay["entra_credential"]
+    for name in ("entra_client_secret", "entra_client_certificate"):
+        assert ex.variables[name].get("sensitive") is True and "default" in ex.variables[name] and ex.variables[name]["default"] is None, (name, ex.variables[name])
     assert _text(relay["entra_tenant_id"]) == "${var.entra_tenant_id}"
     assert _text(relay["entra_client_id"]) == "${var.entra_client_id}"
     assert [_text(s) for s in relay["hook_sources"]] == ["entra"], relay["hook_sources"]

@@ -5,7 +5,8 @@
 # The app registration comes first, from its own root: apply
 # terraform/idp/entra (it needs the azuread provider and a login that may
 # grant admin consent) and pass its tenant_id, client_id and client_secret
-# outputs here (terraform/README.md, "entra-azure"). Kept apart so that this
+# outputs here (or, instead of the secret, a certificate registered on the
+# app: entra_client_certificate) (terraform/README.md, "entra-azure"). Kept apart so that this
 # root needs only azurerm, random and time, like the other examples.
 #
 # The Graph subscriptions are not Terraform resources (Graph validates a
@@ -38,10 +39,17 @@ module "relay" {
   # and the client secret themselves are only known after apply.
   hook_sources = ["entra"]
 
-  entra_tenant_id     = var.entra_tenant_id
-  entra_client_id     = var.entra_client_id
-  entra_client_secret = var.entra_client_secret
-  entra_client_state  = random_password.client_state.result
+  entra_tenant_id = var.entra_tenant_id
+  entra_client_id = var.entra_client_id
+  # The Graph credential: the client secret, or a certificate when one is
+  # given (the module refuses both and neither). Here both are variables of
+  # this root, known while planning; nonsensitive() unmarks only whether a
+  # certificate is given, which the plan shows anyway (the Key Vault
+  # secret's name).
+  entra_credential         = nonsensitive(var.entra_client_certificate != null) ? "certificate" : "secret"
+  entra_client_secret      = var.entra_client_secret
+  entra_client_certificate = var.entra_client_certificate
+  entra_client_state       = random_password.client_state.result
 
   name               = var.name
   location           = var.location

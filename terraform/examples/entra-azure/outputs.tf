@@ -23,7 +23,7 @@ locals {
     # Optional, from your machine instead (cargo build --release -p relay-cli):
     #   export ENTRA_TENANT_ID="$(terraform -chdir=../../idp/entra output -raw tenant_id)"
     #   export ENTRA_CLIENT_ID="$(terraform -chdir=../../idp/entra output -raw client_id)"
-    #   export ENTRA_CLIENT_SECRET="$(terraform -chdir=../../idp/entra output -raw client_secret)"
+    #   export ENTRA_CLIENT_SECRET="$(terraform -chdir=../../idp/entra output -raw client_secret)"   # or ENTRA_CLIENT_CERTIFICATE="$(cat relay.key relay.crt)"
     #   export ENTRA_CLIENT_STATE="$(terraform output -raw entra_client_state)"
     #   idp-duo-relay entra subscribe --url "${module.relay.entra_notification_url}"
   EOT
@@ -33,7 +33,7 @@ locals {
     # idp-duo-relay CLI (cargo build --release -p relay-cli):
     export ENTRA_TENANT_ID="$(terraform -chdir=../../idp/entra output -raw tenant_id)"
     export ENTRA_CLIENT_ID="$(terraform -chdir=../../idp/entra output -raw client_id)"
-    export ENTRA_CLIENT_SECRET="$(terraform -chdir=../../idp/entra output -raw client_secret)"
+    export ENTRA_CLIENT_SECRET="$(terraform -chdir=../../idp/entra output -raw client_secret)"   # or ENTRA_CLIENT_CERTIFICATE="$(cat relay.key relay.crt)"
     export ENTRA_CLIENT_STATE="$(terraform output -raw entra_client_state)"
     curl -fsS "${module.relay.healthz_url}"     # the relay must answer first: Graph validates through it
     idp-duo-relay entra subscribe --url "${module.relay.entra_notification_url}"

@@ -65,8 +65,16 @@ variable "entra_client_id" {
 }
 
 variable "entra_client_secret" {
-  description = "The app registration's client secret (ENTRA_CLIENT_SECRET), stored in Key Vault: terraform/idp/entra's client_secret output (export TF_VAR_entra_client_secret=\"$(terraform -chdir=../../idp/entra output -raw client_secret)\"). After idp/entra rotates it, apply here again."
+  description = "The app registration's client secret (ENTRA_CLIENT_SECRET), stored in Key Vault: terraform/idp/entra's client_secret output (export TF_VAR_entra_client_secret=\"$(terraform -chdir=../../idp/entra output -raw client_secret)\"). After idp/entra rotates it, apply here again. null: entra_client_certificate instead (exactly one of the two)."
   type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "entra_client_certificate" {
+  description = "Instead of entra_client_secret (exactly one of the two): PEM text holding the certificate registered on the app (Entra admin center → App registrations → Certificates & secrets → Certificates; terraform/idp/entra does not register one) and its unencrypted RSA private key, stored in Key Vault as ENTRA_CLIENT_CERTIFICATE (export TF_VAR_entra_client_certificate=\"$(cat relay.key relay.crt)\"). null (default): the client secret."
+  type        = string
+  default     = null
   sensitive   = true
 }
 

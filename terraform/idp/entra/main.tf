@@ -106,6 +106,16 @@ resource "azuread_app_role_assignment" "msgraph" {
   resource_object_id  = data.azuread_service_principal.msgraph.object_id
 }
 
+# A certificate instead of this client secret (the cloud modules'
+# entra_client_certificate, ENTRA_CLIENT_CERTIFICATE) is not registered
+# here: azuread_application_certificate is not in the azuread schema the
+# offline plan check serves (terraform/tests/schemas), and this root is
+# planned with it. Register the certificate's public part on this app in
+# the Entra admin center (App registrations → the app → Certificates &
+# secrets → Certificates) or with your own azuread configuration; the
+# client secret below is still made (delete it there if the certificate
+# is to be the only credential).
+#
 # The client secret's rotation: every client_secret_rotation_days, the next
 # apply replaces it (rotate_when_changed, docs/resources/application_password.md
 # "Time-based rotation"). create_before_destroy: the new secret exists, and

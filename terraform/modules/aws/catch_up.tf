@@ -143,7 +143,7 @@ resource "aws_lambda_function" "catch_up" {
   lifecycle {
     precondition {
       condition     = local.catch_up_source == "okta" ? var.okta_org_url != null : local.catch_up_source == "entra" ? local.entra_catch_up_ready : (var.auth0_domain != null && var.auth0_client_id != null)
-      error_message = "Catch-up reads the IdP's log API: set okta_org_url and okta_api_token (catch_up_source okta; scope okta.logs.read), auth0_domain, auth0_client_id and auth0_client_secret (auth0; scope read:logs), or hook_sources with \"entra\" and entra_tenant_id, entra_client_id, entra_client_secret and entra_client_state (entra; Graph permissions User.Read.All and Group.Read.All, AuditLog.Read.All with entra_audit_log)."
+      error_message = "Catch-up reads the IdP's log API: set okta_org_url and okta_api_token (catch_up_source okta; scope okta.logs.read), auth0_domain, auth0_client_id and auth0_client_secret (auth0; scope read:logs), or hook_sources with \"entra\" and entra_tenant_id, entra_client_id, entra_client_state and entra_client_secret (or entra_client_certificate with entra_credential = \"certificate\") (entra; Graph permissions User.Read.All and Group.Read.All, AuditLog.Read.All with entra_audit_log)."
     }
   }
 

@@ -3,7 +3,7 @@
 # clientState, and the Graph reads they trigger, with the relay's own app
 # registration (terraform/idp/entra makes one). The tenant and client ids
 # are plain environment variables of the function; the clientState and the
-# client secret are keys of the Secrets Manager secret (main.tf), which
+# client secret (or, entra_credential = "certificate", the certificate) are keys of the Secrets Manager secret (main.tf), which
 # relay-aws reads them from (crates/relay-aws/src/secrets.rs
 # SECRET_VARIABLES: set in the plain environment, they would be refused).
 # The plain ones are keyed on hook_sources containing "entra", a variable,
@@ -36,7 +36,26 @@ variable "entra_client_id" {
 }
 
 variable "entra_client_secret" {
-  description = "The app registration's client secret; stored in the secret as ENTRA_CLIENT_SECRET. Set when hook_sources includes \"entra\" (unless existing_secret_arn holds it); may come from the same apply (terraform/idp/entra's client_secret)."
+  description = "The app registration's client secret; stored in the secret as ENTRA_CLIENT_SECRET. Set when hook_sources includes \"entra\" with entra_credential \"secret\", the default (unless existing_secret_arn holds it); may come from the same apply (terraform/idp/entra's client_secret). Not with entra_client_certificate."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "entra_credential" {
+  description = "How the relay proves itself to Microsoft Graph: \"secret\" (default; entra_client_secret → ENTRA_CLIENT_SECRET) or \"certificate\" (entra_client_certificate → ENTRA_CLIENT_CERTIFICATE, a signed client assertion per token request). A plain variable on purpose: it decides at plan time which secret exists, and a credential made in the same apply is unknown until then (deciding from the values fails with \"Invalid for_each argument\")."
+  type        = string
+  default     = "secret"
+  nullable    = false
+
+  validation {
+    condition     = contains(["secret", "certificate"], var.entra_credential)
+    error_message = "entra_credential must be \"secret\" (entra_client_secret) or \"certificate\" (entra_client_certificate)."
+  }
+}
+
+variable "entra_client_certificate" {
+  description = "Instead of entra_client_secret (with entra_credential = \"certificate\"; exactly one of the two): PEM text holding the app registration's certificate and its unencrypted RSA private key (PKCS#8 \"PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\"), stored in the secret as ENTRA_CLIENT_CERTIFICATE (never the plain Lambda environment: relay-aws counts it a secret variable). The app registration must hold the certificate's public part (Entra admin center → App registrations → Certificates & secrets). Set when hook_sources includes \"entra\" and entra_credential is \"certificate\" (unless existing_secret_arn holds it); may come from the same apply."
   type        = string
   default     = null
   sensitive   = true
@@ -86,12 +105,29 @@ locals {
     var.entra_audit_log ? { ENTRA_AUDIT_LOG = "true" } : {},
   ) : {}
 
+  # The Graph credential (entra_credential): the environment variable it
+  # is stored as, decided by that plain variable alone (plan time), and
+  # whether the chosen value is given and the other one is not (these read
+  # the values, which may be unknown until apply: only preconditions use
+  # them, and Terraform checks those at apply then).
+  entra_credential_env   = var.entra_credential == "certificate" ? "ENTRA_CLIENT_CERTIFICATE" : "ENTRA_CLIENT_SECRET"
+  entra_credential_given = var.entra_credential == "certificate" ? var.entra_client_certificate != null : var.entra_client_secret != null
+  entra_credential_alone = var.entra_credential == "certificate" ? var.entra_client_secret == null : var.entra_client_certificate == null
+
+  # The certificate's shape: what relay-core's Certificate::from_pem reads,
+  # a CERTIFICATE block and an RSA key it can use unencrypted (an EC or an
+  # encrypted key is refused at start). Checked by a precondition on this
+  # bool, not by a validation of the variable: Terraform's message for a
+  # failed validation quotes the value, even of a sensitive variable of the
+  # root module (seen with Terraform 1.11); this one shows none.
+  entra_certificate_shape_ok = var.entra_client_certificate == null ? true : (strcontains(var.entra_client_certificate, "-----BEGIN CERTIFICATE-----") && strcontains(var.entra_client_certificate, "PRIVATE KEY-----") && !strcontains(var.entra_client_certificate, "ENCRYPTED PRIVATE KEY") && !strcontains(var.entra_client_certificate, "EC PRIVATE KEY"))
+
   # A catch-up of Entra ID needs the app registration and the clientState
-  # (the subscriptions it creates carry it).
-  entra_catch_up_ready = local.entra_enabled && var.entra_tenant_id != null && var.entra_client_id != null && (var.existing_secret_arn != null || (var.entra_client_secret != null && var.entra_client_state != null))
+  # (the subscriptions it creates carry it), and its credential.
+  entra_catch_up_ready = local.entra_enabled && var.entra_tenant_id != null && var.entra_client_id != null && (var.existing_secret_arn != null || (local.entra_credential_given && var.entra_client_state != null))
 
   # The alarms' words for a catch-up of Entra ID (catch_up.tf).
-  entra_denied  = "a Graph 401/403 means the app registration lacks a permission (User.Read.All, Group.Read.All; AuditLog.Read.All for the audit poll) or its client secret expired (terraform/idp/entra rotates it: apply here again after it)"
+  entra_denied  = "a Graph 401/403 means the app registration lacks a permission (User.Read.All, Group.Read.All; AuditLog.Read.All for the audit poll) or its client secret expired (terraform/idp/entra rotates it: apply here again after it) or its certificate did (or is not the one registered on the app)"
   entra_delayed = "Changes Graph did not notify (a disabled or deleted user, a group change) wait that long, and so do MFA resets from the audit log; a run that fails also leaves the subscriptions unrenewed (Graph drops them at expiry, 28 days after the last renewal)."
 
   environment_entra = local.entra_enabled ? {

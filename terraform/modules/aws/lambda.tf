@@ -45,12 +45,20 @@ resource "aws_lambda_function" "relay" {
       error_message = "Set okta_auth_secret, auth0_auth_secret, entra_client_state or several: the relay refuses to start without a secret to check deliveries against."
     }
     precondition {
-      condition     = var.hook_sources == null || var.existing_secret_arn != null ? true : contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null) && contains(var.hook_sources, "entra") == (var.entra_client_state != null && var.entra_client_secret != null)
-      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\", entra_client_state and entra_client_secret for \"entra\"; set no hook secret for an IdP it does not name."
+      condition     = var.hook_sources == null || var.existing_secret_arn != null ? true : contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null) && contains(var.hook_sources, "entra") == (var.entra_client_state != null && local.entra_credential_given)
+      error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\", entra_client_state and entra_client_secret (or entra_client_certificate with entra_credential = \"certificate\") for \"entra\"; set no hook secret for an IdP it does not name."
     }
     precondition {
-      condition     = local.entra_enabled == (var.entra_tenant_id != null && var.entra_client_id != null) && (local.entra_enabled || (var.entra_client_state == null && var.entra_client_secret == null))
-      error_message = "Entra ID needs hook_sources to include \"entra\" (it decides at plan time which settings the function gets) with entra_tenant_id and entra_client_id (and entra_client_state and entra_client_secret, or existing_secret_arn holding them); without \"entra\" set none of them."
+      condition     = local.entra_enabled == (var.entra_tenant_id != null && var.entra_client_id != null) && (local.entra_enabled || (var.entra_client_state == null && var.entra_client_secret == null && var.entra_client_certificate == null))
+      error_message = "Entra ID needs hook_sources to include \"entra\" (it decides at plan time which settings the function gets) with entra_tenant_id and entra_client_id (and entra_client_state and entra_client_secret or entra_client_certificate, or existing_secret_arn holding them); without \"entra\" set none of them."
+    }
+    precondition {
+      condition     = local.entra_certificate_shape_ok
+      error_message = "entra_client_certificate must be PEM text holding both the certificate (-----BEGIN CERTIFICATE-----) and its unencrypted RSA private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----), e.g. cat relay.key relay.crt; the relay reads no encrypted or EC key."
+    }
+    precondition {
+      condition     = local.entra_credential_alone
+      error_message = "Set one Graph credential, not both: entra_client_secret (entra_credential = \"secret\", the default) or entra_client_certificate (entra_credential = \"certificate\"); the relay refuses ENTRA_CLIENT_SECRET and ENTRA_CLIENT_CERTIFICATE together. entra_credential decides which is stored: set it to \"certificate\" with a certificate."
     }
     precondition {
       condition     = var.entra_notification_url == null || local.entra_enabled

@@ -76,14 +76,15 @@ locals {
   # treats a present key as configured).
   secret_values = {
     for key, value in {
-      DUO_SKEY                = var.duo_skey
-      OKTA_AUTH_SECRET        = var.okta_auth_secret
-      AUTH0_AUTH_SECRET       = var.auth0_auth_secret
-      OKTA_API_TOKEN          = var.okta_api_token
-      AUTH0_CLIENT_SECRET     = var.auth0_client_secret
-      WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets
-      ENTRA_CLIENT_STATE      = var.entra_client_state
-      ENTRA_CLIENT_SECRET     = var.entra_client_secret
+      DUO_SKEY                 = var.duo_skey
+      OKTA_AUTH_SECRET         = var.okta_auth_secret
+      AUTH0_AUTH_SECRET        = var.auth0_auth_secret
+      OKTA_API_TOKEN           = var.okta_api_token
+      AUTH0_CLIENT_SECRET      = var.auth0_client_secret
+      WEBHOOK_SIGNING_SECRETS  = var.webhook_signing_secrets
+      ENTRA_CLIENT_STATE       = var.entra_client_state
+      ENTRA_CLIENT_SECRET      = var.entra_client_secret
+      ENTRA_CLIENT_CERTIFICATE = var.entra_client_certificate
     } : key => value if value != null
   }
 

@@ -46,7 +46,7 @@ variable "duo_skey" {
 }
 
 variable "hook_sources" {
-  description = "The IdPs that deliver to this relay: \"okta\", \"auth0\" and/or \"entra\", each with its hook secret (okta_auth_secret, auth0_auth_secret, entra_client_state with entra_client_secret). Entra ID needs it (its plain settings are keyed on it). Optional here (all secrets go into one JSON secret, whose keys need not be known at plan time), checked against the secrets that are set when given; the gcp and azure modules require it. null: not checked."
+  description = "The IdPs that deliver to this relay: \"okta\", \"auth0\" and/or \"entra\", each with its hook secret (okta_auth_secret, auth0_auth_secret, entra_client_state with entra_client_secret or entra_client_certificate). Entra ID needs it (its plain settings are keyed on it). Optional here (all secrets go into one JSON secret, whose keys need not be known at plan time), checked against the secrets that are set when given; the gcp and azure modules require it. null: not checked."
   type        = set(string)
   default     = null
 

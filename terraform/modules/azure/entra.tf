@@ -2,10 +2,12 @@
 # notifications on /api/entra, authenticated by the subscriptions'
 # clientState, and the Graph reads they trigger, with the relay's own app
 # registration (terraform/idp/entra makes one). The tenant and client ids
-# are plain app settings; the clientState and the client secret are Key
-# Vault secrets referenced from the app settings (keyvault.tf), like every
-# other secret. Whether they exist is decided by hook_sources containing
-# "entra", a variable, so the values may be generated in the same apply.
+# are plain app settings; the clientState and the client secret (or,
+# entra_credential = "certificate", the certificate) are Key Vault secrets
+# referenced from the app settings (keyvault.tf), like every other secret.
+# Whether they exist is decided by hook_sources containing "entra" and
+# entra_credential, variables, so the values may be generated in the same
+# apply.
 #
 # The Graph subscriptions (28-day lifetime) are created and renewed by the
 # scheduled catch-up with catch_up_source "entra" (catch_up.tf), a function
@@ -38,7 +40,26 @@ variable "entra_client_id" {
 }
 
 variable "entra_client_secret" {
-  description = "The app registration's client secret (ENTRA_CLIENT_SECRET); stored in Key Vault. Set when hook_sources includes \"entra\"; may come from the same apply (terraform/idp/entra's client_secret)."
+  description = "The app registration's client secret (ENTRA_CLIENT_SECRET); stored in Key Vault. Set when hook_sources includes \"entra\" with entra_credential \"secret\", the default; may come from the same apply (terraform/idp/entra's client_secret). Not with entra_client_certificate."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "entra_credential" {
+  description = "How the relay proves itself to Microsoft Graph: \"secret\" (default; entra_client_secret → ENTRA_CLIENT_SECRET) or \"certificate\" (entra_client_certificate → ENTRA_CLIENT_CERTIFICATE, a signed client assertion per token request). A plain variable on purpose: it decides at plan time which secret exists, and a credential made in the same apply is unknown until then (deciding from the values fails with \"Invalid for_each argument\")."
+  type        = string
+  default     = "secret"
+  nullable    = false
+
+  validation {
+    condition     = contains(["secret", "certificate"], var.entra_credential)
+    error_message = "entra_credential must be \"secret\" (entra_client_secret) or \"certificate\" (entra_client_certificate)."
+  }
+}
+
+variable "entra_client_certificate" {
+  description = "Instead of entra_client_secret (with entra_credential = \"certificate\"; exactly one of the two): PEM text holding the app registration's certificate and its unencrypted RSA private key (PKCS#8 \"PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\"), stored in Key Vault and handed to the app as a Key Vault reference (ENTRA_CLIENT_CERTIFICATE). The app registration must hold the certificate's public part (Entra admin center → App registrations → Certificates & secrets). Set when hook_sources includes \"entra\" and entra_credential is \"certificate\"; may come from the same apply."
   type        = string
   default     = null
   sensitive   = true
@@ -95,11 +116,28 @@ locals {
     ENTRA_NOTIFICATION_URL = local.entra_notification_url
   }, var.entra_audit_log ? { ENTRA_AUDIT_LOG = "true" } : {}) : {}
 
+  # The Graph credential (entra_credential): the environment variable it
+  # is stored as, decided by that plain variable alone (plan time), and
+  # whether the chosen value is given and the other one is not (these read
+  # the values, which may be unknown until apply: only preconditions use
+  # them, and Terraform checks those at apply then).
+  entra_credential_env   = var.entra_credential == "certificate" ? "ENTRA_CLIENT_CERTIFICATE" : "ENTRA_CLIENT_SECRET"
+  entra_credential_given = var.entra_credential == "certificate" ? var.entra_client_certificate != null : var.entra_client_secret != null
+  entra_credential_alone = var.entra_credential == "certificate" ? var.entra_client_secret == null : var.entra_client_certificate == null
+
+  # The certificate's shape: what relay-core's Certificate::from_pem reads,
+  # a CERTIFICATE block and an RSA key it can use unencrypted (an EC or an
+  # encrypted key is refused at start). Checked by a precondition on this
+  # bool, not by a validation of the variable: Terraform's message for a
+  # failed validation quotes the value, even of a sensitive variable of the
+  # root module (seen with Terraform 1.11); this one shows none.
+  entra_certificate_shape_ok = var.entra_client_certificate == null ? true : (strcontains(var.entra_client_certificate, "-----BEGIN CERTIFICATE-----") && strcontains(var.entra_client_certificate, "PRIVATE KEY-----") && !strcontains(var.entra_client_certificate, "ENCRYPTED PRIVATE KEY") && !strcontains(var.entra_client_certificate, "EC PRIVATE KEY"))
+
   # A catch-up of Entra ID needs the app registration and the clientState
-  # (the subscriptions it creates carry it).
-  entra_catch_up_ready = local.entra_enabled && var.entra_tenant_id != null && var.entra_client_id != null && var.entra_client_secret != null && var.entra_client_state != null
+  # (the subscriptions it creates carry it), and its credential.
+  entra_catch_up_ready = local.entra_enabled && var.entra_tenant_id != null && var.entra_client_id != null && local.entra_credential_given && var.entra_client_state != null
 
   # The alerts' words for a catch-up of Entra ID (catch_up.tf).
-  entra_denied  = "a Graph 401/403 means the app registration lacks a permission (User.Read.All, Group.Read.All; AuditLog.Read.All for the audit poll) or its client secret expired (terraform/idp/entra rotates it: apply here again after it)"
+  entra_denied  = "a Graph 401/403 means the app registration lacks a permission (User.Read.All, Group.Read.All; AuditLog.Read.All for the audit poll) or its client secret expired (terraform/idp/entra rotates it: apply here again after it) or its certificate did (or is not the one registered on the app)"
   entra_delayed = "Changes Graph did not notify (a disabled or deleted user, a group change) wait that long, and so do MFA resets from the audit log; a run that fails also leaves the subscriptions unrenewed (Graph drops them at expiry, 28 days after the last renewal)."
 }

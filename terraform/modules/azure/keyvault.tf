@@ -27,25 +27,27 @@ resource "azurerm_key_vault" "relay" {
 locals {
   # Environment variable => Key Vault secret name, for the secret variables.
   secret_names = {
-    DUO_SKEY                = "duo-skey"
-    OKTA_AUTH_SECRET        = "okta-auth-secret"
-    AUTH0_AUTH_SECRET       = "auth0-auth-secret"
-    OKTA_API_TOKEN          = "okta-api-token"
-    AUTH0_CLIENT_SECRET     = "auth0-client-secret"
-    WEBHOOK_SIGNING_SECRETS = "webhook-signing-secrets"
-    ENTRA_CLIENT_STATE      = "entra-client-state"
-    ENTRA_CLIENT_SECRET     = "entra-client-secret"
+    DUO_SKEY                 = "duo-skey"
+    OKTA_AUTH_SECRET         = "okta-auth-secret"
+    AUTH0_AUTH_SECRET        = "auth0-auth-secret"
+    OKTA_API_TOKEN           = "okta-api-token"
+    AUTH0_CLIENT_SECRET      = "auth0-client-secret"
+    WEBHOOK_SIGNING_SECRETS  = "webhook-signing-secrets"
+    ENTRA_CLIENT_STATE       = "entra-client-state"
+    ENTRA_CLIENT_SECRET      = "entra-client-secret"
+    ENTRA_CLIENT_CERTIFICATE = "entra-client-certificate"
   }
 
   secret_values = {
-    DUO_SKEY                = var.duo_skey
-    OKTA_AUTH_SECRET        = var.okta_auth_secret
-    AUTH0_AUTH_SECRET       = var.auth0_auth_secret
-    OKTA_API_TOKEN          = var.okta_api_token
-    AUTH0_CLIENT_SECRET     = var.auth0_client_secret
-    WEBHOOK_SIGNING_SECRETS = var.webhook_signing_secrets
-    ENTRA_CLIENT_STATE      = var.entra_client_state
-    ENTRA_CLIENT_SECRET     = var.entra_client_secret
+    DUO_SKEY                 = var.duo_skey
+    OKTA_AUTH_SECRET         = var.okta_auth_secret
+    AUTH0_AUTH_SECRET        = var.auth0_auth_secret
+    OKTA_API_TOKEN           = var.okta_api_token
+    AUTH0_CLIENT_SECRET      = var.auth0_client_secret
+    WEBHOOK_SIGNING_SECRETS  = var.webhook_signing_secrets
+    ENTRA_CLIENT_STATE       = var.entra_client_state
+    ENTRA_CLIENT_SECRET      = var.entra_client_secret
+    ENTRA_CLIENT_CERTIFICATE = var.entra_client_certificate
   }
 
   # Which secrets exist (resource keys and app setting names) is decided
@@ -53,8 +55,9 @@ locals {
   # secret generated in the same apply (random_password) is unknown while
   # planning, and a key set built from it fails with "Invalid for_each
   # argument". DUO_SKEY always; the hook secret of each IdP in
-  # hook_sources (for "entra" the clientState and the client secret, both
-  # of which terraform/idp/entra generates in the same apply); an optional
+  # hook_sources (for "entra" the clientState and the credential, the client secret
+  # or the certificate as the variable entra_credential says: either may be
+  # made in the same apply, as terraform/idp/entra's client secret is); an optional
   # secret when its variable is set. nonsensitive()
   # only unmarks whether an optional secret is set, which is no secret: the
   # plan names the Key Vault secret anyway.
@@ -62,7 +65,7 @@ locals {
     ["DUO_SKEY"],
     contains(var.hook_sources, "okta") ? ["OKTA_AUTH_SECRET"] : [],
     contains(var.hook_sources, "auth0") ? ["AUTH0_AUTH_SECRET"] : [],
-    local.entra_enabled ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"] : [],
+    local.entra_enabled ? ["ENTRA_CLIENT_STATE", local.entra_credential_env] : [],
     nonsensitive(var.okta_api_token != null) ? ["OKTA_API_TOKEN"] : [],
     nonsensitive(var.auth0_client_secret != null) ? ["AUTH0_CLIENT_SECRET"] : [],
     nonsensitive(var.webhook_signing_secrets != null) ? ["WEBHOOK_SIGNING_SECRETS"] : [],

@@ -90,7 +90,7 @@ variable "duo_skey" {
 # ---------------------------------------------------------------------------
 
 variable "hook_sources" {
-  description = "The IdPs that deliver to this relay: \"okta\", \"auth0\" and/or \"entra\". Each gets its hook secret (okta_auth_secret → OKTA_AUTH_SECRET, auth0_auth_secret → AUTH0_AUTH_SECRET, entra_client_state → ENTRA_CLIENT_STATE, with entra_client_secret → ENTRA_CLIENT_SECRET) stored as a secret of its own. It decides at plan time which secrets exist, so their values may be generated in the same apply (random_password): never derived from the values themselves, which are unknown until then."
+  description = "The IdPs that deliver to this relay: \"okta\", \"auth0\" and/or \"entra\". Each gets its hook secret (okta_auth_secret → OKTA_AUTH_SECRET, auth0_auth_secret → AUTH0_AUTH_SECRET, entra_client_state → ENTRA_CLIENT_STATE, with entra_client_secret → ENTRA_CLIENT_SECRET or, entra_credential = \"certificate\", entra_client_certificate → ENTRA_CLIENT_CERTIFICATE) stored as a secret of its own. It decides at plan time which secrets exist, so their values may be generated in the same apply (random_password): never derived from the values themselves, which are unknown until then."
   type        = set(string)
   nullable    = false
 

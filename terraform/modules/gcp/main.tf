@@ -19,13 +19,14 @@ locals {
   # Secret Manager holds every secret; Cloud Run resolves them into the
   # environment variables of the same name at instance start.
   secret_values = {
-    DUO_SKEY            = var.duo_skey
-    OKTA_AUTH_SECRET    = var.okta_auth_secret
-    AUTH0_AUTH_SECRET   = var.auth0_auth_secret
-    OKTA_API_TOKEN      = var.okta_api_token
-    AUTH0_CLIENT_SECRET = var.auth0_client_secret
-    ENTRA_CLIENT_STATE  = var.entra_client_state
-    ENTRA_CLIENT_SECRET = var.entra_client_secret
+    DUO_SKEY                 = var.duo_skey
+    OKTA_AUTH_SECRET         = var.okta_auth_secret
+    AUTH0_AUTH_SECRET        = var.auth0_auth_secret
+    OKTA_API_TOKEN           = var.okta_api_token
+    AUTH0_CLIENT_SECRET      = var.auth0_client_secret
+    ENTRA_CLIENT_STATE       = var.entra_client_state
+    ENTRA_CLIENT_SECRET      = var.entra_client_secret
+    ENTRA_CLIENT_CERTIFICATE = var.entra_client_certificate
   }
 
   # Which secrets exist (the for_each keys in secrets.tf and the env blocks
@@ -33,14 +34,15 @@ locals {
   # secret values: a hook secret generated in the same apply
   # (random_password) is unknown while planning, and a key set built from it
   # fails with "Invalid for_each argument". DUO_SKEY always; the hook secret
-  # of each IdP in hook_sources; an API secret when its variable is set.
+  # of each IdP in hook_sources (for "entra" the clientState and the client
+  # secret or certificate, as the variable entra_credential says); an API secret when its variable is set.
   # nonsensitive() only unmarks whether an optional secret is set, which is
   # no secret: the plan names the secret resource anyway.
   secret_env = toset(concat(
     ["DUO_SKEY"],
     contains(var.hook_sources, "okta") ? ["OKTA_AUTH_SECRET"] : [],
     contains(var.hook_sources, "auth0") ? ["AUTH0_AUTH_SECRET"] : [],
-    local.entra_enabled ? ["ENTRA_CLIENT_STATE", "ENTRA_CLIENT_SECRET"] : [],
+    local.entra_enabled ? ["ENTRA_CLIENT_STATE", local.entra_credential_env] : [],
     nonsensitive(var.okta_api_token != null) ? ["OKTA_API_TOKEN"] : [],
     nonsensitive(var.auth0_client_secret != null) ? ["AUTH0_CLIENT_SECRET"] : [],
   ))

@@ -100,7 +100,7 @@ resource "google_cloud_run_v2_service" "relay" {
       }
 
       # OKTA_AUTH_SECRET, AUTH0_AUTH_SECRET, OKTA_API_TOKEN, AUTH0_CLIENT_SECRET,
-      # ENTRA_CLIENT_STATE, ENTRA_CLIENT_SECRET when set: from Secret Manager, pinned to the version created here.
+      # ENTRA_CLIENT_STATE, ENTRA_CLIENT_SECRET or ENTRA_CLIENT_CERTIFICATE when set: from Secret Manager, pinned to the version created here.
       dynamic "env" {
         for_each = local.optional_secret_env
         content {
@@ -132,8 +132,16 @@ resource "google_cloud_run_v2_service" "relay" {
       error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\", entra_client_state for \"entra\"; set no hook secret for an IdP it does not name (it would be left out)."
     }
     precondition {
-      condition     = local.entra_enabled == (var.entra_tenant_id != null && var.entra_client_id != null && var.entra_client_secret != null)
-      error_message = "hook_sources \"entra\" needs entra_tenant_id, entra_client_id and entra_client_secret (every notification is read from Graph with them; terraform/idp/entra outputs all three); without \"entra\" set none of them."
+      condition     = local.entra_enabled == (var.entra_tenant_id != null && var.entra_client_id != null && local.entra_credential_given)
+      error_message = "hook_sources \"entra\" needs entra_tenant_id, entra_client_id and a Graph credential: entra_client_secret (entra_credential = \"secret\", the default; terraform/idp/entra outputs all three) or entra_client_certificate (entra_credential = \"certificate\"). Every notification is read from Graph with them; without \"entra\" set none of them."
+    }
+    precondition {
+      condition     = local.entra_certificate_shape_ok
+      error_message = "entra_client_certificate must be PEM text holding both the certificate (-----BEGIN CERTIFICATE-----) and its unencrypted RSA private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----), e.g. cat relay.key relay.crt; the relay reads no encrypted or EC key."
+    }
+    precondition {
+      condition     = local.entra_credential_alone
+      error_message = "Set one Graph credential, not both: entra_client_secret (entra_credential = \"secret\", the default) or entra_client_certificate (entra_credential = \"certificate\"); the relay refuses ENTRA_CLIENT_SECRET and ENTRA_CLIENT_CERTIFICATE together. entra_credential decides which is stored: set it to \"certificate\" with a certificate."
     }
     precondition {
       condition     = var.entra_notification_url == null || local.entra_enabled
