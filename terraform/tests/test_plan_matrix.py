@@ -371,3 +371,76 @@ def test_the_certificate_reaches_the_secret_store_and_never_a_plain_setting(root
     # the value appears only where it is stored
     line = plan_matrix.ENTRA_CERTIFICATE_PEM.splitlines()[1]
     assert text.count(line) == 1, f"{root}: the certificate appears {text.count(line)} times in the plan"
+
+
+# --- a bad secret is refused without being shown -------------------------------
+#
+# Terraform 1.11 prints the value of a variable whose `validation` fails when
+# the module is the root (`var.duo_skey is "..."`), sensitive or not; planned
+# through a parent it does not. Our negative plans above plan the modules as
+# roots, and so would a user's CI: the content checks of the sensitive
+# variables are preconditions (secret_checks.tf in each module), whose
+# messages show no value. Every bad value below carries MARKER; the plan must
+# fail, name each variable in its message, and show MARKER nowhere.
+
+MARKER = "QxMARK"  # short: every value with it must fail its check
+
+_BAD_SECRETS = {
+    "modules/aws": {
+        "duo_skey": MARKER + "duo",  # too short
+        "okta_auth_secret": MARKER + "ok",  # too short
+        "auth0_auth_secret": MARKER + "a0",  # too short
+        "okta_api_token": " " + MARKER + "tok",  # starts with a space
+        "auth0_client_secret": MARKER + " cs",  # contains a space
+        "webhook_signing_secrets": MARKER + "wh",  # not whsec_
+        "entra_client_state": MARKER + "st",  # too short
+    },
+    "modules/azure": {
+        "duo_skey": MARKER + "duo",
+        "okta_auth_secret": MARKER + "ok",
+        "auth0_auth_secret": MARKER + "a0",
+        "okta_api_token": "   ",  # only an empty one is refused: no marker to carry
+        "auth0_client_secret": "   ",
+        "webhook_signing_secrets": MARKER + "wh",
+        "entra_client_state": MARKER + "st",
+    },
+    "modules/gcp": {
+        "duo_skey": MARKER + "duo",
+        "okta_auth_secret": MARKER + "ok",
+        "auth0_auth_secret": MARKER + "a0",
+        "okta_api_token": "   ",
+        "auth0_client_secret": "   ",
+        "entra_client_state": MARKER + "st",
+    },
+    "idp/okta": {"okta_auth_secret": MARKER + "ok"},
+    "idp/auth0": {"auth0_auth_secret": MARKER + "a0"},
+}
+
+_BAD_SECRET_BASE = {
+    **{
+        root: {
+            **base,
+            "hook_sources": '["okta", "auth0", "entra"]',
+            **plan_matrix.ENTRA_MODULE_VARS,
+            "okta_org_url": "https://acme.okta.com",
+            "auth0_domain": "acme.us.auth0.com",
+            "auth0_client_id": "relayclientid0123456789abcdef012",
+        }
+        for root, base in _MODULE_BASE.items()
+    },
+    "idp/okta": {"okta_hook_url": "https://relay.example.com/okta"},
+    "idp/auth0": {"auth0_events_url": "https://relay.example.com/auth0", "auth0_logs_url": "https://relay.example.com/auth0/logs"},
+}
+
+
+@pytest.mark.parametrize("root", sorted(_BAD_SECRETS))
+def test_a_bad_secret_is_refused_without_showing_it(root):
+    bad = _BAD_SECRETS[root]
+    result = _plan_combination(root, {**_BAD_SECRET_BASE[root], **bad})
+    assert not result.ok, f"{root}: bad secrets planned"
+    shown = " ".join(result.output.split())  # Terraform wraps its messages
+    missing = [name for name in bad if f"{name} must" not in shown]
+    assert not missing, f"{root}: no error for {missing}\n" + plan_matrix._failure_excerpt(result.output)
+    assert MARKER not in result.output, f"{root}: a secret's value is in the output:\n" + "\n".join(
+        line for line in result.output.splitlines() if MARKER in line
+    ).replace(MARKER, "<MARKER>")

@@ -26,6 +26,10 @@ resource "auth0_event_stream" "relay" {
 
   lifecycle {
     precondition {
+      condition     = local.auth0_auth_secret_shape_ok
+      error_message = "auth0_auth_secret must be one secret of at least 16 characters without a comma (the relay splits its own setting on commas for rotation; the IdP sends exactly one)."
+    }
+    precondition {
       condition     = var.auth0_events_url != null && var.auth0_auth_secret != null
       error_message = "auth0_event_stream_enabled = true needs auth0_events_url (the cloud module's auth0_events_url output) and auth0_auth_secret (the secret the relay holds)."
     }
@@ -61,6 +65,10 @@ resource "auth0_log_stream" "relay" {
   }
 
   lifecycle {
+    precondition {
+      condition     = local.auth0_auth_secret_shape_ok
+      error_message = "auth0_auth_secret must be one secret of at least 16 characters without a comma (the relay splits its own setting on commas for rotation; the IdP sends exactly one)."
+    }
     precondition {
       condition     = var.auth0_logs_url != null && var.auth0_auth_secret != null
       error_message = "auth0_log_stream_enabled = true needs auth0_logs_url (the cloud module's auth0_logs_url output) and auth0_auth_secret (the secret the relay holds)."

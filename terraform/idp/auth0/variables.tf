@@ -59,9 +59,4 @@ variable "auth0_auth_secret" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.auth0_auth_secret == null || try(length(var.auth0_auth_secret) >= 16 && !strcontains(var.auth0_auth_secret, ","), false)
-    error_message = "auth0_auth_secret must be one secret of at least 16 characters without a comma (the relay splits its own setting on commas for rotation; the IdP sends exactly one)."
-  }
 }

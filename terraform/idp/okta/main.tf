@@ -27,6 +27,10 @@ resource "okta_event_hook" "relay" {
 
   lifecycle {
     precondition {
+      condition     = local.okta_auth_secret_shape_ok
+      error_message = "okta_auth_secret must be one secret of at least 16 characters without a comma (the relay splits its own setting on commas for rotation; the IdP sends exactly one)."
+    }
+    precondition {
       condition     = var.okta_hook_url != null && var.okta_auth_secret != null
       error_message = "okta_enabled = true needs okta_hook_url (the cloud module's okta_hook_url output) and okta_auth_secret (the secret the relay holds)."
     }

@@ -48,9 +48,4 @@ variable "okta_auth_secret" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.okta_auth_secret == null || try(length(var.okta_auth_secret) >= 16 && !strcontains(var.okta_auth_secret, ","), false)
-    error_message = "okta_auth_secret must be one secret of at least 16 characters without a comma (the relay splits its own setting on commas for rotation; the IdP sends exactly one)."
-  }
 }

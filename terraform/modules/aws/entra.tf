@@ -66,11 +66,6 @@ variable "entra_client_state" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.entra_client_state == null || can([for s in split(",", var.entra_client_state) : regex("^[\\x20-\\x7e]{16,128}$", trimspace(s))])
-    error_message = "entra_client_state must be 16-128 printable ASCII characters (the relay refuses shorter, Graph allows at most 128; each comma-separated value during a rotation)."
-  }
 }
 
 variable "entra_notification_url" {

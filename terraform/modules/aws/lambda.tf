@@ -37,6 +37,34 @@ resource "aws_lambda_function" "relay" {
 
   lifecycle {
     precondition {
+      condition     = local.duo_skey_shape_ok
+      error_message = "duo_skey must be the Admin API secret key: at least 40 characters, no spaces (Duo Admin Panel → Applications → Admin API → Secret key)."
+    }
+    precondition {
+      condition     = local.okta_auth_secret_shape_ok
+      error_message = "okta_auth_secret must be at least 16 printable ASCII characters (each comma-separated value, during a rotation); the relay refuses shorter ones. Generate it with random_password."
+    }
+    precondition {
+      condition     = local.auth0_auth_secret_shape_ok
+      error_message = "auth0_auth_secret must be at least 16 printable ASCII characters (each comma-separated value, during a rotation); the relay refuses shorter ones. Generate it with random_password."
+    }
+    precondition {
+      condition     = local.okta_api_token_shape_ok
+      error_message = "okta_api_token must not be empty or start with a space; leave it null to run without Okta API lookups."
+    }
+    precondition {
+      condition     = local.auth0_client_secret_shape_ok
+      error_message = "auth0_client_secret must not be empty or contain spaces; leave it null to run without Auth0 Management API lookups."
+    }
+    precondition {
+      condition     = local.webhook_signing_secrets_shape_ok
+      error_message = "webhook_signing_secrets must be whsec_… values, comma-separated."
+    }
+    precondition {
+      condition     = local.entra_client_state_shape_ok
+      error_message = "entra_client_state must be 16-128 printable ASCII characters (the relay refuses shorter, Graph allows at most 128; each comma-separated value during a rotation)."
+    }
+    precondition {
       condition     = var.existing_secret_arn != null || var.duo_skey != null
       error_message = "duo_skey is required (the Duo Admin API secret key), unless existing_secret_arn names a secret that holds DUO_SKEY."
     }

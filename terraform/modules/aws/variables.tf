@@ -38,11 +38,6 @@ variable "duo_skey" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.duo_skey == null || can(regex("^\\S{40,}$", var.duo_skey))
-    error_message = "duo_skey must be the Admin API secret key: at least 40 characters, no spaces (Duo Admin Panel → Applications → Admin API → Secret key)."
-  }
 }
 
 variable "hook_sources" {
@@ -61,11 +56,6 @@ variable "okta_auth_secret" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.okta_auth_secret == null || can([for s in split(",", var.okta_auth_secret) : regex("^[\\x20-\\x7e]{16,}$", trimspace(s))])
-    error_message = "okta_auth_secret must be at least 16 printable ASCII characters (each comma-separated value, during a rotation); the relay refuses shorter ones. Generate it with random_password."
-  }
 }
 
 variable "auth0_auth_secret" {
@@ -73,11 +63,6 @@ variable "auth0_auth_secret" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.auth0_auth_secret == null || can([for s in split(",", var.auth0_auth_secret) : regex("^[\\x20-\\x7e]{16,}$", trimspace(s))])
-    error_message = "auth0_auth_secret must be at least 16 printable ASCII characters (each comma-separated value, during a rotation); the relay refuses shorter ones. Generate it with random_password."
-  }
 }
 
 variable "okta_auth_header" {
@@ -108,11 +93,6 @@ variable "okta_api_token" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.okta_api_token == null || can(regex("^\\S+", var.okta_api_token))
-    error_message = "okta_api_token must not be empty or start with a space; leave it null to run without Okta API lookups."
-  }
 }
 
 variable "auth0_domain" {
@@ -142,11 +122,6 @@ variable "auth0_client_secret" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.auth0_client_secret == null || can(regex("^\\S+$", var.auth0_client_secret))
-    error_message = "auth0_client_secret must not be empty or contain spaces; leave it null to run without Auth0 Management API lookups."
-  }
 }
 
 variable "deprovision_action" {
@@ -337,11 +312,6 @@ variable "webhook_signing_secrets" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.webhook_signing_secrets == null || can([for s in split(",", var.webhook_signing_secrets) : regex("^whsec_\\S+$", trimspace(s))])
-    error_message = "webhook_signing_secrets must be whsec_… values, comma-separated."
-  }
 }
 
 variable "secret_ttl_seconds" {

@@ -70,14 +70,6 @@ variable "entra_client_state" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition = var.entra_client_state == null ? true : (
-      length(split(",", var.entra_client_state)) <= 3 &&
-      alltrue([for s in split(",", var.entra_client_state) : length(trimspace(s)) >= 16 && length(trimspace(s)) <= 128 && can(regex("^[ -~]+$", s))])
-    )
-    error_message = "entra_client_state must be 16-128 printable ASCII characters (the relay refuses shorter, Graph allows at most 128); for a rotation at most 3 comma-separated values."
-  }
 }
 
 variable "entra_notification_url" {

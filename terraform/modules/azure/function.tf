@@ -138,6 +138,34 @@ resource "azurerm_linux_function_app" "relay" {
 
   lifecycle {
     precondition {
+      condition     = local.duo_skey_shape_ok
+      error_message = "duo_skey must be the Admin API secret key (40 characters), not empty."
+    }
+    precondition {
+      condition     = local.okta_auth_secret_shape_ok
+      error_message = "okta_auth_secret must be at least 16 printable ASCII characters (the relay refuses shorter); for a rotation give at most 3 comma-separated values, each at least 16 characters."
+    }
+    precondition {
+      condition     = local.auth0_auth_secret_shape_ok
+      error_message = "auth0_auth_secret must be at least 16 printable ASCII characters (the relay refuses shorter); for a rotation give at most 3 comma-separated values, each at least 16 characters."
+    }
+    precondition {
+      condition     = local.webhook_signing_secrets_shape_ok
+      error_message = "webhook_signing_secrets must be one or more comma-separated Standard Webhooks secrets, each starting with whsec_; leave it unset (null) for none."
+    }
+    precondition {
+      condition     = local.okta_api_token_shape_ok
+      error_message = "okta_api_token must not be empty: leave it unset (null) instead."
+    }
+    precondition {
+      condition     = local.auth0_client_secret_shape_ok
+      error_message = "auth0_client_secret must not be empty: leave it unset (null) instead."
+    }
+    precondition {
+      condition     = local.entra_client_state_shape_ok
+      error_message = "entra_client_state must be 16-128 printable ASCII characters (the relay refuses shorter, Graph allows at most 128); for a rotation at most 3 comma-separated values."
+    }
+    precondition {
       condition     = contains(var.hook_sources, "okta") == (var.okta_auth_secret != null) && contains(var.hook_sources, "auth0") == (var.auth0_auth_secret != null) && local.entra_enabled == (var.entra_client_state != null)
       error_message = "hook_sources names the IdPs that deliver here, and each needs its secret: okta_auth_secret for \"okta\", auth0_auth_secret for \"auth0\", entra_client_state for \"entra\"; set no hook secret for an IdP it does not name (it would be left out)."
     }

@@ -78,11 +78,6 @@ variable "duo_skey" {
   description = "Duo Admin API secret key (DUO_SKEY); stored in Key Vault, the app setting is a Key Vault reference."
   type        = string
   sensitive   = true
-
-  validation {
-    condition     = length(trimspace(var.duo_skey)) >= 40
-    error_message = "duo_skey must be the Admin API secret key (40 characters), not empty."
-  }
 }
 
 # ---------------------------------------------------------------------------
@@ -105,14 +100,6 @@ variable "okta_auth_secret" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition = var.okta_auth_secret == null ? true : (
-      length(split(",", var.okta_auth_secret)) <= 3 &&
-      alltrue([for s in split(",", var.okta_auth_secret) : length(trimspace(s)) >= 16 && can(regex("^[ -~]+$", s))])
-    )
-    error_message = "okta_auth_secret must be at least 16 printable ASCII characters (the relay refuses shorter); for a rotation give at most 3 comma-separated values, each at least 16 characters."
-  }
 }
 
 variable "auth0_auth_secret" {
@@ -120,14 +107,6 @@ variable "auth0_auth_secret" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition = var.auth0_auth_secret == null ? true : (
-      length(split(",", var.auth0_auth_secret)) <= 3 &&
-      alltrue([for s in split(",", var.auth0_auth_secret) : length(trimspace(s)) >= 16 && can(regex("^[ -~]+$", s))])
-    )
-    error_message = "auth0_auth_secret must be at least 16 printable ASCII characters (the relay refuses shorter); for a rotation give at most 3 comma-separated values, each at least 16 characters."
-  }
 }
 
 variable "okta_auth_header" {
@@ -146,11 +125,6 @@ variable "webhook_signing_secrets" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.webhook_signing_secrets == null ? true : alltrue([for s in split(",", var.webhook_signing_secrets) : startswith(trimspace(s), "whsec_")])
-    error_message = "webhook_signing_secrets must be one or more comma-separated Standard Webhooks secrets, each starting with whsec_; leave it unset (null) for none."
-  }
 }
 
 # ---------------------------------------------------------------------------
@@ -173,11 +147,6 @@ variable "okta_api_token" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.okta_api_token == null ? true : length(trimspace(var.okta_api_token)) > 0
-    error_message = "okta_api_token must not be empty: leave it unset (null) instead."
-  }
 }
 
 variable "auth0_domain" {
@@ -202,11 +171,6 @@ variable "auth0_client_secret" {
   type        = string
   default     = null
   sensitive   = true
-
-  validation {
-    condition     = var.auth0_client_secret == null ? true : length(trimspace(var.auth0_client_secret)) > 0
-    error_message = "auth0_client_secret must not be empty: leave it unset (null) instead."
-  }
 }
 
 # ---------------------------------------------------------------------------
