@@ -129,6 +129,28 @@ GCP_CERT_REF = r'name\s*=\s*"ENTRA_CLIENT_CERTIFICATE"\s*\n\s*\+\s*value\s*=\s*\
 GCP_CERT_PLAIN = r'name\s*=\s*"ENTRA_CLIENT_(SECRET|CERTIFICATE)"\s*\n\s*\+\s*value\s*=\s*("|\(sensitive value\))'
 
 
+# What entra-aws and entra-gcp need besides the Graph credential (the
+# registration's ids from terraform/idp/entra; the clientState generated in
+# the example).
+ENTRA_EXAMPLE_BASE = {
+    "examples/entra-aws": {
+        "region": "us-east-1",
+        **DUO,
+        "lambda_zip_path": ZIP,
+        "entra_tenant_id": ENTRA_MODULE_VARS["entra_tenant_id"],
+        "entra_client_id": ENTRA_MODULE_VARS["entra_client_id"],
+    },
+    "examples/entra-gcp": {
+        "project": "my-gcp-project",
+        "region": "europe-west1",
+        "image": "europe-west1-docker.pkg.dev/my-gcp-project/relay/relay-gcp:v1",
+        **DUO,
+        "entra_tenant_id": ENTRA_MODULE_VARS["entra_tenant_id"],
+        "entra_client_id": ENTRA_MODULE_VARS["entra_client_id"],
+    },
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Combination:
     root: str  # relative to terraform/
@@ -486,6 +508,126 @@ def matrix() -> list[Combination]:
                 r'"RELAY_CATCH_UP_SOURCE"\s*=\s*"entra"',
             ],
             refuse=[r'"?ENTRA_CLIENT_SECRET"?\]?\s*(=|will be created)', r'"ENTRA_CLIENT_CERTIFICATE"\s*=\s*\(sensitive value\)', WHOLLY_SENSITIVE, KEY_MATERIAL],
+        ),
+    ]
+
+    # entra-aws and entra-gcp (issue 18): the same example on the other two
+    # clouds. The scheduled catch-up (on by default) is what creates and
+    # renews the subscriptions, so its runner must hold the notification
+    # URL (the hook's own URL + /entra) and the hook itself must not (a
+    # cycle); the secrets stay in the secret store.
+    entra_aws = {**ENTRA_EXAMPLE_BASE["examples/entra-aws"], "entra_client_secret": ENTRA_MODULE_VARS["entra_client_secret"]}
+    root = "examples/entra-aws"
+    out += [
+        _example(
+            root,
+            "required variables only (clientState generated)",
+            entra_aws,
+            expect=[
+                AWS_PLAIN_SHOWN,
+                ENTRA_TENANT_SHOWN,
+                ENTRA_CLIENT_ID_SHOWN,
+                r"random_password\.client_state will be created",
+                r"module\.relay\.aws_secretsmanager_secret_version\.relay\[0\] will be created",
+                in_block(r"module\.relay\.aws_lambda_function\.catch_up\[0\]", ENTRA_URL_DEFAULT),
+                in_block(r"module\.relay\.aws_scheduler_schedule\.catch_up\[0\]", r'source\s*=\s*"entra"'),
+                in_block(r"module\.relay\.aws_cloudwatch_metric_alarm\.catch_up_failed\[0\]", r"a Graph 401/403 means the app registration lacks a permission"),
+            ],
+            refuse=[
+                WHOLLY_SENSITIVE,
+                ENTRA_CERT_PLAIN,
+                r"azuread_",
+                r'"OKTA_AUTH_SECRET"',
+                r'"ENTRA_AUDIT_LOG"',
+                r"aws_scheduler_schedule\.reconcile\[0\] will be created",
+                in_block(r"module\.relay\.aws_lambda_function\.relay", r'"ENTRA_NOTIFICATION_URL"'),
+            ],
+        ),
+        _example(
+            root,
+            "a certificate instead of the client secret",
+            ENTRA_EXAMPLE_BASE[root],
+            {"entra_client_certificate": ENTRA_CERTIFICATE},
+            # a key of the Secrets Manager secret (test_plan_matrix.py reads
+            # it from the plan's JSON), never a plain variable
+            expect=[r"module\.relay\.aws_secretsmanager_secret_version\.relay\[0\] will be created", in_block(r"module\.relay\.aws_lambda_function\.catch_up\[0\]", ENTRA_URL_DEFAULT)],
+            refuse=[ENTRA_CERT_PLAIN, WHOLLY_SENSITIVE, KEY_MATERIAL],
+        ),
+        _example(
+            root,
+            "MFA resets from the audit log",
+            entra_aws,
+            {"entra_audit_log": True},
+            expect=[in_block(r"module\.relay\.aws_lambda_function\.catch_up\[0\]", ENTRA_AUDIT_ON)],
+            refuse=[in_block(r"module\.relay\.aws_lambda_function\.relay", r'"ENTRA_(AUDIT_LOG|NOTIFICATION_URL)"')],
+        ),
+        _example(
+            root,
+            "catch-up off",
+            entra_aws,
+            {"catch_up_enabled": False},
+            # nothing gets the URL then: the hook function cannot hold it
+            expect=[ENTRA_TENANT_SHOWN],
+            refuse=[r"catch_up(_failed|_lag)?\[0\] will be created", r'"ENTRA_NOTIFICATION_URL"'],
+        ),
+    ]
+
+    entra_gcp = {**ENTRA_EXAMPLE_BASE["examples/entra-gcp"], "entra_client_secret": ENTRA_MODULE_VARS["entra_client_secret"]}
+    root = "examples/entra-gcp"
+    out += [
+        _example(
+            root,
+            "required variables only (clientState generated)",
+            entra_gcp,
+            expect=[
+                GCP_METRIC_WAIT,
+                r'name\s*=\s*"ENTRA_TENANT_ID"\s*\n\s*\+\s*value\s*=\s*"11111111-2222-3333-4444-555555555555"',
+                r'name\s*=\s*"ENTRA_CLIENT_ID"\s*\n\s*\+\s*value\s*=\s*"66666666-7777-8888-9999-000000000000"',
+                r"random_password\.client_state will be created",
+                r'module\.relay\.google_secret_manager_secret\.relay\["ENTRA_CLIENT_STATE"\] will be created',
+                r'module\.relay\.google_secret_manager_secret\.relay\["ENTRA_CLIENT_SECRET"\] will be created',
+                in_block(r"module\.relay\.google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_NOTIFICATION_URL"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)'),
+                in_block(r"module\.relay\.google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"RELAY_CATCH_UP_SOURCE"\s*\n\s*\+\s*value\s*=\s*"entra"'),
+                in_block(r"module\.relay\.google_cloud_run_v2_job\.catch_up\[0\]", r'name\s*=\s*"ENTRA_CLIENT_STATE"\s*\n\s*\+\s*value\s*=\s*\(known after apply\)\s*\n\s*\n\s*\+\s*value_source\s*\{\s*\n\s*\+\s*secret_key_ref'),
+                r"module\.relay\.google_cloud_scheduler_job\.catch_up\[0\] will be created",
+            ],
+            refuse=[
+                GCP_CERT_PLAIN,
+                r'name\s*=\s*"ENTRA_CLIENT_STATE"\s*\n\s*\+\s*value\s*=\s*("|\(sensitive value\))',
+                r"azuread_",
+                r'"OKTA_AUTH_SECRET"',
+                r'"ENTRA_AUDIT_LOG"',
+                r"google_cloud_scheduler_job\.reconcile\[0\] will be created",
+                in_block(r"module\.relay\.google_cloud_run_v2_service\.relay", r'"ENTRA_NOTIFICATION_URL"'),
+            ],
+        ),
+        _example(
+            root,
+            "a certificate instead of the client secret",
+            ENTRA_EXAMPLE_BASE[root],
+            {"entra_client_certificate": ENTRA_CERTIFICATE},
+            expect=[
+                r'module\.relay\.google_secret_manager_secret\.relay\["ENTRA_CLIENT_CERTIFICATE"\] will be created',
+                in_block(r"module\.relay\.google_cloud_run_v2_service\.relay", GCP_CERT_REF),
+                in_block(r"module\.relay\.google_cloud_run_v2_job\.catch_up\[0\]", GCP_CERT_REF),
+            ],
+            refuse=[r'"?ENTRA_CLIENT_SECRET"?\]?\s*(=|will be created)', GCP_CERT_PLAIN, KEY_MATERIAL],
+        ),
+        _example(
+            root,
+            "MFA resets from the audit log",
+            entra_gcp,
+            {"entra_audit_log": True},
+            expect=[in_block(r"module\.relay\.google_cloud_run_v2_job\.catch_up\[0\]", GCP_ENTRA_AUDIT_ON)],
+            refuse=[in_block(r"module\.relay\.google_cloud_run_v2_service\.relay", r'"ENTRA_(AUDIT_LOG|NOTIFICATION_URL)"')],
+        ),
+        _example(
+            root,
+            "catch-up off",
+            entra_gcp,
+            {"catch_up_enabled": False},
+            expect=[GCP_METRIC_WAIT],
+            refuse=[r"catch_up\[0\] will be created", r'"ENTRA_NOTIFICATION_URL"'],
         ),
     ]
 

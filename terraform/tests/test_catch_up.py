@@ -308,9 +308,13 @@ def test_entra_audit_log_reaches_the_catch_up_runner_only_when_asked(cloud):
     assert 'AUDIT_LOG: &str = "ENTRA_AUDIT_LOG"' in entra
 
 
-def test_entra_example_passes_the_audit_log_switch_and_turns_the_catch_up_on():
-    ex = Module(REPO_ROOT / "terraform" / "examples" / "entra-azure")
+@pytest.mark.parametrize("example", ["entra-azure", "entra-aws", "entra-gcp"])
+def test_entra_example_passes_the_audit_log_switch_and_turns_the_catch_up_on(example):
+    ex = Module(REPO_ROOT / "terraform" / "examples" / example)
     relay = ex.modules["relay"]
+    # the notification URL override and the schedule reach the module
+    for name in ("entra_notification_url", "catch_up_schedule", "catch_up_window", "catch_up_lag_alarm_seconds"):
+        assert _text(relay[name]) == f"${{var.{name}}}", (name, relay.get(name))
     assert _text(relay["entra_audit_log"]) == "${var.entra_audit_log}"
     assert relay["catch_up_source"] == "entra"
     assert _text(relay["catch_up_enabled"]) == "${var.catch_up_enabled}"

@@ -214,22 +214,31 @@ def test_a_plain_http_notification_url_does_not_plan():
     assert "entra_notification_url must be an https URL" in result.output, plan_matrix._failure_excerpt(result.output)
 
 
-def test_the_audit_poll_without_the_entra_catch_up_does_not_plan():
-    # ENTRA_AUDIT_LOG is read by the scheduled catch-up only: set without
-    # it, nothing would poll the audit log and MFA resets would be lost
-    # silently.
-    variables = {
+# The Entra ID examples with the client secret (what a user gives).
+_ENTRA_EXAMPLE_SECRET_BASE = {
+    "examples/entra-azure": {
         "location": "westeurope",
         **plan_matrix.DUO,
         "package_zip_path": plan_matrix.ZIP,
         "entra_tenant_id": plan_matrix.ENTRA_MODULE_VARS["entra_tenant_id"],
         "entra_client_id": plan_matrix.ENTRA_MODULE_VARS["entra_client_id"],
         "entra_client_secret": plan_matrix.ENTRA_MODULE_VARS["entra_client_secret"],
-        "catch_up_enabled": False,
-        "entra_audit_log": True,
-    }
-    result = _plan_combination("examples/entra-azure", variables)
-    assert not result.ok, "entra_audit_log without the catch-up planned"
+    },
+    **{
+        root: {**base, "entra_client_secret": plan_matrix.ENTRA_MODULE_VARS["entra_client_secret"]}
+        for root, base in plan_matrix.ENTRA_EXAMPLE_BASE.items()
+    },
+}
+
+
+@pytest.mark.parametrize("root", sorted(_ENTRA_EXAMPLE_SECRET_BASE))
+def test_the_audit_poll_without_the_entra_catch_up_does_not_plan(root):
+    # ENTRA_AUDIT_LOG is read by the scheduled catch-up only: set without
+    # it, nothing would poll the audit log and MFA resets would be lost
+    # silently.
+    variables = {**_ENTRA_EXAMPLE_SECRET_BASE[root], "catch_up_enabled": False, "entra_audit_log": True}
+    result = _plan_combination(root, variables)
+    assert not result.ok, f"{root}: entra_audit_log without the catch-up planned"
     assert "entra_audit_log is read by the scheduled catch-up" in result.output, plan_matrix._failure_excerpt(result.output)
 
 
@@ -270,16 +279,11 @@ def test_a_certificate_without_its_private_key_does_not_plan(root):
     assert cert_only[30:90] not in result.output, "the error quotes the value"
 
 
-def test_the_example_refuses_a_secret_and_a_certificate_together():
-    variables = {
-        "location": "westeurope",
-        **plan_matrix.DUO,
-        "package_zip_path": plan_matrix.ZIP,
-        **{k: v for k, v in plan_matrix.ENTRA_MODULE_VARS.items() if k != "entra_client_state"},
-        "entra_client_certificate": plan_matrix.ENTRA_CERTIFICATE,
-    }
-    result = _plan_combination("examples/entra-azure", variables)
-    assert not result.ok, "entra-azure planned with a client secret and a certificate"
+@pytest.mark.parametrize("root", sorted(_ENTRA_EXAMPLE_SECRET_BASE))
+def test_the_example_refuses_a_secret_and_a_certificate_together(root):
+    variables = {**_ENTRA_EXAMPLE_SECRET_BASE[root], "entra_client_certificate": plan_matrix.ENTRA_CERTIFICATE}
+    result = _plan_combination(root, variables)
+    assert not result.ok, f"{root} planned with a client secret and a certificate"
     assert "Set one Graph credential, not both" in result.output, plan_matrix._failure_excerpt(result.output)
 
 
@@ -370,6 +374,37 @@ def test_the_certificate_reaches_the_secret_store_and_never_a_plain_setting(root
             assert "ENTRA_CLIENT_SECRET" not in env, sorted(env)
     # the value appears only where it is stored
     line = plan_matrix.ENTRA_CERTIFICATE_PEM.splitlines()[1]
+    assert text.count(line) == 1, f"{root}: the certificate appears {text.count(line)} times in the plan"
+
+
+@pytest.mark.parametrize("root", ["examples/entra-aws", "examples/entra-gcp"])
+def test_the_examples_certificate_reaches_the_secret_store_only(root, tmp_path):
+    # entra-aws / entra-gcp pick the module's entra_credential from whether
+    # a certificate is given: it must land in the secret store, with no
+    # client secret beside it, and nowhere else in the plan.
+    combo = next(c for c in plan_matrix.matrix() if c.root == root and c.name == "a certificate instead of the client secret")
+    changes = _changes(_plan_json(root, combo.variables, tmp_path))
+    text = json.dumps(changes)
+    line = plan_matrix.ENTRA_CERTIFICATE_PEM.splitlines()[1]
+    if root == "examples/entra-aws":
+        # The secret's JSON holds the clientState generated in the same
+        # apply, so the plan knows none of it (modules/aws's own test above
+        # reads its keys with every value given); what the plan does know:
+        # neither function holds a Graph credential in its environment, and
+        # the certificate is nowhere in a known value.
+        version = changes["module.relay.aws_secretsmanager_secret_version.relay[0]"]
+        assert version["after_unknown"].get("secret_string") is True, version["after_unknown"]
+        for function in ("module.relay.aws_lambda_function.relay", "module.relay.aws_lambda_function.catch_up[0]"):
+            variables = changes[function]["after"]["environment"][0]["variables"]
+            assert not {k for k in variables if k.startswith("ENTRA_CLIENT_") and k != "ENTRA_CLIENT_ID"}, sorted(variables)
+            assert variables.get("ENTRA_TENANT_ID") == plan_matrix.ENTRA_MODULE_VARS["entra_tenant_id"], sorted(variables)
+        assert line not in text, f"{root}: the certificate is in a known value of the plan"
+        return
+    else:
+        version = changes['module.relay.google_secret_manager_secret_version.relay["ENTRA_CLIENT_CERTIFICATE"]']["after"]
+        assert version["secret_data"] == PEM_SENT
+        assert 'module.relay.google_secret_manager_secret.relay["ENTRA_CLIENT_SECRET"]' not in changes
+        assert 'module.relay.google_secret_manager_secret.relay["ENTRA_CLIENT_STATE"]' in changes
     assert text.count(line) == 1, f"{root}: the certificate appears {text.count(line)} times in the plan"
 
 

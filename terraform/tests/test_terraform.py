@@ -49,7 +49,9 @@ if isinstance(hcl2.loads('a = "b"\n').get("a"), list):
 TF_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = TF_ROOT.parent
 CLOUDS = ("aws", "azure", "gcp")
-EXAMPLES = ("okta-aws", "auth0-azure", "okta-gcp", "entra-azure")
+EXAMPLES = ("okta-aws", "auth0-azure", "okta-gcp", "entra-azure", "entra-aws", "entra-gcp")
+# The Entra ID examples: a clientState generated in the root, no IdP module.
+ENTRA_EXAMPLES = ("entra-azure", "entra-aws", "entra-gcp")
 IDP_DIR = TF_ROOT / "idp"
 OKTA_EVENT_TYPES_JSON = IDP_DIR / "okta-event-types.json"
 OKTA_RS = REPO_ROOT / "crates" / "relay-core" / "src" / "okta.rs"
@@ -621,6 +623,14 @@ def test_there_is_terraform_to_check():
         assert (TF_ROOT / "examples" / example / "main.tf").is_file(), f"examples/{example}/main.tf is missing"
 
 
+def test_every_example_root_is_checked():
+    # The per-example tests (required inputs, outputs, provider pins, the
+    # .gitignore of secret-bearing files) run over EXAMPLES: a new root
+    # missing from it would be checked by none of them.
+    roots = sorted(p.parent.name for p in (TF_ROOT / "examples").glob("*/main.tf"))
+    assert roots == sorted(EXAMPLES), f"terraform/examples has {roots}, EXAMPLES lists {sorted(EXAMPLES)}"
+
+
 # --- (a) required environment ----------------------------------------------
 
 
@@ -933,7 +943,7 @@ def test_example_uses_only_outputs_the_modules_have(example):
         pytest.skip(f"no module examples/{example} calls exists yet")
 
 
-@pytest.mark.parametrize("example", [e for e in EXAMPLES if e != "entra-azure"])
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e not in ENTRA_EXAMPLES])
 def test_example_generates_the_hook_secret_once(example):
     ex = Module(TF_ROOT / "examples" / example)
     passwords = [(n, b) for t, n, b in ex.of_type("random_password")]
@@ -1830,13 +1840,14 @@ def test_self_entra_checks_catch_a_plain_secret_and_a_value_keyed_set():
     assert any("does not map ENTRA_CLIENT_SECRET" in p for p in unset), unset
 
 
-def test_entra_example_hands_the_generated_secrets_to_the_relay():
-    """entra-azure: the clientState is generated in the root (a secret
+@pytest.mark.parametrize("example", ENTRA_EXAMPLES)
+def test_entra_example_hands_the_generated_secrets_to_the_relay(example):
+    """entra-azure, entra-aws, entra-gcp: the clientState is generated in the root (a secret
     between Graph and the relay, like the other examples' hook secrets) and
     the app registration comes in as variables from terraform/idp/entra's
     outputs, so the root needs no azuread provider (the offline check of an
     example serves only the shared tool's providers)."""
-    ex = Module(TF_ROOT / "examples" / "entra-azure")
+    ex = Module(TF_ROOT / "examples" / example)
     (_, name, body), = ex.of_type("random_password")
     assert body.get("length", 0) >= 32 and body.get("length") <= 128 and body.get("special") is False, body
     relay = ex.modules["relay"]
@@ -1853,8 +1864,9 @@ def test_entra_example_hands_the_generated_secrets_to_the_relay():
     assert _text(relay["entra_client_id"]) == "${var.entra_client_id}"
     assert [_text(s) for s in relay["hook_sources"]] == ["entra"], relay["hook_sources"]
     assert "entra" not in ex.modules, "the app registration is its own root (terraform/idp/entra)"
-    versions = (TF_ROOT / "examples" / "entra-azure" / "versions.tf").read_text()
-    assert "hashicorp/azuread" not in versions, "entra-azure must not need the azuread provider"
+    assert _text(relay["source"]) == f"../../modules/{example.removeprefix('entra-')}", relay["source"]
+    versions = (TF_ROOT / "examples" / example / "versions.tf").read_text()
+    assert "hashicorp/azuread" not in versions, f"{example} must not need the azuread provider"
     idp = Module(TF_ROOT / "idp" / "entra")
     for output in ("tenant_id", "client_id", "client_secret"):
         assert output in idp.outputs, output
