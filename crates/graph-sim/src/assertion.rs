@@ -8,7 +8,7 @@
 //! before; the PSS signature over `header.claims`.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use aws_lc_rs::signature::{KeyPair, RSA_PSS_2048_8192_SHA256, RsaKeyPair, UnparsedPublicKey};
 use base64::Engine as _;
@@ -40,7 +40,7 @@ pub(crate) fn refusal(
     let (Some(h), Some(c)) = (decode(header), decode(claims)) else {
         return Some("undecodable header or claims");
     };
-    let (public, thumbprint) = registered();
+    let (public, thumbprint) = &*REGISTERED;
     if h["alg"] != "PS256" || h["typ"] != "JWT" {
         return Some("alg must be PS256, typ JWT");
     }
@@ -60,7 +60,7 @@ pub(crate) fn refusal(
         return Some("undecodable signature");
     };
     let signed = format!("{header}.{claims}");
-    if UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, public)
+    if UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, public.as_slice())
         .verify(signed.as_bytes(), &signature)
         .is_err()
     {
@@ -78,7 +78,10 @@ pub(crate) fn refusal(
     None
 }
 
-/// The registered certificate's public key (PKCS#1 DER) and thumbprint.
+/// The registered certificate's public key (PKCS#1 DER) and thumbprint,
+/// derived once.
+static REGISTERED: LazyLock<(Vec<u8>, String)> = LazyLock::new(registered);
+
 fn registered() -> (Vec<u8>, String) {
     let pem = TEST_CLIENT_CERTIFICATE.as_bytes();
     let key = match PrivateKeyDer::from_pem_slice(pem) {

@@ -40,6 +40,16 @@ pub fn optional<'a>(raw: &'a RawConfig, name: &str) -> Option<&'a str> {
     raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
+/// A `true`/`false` setting (also `1`/`0`, `yes`/`no`, any case); unset is
+/// `false`; anything else is an error naming it.
+pub fn flag(raw: &RawConfig, name: &'static str) -> Result<bool, ConfigError> {
+    match optional(raw, name).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(_) => Err(ConfigError::new(name, "must be true or false")),
+    }
+}
+
 /// The value of `name`, or an error naming it.
 pub fn required<'a>(raw: &'a RawConfig, name: &'static str) -> Result<&'a str, ConfigError> {
     optional(raw, name).ok_or_else(|| ConfigError::new(name, "is not set"))

@@ -438,17 +438,7 @@ pub fn spec(idp: IdpKind) -> &'static AttributeSpec {
 }
 
 fn flag(raw: &RawConfig, variable: Option<&'static str>) -> Result<bool, ConfigError> {
-    let Some(variable) = variable else {
-        return Ok(false);
-    };
-    match optional(raw, variable)
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("false" | "0" | "no") => Ok(false),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some(_) => Err(ConfigError::new(variable, "must be true or false")),
-    }
+    variable.map_or(Ok(false), |variable| crate::config::flag(raw, variable))
 }
 
 /// `attr` or `idp:attr,idp:attr` → per IdP (in [`IdpKind::ALL`] order) the

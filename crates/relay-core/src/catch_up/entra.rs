@@ -38,15 +38,12 @@
 //! the deltaLinks (and the audit checkpoint, when the poll is on) were last
 //! read to their end; `cursor_fallback` says the run was a full resync.
 
-use std::time::Duration;
-
 use crate::Secret;
 use crate::apply::Directory;
 use crate::catch_up::entra_audit::{self, AuditPoll};
 use crate::catch_up::entra_delta::{self, CatchUpError, DeltaRun};
 use crate::catch_up::{CatchUpSummary, Checkpoint, CheckpointStore, LogSource, RunStatus};
 use crate::config::{ConfigError, RawConfig, optional};
-use crate::idp::CallPolicy;
 use crate::pipeline::Relay;
 use crate::reconcile::RunStatus as ReconcileStatus;
 use crate::source::entra::api::{EntraApi, TENANT_ID};
@@ -77,13 +74,6 @@ struct Plan {
 
 impl Plan {
     fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
-        // Waits fit for a batch task, as the log catch-ups' (Graph's
-        // Retry-After is seconds to a minute).
-        let policy = CallPolicy {
-            timeout: Duration::from_secs(35),
-            rate_limit_retries: 5,
-            max_rate_limit_wait: Duration::from_secs(61),
-        };
         let api = EntraApi::from_config(raw)?
             .ok_or_else(|| {
                 ConfigError::new(
@@ -91,18 +81,8 @@ impl Plan {
                     "is not set: the entra catch-up reads Microsoft Graph with ENTRA_TENANT_ID + ENTRA_CLIENT_ID + ENTRA_CLIENT_SECRET (or ENTRA_CLIENT_CERTIFICATE)",
                 )
             })?
-            .with_policy(policy);
-        let audit = match optional(raw, AUDIT_LOG).map(|v| v.trim().to_ascii_lowercase()) {
-            None => false,
-            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
-            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    AUDIT_LOG,
-                    "must be true or false (true polls the audit log for MFA resets; needs AuditLog.Read.All)",
-                ));
-            }
-        };
+            .with_policy(super::BATCH_POLICY);
+        let audit = crate::config::flag(raw, AUDIT_LOG)?;
         let subscribe = match (api.notification_url(), api.client_state()) {
             (Some(url), Some(state)) => Some((url.to_owned(), state.clone())),
             (Some(_), None) => {

@@ -123,6 +123,16 @@ impl LogKind {
     }
 }
 
+/// IdP calls of a catch-up, a batch task: a System Log query may take up
+/// to 30 s (facts §1.1), and a rate-limit reset (per minute on Okta and
+/// Auth0; Graph's `Retry-After` is seconds to a minute) is waited for up
+/// to a minute, five times.
+pub(crate) const BATCH_POLICY: CallPolicy = CallPolicy {
+    timeout: Duration::from_secs(35),
+    rate_limit_retries: 5,
+    max_rate_limit_wait: Duration::from_secs(61),
+};
+
 /// The log API of one source, on the reconcile's clients and credentials
 /// (`OKTA_ORG_URL` + `OKTA_API_TOKEN`; `AUTH0_DOMAIN` + `AUTH0_CLIENT_ID` +
 /// `AUTH0_CLIENT_SECRET`).
@@ -133,15 +143,10 @@ pub enum LogApi {
 }
 
 impl LogApi {
-    /// The client for `source`, with waits fit for a batch task: a System
-    /// Log query may take up to 30 s (facts §1.1), and a rate-limit reset
-    /// (per minute on both IdPs) is waited for up to a minute, five times.
+    /// The client for `source`, with waits fit for a batch task
+    /// ([`BATCH_POLICY`]).
     pub fn from_config(raw: &RawConfig, source: LogSource) -> Result<Self, ConfigError> {
-        let policy = CallPolicy {
-            timeout: Duration::from_secs(35),
-            rate_limit_retries: 5,
-            max_rate_limit_wait: Duration::from_secs(61),
-        };
+        let policy = BATCH_POLICY;
         match source {
             LogSource::Okta => OktaApi::from_config(raw)?
                 .map(|api| Self::Okta(api.with_policy(policy)))
