@@ -137,6 +137,15 @@ async fn wrong_method_content_type_and_route() {
     assert_eq!(res.status(), 404);
     let res = relay.http.get(relay.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    // Every path the start-up log line names is served: none falls through
+    // to the 404 of an unknown route (an unauthenticated POST is 401, 405
+    // on /healthz).
+    let paths = relay_server::served_paths("");
+    assert_eq!(paths.len(), relay_core::source::SOURCES.len() + 1);
+    for path in paths {
+        let res = relay.http.post(relay.url(&path)).send().await.unwrap();
+        assert_ne!(res.status(), 404, "{path} is named but not served");
+    }
     assert_no_duo_calls(&relay).await;
 }
 

@@ -166,7 +166,8 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
             poison_queue = poison.name(),
             max_attempts = policy.max_attempts,
             mode = "queue",
-            "relay-azure serving /api/okta, /api/auth0, /api/auth0/logs, /api/healthz and the queue worker /{}",
+            "relay-azure serving {} and the queue worker /{}",
+            relay_server::served_paths_line("/api"),
             relay_azure::worker::FUNCTION_NAME
         );
         let worker = Arc::new(relay_azure::worker::Worker {
@@ -189,7 +190,8 @@ async fn run(raw: RawConfig) -> anyhow::Result<()> {
             port = listen.port,
             table = store.table_name(),
             mode = "sync",
-            "relay-azure serving /api/okta, /api/auth0, /api/auth0/logs, /api/healthz"
+            "relay-azure serving {}",
+            relay_server::served_paths_line("/api")
         );
     }
     // The scheduled reconcile (the `reconcile` timer function), in both modes.

@@ -218,9 +218,12 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
         Arc::new(relay_core::catch_up::FileCheckpoints::new(state_dir)),
     );
     let lookups = relay.lookups();
-    if lookups.okta.is_none() && lookups.auth0.is_none() {
+    if !relay_core::event::IdpKind::ALL
+        .iter()
+        .any(|idp| lookups.configured(*idp))
+    {
         tracing::info!(
-            "no IdP API credentials: profile updates and group renames whose events lack the new values will be skipped (set OKTA_ORG_URL + OKTA_API_TOKEN or AUTH0_DOMAIN + AUTH0_CLIENT_ID + AUTH0_CLIENT_SECRET)"
+            "no IdP API credentials: profile updates and group renames whose events lack the new values will be skipped (set OKTA_ORG_URL + OKTA_API_TOKEN, AUTH0_DOMAIN + AUTH0_CLIENT_ID + AUTH0_CLIENT_SECRET, or ENTRA_TENANT_ID + ENTRA_CLIENT_ID + ENTRA_CLIENT_SECRET or ENTRA_CLIENT_CERTIFICATE)"
         );
     }
     let port = port(raw)?;
@@ -240,7 +243,8 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
             port,
             state_dir,
             mode = "sync",
-            "idp-duo-relay serving /okta, /auth0, /auth0/logs, /healthz"
+            "idp-duo-relay serving {}",
+            relay_server::served_paths_line("")
         );
         let health: relay_server::Health =
             Arc::new(move || serde_json::json!({ "state": state.clone() }));
@@ -262,7 +266,8 @@ async fn serve(raw: &RawConfig) -> anyhow::Result<()> {
         dead_letters = stats.dead_letters,
         concurrency,
         max_attempts = policy.max_attempts,
-        "idp-duo-relay serving /okta, /auth0, /auth0/logs, /healthz; queue workers started"
+        "idp-duo-relay serving {}; queue workers started",
+        relay_server::served_paths_line("")
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -134,7 +134,8 @@ async fn run(raw: &RawConfig) -> anyhow::Result<()> {
             dead_letter_topic = pubsub.dead_letter_topic().unwrap_or("-"),
             push_service_account = %auth.service_account,
             max_attempts = policy.max_attempts,
-            "relay-gcp serving /okta, /auth0, /auth0/logs, /healthz and the Pub/Sub push worker {PUSH_ROUTE}"
+            "relay-gcp serving {} and the Pub/Sub push worker {PUSH_ROUTE}",
+            relay_server::served_paths_line("")
         );
         let worker = Arc::new(PushWorker::new(relay, pubsub, auth, policy));
         router = axum::Router::new()
@@ -149,7 +150,8 @@ async fn run(raw: &RawConfig) -> anyhow::Result<()> {
             port,
             store = %store_name,
             mode = "sync",
-            "relay-gcp serving /okta, /auth0, /auth0/logs, /healthz"
+            "relay-gcp serving {}",
+            relay_server::served_paths_line("")
         );
     }
     relay_server::serve(listener, router, limits, relay_server::shutdown_signal())

@@ -55,6 +55,26 @@ where
     app_with_prefix(relay, "")
 }
 
+/// Every path [`app_with_prefix`] serves under `prefix`, in registry order
+/// and then `/healthz`: the sources' delivery routes come from
+/// [`relay_core::source::SOURCES`], so a new source is listed (and served)
+/// without touching this crate.
+pub fn served_paths(prefix: &str) -> Vec<String> {
+    let prefix = prefix.trim_end_matches('/');
+    relay_core::source::SOURCES
+        .iter()
+        .map(|spec| spec.path)
+        .chain(["/healthz"])
+        .map(|path| format!("{prefix}{path}"))
+        .collect()
+}
+
+/// [`served_paths`] as one string for a start-up log line:
+/// `/okta, /auth0, /auth0/logs, /entra, /healthz`.
+pub fn served_paths_line(prefix: &str) -> String {
+    served_paths(prefix).join(", ")
+}
+
 /// What `/healthz` adds to `{"status":"ok"}`: a JSON object whose fields
 /// are added beside `status` (e.g. `serve`'s `"queue"` depth and `"state"`
 /// damage report).
@@ -384,6 +404,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
         h
+    }
+
+    #[test]
+    fn served_paths_list_every_source_and_healthz() {
+        assert_eq!(
+            served_paths_line(""),
+            "/okta, /auth0, /auth0/logs, /entra, /healthz"
+        );
+        assert_eq!(
+            served_paths("/api/"),
+            [
+                "/api/okta",
+                "/api/auth0",
+                "/api/auth0/logs",
+                "/api/entra",
+                "/api/healthz"
+            ]
+        );
     }
 
     #[test]

@@ -159,7 +159,8 @@ pub struct IdpLookups {
 impl IdpLookups {
     /// From `OKTA_ORG_URL` + `OKTA_API_TOKEN`, `AUTH0_DOMAIN` +
     /// `AUTH0_CLIENT_ID` + `AUTH0_CLIENT_SECRET`, and `ENTRA_TENANT_ID` +
-    /// `ENTRA_CLIENT_ID` + `ENTRA_CLIENT_SECRET`.
+    /// `ENTRA_CLIENT_ID` + `ENTRA_CLIENT_SECRET` (or
+    /// `ENTRA_CLIENT_CERTIFICATE`).
     pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             okta: OktaApi::from_config(raw)?,
