@@ -46,6 +46,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// 100-continue`, is answered at once without reading any of it.
 pub const DRAIN_BYTES: usize = 1024 * 1024;
 
+/// The health route, beside the sources' delivery routes.
+const HEALTH_PATH: &str = "/healthz";
+
 /// The router on the plain paths.
 pub fn app<D, S>(relay: Arc<Relay<D, S>>) -> Router
 where
@@ -64,7 +67,7 @@ pub fn served_paths(prefix: &str) -> Vec<String> {
     relay_core::source::SOURCES
         .iter()
         .map(|spec| spec.path)
-        .chain(["/healthz"])
+        .chain([HEALTH_PATH])
         .map(|path| format!("{prefix}{path}"))
         .collect()
 }
@@ -114,7 +117,7 @@ where
         routes = routes.route(spec.path, methods);
     }
     let routes = routes
-        .route("/healthz", get(healthz))
+        .route(HEALTH_PATH, get(healthz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(relay);
     let router = if prefix.is_empty() || prefix == "/" {

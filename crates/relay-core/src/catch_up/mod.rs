@@ -146,10 +146,9 @@ impl LogApi {
     /// The client for `source`, with waits fit for a batch task
     /// ([`BATCH_POLICY`]).
     pub fn from_config(raw: &RawConfig, source: LogSource) -> Result<Self, ConfigError> {
-        let policy = BATCH_POLICY;
         match source {
             LogSource::Okta => OktaApi::from_config(raw)?
-                .map(|api| Self::Okta(api.with_policy(policy)))
+                .map(|api| Self::Okta(api.with_policy(BATCH_POLICY)))
                 .ok_or_else(|| {
                     ConfigError::new(
                         "OKTA_ORG_URL",
@@ -157,7 +156,7 @@ impl LogApi {
                     )
                 }),
             LogSource::Auth0 => Auth0Api::from_config(raw)?
-                .map(|api| Self::Auth0(api.with_policy(policy)))
+                .map(|api| Self::Auth0(api.with_policy(BATCH_POLICY)))
                 .ok_or_else(|| {
                     ConfigError::new(
                         "AUTH0_DOMAIN",
